@@ -1,0 +1,1 @@
+"""The IVOA Execution Broker. Imports only `core`; never the catalogue side."""

@@ -1,0 +1,1 @@
+"""One adapter per platform technology, each implementing `broker.ports.Platform`."""

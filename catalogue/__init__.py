@@ -1,0 +1,1 @@
+"""The catalogue of executables: entries, versions, search. Imports `vocabularies` and `core`."""

@@ -1,0 +1,1 @@
+"""Placeholder: filled in by its issue (see DESIGN.md for what it owns)."""

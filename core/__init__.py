@@ -1,0 +1,1 @@
+"""Shared kernel: settings, errors, database plumbing and clocks. Imports no package of ours."""

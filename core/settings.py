@@ -1,0 +1,351 @@
+"""One typed settings tree, loaded once from YAML plus `VOEXEC_*` environment overrides.
+
+`load_settings(path, environ)` reads the YAML file (if any), overlays the environment and
+converts the result to `Settings` with msgspec. Any problem raises `ConfigError` naming the
+setting (`server.port: Expected int, got str`). Nothing here reads the environment at import
+time; the CLI calls `load_settings` once and passes the result to `create_app`.
+
+Environment overrides use `__` between levels: `VOEXEC_SERVER__PORT=8001`,
+`VOEXEC_DATABASE__URL=postgresql://...`. Each value is parsed as YAML, so lists and mappings can
+be given too (`VOEXEC_CATALOGUE__PUBLISH_TOKENS='[abc, def]'`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+import yaml
+
+from core.errors import ConfigError
+
+ENV_PREFIX = "VOEXEC_"
+CONFIG_ENV = "VOEXEC_CONFIG"
+
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class _Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """Base of every settings group: unknown keys are errors, not silently ignored."""
+
+
+# ------------------------------------------------------------------------- server, storage
+class ServerSettings(_Settings, frozen=True):
+    """Where the HTTP server listens and how it names itself."""
+
+    host: str = "127.0.0.1"
+    """Interface to bind; loopback by default."""
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8000
+    """TCP port."""
+    public_url: str | None = None
+    """Absolute base URL used in `Location` headers and `meta.url` (default: from the request)."""
+    max_body_bytes: PositiveInt = 1_048_576
+    """Largest request body accepted, in bytes; larger bodies get 413."""
+
+
+class DatabaseSettings(_Settings, frozen=True):
+    """The SQL store: SQLite file by default, PostgreSQL at scale."""
+
+    url: str = ""
+    """SQLAlchemy URL; empty means `sqlite:///<data_dir>/voexec.db`."""
+
+
+class TantivySearch(_Settings, frozen=True, tag="tantivy", tag_field="backend"):
+    """Embedded search index on local disk (the default)."""
+
+    path: str = ""
+    """Index directory; empty means `<data_dir>/search`."""
+
+
+class OpenSearchSearch(_Settings, frozen=True, tag="opensearch", tag_field="backend"):
+    """An OpenSearch cluster shared by several voexec processes."""
+
+    url: str = "http://127.0.0.1:9200"
+    """Cluster URL."""
+    index: str = "voexec-catalogue"
+    """Alias the catalogue is served from; rebuilds create `<index>-<timestamp>` behind it."""
+    username: str | None = None
+    password: str | None = None
+    verify_certs: bool = True
+
+
+SearchSettings = TantivySearch | OpenSearchSearch
+
+
+# ------------------------------------------------------------------------- broker
+class GpuModel(_Settings, frozen=True):
+    """One kind of accelerator on a platform."""
+
+    model: str
+    """Model name, e.g. `A100`."""
+    memory: NonNegativeFloat
+    """Memory per device, GiB."""
+    count: PositiveInt = 1
+    """How many devices of this model the platform has in all."""
+    vendor: str = "nvidia"
+    compute_capability: float | None = None
+    """CUDA compute capability (NVIDIA), when known."""
+
+
+class Capacity(_Settings, frozen=True):
+    """What a platform has in all, shared by every session running on it."""
+
+    cores: PositiveInt
+    memory: NonNegativeFloat
+    """GiB."""
+    gpus: list[GpuModel] = []
+    storage: NonNegativeFloat | None = None
+    """GiB of scratch storage, when it is booked too."""
+
+
+class RequestLimits(_Settings, frozen=True):
+    """The most one request may have on a platform."""
+
+    cores: PositiveInt | None = None
+    memory: NonNegativeFloat | None = None
+    gpus: NonNegativeInt | None = None
+    duration: timedelta | None = None
+    """Longest session (ISO-8601 duration, e.g. `P2D`)."""
+
+
+class CostModel(_Settings, frozen=True):
+    """Price of one hour of each resource; `unit` is a currency code or an allocation unit."""
+
+    core_hour: NonNegativeFloat = 0.0
+    gib_hour: NonNegativeFloat = 0.0
+    gpu_hour: NonNegativeFloat = 0.0
+    unit: str = "EUR"
+
+
+class MaintenanceWindow(_Settings, frozen=True):
+    """A period when the platform offers nothing.
+
+    `interval` is an ISO-8601 interval, e.g. `2026-12-01T08:00:00Z/PT4H`.
+    """
+
+    interval: str
+    reason: str = "maintenance"
+
+
+class SimulatedBehaviour(_Settings, frozen=True):
+    """How the simulated adapter walks the phases (it runs nothing)."""
+
+    prepare: timedelta = timedelta(seconds=2)
+    """How long PREPARING takes."""
+    release: timedelta = timedelta(seconds=1)
+    """How long RELEASING takes."""
+    run: timedelta | None = None
+    """How long the work runs before it finishes by itself; `null` runs to the offered end."""
+    fail_in: Literal["PREPARING", "AVAILABLE", "RUNNING", "RELEASING"] | None = None
+    """Scripted failure: the session fails in this phase."""
+
+
+class PlatformSettings(_Settings, frozen=True):
+    """One compute platform the broker offers."""
+
+    name: str
+    capacity: Capacity
+    adapter: Literal["simulated", "local", "slurm", "remote"] = "simulated"
+    executables: list[str] = msgspec.field(
+        default_factory=lambda: ["docker-container", "jupyter-notebook", "python-program"]
+    )
+    """Executable kinds it runs: short names (`docker-container`) or kind URIs."""
+    limits: RequestLimits = RequestLimits()
+    cost: CostModel | None = None
+    maintenance: list[MaintenanceWindow] = []
+    preparation: timedelta = timedelta(seconds=30)
+    """Time needed before a session's start (image pull, data staging)."""
+    simulated: SimulatedBehaviour = SimulatedBehaviour()
+    url: str | None = None
+    """For `remote`: the other broker's base URL."""
+    description: str = ""
+
+
+Strategy = Literal["earliest", "largest", "longest", "cheapest"]
+
+
+class BrokerSettings(_Settings, frozen=True):
+    """The built-in IVOA Execution Broker."""
+
+    platforms: list[PlatformSettings] = []
+    offer_ttl: timedelta = timedelta(minutes=5)
+    """How long an offer holds its capacity before it expires."""
+    horizon: timedelta = timedelta(days=7)
+    """How far ahead offers may start."""
+    max_offers: PositiveInt = 4
+    """Most offers in one offer set."""
+    strategies: list[Strategy] = msgspec.field(
+        default_factory=lambda: ["earliest", "largest", "longest", "cheapest"]
+    )
+    """Ranking strategies, each contributing offers in turn."""
+    offer_above_minimum: float = 2.0
+    """Offer up to this multiple of the requested minimum cores and memory (never above max)."""
+    default_duration: timedelta = timedelta(hours=1)
+    """Duration used when a request gives none."""
+    default_start_window: timedelta = timedelta(hours=2)
+    """Start range used when a request gives none."""
+    tick: timedelta = timedelta(seconds=1)
+    """How often the work queue is polled."""
+    write_tokens: list[str] = []
+    """Bearer tokens for writes; empty means anonymous writes are allowed (local use)."""
+
+
+# ------------------------------------------------------------------------- catalogue & co
+class CatalogueSettings(_Settings, frozen=True):
+    """The catalogue of executables."""
+
+    publish_tokens: list[str] = []
+    """Bearer tokens allowed to publish and withdraw over the API."""
+    demo: bool = False
+    """Load the demo catalogue and platforms at start (what `make run` does)."""
+    page_size: PositiveInt = 20
+
+
+class GitLabSource(_Settings, frozen=True, tag="gitlab", tag_field="type"):
+    """A GitLab instance to harvest `ivoa-executable.yaml` files from."""
+
+    name: str
+    url: str
+    groups: list[str] = []
+    topics: list[str] = []
+    token_env: str | None = None
+    """Name of the environment variable holding the access token (never the token itself)."""
+    file_path: str = "ivoa-executable.yaml"
+    refs: list[Literal["default", "tags"]] = msgspec.field(
+        default_factory=lambda: ["default", "tags"]
+    )
+    webhook_secret_env: str | None = None
+    """Environment variable with the secret GitLab sends in `X-Gitlab-Token`."""
+
+
+class OaiPmhSource(_Settings, frozen=True, tag="oai-pmh", tag_field="type"):
+    """An IVOA publishing registry harvested over OAI-PMH."""
+
+    name: str
+    url: str
+    set_spec: str | None = "ivo_managed"
+
+
+HarvestSource = GitLabSource | OaiPmhSource
+
+
+class HarvestSettings(_Settings, frozen=True):
+    """Where metadata comes from."""
+
+    sources: list[HarvestSource] = []
+    allowed_hosts: list[str] = []
+    """Hosts harvest may contact besides the configured source URLs."""
+    max_retries: NonNegativeInt = 5
+
+
+class VocabularySettings(_Settings, frozen=True):
+    """IVOA vocabularies: fetched from ivoa.net with an on-disk cache, or read from a folder."""
+
+    base_url: str = "http://www.ivoa.net/rdf"
+    path: str | None = None
+    """A folder holding `<name>.desise`, `.ttl` or `.rdf` files; wins over `base_url`."""
+    cache_dir: str = ""
+    """Cache folder; empty means `<data_dir>/vocabularies`."""
+    names: list[str] = msgspec.field(default_factory=lambda: ["uat", "messenger", "product-type"])
+    """IVOA vocabularies to load besides our own."""
+    offline: bool = False
+    """Never fetch; use the cache or the folder only."""
+
+
+class Settings(_Settings, frozen=True):
+    """Root of all configuration."""
+
+    data_dir: str = "var"
+    """Folder for the SQLite file, the search index and caches."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    search: SearchSettings = TantivySearch()
+    broker: BrokerSettings = BrokerSettings()
+    catalogue: CatalogueSettings = CatalogueSettings()
+    harvest: HarvestSettings = HarvestSettings()
+    vocabularies: VocabularySettings = VocabularySettings()
+
+    @property
+    def database_url(self) -> str:
+        """The SQL store URL, defaulting to a SQLite file in the data directory."""
+        return self.database.url or f"sqlite:///{Path(self.data_dir) / 'voexec.db'}"
+
+
+def _merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def environment_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Turn `VOEXEC_A__B=value` variables into `{"a": {"b": value}}` (values parsed as YAML)."""
+    tree: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        path = [part.lower() for part in name.removeprefix(ENV_PREFIX).split("__") if part]
+        if not path or path[0] in {"require_services", "test_postgres_url", "test_opensearch_url"}:
+            continue  # test-suite switches, not settings
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            value = raw
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return tree
+
+
+def _setting_name(error: msgspec.ValidationError) -> tuple[str, str]:
+    text = str(error)
+    reason, _, where = text.rpartition(" - at `")
+    if not reason:
+        reason, where = text, "$"
+    name = where.rstrip("`").removeprefix("$").lstrip(".")
+    unknown = reason.removeprefix("Object contains unknown field `")
+    if unknown != reason:
+        field = unknown.rstrip("`")
+        return (f"{name}.{field}" if name else field), "unknown setting"
+    return name or "(root)", reason
+
+
+def settings_from_mapping(data: Mapping[str, Any]) -> Settings:
+    """Validate a plain mapping as `Settings`; `ConfigError` names the bad setting."""
+    try:
+        return msgspec.convert(dict(data), Settings, strict=False)
+    except msgspec.ValidationError as error:
+        name, reason = _setting_name(error)
+        raise ConfigError(f"setting {name}: {reason}") from error
+
+
+def load_settings(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Load settings from a YAML file (or `$VOEXEC_CONFIG`) and `VOEXEC_*` overrides."""
+    environ = os.environ if environ is None else environ
+    path = path or environ.get(CONFIG_ENV) or None
+    data: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        try:
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except FileNotFoundError as error:
+            raise ConfigError(f"configuration file {file} does not exist") from error
+        except yaml.YAMLError as error:
+            raise ConfigError(f"configuration file {file} is not valid YAML: {error}") from error
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"configuration file {file} must hold a mapping at the top")
+        data = loaded or {}
+    return settings_from_mapping(_merge(data, environment_overrides(environ)))

@@ -1,0 +1,1 @@
+"""Getting metadata in: GitLab, OAI-PMH, RegTAP. Imports `catalogue`, `vocabularies`, `core`."""

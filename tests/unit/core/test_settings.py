@@ -1,0 +1,79 @@
+from pathlib import Path
+
+import pytest
+
+from core.errors import ConfigError
+from core.settings import OpenSearchSearch, load_settings, settings_from_mapping
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_defaults_are_embedded():
+    settings = load_settings(None, {})
+    assert settings.server.port == 8000
+    assert settings.database_url.startswith("sqlite:///")
+    assert settings.search.__class__.__name__ == "TantivySearch"
+
+
+def test_environment_overrides_nested_values_and_unions():
+    settings = load_settings(
+        None,
+        {
+            "VOEXEC_SERVER__PORT": "9001",
+            "VOEXEC_SEARCH": "{backend: opensearch, url: 'http://127.0.0.1:9200'}",
+            "VOEXEC_CATALOGUE__PUBLISH_TOKENS": "[abc, def]",
+        },
+    )
+    assert settings.server.port == 9001
+    assert isinstance(settings.search, OpenSearchSearch)
+    assert settings.catalogue.publish_tokens == ["abc", "def"]
+
+
+def test_environment_wins_over_file(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("server: {port: 7000, host: 0.0.0.0}\n")
+    settings = load_settings(config, {"VOEXEC_SERVER__PORT": "7001"})
+    assert (settings.server.host, settings.server.port) == ("0.0.0.0", 7001)
+
+
+def test_config_file_from_environment(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("data_dir: /srv/voexec\n")
+    assert load_settings(None, {"VOEXEC_CONFIG": str(config)}).data_dir == "/srv/voexec"
+
+
+@pytest.mark.parametrize(
+    ("data", "named"),
+    [
+        ({"server": {"port": "abc"}}, "setting server.port: Expected `int`, got `str`"),
+        ({"server": {"port": 70000}}, "setting server.port: Expected `int` <= 65535"),
+        ({"brokr": {}}, "setting brokr: unknown setting"),
+        (
+            {"broker": {"platforms": [{"name": "a", "capacity": {"cores": 0, "memory": 1}}]}},
+            "setting broker.platforms[0].capacity.cores: Expected `int` >= 1",
+        ),
+        ({"search": {"backend": "elastic"}}, "setting search.backend: Invalid value 'elastic'"),
+    ],
+)
+def test_bad_settings_name_the_setting(data, named):
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping(data)
+    assert caught.value.message == named
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.yaml", {})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("server: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(bad, {})
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("42\n")
+    with pytest.raises(ConfigError, match="mapping at the top"):
+        load_settings(scalar, {})
+
+
+def test_example_configuration_loads():
+    settings = load_settings(ROOT / "voexec.example.yaml", {})
+    assert settings.broker.platforms, "the example documents at least one platform"

@@ -1,0 +1,41 @@
+"""`create_app(settings)`: the Litestar application, assembled from each package's routes."""
+
+from __future__ import annotations
+
+from litestar import Litestar, get
+from litestar.config.app import AppConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
+
+import voexec
+from core.settings import Settings
+from voexec.problems import EXCEPTION_HANDLERS
+from voexec.wiring import Services, build_services
+
+
+@get("/health", sync_to_thread=False, include_in_schema=False)
+def health() -> dict[str, str]:
+    """Liveness probe for load balancers and compose healthchecks."""
+    return {"status": "ok", "version": voexec.__version__}
+
+
+def create_app(settings: Settings, services: Services | None = None) -> Litestar:
+    """Build the web application for `settings` (services are built if not given)."""
+    services = services or build_services(settings)
+    config = AppConfig(
+        route_handlers=[health],
+        exception_handlers=dict(EXCEPTION_HANDLERS),  # type: ignore[arg-type]
+        request_max_body_size=settings.server.max_body_bytes,
+        on_startup=[services.start],
+        on_shutdown=[services.stop],
+        openapi_config=OpenAPIConfig(
+            title="voexec",
+            version=voexec.__version__,
+            description="Catalogue of astronomy executables and IVOA Execution Broker.",
+            path="/schema",
+            render_plugins=[JsonRenderPlugin(), YamlRenderPlugin()],
+        ),
+    )
+    app = Litestar.from_config(config)
+    app.state.services = services
+    return app

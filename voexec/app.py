@@ -23,7 +23,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
     """Build the web application for `settings` (services are built if not given)."""
     services = services or build_services(settings)
     config = AppConfig(
-        route_handlers=[health],
+        route_handlers=[health, *services.route_handlers],
+        dependencies=dict(services.dependencies),
         exception_handlers=dict(EXCEPTION_HANDLERS),  # type: ignore[arg-type]
         request_max_body_size=settings.server.max_body_bytes,
         on_startup=[services.start],

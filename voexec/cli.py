@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo", action="store_true", help="load the demo catalogue and three simulated platforms"
     )
     serve.set_defaults(func=_serve)
+
+    from voexec.wiring import PARTS
+
+    for part in PARTS:
+        part.register_commands(commands)
     return parser
 
 

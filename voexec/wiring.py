@@ -1,7 +1,14 @@
 """Builds the services and adapters that settings ask for, once per process.
 
 `build_services(settings)` is the only place that chooses adapters (SQLite or PostgreSQL,
-tantivy or OpenSearch, simulated or real platforms). Tests call it with their own `Settings`.
+tantivy or OpenSearch, simulated or real platforms). Each package is wired by its own
+`voexec/wire_<package>.py`, which exposes:
+
+- `build(services)`: construct the package's service(s), register them in `services.components`
+  for later parts, and add its routes, dependencies and start/stop hooks;
+- `register_commands(subparsers)`: mount the package's CLI commands.
+
+Parts are built in dependency order: vocabularies, broker, catalogue (needs both), harvest.
 """
 
 from __future__ import annotations
@@ -9,9 +16,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from litestar.di import Provide
+from litestar.types import ControllerRouterHandler
 
 from core.clock import Clock, SystemClock
 from core.settings import Settings
+from voexec import wire_broker, wire_catalogue, wire_harvest, wire_vocabularies
+
+PARTS = (wire_vocabularies, wire_broker, wire_catalogue, wire_harvest)
 
 
 @dataclass
@@ -20,8 +34,16 @@ class Services:
 
     settings: Settings
     clock: Clock
+    components: dict[str, Any] = field(default_factory=dict)
+    route_handlers: list[ControllerRouterHandler] = field(default_factory=list)
+    dependencies: dict[str, Provide] = field(default_factory=dict)
     on_startup: list[Callable[[], None]] = field(default_factory=list)
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
+
+    def provide(self, name: str, value: object) -> None:
+        """Make `value` injectable into handlers as the parameter `name`."""
+        self.components[name] = value
+        self.dependencies[name] = Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
     def start(self) -> None:
         """Start background work (queues, sweeps)."""
@@ -37,4 +59,7 @@ class Services:
 def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     """Build every service the settings describe."""
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    return Services(settings=settings, clock=clock or SystemClock())
+    services = Services(settings=settings, clock=clock or SystemClock())
+    for part in PARTS:
+        part.build(services)
+    return services

@@ -1,1 +1,304 @@
-"""Placeholder: filled in by its issue (see DESIGN.md for what it owns)."""
+"""The loaded vocabularies (`VocabularyRegistry`), how they are loaded, and how they are refreshed.
+
+Loading (at start-up, `load_registry`) never fails because of the network and never refreshes
+what is cached; refreshing is an explicit act (`voexec vocab refresh`, `refresh_vocabularies`).
+This is the opposite of pyvo's `UAT`, which fetches in a constructor and keeps the result on a
+class; here the registry is a plain value built once and injected where it is needed.
+
+For each configured name, in order:
+
+1. `vocabularies.path` set: read `<path>/<name>.desise|.ttl|.rdf`; nothing else is tried.
+2. otherwise the cache under `cache_dir` (default `<data_dir>/vocabularies`), if present;
+3. otherwise, unless `offline`, fetch `<base_url>/<name>` (content negotiation) and cache it.
+
+Whatever fails (no network, a damaged file, a 404) is logged as a warning and listed in
+`VocabularyRegistry.problems`, and start-up goes on with what did load. Our own vocabularies
+(`vocabularies/data/*.ttl`) are always there.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from core.clock import Clock, SystemClock
+from core.errors import ConfigError, DomainError, NotFound, Unavailable
+from core.settings import VocabularySettings
+from vocabularies.fetch import Fetcher, HttpFetcher
+from vocabularies.model import BadVocabularyData, UnknownVocabulary, Vocabulary
+from vocabularies.sources import (
+    VocabularyCache,
+    builtin_files,
+    check_name,
+    fetch_vocabulary,
+    find_in_folder,
+    read_file,
+    vocabulary_url,
+)
+
+logger = logging.getLogger(__name__)
+
+OriginKind = Literal["builtin", "path", "cache", "network"]
+
+
+class Origin(msgspec.Struct, frozen=True):
+    """Where a loaded vocabulary came from."""
+
+    kind: OriginKind
+    location: str
+    """A file path or a URL."""
+
+
+class VocabularyRegistry:
+    """The vocabularies this process knows, by name. Immutable once built."""
+
+    def __init__(
+        self,
+        vocabularies: Mapping[str, Vocabulary],
+        origins: Mapping[str, Origin] | None = None,
+        problems: tuple[str, ...] = (),
+    ) -> None:
+        self._vocabularies = dict(vocabularies)
+        self._origins = dict(origins or {})
+        self.problems = problems
+        """What could not be loaded, and why (also logged as warnings)."""
+
+    def get(self, name: str) -> Vocabulary:
+        """The vocabulary called `name`.
+
+        Raises:
+            UnknownVocabulary: (a `NotFound`) no vocabulary of that name is loaded.
+        """
+        try:
+            return self._vocabularies[name]
+        except KeyError:
+            raise UnknownVocabulary(name, self.names()) from None
+
+    def names(self) -> list[str]:
+        """Names of the loaded vocabularies, sorted."""
+        return sorted(self._vocabularies)
+
+    def origin(self, name: str) -> Origin:
+        """Where `name` was loaded from.
+
+        Raises:
+            UnknownVocabulary: no vocabulary of that name is loaded.
+        """
+        self.get(name)
+        return self._origins.get(name, Origin("builtin", ""))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._vocabularies
+
+    def __iter__(self) -> Iterator[Vocabulary]:
+        return (self._vocabularies[name] for name in self.names())
+
+    def __len__(self) -> int:
+        return len(self._vocabularies)
+
+
+def cache_folder(settings: VocabularySettings, data_dir: str | Path) -> Path:
+    """The vocabulary cache: `cache_dir`, or `<data_dir>/vocabularies`."""
+    return Path(settings.cache_dir) if settings.cache_dir else Path(data_dir) / "vocabularies"
+
+
+def load_registry(
+    settings: VocabularySettings,
+    data_dir: str | Path,
+    fetch: Fetcher | None = None,
+    *,
+    clock: Clock | None = None,
+) -> VocabularyRegistry:
+    """Load our own vocabularies and the configured IVOA ones; never fails for lack of network.
+
+    Args:
+        settings: the `vocabularies` settings.
+        data_dir: the data directory (for the default cache folder).
+        fetch: how to fetch URLs (default: HTTP with httpx).
+        clock: timestamps the cache entries (default: the system clock).
+
+    Returns:
+        The registry; `problems` lists the vocabularies that could not be loaded.
+
+    Raises:
+        ConfigError: `vocabularies.path` is not a folder, or a name is not a vocabulary name.
+    """
+    folder = _configured_folder(settings)
+    vocabularies: dict[str, Vocabulary] = {}
+    origins: dict[str, Origin] = {}
+    for path in builtin_files():
+        vocabularies[path.stem] = _read_builtin(path)
+        origins[path.stem] = Origin("builtin", str(path))
+
+    loader = _NetworkLoader(settings, data_dir, fetch, clock)
+    problems: list[str] = []
+    for name in dict.fromkeys(settings.names):
+        check_name(name)
+        if name in vocabularies:
+            problems.append(f"{name}: our own vocabulary of that name is used instead")
+            continue
+        try:
+            if folder is not None:
+                vocabulary, origin = _from_folder(folder, name)
+            else:
+                vocabulary, origin = loader.load(name)
+        except DomainError as error:
+            problems.append(f"{name}: {error.message}")
+            continue
+        vocabularies[name] = vocabulary
+        origins[name] = origin
+    for problem in problems:
+        logger.warning("vocabulary not loaded: %s", problem)
+    return VocabularyRegistry(vocabularies, origins, tuple(problems))
+
+
+def load_vocabulary(
+    settings: VocabularySettings,
+    data_dir: str | Path,
+    name: str,
+    fetch: Fetcher | None = None,
+    *,
+    clock: Clock | None = None,
+) -> tuple[Vocabulary, Origin]:
+    """Load one vocabulary as `load_registry` would (for the CLI: no need to load them all).
+
+    Raises:
+        NotFound: it is neither ours nor loadable from the configured sources; the message
+            says why.
+        ConfigError: as for `load_registry`.
+    """
+    for path in builtin_files():
+        if path.stem == name:
+            return _read_builtin(path), Origin("builtin", str(path))
+    folder = _configured_folder(settings)
+    try:
+        if folder is not None:
+            return _from_folder(folder, check_name(name))
+        return _NetworkLoader(settings, data_dir, fetch, clock).load(check_name(name))
+    except (NotFound, Unavailable, BadVocabularyData) as error:
+        raise NotFound(f"vocabulary {name!r} is not available: {error.message}") from error
+
+
+class RefreshOutcome(msgspec.Struct, frozen=True):
+    """What `refresh_vocabularies` did for one vocabulary."""
+
+    name: str
+    status: Literal["updated", "unchanged", "failed", "skipped"]
+    detail: str = ""
+
+
+def refresh_vocabularies(
+    settings: VocabularySettings,
+    data_dir: str | Path,
+    names: list[str] | None = None,
+    fetch: Fetcher | None = None,
+    *,
+    clock: Clock | None = None,
+) -> list[RefreshOutcome]:
+    """Fetch the configured vocabularies again and replace their cached copies.
+
+    A fetch that fails leaves the cached copy in place (it stays in use), so refreshing while
+    the server is down loses nothing.
+
+    Args:
+        settings: the `vocabularies` settings.
+        data_dir: the data directory (for the default cache folder).
+        names: which vocabularies (default: `settings.names`).
+        fetch: how to fetch URLs (default: HTTP with httpx).
+        clock: timestamps the cache entries (default: the system clock).
+
+    Returns:
+        One outcome per name.
+    """
+    wanted = list(dict.fromkeys(names if names is not None else settings.names))
+    if settings.path is not None:
+        reason = f"read from the folder {settings.path} (vocabularies.path), never fetched"
+        return [RefreshOutcome(name, "skipped", reason) for name in wanted]
+    if settings.offline:
+        reason = "vocabularies.offline is set"
+        return [RefreshOutcome(name, "skipped", reason) for name in wanted]
+    cache = VocabularyCache(cache_folder(settings, data_dir))
+    fetcher = fetch or HttpFetcher()
+    now = (clock or SystemClock()).now()
+    outcomes = []
+    for name in wanted:
+        url = vocabulary_url(settings.base_url, name)
+        try:
+            vocabulary, fetched = fetch_vocabulary(url, name, fetcher)
+        except DomainError as error:
+            kept = " (the cached copy stays in use)" if cache.path(name).is_file() else ""
+            outcomes.append(RefreshOutcome(name, "failed", error.message + kept))
+            continue
+        changed = cache.write(vocabulary, fetched, now)
+        detail = f"{len(vocabulary.concepts)} concepts from {fetched.url}"
+        outcomes.append(RefreshOutcome(name, "updated" if changed else "unchanged", detail))
+    return outcomes
+
+
+# ---------------------------------------------------------------------------- internals
+def _configured_folder(settings: VocabularySettings) -> Path | None:
+    if settings.path is None:
+        return None
+    folder = Path(settings.path)
+    if not folder.is_dir():
+        raise ConfigError(f"setting vocabularies.path: {folder} is not a folder")
+    return folder
+
+
+def _from_folder(folder: Path, name: str) -> tuple[Vocabulary, Origin]:
+    path = find_in_folder(folder, name)
+    if path is None:
+        raise NotFound(f"no {name}.desise, .ttl or .rdf in {folder}")
+    return read_file(path, name), Origin("path", str(path))
+
+
+@functools.cache
+def _read_builtin(path: Path) -> Vocabulary:
+    # Our own files ship with the code and vocabularies are immutable values, so one parse
+    # per process serves every registry built from them (tests build many apps).
+    return read_file(path, path.stem)
+
+
+class _NetworkLoader:
+    """Cache first, then the network; stops asking a server once it proved unreachable."""
+
+    def __init__(
+        self,
+        settings: VocabularySettings,
+        data_dir: str | Path,
+        fetch: Fetcher | None,
+        clock: Clock | None,
+    ) -> None:
+        self.settings = settings
+        self.cache = VocabularyCache(cache_folder(settings, data_dir))
+        self.fetch = fetch or HttpFetcher()
+        self.clock = clock or SystemClock()
+        self.unreachable: str | None = None
+
+    def load(self, name: str) -> tuple[Vocabulary, Origin]:
+        try:
+            cached = self.cache.read(name)
+        except BadVocabularyData as error:
+            logger.warning("ignoring a damaged cache file: %s", error.message)
+            cached = None
+        if cached is not None:
+            return cached, Origin("cache", str(self.cache.path(name)))
+        if self.settings.offline:
+            raise NotFound("not cached, and vocabularies.offline forbids fetching it")
+        if self.unreachable is not None:
+            # One timeout per start-up is enough; without this an offline machine would wait
+            # for every configured vocabulary in turn.
+            raise Unavailable(f"not cached, and {self.unreachable}")
+        url = vocabulary_url(self.settings.base_url, name)
+        try:
+            vocabulary, fetched = fetch_vocabulary(url, name, self.fetch)
+        except Unavailable as error:
+            self.unreachable = f"{self.settings.base_url} did not answer for {name!r}"
+            raise Unavailable(f"not cached, and {error.message}") from error
+        self.cache.write(vocabulary, fetched, self.clock.now())
+        return vocabulary, Origin("network", fetched.url)

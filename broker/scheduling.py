@@ -1,1 +1,476 @@
-"""Placeholder: filled in by its issue (see DESIGN.md for what it owns)."""
+"""Where and when a demand fits: a platform's free capacity over time, and the slots it leaves.
+
+Owns `find_slots`, `explain_no_slots`, `usage_timeline` and `free_capacity`. Pure: no I/O,
+no clock (`now` is an argument), no database, no globals; the same input always gives the same
+output. The domain types live in `broker.resources` and are re-exported here.
+
+How a search works, for one platform:
+
+1. The requested start windows are clipped to `[now + preparation, now + horizon]`. A window
+   is the *closed* range of instants the session may start at, so a zero-length window means
+   "start exactly then".
+2. One sweep over the live bookings and holds that overlap the range of interest, plus the
+   maintenance windows (which take everything), gives a `UsageTimeline` per resource
+   dimension: cores, memory, managed storage, and one dimension per GPU model.
+3. Candidate starts are each window's start and every breakpoint inside a window, i.e. every
+   instant where capacity frees up. The earliest feasible start, the start with the most free
+   resources and the start with the most room after it are always among them, so nothing is
+   lost to a time step.
+4. For every candidate, the peak usage over `[start, start + duration)` (a sliding-window
+   maximum) says whether the minimum fits and how much more can be offered.
+
+GPUs are offered per model: a slot gets `count_min` devices of one acceptable model, and each
+acceptable model is searched on its own.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
+
+from broker.intervals import (
+    ENDING,
+    Interval,
+    Span,
+    UsageTimeline,
+    duration_micros,
+    format_duration,
+    from_micros,
+    to_micros,
+)
+from broker.resources import (
+    MEMORY_UNITS_PER_GIB,
+    Booking,
+    BookingKind,
+    Demand,
+    Gpu,
+    GpuDemand,
+    GpuShare,
+    Limits,
+    PlatformSpec,
+    Prices,
+    Reason,
+    Resources,
+    Slot,
+    SlotPolicy,
+    assess,
+    gpu_models,
+    kind_name,
+    memory_units,
+    reason,
+    units_to_gib,
+)
+
+__all__ = [
+    "Booking",
+    "BookingKind",
+    "Demand",
+    "Gpu",
+    "GpuDemand",
+    "GpuShare",
+    "Limits",
+    "PlatformSpec",
+    "Prices",
+    "Reason",
+    "Resources",
+    "Slot",
+    "SlotPolicy",
+    "assess",
+    "booking_range",
+    "explain_no_slots",
+    "find_slots",
+    "free_capacity",
+    "kind_name",
+    "usage_timeline",
+]
+
+
+# ------------------------------------------------------------------------- the timeline
+class _Layout:
+    """How one platform's resources map onto the dimensions of its usage timeline."""
+
+    CORES = 0
+    MEMORY = 1
+
+    def __init__(self, platform: PlatformSpec) -> None:
+        capacity = [platform.cores, memory_units(platform.memory)]
+        self.storage: int | None = None
+        if platform.storage is not None:
+            self.storage = len(capacity)
+            capacity.append(memory_units(platform.storage))
+        self.gpu: dict[str, int] = {}
+        for gpu in platform.gpus:
+            self.gpu[gpu.model] = len(capacity)
+            capacity.append(gpu.count)
+        self.capacity = capacity
+
+    def amounts(self, resources: Resources) -> list[int]:
+        vector = [0] * len(self.capacity)
+        vector[self.CORES] = resources.cores
+        vector[self.MEMORY] = memory_units(resources.memory)
+        if self.storage is not None:
+            vector[self.storage] = memory_units(resources.storage)
+        for share in resources.gpus:
+            # A model the platform no longer has cannot take capacity from the ones it has.
+            index = self.gpu.get(share.model)
+            if index is not None:
+                vector[index] += share.count
+        return vector
+
+
+def _spans(
+    platform: PlatformSpec, layout: _Layout, bookings: Iterable[Booking], within: Interval
+) -> Iterator[Span]:
+    for booking in bookings:
+        interval = booking.interval
+        if booking.platform == platform.name and interval.overlaps(within):
+            yield (
+                to_micros(interval.start),
+                to_micros(interval.end),
+                layout.amounts(booking.resources),
+            )
+    for closed in platform.maintenance:
+        if closed.overlaps(within):
+            yield (to_micros(closed.start), to_micros(closed.end), layout.capacity)
+
+
+def usage_timeline(
+    platform: PlatformSpec, bookings: Iterable[Booking], within: Interval
+) -> tuple[UsageTimeline, list[int]]:
+    """The platform's usage over time (bookings, holds and maintenance) and its capacity.
+
+    Only bookings of this platform that overlap `within` are counted, which is exact for every
+    instant inside `within`. Dimensions: cores, memory (MiB), managed storage (MiB), then one
+    per GPU model in the platform's order.
+
+    Returns:
+        The timeline and the capacity of each dimension.
+    """
+    layout = _Layout(platform)
+    spans = _spans(platform, layout, bookings, within)
+    return UsageTimeline.sweep(spans, len(layout.capacity)), layout.capacity
+
+
+def free_capacity(
+    platform: PlatformSpec, bookings: Iterable[Booking], within: Interval
+) -> list[tuple[Interval, Resources]]:
+    """What is free on the platform over `within`, piece by piece (for operators' views).
+
+    Free amounts below zero (an over-booked period, say after capacity was lowered) show as 0.
+    """
+    layout = _Layout(platform)
+    timeline, capacity = usage_timeline(platform, bookings, within)
+    pieces: list[tuple[Interval, Resources]] = []
+    start, end = to_micros(within.start), to_micros(within.end)
+    for piece_start, piece_end, used in timeline.segments(start, end):
+        free = [max(0, total - use) for total, use in zip(capacity, used, strict=True)]
+        pieces.append(
+            (
+                Interval(from_micros(piece_start), from_micros(piece_end)),
+                Resources(
+                    cores=free[layout.CORES],
+                    memory=units_to_gib(free[layout.MEMORY]),
+                    storage=0.0 if layout.storage is None else units_to_gib(free[layout.storage]),
+                    gpus=tuple(GpuShare(model, free[index]) for model, index in layout.gpu.items()),
+                ),
+            )
+        )
+    return pieces
+
+
+# ------------------------------------------------------------------------- the search
+class _Plan:
+    """One demand on one platform, in timeline units (microseconds, MiB)."""
+
+    def __init__(
+        self,
+        platform: PlatformSpec,
+        demand: Demand,
+        now: datetime,
+        horizon: timedelta,
+        policy: SlotPolicy,
+    ) -> None:
+        self.platform, self.demand, self.policy = platform, demand, policy
+        self.layout = _Layout(platform)
+        self.duration = duration_micros(demand.duration)
+        longest = int(self.duration * policy.stretch)
+        if platform.limits.duration is not None:
+            longest = min(longest, duration_micros(platform.limits.duration))
+        self.longest = max(self.duration, longest)
+        self.earliest = to_micros(now + platform.preparation)
+        self.latest = to_micros(now + horizon)
+        # Closed windows [first, last] of allowed start instants, sorted and merged.
+        windows: list[tuple[int, int]] = []
+        for window in sorted((to_micros(w.start), to_micros(w.end)) for w in demand.windows):
+            first, last = max(window[0], self.earliest), min(window[1], self.latest)
+            if first > last:
+                continue
+            if windows and first <= windows[-1][1]:
+                windows[-1] = (windows[-1][0], max(last, windows[-1][1]))
+            else:
+                windows.append((first, last))
+        self.windows = windows
+        self.clipped_by_horizon = any(to_micros(w.end) > self.latest for w in demand.windows)
+
+    def range_of_interest(self) -> Interval:
+        """Where bookings can matter: from the first start to the last possible end."""
+        return Interval(
+            from_micros(self.windows[0][0]), from_micros(self.windows[-1][1] + self.longest)
+        )
+
+    def candidates(self, timeline: UsageTimeline) -> list[int]:
+        starts: list[int] = []
+        for first, last in self.windows:
+            starts.append(first)
+            starts.extend(timeline.breakpoints(first, last))
+        return starts
+
+    def minimum(self, gpu: Gpu | None) -> dict[int, int]:
+        """The minimum amount of each dimension the demand needs, with one GPU model."""
+        layout, demand = self.layout, self.demand
+        needed = {layout.CORES: demand.cores_min, layout.MEMORY: memory_units(demand.memory_min)}
+        if layout.storage is not None and demand.storage:
+            needed[layout.storage] = memory_units(demand.storage)
+        if gpu is not None and demand.gpus is not None:
+            needed[layout.gpu[gpu.model]] = demand.gpus.count_min
+        return needed
+
+    def ceilings(self) -> tuple[int, int]:
+        """The most cores and memory units an offer may give, before looking at the calendar."""
+        demand, limits, above = self.demand, self.platform.limits, self.policy.above_minimum
+        cores = int(demand.cores_min * above)
+        memory = memory_units(demand.memory_min * above)
+        for bound in (demand.cores_max, limits.cores):
+            cores = cores if bound is None else min(cores, bound)
+        for memory_bound in (demand.memory_max, limits.memory):
+            memory = memory if memory_bound is None else min(memory, memory_units(memory_bound))
+        return max(cores, demand.cores_min), max(memory, memory_units(demand.memory_min))
+
+    def gpu_options(self) -> list[Gpu | None]:
+        if self.demand.gpus is None:
+            return [None]
+        return list(gpu_models(self.platform, self.demand.gpus))
+
+    def resources(self, cores: int, memory: int, gpu: Gpu | None) -> Resources:
+        demand = self.demand
+        shares: tuple[GpuShare, ...] = ()
+        if gpu is not None and demand.gpus is not None:
+            shares = (GpuShare(gpu.model, demand.gpus.count_min),)
+        storage = demand.storage if self.layout.storage is not None else 0.0
+        return Resources(cores=cores, memory=units_to_gib(memory), storage=storage, gpus=shares)
+
+
+def _whole_gib(units: int) -> int:
+    return units - units % MEMORY_UNITS_PER_GIB  # offers give whole GiB, as the wire does
+
+
+def _feasible_starts(
+    plan: _Plan, timeline: UsageTimeline, needed: dict[int, int]
+) -> Iterator[tuple[int, dict[int, int]]]:
+    """Each candidate start where `needed` fits for the whole duration, with the free peaks."""
+    capacity = plan.layout.capacity
+    dimensions = sorted(needed)
+    starts = plan.candidates(timeline)
+    peaks = timeline.window_peaks(starts, plan.duration, dimensions)
+    for index, start in enumerate(starts):
+        free = {d: capacity[d] - peaks[d][index] for d in dimensions}
+        if all(free[d] >= needed[d] for d in dimensions):
+            yield start, free
+
+
+def _slots_for(plan: _Plan, timeline: UsageTimeline, gpu: Gpu | None) -> list[Slot]:
+    layout, platform = plan.layout, plan.platform
+    needed = plan.minimum(gpu)
+    max_cores, max_memory = plan.ceilings()
+    limits: list[int | None] = [None] * len(layout.capacity)
+    for dimension, amount in needed.items():
+        limits[dimension] = layout.capacity[dimension] - amount
+    last_start = plan.windows[-1][1]
+    blocked = [
+        start
+        for start, _ in timeline.exceeding(limits, plan.windows[0][0], last_start + plan.longest)
+    ]
+    minimum = plan.resources(plan.demand.cores_min, memory_units(plan.demand.memory_min), gpu)
+    slots: list[Slot] = []
+    best_size: tuple[int, int] | None = None
+    best_room = -1
+    for start, free in _feasible_starts(plan, timeline, needed):
+        size = (
+            min(max_cores, free[layout.CORES]),
+            max(needed[layout.MEMORY], _whole_gib(min(max_memory, free[layout.MEMORY]))),
+        )
+        # A feasible start has no blocked range inside its duration: the next one ends the room.
+        following = bisect_left(blocked, start + plan.duration)
+        room_end = blocked[following] if following < len(blocked) else ENDING
+        latest_end = min(room_end, start + plan.longest)
+        room = latest_end - start
+        # Keep only starts that beat every earlier one on size or on room: a later start that
+        # is no larger and no longer is never any strategy's better choice.
+        if best_size is not None and size <= best_size and room <= best_room:
+            continue
+        best_size = size if best_size is None else max(best_size, size)
+        best_room = max(best_room, room)
+        slots.append(
+            Slot(
+                platform=platform.name,
+                start=from_micros(start),
+                end=from_micros(start + plan.duration),
+                offered=plan.resources(size[0], size[1], gpu),
+                minimum=minimum,
+                latest_end=from_micros(latest_end),
+            )
+        )
+    return slots
+
+
+def find_slots(
+    platform: PlatformSpec,
+    bookings: Iterable[Booking],
+    demand: Demand,
+    now: datetime,
+    horizon: timedelta,
+    *,
+    policy: SlotPolicy | None = None,
+) -> list[Slot]:
+    """The slots worth offering on one platform, sorted by start (then GPU model).
+
+    Every slot starts inside a requested window, no earlier than `now + preparation` and no
+    later than `now + horizon`; gives at least every minimum and no maximum; and fits, with the
+    bookings given, within capacity at every instant. The earliest feasible start is always
+    returned; a later start only when it offers more resources or more room than every earlier
+    one (of the same GPU model).
+
+    Args:
+        platform: the platform searched.
+        bookings: the live bookings and holds (OFFERED not yet expired, ACCEPTED, WAITING,
+            PREPARING, AVAILABLE, RUNNING, RELEASING); those of other platforms are ignored.
+            They must include every booking that overlaps `booking_range(...)`.
+        demand: what is asked.
+        now: the current instant (aware).
+        horizon: how far ahead a slot may start.
+        policy: how generous offers are.
+    """
+    policy = policy or SlotPolicy()
+    if assess(platform, demand):
+        return []
+    plan = _Plan(platform, demand, now, horizon, policy)
+    if not plan.windows:
+        return []
+    timeline, _ = usage_timeline(platform, bookings, plan.range_of_interest())
+    slots = [slot for gpu in plan.gpu_options() for slot in _slots_for(plan, timeline, gpu)]
+    if demand.gpus is not None:
+        slots.sort(key=lambda slot: slot.start)  # stable: model order kept within one start
+    return slots
+
+
+def booking_range(
+    platform: PlatformSpec,
+    demand: Demand,
+    now: datetime,
+    horizon: timedelta,
+    *,
+    policy: SlotPolicy | None = None,
+) -> Interval | None:
+    """The interval whose bookings `find_slots` needs, or None when no window is reachable."""
+    plan = _Plan(platform, demand, now, horizon, policy or SlotPolicy())
+    return plan.range_of_interest() if plan.windows else None
+
+
+def _resource_needs(
+    plan: _Plan, options: Sequence[Gpu | None]
+) -> Iterator[tuple[str, list[dict[int, int]]]]:
+    """Each resource the demand needs, in words, with its need per GPU option."""
+    layout, demand = plan.layout, plan.demand
+    yield (
+        (f"{demand.cores_min} core" + "s" * (demand.cores_min != 1)),
+        [{layout.CORES: demand.cores_min}],
+    )
+    if demand.memory_min:
+        yield (
+            f"{demand.memory_min:g} GiB of memory",
+            [{layout.MEMORY: memory_units(demand.memory_min)}],
+        )
+    if layout.storage is not None and demand.storage:
+        yield f"{demand.storage:g} GiB of storage", [{layout.storage: memory_units(demand.storage)}]
+    if demand.gpus is not None:
+        count = demand.gpus.count_min
+        models = " or ".join(gpu.model for gpu in options if gpu is not None)
+        needs = [{layout.gpu[gpu.model]: count} for gpu in options if gpu is not None]
+        yield f"{count} {models} GPU" + "s" * (count != 1), needs
+
+
+def _in_words(phrases: Sequence[str]) -> str:
+    return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+
+
+def explain_no_slots(
+    platform: PlatformSpec,
+    bookings: Iterable[Booking],
+    demand: Demand,
+    now: datetime,
+    horizon: timedelta,
+    *,
+    policy: SlotPolicy | None = None,
+) -> list[Reason]:
+    """Why `find_slots` finds nothing on this platform; empty when it does find a slot.
+
+    Static reasons (`assess`) come first; then the start windows against the earliest start
+    and the horizon; then which resources are never free for the whole duration in time.
+    """
+    static = assess(platform, demand)
+    if static:
+        return static
+    plan = _Plan(platform, demand, now, horizon, policy or SlotPolicy())
+    if not plan.windows:
+        reasons = []
+        if any(to_micros(w.end) < plan.earliest for w in demand.windows):
+            reasons.append(
+                reason(
+                    platform,
+                    "start-too-early",
+                    "{platform}: the requested start range ends before the earliest possible "
+                    "start (preparation takes {preparation})",
+                    preparation=format_duration(platform.preparation),
+                )
+            )
+        if any(to_micros(w.start) > plan.latest for w in demand.windows):
+            reasons.append(
+                reason(
+                    platform,
+                    "start-beyond-horizon",
+                    "{platform}: the requested start range begins after the booking horizon "
+                    "({horizon} from now)",
+                    horizon=format_duration(horizon),
+                )
+            )
+        return reasons
+    timeline, _ = usage_timeline(platform, bookings, plan.range_of_interest())
+    options = plan.gpu_options()
+
+    def fits(needs: Iterable[dict[int, int]]) -> bool:
+        return any(next(_feasible_starts(plan, timeline, need), None) for need in needs)
+
+    if fits(plan.minimum(gpu) for gpu in options):
+        return []
+    # Name each resource that is short even on its own; if none is, they are short together.
+    wanted = list(_resource_needs(plan, options))
+    short = [phrase for phrase, needs in wanted if not fits(needs)]
+    resources = (
+        _in_words(short) if short else _in_words([p for p, _ in wanted]) + " at the same time"
+    )
+    where = (
+        "within the booking horizon ({horizon} from now)"
+        if plan.clipped_by_horizon
+        else "before the end of the requested start range"
+    )
+    return [
+        reason(
+            platform,
+            "no-capacity",
+            "{platform}: no free {resources} " + where,
+            resources=resources,
+            horizon=format_duration(horizon),
+            duration=format_duration(demand.duration),
+        )
+    ]

@@ -1,0 +1,357 @@
+"""Time intervals and usage timelines: the arithmetic under the broker's scheduling.
+
+Two levels, both pure (no I/O, no clock; imports only the standard library and msgspec):
+
+* `Interval` is a half-open UTC interval `[start, end)` of aware datetimes, with `union`,
+  `intersection` and `subtract` over lists of them, and `parse_interval` for the three
+  ISO-8601 forms (`start/end`, `start/duration`, `duration/end`).
+* `UsageTimeline` is a step function of time: sorted breakpoints with the summed usage of each
+  dimension (cores, memory units, one per GPU model...) between them. It is built by one sweep
+  over the bookings, so its cost depends on the number of bookings, never on the length of the
+  horizon or on a time step. It works on integer microseconds since the epoch (`to_micros`) so
+  that the hot loops compare plain ints and the sums are exact.
+
+A booking occupies `[start, end)`: a session ending at 10:00 and one starting at 10:00 never
+overlap.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TypeAlias
+
+import msgspec
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+BEGINNING = -(2**62)
+"""A time before every real instant, in microseconds (the timeline's first breakpoint)."""
+ENDING = 2**62
+"""A time after every real instant, in microseconds (the end of an unbounded range)."""
+
+
+def to_micros(instant: datetime) -> int:
+    """Microseconds since 1970-01-01T00:00Z of an aware datetime (exact, unlike `timestamp()`)."""
+    return (instant - EPOCH) // _MICROSECOND
+
+
+def from_micros(micros: int) -> datetime:
+    """The aware UTC datetime `micros` microseconds after the epoch."""
+    return EPOCH + timedelta(microseconds=micros)
+
+
+def duration_micros(duration: timedelta) -> int:
+    """A duration in whole microseconds."""
+    return duration // _MICROSECOND
+
+
+class Interval(msgspec.Struct, frozen=True, order=True):
+    """The half-open interval `[start, end)` between two aware datetimes.
+
+    An empty interval (`start == end`) is allowed: as a start window it means "exactly then".
+    """
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError(f"interval {self.start}/{self.end} needs timezone-aware instants")
+        if self.end < self.start:
+            raise ValueError(
+                f"interval ends before it starts: {self.start.isoformat()}/{self.end.isoformat()}"
+            )
+
+    @classmethod
+    def of(cls, start: datetime, duration: timedelta) -> Interval:
+        """The interval that starts at `start` and lasts `duration`."""
+        return cls(start, start + duration)
+
+    @property
+    def duration(self) -> timedelta:
+        """How long the interval lasts."""
+        return self.end - self.start
+
+    @property
+    def is_empty(self) -> bool:
+        """True for a zero-length interval, which contains no instant."""
+        return self.end == self.start
+
+    def contains(self, instant: datetime) -> bool:
+        """True when `start <= instant < end`."""
+        return self.start <= instant < self.end
+
+    def overlaps(self, other: Interval) -> bool:
+        """True when the two intervals share at least one instant."""
+        return self.start < other.end and other.start < self.end
+
+    def intersection(self, other: Interval) -> Interval | None:
+        """The instants in both intervals, or None when they share none."""
+        start, end = max(self.start, other.start), min(self.end, other.end)
+        return Interval(start, end) if start < end else None
+
+    def isoformat(self) -> str:
+        """The ISO-8601 `start/end` form."""
+        return f"{self.start.isoformat()}/{self.end.isoformat()}"
+
+
+def union(intervals: Iterable[Interval]) -> list[Interval]:
+    """The same instants as sorted, disjoint, non-touching intervals; empty ones are dropped."""
+    merged: list[Interval] = []
+    for interval in sorted(i for i in intervals if not i.is_empty):
+        if merged and interval.start <= merged[-1].end:
+            if interval.end > merged[-1].end:
+                merged[-1] = Interval(merged[-1].start, interval.end)
+        else:
+            merged.append(interval)
+    return merged
+
+
+def intersection(first: Iterable[Interval], second: Iterable[Interval]) -> list[Interval]:
+    """The instants in both sets, as sorted disjoint intervals (a sweep with two cursors)."""
+    left, right = union(first), union(second)
+    result: list[Interval] = []
+    i = j = 0
+    while i < len(left) and j < len(right):
+        common = left[i].intersection(right[j])
+        if common is not None:
+            result.append(common)
+        if left[i].end <= right[j].end:
+            i += 1
+        else:
+            j += 1
+    return result
+
+
+def subtract(minuend: Iterable[Interval], subtrahend: Iterable[Interval]) -> list[Interval]:
+    """The instants of `minuend` that are not in `subtrahend`, as sorted disjoint intervals."""
+    holes = union(subtrahend)
+    result: list[Interval] = []
+    first_hole = 0
+    for interval in union(minuend):
+        start = interval.start
+        # Holes ending before this interval cannot touch any later interval either.
+        while first_hole < len(holes) and holes[first_hole].end <= start:
+            first_hole += 1
+        k = first_hole
+        while k < len(holes) and holes[k].start < interval.end:
+            if holes[k].start > start:
+                result.append(Interval(start, holes[k].start))
+            start = max(start, holes[k].end)
+            k += 1
+        if start < interval.end:
+            result.append(Interval(start, interval.end))
+    return result
+
+
+def parse_instant(text: str) -> datetime:
+    """An ISO-8601 date or date-time; a time without a zone is taken as UTC."""
+    instant = datetime.fromisoformat(text.strip())
+    return instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant
+
+
+def parse_duration(text: str) -> timedelta:
+    """An ISO-8601 duration in days, hours, minutes and seconds (`P2D`, `PT1H30M`)."""
+    try:
+        return msgspec.convert(text.strip(), timedelta)
+    except msgspec.ValidationError as error:
+        raise ValueError(f"not an ISO-8601 duration: {text!r}") from error
+
+
+def format_duration(duration: timedelta) -> str:
+    """The ISO-8601 form of a non-negative duration in days, hours, minutes, seconds (`PT5M`)."""
+    if duration < timedelta(0):
+        raise ValueError(f"negative duration: {duration}")
+    hours, rest = divmod(duration - timedelta(days=duration.days), timedelta(hours=1))
+    minutes, rest = divmod(rest, timedelta(minutes=1))
+    seconds = rest.total_seconds()
+    date = f"{duration.days}D" if duration.days else ""
+    time = (
+        (f"{hours}H" if hours else "")
+        + (f"{minutes}M" if minutes else "")
+        + (f"{seconds:g}S" if seconds else "")
+    )
+    if not date and not time:
+        return "PT0S"
+    return "P" + date + (f"T{time}" if time else "")
+
+
+def parse_interval(text: str) -> Interval:
+    """An ISO-8601 interval: `start/end`, `start/duration` or `duration/end`.
+
+    Raises:
+        ValueError: naming the text, when it is none of the three forms.
+    """
+    first, slash, second = text.partition("/")
+    if not slash or not first.strip() or not second.strip():
+        raise ValueError(f"not an ISO-8601 interval (expected start/end): {text!r}")
+    try:
+        if first.strip().startswith("P"):
+            end = parse_instant(second)
+            return Interval(end - parse_duration(first), end)
+        start = parse_instant(first)
+        if second.strip().startswith("P"):
+            return Interval.of(start, parse_duration(second))
+        return Interval(start, parse_instant(second))
+    except ValueError as error:
+        raise ValueError(f"not a valid ISO-8601 interval {text!r}: {error}") from error
+
+
+# ------------------------------------------------------------------------- usage timeline
+Span: TypeAlias = tuple[int, int, Sequence[int]]
+"""`(start, end, amounts)`: something using `amounts[d]` of dimension `d` during `[start, end)`."""
+
+
+class UsageTimeline:
+    """Summed usage of several dimensions as a step function of time (integer microseconds).
+
+    `times[i]` is a breakpoint and `levels[d][i]` the usage of dimension `d` from `times[i]` up
+    to `times[i + 1]` (the last level lasts for ever). `times[0]` is `BEGINNING` with level 0, so
+    every instant falls in exactly one segment.
+    """
+
+    __slots__ = ("levels", "times")
+
+    def __init__(self, times: list[int], levels: list[list[int]]) -> None:
+        if not times or times[0] != BEGINNING or any(len(level) != len(times) for level in levels):
+            raise ValueError("a timeline starts at BEGINNING and has one level per breakpoint")
+        self.times = times
+        self.levels = levels
+
+    @classmethod
+    def sweep(cls, spans: Iterable[Span], dimensions: int) -> UsageTimeline:
+        """Build the timeline from spans in one sweep over their sorted ends.
+
+        Empty spans (`end <= start`) are ignored. Cost: O(n log n) for n spans.
+        """
+        deltas: dict[int, list[int]] = {}
+        for start, end, amounts in spans:
+            if end <= start:
+                continue
+            rise = deltas.get(start)
+            if rise is None:
+                rise = deltas[start] = [0] * dimensions
+            fall = deltas.get(end)
+            if fall is None:
+                fall = deltas[end] = [0] * dimensions
+            for dimension, amount in enumerate(amounts):
+                if amount:
+                    rise[dimension] += amount
+                    fall[dimension] -= amount
+        times = [BEGINNING, *sorted(deltas)]
+        levels: list[list[int]] = []
+        for dimension in range(dimensions):
+            running = 0
+            level = [0]
+            for time in times[1:]:
+                running += deltas[time][dimension]
+                level.append(running)
+            levels.append(level)
+        return cls(times, levels)
+
+    @property
+    def dimensions(self) -> int:
+        """How many dimensions the timeline sums."""
+        return len(self.levels)
+
+    def level_at(self, instant: int) -> tuple[int, ...]:
+        """The usage of every dimension at one instant."""
+        index = bisect_right(self.times, instant) - 1
+        return tuple(level[index] for level in self.levels)
+
+    def segments(self, start: int = BEGINNING, end: int = ENDING) -> Iterator[Span]:
+        """The constant pieces that overlap `[start, end)`, clipped to it, in time order."""
+        times = self.times
+        index = bisect_right(times, start) - 1
+        while index < len(times) and times[index] < end:
+            piece_end = times[index + 1] if index + 1 < len(times) else ENDING
+            yield (
+                max(times[index], start),
+                min(piece_end, end),
+                tuple(level[index] for level in self.levels),
+            )
+            index += 1
+
+    def breakpoints(self, start: int, end: int) -> list[int]:
+        """The breakpoints `t` with `start < t <= end` (where the usage may change)."""
+        times = self.times
+        return times[bisect_right(times, start) : bisect_right(times, end)]
+
+    def peak(self, start: int, end: int) -> tuple[int, ...]:
+        """The highest usage of each dimension over `[start, end)` (`end > start`)."""
+        first = bisect_right(self.times, start) - 1
+        last = bisect_left(self.times, end)
+        return tuple(max(level[first:last]) for level in self.levels)
+
+    def window_peaks(
+        self, starts: Sequence[int], length: int, dimensions: Iterable[int] | None = None
+    ) -> dict[int, list[int]]:
+        """For each start, the highest usage over `[start, start + length)`, per dimension.
+
+        `starts` must be sorted ascending and `length` positive. Both ends of the window only
+        move forward, so one monotonic deque per dimension gives every answer in O(n + k)
+        (k starts over n breakpoints) instead of rescanning each window.
+
+        Args:
+            starts: window starts, ascending.
+            length: window length in microseconds.
+            dimensions: the dimensions wanted (default: all).
+
+        Returns:
+            `peaks[d][k]`: the peak of dimension `d` in the window of `starts[k]`.
+        """
+        times = self.times
+        count = len(times)
+        wanted = range(len(self.levels)) if dimensions is None else dimensions
+        peaks: dict[int, list[int]] = {}
+        for dimension in wanted:
+            level = self.levels[dimension]
+            column: list[int] = []
+            window: deque[int] = deque()  # segment indexes, their levels decreasing
+            first = 0  # segment holding the window's start
+            following = 0  # first segment starting at or after the window's end
+            for start in starts:
+                end = start + length
+                while following < count and times[following] < end:
+                    value = level[following]
+                    while window and level[window[-1]] <= value:
+                        window.pop()
+                    window.append(following)
+                    following += 1
+                while first + 1 < count and times[first + 1] <= start:
+                    first += 1
+                while window[0] < first:
+                    window.popleft()
+                column.append(level[window[0]])
+            peaks[dimension] = column
+        return peaks
+
+    def exceeding(
+        self, limits: Sequence[int | None], start: int = BEGINNING, end: int = ENDING
+    ) -> list[tuple[int, int]]:
+        """The time ranges where some dimension's usage is above its limit, merged.
+
+        Only segments overlapping `[start, end)` are examined (ranges are not clipped). A limit
+        of None never binds. Ranges are half-open `(start, end)` pairs; a range that never ends
+        has `end == ENDING`.
+        """
+        times = self.times
+        count = len(times)
+        checked = [
+            (level, limit)
+            for level, limit in zip(self.levels, limits, strict=True)
+            if limit is not None
+        ]
+        ranges: list[tuple[int, int]] = []
+        for index in range(bisect_right(times, start) - 1, bisect_left(times, end)):
+            if any(level[index] > limit for level, limit in checked):
+                end = times[index + 1] if index + 1 < count else ENDING
+                if ranges and ranges[-1][1] == times[index]:
+                    ranges[-1] = (ranges[-1][0], end)
+                else:
+                    ranges.append((times[index], end))
+        return ranges

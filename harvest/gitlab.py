@@ -38,6 +38,7 @@ import requests
 
 from core.settings import GitLabSource
 from harvest.model import (
+    MAX_FILE_BYTES,
     ProjectInfo,
     RefInfo,
     RefKind,
@@ -50,8 +51,6 @@ from harvest.model import (
 T = TypeVar("T")
 Sleep = Callable[[float], None]
 
-MAX_FILE_BYTES: Final = 1_048_576
-"""Largest metadata file read; reading stops one byte past it so the caller can say so."""
 TRANSIENT_STATUSES: Final = frozenset({500, 502, 503, 504})
 TOO_MANY_REQUESTS: Final = 429
 

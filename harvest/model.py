@@ -21,11 +21,14 @@ classes, so the web layer answers them with the right status without knowing Git
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Final, Literal
 
 import msgspec
 
 from core.errors import DomainError, Forbidden, NotFound, Unavailable
+
+MAX_FILE_BYTES: Final = 1_048_576
+"""Largest metadata file harvested (the catalogue's own limit); larger files are reported."""
 
 RefKind = Literal["default", "tag"]
 """`default`: the project's default branch (catalogue version "latest"); `tag`: a release."""
@@ -170,6 +173,52 @@ class HarvestReport(RunSummary, kw_only=True):
     project_reports: list[ProjectReport] = []
 
 
+# ------------------------------------------------------------------------------ state
+class PublishedVersion(msgspec.Struct, frozen=True, kw_only=True):
+    """A catalogue entry version that a ref's file put in the catalogue."""
+
+    id: str
+    version: str
+
+
+class RefState(msgspec.Struct, frozen=True, kw_only=True):
+    """What the last successful read of one ref found, so the next run can skip it."""
+
+    name: str
+    kind: RefKind
+    commit: str
+    content_hash: str | None = None
+    """Digest of the file's bytes; None when the ref has no metadata file."""
+    published: tuple[PublishedVersion, ...] = ()
+    """What the catalogue holds from this ref (kept while a later file is rejected)."""
+    problems: tuple[ReportProblem, ...] = ()
+    warnings: tuple[ReportProblem, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """Identity across runs: the default branch is one ref even when it is renamed."""
+        return "default" if self.kind == "default" else f"tag:{self.name}"
+
+
+class ProjectState(msgspec.Struct, frozen=True, kw_only=True):
+    """One project as the last successful harvest left it."""
+
+    source: str
+    project_id: int
+    path: str
+    web_url: str
+    last_activity_at: datetime
+    settings_key: str
+    """Digest of the source settings that shape a read (file path, refs); when they change,
+    every project is read again."""
+    refs: tuple[RefState, ...] = ()
+    harvested_at: datetime
+
+    def published(self) -> set[tuple[str, str]]:
+        """Every (entry id, version) this project has in the catalogue."""
+        return {(v.id, v.version) for ref in self.refs for v in ref.published}
+
+
 # ------------------------------------------------------------------------------ errors
 class SourceError(DomainError):
     """A harvest source could not answer; `status` is the HTTP status when there was one."""
@@ -193,3 +242,7 @@ class SourceUnavailable(SourceError, Unavailable):
 
 class UnknownSource(NotFound):
     """No harvest source of that name is configured."""
+
+
+class RunNotFound(NotFound):
+    """No harvest run has that id."""

@@ -1,1 +1,557 @@
-"""Placeholder: filled in by its issue (see DESIGN.md for what it owns)."""
+"""`HarvestPipeline`: harvest a GitLab source into the catalogue, incrementally, with a report.
+
+A run lists the source's projects (its groups, subgroups included, and its topics), then for
+each project:
+
+1. skips it when its `last_activity_at`, path and the source's file settings are what the last
+   run stored (nothing is requested beyond the listing);
+2. otherwise asks for the default branch's commit and the tags (`harvest.mapping.refs_to_read`);
+   a ref whose commit (or, failing that, whose file digest) is unchanged is not published again;
+3. hands each new file to the catalogue (`Publisher.publish`) with its provenance, and records
+   per entry version: new, updated, unchanged; per file: the problems with field and reason;
+4. withdraws entries that no ref publishes any more, and the entries of projects that are gone.
+
+One project's failure (GitLab kept failing, the catalogue was unavailable) is reported and the
+run goes on; that project's stored state is left as it was, so the next run reads it again.
+Each project's report and new state are stored together (`harvest.store_sql.HarvestStore`).
+
+Talks to GitLab through the `ProjectSource` protocol (`harvest.gitlab.GitLabClient`) and to the
+catalogue through `Publisher` (`catalogue.service.CatalogueService`): it calls exactly
+`publish(document, provenance)` and `withdraw(entry_id)`. Imports neither python-gitlab nor
+Litestar.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
+
+import msgspec
+
+from catalogue.model import Provenance, PublishReport
+from core.clock import Clock
+from core.errors import DomainError, Invalid, NotFound, Problem
+from core.settings import GitLabSource, HarvestSettings, HarvestSource
+from harvest import mapping
+from harvest.model import (
+    MAX_FILE_BYTES,
+    EntryOutcome,
+    HarvestReport,
+    ProjectInfo,
+    ProjectReport,
+    ProjectState,
+    RefInfo,
+    RefState,
+    ReportProblem,
+    RunSummary,
+    SourceError,
+    SourceNotFound,
+    Trigger,
+    UnknownSource,
+)
+from harvest.store_sql import HarvestStore
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+"""Called with (projects done, projects in all) as a run goes."""
+
+
+class Publisher(Protocol):
+    """The part of the catalogue a harvest needs (`catalogue.service.CatalogueService`)."""
+
+    def publish(
+        self, document: str | bytes | Mapping[str, Any], provenance: Provenance
+    ) -> PublishReport:
+        """Validate and store every executable of a document (all or nothing)."""
+        ...
+
+    def withdraw(self, entry_id: str) -> object:
+        """Take an entry out of search; raises `NotFound` when there is no such entry."""
+        ...
+
+
+class ProjectSource(Protocol):
+    """What a run asks of GitLab (`harvest.gitlab.GitLabClient`)."""
+
+    def projects(self, groups: Sequence[str], topics: Sequence[str]) -> Iterator[ProjectInfo]:
+        """Projects of the groups (with subgroups) or with one of the topics, each once."""
+        ...
+
+    def project(self, project: int | str) -> ProjectInfo:
+        """One project by id or path; `SourceNotFound` when it does not exist."""
+        ...
+
+    def branch(self, project_id: int, branch: str) -> RefInfo:
+        """The commit a branch points at."""
+        ...
+
+    def tags(self, project_id: int) -> list[RefInfo]:
+        """Every tag with its commit."""
+        ...
+
+    def read_file(self, project_id: int, path: str, commit: str, max_bytes: int) -> bytes | None:
+        """A file's bytes at a commit (at most `max_bytes + 1`), or None when absent."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+ClientFactory = Callable[[GitLabSource], ProjectSource]
+
+
+class HarvestPipeline:
+    """Runs harvests of the configured sources; see the module docstring.
+
+    Args:
+        settings: The harvest settings (sources, retries).
+        publisher: The catalogue.
+        store: Where harvest state and reports live.
+        clients: Builds a GitLab client for a source (token, retries, sleep are its business).
+        clock: Tells `harvested_at` and run times.
+        keep_runs: Reports kept per source; older ones are deleted when a run ends.
+    """
+
+    def __init__(
+        self,
+        settings: HarvestSettings,
+        publisher: Publisher,
+        store: HarvestStore,
+        clients: ClientFactory,
+        clock: Clock,
+        *,
+        keep_runs: int = 100,
+    ) -> None:
+        self.settings = settings
+        self.publisher = publisher
+        self.store = store
+        self.clients = clients
+        self.clock = clock
+        self.keep_runs = keep_runs
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    # ---------------------------------------------------------------------- sources
+    def sources(self) -> list[HarvestSource]:
+        """The configured sources, in settings order."""
+        return list(self.settings.sources)
+
+    def source(self, name: str) -> GitLabSource:
+        """The GitLab source of that name.
+
+        Raises:
+            UnknownSource: no source has that name.
+            Invalid: the source is not a GitLab source.
+        """
+        for source in self.settings.sources:
+            if source.name == name:
+                if isinstance(source, GitLabSource):
+                    return source
+                raise Invalid(
+                    f"source {name!r} is not a GitLab source",
+                    [Problem("source", "only GitLab sources are harvested by this pipeline")],
+                )
+        known = ", ".join(s.name for s in self.settings.sources) or "none configured"
+        raise UnknownSource(f"no harvest source {name!r} (known: {known})")
+
+    # ---------------------------------------------------------------------- runs
+    def begin(self, source_name: str, trigger: Trigger) -> RunSummary:
+        """Record a new run as running and return it (its id can be shown at once)."""
+        source = self.source(source_name)
+        run = RunSummary(
+            run_id=str(uuid.uuid4()),
+            source=source.name,
+            trigger=trigger,
+            status="running",
+            started_at=self.clock.now(),
+        )
+        self.store.start_run(run)
+        return run
+
+    def run(
+        self,
+        source_name: str,
+        progress: Progress | None = None,
+        *,
+        trigger: Trigger = "manual",
+        full: bool = False,
+    ) -> HarvestReport:
+        """Harvest every project of a source; see the module docstring.
+
+        Args:
+            source_name: A configured GitLab source.
+            progress: Told (done, total) after each project.
+            trigger: Who asked, for the report.
+            full: Read every ref and publish every file again, changed or not (after a
+                catalogue change that may accept files it rejected before).
+
+        Raises:
+            UnknownSource: no such source.
+        """
+        run = self.begin(source_name, trigger)
+        return self.continue_run(run, progress=progress, full=full)
+
+    def continue_run(
+        self, run: RunSummary, *, progress: Progress | None = None, full: bool = False
+    ) -> HarvestReport:
+        """Carry out a run recorded by `begin`, over all the source's projects."""
+        source = self.source(run.source)
+        reports: list[ProjectReport] = []
+        with self._lock(source.name):
+            client = self.clients(source)
+            try:
+                listed = self._list(client, source, run)
+                if listed is not None:
+                    previous = self.store.states(source.name)
+                    gone = [state for pid, state in previous.items() if pid not in listed]
+                    total = len(listed) + len(gone)
+                    if progress:
+                        progress(0, total)
+                    for done, project in enumerate(listed.values(), start=1):
+                        state = previous.get(project.id)
+                        reports.append(
+                            self._project(run, client, source, project, state, full=full)
+                        )
+                        if progress:
+                            progress(done, total)
+                    for done, state in enumerate(gone, start=len(listed) + 1):
+                        reports.append(self._forget(run, state))
+                        if progress:
+                            progress(done, total)
+            finally:
+                client.close()
+        return self._finish(run, reports)
+
+    def harvest_project(self, run: RunSummary, project_id: int) -> HarvestReport:
+        """Harvest one project now (a webhook said it changed), into a run from `begin`.
+
+        The project's last activity is not trusted (GitLab updates it lazily); its refs are
+        compared commit by commit. A project that is gone, or no longer in the source's groups
+        and topics, has its entries withdrawn.
+        """
+        source = self.source(run.source)
+        reports: list[ProjectReport] = []
+        with self._lock(source.name):
+            client = self.clients(source)
+            try:
+                previous = self.store.state(source.name, project_id)
+                try:
+                    project: ProjectInfo | None = client.project(project_id)
+                except SourceNotFound:
+                    project = None
+                except SourceError as error:
+                    run.problems.append(ReportProblem(field="project", reason=error.message))
+                    project = None
+                    previous = None  # unknown: withdraw nothing
+                if project is not None and not mapping.in_scope(
+                    project, source.groups, source.topics
+                ):
+                    run.problems.append(
+                        ReportProblem(
+                            field="project",
+                            reason=f"{project.path} is not in the groups or topics of source "
+                            f"{source.name}; it is not harvested",
+                        )
+                    )
+                    project = None
+                if project is not None:
+                    run.projects.found = 1
+                    reports.append(
+                        self._project(run, client, source, project, previous, force=True)
+                    )
+                elif previous is not None:
+                    reports.append(self._forget(run, previous))
+            finally:
+                client.close()
+        return self._finish(run, reports)
+
+    # ---------------------------------------------------------------------- steps
+    def _lock(self, source: str) -> threading.Lock:
+        # Runs of one source in one process take turns: they share the stored state.
+        with self._locks_guard:
+            return self._locks.setdefault(source, threading.Lock())
+
+    def _list(
+        self, client: ProjectSource, source: GitLabSource, run: RunSummary
+    ) -> dict[int, ProjectInfo] | None:
+        if not source.groups and not source.topics:
+            run.problems.append(
+                ReportProblem(field="groups", reason="the source names no groups and no topics")
+            )
+            return None
+        try:
+            listed = {p.id: p for p in client.projects(source.groups, source.topics)}
+        except SourceError as error:
+            # Without the full listing, nothing may be withdrawn: stop here.
+            run.problems.append(ReportProblem(field="source", reason=error.message))
+            return None
+        run.projects.found = len(listed)
+        return listed
+
+    def _project(
+        self,
+        run: RunSummary,
+        client: ProjectSource,
+        source: GitLabSource,
+        project: ProjectInfo,
+        previous: ProjectState | None,
+        *,
+        full: bool = False,
+        force: bool = False,
+    ) -> ProjectReport:
+        """Harvest one project and store its report and state; never raises for its faults."""
+        reader = _ProjectRead(self, client, source, project, previous, full=full)
+        state: ProjectState | None = None
+        try:
+            if not (force or full) and reader.unchanged():
+                report = reader.unchanged_report()
+            else:
+                report, state = reader.read()
+        except DomainError as error:
+            report = reader.failed(error.message)
+        except Exception as error:  # one project must never stop the run
+            log.exception("harvest of %s failed unexpectedly", project.path)
+            report = reader.failed(f"unexpected error ({type(error).__name__}); it was logged")
+        self.store.save_project(run.run_id, report, source=source.name, state=state)
+        return report
+
+    def _forget(self, run: RunSummary, state: ProjectState) -> ProjectReport:
+        """Withdraw every entry of a project that is gone, and forget it."""
+        report = ProjectReport(
+            project_id=state.project_id, path=state.path, web_url=state.web_url, status="deleted"
+        )
+        try:
+            for entry_id, version in sorted(state.published()):
+                report.entries.append(
+                    EntryOutcome(id=entry_id, version=version, ref="", change="withdrawn")
+                )
+                report.counts.withdrawn += 1
+            for entry_id in sorted({entry_id for entry_id, _ in state.published()}):
+                self._withdraw(entry_id)
+        except DomainError as error:
+            report = ProjectReport(
+                project_id=state.project_id,
+                path=state.path,
+                web_url=state.web_url,
+                status="failed",
+                problems=[ReportProblem(field="project", reason=error.message)],
+            )
+            self.store.save_project(run.run_id, report, source=run.source)
+            return report
+        self.store.save_project(run.run_id, report, source=run.source, forget=True)
+        return report
+
+    def _withdraw(self, entry_id: str) -> None:
+        # Already gone from the catalogue (withdrawn by hand): nothing left to undo.
+        with contextlib.suppress(NotFound):
+            self.publisher.withdraw(entry_id)
+
+    def _finish(self, run: RunSummary, reports: list[ProjectReport]) -> HarvestReport:
+        for report in reports:
+            run.projects.count(report.status)
+            run.counts.add(report.counts)
+        if run.problems and not reports:
+            run.status = "failed"
+        elif run.projects.failed or run.problems:
+            run.status = "partial"
+        else:
+            run.status = "succeeded"
+        run.finished_at = self.clock.now()
+        self.store.finish_run(run)
+        self.store.prune(run.source, self.keep_runs)
+        log.info(
+            "harvest %s of %s: %s, %d projects, counts %s",
+            run.run_id,
+            run.source,
+            run.status,
+            run.projects.found,
+            msgspec.json.encode(run.counts).decode(),
+        )
+        reports.sort(key=lambda r: (not r.problems, r.path))
+        return HarvestReport(**msgspec.structs.asdict(run), project_reports=reports)
+
+
+class _ProjectRead:
+    """Reading one project: which refs changed, publishing their files, what to withdraw."""
+
+    def __init__(
+        self,
+        pipeline: HarvestPipeline,
+        client: ProjectSource,
+        source: GitLabSource,
+        project: ProjectInfo,
+        previous: ProjectState | None,
+        *,
+        full: bool,
+    ) -> None:
+        self.pipeline = pipeline
+        self.client = client
+        self.source = source
+        self.project = project
+        self.previous = previous
+        self.full = full
+        self.settings_key = mapping.settings_key(source)
+        self.report = ProjectReport(
+            project_id=project.id, path=project.path, web_url=project.web_url, status="harvested"
+        )
+
+    def unchanged(self) -> bool:
+        """True when nothing the last run saw has changed, so nothing needs reading."""
+        previous = self.previous
+        return (
+            previous is not None
+            and previous.last_activity_at == self.project.last_activity_at
+            and previous.web_url == self.project.web_url
+            and previous.settings_key == self.settings_key
+        )
+
+    def unchanged_report(self) -> ProjectReport:
+        """The report of a skipped project: its entries unchanged, its open problems again."""
+        assert self.previous is not None
+        has_file = any(ref.content_hash for ref in self.previous.refs)
+        self.report.status = "unchanged" if has_file else "no-file"
+        for ref in self.previous.refs:
+            self._carry(ref)
+        return self.report
+
+    def failed(self, reason: str) -> ProjectReport:
+        """The report of a project that could not be harvested this time."""
+        return ProjectReport(
+            project_id=self.project.id,
+            path=self.project.path,
+            web_url=self.project.web_url,
+            status="failed",
+            problems=[ReportProblem(field="project", reason=reason)],
+        )
+
+    def read(self) -> tuple[ProjectReport, ProjectState]:
+        """Read the changed refs, publish their files, withdraw what disappeared."""
+        project, source = self.project, self.source
+        default: RefInfo | None = None
+        if "default" in source.refs and project.default_branch:
+            try:
+                default = self.client.branch(project.id, project.default_branch)
+            except SourceNotFound:
+                default = None  # the repository was emptied since the listing
+        tags = self.client.tags(project.id) if "tags" in source.refs else []
+        # After a rename the entry ids change (they include the repository URL): publish anew.
+        reusable = self.previous is not None and self.previous.web_url == project.web_url
+        old = {r.key: r for r in self.previous.refs} if self.previous and reusable else {}
+        refs = [
+            self._ref(ref, old.get(mapping.ref_key(ref)))
+            for ref in mapping.refs_to_read(source.refs, default, tags)
+        ]
+        self._withdraw_gone(refs)
+        if not any(ref.content_hash for ref in refs) and not self.report.entries:
+            self.report.status = "no-file"
+        state = ProjectState(
+            source=source.name,
+            project_id=project.id,
+            path=project.path,
+            web_url=project.web_url,
+            last_activity_at=project.last_activity_at,
+            settings_key=self.settings_key,
+            refs=tuple(refs),
+            harvested_at=self.pipeline.clock.now(),
+        )
+        return self.report, state
+
+    def _ref(self, ref: RefInfo, old: RefState | None) -> RefState:
+        if old is not None and old.commit == ref.commit and not self.full:
+            self._carry(old)
+            return msgspec.structs.replace(old, name=ref.name)
+        content = self.client.read_file(
+            self.project.id, self.source.file_path, ref.commit, MAX_FILE_BYTES
+        )
+        if content is None:
+            return RefState(name=ref.name, kind=ref.kind, commit=ref.commit)
+        digest = mapping.file_digest(content)
+        if old is not None and old.content_hash == digest and not self.full:
+            self._carry(old)
+            return msgspec.structs.replace(old, name=ref.name, commit=ref.commit)
+        record = mapping.RawRecord(
+            source=self.source.name,
+            project=self.project,
+            ref=ref,
+            file_path=self.source.file_path,
+            content=content,
+            harvested_at=self.pipeline.clock.now(),
+        )
+        publication = mapping.to_publication(record)
+        if isinstance(publication, ReportProblem):
+            result = mapping.rejected(publication)
+        else:
+            answer = self.pipeline.publisher.publish(publication.document, publication.provenance)
+            result = mapping.publish_result(ref, answer)
+        counts = self.report.counts
+        counts.found += result.found
+        for entry in result.entries:
+            counts.count(entry.change)
+        self.report.entries.extend(result.entries)
+        self.report.problems.extend(result.problems)
+        self.report.warnings.extend(result.warnings)
+        published = result.published
+        if result.problems:
+            counts.invalid += 1
+            if old is not None and old.published:
+                # The catalogue stores nothing from a rejected file: what it had stays.
+                published = old.published
+                self.report.warnings.append(
+                    ReportProblem(
+                        field=mapping.DOCUMENT,
+                        reason=f"the version published from commit {old.commit[:12]} stays in "
+                        "the catalogue until this file is fixed",
+                        ref=ref.name,
+                    )
+                )
+        return RefState(
+            name=ref.name,
+            kind=ref.kind,
+            commit=ref.commit,
+            content_hash=digest,
+            published=published,
+            problems=result.problems,
+            warnings=result.warnings,
+        )
+
+    def _carry(self, ref: RefState) -> None:
+        """Count a ref that was not read again: its entries unchanged, its problems still open."""
+        counts = self.report.counts
+        counts.found += len(ref.published) or (1 if ref.problems else 0)
+        counts.unchanged += len(ref.published)
+        if ref.problems:
+            counts.invalid += 1
+        self.report.problems.extend(ref.problems)
+        self.report.warnings.extend(ref.warnings)
+
+    def _withdraw_gone(self, refs: Sequence[RefState]) -> None:
+        """Withdraw entries no ref publishes any more (a deleted tag, an executable removed)."""
+        if self.previous is None:
+            return
+        now = {(v.id, v.version) for ref in refs for v in ref.published}
+        gone = self.previous.published() - now
+        still_published = {entry_id for entry_id, _ in now}
+        for entry_id, version in sorted(gone):
+            if entry_id in still_published:
+                # The catalogue withdraws whole entries only; say so rather than pretend.
+                self.report.warnings.append(
+                    ReportProblem(
+                        field="version",
+                        reason=f"version {version} of {entry_id} is no longer published here "
+                        "(its tag or file is gone) but stays in the catalogue beside the "
+                        "entry's other versions",
+                    )
+                )
+                continue
+            self.report.entries.append(
+                EntryOutcome(id=entry_id, version=version, ref="", change="withdrawn")
+            )
+            self.report.counts.withdrawn += 1
+        for entry_id in sorted({entry_id for entry_id, _ in gone} - still_published):
+            self.pipeline._withdraw(entry_id)

@@ -1,0 +1,1 @@
+"""Alembic migrations of the harvest tables (run by `core.db.migrate`, never by the Alembic CLI)."""

@@ -1,1 +1,402 @@
-"""Placeholder: filled in by its issue (see DESIGN.md for what it owns)."""
+"""`CatalogueService`: the catalogue's use cases, shared by the web API, the CLI and harvest.
+
+Publish (validate, normalise, store, index), withdraw, read an entry or one of its versions,
+faceted search with facet trees, rebuild the index from the store, and hand an entry off to the
+Execution Broker as an ExecutionRequest.
+
+The SQL store is the source of truth: the service commits to it first, then updates the search
+index; an index failure after the commit is reported as a warning and repaired by `reindex()`.
+Takes its collaborators as ports (`CatalogueStore`, `SearchIndex`, `BrokerGateway`, a
+vocabulary registry, a clock); imports nothing from Litestar, the broker or SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Final, Protocol
+
+from catalogue import handoff
+from catalogue.facet_views import facet_views, resolve_filters
+from catalogue.model import (
+    Concept,
+    Entry,
+    EntryDetail,
+    EntrySummary,
+    EntryVersion,
+    HandOff,
+    ProblemItem,
+    Provenance,
+    PublishOutcome,
+    PublishReport,
+    PublishStatus,
+    SearchPage,
+    SearchRequest,
+    VersionWrite,
+    content_hash,
+    entry_id,
+)
+from catalogue.ports import BrokerGateway, IndexDocument, OfferAnswer, SearchIndex, SearchQuery
+from catalogue.publisher import (
+    FUNCTIONS,
+    MESSENGERS,
+    SUBJECTS,
+    CheckedDocument,
+    check_document,
+    executable_kind,
+)
+from core.clock import Clock
+from core.errors import Conflict, DomainError, Invalid, NotFound, Problem, Unavailable
+from vocabularies.expand import with_ancestors
+from vocabularies.model import UnknownVocabulary
+from vocabularies.registry import VocabularyRegistry
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE_SIZE: Final = 100
+MAX_QUERY_LENGTH: Final = 500
+MAX_LABEL_LENGTH: Final = 64
+
+
+class CatalogueStore(Protocol):
+    """What the service needs from storage (`catalogue.store_sql.SqlCatalogueStore`)."""
+
+    def save(self, writes: Sequence[VersionWrite], *, now: datetime) -> list[PublishStatus]:
+        """Store versions all-or-none; new / updated / unchanged for each."""
+        ...
+
+    def withdraw(self, entry_id: str, *, now: datetime) -> bool:
+        """Withdraw an entry; False when it does not exist."""
+        ...
+
+    def entry(self, entry_id: str) -> Entry | None:
+        """An entry's header and versions."""
+        ...
+
+    def version(self, entry_id: str, version: str) -> EntryVersion | None:
+        """One version in full."""
+        ...
+
+    def current_versions(self, entry_ids: Sequence[str]) -> dict[str, EntryVersion]:
+        """Current versions of searchable entries."""
+        ...
+
+    def iter_current(self) -> Iterator[tuple[str, EntryVersion]]:
+        """Every searchable entry's current version."""
+        ...
+
+    def ids_from(self, source: str, repository: str | None = None) -> list[str]:
+        """Ids of searchable entries from a source."""
+        ...
+
+    def count(self, *, include_withdrawn: bool = False) -> int:
+        """How many entries."""
+        ...
+
+
+def _items(problems: Sequence[Problem]) -> list[ProblemItem]:
+    return [
+        ProblemItem(field=p.field, reason=p.reason, suggestions=list(p.suggestions))
+        for p in problems
+    ]
+
+
+class CatalogueService:
+    """The catalogue's use cases; see the module docstring."""
+
+    def __init__(
+        self,
+        store: CatalogueStore,
+        index: SearchIndex,
+        vocabularies: VocabularyRegistry,
+        broker: BrokerGateway,
+        clock: Clock,
+        *,
+        page_size: int = 20,
+    ) -> None:
+        self.store = store
+        self.index = index
+        self.vocabularies = vocabularies
+        self.broker = broker
+        self.clock = clock
+        self.page_size = min(page_size, MAX_PAGE_SIZE)
+
+    # ------------------------------------------------------------------------ publishing
+    def check(self, document: str | bytes | Mapping[str, Any]) -> CheckedDocument:
+        """Validate a publisher's document without storing anything (a packager's pre-flight)."""
+        return check_document(
+            document,
+            vocabularies=self.vocabularies,
+            validate_executable=self.broker.validate_executable,
+        )
+
+    def publish(
+        self, document: str | bytes | Mapping[str, Any], provenance: Provenance
+    ) -> PublishReport:
+        """Validate and store every executable of a document, then index what changed.
+
+        All or nothing: a document with any problem stores nothing, and the report lists the
+        problems. Warnings (deprecated terms and their replacements) never stop it.
+
+        Raises:
+            Unavailable: the database or a needed vocabulary is not available.
+        """
+        checked = self.check(document)
+        warnings = _items(checked.warnings)
+        if not checked.ok:
+            return PublishReport(problems=_items(checked.problems), warnings=warnings)
+        writes, labels, problems = self._writes(checked, provenance)
+        if problems:
+            return PublishReport(problems=_items(problems), warnings=warnings)
+        now = self.clock.now()
+        statuses = self.store.save(
+            [VersionWrite(entry_id=key, version=version) for key, version in writes], now=now
+        )
+        outcomes = [
+            PublishOutcome(id=key, name=version.spec.name, version=label, status=status)
+            for (key, version), label, status in zip(writes, labels, statuses, strict=True)
+        ]
+        changed = [o.id for o in outcomes if o.status != "unchanged"]
+        if changed and not self._index_entries(changed):
+            warnings.append(
+                ProblemItem(
+                    field="(index)",
+                    reason="stored, but the search index could not be updated; "
+                    "it will show the change after the next reindex",
+                )
+            )
+        return PublishReport(entries=outcomes, warnings=warnings)
+
+    def _writes(
+        self, checked: CheckedDocument, provenance: Provenance
+    ) -> tuple[list[tuple[str, EntryVersion]], list[str], list[Problem]]:
+        now = self.clock.now()
+        writes: list[tuple[str, EntryVersion]] = []
+        labels: list[str] = []
+        problems: list[Problem] = []
+        for item in checked.executables:
+            spec = item.spec
+            label = provenance.version_label(spec.version)
+            if len(label) > MAX_LABEL_LENGTH:
+                problems.append(
+                    Problem(
+                        "version" if not item.field else f"{item.field}.version",
+                        f"the version label {label!r} is longer than {MAX_LABEL_LENGTH} characters",
+                    )
+                )
+                continue
+            key = entry_id(provenance.source, provenance.repository, provenance.path, spec.name)
+            version = EntryVersion(
+                version=label,
+                spec=spec,
+                content_hash=content_hash(spec),
+                provenance=provenance,
+                published_at=now,
+                updated_at=now,
+            )
+            writes.append((key, version))
+            labels.append(label)
+        return writes, labels, problems
+
+    def withdraw(self, entry_id: str) -> Entry:
+        """Withdraw an entry: it stays readable (marked withdrawn) but leaves search.
+
+        Raises:
+            NotFound: no such entry.
+        """
+        if not self.store.withdraw(entry_id, now=self.clock.now()):
+            raise NotFound(f"no catalogue entry {entry_id!r}")
+        try:
+            self.index.delete([entry_id])
+        except Unavailable:
+            log.warning("withdrew %s but could not remove it from the index", entry_id)
+        entry = self.store.entry(entry_id)
+        assert entry is not None  # withdrawn entries are kept
+        return entry
+
+    def entry_ids(self, source: str, repository: str | None = None) -> list[str]:
+        """Ids of the searchable entries published from a source (harvest uses it to withdraw)."""
+        return self.store.ids_from(source, repository)
+
+    # ------------------------------------------------------------------------ reading
+    def get(self, entry_id: str, version: str | None = None) -> EntryDetail:
+        """An entry in full: its current version, or the one asked for.
+
+        Raises:
+            NotFound: no such entry, or no such version of it.
+        """
+        entry = self.store.entry(entry_id)
+        if entry is None:
+            raise NotFound(f"no catalogue entry {entry_id!r}")
+        label = version or entry.current_version
+        found = self.store.version(entry_id, label)
+        if found is None:
+            known = ", ".join(v.version for v in entry.versions)
+            raise NotFound(f"entry {entry_id!r} has no version {label!r} (it has: {known})")
+        spec = found.spec
+        kind = executable_kind(spec, self.vocabularies)
+        return EntryDetail(
+            id=entry.id,
+            name=entry.name,
+            withdrawn=entry.withdrawn,
+            version=label,
+            current_version=entry.current_version,
+            spec=spec,
+            subjects=self._concepts(SUBJECTS, spec.subjects),
+            functions=self._concepts(FUNCTIONS, spec.functions),
+            kind=kind,
+            gpu=spec.needs.gpu,
+            platforms=self._runnable_on(kind, found),
+            provenance=found.provenance,
+            content_hash=found.content_hash,
+            published_at=found.published_at,
+            updated_at=found.updated_at,
+            versions=entry.versions,
+        )
+
+    def _concepts(self, vocabulary: str, terms: Sequence[str]) -> list[Concept]:
+        try:
+            vocab = self.vocabularies.get(vocabulary)
+        except UnknownVocabulary:
+            return [Concept(term, term) for term in terms]
+        return [Concept(term, vocab.label_of(term)) for term in terms]
+
+    def _runnable_on(self, kind: str, version: EntryVersion) -> list[str]:
+        try:
+            return sorted(self.broker.runnable_on(kind, version.spec.needs.for_broker()))
+        except DomainError as error:
+            # Which platforms fit is a hint; an unreachable broker must not hide the entry.
+            log.warning("cannot ask the broker which platforms run %s: %s", kind, error)
+            return []
+
+    # ------------------------------------------------------------------------ search
+    def search(self, request: SearchRequest) -> SearchPage:
+        """Faceted search: hits resolved to summaries, facet trees, the next page's cursor.
+
+        Raises:
+            Invalid: an unknown facet or value (with suggestions), a bad cursor or limit.
+        """
+        if len(request.text) > MAX_QUERY_LENGTH:
+            raise Invalid(
+                "query too long", [Problem("q", f"at most {MAX_QUERY_LENGTH} characters")]
+            )
+        limit = request.limit if request.limit is not None else self.page_size
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise Invalid("bad limit", [Problem("limit", f"must be 1 to {MAX_PAGE_SIZE}")])
+        filters = resolve_filters(request.filters, self.vocabularies)
+        result = self.index.search(
+            SearchQuery(
+                text=request.text.strip(),
+                filters=filters,
+                sort=request.sort,
+                cursor=request.cursor,
+                limit=limit,
+            )
+        )
+        versions = self.store.current_versions([hit.id for hit in result.hits])
+        hits = [
+            self._summary(hit.id, versions[hit.id], hit.score)
+            for hit in result.hits
+            if hit.id in versions  # an index entry the store no longer has: reindex drift
+        ]
+        return SearchPage(
+            total=result.total,
+            hits=hits,
+            facets=facet_views(result.facets, filters, self.vocabularies),
+            next_cursor=result.next_cursor,
+            sort=request.sort,
+        )
+
+    def _summary(self, key: str, version: EntryVersion, score: float) -> EntrySummary:
+        spec = version.spec
+        return EntrySummary(
+            id=key,
+            name=spec.name,
+            title=spec.title,
+            summary=spec.summary,
+            version=version.version,
+            kind=executable_kind(spec, self.vocabularies),
+            licence=spec.licence,
+            gpu=spec.needs.gpu,
+            subjects=self._concepts(SUBJECTS, spec.subjects),
+            functions=self._concepts(FUNCTIONS, spec.functions),
+            authors=[author.name for author in spec.authors],
+            updated_at=version.updated_at,
+            score=score,
+        )
+
+    # ------------------------------------------------------------------------ index
+    def index_document(self, key: str, version: EntryVersion) -> IndexDocument:
+        """The search document of an entry's current version (vocabulary terms + ancestors)."""
+        spec = version.spec
+        kind = executable_kind(spec, self.vocabularies)
+        return IndexDocument(
+            id=key,
+            name=spec.name,
+            title=spec.title,
+            summary=spec.summary,
+            description=spec.description,
+            keywords=tuple(spec.keywords),
+            authors=tuple(author.name for author in spec.authors),
+            kind=kind,
+            subjects=self._closure(SUBJECTS, spec.subjects),
+            functions=self._closure(FUNCTIONS, spec.functions),
+            messengers=self._closure(MESSENGERS, spec.messengers),
+            licence=spec.licence,
+            gpu=spec.needs.gpu,
+            platforms=tuple(self._runnable_on(kind, version)),
+            version=version.version,
+            updated=version.updated_at,
+        )
+
+    def _closure(self, vocabulary: str, terms: Sequence[str]) -> tuple[str, ...]:
+        try:
+            return tuple(sorted(with_ancestors(self.vocabularies.get(vocabulary), terms)))
+        except UnknownVocabulary:
+            return tuple(terms)
+
+    def _index_entries(self, ids: Sequence[str]) -> bool:
+        versions = self.store.current_versions(ids)
+        try:
+            self.index.upsert(self.index_document(key, v) for key, v in versions.items())
+        except Unavailable as error:
+            log.warning("search index not updated for %d entries: %s", len(ids), error)
+            return False
+        return True
+
+    def reindex(self) -> int:
+        """Rebuild the whole search index from the store; returns how many entries it holds.
+
+        Also refreshes the "runnable on" facet, which depends on the broker's platforms.
+        """
+        return self.index.rebuild(
+            self.index_document(key, version) for key, version in self.store.iter_current()
+        )
+
+    def ensure_index(self) -> int | None:
+        """Rebuild the index when it does not hold what the store holds (a new or lost index).
+
+        Returns:
+            The number of documents indexed, or None when nothing had to be done.
+        """
+        if self.index.count() == self.store.count():
+            return None
+        return self.reindex()
+
+    # ------------------------------------------------------------------------ hand-off
+    def hand_off(self, entry_id: str, overrides: HandOff, base_url: str) -> OfferAnswer:
+        """Ask the broker for offers to run an entry: its executable, needs and the overrides.
+
+        Raises:
+            NotFound: no such entry or version.
+            Conflict: the entry is withdrawn.
+            Invalid: an override is wrong (the field is named).
+        """
+        detail = self.get(entry_id, overrides.version)
+        if detail.withdrawn:
+            raise Conflict(f"entry {entry_id!r} is withdrawn; it cannot be run")
+        request = handoff.execution_request(
+            detail.spec, overrides, name=f"{detail.name}-{detail.version}"
+        )
+        return self.broker.request_offers(request, base_url)

@@ -1,1 +1,341 @@
-"""Placeholder: filled in by its issue (see DESIGN.md for what it owns)."""
+"""The catalogue's SQL store: entries and their versions (SQLAlchemy 2, SQLite or PostgreSQL).
+
+The store is the source of truth; the search index is derived from it. Rows never leave this
+module: callers get `catalogue.model` Structs. Each version keeps its normalised document as
+canonical JSON and a content hash, so publishing the same content again is one indexed read
+and no write.
+
+Portable SQL only (no dialect-specific statements): the same code and the Alembic migrations in
+`catalogue/migrations/` serve SQLite and PostgreSQL. Writes run in `core.db.write_transaction`
+(SQLite's write lock from the first statement; row locks on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+import msgspec
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    func,
+    select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from catalogue.model import (
+    LATEST,
+    Entry,
+    EntryVersion,
+    ExecutableSpec,
+    Provenance,
+    PublishStatus,
+    VersionInfo,
+    VersionWrite,
+    current_version,
+    version_key,
+)
+from core.db import Base, migrate, read_transaction, session_factory, write_transaction
+from core.errors import Conflict, Unavailable
+
+MIGRATIONS: Final = Path(__file__).with_name("migrations")
+VERSION_TABLE: Final = "alembic_version_catalogue"
+_BATCH: Final = 500
+
+
+class EntryRow(Base):
+    """One catalogue entry; identity and state, shared by its versions."""
+
+    __tablename__ = "catalogue_entry"
+    __table_args__ = (Index("ix_catalogue_entry_origin", "source", "repository"),)
+
+    id: Mapped[str] = mapped_column(String(120), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), index=True)
+    source: Mapped[str] = mapped_column(String(200))
+    repository: Mapped[str | None] = mapped_column(String(1000))
+    path: Mapped[str | None] = mapped_column(String(1000))
+    current_version: Mapped[str] = mapped_column(String(64))
+    withdrawn: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class VersionRow(Base):
+    """One version of an entry: the normalised document and its provenance."""
+
+    __tablename__ = "catalogue_version"
+
+    entry_id: Mapped[str] = mapped_column(
+        String(120), ForeignKey("catalogue_entry.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    declared_version: Mapped[str] = mapped_column(String(64))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    document: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(200))
+    repository: Mapped[str | None] = mapped_column(String(1000))
+    path: Mapped[str | None] = mapped_column(String(1000))
+    ref: Mapped[str | None] = mapped_column(String(255))
+    ref_kind: Mapped[str | None] = mapped_column(String(20))
+    commit: Mapped[str | None] = mapped_column(String(64))
+    harvested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+_spec_decoder = msgspec.json.Decoder(ExecutableSpec)
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite keeps no zone; every instant we store is UTC, so reading it back as UTC is exact.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _maybe_aware(value: datetime | None) -> datetime | None:
+    return None if value is None else _aware(value)
+
+
+def _to_version(row: VersionRow) -> EntryVersion:
+    return EntryVersion(
+        version=row.version,
+        spec=_spec_decoder.decode(row.document),
+        content_hash=row.content_hash,
+        provenance=Provenance(
+            source=row.source,
+            repository=row.repository,
+            path=row.path,
+            ref=row.ref,
+            ref_kind=row.ref_kind,  # type: ignore[arg-type]  # written from the same Literal
+            commit=row.commit,
+            harvested_at=_maybe_aware(row.harvested_at),
+        ),
+        published_at=_aware(row.published_at),
+        updated_at=_aware(row.updated_at),
+    )
+
+
+def _fill(row: VersionRow, version: EntryVersion, *, now: datetime) -> None:
+    """Write a version's content and provenance into its row (the label and `published_at` stay)."""
+    origin = version.provenance
+    row.declared_version = version.spec.version
+    row.content_hash = version.content_hash
+    row.document = msgspec.json.encode(version.spec, order="deterministic").decode()
+    row.source = origin.source
+    row.repository = origin.repository
+    row.path = origin.path
+    row.ref = origin.ref
+    row.ref_kind = origin.ref_kind
+    row.commit = origin.commit
+    row.harvested_at = origin.harvested_at
+    row.updated_at = now
+
+
+def _version_order(label: str) -> tuple[bool, tuple[tuple[int, int | str], ...]]:
+    return (label == LATEST, version_key(label))
+
+
+class SqlCatalogueStore:
+    """Entries and versions in SQL; see the module docstring."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = session_factory(engine)
+
+    def migrate(self) -> None:
+        """Create or upgrade the catalogue's tables (idempotent)."""
+        migrate(self.engine, MIGRATIONS, VERSION_TABLE)
+
+    # ------------------------------------------------------------------------ writes
+    def save(self, writes: Sequence[VersionWrite], *, now: datetime) -> list[PublishStatus]:
+        """Store versions, all or none; report for each whether it was new, updated or unchanged.
+
+        A version whose content hash is already stored under the same label is `unchanged`
+        and costs no write. Storing into a withdrawn entry restores it (`updated`).
+
+        Raises:
+            Conflict: another writer created the same entry at the same moment (retry).
+            Unavailable: the database does not answer.
+        """
+        try:
+            with write_transaction(self._sessions) as session:
+                return [self._save_one(session, write, now) for write in writes]
+        except IntegrityError as error:
+            raise Conflict("the entry was published concurrently; try again") from error
+        except OperationalError as error:
+            raise Unavailable(f"the catalogue database does not answer: {error.orig}") from error
+
+    def _save_one(self, session: Session, write: VersionWrite, now: datetime) -> PublishStatus:
+        version = write.version
+        spec, origin = version.spec, version.provenance
+        entry = session.scalars(
+            select(EntryRow).where(EntryRow.id == write.entry_id).with_for_update()
+        ).one_or_none()
+        if entry is None:
+            entry = EntryRow(
+                id=write.entry_id,
+                name=spec.name,
+                source=origin.source,
+                repository=origin.repository,
+                path=origin.path,
+                current_version=version.version,
+                withdrawn=False,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(entry)
+            session.add(self._version_row(write.entry_id, version, published_at=now, now=now))
+            return "new"
+        row = session.get(VersionRow, (write.entry_id, version.version))
+        if row is not None and row.content_hash == version.content_hash and not entry.withdrawn:
+            return "unchanged"
+        if row is None:
+            session.add(self._version_row(write.entry_id, version, published_at=now, now=now))
+        elif row.content_hash != version.content_hash:
+            _fill(row, version, now=now)
+        session.flush()
+        labels = session.scalars(
+            select(VersionRow.version).where(VersionRow.entry_id == write.entry_id)
+        ).all()
+        entry.current_version = current_version(labels)
+        entry.withdrawn = False
+        entry.withdrawn_at = None
+        entry.updated_at = now
+        return "updated"
+
+    @staticmethod
+    def _version_row(
+        entry_id: str, version: EntryVersion, *, published_at: datetime, now: datetime
+    ) -> VersionRow:
+        row = VersionRow(entry_id=entry_id, version=version.version, published_at=published_at)
+        _fill(row, version, now=now)
+        return row
+
+    def withdraw(self, entry_id: str, *, now: datetime) -> bool:
+        """Mark an entry withdrawn (kept, and readable, but no longer searchable).
+
+        Returns:
+            False when there is no such entry; True otherwise (also when already withdrawn).
+        """
+        with write_transaction(self._sessions) as session:
+            entry = session.get(EntryRow, entry_id, with_for_update=True)
+            if entry is None:
+                return False
+            if not entry.withdrawn:
+                entry.withdrawn = True
+                entry.withdrawn_at = now
+                entry.updated_at = now
+            return True
+
+    # ------------------------------------------------------------------------ reads
+    def entry(self, entry_id: str) -> Entry | None:
+        """An entry's header and version list, withdrawn or not."""
+        with read_transaction(self._sessions) as session:
+            row = session.get(EntryRow, entry_id)
+            if row is None:
+                return None
+            versions = session.execute(
+                select(
+                    VersionRow.version,
+                    VersionRow.declared_version,
+                    VersionRow.published_at,
+                    VersionRow.updated_at,
+                    VersionRow.content_hash,
+                ).where(VersionRow.entry_id == entry_id)
+            ).all()
+            infos = [
+                VersionInfo(
+                    version=label,
+                    declared_version=declared,
+                    published_at=_aware(published),
+                    updated_at=_aware(updated),
+                    content_hash=digest,
+                )
+                for label, declared, published, updated, digest in versions
+            ]
+            infos.sort(key=lambda info: _version_order(info.version), reverse=True)
+            return Entry(
+                id=row.id,
+                name=row.name,
+                source=row.source,
+                repository=row.repository,
+                path=row.path,
+                current_version=row.current_version,
+                withdrawn=row.withdrawn,
+                created_at=_aware(row.created_at),
+                updated_at=_aware(row.updated_at),
+                versions=infos,
+            )
+
+    def version(self, entry_id: str, version: str) -> EntryVersion | None:
+        """One version in full, or None."""
+        with read_transaction(self._sessions) as session:
+            row = session.get(VersionRow, (entry_id, version))
+            return None if row is None else _to_version(row)
+
+    def current_versions(self, entry_ids: Sequence[str]) -> dict[str, EntryVersion]:
+        """The current version of each listed entry that exists and is not withdrawn."""
+        if not entry_ids:
+            return {}
+        found: dict[str, EntryVersion] = {}
+        with read_transaction(self._sessions) as session:
+            for start in range(0, len(entry_ids), _BATCH):
+                chunk = list(entry_ids[start : start + _BATCH])
+                rows = session.scalars(
+                    select(VersionRow)
+                    .join(EntryRow, EntryRow.id == VersionRow.entry_id)
+                    .where(
+                        EntryRow.id.in_(chunk),
+                        EntryRow.withdrawn.is_(False),
+                        VersionRow.version == EntryRow.current_version,
+                    )
+                )
+                found.update((row.entry_id, _to_version(row)) for row in rows)
+        return found
+
+    def iter_current(self) -> Iterator[tuple[str, EntryVersion]]:
+        """Every searchable entry with its current version, by id, in batches (for reindex)."""
+        after = ""
+        while True:
+            with read_transaction(self._sessions) as session:
+                rows = session.scalars(
+                    select(VersionRow)
+                    .join(EntryRow, EntryRow.id == VersionRow.entry_id)
+                    .where(
+                        EntryRow.withdrawn.is_(False),
+                        VersionRow.version == EntryRow.current_version,
+                        EntryRow.id > after,
+                    )
+                    .order_by(EntryRow.id)
+                    .limit(_BATCH)
+                ).all()
+                batch = [(row.entry_id, _to_version(row)) for row in rows]
+            yield from batch
+            if len(batch) < _BATCH:
+                return
+            after = batch[-1][0]
+
+    def ids_from(self, source: str, repository: str | None = None) -> list[str]:
+        """Ids of the searchable entries published from a source (and repository)."""
+        query = select(EntryRow.id).where(EntryRow.source == source, EntryRow.withdrawn.is_(False))
+        if repository is not None:
+            query = query.where(EntryRow.repository == repository)
+        with read_transaction(self._sessions) as session:
+            return list(session.scalars(query.order_by(EntryRow.id)))
+
+    def count(self, *, include_withdrawn: bool = False) -> int:
+        """How many entries there are (searchable ones only, unless asked)."""
+        query = select(func.count()).select_from(EntryRow)
+        if not include_withdrawn:
+            query = query.where(EntryRow.withdrawn.is_(False))
+        with read_transaction(self._sessions) as session:
+            return int(session.scalar(query) or 0)

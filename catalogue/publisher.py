@@ -1,0 +1,375 @@
+"""Reading a publisher's `ivoa-executable.yaml`: parse, validate every field, normalise.
+
+`check_document(source, vocabularies=..., validate_executable=...)` turns YAML or JSON text (or
+an already parsed mapping) into normalised `ExecutableSpec`s, or into problems that each name a
+field path (`executables[0].executable.image.digest`) and a reason a packager can act on, with
+suggestions where we can guess the intent. Every field is checked, not just the first wrong one,
+so one round trip fixes a file. Warnings (a deprecated subject and its replacement, a deprecated
+SPDX id) are kept apart: they never stop a publication.
+
+Pure: no I/O. The Execution Broker check comes in as a function (the catalogue never imports
+the broker); vocabularies come in as a registry.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import msgspec
+
+from catalogue import documents
+from catalogue.model import ExecutableSpec, kind_term
+from catalogue.spdx import check_licence
+from catalogue.timing import format_duration, parse_duration
+from core.errors import Problem, Unavailable
+from vocabularies.model import UnknownVocabulary
+from vocabularies.registry import VocabularyRegistry
+from vocabularies.resolve import resolve
+
+MAX_DOCUMENT_BYTES: Final = 1_048_576
+MAX_EXECUTABLES: Final = 100
+GPU_VENDORS: Final = ("nvidia", "amd", "intel")
+DATA_SCHEMES: Final = ("http", "https", "s3", "ivo", "ftp", "rucio")
+SUBJECTS, FUNCTIONS, MESSENGERS, KINDS = "uat", "software-function", "messenger", "executable-kind"
+
+ExecutableValidator = Callable[[Mapping[str, Any]], list[Problem]]
+"""Checks an Execution Broker `executable` block; problem fields are relative to the block."""
+
+
+@dataclass(frozen=True)
+class CheckedExecutable:
+    """One executable of a document that passed every check, normalised."""
+
+    spec: ExecutableSpec
+    field: str
+    """Its path in the document (`executables[2]`, or `` for a single executable)."""
+
+
+@dataclass
+class CheckedDocument:
+    """The outcome of checking one document."""
+
+    executables: list[CheckedExecutable] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing stops the publication."""
+        return not self.problems
+
+
+def check_document(
+    source: str | bytes | Mapping[str, Any],
+    *,
+    vocabularies: VocabularyRegistry,
+    validate_executable: ExecutableValidator,
+) -> CheckedDocument:
+    """Parse and check a publisher's document; see the module docstring.
+
+    Args:
+        source: YAML or JSON text (bytes are read as UTF-8), or a parsed mapping.
+        vocabularies: where subjects, functions and messengers are resolved.
+        validate_executable: the broker's check of an `executable` block.
+
+    Returns:
+        The normalised executables when there are no problems; otherwise the problems
+        (and no executables). Warnings either way.
+
+    Raises:
+        Unavailable: a vocabulary needed for the check is not loaded on this server.
+    """
+    result = CheckedDocument()
+    data = documents.load(source, result.problems)
+    if result.problems:
+        return result
+    items = _executable_items(data, result.problems)
+    checker = _Checker(vocabularies, validate_executable, result)
+    for where, raw in items:
+        spec = checker.executable(raw, where)
+        if spec is not None:
+            result.executables.append(CheckedExecutable(spec, where))
+    _check_unique_names(result)
+    if result.problems:
+        result.executables = []
+    return result
+
+
+def _executable_items(data: Any, problems: list[Problem]) -> list[tuple[str, Any]]:
+    if not isinstance(data, dict):
+        problems.append(
+            Problem("(document)", "must be a mapping: one executable, or `executables:` and a list")
+        )
+        return []
+    if "executables" not in data:
+        return [("", data)]
+    extra = sorted(str(key) for key in data if key != "executables")
+    for key in extra:
+        problems.append(
+            Problem(key, "unexpected beside `executables:`; move it into an executable")
+        )
+    listed = data["executables"]
+    if not isinstance(listed, list) or not listed:
+        problems.append(Problem("executables", "must be a non-empty list of executables"))
+        return []
+    if len(listed) > MAX_EXECUTABLES:
+        problems.append(Problem("executables", f"at most {MAX_EXECUTABLES} executables per file"))
+        return []
+    return [(f"executables[{index}]", item) for index, item in enumerate(listed)]
+
+
+def _check_unique_names(result: CheckedDocument) -> None:
+    seen: dict[str, str] = {}
+    for item in result.executables:
+        if item.spec.name in seen:
+            result.problems.append(
+                Problem(
+                    documents.join(item.field, "name"),
+                    f"{item.spec.name!r} is already the name of {seen[item.spec.name] or 'another'}"
+                    " executable in this file; names must be unique",
+                )
+            )
+        seen.setdefault(item.spec.name, item.field)
+
+
+class _Checker:
+    """Checks executables one by one, adding problems and warnings to one result."""
+
+    def __init__(
+        self,
+        vocabularies: VocabularyRegistry,
+        validate_executable: ExecutableValidator,
+        result: CheckedDocument,
+    ) -> None:
+        self.vocabularies = vocabularies
+        self.validate_executable = validate_executable
+        self.result = result
+
+    def problem(self, where: str, reason: str, suggestions: tuple[str, ...] = ()) -> None:
+        self.result.problems.append(Problem(where, reason, suggestions))
+
+    def executable(self, raw: Any, where: str) -> ExecutableSpec | None:
+        """The normalised spec, or None after recording its problems."""
+        before = len(self.result.problems)
+        spec = documents.convert(raw, ExecutableSpec, where, self.result.problems)
+        self._explain_name(before, where)
+        if spec is None:
+            # Structure is wrong somewhere; still check the fields we can read, so that the
+            # packager sees every problem of the file at once.
+            if isinstance(raw, dict):
+                self._check_loose_fields(raw, where)
+            return None
+        spec = self._normalise(spec, where)
+        return spec if len(self.result.problems) == before else None
+
+    def _explain_name(self, since: int, where: str) -> None:
+        """Say what a valid name looks like, instead of quoting a regular expression."""
+        field = documents.join(where, "name")
+        problems = self.result.problems
+        for index in range(since, len(problems)):
+            if problems[index].field == field and "wrong form" in problems[index].reason:
+                shown = problems[index].reason.split(" has the wrong form")[0]
+                slug = re.sub(r"[^a-z0-9]+", "-", shown.strip("'\"").lower()).strip("-")[:64]
+                problems[index] = Problem(
+                    field,
+                    f"{shown} is not a valid name: use lower-case letters, digits and '-', "
+                    "starting and ending with a letter or digit",
+                    (slug,) if slug else (),
+                )
+
+    def _check_loose_fields(self, raw: dict[str, Any], where: str) -> None:
+        for name, vocabulary in (
+            ("subjects", SUBJECTS),
+            ("functions", FUNCTIONS),
+            ("messengers", MESSENGERS),
+        ):
+            values = raw.get(name)
+            if isinstance(values, list) and all(isinstance(v, str) for v in values):
+                self._terms(values, vocabulary, documents.join(where, name))
+        if isinstance(raw.get("licence"), str):
+            self._licence(raw["licence"], documents.join(where, "licence"))
+        needs = raw.get("needs")
+        if isinstance(needs, dict) and isinstance(needs.get("duration"), str):
+            self._duration(needs["duration"], documents.join(where, "needs.duration"))
+        authors = raw.get("authors")
+        for index, author in enumerate(authors if isinstance(authors, list) else []):
+            if isinstance(author, dict) and isinstance(author.get("orcid"), str):
+                self._orcid(author["orcid"], documents.join(where, f"authors[{index}].orcid"))
+        block = raw.get("executable")
+        if isinstance(block, dict):
+            self._executable_block(block, documents.join(where, "executable"))
+
+    def _normalise(self, spec: ExecutableSpec, where: str) -> ExecutableSpec:
+
+        def at(name: str) -> str:
+            return documents.join(where, name)
+
+        authors = [
+            msgspec.structs.replace(
+                author, orcid=self._orcid(author.orcid, at(f"authors[{i}].orcid"))
+            )
+            for i, author in enumerate(spec.authors)
+        ]
+        needs = spec.needs
+        if needs.duration is not None:
+            needs = msgspec.structs.replace(
+                needs, duration=self._duration(needs.duration, at("needs.duration"))
+            )
+        if needs.gpus is not None and needs.gpus.vendor is not None:
+            vendor = needs.gpus.vendor.strip().lower()
+            if vendor not in GPU_VENDORS:
+                self.problem(
+                    at("needs.gpus.vendor"),
+                    f"{needs.gpus.vendor!r} is not a GPU vendor we know",
+                    GPU_VENDORS,
+                )
+            needs = msgspec.structs.replace(
+                needs, gpus=msgspec.structs.replace(needs.gpus, vendor=vendor)
+            )
+        for i, expected in enumerate(spec.data):
+            for j, location in enumerate(expected.examples):
+                self._location(location, at(f"data[{i}].examples[{j}]"))
+        return msgspec.structs.replace(
+            spec,
+            title=spec.title.strip(),
+            summary=spec.summary.strip(),
+            authors=authors,
+            licence=self._licence(spec.licence, at("licence")),
+            keywords=_unique(k.strip() for k in spec.keywords),
+            subjects=self._terms(spec.subjects, SUBJECTS, at("subjects")),
+            functions=self._terms(spec.functions, FUNCTIONS, at("functions")),
+            messengers=self._terms(spec.messengers, MESSENGERS, at("messengers")),
+            needs=needs,
+            links=self._links(spec, at("links")),
+            executable=self._executable_block(spec.executable, at("executable")),
+        )
+
+    # ------------------------------------------------------------------ one check per concern
+    def _terms(self, values: list[str], vocabulary_name: str, where: str) -> list[str]:
+        try:
+            vocabulary = self.vocabularies.get(vocabulary_name)
+        except UnknownVocabulary as error:
+            # A server without the vocabulary cannot judge the file: that is our fault, not
+            # the packager's, so it is not reported as a problem with the document.
+            raise Unavailable(
+                f"the {vocabulary_name!r} vocabulary is not loaded on this server"
+            ) from error
+        terms: list[str] = []
+        for index, text in enumerate(values):
+            resolution = resolve(vocabulary, text)
+            item = f"{where}[{index}]"
+            if resolution.term is None:
+                self.problem(
+                    item,
+                    f"{text!r} is not a concept of the {vocabulary_name} vocabulary",
+                    tuple(resolution.suggestions),
+                )
+                continue
+            if resolution.warning:
+                self.result.warnings.append(Problem(item, resolution.warning, (resolution.term,)))
+            if resolution.term not in terms:
+                terms.append(resolution.term)
+        return terms
+
+    def _duration(self, text: str, where: str) -> str:
+        try:
+            return format_duration(parse_duration(text))
+        except ValueError as error:
+            self.problem(where, str(error))
+            return text
+
+    def _licence(self, text: str, where: str) -> str:
+        check = check_licence(text)
+        for warning in check.warnings:
+            self.result.warnings.append(Problem(where, warning))
+        if check.expression is None:
+            self.problem(
+                where, check.problem or "not an SPDX licence expression", check.suggestions
+            )
+            return text
+        return check.expression
+
+    def _orcid(self, text: str | None, where: str) -> str | None:
+        if text is None:
+            return None
+        bare = re.sub(r"^https?://orcid\.org/", "", text.strip())
+        if not re.fullmatch(r"\d{4}-\d{4}-\d{4}-\d{3}[\dX]", bare):
+            self.problem(where, f"{text!r} is not an ORCID iD (e.g. 0000-0002-1825-0097)")
+        elif not _orcid_checksum_ok(bare):
+            self.problem(where, f"{text!r}: the check digit is wrong; copy the iD from orcid.org")
+        return bare
+
+    def _location(self, location: str, where: str) -> None:
+        scheme = location.partition(":")[0].lower()
+        if scheme not in DATA_SCHEMES or "://" not in location:
+            self.problem(
+                where,
+                f"{location!r} is not a data location; "
+                "use an http(s)://, s3://, ivo:// or rucio:// URI",
+            )
+
+    def _links(self, spec: ExecutableSpec, where: str) -> Any:
+        links = spec.links
+        for name in ("homepage", "documentation", "source", "issues"):
+            url = getattr(links, name)
+            if url is not None and not re.match(r"^https?://[^\s/]+", url):
+                self.problem(f"{where}.{name}", f"{url!r} is not an http(s) URL")
+        if links.doi is None:
+            return links
+        doi = re.sub(r"^(https?://(dx\.)?doi\.org/|doi:)", "", links.doi.strip(), flags=re.I)
+        if not re.fullmatch(r"10\.\d{4,9}/\S+", doi):
+            self.problem(
+                f"{where}.doi", f"{links.doi!r} is not a DOI (e.g. 10.5281/zenodo.1234567)"
+            )
+            return links
+        return msgspec.structs.replace(links, doi=doi)
+
+    def _executable_block(self, block: dict[str, Any], where: str) -> dict[str, Any]:
+        kind = block.get("kind")
+        if not isinstance(kind, str) or not kind.strip():
+            self.problem(
+                f"{where}.kind",
+                "is required: the Execution Broker kind of the executable",
+                self._known_kinds(),
+            )
+            return block
+        for problem in self.validate_executable(block):
+            self.problem(documents.join(where, problem.field), problem.reason, problem.suggestions)
+        return block
+
+    def _known_kinds(self) -> tuple[str, ...]:
+        try:
+            return tuple(sorted(self.vocabularies.get(KINDS).concepts))
+        except UnknownVocabulary:  # suggestions are a courtesy; never fail a check on them
+            return ()
+
+
+def _unique(values: Any) -> list[str]:
+    seen: dict[str, str] = {}
+    for value in values:
+        seen.setdefault(value.casefold(), value)
+    return list(seen.values())
+
+
+def _orcid_checksum_ok(orcid: str) -> bool:
+    """ISO 7064 MOD 11-2, the check digit ORCID uses."""
+    digits = orcid.replace("-", "")
+    total = 0
+    for char in digits[:-1]:
+        total = (total + int(char)) * 2
+    check = (12 - total % 11) % 11
+    return digits[-1] == ("X" if check == 10 else str(check))
+
+
+def executable_kind(spec: ExecutableSpec, vocabularies: VocabularyRegistry) -> str:
+    """The `executable-kind` term of a spec's executable (`docker-container`)."""
+    kind = str(spec.executable.get("kind", ""))
+    try:
+        vocabulary = vocabularies.get(KINDS)
+    except UnknownVocabulary:  # without the vocabulary, the URI's own name is the best guess
+        return kind_term(kind)
+    resolution = resolve(vocabulary, kind)
+    return resolution.term or kind_term(kind)

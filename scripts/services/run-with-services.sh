@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Run one command with PostgreSQL and OpenSearch up, then stop them; exit with its status.
+#
+#   bash scripts/services/run-with-services.sh make test VOEXEC_REQUIRE_SERVICES=1
+#
+# Starts both services (installing what is missing), exports VOEXEC_TEST_POSTGRES_URL and
+# VOEXEC_TEST_OPENSEARCH_URL for the command, and afterwards stops the services this script
+# started. A service that was already running (`make services`) is used and left running.
+set -uo pipefail
+# shellcheck disable=SC2034 # read by say() in common.sh
+SERVICE_NAME=run-with-services
+# shellcheck source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+if [ "$#" -eq 0 ]; then
+  echo "usage: $0 COMMAND [ARGUMENT...]" >&2
+  exit 2
+fi
+
+started=()
+# shellcheck disable=SC2317 # called by the EXIT trap
+stop_started() {
+  local service
+  for service in "${started[@]}"; do
+    bash "$SERVICES_SCRIPTS/$service" stop || say "could not stop $service"
+  done
+  started=()
+}
+trap stop_started EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+start_service() { # service variable
+  local service="$1" variable="$2" url
+  bash "$SERVICES_SCRIPTS/$service" status >/dev/null 2>&1 || started+=("$service")
+  url="$(bash "$SERVICES_SCRIPTS/$service" start)" || {
+    say "$service did not start"
+    exit 1
+  }
+  export "$variable=$url"
+}
+
+start_service postgres VOEXEC_TEST_POSTGRES_URL
+start_service opensearch VOEXEC_TEST_OPENSEARCH_URL
+say "VOEXEC_TEST_POSTGRES_URL=$VOEXEC_TEST_POSTGRES_URL"
+say "VOEXEC_TEST_OPENSEARCH_URL=$VOEXEC_TEST_OPENSEARCH_URL"
+
+status=0
+"$@" || status=$?
+exit "$status"

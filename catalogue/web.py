@@ -1,1 +1,194 @@
-"""Placeholder: filled in by its issue (see DESIGN.md for what it owns)."""
+"""The catalogue's HTTP API under `/catalogue` (a Litestar `Router`).
+
+| route | what |
+|---|---|
+| `POST /catalogue/executables` | publish a YAML or JSON document (bearer token) -> 201 report |
+| `DELETE /catalogue/executables/{id}` | withdraw an entry (bearer token) |
+| `GET /catalogue/executables/{id}` | an entry, current version |
+| `GET /catalogue/executables/{id}/versions/{version}` | one version of it |
+| `GET /catalogue/search` | faceted search: hits, facet trees, next cursor |
+| `POST /catalogue/executables/{id}/offers` | hand-off: 303 to the broker's offer set |
+
+Handlers are thin: parse the request, call one `CatalogueService` method (injected as the
+dependency `catalogue`), answer a Struct. Errors are `core.errors` exceptions, turned into
+problem details by `voexec/problems.py`; nothing here answers 500 for bad input.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+from typing import Annotated, Any, Final
+
+import msgspec
+from litestar import Request, Response, Router, delete, get, post
+from litestar.concurrency import sync_to_thread
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_303_SEE_OTHER
+
+from catalogue import documents
+from catalogue.model import (
+    Entry,
+    EntryDetail,
+    HandOff,
+    Provenance,
+    PublishReport,
+    SearchPage,
+    SearchRequest,
+)
+from catalogue.ports import SortOrder
+from catalogue.service import CatalogueService
+from core.errors import Forbidden, Invalid, Problem, Unauthorized
+
+API_SOURCE: Final = "api"
+"""Provenance source of documents published by hand (the API and `voexec publish`)."""
+
+Values = Annotated[list[str] | None, Parameter(description="Repeat to select several (OR).")]
+
+
+def _bearer(request: Request[Any, Any, Any]) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _authorise(request: Request[Any, Any, Any], tokens: Sequence[str]) -> None:
+    token = _bearer(request)
+    if token is None:
+        raise Unauthorized("publishing needs a bearer token (Authorization: Bearer <token>)")
+    # Compare against every token in constant time, so timing says nothing about which matched.
+    matched = False
+    for allowed in tokens:
+        matched |= hmac.compare_digest(token.encode(), allowed.encode())
+    if not matched:
+        raise Forbidden("this token may not publish to the catalogue")
+
+
+async def _document(request: Request[Any, Any, Any]) -> Any:
+    """The request body as parsed data (JSON) or text (YAML); empty bodies give None."""
+    body = await request.body()
+    if not body.strip():
+        return None
+    if "json" in request.headers.get("content-type", ""):
+        try:
+            return msgspec.json.decode(body)
+        except msgspec.DecodeError as error:
+            raise Invalid(
+                "the body is not valid JSON",
+                [Problem(documents.DOCUMENT, f"invalid JSON: {error}")],
+            ) from error
+    return body
+
+
+def _base_url(request: Request[Any, Any, Any], public_url: str | None) -> str:
+    return (public_url or str(request.base_url)).rstrip("/")
+
+
+def catalogue_router(*, publish_tokens: Sequence[str], public_url: str | None = None) -> Router:
+    """The `/catalogue` routes; writes need one of `publish_tokens` as a bearer token."""
+    tokens = tuple(publish_tokens)
+
+    @post("/executables", sync_to_thread=False, status_code=HTTP_201_CREATED)
+    async def publish(
+        request: Request[Any, Any, Any], catalogue: CatalogueService
+    ) -> Response[PublishReport]:
+        """Publish an `ivoa-executable.yaml` document (YAML or JSON body).
+
+        201 when an entry was created or changed, 200 when everything was unchanged, 400 with
+        every problem by field when the document is wrong (nothing is stored then).
+        """
+        _authorise(request, tokens)
+        document = await _document(request)
+        if document is None:
+            raise Invalid("empty body", [Problem(documents.DOCUMENT, "is empty")])
+        report = await sync_to_thread(catalogue.publish, document, Provenance(source=API_SOURCE))
+        if not report.ok:
+            problems = [Problem(p.field, p.reason, tuple(p.suggestions)) for p in report.problems]
+            raise Invalid(f"the document has {len(problems)} problem(s)", problems)
+        changed = [entry for entry in report.entries if entry.status != "unchanged"]
+        headers = {"location": f"/catalogue/executables/{changed[0].id}"} if changed else {}
+        return Response(
+            report, status_code=HTTP_201_CREATED if changed else HTTP_200_OK, headers=headers
+        )
+
+    @delete("/executables/{entry_id:str}", sync_to_thread=False, status_code=HTTP_200_OK)
+    async def withdraw(
+        request: Request[Any, Any, Any], catalogue: CatalogueService, entry_id: str
+    ) -> Entry:
+        """Withdraw an entry: readable, marked withdrawn, gone from search."""
+        _authorise(request, tokens)
+        return await sync_to_thread(catalogue.withdraw, entry_id)
+
+    @get("/executables/{entry_id:str}", sync_to_thread=True)
+    def read(catalogue: CatalogueService, entry_id: str) -> EntryDetail:
+        """An entry with its current version."""
+        return catalogue.get(entry_id)
+
+    @get("/executables/{entry_id:str}/versions/{version:str}", sync_to_thread=True)
+    def read_version(catalogue: CatalogueService, entry_id: str, version: str) -> EntryDetail:
+        """One version of an entry."""
+        return catalogue.get(entry_id, version)
+
+    @get("/search", sync_to_thread=True)
+    def search(
+        *,
+        catalogue: CatalogueService,
+        q: Annotated[str, Parameter(description="Free text; typos are tolerated.")] = "",
+        subject: Values = None,
+        kind: Values = None,
+        function: Values = None,
+        gpu: Values = None,
+        licence: Values = None,
+        platform: Values = None,
+        messenger: Values = None,
+        sort: SortOrder = "relevance",
+        cursor: str | None = None,
+        limit: Annotated[int | None, Parameter(ge=1, le=100)] = None,
+    ) -> SearchPage:
+        """Faceted search; facet counts ignore their own facet's selection (multi-select)."""
+        selected = {
+            "subject": subject,
+            "kind": kind,
+            "function": function,
+            "gpu": gpu,
+            "licence": licence,
+            "platform": platform,
+            "messenger": messenger,
+        }
+        filters = {name: tuple(values) for name, values in selected.items() if values}
+        return catalogue.search(
+            SearchRequest(text=q, filters=filters, sort=sort, cursor=cursor, limit=limit)
+        )
+
+    @post("/executables/{entry_id:str}/offers", sync_to_thread=False)
+    async def offers(
+        request: Request[Any, Any, Any], catalogue: CatalogueService, entry_id: str
+    ) -> Response[dict[str, Any]]:
+        """Ask the broker for offers to run this entry; 303 to the offer set (also in the body).
+
+        The optional body (JSON or YAML) overrides the schedule (`start`, `duration`), the
+        resources (`cores`, `memory`, `gpus`), the `version` and adds `data` locations.
+        """
+        overrides = _overrides(await _document(request))
+        answer = await sync_to_thread(
+            catalogue.hand_off, entry_id, overrides, _base_url(request, public_url)
+        )
+        return Response(
+            answer.offer_set, status_code=HTTP_303_SEE_OTHER, headers={"location": answer.location}
+        )
+
+    return Router(
+        path="/catalogue",
+        route_handlers=[publish, withdraw, read, read_version, search, offers],
+        tags=["catalogue"],
+    )
+
+
+def _overrides(document: Any) -> HandOff:
+    if document is None:
+        return HandOff()
+    problems: list[Problem] = []
+    data = documents.load(document, problems) if isinstance(document, bytes) else document
+    overrides = None if problems else documents.convert(data, HandOff, "", problems)
+    if overrides is None:
+        raise Invalid("the offer request is wrong", problems)
+    return overrides

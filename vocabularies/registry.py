@@ -64,6 +64,7 @@ class VocabularyRegistry:
         problems: tuple[str, ...] = (),
     ) -> None:
         self._vocabularies = dict(vocabularies)
+        self._by_stem = {n.replace("/", "-"): v for n, v in self._vocabularies.items()}
         self._origins = dict(origins or {})
         self.problems = problems
         """What could not be loaded, and why (also logged as warnings)."""
@@ -71,13 +72,16 @@ class VocabularyRegistry:
     def get(self, name: str) -> Vocabulary:
         """The vocabulary called `name`.
 
+        A name with `/` may also be written with `-` (`datalink-core` for `datalink/core`), as
+        in file names, so that it fits in one URL path segment.
+
         Raises:
             UnknownVocabulary: (a `NotFound`) no vocabulary of that name is loaded.
         """
-        try:
-            return self._vocabularies[name]
-        except KeyError:
-            raise UnknownVocabulary(name, self.names()) from None
+        found = self._vocabularies.get(name) or self._by_stem.get(name)
+        if found is None:
+            raise UnknownVocabulary(name, self.names())
+        return found
 
     def names(self) -> list[str]:
         """Names of the loaded vocabularies, sorted."""
@@ -89,8 +93,7 @@ class VocabularyRegistry:
         Raises:
             UnknownVocabulary: no vocabulary of that name is loaded.
         """
-        self.get(name)
-        return self._origins.get(name, Origin("builtin", ""))
+        return self._origins.get(self.get(name).name, Origin("builtin", ""))
 
     def __contains__(self, name: object) -> bool:
         return name in self._vocabularies
@@ -226,12 +229,18 @@ def refresh_vocabularies(
     fetcher = fetch or HttpFetcher()
     now = (clock or SystemClock()).now()
     outcomes = []
+    unreachable: str | None = None
     for name in wanted:
+        kept = " (the cached copy stays in use)" if cache.path(name).is_file() else ""
+        if unreachable is not None:
+            outcomes.append(RefreshOutcome(name, "failed", unreachable + kept))
+            continue
         url = vocabulary_url(settings.base_url, name)
         try:
             vocabulary, fetched = fetch_vocabulary(url, name, fetcher)
         except DomainError as error:
-            kept = " (the cached copy stays in use)" if cache.path(name).is_file() else ""
+            if isinstance(error, Unavailable):
+                unreachable = f"not tried: {settings.base_url} did not answer for {name!r}"
             outcomes.append(RefreshOutcome(name, "failed", error.message + kept))
             continue
         changed = cache.write(vocabulary, fetched, now)

@@ -1,17 +1,33 @@
-"""Wires the `vocabularies` package into the app and the CLI (see `voexec/wiring.py`)."""
+"""Wires the `vocabularies` package into the app and the CLI (see `voexec/wiring.py`).
+
+The registry is loaded once here, at start-up, from the settings: our own vocabularies always,
+the configured IVOA ones from the folder, the cache or the network. Loading never fails for lack
+of network (what is missing is logged and listed at `GET /vocabularies`), so an offline machine
+starts with our own vocabularies. Later parts find the registry as
+`services.components["vocabularies"]`; handlers get it as the dependency `vocabularies`.
+"""
 
 from __future__ import annotations
 
 import argparse
 from typing import TYPE_CHECKING
 
+from vocabularies import cli
+from vocabularies.registry import load_registry
+from vocabularies.web import router
+
 if TYPE_CHECKING:
     from voexec.wiring import Services
 
 
 def build(services: Services) -> None:
-    """Construct the vocabularies service(s) and register routes, dependencies and hooks."""
+    """Load the vocabulary registry, provide it as `vocabularies`, and mount its routes."""
+    settings = services.settings
+    registry = load_registry(settings.vocabularies, settings.data_dir, clock=services.clock)
+    services.provide("vocabularies", registry)
+    services.route_handlers.append(router())
 
 
 def register_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Mount the vocabularies commands on the root parser."""
+    """Mount `voexec vocab ...` on the root parser."""
+    cli.register(commands)

@@ -440,8 +440,13 @@ class _ProjectRead:
             except SourceNotFound:
                 default = None  # the repository was emptied since the listing
         tags = self.client.tags(project.id) if "tags" in source.refs else []
-        # After a rename the entry ids change (they include the repository URL): publish anew.
-        reusable = self.previous is not None and self.previous.web_url == project.web_url
+        # After a rename the entry ids change (they include the repository URL), and other
+        # file settings find other files: then nothing read before can stand in for a read.
+        reusable = (
+            self.previous is not None
+            and self.previous.web_url == project.web_url
+            and self.previous.settings_key == self.settings_key
+        )
         old = {r.key: r for r in self.previous.refs} if self.previous and reusable else {}
         refs = [
             self._ref(ref, old.get(mapping.ref_key(ref)))

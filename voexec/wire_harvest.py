@@ -1,17 +1,88 @@
-"""Wires the `harvest` package into the app and the CLI (see `voexec/wiring.py`)."""
+"""Wires the `harvest` package into the app and the CLI (see `voexec/wiring.py`).
+
+Builds the harvest pipeline from the settings and the catalogue service the catalogue part put
+in `services.components["catalogue"]`: the harvest tables are migrated, GitLab clients are
+made per source (token from the environment variable the source names, retries from
+`harvest.max_retries`), webhooks run on a worker thread stopped at shutdown. Handlers get the
+pipeline as `harvest` and the worker as `harvest_background`; `voexec harvest` is mounted.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
+from core.db import make_engine
+from core.errors import Unavailable
+from core.settings import GitLabSource, Settings
+from harvest import cli
+from harvest.gitlab import GitLabClient
+from harvest.pipeline import HarvestPipeline, Publisher
+from harvest.store_sql import HarvestStore
+from harvest.web import BackgroundHarvests, router
+
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from voexec.wiring import Services
+
+log = logging.getLogger(__name__)
+
+
+def client_factory(
+    settings: Settings, environ: Mapping[str, str]
+) -> Callable[[GitLabSource], GitLabClient]:
+    """GitLab clients for the configured sources, with the harvest retry settings."""
+
+    def client(source: GitLabSource) -> GitLabClient:
+        return GitLabClient.for_source(
+            source,
+            environ,
+            max_retries=settings.harvest.max_retries,
+            allowed_hosts=settings.harvest.allowed_hosts,
+        )
+
+    return client
 
 
 def build(services: Services) -> None:
-    """Construct the harvest service(s) and register routes, dependencies and hooks."""
+    """Build the pipeline, provide `harvest` and `harvest_background`, mount `/harvest`."""
+    settings = services.settings
+    catalogue: Publisher | None = services.components.get("catalogue")
+    if catalogue is None:
+        log.warning("no catalogue service is wired; harvesting is not available")
+        return
+    engine: Engine | None = services.components.get("engine")
+    if engine is None:
+        engine = make_engine(settings.database_url)
+        services.on_shutdown.append(engine.dispose)
+    HarvestStore.migrate(engine)
+    pipeline = HarvestPipeline(
+        settings.harvest,
+        catalogue,
+        HarvestStore(engine),
+        client_factory(settings, os.environ),
+        services.clock,
+    )
+    background = BackgroundHarvests(pipeline)
+    services.provide("harvest", pipeline)
+    services.provide("harvest_background", background)
+    services.route_handlers.append(router(os.environ))
+    services.on_shutdown.append(background.close)
+
+
+def _pipeline(settings: Settings) -> HarvestPipeline:
+    from voexec.wiring import build_services  # wiring imports this module: import late
+
+    pipeline = build_services(settings).components.get("harvest")
+    if not isinstance(pipeline, HarvestPipeline):
+        raise Unavailable("harvesting needs the catalogue service, which is not configured")
+    return pipeline
 
 
 def register_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Mount the harvest commands on the root parser."""
+    """Mount `voexec harvest` on the root parser."""
+    cli.register(commands, _pipeline)

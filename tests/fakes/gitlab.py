@@ -67,7 +67,7 @@ class FakeProject:
 
 @dataclass
 class Failure:
-    """A scripted failure: requests whose raw path contains `match` get `status`."""
+    """A scripted failure: requests whose raw target (path and query) contains `match`."""
 
     match: str
     status: int
@@ -106,7 +106,9 @@ class FakeGitLab:
         handler = type("Handler", (_Handler,), {"fake": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -221,7 +223,11 @@ class FakeGitLab:
     def fail(
         self, match: str, status: int = 500, times: int | None = 1, retry_after: int | None = None
     ) -> Failure:
-        """Answer `status` to the next `times` requests whose raw path contains `match`."""
+        """Answer `status` to the next `times` requests whose raw target contains `match`.
+
+        The target is the path as sent (`%2F` kept) and the query: `"/repository/tags"`,
+        `"page=2"`, `f"/projects/{project.id}/"` all work.
+        """
         failure = Failure(match=match, status=status, remaining=times, retry_after=retry_after)
         with self._lock:
             self.failures.append(failure)
@@ -326,6 +332,8 @@ def _not_found(what: str) -> _Reply:
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeGitLab
     protocol_version = "HTTP/1.1"  # keep-alive, as GitLab behind nginx
+    # Headers and body go out in two writes; with Nagle on, the body waits for a delayed ACK.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """Quiet: tests read `fake.log` instead."""
@@ -338,7 +346,7 @@ class _Handler(BaseHTTPRequestHandler):
             fake.requests[raw_path] += 1
             fake.log.append(self.path)
         try:
-            self._check(raw_path)
+            self._check(self.path)
             segments = [unquote(s) for s in raw_path.removeprefix(API).split("/")[1:]]
             with fake._lock:
                 status, body, headers = self._route(raw_path, segments, params)
@@ -346,13 +354,13 @@ class _Handler(BaseHTTPRequestHandler):
             status, body, headers = reply.status, reply.body, reply.headers
         self._send(status, body, headers)
 
-    def _check(self, raw_path: str) -> None:
+    def _check(self, target: str) -> None:
         fake = self.fake
         if fake.token is not None and self.headers.get("PRIVATE-TOKEN") != fake.token:
             raise _Reply(401, {"message": "401 Unauthorized"})
         with fake._lock:
             for failure in fake.failures:
-                if failure.match in raw_path and failure.remaining != 0:
+                if failure.match in target and failure.remaining != 0:
                     if failure.remaining is not None:
                         failure.remaining -= 1
                     failure.hits += 1

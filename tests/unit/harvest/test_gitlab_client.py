@@ -1,0 +1,181 @@
+"""The GitLab adapter against the fake GitLab, through python-gitlab for real."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from harvest.gitlab import GitLabClient, retry_after_seconds
+from harvest.model import SourceDenied, SourceNotFound, SourceUnavailable
+from tests.fakes.gitlab import FakeGitLab
+from tests.unit.harvest.conftest import TOKEN
+
+
+def client(gitlab: FakeGitLab, sleeps: list[float], **options) -> GitLabClient:
+    options.setdefault("max_retries", 3)
+    return GitLabClient(gitlab.url, TOKEN, sleep=sleeps.append, **options)
+
+
+def test_lists_group_projects_with_subgroups_and_topics_once_each_across_pages(gitlab):
+    for i in range(7):
+        gitlab.add_project(f"astro/imaging/tool{i}", {"f": "x"})
+    gitlab.add_project("astro/top", {"f": "x"}, topics=("ivoa-exec",))
+    gitlab.add_project("elsewhere/tagged", {"f": "x"}, topics=("ivoa-exec",))
+    gitlab.add_project("elsewhere/untagged", {"f": "x"})
+
+    found = list(client(gitlab, [], per_page=3).projects(["astro"], ["ivoa-exec"]))
+
+    paths = [p.path for p in found]
+    assert sorted(paths) == sorted(
+        [f"astro/imaging/tool{i}" for i in range(7)] + ["astro/top", "elsewhere/tagged"]
+    )
+    assert len(paths) == len(set(paths)), "a project in a group and with a topic is listed once"
+    # 8 group projects at 3 a page: 3 pages, each page following the Link header.
+    assert gitlab.count("/groups/astro/projects") == 3
+    # The topic listing uses keyset pagination (`id_after`), as GitLab needs past 50,000.
+    assert any("pagination=keyset" in line and "topic=ivoa-exec" in line for line in gitlab.log)
+
+
+def test_a_subgroup_path_travels_as_one_url_encoded_segment(gitlab):
+    gitlab.add_project("astro/radio/deep/pulsar", {"f": "x"})
+    gitlab.add_project("astro/optical/other", {"f": "x"})
+
+    found = list(client(gitlab, []).projects(["astro/radio"], []))
+
+    assert [p.path for p in found] == ["astro/radio/deep/pulsar"]
+    assert gitlab.requests["/api/v4/groups/astro%2Fradio/projects"] == 1
+
+
+def test_project_metadata_branch_and_tags_with_their_commits(gitlab):
+    project = gitlab.add_project(
+        "astro/tool", {"ivoa-executable.yaml": "a"}, topics=("x",), tags=("v1.0",)
+    )
+    gitlab.commit(project, {"ivoa-executable.yaml": "b"})
+    gitlab.tag(project, "v2.0")
+    gl = client(gitlab, [])
+
+    info = gl.project("astro/tool")
+    branch = gl.branch(project.id, "main")
+    tags = {t.name: t.commit for t in gl.tags(project.id)}
+
+    assert info.id == project.id
+    assert info.default_branch == "main"
+    assert info.namespace == "astro"
+    assert info.topics == ("x",)
+    assert info.last_activity_at == project.last_activity_at
+    assert info.last_activity_at.tzinfo is not None
+    assert branch.commit == project.branches["main"]
+    assert tags == project.tags
+    assert tags["v1.0"] != tags["v2.0"]
+    assert gitlab.requests["/api/v4/projects/astro%2Ftool"] == 1
+
+
+def test_reads_a_file_at_a_commit_with_slashes_in_its_path(gitlab):
+    project = gitlab.add_project("astro/tool", {"meta/ivoa-executable.yaml": "old"})
+    old = project.branches["main"]
+    gitlab.commit(project, {"meta/ivoa-executable.yaml": "new"})
+    gl = client(gitlab, [])
+
+    assert gl.read_file(project.id, "meta/ivoa-executable.yaml", old) == b"old"
+    assert gl.read_file(project.id, "meta/ivoa-executable.yaml", project.branches["main"]) == b"new"
+    assert (
+        gitlab.count(f"/projects/{project.id}/repository/files/meta%2Fivoa-executable.yaml/raw")
+        == 2
+    )
+
+
+def test_a_missing_file_is_none_and_a_missing_project_is_not_found(gitlab):
+    project = gitlab.add_project("astro/tool", {"README": "x"})
+    gl = client(gitlab, [])
+
+    assert gl.read_file(project.id, "ivoa-executable.yaml", project.branches["main"]) is None
+    with pytest.raises(SourceNotFound):
+        gl.project(999)
+    with pytest.raises(SourceNotFound):
+        gl.branch(project.id, "no-such-branch")
+
+
+def test_reading_stops_one_byte_past_the_limit(gitlab):
+    project = gitlab.add_project("astro/big", {"ivoa-executable.yaml": b"x" * 300_000})
+
+    data = client(gitlab, []).read_file(project.id, "ivoa-executable.yaml", "main", max_bytes=1000)
+
+    assert data == b"x" * 1001
+
+
+def test_429_waits_as_long_as_retry_after_says(gitlab):
+    project = gitlab.add_project("astro/tool", {"f": "x"}, tags=("v1",))
+    gitlab.fail("/repository/tags", status=429, times=2, retry_after=7)
+    sleeps: list[float] = []
+
+    tags = client(gitlab, sleeps).tags(project.id)
+
+    assert [t.name for t in tags] == ["v1"]
+    assert sleeps == [7.0, 7.0]
+    assert gitlab.count(f"/projects/{project.id}/repository/tags") == 3
+
+
+def test_5xx_is_retried_with_exponential_backoff_then_given_up(gitlab):
+    project = gitlab.add_project("astro/tool", {"f": "x"})
+    gitlab.fail("/repository/branches", status=503, times=None)
+    sleeps: list[float] = []
+
+    with pytest.raises(SourceUnavailable, match="503 after 4 attempts"):
+        client(gitlab, sleeps, backoff=0.5).branch(project.id, "main")
+
+    assert sleeps == [0.5, 1.0, 2.0]
+
+
+def test_a_retry_after_beyond_the_longest_wait_fails_instead_of_sleeping(gitlab):
+    project = gitlab.add_project("astro/tool", {"f": "x"})
+    gitlab.fail("/repository/tags", status=429, times=None, retry_after=3600)
+    sleeps: list[float] = []
+
+    with pytest.raises(SourceUnavailable, match="429"):
+        client(gitlab, sleeps, max_wait=60).tags(project.id)
+
+    assert sleeps == []
+
+
+def test_a_page_that_fails_mid_listing_is_fetched_again_not_skipped(gitlab):
+    for i in range(5):
+        gitlab.add_project(f"astro/p{i}", {"f": "x"})
+    gitlab.fail("page=2", status=500, times=1)
+    sleeps: list[float] = []
+
+    found = [p.path for p in client(gitlab, sleeps, per_page=2).projects(["astro"], [])]
+
+    assert found == [f"astro/p{i}" for i in range(5)]
+    assert len(sleeps) == 1
+    assert gitlab.count("/groups/astro/projects") == 4  # pages 1, 2 (failed), 2, 3
+
+
+def test_a_wrong_token_is_denied_and_not_retried(gitlab):
+    gitlab.add_project("astro/tool", {"f": "x"})
+    sleeps: list[float] = []
+
+    with pytest.raises(SourceDenied):
+        GitLabClient(gitlab.url, "glpat-wrong", sleep=sleeps.append).project("astro/tool")
+
+    assert sleeps == []
+
+
+def test_an_unreachable_instance_is_unavailable_after_retries():
+    sleeps: list[float] = []
+    gl = GitLabClient("http://127.0.0.1:9", TOKEN, max_retries=2, sleep=sleeps.append, timeout=2)
+
+    with pytest.raises(SourceUnavailable, match="did not answer after 3 attempts"):
+        gl.project(1)
+
+    assert len(sleeps) == 2
+
+
+def test_retry_after_is_read_as_seconds_or_as_an_http_date():
+    now = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+    assert retry_after_seconds("12", now) == 12.0
+    assert retry_after_seconds("Sun, 01 Mar 2026 12:00:30 GMT", now) == 30.0
+    assert retry_after_seconds("Sun, 01 Mar 2026 11:00:00 GMT", now) == 0.0
+    assert retry_after_seconds("soon", now) is None
+    assert retry_after_seconds(None, now) is None

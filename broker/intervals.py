@@ -21,6 +21,7 @@ from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from itertools import accumulate
 from typing import TypeAlias
 
 import msgspec
@@ -224,34 +225,42 @@ class UsageTimeline:
 
     @classmethod
     def sweep(cls, spans: Iterable[Span], dimensions: int) -> UsageTimeline:
-        """Build the timeline from spans in one sweep over their sorted ends.
+        """Build the timeline from `(start, end, amounts)` spans; see `from_columns`."""
+        listed = list(spans)
+        return cls.from_columns(
+            [span[0] for span in listed],
+            [span[1] for span in listed],
+            [[span[2][dimension] for span in listed] for dimension in range(dimensions)],
+        )
 
-        Empty spans (`end <= start`) are ignored. Cost: O(n log n) for n spans.
+    @classmethod
+    def from_columns(
+        cls, starts: Sequence[int], ends: Sequence[int], amounts: Sequence[Sequence[int] | None]
+    ) -> UsageTimeline:
+        """Build the timeline in one sweep over the sorted starts and ends of n spans.
+
+        Span `i` uses `amounts[d][i]` of dimension `d` during `[starts[i], ends[i])`; a
+        dimension given as None is used by no span. Spans with `end <= start` add nothing.
+        Cost: one sort of the 2n ends, then linear passes that stay in C as much as possible
+        (this runs once per platform per search, over every relevant booking).
         """
-        deltas: dict[int, list[int]] = {}
-        for start, end, amounts in spans:
-            if end <= start:
-                continue
-            rise = deltas.get(start)
-            if rise is None:
-                rise = deltas[start] = [0] * dimensions
-            fall = deltas.get(end)
-            if fall is None:
-                fall = deltas[end] = [0] * dimensions
-            for dimension, amount in enumerate(amounts):
-                if amount:
-                    rise[dimension] += amount
-                    fall[dimension] -= amount
-        times = [BEGINNING, *sorted(deltas)]
+        count = len(starts)
+        times = [*starts, *ends]
+        order = sorted(range(2 * count), key=times.__getitem__)
+        ordered = [times[i] for i in order]
+        # Several ends at one instant make one breakpoint, holding the level after all of them.
+        last = [k for k in range(2 * count - 1) if ordered[k] != ordered[k + 1]]
+        if count:
+            last.append(2 * count - 1)
         levels: list[list[int]] = []
-        for dimension in range(dimensions):
-            running = 0
-            level = [0]
-            for time in times[1:]:
-                running += deltas[time][dimension]
-                level.append(running)
-            levels.append(level)
-        return cls(times, levels)
+        for column in amounts:
+            if column is None or not any(column):
+                levels.append([0] * (len(last) + 1))
+                continue
+            deltas = [*column, *(-amount for amount in column)]
+            running = list(accumulate(deltas[i] for i in order))
+            levels.append([0, *(running[k] for k in last)])
+        return cls([BEGINNING, *(ordered[k] for k in last)], levels)
 
     @property
     def dimensions(self) -> int:
@@ -288,70 +297,92 @@ class UsageTimeline:
         return tuple(max(level[first:last]) for level in self.levels)
 
     def window_peaks(
-        self, starts: Sequence[int], length: int, dimensions: Iterable[int] | None = None
-    ) -> dict[int, list[int]]:
-        """For each start, the highest usage over `[start, start + length)`, per dimension.
+        self, starts: Iterable[int], length: int, dimensions: Sequence[int]
+    ) -> Iterator[tuple[int, ...]]:
+        """For each start, the highest usage of `dimensions` over `[start, start + length)`.
 
-        `starts` must be sorted ascending and `length` positive. Both ends of the window only
-        move forward, so one monotonic deque per dimension gives every answer in O(n + k)
-        (k starts over n breakpoints) instead of rescanning each window.
+        `starts` must be ascending and `length` positive. Both ends of the window only move
+        forward, so one monotonic deque per dimension answers every window in O(n + k) in all
+        (k starts over n breakpoints) instead of rescanning each window. Lazy: a caller that
+        stops early pays only for the windows it looked at.
 
-        Args:
-            starts: window starts, ascending.
-            length: window length in microseconds.
-            dimensions: the dimensions wanted (default: all).
-
-        Returns:
-            `peaks[d][k]`: the peak of dimension `d` in the window of `starts[k]`.
+        Yields:
+            The peak of each of `dimensions`, in that order, for each start.
         """
         times = self.times
         count = len(times)
-        wanted = range(len(self.levels)) if dimensions is None else dimensions
-        peaks: dict[int, list[int]] = {}
-        for dimension in wanted:
-            level = self.levels[dimension]
-            column: list[int] = []
-            window: deque[int] = deque()  # segment indexes, their levels decreasing
-            first = 0  # segment holding the window's start
-            following = 0  # first segment starting at or after the window's end
-            for start in starts:
-                end = start + length
-                while following < count and times[following] < end:
+        levels = [self.levels[dimension] for dimension in dimensions]
+        windows: list[deque[int]] = [deque() for _ in dimensions]  # indexes, levels decreasing
+        following = 0  # first segment not yet pushed: it starts at or after the window's end
+        for start in starts:
+            first = bisect_right(times, start) - 1  # the segment holding the window's start
+            following = max(following, first)
+            end = start + length
+            while following < count and times[following] < end:
+                for level, window in zip(levels, windows, strict=True):
                     value = level[following]
                     while window and level[window[-1]] <= value:
                         window.pop()
                     window.append(following)
-                    following += 1
-                while first + 1 < count and times[first + 1] <= start:
-                    first += 1
+                following += 1
+            peaks = []
+            for level, window in zip(levels, windows, strict=True):
                 while window[0] < first:
                     window.popleft()
-                column.append(level[window[0]])
-            peaks[dimension] = column
-        return peaks
+                peaks.append(level[window[0]])
+            yield tuple(peaks)
 
-    def exceeding(
-        self, limits: Sequence[int | None], start: int = BEGINNING, end: int = ENDING
-    ) -> list[tuple[int, int]]:
-        """The time ranges where some dimension's usage is above its limit, merged.
+    def add(self, start: int, end: int, amounts: Sequence[int]) -> None:
+        """Add one more span in place (a hold placed after the sweep); O(n) list moves."""
+        if end <= start:
+            return
+        first, stop = self._split(start), self._split(end)
+        for level, amount in zip(self.levels, amounts, strict=True):
+            if amount:
+                for index in range(first, stop):
+                    level[index] += amount
 
-        Only segments overlapping `[start, end)` are examined (ranges are not clipped). A limit
-        of None never binds. Ranges are half-open `(start, end)` pairs; a range that never ends
-        has `end == ENDING`.
-        """
-        times = self.times
-        count = len(times)
-        checked = [
+    def _split(self, instant: int) -> int:
+        """Make `instant` a breakpoint (same levels on both sides) and return its index."""
+        index = bisect_left(self.times, instant)
+        if index < len(self.times) and self.times[index] == instant:
+            return index
+        self.times.insert(index, instant)
+        for level in self.levels:
+            level.insert(index, level[index - 1])
+        return index
+
+
+class ExcessScan:
+    """Finds, for ascending instants, the next breakpoint where usage goes above given limits.
+
+    Used to measure how long a slot's resources stay free after its end. The scan only moves
+    forward, so a run of queries with ascending instants costs O(n) in all.
+    """
+
+    __slots__ = ("_checked", "_index", "_times")
+
+    def __init__(self, timeline: UsageTimeline, limits: Sequence[int | None]) -> None:
+        self._times = timeline.times
+        self._checked = [
             (level, limit)
-            for level, limit in zip(self.levels, limits, strict=True)
+            for level, limit in zip(timeline.levels, limits, strict=True)
             if limit is not None
         ]
-        ranges: list[tuple[int, int]] = []
-        for index in range(bisect_right(times, start) - 1, bisect_left(times, end)):
+        self._index = 0
+
+    def next_excess(self, instant: int, give_up_at: int) -> int:
+        """The first excess at or after `instant`, or `give_up_at` if none comes before it.
+
+        An excess is a breakpoint after which some usage is above its limit. Successive calls
+        must not decrease `instant` or `give_up_at`.
+        """
+        times, checked = self._times, self._checked
+        index = max(self._index, bisect_left(times, instant))
+        while index < len(times) and times[index] < give_up_at:
             if any(level[index] > limit for level, limit in checked):
-                end = times[index + 1] if index + 1 < count else ENDING
-                if ranges and ranges[-1][1] == times[index]:
-                    ranges[-1] = (ranges[-1][0], end)
-                else:
-                    ranges.append((times[index], end))
-        return ranges
+                self._index = index
+                return times[index]
+            index += 1
+        self._index = index
+        return give_up_at

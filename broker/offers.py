@@ -1,1 +1,291 @@
-"""Placeholder: filled in by its issue (see DESIGN.md for what it owns)."""
+"""Offers: the slots of every platform, ranked by named strategies, each one a hold on capacity.
+
+Owns `make_offers` (platforms + live bookings + a demand -> an `OfferSet`), the strategies,
+pricing and de-duplication. Pure: no I/O, no clock (`now` is an argument); the same input
+always gives the same offers. Imports `core` and the scheduling modules only.
+
+Strategies, each ranking every platform's slots (ties go to the earlier start, then to the
+platform listed first):
+
+* `earliest` — the soonest start; offers what the slot policy allows above the minimum.
+* `largest` — the most cores, then the most memory (up to the policy's ceiling and the
+  demand's maximum); offers that amount.
+* `longest` — the longest session. The wire request carries one duration, which we read as the
+  least the work needs: this strategy offers the minimum resources for as long as they stay
+  free after the start, up to `SlotPolicy.stretch` times the duration (and the platform's
+  duration limit). The extra time is real: the offered end is when the session ends.
+* `cheapest` — the lowest price from the platform's cost model for the minimum resources and
+  the requested duration. Prices in the broker's main unit (the unit most platforms quote)
+  rank first, then prices in other units (amounts in different units are not comparable),
+  then platforms without a price.
+
+Offers are chosen one at a time, taking the strategies in the configured order, round after
+round, so that each strategy contributes; an offer already chosen (same platform, start and
+resources) is not chosen twice, and the strategy takes its next best instead. Every offer is
+a hold on capacity until it is accepted or expires, and all offers of one set are held at
+once: after each choice, the offer is added to its platform's bookings and that platform's
+slots are searched again, so that the holds of one set together never exceed capacity.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Final
+
+import msgspec
+
+from broker.intervals import Interval
+from broker.resources import (
+    Booking,
+    BookingKind,
+    Demand,
+    PlatformSpec,
+    Prices,
+    Reason,
+    Resources,
+    Slot,
+    SlotPolicy,
+)
+from broker.scheduling import SlotSearch, booking_range
+from core.settings import BrokerSettings, Strategy
+
+STRATEGIES: Final[tuple[Strategy, ...]] = ("earliest", "largest", "longest", "cheapest")
+_HOUR = timedelta(hours=1)
+
+
+class Cost(msgspec.Struct, frozen=True):
+    """A price: `amount` of `unit` (a currency code or an allocation unit)."""
+
+    amount: float
+    unit: str
+
+
+class Offer(msgspec.Struct, frozen=True, kw_only=True):
+    """One offer: one time slot on one platform, what it gives, its price and its expiry."""
+
+    platform: str
+    start: datetime
+    end: datetime
+    resources: Resources
+    cost: Cost | None
+    expires: datetime
+    """Until then the offer holds its capacity; after it, it cannot be accepted."""
+    strategy: Strategy
+    """The strategy that chose it."""
+
+    def hold(self) -> Booking:
+        """The capacity this offer holds while it is open."""
+        return Booking(
+            platform=self.platform,
+            interval=Interval(self.start, self.end),
+            resources=self.resources,
+            kind=BookingKind.HOLD,
+        )
+
+
+class OfferSet(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to a demand: offers (YES) or none, and why each platform said no."""
+
+    offers: tuple[Offer, ...]
+    reasons: tuple[Reason, ...]
+    """One or more per platform that offers nothing (also when other platforms do offer)."""
+
+    @property
+    def result(self) -> str:
+        """`YES` when there is at least one offer, else `NO` (the standard's offer-set result)."""
+        return "YES" if self.offers else "NO"
+
+
+class OfferPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """How many offers, by which strategies, how far ahead, for how long they hold."""
+
+    horizon: timedelta = timedelta(days=7)
+    offer_ttl: timedelta = timedelta(minutes=5)
+    max_offers: int = 4
+    strategies: tuple[Strategy, ...] = STRATEGIES
+    slots: SlotPolicy = SlotPolicy()
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.strategies if s not in STRATEGIES]
+        if unknown or not self.strategies or self.max_offers < 1:
+            raise ValueError(
+                f"an offer policy needs max_offers >= 1 and strategies among {STRATEGIES}"
+            )
+
+    @classmethod
+    def from_settings(cls, settings: BrokerSettings) -> OfferPolicy:
+        """The policy configured under `broker:`; the duration stretch follows the resources'."""
+        return cls(
+            horizon=settings.horizon,
+            offer_ttl=settings.offer_ttl,
+            max_offers=settings.max_offers,
+            strategies=tuple(dict.fromkeys(settings.strategies)),
+            slots=SlotPolicy(
+                above_minimum=settings.offer_above_minimum,
+                stretch=settings.offer_above_minimum,
+            ),
+        )
+
+
+def price(prices: Prices | None, resources: Resources, duration: timedelta) -> Cost | None:
+    """Core-hours, GiB-hours and GPU-hours at the platform's prices; None without a cost model."""
+    if prices is None:
+        return None
+    hours = duration / _HOUR
+    gpus = sum(share.count for share in resources.gpus)
+    hourly = (
+        resources.cores * prices.core_hour
+        + resources.memory * prices.gib_hour
+        + gpus * prices.gpu_hour
+    )
+    return Cost(amount=round(hourly * hours, 6), unit=prices.unit)
+
+
+# ------------------------------------------------------------------------- ranking
+_Rank = tuple[object, ...]
+
+
+class _Ranker:
+    """Turns slots into each strategy's candidate offers and ranks them."""
+
+    def __init__(
+        self, platforms: Sequence[PlatformSpec], now: datetime, policy: OfferPolicy
+    ) -> None:
+        self.platforms = {platform.name: platform for platform in platforms}
+        self.order = {platform.name: index for index, platform in enumerate(platforms)}
+        self.expires = now + policy.offer_ttl
+        units = Counter(p.prices.unit for p in platforms if p.prices is not None)
+        # The unit most platforms quote in; ties go to the first in alphabetical order.
+        self.main_unit = min(units, key=lambda unit: (-units[unit], unit)) if units else None
+
+    def offer(self, strategy: Strategy, slot: Slot) -> Offer:
+        generous = strategy in ("earliest", "largest")
+        end = slot.latest_end if strategy == "longest" else slot.end
+        resources = slot.offered if generous else slot.minimum
+        return Offer(
+            platform=slot.platform,
+            start=slot.start,
+            end=end,
+            resources=resources,
+            cost=price(self.platforms[slot.platform].prices, resources, end - slot.start),
+            expires=self.expires,
+            strategy=strategy,
+        )
+
+    def rank(self, offer: Offer) -> _Rank:
+        """Smaller is better; every key ends with the start and the platform's position."""
+        resources = offer.resources
+        gpus = sum(share.count for share in resources.gpus)
+        tail = (offer.start, self.order[offer.platform], offer.end, resources)
+        match offer.strategy:
+            case "earliest":
+                return (offer.start, -resources.cores, -resources.memory, *tail)
+            case "largest":
+                return (-resources.cores, -resources.memory, -gpus, *tail)
+            case "longest":
+                return (offer.start - offer.end, *tail)
+            case "cheapest":
+                cost = offer.cost
+                if cost is None:
+                    return (2, 0.0, *tail)
+                return (0 if cost.unit == self.main_unit else 1, cost.amount, *tail)
+
+
+def _key(offer: Offer) -> tuple[str, datetime, Resources]:
+    """Two offers with the same platform, start and resources are the same offer."""
+    return (offer.platform, offer.start, offer.resources)
+
+
+def make_offers(
+    platforms: Sequence[PlatformSpec],
+    bookings: Iterable[Booking],
+    demand: Demand,
+    now: datetime,
+    policy: OfferPolicy | None = None,
+) -> OfferSet:
+    """Offers for one demand across platforms, at most `policy.max_offers`, all held at once.
+
+    Args:
+        platforms: every platform the broker offers, in their configured order (it breaks
+            ties).
+        bookings: the live bookings and holds of all platforms (see `SlotSearch`).
+        demand: what is asked.
+        now: the current instant (aware); offers expire at `now + policy.offer_ttl`.
+        policy: how many offers, by which strategies.
+
+    Returns:
+        The offers in the order they were chosen, and the reasons of every platform that
+        offers nothing.
+    """
+    policy = policy or OfferPolicy()
+    searches = _searches(platforms, bookings, demand, now, policy)
+    reasons = [reason for search in searches.values() for reason in search.reasons]
+    slots = {name: search.slots() for name, search in searches.items() if not search.reasons}
+    reasons.extend(
+        reason for name, found in slots.items() if not found for reason in searches[name].explain()
+    )
+    ranker = _Ranker(platforms, now, policy)
+    chosen: list[Offer] = []
+    taken: set[tuple[str, datetime, Resources]] = set()
+    progressed = True
+    while progressed and len(chosen) < policy.max_offers:
+        progressed = False
+        for strategy in policy.strategies:
+            if len(chosen) >= policy.max_offers:
+                break
+            best = _best(ranker, strategy, slots.values(), taken)
+            if best is None:
+                continue
+            chosen.append(best)
+            taken.add(_key(best))
+            # The new hold changes what the platform has left: search it again.
+            searches[best.platform].hold(best.hold())
+            slots[best.platform] = searches[best.platform].slots()
+            progressed = True
+    return OfferSet(offers=tuple(chosen), reasons=tuple(reasons))
+
+
+def _searches(
+    platforms: Sequence[PlatformSpec],
+    bookings: Iterable[Booking],
+    demand: Demand,
+    now: datetime,
+    policy: OfferPolicy,
+) -> dict[str, SlotSearch]:
+    """One search per platform, each given only the bookings that can matter to it."""
+    ranges: dict[str, Interval] = {}
+    for platform in platforms:
+        interval = booking_range(platform, demand, now, policy.horizon, policy=policy.slots)
+        if interval is not None:
+            ranges[platform.name] = interval
+    # One pass over all bookings, which may be many: the searches never see the others.
+    relevant: dict[str, list[Booking]] = {platform.name: [] for platform in platforms}
+    for booking in bookings:
+        within = ranges.get(booking.platform)
+        if within is not None:
+            interval = booking.interval
+            if interval.start < within.end and interval.end > within.start:
+                relevant[booking.platform].append(booking)
+    return {
+        platform.name: SlotSearch(
+            platform, relevant[platform.name], demand, now, policy.horizon, policy=policy.slots
+        )
+        for platform in platforms
+    }
+
+
+def _best(
+    ranker: _Ranker,
+    strategy: Strategy,
+    slot_lists: Iterable[list[Slot]],
+    taken: set[tuple[str, datetime, Resources]],
+) -> Offer | None:
+    candidates = (
+        offer
+        for slots in slot_lists
+        for slot in slots
+        if _key(offer := ranker.offer(strategy, slot)) not in taken
+    )
+    return min(candidates, key=ranker.rank, default=None)

@@ -25,14 +25,12 @@ acceptable model is searched on its own.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 
 from broker.intervals import (
-    ENDING,
+    ExcessScan,
     Interval,
-    Span,
     UsageTimeline,
     duration_micros,
     format_duration,
@@ -76,6 +74,7 @@ __all__ = [
     "Resources",
     "Slot",
     "SlotPolicy",
+    "SlotSearch",
     "assess",
     "booking_range",
     "explain_no_slots",
@@ -105,6 +104,26 @@ class _Layout:
             capacity.append(gpu.count)
         self.capacity = capacity
 
+    def columns(self, bookings: Sequence[Booking], closed: int) -> list[list[int]]:
+        """Per dimension, what each booking takes, then the whole capacity `closed` times."""
+        held = [booking.resources for booking in bookings]
+        columns = [
+            [r.cores for r in held],
+            [round(r.memory * MEMORY_UNITS_PER_GIB) for r in held],
+        ]
+        if self.storage is not None:
+            columns.append([round(r.storage * MEMORY_UNITS_PER_GIB) for r in held])
+        with_gpus = [index for index, r in enumerate(held) if r.gpus]
+        for model in self.gpu:
+            column = [0] * len(held)
+            for index in with_gpus:
+                column[index] = sum(s.count for s in held[index].gpus if s.model == model)
+            columns.append(column)
+        # Maintenance takes everything, on every dimension.
+        for column, total in zip(columns, self.capacity, strict=True):
+            column.extend([total] * closed)
+        return columns
+
     def amounts(self, resources: Resources) -> list[int]:
         vector = [0] * len(self.capacity)
         vector[self.CORES] = resources.cores
@@ -117,22 +136,6 @@ class _Layout:
             if index is not None:
                 vector[index] += share.count
         return vector
-
-
-def _spans(
-    platform: PlatformSpec, layout: _Layout, bookings: Iterable[Booking], within: Interval
-) -> Iterator[Span]:
-    for booking in bookings:
-        interval = booking.interval
-        if booking.platform == platform.name and interval.overlaps(within):
-            yield (
-                to_micros(interval.start),
-                to_micros(interval.end),
-                layout.amounts(booking.resources),
-            )
-    for closed in platform.maintenance:
-        if closed.overlaps(within):
-            yield (to_micros(closed.start), to_micros(closed.end), layout.capacity)
 
 
 def usage_timeline(
@@ -148,8 +151,20 @@ def usage_timeline(
         The timeline and the capacity of each dimension.
     """
     layout = _Layout(platform)
-    spans = _spans(platform, layout, bookings, within)
-    return UsageTimeline.sweep(spans, len(layout.capacity)), layout.capacity
+    name, first, last = platform.name, within.start, within.end
+    # Inlined `Interval.overlaps`: this line sees every booking, the hot path of a search.
+    taken = [
+        booking
+        for booking in bookings
+        if booking.interval.start < last
+        and booking.interval.end > first
+        and booking.platform == name
+    ]
+    closed = [interval for interval in platform.maintenance if interval.overlaps(within)]
+    starts = [to_micros(b.interval.start) for b in taken] + [to_micros(c.start) for c in closed]
+    ends = [to_micros(b.interval.end) for b in taken] + [to_micros(c.end) for c in closed]
+    timeline = UsageTimeline.from_columns(starts, ends, layout.columns(taken, len(closed)))
+    return timeline, layout.capacity
 
 
 def free_capacity(
@@ -267,43 +282,40 @@ def _whole_gib(units: int) -> int:
 
 def _feasible_starts(
     plan: _Plan, timeline: UsageTimeline, needed: dict[int, int]
-) -> Iterator[tuple[int, dict[int, int]]]:
-    """Each candidate start where `needed` fits for the whole duration, with the free peaks."""
+) -> Iterator[tuple[int, tuple[int, ...]]]:
+    """Each candidate start where `needed` fits for the whole duration, with the free amounts.
+
+    Free amounts are given for the dimensions of `needed`, in ascending dimension order.
+    """
     capacity = plan.layout.capacity
     dimensions = sorted(needed)
+    limits = [capacity[d] - needed[d] for d in dimensions]
     starts = plan.candidates(timeline)
     peaks = timeline.window_peaks(starts, plan.duration, dimensions)
-    for index, start in enumerate(starts):
-        free = {d: capacity[d] - peaks[d][index] for d in dimensions}
-        if all(free[d] >= needed[d] for d in dimensions):
-            yield start, free
+    for start, peak in zip(starts, peaks, strict=True):
+        if all(used <= limit for used, limit in zip(peak, limits, strict=True)):
+            yield start, tuple(capacity[d] - used for d, used in zip(dimensions, peak, strict=True))
 
 
 def _slots_for(plan: _Plan, timeline: UsageTimeline, gpu: Gpu | None) -> list[Slot]:
-    layout, platform = plan.layout, plan.platform
+    layout, platform, duration, longest = plan.layout, plan.platform, plan.duration, plan.longest
     needed = plan.minimum(gpu)
+    # `needed` always has cores (dimension 0) and memory (dimension 1), so they come first.
+    least_memory = needed[layout.MEMORY]
     max_cores, max_memory = plan.ceilings()
+    largest = (max_cores, max(least_memory, _whole_gib(max_memory)))
     limits: list[int | None] = [None] * len(layout.capacity)
     for dimension, amount in needed.items():
         limits[dimension] = layout.capacity[dimension] - amount
-    last_start = plan.windows[-1][1]
-    blocked = [
-        start
-        for start, _ in timeline.exceeding(limits, plan.windows[0][0], last_start + plan.longest)
-    ]
-    minimum = plan.resources(plan.demand.cores_min, memory_units(plan.demand.memory_min), gpu)
+    excess = ExcessScan(timeline, limits)
+    minimum = plan.resources(plan.demand.cores_min, least_memory, gpu)
     slots: list[Slot] = []
     best_size: tuple[int, int] | None = None
     best_room = -1
     for start, free in _feasible_starts(plan, timeline, needed):
-        size = (
-            min(max_cores, free[layout.CORES]),
-            max(needed[layout.MEMORY], _whole_gib(min(max_memory, free[layout.MEMORY]))),
-        )
-        # A feasible start has no blocked range inside its duration: the next one ends the room.
-        following = bisect_left(blocked, start + plan.duration)
-        room_end = blocked[following] if following < len(blocked) else ENDING
-        latest_end = min(room_end, start + plan.longest)
+        size = (min(max_cores, free[0]), max(least_memory, _whole_gib(min(max_memory, free[1]))))
+        # A feasible start has no excess inside its duration: the next one ends its room.
+        latest_end = excess.next_excess(start + duration, start + longest)
         room = latest_end - start
         # Keep only starts that beat every earlier one on size or on room: a later start that
         # is no larger and no longer is never any strategy's better choice.
@@ -315,13 +327,83 @@ def _slots_for(plan: _Plan, timeline: UsageTimeline, gpu: Gpu | None) -> list[Sl
             Slot(
                 platform=platform.name,
                 start=from_micros(start),
-                end=from_micros(start + plan.duration),
+                end=from_micros(start + duration),
                 offered=plan.resources(size[0], size[1], gpu),
                 minimum=minimum,
                 latest_end=from_micros(latest_end),
             )
         )
+        if best_size == largest and best_room == longest:
+            break  # nothing later can be larger or longer
     return slots
+
+
+class SlotSearch:
+    """The search for one demand on one platform; it can take holds as offers are chosen.
+
+    Building it sweeps the bookings once; `hold` adds a booking to that timeline in place, so
+    that choosing several offers on one platform does not sweep the bookings again.
+    `find_slots` and `explain_no_slots` are the one-shot forms.
+
+    Args:
+        platform: the platform searched.
+        bookings: the live bookings and holds (OFFERED not yet expired, ACCEPTED, WAITING,
+            PREPARING, AVAILABLE, RUNNING, RELEASING); those of other platforms are ignored.
+            They must include every booking that overlaps `booking_range(...)`.
+        demand: what is asked.
+        now: the current instant (aware).
+        horizon: how far ahead a slot may start.
+        policy: how generous offers are.
+    """
+
+    def __init__(
+        self,
+        platform: PlatformSpec,
+        bookings: Iterable[Booking],
+        demand: Demand,
+        now: datetime,
+        horizon: timedelta,
+        *,
+        policy: SlotPolicy | None = None,
+    ) -> None:
+        self.platform, self.demand, self.horizon = platform, demand, horizon
+        self.reasons = assess(platform, demand)
+        self._plan = _Plan(platform, demand, now, horizon, policy or SlotPolicy())
+        self._timeline: UsageTimeline | None = None
+        if not self.reasons and self._plan.windows:
+            within = self._plan.range_of_interest()
+            self._timeline, _ = usage_timeline(platform, bookings, within)
+
+    def hold(self, booking: Booking) -> None:
+        """Count one more booking (an offer just chosen) in the rest of the search."""
+        if self._timeline is not None and booking.platform == self.platform.name:
+            self._timeline.add(
+                to_micros(booking.interval.start),
+                to_micros(booking.interval.end),
+                self._plan.layout.amounts(booking.resources),
+            )
+
+    def slots(self) -> list[Slot]:
+        """The slots worth offering now, sorted by start (then GPU model); see `find_slots`."""
+        timeline = self._timeline
+        if timeline is None:
+            return []
+        slots = [
+            slot
+            for gpu in self._plan.gpu_options()
+            for slot in _slots_for(self._plan, timeline, gpu)
+        ]
+        if self.demand.gpus is not None:
+            slots.sort(key=lambda slot: slot.start)  # stable: model order kept within one start
+        return slots
+
+    def explain(self) -> list[Reason]:
+        """Why there is no slot: see `explain_no_slots`."""
+        if self.reasons:
+            return self.reasons
+        if self._timeline is None:
+            return _window_reasons(self._plan, self.horizon)
+        return _capacity_reasons(self._plan, self._timeline, self.horizon)
 
 
 def find_slots(
@@ -339,29 +421,9 @@ def find_slots(
     later than `now + horizon`; gives at least every minimum and no maximum; and fits, with the
     bookings given, within capacity at every instant. The earliest feasible start is always
     returned; a later start only when it offers more resources or more room than every earlier
-    one (of the same GPU model).
-
-    Args:
-        platform: the platform searched.
-        bookings: the live bookings and holds (OFFERED not yet expired, ACCEPTED, WAITING,
-            PREPARING, AVAILABLE, RUNNING, RELEASING); those of other platforms are ignored.
-            They must include every booking that overlaps `booking_range(...)`.
-        demand: what is asked.
-        now: the current instant (aware).
-        horizon: how far ahead a slot may start.
-        policy: how generous offers are.
+    one (of the same GPU model). The arguments are those of `SlotSearch`.
     """
-    policy = policy or SlotPolicy()
-    if assess(platform, demand):
-        return []
-    plan = _Plan(platform, demand, now, horizon, policy)
-    if not plan.windows:
-        return []
-    timeline, _ = usage_timeline(platform, bookings, plan.range_of_interest())
-    slots = [slot for gpu in plan.gpu_options() for slot in _slots_for(plan, timeline, gpu)]
-    if demand.gpus is not None:
-        slots.sort(key=lambda slot: slot.start)  # stable: model order kept within one start
-    return slots
+    return SlotSearch(platform, bookings, demand, now, horizon, policy=policy).slots()
 
 
 def booking_range(
@@ -418,34 +480,36 @@ def explain_no_slots(
     Static reasons (`assess`) come first; then the start windows against the earliest start
     and the horizon; then which resources are never free for the whole duration in time.
     """
-    static = assess(platform, demand)
-    if static:
-        return static
-    plan = _Plan(platform, demand, now, horizon, policy or SlotPolicy())
-    if not plan.windows:
-        reasons = []
-        if any(to_micros(w.end) < plan.earliest for w in demand.windows):
-            reasons.append(
-                reason(
-                    platform,
-                    "start-too-early",
-                    "{platform}: the requested start range ends before the earliest possible "
-                    "start (preparation takes {preparation})",
-                    preparation=format_duration(platform.preparation),
-                )
+    return SlotSearch(platform, bookings, demand, now, horizon, policy=policy).explain()
+
+
+def _window_reasons(plan: _Plan, horizon: timedelta) -> list[Reason]:
+    platform, windows = plan.platform, plan.demand.windows
+    reasons = []
+    if any(to_micros(window.end) < plan.earliest for window in windows):
+        reasons.append(
+            reason(
+                platform,
+                "start-too-early",
+                "{platform}: the requested start range ends before the earliest possible "
+                "start (preparation takes {preparation})",
+                preparation=format_duration(platform.preparation),
             )
-        if any(to_micros(w.start) > plan.latest for w in demand.windows):
-            reasons.append(
-                reason(
-                    platform,
-                    "start-beyond-horizon",
-                    "{platform}: the requested start range begins after the booking horizon "
-                    "({horizon} from now)",
-                    horizon=format_duration(horizon),
-                )
+        )
+    if any(to_micros(window.start) > plan.latest for window in windows):
+        reasons.append(
+            reason(
+                platform,
+                "start-beyond-horizon",
+                "{platform}: the requested start range begins after the booking horizon "
+                "({horizon} from now)",
+                horizon=format_duration(horizon),
             )
-        return reasons
-    timeline, _ = usage_timeline(platform, bookings, plan.range_of_interest())
+        )
+    return reasons
+
+
+def _capacity_reasons(plan: _Plan, timeline: UsageTimeline, horizon: timedelta) -> list[Reason]:
     options = plan.gpu_options()
 
     def fits(needs: Iterable[dict[int, int]]) -> bool:
@@ -466,11 +530,11 @@ def explain_no_slots(
     )
     return [
         reason(
-            platform,
+            plan.platform,
             "no-capacity",
             "{platform}: no free {resources} " + where,
             resources=resources,
             horizon=format_duration(horizon),
-            duration=format_duration(demand.duration),
+            duration=format_duration(plan.demand.duration),
         )
     ]

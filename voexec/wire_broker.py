@@ -10,8 +10,20 @@ if TYPE_CHECKING:
 
 
 def build(services: Services) -> None:
-    """Construct the broker service(s) and register routes, dependencies and hooks."""
+    """Construct the broker service and mount its `/broker` routes.
+
+    The service is injected into the handlers as the dependency `broker`.
+    """
+    from broker.service import BrokerService
+    from broker.web import broker_router
+
+    broker = BrokerService(services.settings.broker, services.clock)
+    services.provide("broker", broker)
+    services.route_handlers.append(broker_router(services.settings.server))
 
 
 def register_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Mount the broker commands on the root parser."""
+    """Mount the broker's client commands: request, accept, reject, cancel, session."""
+    from broker.cli import register
+
+    register(commands)

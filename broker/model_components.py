@@ -1,0 +1,389 @@
+"""Wire schema, part 2: the components a request asks for and a session holds.
+
+Executables (Docker/OCI container, Singularity container, Jupyter notebook, and our Python
+program extension), compute resources (simple, and our accelerated extension), volume mounts,
+storage, and data resources (simple, S3, Rucio, IVOA, SKAO), each with its exact kind URI from
+`kinds/**` of the IVOA schema. Import the public names from `broker.model`.
+
+Pure data: imports msgspec and `broker.model_common` only.
+
+Each family is a closed union (`AnyExecutable`, `AnyCompute`, ...); dispatch with `match`, and
+put `AcceleratedComputeResource` before `SimpleComputeResource` since it extends it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Final, Literal
+
+import msgspec
+
+from broker.model_common import (
+    EXTENSION_KINDS,
+    KINDS,
+    Component,
+    LifecycleComponent,
+    MinMaxCount,
+    NameValueMap,
+    VolumeMode,
+    WireStruct,
+)
+
+# ------------------------------------------------------------------------- executables
+OciDigest = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$",
+        description="Content digest, e.g. sha256:<64 hex digits>.",
+    ),
+]
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+
+
+class Executable(LifecycleComponent, frozen=True):
+    """What runs (AbstractExecutable)."""
+
+    FAMILY: ClassVar[str] = "executable"
+
+
+class DockerPlatformSpec(WireStruct, frozen=True):
+    """The platform a container image is built for."""
+
+    architecture: str = "amd64"
+    os: str = "linux"
+
+
+class DockerImageSpec(WireStruct, frozen=True):
+    """A container image: where to pull it from and the digest that identifies it."""
+
+    locations: list[str] = []
+    """Repository locations, `<repository>/<namespace>/<container>:<tag>`."""
+    digest: OciDigest | None = None
+    platform: DockerPlatformSpec | None = None
+
+
+class DockerInternalPort(WireStruct, frozen=True):
+    """A port inside the container (set by the client)."""
+
+    port: Port | None = None
+
+
+class DockerExternalPort(WireStruct, frozen=True):
+    """Where a container port is reachable from outside (set by the server)."""
+
+    port: Port | None = None
+    addresses: list[str] = []
+
+
+class DockerNetworkPort(WireStruct, frozen=True):
+    """A container port to publish, and whether it is listed as a way in to the session."""
+
+    access: bool | None = None
+    internal: DockerInternalPort | None = None
+    external: DockerExternalPort | None = None
+    protocol: Literal["UDP", "TCP", "HTTP", "HTTPS"] | None = None
+    """Network protocol; TCP when not given."""
+    path: str | None = None
+    """Path part of the access URL, e.g. a notebook's path."""
+
+
+class DockerNetworkSpec(WireStruct, frozen=True):
+    """Network access to a container."""
+
+    ports: list[DockerNetworkPort] = []
+
+
+class DockerContainer(Executable, frozen=True, tag=KINDS + "executable/docker-container.yaml"):
+    """A Docker or OCI container (https://opencontainers.org/)."""
+
+    image: DockerImageSpec | None = None
+    privileged: bool = False
+    command: list[str] = []
+    """Arguments passed to the entrypoint."""
+    entrypoint: str | None = None
+    environment: NameValueMap = {}
+    network: DockerNetworkSpec | None = None
+
+
+class SingularityContainer(
+    Executable, frozen=True, tag=KINDS + "executable/singularity-container.yaml"
+):
+    """A Singularity (Apptainer) container image."""
+
+    location: str | None = None
+    """URL to download the image from."""
+
+
+class JupyterNotebook(Executable, frozen=True, tag=KINDS + "executable/jupyter-notebook.yaml"):
+    """A Jupyter notebook (https://jupyter.org/)."""
+
+    location: str | None = None
+    """URL of the notebook."""
+
+
+PYTHON_PROGRAM_KIND: Final = EXTENSION_KINDS + "executable/python-program.yaml"
+
+
+class PythonProgram(Executable, frozen=True, kw_only=True, tag=PYTHON_PROGRAM_KIND):
+    """voexec extension: a Python program run in its own environment.
+
+    The program is fetched from `location` (a git repository, archive or single file URL), its
+    dependencies are installed from `requirements` (a list of requirement specifiers, or the URL
+    of a requirements file), and `entry_point` is run (`module:function`, a module name, or a
+    script path inside the program).
+    """
+
+    location: str
+    requirements: list[str] | str | None = None
+    entry_point: str | None = None
+    python_version: (
+        Annotated[str, msgspec.Meta(pattern=r"^\d+(\.\d+){0,2}$", examples=["3.11"])] | None
+    ) = None
+
+
+AnyExecutable = DockerContainer | SingularityContainer | JupyterNotebook | PythonProgram
+
+
+# ------------------------------------------------------------------------- volumes
+class VolumeMount(Component, frozen=True):
+    """Where a data or storage resource appears inside the compute resource."""
+
+    FAMILY: ClassVar[str] = "volume"
+
+
+class SimpleVolumeMount(VolumeMount, frozen=True, tag=KINDS + "volume/simple-volume-mount.yaml"):
+    """Mount a data or storage resource (by name or UUID) at a path."""
+
+    path: str | None = None
+    mode: VolumeMode | None = None
+    resource: str | None = None
+    """Name or UUID of the data or storage resource to mount."""
+
+
+AnyVolume = SimpleVolumeMount
+
+
+# ------------------------------------------------------------------------- compute
+class ComputeResource(LifecycleComponent, frozen=True):
+    """Where it runs (AbstractComputeResource)."""
+
+    FAMILY: ClassVar[str] = "compute"
+    volumes: list[AnyVolume] = []
+
+
+class SimpleComputeCores(MinMaxCount, frozen=True):
+    """CPU cores: the minimum the execution needs and the maximum it can use."""
+
+
+class SimpleComputeMemory(MinMaxCount, frozen=True):
+    """Memory in GiB: the minimum the execution needs and the maximum it can use."""
+
+
+class SimpleComputeResource(
+    ComputeResource, frozen=True, tag=KINDS + "compute/simple-compute-resource.yaml"
+):
+    """Cores and memory (GiB). In an offer, min = max = what is offered."""
+
+    cores: SimpleComputeCores | None = None
+    memory: SimpleComputeMemory | None = None
+
+
+class AcceleratorCount(WireStruct, frozen=True):
+    """How many devices: the minimum needed and the maximum usable."""
+
+    min: Annotated[int, msgspec.Meta(ge=0, le=1024)] | None = None
+    max: Annotated[int, msgspec.Meta(ge=0, le=1024)] | None = None
+
+
+class AcceleratorMemory(WireStruct, frozen=True):
+    """Memory per device, GiB."""
+
+    min: Annotated[float, msgspec.Meta(ge=0)] | None = None
+
+
+class ComputeCapability(WireStruct, frozen=True):
+    """Lowest acceptable compute capability (CUDA's, for NVIDIA devices)."""
+
+    min: Annotated[float, msgspec.Meta(ge=0)] | None = None
+
+
+class Accelerators(WireStruct, frozen=True):
+    """voexec extension: the accelerators (GPUs) an execution needs.
+
+    Every condition given must hold for one device model; `models` lists acceptable models (any
+    when empty). In an offer: count min = max = devices offered, `models` = the one model,
+    `memory.min` = its memory.
+    """
+
+    count: AcceleratorCount | None = None
+    vendor: str | None = None
+    models: list[str] = []
+    memory: AcceleratorMemory | None = None
+    compute_capability: ComputeCapability | None = None
+
+
+ACCELERATED_COMPUTE_KIND: Final = EXTENSION_KINDS + "compute/accelerated-compute-resource.yaml"
+
+
+class AcceleratedComputeResource(SimpleComputeResource, frozen=True, tag=ACCELERATED_COMPUTE_KIND):
+    """voexec extension: a simple compute resource plus accelerators (GPUs)."""
+
+    accelerators: Accelerators | None = None
+
+
+AnyCompute = SimpleComputeResource | AcceleratedComputeResource
+
+
+# ------------------------------------------------------------------------- storage
+class StorageResource(LifecycleComponent, frozen=True):
+    """Space to hold data (AbstractStorageResource)."""
+
+    FAMILY: ClassVar[str] = "storage"
+    data: list[str] = []
+    """Names or UUIDs of the data resources held here."""
+
+
+class SimpleStorageSize(MinMaxCount, frozen=True):
+    """Storage size in GiB: the minimum needed and the maximum usable."""
+
+
+class SimpleStorageResource(
+    StorageResource, frozen=True, tag=KINDS + "storage/simple-storage-resource.yaml"
+):
+    """Storage of a given size (GiB)."""
+
+    size: SimpleStorageSize | None = None
+
+
+AnyStorage = SimpleStorageResource
+
+
+# ------------------------------------------------------------------------- data
+ObjectType = Literal["FILE", "CONTAINER", "DATASET"]
+
+
+class DataResource(LifecycleComponent, frozen=True):
+    """Data the execution reads (AbstractDataResource)."""
+
+    FAMILY: ClassVar[str] = "data"
+    storage: str | None = None
+    """Name or UUID of the storage resource that will hold it."""
+
+
+class SimpleDataResource(DataResource, frozen=True, tag=KINDS + "data/simple-data-resource.yaml"):
+    """A file to download from a URL."""
+
+    location: str | None = None
+
+
+class S3DataResource(DataResource, frozen=True, tag=KINDS + "data/S3-data-resource.yaml"):
+    """An object (or a whole bucket) in an S3 store."""
+
+    endpoint: str | None = None
+    template: str | None = None
+    bucket: str | None = None
+    object: str | None = None
+    """Object name; empty mounts the whole bucket as a directory."""
+
+
+class RucioDataResourceBlock(WireStruct, frozen=True):
+    """Where an object is in a Rucio data management system."""
+
+    endpoint: str | None = None
+    scope: str | None = None
+    object: str | None = None
+    type: ObjectType | None = None
+
+
+class RucioReplicaBlock(WireStruct, frozen=True):
+    """A Rucio replica: the storage element and the object's URL in it."""
+
+    rse: str | None = None
+    url: str | None = None
+
+
+class RucioDataResource(DataResource, frozen=True, tag=KINDS + "data/rucio-data-resource.yaml"):
+    """An object in a Rucio data management system."""
+
+    rucio: RucioDataResourceBlock | None = None
+
+
+class IvoaObsCoreItem(WireStruct, frozen=True):
+    """One ObsCore row describing the data."""
+
+    obs_id: str | None = None
+    obs_collection: str | None = None
+    obs_publisher_did: str | None = None
+    obs_creator_did: str | None = None
+    dataproduct_type: str | None = None
+    calib_level: Annotated[int, msgspec.Meta(ge=0, le=4)] | None = None
+    access_url: str | None = None
+    access_format: str | None = None
+
+
+class IvoaDataLinkItem(WireStruct, frozen=True):
+    """One DataLink row describing the data."""
+
+    id: str | None = msgspec.field(default=None, name="ID")
+    access_url: str | None = None
+    service_def: str | None = None
+    error_message: str | None = None
+    description: str | None = None
+    semantics: str | None = None
+    content_type: str | None = None
+    content_length: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    content_qualifier: str | None = None
+    local_semantics: str | None = None
+    link_auth: str | None = None
+    link_authorized: str | None = None
+
+
+class IvoaDataResourceBlock(WireStruct, frozen=True):
+    """The IVOA identity of the data: its ivoid and optional ObsCore and DataLink rows."""
+
+    ivoid: str | None = None
+    obscore: IvoaObsCoreItem | None = None
+    datalink: IvoaDataLinkItem | None = None
+
+
+class IvoaDataResource(DataResource, frozen=True, tag=KINDS + "data/ivoa-data-resource.yaml"):
+    """Data known by its IVOA identifier."""
+
+    ivoa: IvoaDataResourceBlock | None = None
+
+
+class SkaoChecksumItem(WireStruct, frozen=True):
+    """A checksum: algorithm and value."""
+
+    type: str | None = None
+    value: str | None = None
+
+
+class SkaoReplicaItem(WireStruct, frozen=True):
+    """A replica of a SKAO data object in a storage element."""
+
+    rsename: str | None = None
+    dataurl: str | None = None
+
+
+class SkaoDataResourceBlock(WireStruct, frozen=True):
+    """Where a data object is in the SKAO data lake."""
+
+    namespace: str | None = None
+    objectname: str | None = None
+    objecttype: ObjectType | None = None
+    datasize: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    """Bytes."""
+    checksum: SkaoChecksumItem | None = None
+    replicas: list[SkaoReplicaItem] = []
+
+
+class SkaoDataResource(DataResource, frozen=True, tag=KINDS + "data/skao-data-resource.yaml"):
+    """A data object in the SKAO data lake, with its IVOA identity."""
+
+    ivoa: IvoaDataResourceBlock | None = None
+    skao: SkaoDataResourceBlock | None = None
+
+
+AnyData = (
+    SimpleDataResource | S3DataResource | RucioDataResource | IvoaDataResource | SkaoDataResource
+)

@@ -1,0 +1,314 @@
+"""The broker's HTTP routes, under `/broker`, and their OpenAPI description.
+
+- `POST /broker/requests` (and its older name `POST /broker/offersets`): 303, `Location` of
+  the offer set, and the offer set in the body;
+- `GET /broker/offersets/{uuid}`: the offer set; `GET /broker/sessions/{uuid}`: the session;
+- `POST /broker/sessions/{uuid}`: one update (accept, reject, cancel), the updated session;
+- `POST /broker/direct`: 303 to the new session, or 400 with a FAILED session saying why.
+
+Handlers take the raw body and decode it with `broker.codec`, so JSON, YAML and the older
+dialects all work and every error names its JSON path. Every answer, errors included, is a
+broker document in the negotiated media type: problems with the input are an `ErrorResponse`
+whose `meta.messages` name the path and the reason (400, 404, 409, 413, 415), never a framework
+page or a stack trace. All HTTP concerns live here: the service never sees a request, and the
+codec never sees a header.
+
+Imports Litestar, `core` and the `broker` modules.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+from uuid import UUID
+
+from litestar import Litestar, Request, Response, Router, get, post
+from litestar.di import Provide
+from litestar.exceptions import HTTPException
+
+from broker import codec
+from broker.codec import BodyTooLarge, Media, UnsupportedMediaType
+from broker.model import (
+    ComponentMetadata,
+    EnumValueOption,
+    ErrorResponse,
+    MessageItem,
+    MessageLevel,
+    message_item,
+)
+from broker.service import BrokerService, DirectExecutionFailed, IllegalUpdate
+from broker.web_openapi import document_openapi
+from core.errors import DomainError, Invalid, NotFound
+from core.settings import ServerSettings
+
+__all__ = ["BROKER_PATH", "BrokerHttp", "broker_router"]
+
+BROKER_PATH: Final = "/broker"
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BrokerHttp:
+    """What the routes need to know about the server: its public URL and body limit."""
+
+    public_url: str | None
+    max_body_bytes: int
+
+    def base_url(self, request: Request[Any, Any, Any]) -> str:
+        """The broker's absolute base URL, e.g. `https://host/broker` (for `Location`)."""
+        root = self.public_url or str(request.base_url)
+        return root.rstrip("/") + BROKER_PATH
+
+
+# ------------------------------------------------------------------------- answers
+def _answer_media(request: Request[Any, Any, Any]) -> Media:
+    return codec.negotiate(request.headers.get("accept"), request.headers.get("content-type"))
+
+
+def _answer(
+    request: Request[Any, Any, Any],
+    document: object,
+    status: int,
+    headers: Mapping[str, str] | None = None,
+) -> Response[bytes]:
+    media = _answer_media(request)
+    return Response(
+        codec.encode(document, media),
+        status_code=status,
+        media_type=media.value,
+        headers={"Vary": "Accept", **(headers or {})},
+    )
+
+
+def _error(
+    request: Request[Any, Any, Any],
+    status: int,
+    title: str,
+    messages: list[MessageItem],
+    **meta: Any,
+) -> Response[bytes]:
+    body = ErrorResponse(
+        status=status, title=title, meta=ComponentMetadata(messages=messages, **meta)
+    )
+    return _answer(request, body, status)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _problem_messages(error: Invalid) -> list[MessageItem]:
+    problems = error.problems or []
+    if not problems:
+        return [
+            message_item("urn:input-syntax-fail", "{reason}", time=_now(), reason=error.message)
+        ]
+    return [
+        message_item(
+            "urn:input-syntax-fail",
+            "{path}: {reason}",
+            time=_now(),
+            level=MessageLevel.ERROR,
+            path=problem.field,
+            reason=problem.reason,
+        )
+        for problem in problems
+    ]
+
+
+def _on_invalid(request: Request[Any, Any, Any], error: Invalid) -> Response[bytes]:
+    if isinstance(error, BodyTooLarge):
+        return _error(request, 413, "Content Too Large", _problem_messages(error))
+    if isinstance(error, UnsupportedMediaType):
+        return _error(request, 415, "Unsupported Media Type", _problem_messages(error))
+    return _error(request, 400, "Bad Request", _problem_messages(error))
+
+
+def _on_domain_error(request: Request[Any, Any, Any], error: DomainError) -> Response[bytes]:
+    if isinstance(error, Invalid):
+        return _on_invalid(request, error)
+    if isinstance(error, DirectExecutionFailed):
+        return _answer(request, error.session, 400)
+    if isinstance(error, IllegalUpdate):
+        allowed = [f"phase={phase}" for phase in error.allowed]
+        message = message_item(
+            "urn:voexec:illegal-update",
+            "The session is {phase}; it cannot become {requested}. Allowed updates: {allowed}",
+            time=_now(),
+            level=MessageLevel.ERROR,
+            phase=error.phase,
+            requested=error.requested,
+            allowed=allowed or "none",
+        )
+        options = [EnumValueOption(path="phase", values=list(error.allowed))] if allowed else []
+        return _error(request, 409, "Conflict", [message], options=options)
+    status, title = (404, "Not Found") if isinstance(error, NotFound) else (409, "Conflict")
+    reason = message_item(
+        "urn:voexec:not-found" if status == 404 else "urn:voexec:conflict",
+        "{reason}",
+        time=_now(),
+        level=MessageLevel.ERROR,
+        reason=error.message,
+    )
+    return _error(request, status, title, [reason])
+
+
+def _on_http_error(request: Request[Any, Any, Any], error: HTTPException) -> Response[bytes]:
+    reason = (
+        "the body is larger than the server accepts"
+        if error.status_code == 413
+        else str(error.detail)
+    )
+    message = message_item(
+        "urn:voexec:http-error", "{reason}", time=_now(), level=MessageLevel.ERROR, reason=reason
+    )
+    title = "Content Too Large" if error.status_code == 413 else str(error.detail)
+    return _error(request, error.status_code, title, [message])
+
+
+def _on_unexpected(request: Request[Any, Any, Any], error: Exception) -> Response[bytes]:
+    _log.exception("unexpected error on %s", request.url.path, exc_info=error)
+    message = message_item(
+        "urn:voexec:internal-error",
+        "An unexpected error occurred; it has been logged",
+        time=_now(),
+        level=MessageLevel.ERROR,
+    )
+    return _error(request, 500, "Internal Server Error", [message])
+
+
+# ------------------------------------------------------------------------- handlers
+def _uuid(text: str, what: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError:
+        raise NotFound(f"no {what} has the identifier {text!r} (not a UUID)") from None
+
+
+def _read_request(request: Request[Any, Any, Any], body: bytes, http: BrokerHttp) -> Any:
+    media = codec.media_for_body(request.headers.get("content-type"))
+    return codec.decode_request(body, media, max_bytes=http.max_body_bytes)
+
+
+def _offers(
+    request: Request[Any, Any, Any], body: bytes, broker: BrokerService, http: BrokerHttp
+) -> Response[bytes]:
+    decoded = _read_request(request, body, http)
+    offerset = broker.request_offers(
+        decoded.value, http.base_url(request), unknown_kinds=decoded.unknown_kinds
+    )
+    location = offerset.meta.url if offerset.meta and offerset.meta.url else ""
+    return _answer(request, offerset, 303, {"Location": location})
+
+
+class _DocumentingPost(post):
+    """A `post` route that also describes the broker in the app's OpenAPI document.
+
+    Litestar builds its OpenAPI document from handler signatures; ours read raw bodies, so the
+    request and response schemas are added once the app starts (`document_openapi`).
+    """
+
+    def on_registration(self, app: Litestar) -> None:
+        super().on_registration(app)
+        if _document_app not in app.on_startup:
+            app.on_startup.append(_document_app)
+
+
+def _document_app(app: Litestar) -> None:
+    if app.openapi_config is not None:
+        document_openapi(app.openapi_schema)
+
+
+@_DocumentingPost(
+    "/requests", status_code=303, operation_id="ExecutionRequest", sync_to_thread=True
+)
+def request_offers(
+    request: Request[Any, Any, Any], body: bytes, broker: BrokerService, http: BrokerHttp
+) -> Response[bytes]:
+    """Ask for offers: answers 303 with the offer set's `Location` and the offer set itself."""
+    return _offers(request, body, broker, http)
+
+
+@post(
+    "/offersets",
+    status_code=303,
+    operation_id="ExecutionRequestOfferSets",
+    deprecated=True,
+    sync_to_thread=True,
+)
+def request_offers_older_path(
+    request: Request[Any, Any, Any], body: bytes, broker: BrokerService, http: BrokerHttp
+) -> Response[bytes]:
+    """The older name of `POST /broker/requests` (schema 1.0.4 and the Working Draft)."""
+    return _offers(request, body, broker, http)
+
+
+@get("/offersets/{uuid:str}", operation_id="OfferSetSelect", sync_to_thread=True)
+def get_offerset(
+    request: Request[Any, Any, Any], uuid: str, broker: BrokerService
+) -> Response[bytes]:
+    """An offer set, with its offers in their current phases."""
+    return _answer(request, broker.get_offerset(_uuid(uuid, "offer set")), 200)
+
+
+@get("/sessions/{uuid:str}", operation_id="SessionSelect", sync_to_thread=True)
+def get_session(
+    request: Request[Any, Any, Any], uuid: str, broker: BrokerService
+) -> Response[bytes]:
+    """A session (an offer or an accepted session) in its current phase."""
+    return _answer(request, broker.get_session(_uuid(uuid, "session")), 200)
+
+
+@post("/sessions/{uuid:str}", status_code=200, operation_id="SessionUpdate", sync_to_thread=True)
+def update_session(
+    request: Request[Any, Any, Any],
+    uuid: str,
+    body: bytes,
+    broker: BrokerService,
+    http: BrokerHttp,
+) -> Response[bytes]:
+    """Apply one update (accept, reject or cancel); 409 names the phase and what is allowed."""
+    session_id = _uuid(uuid, "session")
+    media = codec.media_for_body(request.headers.get("content-type"))
+    update = codec.decode_update(body, media, max_bytes=http.max_body_bytes)
+    return _answer(request, broker.update_session(session_id, update), 200)
+
+
+@post("/direct", status_code=303, operation_id="DirectExecution", sync_to_thread=True)
+def direct(
+    request: Request[Any, Any, Any], body: bytes, broker: BrokerService, http: BrokerHttp
+) -> Response[bytes]:
+    """Run at once without offers: 303 to the session, or 400 with a FAILED session."""
+    decoded = _read_request(request, body, http)
+    session = broker.direct(
+        decoded.value, http.base_url(request), unknown_kinds=decoded.unknown_kinds
+    )
+    location = session.meta.url if session.meta and session.meta.url else ""
+    return _answer(request, session, 303, {"Location": location})
+
+
+def broker_router(server: ServerSettings) -> Router:
+    """The `/broker` router; the `BrokerService` comes from the app as dependency `broker`."""
+    http = BrokerHttp(public_url=server.public_url, max_body_bytes=server.max_body_bytes)
+    return Router(
+        path=BROKER_PATH,
+        route_handlers=[
+            request_offers,
+            request_offers_older_path,
+            get_offerset,
+            get_session,
+            update_session,
+            direct,
+        ],
+        dependencies={"http": Provide(lambda: http, use_cache=True, sync_to_thread=False)},
+        exception_handlers={
+            DomainError: _on_domain_error,
+            HTTPException: _on_http_error,
+            Exception: _on_unexpected,
+        },
+        request_max_body_size=server.max_body_bytes,
+        tags=["broker"],
+    )

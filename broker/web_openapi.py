@@ -1,0 +1,222 @@
+"""The broker's part of the OpenAPI document: its bodies, answers and schemas.
+
+The broker's handlers read raw bodies (to accept YAML, JSON and the older dialects), so
+Litestar cannot infer their schemas. `document_openapi()` adds them once the app has started:
+the JSON Schemas of every wire document, generated from the Structs by msgspec (so constraints,
+descriptions and each tagged union's `discriminator` mapping come from the types), and each
+`/broker` operation's request body, responses and `Location` header.
+
+Imports msgspec, Litestar's OpenAPI spec classes and the `broker.model*` modules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final, cast
+
+import msgspec
+from litestar.openapi.spec import (
+    OpenAPI,
+    OpenAPIFormat,
+    OpenAPIHeader,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Reference,
+    RequestBody,
+    Schema,
+)
+
+from broker.isotime import Duration, Interval
+from broker.model import (
+    AnySession,
+    AnyStorage,
+    AnyUpdate,
+    AnyVolume,
+    ErrorResponse,
+    ExecutionRequest,
+    OfferSetResponse,
+)
+from broker.model_kinds import tags_of
+
+__all__ = ["document_openapi", "wire_schemas"]
+
+_MEDIA: Final = ("application/json", "application/yaml")
+_REF: Final = "#/components/schemas/{name}"
+
+
+def _schema_hook(type_: type) -> dict[str, Any]:
+    if type_ is Duration:
+        return {
+            "type": "string",
+            "format": "duration",
+            "title": "ISO8601Duration",
+            "description": "A fixed-length ISO-8601 duration: weeks, days, hours, minutes, "
+            "seconds (PT1H30M, P2D, P2W). Years and months are refused.",
+            "examples": ["PT1H"],
+        }
+    if type_ is Interval:
+        return {
+            "type": "string",
+            "title": "ISO8601Interval",
+            "description": "An ISO-8601 interval: start/end, start/duration or duration/end; "
+            "a single instant means exactly then. Instants without a zone are read as UTC.",
+            "examples": ["2026-09-01T10:00:00Z/PT2H"],
+        }
+    raise NotImplementedError(f"no schema for {type_}")
+
+
+def _with_discriminators_for_single_kinds(node: Any, single: Mapping[str, str]) -> Any:
+    """Give the one-member families (volume, storage) a discriminator like the schema's."""
+    if isinstance(node, list):
+        return [_with_discriminators_for_single_kinds(item, single) for item in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str) and len(node) == 1 and ref in single:
+        return {
+            "anyOf": [{"$ref": ref}],
+            "discriminator": {"propertyName": "kind", "mapping": {single[ref]: ref}},
+        }
+    return {
+        key: _with_discriminators_for_single_kinds(value, single) for key, value in node.items()
+    }
+
+
+def wire_schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schemas of every broker document, keyed by component name, with discriminators.
+
+    Generated from the Structs by msgspec, so constraints (`minimum`, `pattern`), descriptions
+    and every tagged union's `discriminator` come from the types themselves. The two named
+    unions get the schema's names, `AbstractExecutionSession` and `AbstractUpdate`.
+    """
+    (_, _, session, update, _), components = msgspec.json.schema_components(
+        [ExecutionRequest, OfferSetResponse, AnySession, AnyUpdate, ErrorResponse],
+        schema_hook=_schema_hook,
+        ref_template=_REF,
+    )
+    components["AbstractExecutionSession"] = session
+    components["AbstractUpdate"] = update
+    single = {
+        _REF.format(name=family.__name__): tags_of(family)[0] for family in (AnyVolume, AnyStorage)
+    }
+    return cast(
+        "dict[str, dict[str, Any]]", _with_discriminators_for_single_kinds(components, single)
+    )
+
+
+def _content(name: str) -> dict[str, OpenAPIMediaType]:
+    return {
+        media: OpenAPIMediaType(schema=Reference(ref=_REF.format(name=name))) for media in _MEDIA
+    }
+
+
+def _either(*names: str) -> dict[str, OpenAPIMediaType]:
+    schema = Schema(one_of=[Reference(ref=_REF.format(name=name)) for name in names])
+    return {media: OpenAPIMediaType(schema=schema) for media in _MEDIA}
+
+
+_LOCATION: Final[dict[str, OpenAPIHeader | Reference]] = {
+    "Location": OpenAPIHeader(
+        schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.URI),
+        required=True,
+        description="Absolute URL of the created resource.",
+    )
+}
+_ERRORS: Final = {
+    "400": "Malformed input; `meta.messages` name each JSON path and reason.",
+    "404": "No such offer set or session.",
+    "409": "The session's phase does not allow the update; the message names the phase and "
+    "the allowed updates, `meta.options` lists them.",
+    "413": "The body is larger than the server accepts.",
+    "415": "The body's Content-Type is neither JSON nor YAML.",
+}
+
+
+def _responses(
+    ok: Mapping[str, tuple[str, dict[str, OpenAPIMediaType]]], *errors: str
+) -> dict[str, OpenAPIResponse]:
+    answers = {
+        status: OpenAPIResponse(
+            description=description,
+            content=content,
+            headers=_LOCATION if status == "303" else None,
+        )
+        for status, (description, content) in ok.items()
+    }
+    for status in errors:
+        answers.setdefault(
+            status, OpenAPIResponse(description=_ERRORS[status], content=_content("ErrorResponse"))
+        )
+    return answers
+
+
+def _operations() -> dict[tuple[str, str], tuple[str | None, dict[str, OpenAPIResponse]]]:
+    offers = {
+        "303": (
+            "The offer set, also at `Location` (YES with offers, or NO with messages saying why).",
+            _content("OfferSetResponse"),
+        )
+    }
+    session = _content("AbstractExecutionSession")
+    return {
+        ("/broker/requests", "post"): ("ExecutionRequest", _responses(offers, "400", "413", "415")),
+        ("/broker/offersets", "post"): (
+            "ExecutionRequest",
+            _responses(offers, "400", "413", "415"),
+        ),
+        ("/broker/offersets/{uuid}", "get"): (
+            None,
+            _responses({"200": ("The offer set.", _content("OfferSetResponse"))}, "404"),
+        ),
+        ("/broker/sessions/{uuid}", "get"): (
+            None,
+            _responses({"200": ("The session.", session)}, "404"),
+        ),
+        ("/broker/sessions/{uuid}", "post"): (
+            "AbstractUpdate",
+            _responses(
+                {"200": ("The updated session.", session)}, "400", "404", "409", "413", "415"
+            ),
+        ),
+        ("/broker/direct", "post"): (
+            "ExecutionRequest",
+            _responses(
+                {
+                    "303": ("The new session, also at `Location`.", session),
+                    "400": (
+                        "A FAILED session whose messages say why, or an ErrorResponse for "
+                        "malformed input.",
+                        _either("AbstractExecutionSession", "ErrorResponse"),
+                    ),
+                },
+                "413",
+                "415",
+            ),
+        ),
+    }
+
+
+def document_openapi(openapi: OpenAPI) -> None:
+    """Describe the broker's bodies and answers in the app's OpenAPI document (idempotent).
+
+    Adds `wire_schemas()` to the components and sets each `/broker` operation's request body,
+    responses and `uuid` parameter format. Litestar cannot infer these because the handlers
+    read raw bodies to accept YAML, JSON and the older dialects.
+    """
+    components = openapi.components
+    schemas = components.schemas if components.schemas is not None else {}
+    # Raw JSON Schema dicts are rendered as they are by Litestar's OpenAPI serialiser.
+    schemas.update(cast("dict[str, Schema]", wire_schemas()))
+    components.schemas = schemas
+    for (path, method), (body, responses) in _operations().items():
+        item = (openapi.paths or {}).get(path)
+        operation = getattr(item, method, None) if item is not None else None
+        if operation is None:
+            continue
+        if body is not None:
+            operation.request_body = RequestBody(content=_content(body), required=True)
+        operation.responses = responses
+        for parameter in operation.parameters or []:
+            if getattr(parameter, "name", None) == "uuid":
+                parameter.schema = Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.UUID)

@@ -128,7 +128,9 @@ def _problem_line(problem: ReportProblem, warning: bool = False) -> str:
     where = f"{problem.ref}: " if problem.ref else ""
     hint = f" (did you mean: {', '.join(problem.suggestions)}?)" if problem.suggestions else ""
     prefix = "warning: " if warning else ""
-    return f"    {prefix}{where}{problem.field}: {problem.reason}{hint}"
+    # A reason may span lines (a parser's excerpt): keep it inside its project's block.
+    reason = problem.reason.strip().replace("\n", "\n      ")
+    return f"    {prefix}{where}{problem.field}: {reason}{hint}"
 
 
 def _project_block(project: ProjectReport) -> list[str]:

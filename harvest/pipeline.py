@@ -4,7 +4,8 @@ A run lists the source's projects (its groups, subgroups included, and its topic
 each project:
 
 1. skips it when its `last_activity_at`, path and the source's file settings are what the last
-   run stored (nothing is requested beyond the listing);
+   run stored, and that run read it over an hour after that activity (GitLab moves the value
+   at most hourly); nothing is requested beyond the listing;
 2. otherwise asks for the default branch's commit and the tags (`harvest.mapping.refs_to_read`);
    a ref whose commit (or, failing that, whose file digest) is unchanged is not published again;
 3. hands each new file to the catalogue (`Publisher.publish`) with its provenance, and records
@@ -28,7 +29,8 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from datetime import timedelta
+from typing import Any, Final, Protocol
 
 import msgspec
 
@@ -56,6 +58,10 @@ from harvest.model import (
 from harvest.store_sql import HarvestStore
 
 log = logging.getLogger(__name__)
+
+ACTIVITY_SETTLES: Final = timedelta(hours=1, minutes=10)
+"""How long after a project's `last_activity_at` GitLab is sure to move it on the next push:
+it updates the value at most once an hour (since GitLab 8.12); ten minutes cover clock skew."""
 
 Progress = Callable[[int, int], None]
 """Called with (projects done, projects in all) as a run goes."""
@@ -402,11 +408,17 @@ class _ProjectRead:
         )
 
     def unchanged(self) -> bool:
-        """True when nothing the last run saw has changed, so nothing needs reading."""
+        """True when nothing the last run saw has changed, so nothing needs reading.
+
+        GitLab moves `last_activity_at` at most once an hour, so an equal value proves
+        nothing about pushes in the hour after it; only a read that began well after that
+        hour lets later runs trust it.
+        """
         previous = self.previous
         return (
             previous is not None
             and previous.last_activity_at == self.project.last_activity_at
+            and previous.harvested_at - previous.last_activity_at >= ACTIVITY_SETTLES
             and previous.web_url == self.project.web_url
             and previous.settings_key == self.settings_key
         )
@@ -433,6 +445,7 @@ class _ProjectRead:
     def read(self) -> tuple[ProjectReport, ProjectState]:
         """Read the changed refs, publish their files, withdraw what disappeared."""
         project, source = self.project, self.source
+        began = self.pipeline.clock.now()  # what the refs show is at least this recent
         default: RefInfo | None = None
         if "default" in source.refs and project.default_branch:
             try:
@@ -463,7 +476,7 @@ class _ProjectRead:
             last_activity_at=project.last_activity_at,
             settings_key=self.settings_key,
             refs=tuple(refs),
-            harvested_at=self.pipeline.clock.now(),
+            harvested_at=began,
         )
         return self.report, state
 

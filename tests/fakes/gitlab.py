@@ -186,8 +186,14 @@ class FakeGitLab:
         project: FakeProject,
         changes: Mapping[str, str | bytes | None],
         branch: str | None = None,
+        *,
+        activity: bool = True,
     ) -> str:
-        """Push one commit: set (or, with None, delete) files on a branch; returns its id."""
+        """Push one commit: set (or, with None, delete) files on a branch; returns its id.
+
+        `activity=False` leaves `last_activity_at` alone, as GitLab does for a push less than
+        an hour after the last recorded activity.
+        """
         with self._lock:
             branch = branch or project.default_branch or "main"
             files = dict(self.commits.get(project.branches.get(branch, ""), {}))
@@ -198,7 +204,9 @@ class FakeGitLab:
                     files[name] = content.encode() if isinstance(content, str) else content
             project.branches[branch] = self._new_commit(project, files)
             project.default_branch = project.default_branch or branch
-            project.last_activity_at = self._tick()
+            moment = self._tick()
+            if activity:
+                project.last_activity_at = moment
             return project.branches[branch]
 
     def tag(self, project: FakeProject, name: str, ref: str | None = None) -> str:

@@ -370,3 +370,25 @@ def test_webhook_for_a_deleted_project_withdraws_it(kit: PipelineKit):
 
     assert kit.catalogue.live() == {}
     assert report.project_reports[0].status == "deleted"
+
+
+def test_a_push_gitlab_does_not_record_as_activity_is_still_found(kit: PipelineKit):
+    """GitLab moves last_activity_at at most hourly: a read soon after it proves little."""
+    tool = kit.gitlab.add_project("astro/tool", {FILE: executable("tool")})
+    kit.clock.set(tool.last_activity_at + timedelta(minutes=5))
+    pipeline = kit.pipeline()
+    pipeline.run("lab")
+    kit.gitlab.commit(tool, {FILE: executable("tool", "1.1")}, activity=False)
+    kit.clock.advance(timedelta(minutes=10))
+
+    report = pipeline.run("lab")
+
+    assert [(e.version, e.change) for e in report.project_reports[0].entries] == [
+        ("latest", "updated")
+    ]
+    # Read again well after the hour, the project is trusted to be quiet and skipped.
+    kit.clock.advance(timedelta(hours=2))
+    pipeline.run("lab")
+    kit.gitlab.reset_counts()
+    assert pipeline.run("lab").projects.unchanged == 1
+    assert kit.gitlab.count(f"/projects/{tool.id}") == 0

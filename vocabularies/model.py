@@ -32,6 +32,7 @@ from core.errors import Invalid, NotFound, Problem
 _NOT_ALPHANUMERIC: Final = re.compile(r"[^0-9a-z]+")
 _DEPRECATED_PREFIX: Final = "deprecated "
 _NO_DEFINITION: Final = frozenset({"N/D", "n/d"})
+_PARAGRAPH_BREAK: Final = re.compile(r"\n\s*\n")
 
 
 def normalise_label(text: str) -> str:
@@ -52,9 +53,14 @@ def normalise_label(text: str) -> str:
 
 
 def clean_text(text: str) -> str:
-    """A definition or description without surrounding blanks or IVOA's "N/D" placeholder."""
-    stripped = text.strip()
-    return "" if stripped in _NO_DEFINITION else stripped
+    """A definition or description as prose: IVOA's "N/D" placeholder means none.
+
+    Hard line breaks inside a paragraph (Turtle and RDF sources wrap long literals) become
+    spaces; blank lines between paragraphs are kept as one blank line.
+    """
+    paragraphs = (" ".join(block.split()) for block in _PARAGRAPH_BREAK.split(text))
+    cleaned = "\n\n".join(p for p in paragraphs if p)
+    return "" if cleaned in _NO_DEFINITION else cleaned
 
 
 class Concept(msgspec.Struct, frozen=True):

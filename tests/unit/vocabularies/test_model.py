@@ -124,6 +124,9 @@ def test_normalise_label_ignores_case_accents_and_punctuation(text, folded):
     assert normalise_label(text) == folded
 
 
-def test_clean_text_drops_the_ivoa_placeholder_and_blanks():
+def test_clean_text_drops_the_ivoa_placeholder_and_keeps_paragraphs_not_line_breaks():
     assert clean_text("  N/D ") == ""
     assert clean_text("  A definition.\n") == "A definition."
+    assert clean_text("One long\n  sentence.\n\n  Second\tparagraph.") == (
+        "One long sentence.\n\nSecond paragraph."
+    )

@@ -14,14 +14,16 @@ HarvestReport                 one run over one source
       └── problems: [ReportProblem] field + reason (+ ref), for the packager to fix
 ```
 
+`ProjectSource` is the port a run reads a source through (`harvest.gitlab.GitLabClient`).
 Errors raised by a source adapter are `SourceError`s, each also one of the `core.errors`
 classes, so the web layer answers them with the right status without knowing GitLab.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 import msgspec
 
@@ -217,6 +219,35 @@ class ProjectState(msgspec.Struct, frozen=True, kw_only=True):
     def published(self) -> set[tuple[str, str]]:
         """Every (entry id, version) this project has in the catalogue."""
         return {(v.id, v.version) for ref in self.refs for v in ref.published}
+
+
+# ------------------------------------------------------------------------------ the port
+class ProjectSource(Protocol):
+    """What a run asks of GitLab (`harvest.gitlab.GitLabClient`)."""
+
+    def projects(self, groups: Sequence[str], topics: Sequence[str]) -> Iterator[ProjectInfo]:
+        """Projects of the groups (with subgroups) or with one of the topics, each once."""
+        ...
+
+    def project(self, project: int | str) -> ProjectInfo:
+        """One project by id or path; `SourceNotFound` when it does not exist."""
+        ...
+
+    def branch(self, project_id: int, branch: str) -> RefInfo:
+        """The commit a branch points at."""
+        ...
+
+    def tags(self, project_id: int) -> list[RefInfo]:
+        """Every tag with its commit."""
+        ...
+
+    def read_file(self, project_id: int, path: str, commit: str, max_bytes: int) -> bytes | None:
+        """A file's bytes at a commit (at most `max_bytes + 1`), or None when absent."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
 
 
 # ------------------------------------------------------------------------------ errors

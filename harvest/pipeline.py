@@ -16,7 +16,7 @@ One project's failure (GitLab kept failing, the catalogue was unavailable) is re
 run goes on; that project's stored state is left as it was, so the next run reads it again.
 Each project's report and new state are stored together (`harvest.store_sql.HarvestStore`).
 
-Talks to GitLab through the `ProjectSource` protocol (`harvest.gitlab.GitLabClient`) and to the
+Talks to GitLab through `harvest.model.ProjectSource` (`harvest.gitlab.GitLabClient`) and to the
 catalogue through `Publisher` (`catalogue.service.CatalogueService`): it calls exactly
 `publish(document, provenance)` and `withdraw(entry_id)`. Imports neither python-gitlab nor
 Litestar.
@@ -28,8 +28,9 @@ import contextlib
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
+from functools import partial
 from typing import Any, Final, Protocol
 
 import msgspec
@@ -45,7 +46,9 @@ from harvest.model import (
     HarvestReport,
     ProjectInfo,
     ProjectReport,
+    ProjectSource,
     ProjectState,
+    ProjectStatus,
     RefInfo,
     RefState,
     ReportProblem,
@@ -78,34 +81,6 @@ class Publisher(Protocol):
 
     def withdraw(self, entry_id: str) -> object:
         """Take an entry out of search; raises `NotFound` when there is no such entry."""
-        ...
-
-
-class ProjectSource(Protocol):
-    """What a run asks of GitLab (`harvest.gitlab.GitLabClient`)."""
-
-    def projects(self, groups: Sequence[str], topics: Sequence[str]) -> Iterator[ProjectInfo]:
-        """Projects of the groups (with subgroups) or with one of the topics, each once."""
-        ...
-
-    def project(self, project: int | str) -> ProjectInfo:
-        """One project by id or path; `SourceNotFound` when it does not exist."""
-        ...
-
-    def branch(self, project_id: int, branch: str) -> RefInfo:
-        """The commit a branch points at."""
-        ...
-
-    def tags(self, project_id: int) -> list[RefInfo]:
-        """Every tag with its commit."""
-        ...
-
-    def read_file(self, project_id: int, path: str, commit: str, max_bytes: int) -> bytes | None:
-        """A file's bytes at a commit (at most `max_bytes + 1`), or None when absent."""
-        ...
-
-    def close(self) -> None:
-        """Release connections."""
         ...
 
 
@@ -201,35 +176,25 @@ class HarvestPipeline:
             UnknownSource: no such source.
         """
         run = self.begin(source_name, trigger)
-        return self.continue_run(run, progress=progress, full=full)
-
-    def continue_run(
-        self, run: RunSummary, *, progress: Progress | None = None, full: bool = False
-    ) -> HarvestReport:
-        """Carry out a run recorded by `begin`, over all the source's projects."""
         source = self.source(run.source)
         reports: list[ProjectReport] = []
         with self._lock(source.name):
             client = self.clients(source)
             try:
                 listed = self._list(client, source, run)
-                if listed is not None:
-                    previous = self.store.states(source.name)
-                    gone = [state for pid, state in previous.items() if pid not in listed]
-                    total = len(listed) + len(gone)
+                # Without the full listing nothing is known to be gone: then do nothing.
+                previous = self.store.states(source.name) if listed is not None else {}
+                listed = listed or {}
+                jobs = [
+                    partial(self._project, run, client, source, p, previous.get(p.id), full=full)
+                    for p in listed.values()
+                ] + [partial(self._forget, run, s) for i, s in previous.items() if i not in listed]
+                for done, job in enumerate(jobs, start=1):
+                    if progress and done == 1:
+                        progress(0, len(jobs))
+                    reports.append(job())
                     if progress:
-                        progress(0, total)
-                    for done, project in enumerate(listed.values(), start=1):
-                        state = previous.get(project.id)
-                        reports.append(
-                            self._project(run, client, source, project, state, full=full)
-                        )
-                        if progress:
-                            progress(done, total)
-                    for done, state in enumerate(gone, start=len(listed) + 1):
-                        reports.append(self._forget(run, state))
-                        if progress:
-                            progress(done, total)
+                        progress(done, len(jobs))
             finally:
                 client.close()
         return self._finish(run, reports)
@@ -329,27 +294,19 @@ class HarvestPipeline:
 
     def _forget(self, run: RunSummary, state: ProjectState) -> ProjectReport:
         """Withdraw every entry of a project that is gone, and forget it."""
-        report = ProjectReport(
-            project_id=state.project_id, path=state.path, web_url=state.web_url, status="deleted"
-        )
+        report = _report(state.project_id, state.path, state.web_url, "deleted")
+        published = sorted(state.published())
         try:
-            for entry_id, version in sorted(state.published()):
-                report.entries.append(
-                    EntryOutcome(id=entry_id, version=version, ref="", change="withdrawn")
-                )
-                report.counts.withdrawn += 1
-            for entry_id in sorted({entry_id for entry_id, _ in state.published()}):
+            for entry_id in sorted({entry_id for entry_id, _ in published}):
                 self._withdraw(entry_id)
         except DomainError as error:
-            report = ProjectReport(
-                project_id=state.project_id,
-                path=state.path,
-                web_url=state.web_url,
-                status="failed",
-                problems=[ReportProblem(field="project", reason=error.message)],
-            )
+            report = _report(state.project_id, state.path, state.web_url, "failed", error.message)
             self.store.save_project(run.run_id, report, source=run.source)
             return report
+        report.entries = [
+            EntryOutcome(id=i, version=v, ref="", change="withdrawn") for i, v in published
+        ]
+        report.counts.withdrawn = len(published)
         self.store.save_project(run.run_id, report, source=run.source, forget=True)
         return report
 
@@ -383,6 +340,15 @@ class HarvestPipeline:
         return HarvestReport(**msgspec.structs.asdict(run), project_reports=reports)
 
 
+def _report(
+    project_id: int, path: str, web_url: str, status: ProjectStatus, failure: str | None = None
+) -> ProjectReport:
+    problems = [ReportProblem(field="project", reason=failure)] if failure else []
+    return ProjectReport(
+        project_id=project_id, path=path, web_url=web_url, status=status, problems=problems
+    )
+
+
 class _ProjectRead:
     """Reading one project: which refs changed, publishing their files, what to withdraw."""
 
@@ -403,9 +369,7 @@ class _ProjectRead:
         self.previous = previous
         self.full = full
         self.settings_key = mapping.settings_key(source)
-        self.report = ProjectReport(
-            project_id=project.id, path=project.path, web_url=project.web_url, status="harvested"
-        )
+        self.report = _report(project.id, project.path, project.web_url, "harvested")
 
     def unchanged(self) -> bool:
         """True when nothing the last run saw has changed, so nothing needs reading.
@@ -434,13 +398,8 @@ class _ProjectRead:
 
     def failed(self, reason: str) -> ProjectReport:
         """The report of a project that could not be harvested this time."""
-        return ProjectReport(
-            project_id=self.project.id,
-            path=self.project.path,
-            web_url=self.project.web_url,
-            status="failed",
-            problems=[ReportProblem(field="project", reason=reason)],
-        )
+        project = self.project
+        return _report(project.id, project.path, project.web_url, "failed", reason)
 
     def read(self) -> tuple[ProjectReport, ProjectState]:
         """Read the changed refs, publish their files, withdraw what disappeared."""

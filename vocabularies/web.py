@@ -1,7 +1,8 @@
 """HTTP routes for browsing vocabularies: a Litestar `Router` mounted at `/vocabularies`.
 
 - `GET /vocabularies`: the loaded vocabularies, and those that could not be loaded and why;
-- `GET /vocabularies/{name}?depth=`: one vocabulary with its computed top level as a tree;
+- `GET /vocabularies/{name}?depth=&root=`: one vocabulary with its computed top level (or the
+  branch under `root`) as a tree;
 - `GET /vocabularies/{name}/concepts/{term}`: a concept with broader, narrower and a path to
   the top;
 - `GET /vocabularies/{name}/suggest?q=&limit=`: autocomplete on labels;
@@ -56,7 +57,7 @@ class VocabularyList(msgspec.Struct, frozen=True):
 
 
 class VocabularyDetail(msgspec.Struct, frozen=True):
-    """A vocabulary with its top level (computed) as a tree."""
+    """A vocabulary with its top level (computed), or one branch of it, as a tree."""
 
     name: str
     uri: str
@@ -145,8 +146,14 @@ def show_vocabulary(
     depth: Annotated[
         int, QueryParameter(ge=0, le=MAX_DEPTH, description="levels below the top level")
     ] = 1,
+    root: Annotated[
+        str | None,
+        QueryParameter(
+            max_length=200, description="start from this concept instead (to expand a branch)"
+        ),
+    ] = None,
 ) -> VocabularyDetail:
-    """One vocabulary and its top-level concepts, `depth` levels deep."""
+    """One vocabulary and its top-level concepts (or the branch under `root`), `depth` deep."""
     vocab = vocabularies.get(name)
     return VocabularyDetail(
         name=vocab.name,
@@ -156,7 +163,7 @@ def show_vocabulary(
         flavour=vocab.flavour,
         concepts=len(vocab.concepts),
         source=vocabularies.origin(vocab.name).kind,
-        roots=expand.tree(vocab, depth=depth),
+        roots=expand.tree(vocab, root=root, depth=depth),
     )
 
 

@@ -66,6 +66,16 @@ def test_a_vocabulary_shows_its_computed_top_level(client, uat_raw):
     assert any(root["children"] for root in deeper["roots"])
 
 
+def test_a_branch_can_be_expanded_from_any_concept(client, uat_raw):
+    parent = next(t for t, e in uat_raw["terms"].items() if e["narrower"] and e["wider"])
+    body = client.get("/vocabularies/uat", params={"root": parent, "depth": 1}).json()
+    (branch,) = body["roots"]
+    assert branch["term"] == parent
+    assert {c["term"] for c in branch["children"]} == set(uat_raw["terms"][parent]["narrower"])
+    missing = _problem(client.get("/vocabularies/uat", params={"root": "no-such-term"}), 404)
+    assert "'no-such-term'" in missing["detail"]
+
+
 def test_a_concept_shows_broader_narrower_and_its_path_to_the_top(client, uat_raw):
     term = next(t for t, e in uat_raw["terms"].items() if len(e["wider"]) > 1 and e["narrower"])
     body = client.get(f"/vocabularies/uat/concepts/{term}").json()

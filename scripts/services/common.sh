@@ -170,11 +170,11 @@ usage_and_exit() {
   cat >&2 <<EOF
 usage: $0 start|stop|status|url|packages
 
-  start   install if missing, start on 127.0.0.1 with a fresh data directory, wait until it
-          answers, print its URL (already running: just print the URL)
-  stop    stop it and remove its data directory (logs are kept under $SERVICES_DIR)
-  status  print "running <url> (pid N)" and exit 0, or "stopped" and exit $NOT_RUNNING
-  url     print its URL when running; exit $NOT_RUNNING otherwise
+  start     install if missing, start on 127.0.0.1 with a fresh data directory, wait until
+            it answers, print its URL (already running: just print the URL)
+  stop      stop it and remove its data directory (logs are kept under $SERVICES_DIR)
+  status    print "running <url> (pid N)" and exit 0, or "stopped" and exit $NOT_RUNNING
+  url       print its URL when running; exit $NOT_RUNNING otherwise
   packages  list the Debian packages it needs that are not installed (for ci-setup.sh)
 EOF
   exit 2

@@ -43,11 +43,9 @@ OpenCatalogue = Callable[[argparse.Namespace], AbstractContextManager[CliContext
 OfferSetPrinter = Callable[[Mapping[str, Any]], None]
 """Prints an offer set (the broker's table printer, when the broker provides one)."""
 
-Commands = argparse._SubParsersAction  # type: ignore[type-arg]  # argparse's private class
-
 
 def register(
-    commands: Commands,
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
     *,
     open_catalogue: OpenCatalogue,
     print_offer_set: OfferSetPrinter | None = None,

@@ -27,6 +27,8 @@ from yaml.constructor import ConstructorError
 from core.errors import Problem
 
 MAX_BYTES: Final = 1_048_576
+MAX_DEPTH: Final = 32
+"""Deepest nesting of mappings and lists accepted; a real document nests about eight deep."""
 DOCUMENT: Final = "(document)"
 """The field name of problems about the document as a whole."""
 
@@ -113,7 +115,30 @@ def load(source: str | bytes | Mapping[str, Any], problems: list[Problem]) -> An
     Problems are appended to `problems` (field `(document)`); the return value is then None.
     """
     if isinstance(source, Mapping):
-        return dict(source)
+        data: Any = dict(source)
+    else:
+        data = _parse(source, problems)
+    if data is not None and _too_deep(data):
+        problems.append(Problem(DOCUMENT, f"is nested more than {MAX_DEPTH} levels deep"))
+        return None
+    return data
+
+
+def _too_deep(data: Any) -> bool:
+    """True when containers nest deeper than `MAX_DEPTH` (checked without recursion)."""
+    frontier: list[tuple[Any, int]] = [(data, 1)]
+    while frontier:
+        node, depth = frontier.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(node, dict):
+            frontier.extend((value, depth + 1) for value in node.values())
+        elif isinstance(node, list):
+            frontier.extend((value, depth + 1) for value in node)
+    return False
+
+
+def _parse(source: str | bytes, problems: list[Problem]) -> Any:
     text = _text(source, problems)
     if text is None:
         return None
@@ -121,6 +146,11 @@ def load(source: str | bytes | Mapping[str, Any], problems: list[Problem]) -> An
         return yaml.load(text, Loader=_SafeLoader)  # noqa: S506  (a SafeLoader subclass)
     except yaml.YAMLError as error:
         problems.append(Problem(DOCUMENT, _yaml_reason(error)))
+        return None
+    except RecursionError:
+        # The pure-Python parser recurses once per nesting level; a hostile document nested
+        # thousands deep ends here (libyaml's C parser would overflow its stack instead).
+        problems.append(Problem(DOCUMENT, "is nested too deeply"))
         return None
 
 
@@ -268,7 +298,7 @@ def locate(text: str, field: str) -> int | None:
     """The 1-based line where `field` (`executables[0].needs.cores`) is written, if found."""
     try:
         node = yaml.compose(text, Loader=_SafeLoader)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         return None
     line = None
     for name, index in _PATH_TOKEN.findall(field):

@@ -21,7 +21,8 @@ from typing import Any, Final
 import msgspec
 
 from catalogue import documents
-from catalogue.model import ExecutableSpec, kind_term
+from catalogue.executables import canonical_block, kind_of, kinds_vocabulary, pinning_problems
+from catalogue.model import ExecutableSpec
 from catalogue.spdx import check_licence
 from catalogue.timing import format_duration, parse_duration
 from core.errors import Problem, Unavailable
@@ -29,11 +30,10 @@ from vocabularies.model import UnknownVocabulary
 from vocabularies.registry import VocabularyRegistry
 from vocabularies.resolve import resolve
 
-MAX_DOCUMENT_BYTES: Final = 1_048_576
 MAX_EXECUTABLES: Final = 100
 GPU_VENDORS: Final = ("nvidia", "amd", "intel")
 DATA_SCHEMES: Final = ("http", "https", "s3", "ivo", "ftp", "rucio")
-SUBJECTS, FUNCTIONS, MESSENGERS, KINDS = "uat", "software-function", "messenger", "executable-kind"
+SUBJECTS, FUNCTIONS, MESSENGERS = "uat", "software-function", "messenger"
 
 ExecutableValidator = Callable[[Mapping[str, Any]], list[Problem]]
 """Checks an Execution Broker `executable` block; problem fields are relative to the block."""
@@ -328,23 +328,22 @@ class _Checker:
         return msgspec.structs.replace(links, doi=doi)
 
     def _executable_block(self, block: dict[str, Any], where: str) -> dict[str, Any]:
+        vocabulary = kinds_vocabulary(self.vocabularies)
+        known = tuple(sorted(vocabulary.concepts)) if vocabulary is not None else ()
         kind = block.get("kind")
         if not isinstance(kind, str) or not kind.strip():
             self.problem(
-                f"{where}.kind",
-                "is required: the Execution Broker kind of the executable",
-                self._known_kinds(),
+                f"{where}.kind", "is required: the Execution Broker kind of the executable", known
             )
             return block
-        for problem in self.validate_executable(block):
-            self.problem(documents.join(where, problem.field), problem.reason, problem.suggestions)
+        block = canonical_block(block, vocabulary)
+        problems = self.validate_executable(block)
+        if not problems:
+            problems = pinning_problems(kind_of(block["kind"], vocabulary), block)
+        for problem in problems:
+            suggestions = problem.suggestions or (known if problem.field == "kind" else ())
+            self.problem(documents.join(where, problem.field), problem.reason, suggestions)
         return block
-
-    def _known_kinds(self) -> tuple[str, ...]:
-        try:
-            return tuple(sorted(self.vocabularies.get(KINDS).concepts))
-        except UnknownVocabulary:  # suggestions are a courtesy; never fail a check on them
-            return ()
 
 
 def _unique(values: Any) -> list[str]:
@@ -362,14 +361,3 @@ def _orcid_checksum_ok(orcid: str) -> bool:
         total = (total + int(char)) * 2
     check = (12 - total % 11) % 11
     return digits[-1] == ("X" if check == 10 else str(check))
-
-
-def executable_kind(spec: ExecutableSpec, vocabularies: VocabularyRegistry) -> str:
-    """The `executable-kind` term of a spec's executable (`docker-container`)."""
-    kind = str(spec.executable.get("kind", ""))
-    try:
-        vocabulary = vocabularies.get(KINDS)
-    except UnknownVocabulary:  # without the vocabulary, the URI's own name is the best guess
-        return kind_term(kind)
-    resolution = resolve(vocabulary, kind)
-    return resolution.term or kind_term(kind)

@@ -13,11 +13,14 @@ vocabulary registry, a clock); imports nothing from Litestar, the broker or SQLA
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, Protocol
 
+import msgspec
+
 from catalogue import handoff
+from catalogue.executables import executable_kind
 from catalogue.facet_views import facet_views, resolve_filters
 from catalogue.model import (
     Concept,
@@ -44,7 +47,6 @@ from catalogue.publisher import (
     SUBJECTS,
     CheckedDocument,
     check_document,
-    executable_kind,
 )
 from core.clock import Clock
 from core.errors import Conflict, DomainError, Invalid, NotFound, Problem, Unavailable
@@ -55,7 +57,7 @@ from vocabularies.registry import VocabularyRegistry
 log = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE: Final = 100
-MAX_QUERY_LENGTH: Final = 500
+MAX_QUERY_LENGTH: Final = 1000
 MAX_LABEL_LENGTH: Final = 64
 
 
@@ -142,6 +144,33 @@ class CatalogueService:
         Raises:
             Unavailable: the database or a needed vocabulary is not available.
         """
+        return self.publish_all([(document, provenance)])[0]
+
+    def publish_all(
+        self, documents: Iterable[tuple[str | bytes | Mapping[str, Any], Provenance]]
+    ) -> list[PublishReport]:
+        """Publish several documents, each all-or-nothing, and update the index once at the end.
+
+        What a batch (the demo catalogue, a harvest) uses: one index commit instead of one per
+        document.
+        """
+        reports = [self._store(document, provenance) for document, provenance in documents]
+        changed = [o.id for report in reports for o in report.entries if o.status != "unchanged"]
+        if changed and not self._index_entries(changed):
+            warning = ProblemItem(
+                field="(index)",
+                reason="stored, but the search index could not be updated; "
+                "it will show the change after the next reindex",
+            )
+            reports = [
+                msgspec.structs.replace(r, warnings=[*r.warnings, warning]) if r.entries else r
+                for r in reports
+            ]
+        return reports
+
+    def _store(
+        self, document: str | bytes | Mapping[str, Any], provenance: Provenance
+    ) -> PublishReport:
         checked = self.check(document)
         warnings = _items(checked.warnings)
         if not checked.ok:
@@ -149,23 +178,14 @@ class CatalogueService:
         writes, labels, problems = self._writes(checked, provenance)
         if problems:
             return PublishReport(problems=_items(problems), warnings=warnings)
-        now = self.clock.now()
         statuses = self.store.save(
-            [VersionWrite(entry_id=key, version=version) for key, version in writes], now=now
+            [VersionWrite(entry_id=key, version=version) for key, version in writes],
+            now=self.clock.now(),
         )
         outcomes = [
             PublishOutcome(id=key, name=version.spec.name, version=label, status=status)
             for (key, version), label, status in zip(writes, labels, statuses, strict=True)
         ]
-        changed = [o.id for o in outcomes if o.status != "unchanged"]
-        if changed and not self._index_entries(changed):
-            warnings.append(
-                ProblemItem(
-                    field="(index)",
-                    reason="stored, but the search index could not be updated; "
-                    "it will show the change after the next reindex",
-                )
-            )
         return PublishReport(entries=outcomes, warnings=warnings)
 
     def _writes(

@@ -71,6 +71,11 @@ async def _document(request: Request[Any, Any, Any]) -> Any:
     if "json" in request.headers.get("content-type", ""):
         try:
             return msgspec.json.decode(body)
+        except RecursionError as error:
+            raise Invalid(
+                "the body is nested too deeply",
+                [Problem(documents.DOCUMENT, "is nested too deeply")],
+            ) from error
         except msgspec.DecodeError as error:
             raise Invalid(
                 "the body is not valid JSON",
@@ -87,7 +92,7 @@ def catalogue_router(*, publish_tokens: Sequence[str], public_url: str | None = 
     """The `/catalogue` routes; writes need one of `publish_tokens` as a bearer token."""
     tokens = tuple(publish_tokens)
 
-    @post("/executables", sync_to_thread=False, status_code=HTTP_201_CREATED)
+    @post("/executables", status_code=HTTP_201_CREATED)
     async def publish(
         request: Request[Any, Any, Any], catalogue: CatalogueService
     ) -> Response[PublishReport]:
@@ -110,7 +115,7 @@ def catalogue_router(*, publish_tokens: Sequence[str], public_url: str | None = 
             report, status_code=HTTP_201_CREATED if changed else HTTP_200_OK, headers=headers
         )
 
-    @delete("/executables/{entry_id:str}", sync_to_thread=False, status_code=HTTP_200_OK)
+    @delete("/executables/{entry_id:str}", status_code=HTTP_200_OK)
     async def withdraw(
         request: Request[Any, Any, Any], catalogue: CatalogueService, entry_id: str
     ) -> Entry:
@@ -159,7 +164,7 @@ def catalogue_router(*, publish_tokens: Sequence[str], public_url: str | None = 
             SearchRequest(text=q, filters=filters, sort=sort, cursor=cursor, limit=limit)
         )
 
-    @post("/executables/{entry_id:str}/offers", sync_to_thread=False)
+    @post("/executables/{entry_id:str}/offers")
     async def offers(
         request: Request[Any, Any, Any], catalogue: CatalogueService, entry_id: str
     ) -> Response[dict[str, Any]]:

@@ -1,17 +1,218 @@
-"""Wires the `catalogue` package into the app and the CLI (see `voexec/wiring.py`)."""
+"""Wires the `catalogue` package into the app and the CLI (see `voexec/wiring.py`).
+
+Builds the SQL store (migrated), the search index the settings choose, and the in-process
+`BrokerGateway` over the broker part's `BrokerService` (the only place where catalogue and
+broker meet: the catalogue side may not import the broker). Provides `CatalogueService` as
+`catalogue`, mounts `/catalogue`, and at start-up loads the demo catalogue when asked and
+rebuilds the index when it does not match the store. Mounts `voexec search`, `offers`,
+`publish` and `reindex`.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from catalogue import cli
+from catalogue.model import Provenance, PublishReport, kind_term
+from catalogue.ports import Needs, OfferAnswer, SearchIndex
+from catalogue.service import CatalogueService
+from catalogue.store_sql import SqlCatalogueStore
+from catalogue.timing import parse_duration
+from catalogue.web import catalogue_router
+from core.db import make_engine
+from core.errors import ConfigError, Invalid, Problem, Unavailable
+from core.settings import OpenSearchSearch, PlatformSettings, Settings, TantivySearch
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from broker.service import BrokerService
     from voexec.wiring import Services
+
+log = logging.getLogger(__name__)
+
+DEMO_FOLDER: Final = Path(__file__).resolve().parents[1] / "catalogue" / "demo"
+DEMO_SOURCE: Final = "demo"
+
+
+# ----------------------------------------------------------------------------- the gateway
+class InProcessBroker:
+    """`catalogue.ports.BrokerGateway` over the broker service of this process."""
+
+    def __init__(self, broker: BrokerService | None, platforms: Sequence[PlatformSettings]) -> None:
+        self.broker = broker
+        self.platforms = tuple(platforms)
+
+    def validate_executable(self, block: Mapping[str, Any]) -> list[Problem]:
+        """The broker codec's verdict on an `executable` block (fields relative to it)."""
+        from broker import codec
+        from broker.model import AnyExecutable
+
+        try:
+            codec.convert(dict(block), AnyExecutable)
+        except Invalid as error:
+            return [
+                Problem(p.field.removeprefix("$").lstrip("."), p.reason, p.suggestions)
+                for p in error.problems
+            ]
+        return []
+
+    def runnable_on(self, kind: str, needs: Needs) -> list[str]:
+        """The configured platforms whose kinds, capacity and limits fit (time aside)."""
+        return [p.name for p in self.platforms if _fits(p, kind_term(kind), needs)]
+
+    def request_offers(self, request: Mapping[str, Any], base_url: str) -> OfferAnswer:
+        """Decode the ExecutionRequest as the broker's HTTP layer would, and ask for offers."""
+        if self.broker is None:
+            raise Unavailable("the Execution Broker is not running in this process")
+        from broker import codec
+        from broker.model import ExecutionRequest
+        from broker.web import BROKER_PATH
+
+        decoded = codec.convert(dict(request), ExecutionRequest)
+        offer_set = self.broker.request_offers(
+            decoded.value, base_url.rstrip("/") + BROKER_PATH, unknown_kinds=decoded.unknown_kinds
+        )
+        body = codec.to_builtins(offer_set)
+        return OfferAnswer(
+            location=str(offer_set.meta.url if offer_set.meta else ""), offer_set=body
+        )
+
+
+def _fits(platform: PlatformSettings, kind: str, needs: Needs) -> bool:
+    capacity, limits = platform.capacity, platform.limits
+    usable_gpus = sum(
+        gpu.count
+        for gpu in capacity.gpus
+        if needs.gpu_memory is None or gpu.memory >= needs.gpu_memory
+    )
+    return all(
+        (
+            kind in {kind_term(k) for k in platform.executables},
+            needs.cores <= min(capacity.cores, limits.cores or capacity.cores),
+            needs.memory <= min(capacity.memory, limits.memory or capacity.memory),
+            needs.gpus <= min(usable_gpus, usable_gpus if limits.gpus is None else limits.gpus),
+            _within(needs.duration, limits.duration),
+        )
+    )
+
+
+def _within(duration: str | None, longest: timedelta | None) -> bool:
+    if duration is None or longest is None:
+        return True
+    try:
+        return parse_duration(duration) <= longest
+    except ValueError:  # stored documents were checked; an odd one must not hide platforms
+        return True
+
+
+# ----------------------------------------------------------------------------- building
+def search_index(settings: Settings) -> SearchIndex:
+    """The search index the settings choose."""
+    match settings.search:
+        case TantivySearch(path=path):
+            from catalogue.search_tantivy import TantivySearchIndex
+
+            folder = Path(path) if path else Path(settings.data_dir) / "search"
+            return TantivySearchIndex(folder)
+        case OpenSearchSearch():
+            raise ConfigError(
+                "search.backend: opensearch is not available yet in this version; "
+                "use the embedded backend (search.backend: tantivy)"
+            )
+    raise ConfigError(f"search: unknown backend {settings.search!r}")  # pragma: no cover
 
 
 def build(services: Services) -> None:
-    """Construct the catalogue service(s) and register routes, dependencies and hooks."""
+    """Construct the catalogue service, provide it as `catalogue`, mount `/catalogue`."""
+    settings = services.settings
+    engine: Engine | None = services.components.get("engine")
+    if engine is None:
+        engine = make_engine(settings.database_url)
+        services.components["engine"] = engine
+        services.on_shutdown.append(engine.dispose)
+    store = SqlCatalogueStore(engine)
+    store.migrate()
+    index = search_index(settings)
+    close = getattr(index, "close", None)
+    if callable(close):
+        services.on_shutdown.append(close)
+    catalogue = CatalogueService(
+        store,
+        index,
+        services.components["vocabularies"],
+        InProcessBroker(services.components.get("broker"), settings.broker.platforms),
+        services.clock,
+        page_size=settings.catalogue.page_size,
+    )
+    services.provide("catalogue", catalogue)
+    services.route_handlers.append(
+        catalogue_router(
+            publish_tokens=settings.catalogue.publish_tokens,
+            public_url=settings.server.public_url,
+        )
+    )
+    services.on_startup.append(lambda: prepare(catalogue, demo=settings.catalogue.demo))
+
+
+def prepare(catalogue: CatalogueService, *, demo: bool) -> None:
+    """Start-up work: load the demo catalogue if asked, then make the index match the store."""
+    if demo:
+        load_demo(catalogue)
+    rebuilt = catalogue.ensure_index()
+    if rebuilt is not None:
+        log.info("search index rebuilt from the store: %d entries", rebuilt)
+
+
+def load_demo(catalogue: CatalogueService, folder: Path = DEMO_FOLDER) -> list[PublishReport]:
+    """Publish every demo document (idempotent: unchanged documents cost a hash comparison)."""
+    paths = sorted(folder.glob("*.yaml"))
+    reports = catalogue.publish_all(
+        (
+            path.read_text(encoding="utf-8"),
+            Provenance(source=DEMO_SOURCE, path=f"catalogue/demo/{path.name}"),
+        )
+        for path in paths
+    )
+    for path, report in zip(paths, reports, strict=True):
+        for problem in report.problems:
+            log.error("demo file %s: %s: %s", path.name, problem.field, problem.reason)
+    return reports
+
+
+# ----------------------------------------------------------------------------- commands
+@contextmanager
+def _open_catalogue(args: argparse.Namespace) -> Iterator[cli.CliContext]:
+    from core.settings import load_settings
+    from voexec.wiring import build_services  # wiring imports this module: import late
+
+    settings = load_settings(getattr(args, "config", None))
+    services = build_services(settings)
+    catalogue: CatalogueService = services.components["catalogue"]
+    prepare(catalogue, demo=settings.catalogue.demo)
+    base_url = settings.server.public_url or f"http://{settings.server.host}:{settings.server.port}"
+    try:
+        yield cli.CliContext(catalogue=catalogue, base_url=base_url)
+    finally:
+        services.stop()
+
+
+def _offer_set_printer() -> cli.OfferSetPrinter | None:
+    """The broker CLI's offer-set printer, when it has one (one printer for both commands)."""
+    try:
+        from broker import cli as broker_cli
+    except ImportError:  # pragma: no cover - the broker is part of the distribution
+        return None
+    printer = getattr(broker_cli, "print_offer_set", None)
+    return printer if callable(printer) else None
 
 
 def register_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Mount the catalogue commands on the root parser."""
+    """Mount `voexec search`, `offers`, `publish` and `reindex`."""
+    cli.register(commands, open_catalogue=_open_catalogue, print_offer_set=_offer_set_printer())

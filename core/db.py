@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import MetaData, create_engine, event
+from sqlalchemy import MetaData, create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -116,6 +116,12 @@ def migrate(engine: Engine, migrations_dir: Path, version_table: str) -> None:
     config.set_main_option("script_location", str(migrations_dir))
     config.attributes["version_table"] = version_table
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Several processes starting together on a new release must not race on the
+            # upgrade: the first takes the lock and migrates, the others wait and find `head`.
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:table))"), {"table": version_table}
+            )
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

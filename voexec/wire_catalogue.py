@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 DEMO_FOLDER: Final = Path(__file__).resolve().parents[1] / "catalogue" / "demo"
 DEMO_SOURCE: Final = "demo"
+BROKER_PATH: Final = "/broker"
+"""Where `broker.web.broker_router` is mounted (not imported: the gateway needs no web layer)."""
 
 
 # ----------------------------------------------------------------------------- the gateway
@@ -73,7 +75,6 @@ class InProcessBroker:
             raise Unavailable("the Execution Broker is not running in this process")
         from broker import codec
         from broker.model import ExecutionRequest
-        from broker.web import BROKER_PATH
 
         decoded = codec.convert(dict(request), ExecutionRequest)
         offer_set = self.broker.request_offers(

@@ -1,0 +1,76 @@
+"""Helpers shared by the catalogue's unit, contract and API tests.
+
+Vocabularies come from ../shared (the IVOA UAT and messenger files) plus our own, loaded once
+per session; documents are built from one valid template so each test changes only what it is
+about.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from pathlib import Path
+from typing import Any
+
+from core.settings import Settings, VocabularySettings, settings_from_mapping
+from tests.conftest import ROOT, shared_path
+from vocabularies.registry import VocabularyRegistry, load_registry
+from voexec.demo import DEMO_PLATFORMS
+
+DEMO_FOLDER = ROOT / "catalogue" / "demo"
+EXAMPLES = sorted((ROOT / "docs" / "examples").glob("ivoa-executable-*.yaml"))
+K = "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/"
+DOCKER = K + "executable/docker-container.yaml"
+DIGEST = "sha256:" + "ab" * 32
+
+
+@functools.cache
+def _registry(folder: str, cache: str) -> VocabularyRegistry:
+    settings = VocabularySettings(path=folder, names=["uat", "messenger"], offline=True)
+    return load_registry(settings, cache)
+
+
+def registry(tmp_root: Path) -> VocabularyRegistry:
+    """The vocabularies of the shared folder (loaded once per process)."""
+    return _registry(str(shared_path("vocabularies")), str(tmp_root))
+
+
+def executable(**changes: Any) -> dict[str, Any]:
+    """A valid publisher document for one executable, with some fields changed."""
+    document: dict[str, Any] = {
+        "name": "cube-finder",
+        "title": "Cube source finder",
+        "summary": "Finds sources in radio data cubes.",
+        "description": "Finds *sources* in cubes.",
+        "version": "1.0.0",
+        "authors": [{"name": "A. Packager"}],
+        "licence": "MIT",
+        "keywords": ["HI", "cubes"],
+        "subjects": ["radio-interferometry"],
+        "functions": ["source-extraction"],
+        "messengers": ["Radio"],
+        "needs": {"cores": 2, "memory": 4, "duration": "PT1H"},
+        "executable": {
+            "kind": DOCKER,
+            "image": {"locations": ["registry.example.org/cube-finder:1.0.0"], "digest": DIGEST},
+        },
+    }
+    document = copy.deepcopy(document)
+    document.update(changes)
+    return document
+
+
+def app_settings(data_dir: Path, **catalogue: Any) -> Settings:
+    """Settings for an app with the shared vocabularies, the demo platforms and a token."""
+    return settings_from_mapping(
+        {
+            "data_dir": str(data_dir),
+            "vocabularies": {
+                "offline": True,
+                "path": str(shared_path("vocabularies")),
+                "names": ["uat", "messenger"],
+            },
+            "catalogue": {"publish_tokens": ["s3cret"], **catalogue},
+            "broker": {"platforms": DEMO_PLATFORMS},
+        }
+    )

@@ -1,0 +1,144 @@
+"""One contract suite for the catalogue's SQL store, run on every database it supports.
+
+SQLite runs everywhere. PostgreSQL joins by adding one param to `STORES`:
+`pytest.param("postgres", marks=pytest.mark.postgres)`, served by the `postgres_database_url`
+fixture of tests/integration/conftest.py (move or import it here when it lands).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import pytest
+from sqlalchemy import inspect
+
+from catalogue.model import EntryVersion, ExecutableSpec, Provenance, VersionWrite, content_hash
+from catalogue.store_sql import VERSION_TABLE, SqlCatalogueStore
+from core.db import make_engine
+from tests.catalogue_support import executable
+
+STORES = [pytest.param("sqlite", id="sqlite")]
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=STORES)
+def database_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'catalogue.db'}"
+    return request.getfixturevalue(f"{request.param}_database_url")
+
+
+@pytest.fixture
+def store(database_url):
+    engine = make_engine(database_url)
+    store = SqlCatalogueStore(engine)
+    store.migrate()
+    yield store
+    engine.dispose()
+
+
+def version(label: str = "1.0.0", *, source: str = "api", **changes) -> EntryVersion:
+    spec = msgspec.convert(executable(version=label, **changes), ExecutableSpec)
+    return EntryVersion(
+        version=label,
+        spec=spec,
+        content_hash=content_hash(spec),
+        provenance=Provenance(source=source, repository="https://gitlab.example.org/a/b"),
+        published_at=T0,
+        updated_at=T0,
+    )
+
+
+def save(store, entry_id: str, *versions: EntryVersion, now: datetime = T0) -> list[str]:
+    return store.save([VersionWrite(entry_id, v) for v in versions], now=now)
+
+
+def test_migrations_are_idempotent_and_use_their_own_version_table(store):
+    store.migrate()
+    tables = set(inspect(store.engine).get_table_names())
+    assert {"catalogue_entry", "catalogue_version", VERSION_TABLE} <= tables
+
+
+def test_new_then_unchanged_then_updated(store):
+    assert save(store, "e1", version()) == ["new"]
+    assert save(store, "e1", version(), now=T0 + timedelta(hours=1)) == ["unchanged"]
+    entry = store.entry("e1")
+    assert entry.updated_at == T0  # an unchanged publication writes nothing
+    changed = version(summary="Finds more sources.")
+    assert save(store, "e1", changed, now=T0 + timedelta(hours=2)) == ["updated"]
+    stored = store.version("e1", "1.0.0")
+    assert stored.spec.summary == "Finds more sources."
+    assert stored.published_at == T0
+    assert stored.updated_at == T0 + timedelta(hours=2)
+
+
+def test_versions_are_listed_newest_first_and_latest_is_current(store):
+    save(store, "e1", version("1.9.0"), version("1.10.0"), version("1.2.0"))
+    entry = store.entry("e1")
+    assert [v.version for v in entry.versions] == ["1.10.0", "1.9.0", "1.2.0"]
+    assert entry.current_version == "1.10.0"
+    save(store, "e1", version("latest"))
+    assert store.entry("e1").current_version == "latest"
+    assert store.entry("e1").versions[0].version == "latest"
+
+
+def test_withdrawn_entries_are_kept_but_not_current_and_restored_by_publishing(store):
+    save(store, "e1", version())
+    save(store, "e2", version())
+    assert store.withdraw("e1", now=T0 + timedelta(minutes=1)) is True
+    assert store.withdraw("nope", now=T0) is False
+    assert store.entry("e1").withdrawn is True
+    assert set(store.current_versions(["e1", "e2"])) == {"e2"}
+    assert [key for key, _ in store.iter_current()] == ["e2"]
+    assert store.count() == 1
+    assert store.count(include_withdrawn=True) == 2
+    assert save(store, "e1", version()) == ["updated"]
+    assert store.entry("e1").withdrawn is False
+
+
+def test_a_failing_write_stores_nothing_of_its_batch(store, monkeypatch):
+    real = SqlCatalogueStore._save_one
+    calls = []
+
+    def fail_second(self, session, write, now):
+        calls.append(write.entry_id)
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        return real(self, session, write, now)
+
+    monkeypatch.setattr(SqlCatalogueStore, "_save_one", fail_second)
+    with pytest.raises(RuntimeError):
+        store.save([VersionWrite("e1", version()), VersionWrite("e2", version())], now=T0)
+    assert store.entry("e1") is None
+    assert store.count(include_withdrawn=True) == 0
+
+
+def test_iteration_walks_every_entry_once_across_batches(store, monkeypatch):
+    monkeypatch.setattr("catalogue.store_sql._BATCH", 2)
+    for number in range(5):
+        save(store, f"e{number}", version())
+    assert [key for key, _ in store.iter_current()] == [f"e{n}" for n in range(5)]
+    assert len(store.current_versions([f"e{n}" for n in range(5)])) == 5
+
+
+def test_ids_by_source_and_repository(store):
+    save(store, "a1", version(source="gitlab"))
+    save(store, "a2", version(source="gitlab"))
+    save(store, "b1", version(source="api"))
+    store.withdraw("a2", now=T0)
+    assert store.ids_from("gitlab") == ["a1"]
+    assert store.ids_from("gitlab", "https://gitlab.example.org/a/b") == ["a1"]
+    assert store.ids_from("gitlab", "https://elsewhere.example.org/x") == []
+
+
+def test_documents_and_instants_round_trip(store):
+    original = version()
+    save(store, "e1", original)
+    stored = store.version("e1", "1.0.0")
+    assert stored.spec == original.spec
+    assert stored.content_hash == original.content_hash
+    assert stored.provenance == original.provenance
+    assert stored.published_at.tzinfo is not None
+    assert store.version("e1", "9.9") is None
+    assert store.entry("missing") is None

@@ -1,0 +1,252 @@
+"""The publisher's file: what validates, and what each kind of mistake is reported as."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from catalogue.documents import locate
+from catalogue.executables import DIGEST_REASON
+from catalogue.model import publisher_file_schema
+from catalogue.publisher import CheckedDocument, check_document
+from tests.catalogue_support import (
+    DEMO_FOLDER,
+    DIGEST,
+    DOCKER,
+    EXAMPLES,
+    ROOT,
+    executable,
+    registry,
+)
+from voexec.wire_catalogue import InProcessBroker
+
+SCHEMA_FILE = ROOT / "docs" / "ivoa-executable.schema.json"
+
+
+@pytest.fixture(scope="module")
+def vocabularies(tmp_path_factory):
+    return registry(tmp_path_factory.mktemp("vocabularies"))
+
+
+@pytest.fixture
+def check(vocabularies):
+    gateway = InProcessBroker(None, [])
+
+    def run(document) -> CheckedDocument:
+        return check_document(
+            document, vocabularies=vocabularies, validate_executable=gateway.validate_executable
+        )
+
+    return run
+
+
+def fields(checked: CheckedDocument) -> dict[str, str]:
+    return {problem.field: problem.reason for problem in checked.problems}
+
+
+# ------------------------------------------------------------------------ valid documents
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_documented_examples_validate(check, path: Path):
+    checked = check(path.read_text(encoding="utf-8"))
+    assert checked.problems == []
+    assert checked.executables
+
+
+def test_demo_catalogue_has_25_or_more_valid_executables(check):
+    paths = sorted(DEMO_FOLDER.glob("*.yaml"))
+    names = []
+    for path in paths:
+        checked = check(path.read_text(encoding="utf-8"))
+        assert checked.problems == [], path.name
+        names.extend(item.spec.name for item in checked.executables)
+    assert len(names) >= 25
+    assert len(set(names)) == len(names)
+
+
+def test_several_executables_are_checked_and_named_by_position(check):
+    document = {"executables": [executable(name="one"), executable(name="two", licence="nope")]}
+    checked = check(document)
+    assert list(fields(checked)) == ["executables[1].licence"]
+    assert checked.executables == []  # all or nothing
+
+
+def test_values_are_normalised(check):
+    checked = check(
+        executable(
+            licence="apache-2.0 or mit",
+            subjects=["Radio interferometry", "http://www.ivoa.net/rdf/uat#radio-astronomy"],
+            authors=[{"name": "J. Carberry", "orcid": "https://orcid.org/0000-0002-1825-0097"}],
+            links={"doi": "https://doi.org/10.5281/zenodo.1234567"},
+            needs={"duration": "PT90M", "gpus": {"vendor": "NVIDIA"}},
+            keywords=["HI", "hi", " cubes "],
+        )
+    )
+    spec = checked.executables[0].spec
+    assert spec.licence == "Apache-2.0 OR MIT"
+    assert spec.subjects == ["radio-interferometry", "radio-astronomy"]
+    assert spec.authors[0].orcid == "0000-0002-1825-0097"
+    assert spec.links.doi == "10.5281/zenodo.1234567"
+    assert spec.needs.duration == "PT1H30M"
+    assert spec.needs.gpus is not None
+    assert spec.needs.gpus.vendor == "nvidia"
+    assert spec.keywords == ["HI", "cubes"]
+
+
+def test_a_kind_written_by_name_is_stored_as_its_uri(check):
+    block = {"kind": "Docker container", "image": {"locations": ["r/x:1"], "digest": DIGEST}}
+    checked = check(executable(executable=block))
+    assert checked.executables[0].spec.executable["kind"] == DOCKER
+
+
+# ------------------------------------------------------------------------ each broken file
+def test_invalid_yaml_names_line_and_column(check):
+    text = "name: cube-finder\ntitle: Cube finder\nsubjects: [radio-astronomy\nlicence: MIT\n"
+    checked = check(text)
+    assert [p.field for p in checked.problems] == ["(document)"]
+    assert "line 4, column 8" in checked.problems[0].reason
+
+
+def test_unknown_kind_is_named_with_the_known_kinds(check):
+    checked = check(executable(executable={"kind": "https://example.org/kinds/wasm-module.yaml"}))
+    problem = checked.problems[0]
+    assert problem.field == "executable.kind"
+    assert "unknown executable kind" in problem.reason
+    assert "docker-container" in problem.suggestions
+
+
+def test_unknown_subject_comes_with_suggestions(check):
+    checked = check(executable(subjects=["radio-interferometry", "radio astronmy"]))
+    problem = checked.problems[0]
+    assert problem.field == "subjects[1]"
+    assert "radio-astronomy" in problem.suggestions
+
+
+def test_deprecated_subject_is_replaced_with_a_warning(check):
+    checked = check(executable(subjects=["galaxy-components"]))
+    assert checked.problems == []
+    assert checked.executables[0].spec.subjects == ["galaxy-structure"]
+    warning = checked.warnings[0]
+    assert warning.field == "subjects[0]"
+    assert "deprecated" in warning.reason
+    assert warning.suggestions == ("galaxy-structure",)
+
+
+def test_image_without_digest_is_refused_naming_the_field(check):
+    block = {"kind": DOCKER, "image": {"locations": ["registry.example.org/x:latest"]}}
+    checked = check({"executables": [executable(executable=block)]})
+    assert fields(checked) == {"executables[0].executable.image.digest": DIGEST_REASON}
+
+
+def test_broker_schema_problems_are_named_inside_the_block(check):
+    block = {"kind": DOCKER, "image": {"locations": ["r/x:1"], "digest": DIGEST}, "gpu": True}
+    checked = check(executable(executable=block))
+    assert "executable.gpu" in fields(checked)
+
+
+@pytest.mark.parametrize(
+    ("licence", "expected"),
+    [("Apache 2", "Apache-2.0"), ("gplv3", "GPL-3.0-only"), ("BSD-3-Clausse", "BSD-3-Clause")],
+)
+def test_bad_spdx_licence_suggests_the_likely_one(check, licence, expected):
+    checked = check(executable(licence=licence))
+    problem = checked.problems[0]
+    assert problem.field == "licence"
+    assert expected in problem.suggestions
+
+
+def test_deprecated_spdx_id_is_accepted_with_its_replacement(check):
+    checked = check(executable(licence="GPL-3.0"))
+    assert checked.executables[0].spec.licence == "GPL-3.0-only"
+    assert checked.warnings[0].field == "licence"
+
+
+@pytest.mark.parametrize("duration", ["2 hours", "P1M", "PT0S", "-PT1H"])
+def test_bad_duration_is_refused(check, duration):
+    checked = check(executable(needs={"duration": duration}))
+    assert list(fields(checked)) == ["needs.duration"]
+
+
+def test_every_problem_of_a_file_is_reported_at_once(check):
+    document = executable(
+        name="Cube Finder",
+        licence="gplv3",
+        subjects=["no-such-concept"],
+        needs={"cores": 0, "duration": "two hours"},
+        executable={"kind": DOCKER, "image": {"locations": ["r/x:1"]}},
+        homepage="https://example.org",
+    )
+    checked = check(document)
+    assert set(fields(checked)) == {
+        "name",
+        "licence",
+        "subjects[0]",
+        "needs.cores",
+        "needs.duration",
+        "executable.image.digest",
+        "homepage",
+    }
+    name = next(p for p in checked.problems if p.field == "name")
+    assert name.suggestions == ("cube-finder",)
+
+
+def test_unquoted_version_gets_a_hint(check):
+    text = yaml.safe_dump(executable()).replace("version: 1.0.0", "version: 1.10")
+    checked = check(text)
+    assert "quotes" in fields(checked)["version"]
+
+
+def test_unknown_field_suggests_the_known_one(check):
+    document = executable()
+    document["license"] = document.pop("licence")
+    checked = check(document)
+    suggestion = next(p for p in checked.problems if p.field == "license").suggestions
+    assert "licence" in suggestion
+    assert fields(checked)["licence"] == "is required"
+
+
+def test_duplicate_names_in_one_file(check):
+    checked = check({"executables": [executable(), executable()]})
+    assert list(fields(checked)) == ["executables[1].name"]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("name: &n cube\ntitle: *n\n", "aliases"),
+        ("name: cube\nname: other\n", "appears twice"),
+        ("", "is empty"),
+        ("- just\n- a list\n", "must be a mapping"),
+        ("a: " + "[" * 3000 + "]" * 3000, "nested"),
+    ],
+)
+def test_hostile_or_empty_documents_are_refused_safely(check, text, reason):
+    checked = check(text)
+    assert checked.problems[0].field == "(document)"
+    assert reason in checked.problems[0].reason
+
+
+def test_orcid_check_digit_is_verified(check):
+    checked = check(executable(authors=[{"name": "X", "orcid": "0000-0002-1825-0098"}]))
+    assert "check digit" in fields(checked)["authors[0].orcid"]
+
+
+def test_field_paths_locate_their_line():
+    text = (ROOT / "docs/examples/ivoa-executable-several.yaml").read_text(encoding="utf-8")
+    line = locate(text, "executables[1].licence")
+    assert line is not None
+    assert text.splitlines()[line - 1].strip() == "licence: CC-BY-4.0"
+
+
+# ------------------------------------------------------------------------ the JSON Schema
+def test_json_schema_in_docs_is_generated_from_the_model():
+    generated = publisher_file_schema()
+    if os.environ.get("VOEXEC_REGENERATE_GOLDEN"):
+        SCHEMA_FILE.write_text(json.dumps(generated, indent=2, ensure_ascii=False) + "\n")
+    assert json.loads(SCHEMA_FILE.read_text(encoding="utf-8")) == generated, (
+        "docs/ivoa-executable.schema.json is out of date: run `make golden` "
+        "(VOEXEC_REGENERATE_GOLDEN=1) and commit it"
+    )

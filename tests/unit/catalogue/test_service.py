@@ -1,0 +1,206 @@
+"""CatalogueService over the real store (SQLite), index (tantivy, in memory) and broker."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from broker.service import BrokerService
+from catalogue.model import HandOff, Provenance, SearchRequest
+from catalogue.search_tantivy import TantivySearchIndex
+from catalogue.service import CatalogueService
+from catalogue.store_sql import SqlCatalogueStore
+from core.clock import ManualClock
+from core.db import make_engine
+from core.errors import Conflict, Invalid, NotFound
+from tests.catalogue_support import app_settings, executable, registry
+from voexec.wire_catalogue import InProcessBroker
+
+T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
+API = Provenance(source="api")
+
+
+@pytest.fixture(scope="module")
+def vocabularies(tmp_path_factory):
+    return registry(tmp_path_factory.mktemp("vocabularies"))
+
+
+@pytest.fixture
+def clock():
+    return ManualClock(T0)
+
+
+@pytest.fixture
+def catalogue(tmp_path, vocabularies, clock):
+    settings = app_settings(tmp_path)
+    engine = make_engine(f"sqlite:///{tmp_path / 'voexec.db'}")
+    store = SqlCatalogueStore(engine)
+    store.migrate()
+    index = TantivySearchIndex(None)
+    broker = BrokerService(settings.broker, clock)
+    gateway = InProcessBroker(broker, settings.broker.platforms)
+    yield CatalogueService(store, index, vocabularies, gateway, clock)
+    index.close()
+    engine.dispose()
+
+
+def names(catalogue: CatalogueService, **filters) -> list[str]:
+    query = {key: tuple(value) for key, value in filters.items()}
+    page = catalogue.search(SearchRequest(filters=query, sort="name"))
+    return [hit.name for hit in page.hits]
+
+
+# ------------------------------------------------------------------------ publishing
+def test_publishing_twice_is_unchanged_and_costs_no_write(catalogue, clock):
+    first = catalogue.publish(executable(), API)
+    clock.advance(timedelta(hours=1))
+    again = catalogue.publish(executable(), API)
+    assert [e.status for e in first.entries] == ["new"]
+    assert [e.status for e in again.entries] == ["unchanged"]
+    assert again.entries[0].id == first.entries[0].id
+    assert catalogue.get(first.entries[0].id).updated_at == T0
+
+
+def test_a_new_version_is_an_update_and_both_are_listed(catalogue):
+    catalogue.publish(executable(version="1.0.0"), API)
+    report = catalogue.publish(executable(version="1.1.0", summary="Faster."), API)
+    assert [(e.version, e.status) for e in report.entries] == [("1.1.0", "updated")]
+    detail = catalogue.get(report.entries[0].id)
+    assert detail.version == "1.1.0"
+    assert [v.version for v in detail.versions] == ["1.1.0", "1.0.0"]
+    assert catalogue.get(report.entries[0].id, "1.0.0").spec.summary != "Faster."
+
+
+def test_harvested_default_branch_is_latest_and_tags_are_versions(catalogue):
+    origin = {"source": "gitlab", "repository": "https://gitlab.example.org/radio/finder"}
+    tag = Provenance(**origin, path="ivoa-executable.yaml", ref="v1.0.0", ref_kind="tag")
+    branch = Provenance(
+        **origin, path="ivoa-executable.yaml", ref="main", ref_kind="default-branch"
+    )
+    from_tag = catalogue.publish(executable(), tag).entries[0]
+    from_branch = catalogue.publish(executable(summary="Work in progress."), branch).entries[0]
+    assert from_tag.id == from_branch.id
+    assert (from_tag.version, from_branch.version) == ("v1.0.0", "latest")
+    detail = catalogue.get(from_tag.id)
+    assert detail.current_version == "latest"
+    assert detail.provenance.ref == "main"
+    assert catalogue.entry_ids("gitlab") == [from_tag.id]
+
+
+def test_a_document_with_problems_stores_nothing(catalogue):
+    report = catalogue.publish(
+        {"executables": [executable(name="good"), executable(name="bad", licence="nope")]}, API
+    )
+    assert not report.ok
+    assert [p.field for p in report.problems] == ["executables[1].licence"]
+    assert catalogue.search(SearchRequest()).total == 0
+
+
+def test_withdraw_hides_from_search_and_publishing_restores(catalogue):
+    entry = catalogue.publish(executable(), API).entries[0]
+    catalogue.withdraw(entry.id)
+    assert catalogue.search(SearchRequest(text="cube-finder")).total == 0
+    assert catalogue.get(entry.id).withdrawn is True
+    with pytest.raises(NotFound):
+        catalogue.withdraw("no-such-entry")
+    assert catalogue.publish(executable(), API).entries[0].status == "updated"
+    assert catalogue.search(SearchRequest(text="cube-finder")).total == 1
+
+
+def test_unknown_entry_or_version(catalogue):
+    entry = catalogue.publish(executable(), API).entries[0]
+    with pytest.raises(NotFound):
+        catalogue.get("nothing-here")
+    with pytest.raises(NotFound, match=r"1\.0\.0"):
+        catalogue.get(entry.id, "9.9.9")
+
+
+# ------------------------------------------------------------------------ search and index
+def test_a_broad_subject_finds_entries_tagged_with_narrower_ones(catalogue):
+    catalogue.publish(executable(name="imager", subjects=["radio-interferometry"]), API)
+    catalogue.publish(executable(name="photometer", subjects=["photometry"]), API)
+    assert names(catalogue, subject=["interferometry"]) == ["imager"]
+    assert names(catalogue, subject=["Interferometry", "Photometry"]) == ["imager", "photometer"]
+    page = catalogue.search(SearchRequest(filters={"subject": ("interferometry",)}))
+    tree = next(f for f in page.facets if f.name == "subject")
+    assert tree.hierarchical
+    flat = {}
+
+    def walk(buckets):
+        for bucket in buckets:
+            flat[bucket.value] = bucket
+            walk(bucket.children)
+
+    walk(tree.buckets)
+    assert flat["interferometry"].selected
+    assert flat["radio-interferometry"].count == 1
+
+
+def test_unknown_facet_values_are_invalid_with_suggestions(catalogue):
+    with pytest.raises(Invalid) as caught:
+        catalogue.search(SearchRequest(filters={"subject": ("radio astronmy",), "colour": ("x",)}))
+    problems = {p.field: p for p in caught.value.problems}
+    assert "radio-astronomy" in problems["subject"].suggestions
+    assert "colour" in problems
+
+
+def test_runnable_on_follows_kind_and_needs(catalogue):
+    gpu = executable(name="gpu-net", needs={"cores": 4, "memory": 8, "gpus": {"memory": 40}})
+    notebook = executable(
+        name="teaching-notebook",
+        executable={"kind": "jupyter-notebook", "location": "https://example.org/a.ipynb"},
+    )
+    huge = executable(name="huge-sim", needs={"cores": 200, "memory": 900})
+    for document in (gpu, notebook, huge):
+        catalogue.publish(document, API)
+    assert names(catalogue, platform=["alpha"]) == ["gpu-net"]
+    assert names(catalogue, platform=["beta"]) == ["teaching-notebook"]
+    assert names(catalogue, gpu=["required"]) == ["gpu-net"]
+    huge_id = catalogue.search(SearchRequest(text="huge-sim")).hits[0].id
+    assert catalogue.get(huge_id).platforms == []
+
+
+def test_reindex_rebuilds_the_index_from_the_store(catalogue):
+    for name in ("one", "two", "three"):
+        catalogue.publish(executable(name=name), API)
+    catalogue.index.rebuild([])
+    assert catalogue.search(SearchRequest()).total == 0
+    assert catalogue.ensure_index() == 3
+    assert catalogue.ensure_index() is None  # nothing to do when index and store agree
+    assert sorted(names(catalogue)) == ["one", "three", "two"]
+
+
+# ------------------------------------------------------------------------ hand-off
+def test_hand_off_asks_the_broker_with_the_entrys_needs(catalogue, clock):
+    document = executable(name="gpu-net", needs={"cores": 4, "memory": 7.5, "gpus": {"count": 1}})
+    entry = catalogue.publish(document, API).entries[0]
+    start = (clock.now() + timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%MZ")
+    answer = catalogue.hand_off(
+        entry.id,
+        HandOff(start=f"{start}/PT2H", duration="PT30M", data=["https://data.example.org/a.fits"]),
+        "http://voexec.example.org",
+    )
+    assert answer.location.startswith("http://voexec.example.org/broker/offersets/")
+    assert answer.offer_set["result"] == "YES"
+    offer = answer.offer_set["offers"][0]
+    assert offer["compute"]["cores"]["min"] >= 4
+    assert offer["compute"]["memory"]["min"] >= 8  # 7.5 GiB rounded up to whole GiB
+    assert offer["compute"]["accelerators"]["count"]["min"] >= 1
+    assert offer["data"][0]["location"] == "https://data.example.org/a.fits"
+
+
+def test_hand_off_overrides_are_checked_by_field(catalogue):
+    entry = catalogue.publish(executable(), API).entries[0]
+    with pytest.raises(Invalid) as caught:
+        catalogue.hand_off(
+            entry.id, HandOff(start="tomorrow", duration="2h", data=["c:/x"]), "http://x"
+        )
+    assert {p.field for p in caught.value.problems} == {"start", "duration", "data[0]"}
+
+
+def test_a_withdrawn_entry_cannot_be_handed_off(catalogue):
+    entry = catalogue.publish(executable(), API).entries[0]
+    catalogue.withdraw(entry.id)
+    with pytest.raises(Conflict):
+        catalogue.hand_off(entry.id, HandOff(), "http://x")

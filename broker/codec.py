@@ -37,7 +37,7 @@ import msgspec
 import yaml
 
 from broker.isotime import Duration, Interval, format_duration, format_instant, parse_duration
-from broker.model import AnyUpdate, ExecutionRequest, UnknownKind
+from broker.model import AnySession, AnyUpdate, ExecutionRequest, UnknownKind
 from broker.model_kinds import canonical_kind
 from core.errors import Invalid, Problem
 
@@ -339,9 +339,9 @@ class _Normaliser:
     def original_path(self, path: str) -> str:
         """Map a path in the normalised document back to the one the client wrote."""
         rebuilt = "$"
-        for token in re.findall(r"\.[^.\[]+|\[\d+\]", path.removeprefix("$")):
+        for token in re.findall(r"\.[^.\[]+|\[[^\]]*\]", path.removeprefix("$")):
             step = token
-            if token.startswith("[") and rebuilt in self.kept:
+            if token[1:-1].isdigit() and rebuilt in self.kept:
                 index, kept = int(token[1:-1]), self.kept[rebuilt]
                 step = f"[{kept[index]}]" if index < len(kept) else token
             rebuilt += step
@@ -413,8 +413,10 @@ def _validation_problem(error: msgspec.ValidationError, normaliser: _Normaliser)
     return Problem(path, reason.replace("`", ""))
 
 
-def convert(document: dict[str, Any], target: type[T], path: str = "$") -> Decoded[T]:
+def convert(document: dict[str, Any], target: Any, path: str = "$") -> Decoded[Any]:
     """Validate a parsed document as `target`, reading old dialects; set unknown kinds aside.
+
+    `target` is a wire Struct or a tagged union of them (`AnyUpdate`, `AnySession`).
 
     Raises:
         Invalid: with one problem naming the JSON path and the reason.
@@ -447,15 +449,24 @@ def decode_update(body: bytes, media: Media, *, max_bytes: int = DEFAULT_MAX_BYT
         Invalid: malformed, or of an update kind this broker does not know.
     """
     document = _reshape_update(parse_body(body, media, max_bytes=max_bytes))
-    decoded: Decoded[AnyUpdate] = convert(document, AnyUpdate)  # type: ignore[arg-type]
-    return decoded.value
+    update: AnyUpdate = convert(document, AnyUpdate).value
+    return update
 
 
 def decode_document(
     body: bytes, media: Media, target: type[T], *, max_bytes: int = DEFAULT_MAX_BYTES
 ) -> Decoded[T]:
-    """Decode any wire document (an offer set, a session) with the same rules as requests."""
-    return convert(parse_body(body, media, max_bytes=max_bytes), target)
+    """Decode a wire document (an offer set, an error) with the same rules as requests."""
+    decoded: Decoded[T] = convert(parse_body(body, media, max_bytes=max_bytes), target)
+    return decoded
+
+
+def decode_session(
+    body: bytes, media: Media, *, max_bytes: int = DEFAULT_MAX_BYTES
+) -> Decoded[AnySession]:
+    """Decode a session (simple or scheduled) with the same rules as requests."""
+    decoded: Decoded[AnySession] = convert(parse_body(body, media, max_bytes=max_bytes), AnySession)
+    return decoded
 
 
 # ------------------------------------------------------------------------- encoding

@@ -1,4 +1,4 @@
-"""A first, simple offer planner over one platform: checks a request, finds the first free slot.
+"""A first, simple offer planner: checks a request, finds the first free slot on a platform.
 
 Provisional: `broker.scheduling` (capacity timelines over every platform) and `broker.offers`
 (ranked offers) replace it. It is conservative, so it never promises what the platform lacks:
@@ -7,9 +7,9 @@ covers the request's minimum.
 
 Pure: time arrives as an argument, capacity from settings; no I/O.
 
-`plan_offer()` returns the messages for the offer set and, when the request can be served, one
-`OfferPlan`; `OfferPlan.session()` turns it into the offered session. Every reason for a NO is
-a message with its template, values and rendered text.
+`plan_offer()` tries the platforms in order and returns the messages for the offer set and,
+when some platform can serve the request, one `OfferPlan`. Every reason for a NO is a message
+with its template, values and rendered text.
 """
 
 from __future__ import annotations
@@ -399,32 +399,16 @@ def _priced(plan: OfferPlan, platform: PlatformSettings) -> OfferPlan:
     return dataclasses.replace(plan, cost=total, cost_unit=cost.unit)
 
 
-def plan_offer(
+def _plan_on(
     request: ExecutionRequest,
     unknown: Sequence[UnknownKind],
     *,
-    platform: PlatformSettings | None,
+    platform: PlatformSettings,
     held: Sequence[OfferPlan],
     settings: BrokerSettings,
     now: datetime,
 ) -> tuple[list[MessageItem], OfferPlan | None]:
-    """Check a request against one platform and find its first free slot.
-
-    Args:
-        request: the decoded request.
-        unknown: components set aside by the codec because their kind is unknown.
-        platform: the platform to plan on; None when none is configured.
-        held: slots already promised (unexpired offers, accepted sessions) on any platform.
-        settings: the broker's settings (defaults, offer policy, horizon).
-        now: the current instant.
-
-    Returns:
-        The messages for the answer, and the slot (None when the answer is NO).
-    """
     notes = _Notes(now)
-    if platform is None:
-        notes.error("urn:voexec:no-platform", "This broker has no compute platform configured")
-        return notes.messages, None
     _check_components(notes, request, unknown, platform)
     need = _needs(notes, request, platform, settings)
     timing = _timing(notes, request, platform, settings, now)
@@ -445,3 +429,42 @@ def plan_offer(
         )
         return notes.messages, None
     return notes.messages, _priced(plan, platform)
+
+
+def plan_offer(
+    request: ExecutionRequest,
+    unknown: Sequence[UnknownKind],
+    *,
+    platforms: Sequence[PlatformSettings],
+    held: Sequence[OfferPlan],
+    settings: BrokerSettings,
+    now: datetime,
+) -> tuple[list[MessageItem], OfferPlan | None]:
+    """Check a request against each platform in turn and take the first free slot found.
+
+    Args:
+        request: the decoded request.
+        unknown: components set aside by the codec because their kind is unknown.
+        platforms: the configured platforms, in the order they are tried.
+        held: slots already promised (unexpired offers, accepted sessions) on any platform.
+        settings: the broker's settings (defaults, offer policy, horizon).
+        now: the current instant.
+
+    Returns:
+        The messages for the answer, and the slot (None when the answer is NO). A NO carries
+        every platform's reasons, each said once.
+    """
+    if not platforms:
+        notes = _Notes(now)
+        notes.error("urn:voexec:no-platform", "This broker has no compute platform configured")
+        return notes.messages, None
+    reasons: dict[tuple[str | None, str | None], MessageItem] = {}
+    for platform in platforms:
+        messages, plan = _plan_on(
+            request, unknown, platform=platform, held=held, settings=settings, now=now
+        )
+        if plan is not None:
+            return [m for m in messages if m.level is not ERROR], plan
+        for message in messages:
+            reasons.setdefault((message.kind, message.message), message)
+    return list(reasons.values()), None

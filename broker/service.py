@@ -1,7 +1,8 @@
 """`BrokerService`: the broker's use cases, behind the HTTP layer and the CLI.
 
-This first version keeps offer sets and sessions in memory and finds slots on the first
-configured platform with a deliberately simple first-fit search. The scheduler, the SQL store,
+This first version keeps offer sets and sessions in memory and makes one offer, on the first
+configured platform that can serve the request, with a deliberately simple first-fit search
+(`broker.first_fit`). The scheduler, the SQL store,
 holds that expire by a sweep and the work queue that drives sessions replace its insides; the
 public methods below, their arguments, results and errors are the contract the web layer and
 the CLI rely on, and stay as they are.
@@ -20,7 +21,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Final, TypeVar
+from typing import Final, Literal, TypeVar
 from uuid import UUID, uuid4
 
 import msgspec
@@ -106,15 +107,14 @@ class DirectExecutionFailed(DomainError):
 @dataclass
 class _OfferSet:
     meta: ComponentMetadata
-    result: str
+    result: Literal["YES", "NO"]
     sessions: list[UUID] = field(default_factory=list)
 
 
 @dataclass
 class _Session:
     value: ScheduledExecutionSession
-    plan: OfferPlan | None
-    offerset: UUID | None
+    plan: OfferPlan
 
 
 class BrokerService:
@@ -164,7 +164,6 @@ class BrokerService:
                     base_url=base_url,
                     now=now,
                     phase=SessionPhase.OFFERED,
-                    offerset=offerset_id,
                 )
                 session_ids.append(offer)
             meta = ComponentMetadata(
@@ -204,7 +203,7 @@ class BrokerService:
     def update_session(self, uuid: UUID, update: AnyUpdate) -> AnySession:
         """Apply one client update; only `phase` can be changed (accept, reject, cancel).
 
-        Accepting an offer rejects its sibling offers.
+        (This version makes one offer per offer set, so accepting has no siblings to reject.)
 
         Raises:
             NotFound: no session has this UUID.
@@ -219,11 +218,6 @@ class BrokerService:
             if target not in CLIENT_UPDATES.get(phase, ()):
                 raise IllegalUpdate(uuid, phase, target)
             self._set_phase(record, target, now)
-            if target is SessionPhase.ACCEPTED and record.offerset is not None:
-                for sibling_id in self._offersets[record.offerset].sessions:
-                    sibling = self._current(sibling_id, now)
-                    if sibling_id != uuid and sibling.value.phase is SessionPhase.OFFERED:
-                        self._set_phase(sibling, SessionPhase.REJECTED, now)
             return record.value
 
     def direct(
@@ -261,7 +255,6 @@ class BrokerService:
                 base_url=base_url,
                 now=now,
                 phase=SessionPhase.ACCEPTED,
-                offerset=None,
             )
             return self._sessions[session].value
 
@@ -272,14 +265,16 @@ class BrokerService:
     def _plan(
         self, request: ExecutionRequest, unknown: Sequence[UnknownKind], now: datetime
     ) -> _Planned:
-        platform = self._settings.platforms[0] if self._settings.platforms else None
         held = [
-            record.plan
-            for record in self._sessions.values()
-            if record.plan is not None and _holds_capacity(record.value, now)
+            record.plan for record in self._sessions.values() if _holds_capacity(record.value, now)
         ]
         messages, offer = plan_offer(
-            request, unknown, platform=platform, held=held, settings=self._settings, now=now
+            request,
+            unknown,
+            platforms=self._settings.platforms,
+            held=held,
+            settings=self._settings,
+            now=now,
         )
         return _Planned(messages, offer)
 
@@ -291,7 +286,6 @@ class BrokerService:
         base_url: str,
         now: datetime,
         phase: SessionPhase,
-        offerset: UUID | None,
     ) -> UUID:
         """Store a new session for `plan` in `phase` and return its UUID."""
         session_id = uuid4()
@@ -317,7 +311,7 @@ class BrokerService:
         session = _offered_session(
             plan, meta=meta, phase=phase, expires=expires, request=request, now=now
         )
-        self._sessions[session_id] = _Session(session, plan, offerset)
+        self._sessions[session_id] = _Session(session, plan)
         return session_id
 
     def _current(self, uuid: UUID, now: datetime) -> _Session:
@@ -341,7 +335,7 @@ class BrokerService:
         offers = [self._current(uuid, now).value for uuid in record.sessions]
         return OfferSetResponse(
             meta=record.meta,
-            result="YES" if record.result == "YES" else "NO",
+            result=record.result,
             offers=list(offers),
         )
 

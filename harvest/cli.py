@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import TextIO
 
 import msgspec
@@ -25,7 +26,8 @@ from core.settings import Settings, load_settings
 from harvest.model import Counts, HarvestReport, ProjectReport, ProjectTotals, ReportProblem
 from harvest.pipeline import HarvestPipeline
 
-PipelineFactory = Callable[[Settings], HarvestPipeline]
+PipelineFactory = Callable[[Settings], AbstractContextManager[HarvestPipeline]]
+"""Opens the pipeline for some settings, and closes what it needed when the command ends."""
 EXIT_STATUS = {"succeeded": 0, "running": 0, "failed": 1, "partial": 2}
 BAR_WIDTH = 30
 
@@ -33,7 +35,7 @@ BAR_WIDTH = 30
 def register(
     commands: argparse._SubParsersAction[argparse.ArgumentParser], pipeline: PipelineFactory
 ) -> None:
-    """Mount `harvest` on the root parser; `pipeline` builds the pipeline from settings."""
+    """Mount `harvest` on the root parser; `pipeline` opens the pipeline for the settings."""
     harvest = commands.add_parser(
         "harvest",
         help="harvest a GitLab source into the catalogue and print its report",
@@ -58,21 +60,22 @@ def register(
 
 
 def _run(args: argparse.Namespace, factory: PipelineFactory) -> int:
-    pipeline = factory(load_settings(args.config))
-    if args.list:
-        for source in pipeline.sources():
-            runs = pipeline.store.runs(source.name, 1)
-            last = f"last run {runs[0].started_at:%Y-%m-%d %H:%M} {runs[0].status}" if runs else ""
-            print(f"{source.name:<24} {source.url:<40} {last}")
-        return 0
-    if args.report:
-        report = pipeline.store.report(args.report)
-    else:
-        show = args.progress or sys.stderr.isatty()
-        bar = ProgressBar(sys.stderr) if show else None
-        report = pipeline.run(args.source, bar, full=args.full)
-        if bar:
-            bar.close()
+    with factory(load_settings(args.config)) as pipeline:
+        if args.list:
+            for source in pipeline.sources():
+                runs = pipeline.store.runs(source.name, 1)
+                last = (
+                    f"last run {runs[0].started_at:%Y-%m-%d %H:%M} {runs[0].status}" if runs else ""
+                )
+                print(f"{source.name:<24} {source.url:<40} {last}")
+            return 0
+        if args.report:
+            report = pipeline.store.report(args.report)
+        else:
+            bar = ProgressBar(sys.stderr) if args.progress or sys.stderr.isatty() else None
+            report = pipeline.run(args.source, bar, full=args.full)
+            if bar:
+                bar.close()
     if args.json:
         print(msgspec.json.encode(report).decode())
     else:

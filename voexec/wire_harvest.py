@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from core.db import make_engine
@@ -74,15 +75,20 @@ def build(services: Services) -> None:
     services.on_shutdown.append(background.close)
 
 
-def _pipeline(settings: Settings) -> HarvestPipeline:
+@contextmanager
+def _open_pipeline(settings: Settings) -> Iterator[HarvestPipeline]:
     from voexec.wiring import build_services  # wiring imports this module: import late
 
-    pipeline = build_services(settings).components.get("harvest")
-    if not isinstance(pipeline, HarvestPipeline):
-        raise Unavailable("harvesting needs the catalogue service, which is not configured")
-    return pipeline
+    services = build_services(settings)
+    try:
+        pipeline = services.components.get("harvest")
+        if not isinstance(pipeline, HarvestPipeline):
+            raise Unavailable("harvesting needs the catalogue service, which is not configured")
+        yield pipeline
+    finally:
+        services.stop()
 
 
 def register_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Mount `voexec harvest` on the root parser."""
-    cli.register(commands, _pipeline)
+    cli.register(commands, _open_pipeline)

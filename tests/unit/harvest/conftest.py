@@ -36,7 +36,7 @@ class MemoryCatalogue:
     """A catalogue double with the publishing behaviour harvest relies on.
 
     All or nothing per document; one entry per executable name and source location; a version
-    per label (`latest` or the tag); new / updated / unchanged by content. Only the checks a
+    per label (`latest` or the tag); new / updated / unchanged as the real store says them. Only the checks a
     harvest test needs are made: YAML syntax and a `name` per executable.
     """
 
@@ -72,12 +72,14 @@ class MemoryCatalogue:
             key = entry_id(provenance.source, provenance.repository, provenance.path, item["name"])
             label = provenance.version_label(str(item.get("version", "0")))
             digest = hashlib.sha256(json.dumps(item, sort_keys=True).encode()).hexdigest()
+            # As the SQL store answers: `new` for a new entry; `updated` for a new or changed
+            # version of an existing one, or one published again after a withdrawal.
             versions = self.versions.setdefault(key, {})
             status: PublishStatus = (
                 "new"
-                if label not in versions
+                if not versions
                 else "unchanged"
-                if versions[label] == digest
+                if versions.get(label) == digest and key not in self.withdrawn
                 else "updated"
             )
             versions[label] = digest

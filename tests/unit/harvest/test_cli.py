@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from contextlib import nullcontext
 
 import msgspec
 import pytest
@@ -22,7 +23,7 @@ def voexec(kit: PipelineKit, monkeypatch):
 
     def main(*argv: str) -> int:
         parser = argparse.ArgumentParser(prog="voexec")
-        cli.register(parser.add_subparsers(), lambda _settings: pipeline)
+        cli.register(parser.add_subparsers(), lambda _settings: nullcontext(pipeline))
         args = parser.parse_args(["harvest", *argv])
         return int(args.func(args))
 

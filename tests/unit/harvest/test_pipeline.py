@@ -24,7 +24,8 @@ def test_first_run_publishes_default_branch_as_latest_and_each_tag_as_a_version(
     assert report.projects.found == 2
     assert report.projects.harvested == 1
     assert report.projects.no_file == 1
-    assert (report.counts.found, report.counts.new, report.counts.invalid) == (3, 3, 0)
+    # One new entry; its other versions update it.
+    assert (report.counts.found, report.counts.new, report.counts.updated) == (3, 1, 2)
     provenance = {p.ref: p for p in kit.catalogue.published}
     assert provenance["v1.0"].commit == tool.tags["v1.0"]
     assert provenance["main"].ref_kind == "default-branch"
@@ -94,7 +95,7 @@ def test_a_new_tag_becomes_a_new_version(kit: PipelineKit):
 
     assert kit.catalogue.live() == {"tool": {"latest", "v1", "v2"}}
     changes = {(e.version, e.change) for e in report.project_reports[0].entries}
-    assert changes == {("latest", "updated"), ("v2", "new")}
+    assert changes == {("latest", "updated"), ("v2", "updated")}
 
 
 def test_broken_files_are_reported_with_field_and_reason_and_the_run_goes_on(kit: PipelineKit):

@@ -85,7 +85,7 @@ def test_a_tag_push_with_the_right_secret_harvests_the_new_version(web: Web):
     assert report["status"] == "succeeded"
     assert report["trigger"] == "webhook"
     assert [(e["version"], e["change"]) for e in report["project_reports"][0]["entries"]] == [
-        ("v1.0", "new")
+        ("v1.0", "updated")
     ]
 
 

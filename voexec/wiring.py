@@ -8,7 +8,8 @@ tantivy or OpenSearch, simulated or real platforms). Each package is wired by it
   for later parts, and add its routes, dependencies and start/stop hooks;
 - `register_commands(subparsers)`: mount the package's CLI commands.
 
-Parts are built in dependency order: vocabularies, broker, catalogue (needs both), harvest.
+Parts are built in dependency order: vocabularies, broker, catalogue (needs both), harvest,
+then the web pages (which use them all).
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from litestar.types import ControllerRouterHandler
 
 from core.clock import Clock, SystemClock
 from core.settings import Settings
-from voexec import wire_broker, wire_catalogue, wire_harvest, wire_vocabularies
+from voexec import wire_broker, wire_catalogue, wire_harvest, wire_ui, wire_vocabularies
 
-PARTS = (wire_vocabularies, wire_broker, wire_catalogue, wire_harvest)
+PARTS = (wire_vocabularies, wire_broker, wire_catalogue, wire_harvest, wire_ui)
 
 
 @dataclass

@@ -285,15 +285,17 @@ def _feasible_starts(
 ) -> Iterator[tuple[int, tuple[int, ...]]]:
     """Each candidate start where `needed` fits for the whole duration, with the free amounts.
 
-    Free amounts are given for the dimensions of `needed`, in ascending dimension order.
+    Free amounts are given for the dimensions of `needed`, in ascending dimension order. A
+    dimension needed at 0 is measured but never blocks: taking none of it commits nothing,
+    even where it is over-booked.
     """
     capacity = plan.layout.capacity
     dimensions = sorted(needed)
-    limits = [capacity[d] - needed[d] for d in dimensions]
+    limits = [capacity[d] - needed[d] if needed[d] else None for d in dimensions]
     starts = plan.candidates(timeline)
     peaks = timeline.window_peaks(starts, plan.duration, dimensions)
     for start, peak in zip(starts, peaks, strict=True):
-        if all(used <= limit for used, limit in zip(peak, limits, strict=True)):
+        if all(limit is None or used <= limit for used, limit in zip(peak, limits, strict=True)):
             yield start, tuple(capacity[d] - used for d, used in zip(dimensions, peak, strict=True))
 
 
@@ -306,7 +308,8 @@ def _slots_for(plan: _Plan, timeline: UsageTimeline, gpu: Gpu | None) -> list[Sl
     largest = (max_cores, max(least_memory, _whole_gib(max_memory)))
     limits: list[int | None] = [None] * len(layout.capacity)
     for dimension, amount in needed.items():
-        limits[dimension] = layout.capacity[dimension] - amount
+        if amount:
+            limits[dimension] = layout.capacity[dimension] - amount
     excess = ExcessScan(timeline, limits)
     minimum = plan.resources(plan.demand.cores_min, least_memory, gpu)
     slots: list[Slot] = []

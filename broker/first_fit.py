@@ -200,21 +200,23 @@ def _needs(
     limits, capacity = platform.limits, platform.capacity
     core_limit = min(limits.cores or math.inf, capacity.cores)
     memory_limit = math.floor(min(limits.memory or math.inf, capacity.memory))
-    for what, low, limit, unit in (
-        ("cores", cores, core_limit, ""),
-        ("memory", memory, memory_limit, " GiB"),
-    ):
-        if low > limit:
-            notes.error(
-                "urn:resource-limit",
-                "{platform} offers at most {limit}{unit} of {what} per request; "
-                "the request needs {needed}{unit}",
-                platform=platform.name,
-                what=what,
-                limit=limit,
-                needed=low,
-                unit=unit,
-            )
+    if cores > core_limit:
+        notes.error(
+            "urn:resource-limit",
+            "{platform} offers at most {limit} cores per request; the request needs {needed}",
+            platform=platform.name,
+            limit=core_limit,
+            needed=cores,
+        )
+    if memory > memory_limit:
+        notes.error(
+            "urn:resource-limit",
+            "{platform} offers at most {limit} GiB of memory per request; "
+            "the request needs {needed} GiB",
+            platform=platform.name,
+            limit=memory_limit,
+            needed=memory,
+        )
     for index, storage in enumerate(request.storage):
         _range(notes, storage.size, "size", f"$.storage[{index}].size", 1)
     gpus, gpus_wanted, models = 0, 0, tuple[GpuModel, ...]()
@@ -317,7 +319,7 @@ def _timing(
     if window.assumed_utc:
         notes.add(
             "urn:voexec:timezone-assumed",
-            "The requested start {start} gave no timezone; UTC was assumed",
+            "The requested start range gave no timezone; read as UTC: {start}",
             MessageLevel.WARN,
             start=window.iso(),
         )

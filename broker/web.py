@@ -25,9 +25,11 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from uuid import UUID
 
-from litestar import Litestar, Request, Response, Router, get, post
-from litestar.di import Provide
+from litestar import HttpMethod, Litestar, Request, Response, Router, get, post
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath, RawBody
 
 from broker import codec
 from broker.codec import BodyTooLarge, Media, UnsupportedMediaType
@@ -61,6 +63,12 @@ class BrokerHttp:
         """The broker's absolute base URL, e.g. `https://host/broker` (for `Location`)."""
         root = self.public_url or str(request.base_url)
         return root.rstrip("/") + BROKER_PATH
+
+
+Broker = NamedDependency[BrokerService]
+"""The service, provided by the app as the dependency `broker`."""
+Http = NamedDependency[BrokerHttp]
+"""The server facts, provided by the router as the dependency `http`."""
 
 
 # ------------------------------------------------------------------------- answers
@@ -204,8 +212,8 @@ def _offers(
     return _answer(request, offerset, 303, {"Location": location})
 
 
-class _DocumentingPost(post):
-    """A `post` route that also describes the broker in the app's OpenAPI document.
+class _DocumentingRouteHandler(HTTPRouteHandler):
+    """A route handler that also describes the broker in the app's OpenAPI document.
 
     Litestar builds its OpenAPI document from handler signatures; ours read raw bodies, so the
     request and response schemas are added once the app starts (`document_openapi`).
@@ -222,11 +230,15 @@ def _document_app(app: Litestar) -> None:
         document_openapi(app.openapi_schema)
 
 
-@_DocumentingPost(
-    "/requests", status_code=303, operation_id="ExecutionRequest", sync_to_thread=True
+@_DocumentingRouteHandler(
+    "/requests",
+    http_method=HttpMethod.POST,
+    status_code=303,
+    operation_id="ExecutionRequest",
+    sync_to_thread=True,
 )
 def request_offers(
-    request: Request[Any, Any, Any], body: bytes, broker: BrokerService, http: BrokerHttp
+    request: Request[Any, Any, Any], body: RawBody, broker: Broker, http: Http
 ) -> Response[bytes]:
     """Ask for offers: answers 303 with the offer set's `Location` and the offer set itself."""
     return _offers(request, body, broker, http)
@@ -240,7 +252,7 @@ def request_offers(
     sync_to_thread=True,
 )
 def request_offers_older_path(
-    request: Request[Any, Any, Any], body: bytes, broker: BrokerService, http: BrokerHttp
+    request: Request[Any, Any, Any], body: RawBody, broker: Broker, http: Http
 ) -> Response[bytes]:
     """The older name of `POST /broker/requests` (schema 1.0.4 and the Working Draft)."""
     return _offers(request, body, broker, http)
@@ -248,7 +260,7 @@ def request_offers_older_path(
 
 @get("/offersets/{uuid:str}", operation_id="OfferSetSelect", sync_to_thread=True)
 def get_offerset(
-    request: Request[Any, Any, Any], uuid: str, broker: BrokerService
+    request: Request[Any, Any, Any], uuid: FromPath[str], broker: Broker
 ) -> Response[bytes]:
     """An offer set, with its offers in their current phases."""
     return _answer(request, broker.get_offerset(_uuid(uuid, "offer set")), 200)
@@ -256,7 +268,7 @@ def get_offerset(
 
 @get("/sessions/{uuid:str}", operation_id="SessionSelect", sync_to_thread=True)
 def get_session(
-    request: Request[Any, Any, Any], uuid: str, broker: BrokerService
+    request: Request[Any, Any, Any], uuid: FromPath[str], broker: Broker
 ) -> Response[bytes]:
     """A session (an offer or an accepted session) in its current phase."""
     return _answer(request, broker.get_session(_uuid(uuid, "session")), 200)
@@ -265,10 +277,10 @@ def get_session(
 @post("/sessions/{uuid:str}", status_code=200, operation_id="SessionUpdate", sync_to_thread=True)
 def update_session(
     request: Request[Any, Any, Any],
-    uuid: str,
-    body: bytes,
-    broker: BrokerService,
-    http: BrokerHttp,
+    uuid: FromPath[str],
+    body: RawBody,
+    broker: Broker,
+    http: Http,
 ) -> Response[bytes]:
     """Apply one update (accept, reject or cancel); 409 names the phase and what is allowed."""
     session_id = _uuid(uuid, "session")
@@ -279,7 +291,7 @@ def update_session(
 
 @post("/direct", status_code=303, operation_id="DirectExecution", sync_to_thread=True)
 def direct(
-    request: Request[Any, Any, Any], body: bytes, broker: BrokerService, http: BrokerHttp
+    request: Request[Any, Any, Any], body: RawBody, broker: Broker, http: Http
 ) -> Response[bytes]:
     """Run at once without offers: 303 to the session, or 400 with a FAILED session."""
     decoded = _read_request(request, body, http)

@@ -64,7 +64,7 @@ def register(
     search.add_argument("--limit", type=int, default=None, help="hits per page (1-100)")
     search.add_argument("--cursor", help="continue from a previous page's next cursor")
     _common(search)
-    search.set_defaults(func=lambda args: _search(args, open_catalogue))
+    search.set_defaults(func=lambda args: _reporting(lambda: _search(args, open_catalogue)))
 
     offers = commands.add_parser("offers", help="ask the broker for offers to run an entry")
     offers.add_argument("entry_id", metavar="ENTRY_ID")
@@ -78,7 +78,9 @@ def register(
         "--data", action="append", default=[], metavar="URL", help="input data location"
     )
     _common(offers)
-    offers.set_defaults(func=lambda args: _offers(args, open_catalogue, printer))
+    offers.set_defaults(
+        func=lambda args: _reporting(lambda: _offers(args, open_catalogue, printer))
+    )
 
     publish = commands.add_parser(
         "publish", help="validate an ivoa-executable.yaml and publish it to this catalogue"
@@ -88,11 +90,25 @@ def register(
         "--check", action="store_true", help="only validate: print every problem, store nothing"
     )
     _common(publish)
-    publish.set_defaults(func=lambda args: _publish(args, open_catalogue))
+    publish.set_defaults(func=lambda args: _reporting(lambda: _publish(args, open_catalogue)))
 
     reindex = commands.add_parser("reindex", help="rebuild the search index from the store")
     reindex.add_argument("--config", help="YAML settings file (default: $VOEXEC_CONFIG)")
-    reindex.set_defaults(func=lambda args: _reindex(args, open_catalogue))
+    reindex.set_defaults(func=lambda args: _reporting(lambda: _reindex(args, open_catalogue)))
+
+
+def _reporting(command: Callable[[], int]) -> int:
+    """Run a command; an `Invalid` is printed with each field and reason, and exits 1."""
+    try:
+        return command()
+    except Invalid as error:
+        print(f"voexec: {error.message}", file=sys.stderr)
+        for problem in error.problems:
+            hint = (
+                f" (did you mean: {', '.join(problem.suggestions)}?)" if problem.suggestions else ""
+            )
+            print(f"  {problem.field}: {problem.reason}{hint}", file=sys.stderr)
+        return 1
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

@@ -26,7 +26,7 @@ from catalogue.store_sql import SqlCatalogueStore
 from catalogue.timing import parse_duration
 from catalogue.web import catalogue_router
 from core.db import make_engine
-from core.errors import ConfigError, Invalid, Problem, Unavailable
+from core.errors import ConfigError, DomainError, Invalid, Problem, Unavailable
 from core.settings import OpenSearchSearch, PlatformSettings, Settings, TantivySearch
 
 if TYPE_CHECKING:
@@ -163,10 +163,18 @@ def build(services: Services) -> None:
 
 
 def prepare(catalogue: CatalogueService, *, demo: bool) -> None:
-    """Start-up work: load the demo catalogue if asked, then make the index match the store."""
-    if demo:
-        load_demo(catalogue)
-    rebuilt = catalogue.ensure_index()
+    """Start-up work: load the demo catalogue if asked, then make the index match the store.
+
+    Neither may stop the server: a demo that cannot load (say, the UAT is not available
+    offline) is logged, and an index that cannot be rebuilt now is rebuilt by `voexec reindex`.
+    """
+    try:
+        if demo:
+            load_demo(catalogue)
+        rebuilt = catalogue.ensure_index()
+    except DomainError as error:
+        log.error("catalogue start-up incomplete: %s", error.message)
+        return
     if rebuilt is not None:
         log.info("search index rebuilt from the store: %d entries", rebuilt)
 

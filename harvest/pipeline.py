@@ -8,7 +8,7 @@ each project:
    at most hourly); nothing is requested beyond the listing;
 2. otherwise asks for the default branch's commit and the tags (`harvest.mapping.refs_to_read`);
    a ref whose commit (or, failing that, whose file digest) is unchanged is not published again;
-3. hands each new file to the catalogue (`Publisher.publish`) with its provenance, and records
+3. hands each new file to the catalogue (`Publisher.publish_all`) with its provenance; records
    per entry version: new, updated, unchanged; per file: the problems with field and reason;
 4. withdraws entries that no ref publishes any more, and the entries of projects that are gone.
 
@@ -18,7 +18,8 @@ Each project's report and new state are stored together (`harvest.store_sql.Harv
 
 Talks to GitLab through `harvest.model.ProjectSource` (`harvest.gitlab.GitLabClient`) and to the
 catalogue through `Publisher` (`catalogue.service.CatalogueService`): it calls exactly
-`publish(document, provenance)` and `withdraw(entry_id)`. Imports neither python-gitlab nor
+`publish_all([(document, provenance), ...])` (one batch per 25 projects, so the search index
+is updated once per batch) and `withdraw(entry_id)`. Imports neither python-gitlab nor
 Litestar.
 """
 
@@ -28,7 +29,8 @@ import contextlib
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from typing import Any, Final, Protocol
@@ -37,7 +39,7 @@ import msgspec
 
 from catalogue.model import Provenance, PublishReport
 from core.clock import Clock
-from core.errors import DomainError, Invalid, NotFound, Problem
+from core.errors import DomainError, Invalid, NotFound, Problem, Unavailable
 from core.settings import GitLabSource, HarvestSettings, HarvestSource
 from harvest import mapping
 from harvest.model import (
@@ -66,6 +68,9 @@ ACTIVITY_SETTLES: Final = timedelta(hours=1, minutes=10)
 """How long after a project's `last_activity_at` GitLab is sure to move it on the next push:
 it updates the value at most once an hour (since GitLab 8.12); ten minutes cover clock skew."""
 
+BATCH_PROJECTS: Final = 25
+"""Projects read before their files go to the catalogue together (one index update)."""
+
 Progress = Callable[[int, int], None]
 """Called with (projects done, projects in all) as a run goes."""
 
@@ -73,10 +78,10 @@ Progress = Callable[[int, int], None]
 class Publisher(Protocol):
     """The part of the catalogue a harvest needs (`catalogue.service.CatalogueService`)."""
 
-    def publish(
-        self, document: str | bytes | Mapping[str, Any], provenance: Provenance
-    ) -> PublishReport:
-        """Validate and store every executable of a document (all or nothing)."""
+    def publish_all(
+        self, documents: Iterable[tuple[str | bytes | Mapping[str, Any], Provenance]]
+    ) -> list[PublishReport]:
+        """Publish each document all-or-nothing, one report each, in order."""
         ...
 
     def withdraw(self, entry_id: str) -> object:
@@ -167,7 +172,7 @@ class HarvestPipeline:
 
         Args:
             source_name: A configured GitLab source.
-            progress: Told (done, total) after each project.
+            progress: Told (done, total) after each batch of projects.
             trigger: Who asked, for the report.
             full: Read every ref and publish every file again, changed or not (after a
                 catalogue change that may accept files it rejected before).
@@ -178,25 +183,25 @@ class HarvestPipeline:
         run = self.begin(source_name, trigger)
         source = self.source(run.source)
         reports: list[ProjectReport] = []
-        with self._lock(source.name):
-            client = self.clients(source)
-            try:
-                listed = self._list(client, source, run)
-                # Without the full listing nothing is known to be gone: then do nothing.
-                previous = self.store.states(source.name) if listed is not None else {}
-                listed = listed or {}
-                jobs = [
-                    partial(self._project, run, client, source, p, previous.get(p.id), full=full)
-                    for p in listed.values()
-                ] + [partial(self._forget, run, s) for i, s in previous.items() if i not in listed]
-                for done, job in enumerate(jobs, start=1):
-                    if progress and done == 1:
-                        progress(0, len(jobs))
-                    reports.append(job())
-                    if progress:
-                        progress(done, len(jobs))
-            finally:
-                client.close()
+        with self._connected(run, source) as client:
+            listed = self._list(client, source, run)
+            # Without the full listing nothing is known to be gone: then do nothing.
+            previous = self.store.states(source.name) if listed is not None else {}
+            listed = listed or {}
+            work = [(p, previous.get(p.id)) for p in listed.values()]
+            gone = [state for pid, state in previous.items() if pid not in listed]
+            total = len(work) + len(gone)
+            if progress and total:
+                progress(0, total)
+            for start in range(0, len(work), BATCH_PROJECTS):
+                chunk = work[start : start + BATCH_PROJECTS]
+                reports += self._batch(run, client, source, chunk, full=full)
+                if progress:
+                    progress(len(reports), total)
+            for state in gone:
+                reports.append(self._forget(run, state))
+                if progress:
+                    progress(len(reports), total)
         return self._finish(run, reports)
 
     def harvest_project(self, run: RunSummary, project_id: int) -> HarvestReport:
@@ -208,45 +213,49 @@ class HarvestPipeline:
         """
         source = self.source(run.source)
         reports: list[ProjectReport] = []
-        with self._lock(source.name):
-            client = self.clients(source)
+        with self._connected(run, source) as client:
+            previous = self.store.state(source.name, project_id)
             try:
-                previous = self.store.state(source.name, project_id)
-                try:
-                    project: ProjectInfo | None = client.project(project_id)
-                except SourceNotFound:
-                    project = None
-                except SourceError as error:
-                    run.problems.append(ReportProblem(field="project", reason=error.message))
-                    project = None
-                    previous = None  # unknown: withdraw nothing
-                if project is not None and not mapping.in_scope(
-                    project, source.groups, source.topics
-                ):
-                    run.problems.append(
-                        ReportProblem(
-                            field="project",
-                            reason=f"{project.path} is not in the groups or topics of source "
-                            f"{source.name}; it is not harvested",
-                        )
+                project: ProjectInfo | None = client.project(project_id)
+            except SourceNotFound:
+                project = None
+            except SourceError as error:
+                run.problems.append(ReportProblem(field="project", reason=error.message))
+                project = None
+                previous = None  # unknown: withdraw nothing
+            if project is not None and not mapping.in_scope(project, source.groups, source.topics):
+                run.problems.append(
+                    ReportProblem(
+                        field="project",
+                        reason=f"{project.path} is not in the groups or topics of source "
+                        f"{source.name}; it is not harvested",
                     )
-                    project = None
-                if project is not None:
-                    run.projects.found = 1
-                    reports.append(
-                        self._project(run, client, source, project, previous, force=True)
-                    )
-                elif previous is not None:
-                    reports.append(self._forget(run, previous))
-            finally:
-                client.close()
+                )
+                project = None
+            if project is not None:
+                run.projects.found = 1
+                reports += self._batch(run, client, source, [(project, previous)], force=True)
+            elif previous is not None:
+                reports.append(self._forget(run, previous))
         return self._finish(run, reports)
 
     # ---------------------------------------------------------------------- steps
-    def _lock(self, source: str) -> threading.Lock:
+    @contextlib.contextmanager
+    def _connected(self, run: RunSummary, source: GitLabSource) -> Iterator[ProjectSource]:
+        """A client for the run; whatever stops the run half way is put in its report."""
         # Runs of one source in one process take turns: they share the stored state.
         with self._locks_guard:
-            return self._locks.setdefault(source, threading.Lock())
+            lock = self._locks.setdefault(source.name, threading.Lock())
+        with lock:
+            client = self.clients(source)
+            try:
+                yield client
+            except Exception as error:  # the report must say why the run stopped
+                log.exception("harvest %s of %s stopped", run.run_id, source.name)
+                reason = getattr(error, "message", None) or type(error).__name__
+                run.problems.append(ReportProblem(field="run", reason=f"stopped: {reason}"))
+            finally:
+                client.close()
 
     def _list(
         self, client: ProjectSource, source: GitLabSource, run: RunSummary
@@ -265,32 +274,54 @@ class HarvestPipeline:
         run.projects.found = len(listed)
         return listed
 
-    def _project(
+    def _batch(
         self,
         run: RunSummary,
         client: ProjectSource,
         source: GitLabSource,
-        project: ProjectInfo,
-        previous: ProjectState | None,
+        projects: Sequence[tuple[ProjectInfo, ProjectState | None]],
         *,
         full: bool = False,
         force: bool = False,
-    ) -> ProjectReport:
-        """Harvest one project and store its report and state; never raises for its faults."""
-        reader = _ProjectRead(self, client, source, project, previous, full=full)
-        state: ProjectState | None = None
-        try:
+    ) -> list[ProjectReport]:
+        """Harvest some projects: read them, publish their files in one batch, store each.
+
+        One batch means one search-index update in the catalogue instead of one per file.
+        A project's faults (GitLab, the catalogue, a bug) fail that project only; a failure
+        of the whole batch fails the projects that had files in it.
+        """
+        readers = [_ProjectRead(self, client, source, p, state) for p, state in projects]
+        for reader in readers:
             if not (force or full) and reader.unchanged():
-                report = reader.unchanged_report()
+                reader.skip()
             else:
-                report, state = reader.read()
-        except DomainError as error:
-            report = reader.failed(error.message)
-        except Exception as error:  # one project must never stop the run
-            log.exception("harvest of %s failed unexpectedly", project.path)
-            report = reader.failed(f"unexpected error ({type(error).__name__}); it was logged")
-        self.store.save_project(run.run_id, report, source=source.name, state=state)
-        return report
+                _guard(reader, partial(reader.fetch, full=full))
+        batch = [pending for reader in readers for pending in reader.pending]
+        answers: list[PublishReport] = []
+        try:
+            if batch:
+                answers = self.publisher.publish_all(
+                    [(p.publication.document, p.publication.provenance) for p in batch]
+                )
+            if len(answers) != len(batch):
+                raise Unavailable(f"the catalogue answered {len(answers)} of {len(batch)} files")
+        except Exception as error:  # the batch's projects fail; the run goes on
+            if not isinstance(error, DomainError):
+                log.exception("publishing a batch of %d files failed", len(batch))
+            reason = getattr(error, "message", None) or f"unexpected error ({type(error).__name__})"
+            for reader in readers:
+                if reader.pending:
+                    reader.fail(reason)
+        offset = 0
+        for reader in readers:
+            if reader.ok:
+                mine = answers[offset : offset + len(reader.pending)]
+                offset += len(reader.pending)
+                _guard(reader, partial(reader.settle, mine))
+            self.store.save_project(
+                run.run_id, reader.report, source=source.name, state=reader.state
+            )
+        return [reader.report for reader in readers]
 
     def _forget(self, run: RunSummary, state: ProjectState) -> ProjectReport:
         """Withdraw every entry of a project that is gone, and forget it."""
@@ -340,6 +371,17 @@ class HarvestPipeline:
         return HarvestReport(**msgspec.structs.asdict(run), project_reports=reports)
 
 
+def _guard(reader: _ProjectRead, step: Callable[[], None]) -> None:
+    """Run one step of a project's read; its failure fails that project only."""
+    try:
+        step()
+    except DomainError as error:
+        reader.fail(error.message)
+    except Exception as error:  # one project must never stop the run
+        log.exception("harvest of %s failed unexpectedly", reader.project.path)
+        reader.fail(f"unexpected error ({type(error).__name__}); it was logged")
+
+
 def _report(
     project_id: int, path: str, web_url: str, status: ProjectStatus, failure: str | None = None
 ) -> ProjectReport:
@@ -349,8 +391,23 @@ def _report(
     )
 
 
+@dataclass
+class _Pending:
+    """A ref whose file goes to the catalogue with the next batch."""
+
+    slot: int
+    ref: RefInfo
+    old: RefState | None
+    digest: str
+    publication: mapping.Publication
+
+
 class _ProjectRead:
-    """Reading one project: which refs changed, publishing their files, what to withdraw."""
+    """One project through a run: skip or fetch (GitLab), then settle (catalogue answers).
+
+    `refs` holds each ref's new state, None where a file waits in `pending` for the batch.
+    After `fail`, `report` says why and `state` stays None: the stored state is kept.
+    """
 
     def __init__(
         self,
@@ -359,17 +416,20 @@ class _ProjectRead:
         source: GitLabSource,
         project: ProjectInfo,
         previous: ProjectState | None,
-        *,
-        full: bool,
     ) -> None:
         self.pipeline = pipeline
         self.client = client
         self.source = source
         self.project = project
         self.previous = previous
-        self.full = full
         self.settings_key = mapping.settings_key(source)
         self.report = _report(project.id, project.path, project.web_url, "harvested")
+        self.refs: list[RefState | None] = []
+        self.pending: list[_Pending] = []
+        self.state: ProjectState | None = None
+        self.ok = True
+        self.skipped = False
+        self.began = pipeline.clock.now()  # what the refs show is at least this recent
 
     def unchanged(self) -> bool:
         """True when nothing the last run saw has changed, so nothing needs reading.
@@ -387,30 +447,28 @@ class _ProjectRead:
             and previous.settings_key == self.settings_key
         )
 
-    def unchanged_report(self) -> ProjectReport:
-        """The report of a skipped project: its entries unchanged, its open problems again."""
+    def skip(self) -> None:
+        """Report a quiet project: its entries unchanged, its open problems again."""
         assert self.previous is not None
+        self.skipped = True
         has_file = any(ref.content_hash for ref in self.previous.refs)
         self.report.status = "unchanged" if has_file else "no-file"
         for ref in self.previous.refs:
             self._carry(ref)
-        return self.report
 
-    def failed(self, reason: str) -> ProjectReport:
-        """The report of a project that could not be harvested this time."""
+    def fail(self, reason: str) -> None:
+        """Give up on the project for this run."""
         project = self.project
-        return _report(project.id, project.path, project.web_url, "failed", reason)
+        self.ok, self.state, self.pending = False, None, []
+        self.report = _report(project.id, project.path, project.web_url, "failed", reason)
 
-    def read(self) -> tuple[ProjectReport, ProjectState]:
-        """Read the changed refs, publish their files, withdraw what disappeared."""
+    def fetch(self, *, full: bool) -> None:
+        """Ask GitLab for the refs, and for the files of the refs that moved."""
         project, source = self.project, self.source
-        began = self.pipeline.clock.now()  # what the refs show is at least this recent
         default: RefInfo | None = None
         if "default" in source.refs and project.default_branch:
-            try:
+            with contextlib.suppress(SourceNotFound):  # emptied since the listing
                 default = self.client.branch(project.id, project.default_branch)
-            except SourceNotFound:
-                default = None  # the repository was emptied since the listing
         tags = self.client.tags(project.id) if "tags" in source.refs else []
         # After a rename the entry ids change (they include the repository URL), and other
         # file settings find other files: then nothing read before can stand in for a read.
@@ -418,29 +476,14 @@ class _ProjectRead:
             self.previous is not None
             and self.previous.web_url == project.web_url
             and self.previous.settings_key == self.settings_key
+            and not full
         )
         old = {r.key: r for r in self.previous.refs} if self.previous and reusable else {}
-        refs = [
-            self._ref(ref, old.get(mapping.ref_key(ref)))
-            for ref in mapping.refs_to_read(source.refs, default, tags)
-        ]
-        self._withdraw_gone(refs)
-        if not any(ref.content_hash for ref in refs) and not self.report.entries:
-            self.report.status = "no-file"
-        state = ProjectState(
-            source=source.name,
-            project_id=project.id,
-            path=project.path,
-            web_url=project.web_url,
-            last_activity_at=project.last_activity_at,
-            settings_key=self.settings_key,
-            refs=tuple(refs),
-            harvested_at=began,
-        )
-        return self.report, state
+        for ref in mapping.refs_to_read(source.refs, default, tags):
+            self.refs.append(self._fetch_ref(ref, old.get(mapping.ref_key(ref))))
 
-    def _ref(self, ref: RefInfo, old: RefState | None) -> RefState:
-        if old is not None and old.commit == ref.commit and not self.full:
+    def _fetch_ref(self, ref: RefInfo, old: RefState | None) -> RefState | None:
+        if old is not None and old.commit == ref.commit:
             self._carry(old)
             return msgspec.structs.replace(old, name=ref.name)
         content = self.client.read_file(
@@ -449,7 +492,7 @@ class _ProjectRead:
         if content is None:
             return RefState(name=ref.name, kind=ref.kind, commit=ref.commit)
         digest = mapping.file_digest(content)
-        if old is not None and old.content_hash == digest and not self.full:
+        if old is not None and old.content_hash == digest:
             self._carry(old)
             return msgspec.structs.replace(old, name=ref.name, commit=ref.commit)
         record = mapping.RawRecord(
@@ -458,14 +501,41 @@ class _ProjectRead:
             ref=ref,
             file_path=self.source.file_path,
             content=content,
-            harvested_at=self.pipeline.clock.now(),
+            harvested_at=self.began,
         )
         publication = mapping.to_publication(record)
         if isinstance(publication, ReportProblem):
-            result = mapping.rejected(publication)
-        else:
-            answer = self.pipeline.publisher.publish(publication.document, publication.provenance)
-            result = mapping.publish_result(ref, answer)
+            return self._apply(ref, old, digest, mapping.rejected(publication))
+        self.pending.append(_Pending(len(self.refs), ref, old, digest, publication))
+        return None
+
+    def settle(self, answers: Sequence[PublishReport]) -> None:
+        """Take the catalogue's answers, withdraw what disappeared, make the new state."""
+        if self.skipped:
+            return
+        for pending, answer in zip(self.pending, answers, strict=True):
+            result = mapping.publish_result(pending.ref, answer)
+            self.refs[pending.slot] = self._apply(pending.ref, pending.old, pending.digest, result)
+        refs = [ref for ref in self.refs if ref is not None]
+        assert len(refs) == len(self.refs), "every pending ref has its answer"
+        self._withdraw_gone(refs)
+        if not any(ref.content_hash for ref in refs) and not self.report.entries:
+            self.report.status = "no-file"
+        project = self.project
+        self.state = ProjectState(
+            source=self.source.name,
+            project_id=project.id,
+            path=project.path,
+            web_url=project.web_url,
+            last_activity_at=project.last_activity_at,
+            settings_key=self.settings_key,
+            refs=tuple(refs),
+            harvested_at=self.began,
+        )
+
+    def _apply(
+        self, ref: RefInfo, old: RefState | None, digest: str, result: mapping.RefResult
+    ) -> RefState:
         counts = self.report.counts
         counts.found += result.found
         for entry in result.entries:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,8 +36,8 @@ class MemoryCatalogue:
     """A catalogue double with the publishing behaviour harvest relies on.
 
     All or nothing per document; one entry per executable name and source location; a version
-    per label (`latest` or the tag); new / updated / unchanged as the real store says them. Only the checks a
-    harvest test needs are made: YAML syntax and a `name` per executable.
+    per label (`latest` or the tag); new / updated / unchanged as the real store says them.
+    Only the checks a harvest test needs are made: YAML syntax and a `name` per executable.
     """
 
     def __init__(self) -> None:
@@ -45,6 +45,8 @@ class MemoryCatalogue:
         self.names: dict[str, str] = {}
         self.withdrawn: set[str] = set()
         self.published: list[Provenance] = []
+        self.batches: list[int] = []
+        """Size of each `publish_all` call."""
 
     def publish(
         self, document: str | bytes | Mapping[str, Any], provenance: Provenance
@@ -87,6 +89,12 @@ class MemoryCatalogue:
             self.withdrawn.discard(key)
             outcomes.append(PublishOutcome(id=key, name=item["name"], version=label, status=status))
         return PublishReport(entries=outcomes)
+
+    def publish_all(
+        self, documents: Iterable[tuple[str | bytes | Mapping[str, Any], Provenance]]
+    ) -> list[PublishReport]:
+        self.batches.append(len(list(documents := list(documents))))
+        return [self.publish(document, provenance) for document, provenance in documents]
 
     def withdraw(self, entry_id: str) -> None:
         if entry_id not in self.versions:

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import yaml
 
+from core.errors import Unavailable
 from tests.unit.harvest.conftest import PipelineKit, executable
 
 FILE = "ivoa-executable.yaml"
@@ -305,14 +306,35 @@ def test_only_tags_when_the_source_asks_for_tags_only(kit: PipelineKit):
     assert kit.catalogue.live() == {"tool": {"v1"}}
 
 
-def test_progress_is_told_after_each_project(kit: PipelineKit):
-    for i in range(3):
-        kit.gitlab.add_project(f"astro/p{i}", {FILE: executable(f"p{i}")})
+def test_progress_is_told_after_each_batch_and_files_are_published_in_batches(kit: PipelineKit):
+    for i in range(30):
+        kit.gitlab.add_project(f"astro/p{i:02d}", {FILE: executable(f"p{i}")}, tags=("v1",))
     seen: list[tuple[int, int]] = []
 
     kit.pipeline().run("lab", lambda done, total: seen.append((done, total)))
 
-    assert seen == [(0, 3), (1, 3), (2, 3), (3, 3)]
+    assert seen == [(0, 30), (25, 30), (30, 30)]
+    assert kit.catalogue.batches == [50, 10], "one catalogue call per 25 projects"
+    assert len(kit.catalogue.live()) == 30
+
+
+def test_a_catalogue_failure_fails_the_projects_of_its_batch_only(kit: PipelineKit):
+    kit.gitlab.add_project("astro/fine", {FILE: executable("fine")})
+    pipeline = kit.pipeline()
+    pipeline.run("lab")
+    kit.gitlab.add_project("astro/new", {FILE: executable("new")})
+
+    def unavailable(documents):
+        raise Unavailable("the 'uat' vocabulary is not loaded on this server")
+
+    kit.catalogue.publish_all = unavailable  # type: ignore[method-assign]
+    report = pipeline.run("lab")
+
+    outcome = {p.path: p for p in report.project_reports}
+    assert outcome["astro/new"].status == "failed"
+    assert "vocabulary is not loaded" in outcome["astro/new"].problems[0].reason
+    assert outcome["astro/fine"].status == "unchanged", "nothing to publish: not in the batch"
+    assert report.status == "partial"
 
 
 def test_reports_are_stored_and_read_back_per_project(kit: PipelineKit):

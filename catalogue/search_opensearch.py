@@ -1,1 +1,357 @@
-"""Placeholder: filled in by its issue (see DESIGN.md for what it owns)."""
+"""The OpenSearch `SearchIndex` adapter: one catalogue index shared by many voexec processes.
+
+Owns the cluster client (built in `make_client` only), the alias the catalogue is served from,
+bulk writes, the zero-downtime rebuild, and the translation of every client failure into
+`core.errors.Unavailable` (so the API answers 503 with a reason, never 500). It is the only
+module that imports `opensearchpy`; the mapping and the query DSL are pure data built by
+`catalogue.opensearch_queries`.
+
+Searches and writes go through the alias (`OpenSearchSearch.index`). `rebuild` follows
+warehouse's `search/tasks.py`: create `<alias>-<timestamp>`, bulk-load it with refreshes and
+replicas off, restore them, refresh, move the alias to it in one atomic request, then delete the
+index the alias left. If anything fails before the move, the half-built index is deleted and the
+alias never left the old one: searches answer throughout.
+
+The same documents and queries give the same totals, facet counts, filter semantics, sort
+orders and cursor walks as the tantivy adapter, and the exact name first. Relevance scores are
+Lucene's BM25, not tantivy's, so text hits after the first may come in another order.
+
+Across processes: upserts that another process makes while this one rebuilds go to the old
+index and are lost with it; the periodic `voexec reindex` repairs such drift (the SQL store is
+the truth). Within one process, writes wait for a rebuild to finish.
+
+Must not import: the broker, web frameworks, SQL, tantivy.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+from opensearchpy import OpenSearch, helpers
+from opensearchpy.exceptions import (
+    ConnectionError as ClusterUnreachable,
+)
+from opensearchpy.exceptions import (
+    NotFoundError,
+    OpenSearchException,
+    RequestError,
+    TransportError,
+)
+from opensearchpy.helpers import BulkIndexError
+
+from catalogue.opensearch_queries import (
+    FILTER_PATH,
+    SERVING_SETTINGS,
+    check_alias,
+    delete_action,
+    empty_result,
+    index_action,
+    index_body,
+    read_result,
+    to_dsl,
+)
+from catalogue.ports import IndexDocument, SearchQuery, SearchResult
+from core.errors import Unavailable
+from core.settings import OpenSearchSearch
+
+log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT: Final = 30.0
+"""Seconds one request may take (a bulk chunk, a search) before the cluster counts as down."""
+CONNECT_RETRIES: Final = 2
+"""Retries of a request whose connection failed, before `Unavailable`."""
+BULK_CHUNK: Final = 500
+"""Documents per bulk request."""
+BULK_CHUNK_BYTES: Final = 10 * 2**20
+BULK_RETRIES: Final = 3
+"""Retries (with back-off) of documents the cluster rejected as too busy (429)."""
+SWAP_ATTEMPTS: Final = 3
+"""Alias moves retried when another process moved the alias at the same moment."""
+INITIAL_SUFFIX: Final = "initial"
+"""Name suffix of the empty index made when the alias does not exist yet. A fixed name, so two
+processes starting together make one index, not two behind one alias."""
+
+
+def make_client(settings: OpenSearchSearch, *, timeout: float = REQUEST_TIMEOUT) -> OpenSearch:
+    """The one place an OpenSearch client is built from settings."""
+    auth = (settings.username, settings.password or "") if settings.username else None
+    return OpenSearch(
+        hosts=[settings.url],
+        http_auth=auth,
+        verify_certs=settings.verify_certs,
+        ssl_show_warn=settings.verify_certs,
+        timeout=timeout,
+        max_retries=CONNECT_RETRIES,
+        retry_on_timeout=False,
+    )
+
+
+def _without_credentials(url: str) -> str:
+    """`url` fit for messages and logs: any `user:password@` removed."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _error_reason(error: TransportError) -> str:
+    """The cluster's own reason for an error answer (`index_not_found_exception`, ...)."""
+    info = error.info if isinstance(error.info, dict) else {}
+    cause = info.get("error", {})
+    if isinstance(cause, dict):
+        return f"{cause.get('type', error.error)}: {cause.get('reason', '')}".rstrip(": ")
+    return str(error.error)
+
+
+def _first_bulk_error(errors: Sequence[Any]) -> str:
+    """The reason of the first failed item of a bulk answer (`{"index": {"error": ...}}`)."""
+    for item in errors:
+        for outcome in item.values() if isinstance(item, dict) else ():
+            cause = outcome.get("error") if isinstance(outcome, dict) else None
+            if isinstance(cause, dict):
+                return f"{cause.get('type')}: {cause.get('reason')}"
+            if cause:
+                return str(cause)
+    return "no reason given"
+
+
+class OpenSearchIndex:
+    """`SearchIndex` over an OpenSearch cluster, served from an alias.
+
+    The constructor does no I/O. The alias (and an empty index behind it) is created by the
+    first write; until then searches find nothing and `count` is 0, so the catalogue's start-up
+    check rebuilds it from the store.
+    """
+
+    def __init__(
+        self,
+        settings: OpenSearchSearch,
+        *,
+        alias: str | None = None,
+        synonyms: Sequence[str] = (),
+        timeout: float = REQUEST_TIMEOUT,
+    ) -> None:
+        """Prepare the adapter.
+
+        Args:
+            settings: The cluster URL, credentials and (unless `alias` is given) the alias.
+            alias: Alias to serve from instead of `settings.index` (tests use a unique one).
+            synonyms: Solr-format synonym rules, one per item (`"cmb, cosmic microwave
+                background"`), typically built by the caller from vocabulary labels and
+                alternative labels. They apply to indices created from now on: a rebuild
+                picks up new ones.
+            timeout: Seconds one request may take.
+
+        Raises:
+            ConfigError: when the alias is not a valid OpenSearch name.
+        """
+        self.alias = check_alias(alias or settings.index)
+        self._synonyms = tuple(synonyms)
+        self._where = _without_credentials(settings.url)
+        self._client = make_client(settings, timeout=timeout)
+        self._lock = threading.Lock()
+        self._alias_ready = False
+
+    # ------------------------------------------------------------------ writes
+    def upsert(self, documents: Iterable[IndexDocument]) -> None:
+        """Add or replace documents by id (the last of duplicate ids wins); visible at once."""
+        latest = {doc.id: doc for doc in documents}
+        if not latest:
+            return
+        with self._lock:
+            self._ensure_alias()
+            with self._answering("index documents"):
+                self._bulk(
+                    (index_action(self.alias, doc) for doc in latest.values()),
+                    refresh=True,
+                    require_alias=True,
+                )
+
+    def delete(self, ids: Iterable[str]) -> None:
+        """Remove documents by id; unknown ids are ignored; gone from the next search."""
+        unique = list(dict.fromkeys(ids))
+        if not unique:
+            return
+        with self._lock:
+            self._ensure_alias()
+            with self._answering("delete documents"):
+                self._bulk(
+                    (delete_action(self.alias, entry_id) for entry_id in unique),
+                    refresh=True,
+                    require_alias=True,
+                    ignore_status=(404,),
+                )
+
+    def rebuild(self, documents: Iterable[IndexDocument]) -> int:
+        """Load `documents` into a new index and move the alias to it; returns how many.
+
+        Searches keep answering from the old index until the alias moves. If the cluster fails
+        (`Unavailable`) or `documents` raises (re-raised as it is), the new index is deleted and
+        the alias stays where it was.
+        """
+        with self._lock:
+            name = f"{self.alias}-{datetime.now(UTC):%Y%m%d%H%M%S%f}"
+            with self._answering(f"create the index {name}"):
+                self._client.indices.create(
+                    index=name, body=index_body(self._synonyms, loading=True)
+                )
+            seen: set[str] = set()
+
+            def actions() -> Iterator[dict[str, Any]]:
+                for doc in documents:
+                    seen.add(doc.id)
+                    yield index_action(name, doc)
+
+            try:
+                with self._answering(f"load the new index {name}"):
+                    self._bulk(actions(), refresh=False)
+                    self._client.indices.put_settings(index=name, body=SERVING_SETTINGS)
+                    self._client.indices.refresh(index=name)
+                with self._answering(f"move the alias {self.alias} to {name}"):
+                    replaced = self._move_alias(name)
+            except BaseException:
+                self._delete_indices([name], why="the rebuild failed")
+                raise
+            self._alias_ready = True
+            self._delete_indices(replaced, why="the rebuild replaced it")
+            log.info("search index %s rebuilt as %s: %d entries", self.alias, name, len(seen))
+            return len(seen)
+
+    # ------------------------------------------------------------------ reads
+    def search(self, query: SearchQuery) -> SearchResult:
+        """Run a faceted query; see `SearchIndex.search`.
+
+        Raises:
+            Invalid: for an unknown facet, a bad cursor, limit, sort or over-long text.
+            Unavailable: when the cluster does not answer or refuses the query.
+        """
+        body = to_dsl(query)  # refuses a bad query before any request
+        try:
+            with self._answering("search"):
+                response = self._client.search(index=self.alias, body=body, filter_path=FILTER_PATH)
+        except _IndexMissing:
+            return empty_result(query)
+        return read_result(query, response)
+
+    def count(self) -> int:
+        """How many documents the alias serves (0 before the first write)."""
+        try:
+            with self._answering("count documents"):
+                answer = self._client.count(index=self.alias)
+        except _IndexMissing:
+            return 0
+        return int(answer["count"])
+
+    def indices(self) -> list[str]:
+        """Names of the indices the alias points at (one, except in the middle of a move)."""
+        with self._answering(f"read the alias {self.alias}"):
+            return self._alias_holders()
+
+    def close(self) -> None:
+        """Release the client's connections."""
+        self._client.close()
+
+    # ------------------------------------------------------------------ plumbing
+    @contextmanager
+    def _answering(self, action: str) -> Iterator[None]:
+        """Turn client failures into `Unavailable` saying what failed and where.
+
+        A missing index or alias becomes `_IndexMissing`, for the callers that expect it.
+        """
+        try:
+            yield
+        except ClusterUnreachable as error:
+            raise Unavailable(
+                f"the search cluster at {self._where} does not answer (could not {action}): "
+                f"{error.__class__.__name__}"
+            ) from error
+        except NotFoundError as error:
+            if _error_reason(error).startswith("index_not_found_exception"):
+                raise _IndexMissing(self.alias) from error
+            raise self._refused(action, error) from error
+        except TransportError as error:
+            raise self._refused(action, error) from error
+        except BulkIndexError as error:
+            raise Unavailable(
+                f"the search cluster at {self._where} refused {len(error.errors)} document(s) "
+                f"(could not {action}): {_first_bulk_error(error.errors)}"
+            ) from error
+        except OpenSearchException as error:
+            raise Unavailable(
+                f"the search cluster at {self._where} failed (could not {action}): {error}"
+            ) from error
+
+    def _refused(self, action: str, error: TransportError) -> Unavailable:
+        return Unavailable(
+            f"the search cluster at {self._where} could not {action}: "
+            f"HTTP {error.status_code} {_error_reason(error)}"
+        )
+
+    def _bulk(self, actions: Iterable[dict[str, Any]], **options: Any) -> None:
+        helpers.bulk(
+            self._client,
+            actions,
+            chunk_size=BULK_CHUNK,
+            max_chunk_bytes=BULK_CHUNK_BYTES,
+            max_retries=BULK_RETRIES,
+            **options,
+        )
+
+    def _ensure_alias(self) -> None:
+        """Create the alias with an empty index behind it, unless it exists (lock held)."""
+        if self._alias_ready:
+            return
+        with self._answering(f"create the alias {self.alias}"):
+            if not self._client.indices.exists_alias(name=self.alias):
+                name = f"{self.alias}-{INITIAL_SUFFIX}"
+                try:
+                    self._client.indices.create(
+                        index=name, body={**index_body(self._synonyms), "aliases": {self.alias: {}}}
+                    )
+                except RequestError as error:
+                    # Another process made it first: use it (adding an alias is idempotent).
+                    if not _error_reason(error).startswith("resource_already_exists_exception"):
+                        raise
+                    if not self._client.indices.exists_alias(name=self.alias):
+                        self._client.indices.put_alias(index=name, name=self.alias)
+        self._alias_ready = True
+
+    def _alias_holders(self) -> list[str]:
+        try:
+            return sorted(self._client.indices.get_alias(name=self.alias))
+        except NotFoundError:
+            return []
+
+    def _move_alias(self, name: str) -> list[str]:
+        """Point the alias at `name` alone, atomically; returns the indices it left."""
+        for attempt in range(1, SWAP_ATTEMPTS + 1):
+            holders = self._alias_holders()
+            moves = [{"remove": {"index": old, "alias": self.alias}} for old in holders]
+            moves.append({"add": {"index": name, "alias": self.alias}})
+            try:
+                self._client.indices.update_aliases(body={"actions": moves})
+            except NotFoundError:
+                # Another process moved the alias (or deleted an index) since we read it.
+                if attempt == SWAP_ATTEMPTS:
+                    raise
+                continue
+            return holders
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _delete_indices(self, names: Sequence[str], *, why: str) -> None:
+        """Delete indices, logging (not raising) a failure: they serve nothing any more."""
+        if not names:
+            return
+        try:
+            self._client.indices.delete(index=",".join(names), ignore_unavailable=True)
+        except OpenSearchException as error:
+            log.warning("could not delete search indices %s (%s): %s", names, why, error)
+
+
+class _IndexMissing(Exception):
+    """The alias does not exist yet (nothing was ever written)."""

@@ -68,7 +68,11 @@ class _SafeLoader(yaml.SafeLoader):
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
-            if isinstance(key, str | int | float | bool) and key in seen:
+            if not isinstance(key, str | int | float | bool):
+                raise ConstructorError(
+                    None, None, "a mapping key must be plain text", key_node.start_mark
+                )
+            if key in seen:
                 raise ConstructorError(
                     None, None, f"the key {key!r} appears twice", key_node.start_mark
                 )

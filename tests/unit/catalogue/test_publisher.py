@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from catalogue.documents import locate
 from catalogue.executables import DIGEST_REASON
@@ -250,3 +252,43 @@ def test_json_schema_in_docs_is_generated_from_the_model():
         "docs/ivoa-executable.schema.json is out of date: run `make golden` "
         "(VOEXEC_REGENERATE_GOLDEN=1) and commit it"
     )
+
+
+# ------------------------------------------------------------------------ never a crash
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+_FIELDS = [
+    "name",
+    "version",
+    "authors",
+    "licence",
+    "subjects",
+    "needs",
+    "data",
+    "links",
+    "executable",
+]
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(field=st.sampled_from(_FIELDS), value=_json)
+def test_any_value_in_any_field_gives_problems_not_exceptions(check, field, value):
+    checked = check(executable(**{field: value}))
+    assert all(isinstance(p.field, str) and p.reason for p in checked.problems)
+    assert checked.ok == (checked.problems == [])
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=st.text(alphabet=st.sampled_from(list("ab:-[]{}&*!|>'\" \n\t#1.")), max_size=80))
+def test_any_text_gives_problems_not_exceptions(check, text):
+    checked = check(text)
+    assert checked.executables == [] or checked.ok

@@ -11,11 +11,12 @@ Imports msgspec, Litestar's OpenAPI spec classes and the `broker.model*` modules
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, cast
 
 import msgspec
 from litestar.openapi.spec import (
+    Discriminator,
     OpenAPI,
     OpenAPIFormat,
     OpenAPIHeader,
@@ -29,6 +30,7 @@ from litestar.openapi.spec import (
 
 from broker.isotime import Duration, Interval
 from broker.model import (
+    ERROR_RESPONSE_KIND,
     AnySession,
     AnyStorage,
     AnyUpdate,
@@ -39,7 +41,7 @@ from broker.model import (
 )
 from broker.model_kinds import tags_of
 
-__all__ = ["document_openapi", "wire_schemas"]
+__all__ = ["add_missing_discriminators", "document_openapi", "wire_schemas"]
 
 _MEDIA: Final = ("application/json", "application/yaml")
 _REF: Final = "#/components/schemas/{name}"
@@ -111,9 +113,27 @@ def _content(name: str) -> dict[str, OpenAPIMediaType]:
     }
 
 
-def _either(*names: str) -> dict[str, OpenAPIMediaType]:
-    schema = Schema(one_of=[Reference(ref=_REF.format(name=name)) for name in names])
+def _session_or_error() -> dict[str, OpenAPIMediaType]:
+    """A FAILED session or an error body, told apart by `kind` like every other union."""
+    members = {
+        **{kind: _REF.format(name=cls) for kind, cls in _session_kinds().items()},
+        ERROR_RESPONSE_KIND: _REF.format(name="ErrorResponse"),
+    }
+    schema = Schema(
+        one_of=[Reference(ref=ref) for ref in members.values()],
+        discriminator=Discriminator(property_name="kind", mapping=members),
+    )
     return {media: OpenAPIMediaType(schema=schema) for media in _MEDIA}
+
+
+def _session_kinds() -> dict[str, str]:
+    info = msgspec.inspect.type_info(AnySession)
+    assert isinstance(info, msgspec.inspect.UnionType)
+    return {
+        str(member.tag): member.cls.__name__
+        for member in info.types
+        if isinstance(member, msgspec.inspect.StructType)
+    }
 
 
 _LOCATION: Final[dict[str, OpenAPIHeader | Reference]] = {
@@ -187,7 +207,7 @@ def _operations() -> dict[tuple[str, str], tuple[str | None, dict[str, OpenAPIRe
                     "400": (
                         "A FAILED session whose messages say why, or an ErrorResponse for "
                         "malformed input.",
-                        _either("AbstractExecutionSession", "ErrorResponse"),
+                        _session_or_error(),
                     ),
                 },
                 "413",
@@ -220,3 +240,58 @@ def document_openapi(openapi: OpenAPI) -> None:
         for parameter in operation.parameters or []:
             if getattr(parameter, "name", None) == "uuid":
                 parameter.schema = Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.UUID)
+    add_missing_discriminators(openapi)
+
+
+def add_missing_discriminators(openapi: OpenAPI) -> None:
+    """Give every union Litestar generated from tagged Structs its `discriminator` (idempotent).
+
+    Litestar writes a tagged union as `oneOf` references whose schemas carry the tag as a
+    `const` property, but no `discriminator`; clients and code generators need the mapping.
+    Applies to the whole document, so other packages' tagged unions get one too.
+    """
+    components = openapi.components.schemas or {}
+
+    def tag_of(reference: Reference) -> tuple[str, str] | None:
+        """The (property, value) pair that tags the referenced schema, if any."""
+        target = components.get(reference.ref.rsplit("/", 1)[-1])
+        properties = target.properties or {} if isinstance(target, Schema) else {}
+        for name, prop in properties.items():
+            if isinstance(prop, Schema) and isinstance(prop.const, str):
+                return name, prop.const
+        return None
+
+    def discriminate(node: Schema, members: Sequence[Schema | Reference]) -> None:
+        references = [m for m in members if isinstance(m, Reference)]
+        tags = [tag_of(reference) for reference in references]
+        properties = {tag[0] for tag in tags if tag is not None}
+        if len(references) < len(members) or None in tags or len(properties) != 1:
+            return
+        mapping = {tag[1]: ref.ref for tag, ref in zip(tags, references, strict=True) if tag}
+        node.discriminator = Discriminator(property_name=properties.pop(), mapping=mapping)
+
+    def visit(node: object) -> None:
+        if isinstance(node, dict):
+            for child in node.values():
+                visit(child)
+        if not isinstance(node, Schema):
+            return
+        members = node.one_of or node.any_of or []
+        if node.discriminator is None and members:
+            discriminate(node, members)
+        for child in (
+            *(node.properties or {}).values(),
+            node.items,
+            *members,
+            *(node.all_of or []),
+        ):
+            visit(child)
+
+    visit(components)
+    for item in (openapi.paths or {}).values():
+        for operation in (item.get, item.put, item.post, item.patch, item.delete):
+            if operation is None:
+                continue
+            for body in (operation.request_body, *(operation.responses or {}).values()):
+                for media in (getattr(body, "content", None) or {}).values():
+                    visit(media.schema)

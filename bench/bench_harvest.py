@@ -1,0 +1,247 @@
+"""Harvest benchmark: GitLab projects into the catalogue, entries per second.
+
+A fake GitLab (`tests/fakes/gitlab.py`, REST v4 over a loopback socket, read through
+python-gitlab for real) serves N projects in four groups, each with a default branch and two
+tags, so 3 entry versions per project. Measured:
+
+- a first, full harvest into the real catalogue (SQL store, tantivy index, the vocabulary and
+  broker checks of every file): entry versions per second;
+- the same into a catalogue that accepts everything at once, to show what harvesting itself
+  costs (GitLab requests, state and reports in SQLite);
+- a second run when nothing changed (only the listing is asked for): projects per second;
+- a run after 10% of the projects pushed a new commit.
+
+The fake GitLab shares this process (and the GIL) with the harvest, so these numbers are a
+floor for a real instance on the same machine, not a ceiling. `run()` is what `python -m bench`
+calls; `python -m bench.bench_harvest [--projects N] [--write-docs]` runs it alone, and
+`--write-docs` replaces the `## Harvest` section of docs/benchmarks.md. The real-catalogue
+measurement needs ../shared/vocabularies (or `$VOEXEC_SHARED`); without it, it is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from catalogue.model import Provenance, PublishOutcome, PublishReport, entry_id
+from core.clock import ManualClock
+from core.db import make_engine
+from core.settings import GitLabSource, HarvestSettings, settings_from_mapping
+from harvest.gitlab import GitLabClient
+from harvest.model import HarvestReport
+from harvest.pipeline import HarvestPipeline, Publisher
+from harvest.store_sql import HarvestStore
+from tests.fakes.gitlab import FakeGitLab
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("VOEXEC_SHARED", ROOT.parent / "shared")) / "vocabularies"
+DOCS = ROOT / "docs" / "benchmarks.md"
+HEADING = "## Harvest"
+TOKEN = "glpat-bench"
+FILE = "ivoa-executable.yaml"
+GROUPS = ("imaging", "radio/pulsars", "spectra", "cubes")
+DOCKER = (
+    "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/executable/"
+    "docker-container.yaml"
+)
+
+
+def document(name: str, version: str) -> str:
+    """A realistic publisher file (the shape of the demo catalogue's)."""
+    return yaml.safe_dump(
+        {
+            "name": name,
+            "title": f"{name.replace('-', ' ').title()}",
+            "summary": "Finds and measures sources in astronomical images.",
+            "description": "Detects sources above a threshold, deblends them, measures them.\n" * 5,
+            "version": version,
+            "authors": [{"name": "Ada Lovelace", "affiliation": "Observatory"}],
+            "licence": "GPL-3.0-or-later",
+            "keywords": ["photometry", "detection", "catalogue"],
+            "subjects": ["galaxies", "radio-astronomy"],
+            "functions": ["imaging", "photometry"],
+            "messengers": ["Optical"],
+            "needs": {"cores": 4, "memory": 8, "duration": "PT1H"},
+            "links": {"documentation": f"https://docs.example.org/{name}"},
+            "executable": {
+                "kind": DOCKER,
+                "image": {
+                    "locations": [f"registry.example.org/{name}:{version}"],
+                    "digest": "sha256:" + hashlib.sha256(f"{name}{version}".encode()).hexdigest(),
+                    "platform": {"architecture": "amd64", "os": "linux"},
+                },
+            },
+        },
+        sort_keys=False,
+    )
+
+
+class AcceptingCatalogue:
+    """A catalogue that stores nothing and accepts every file: harvest's own cost."""
+
+    def publish_all(
+        self, documents: Iterable[tuple[str | bytes | Mapping[str, Any], Provenance]]
+    ) -> list[PublishReport]:
+        reports = []
+        for _document, provenance in documents:
+            key = entry_id(provenance.source, provenance.repository, provenance.path, "x")
+            label = provenance.version_label("1")
+            reports.append(
+                PublishReport(
+                    entries=[PublishOutcome(id=key, name="x", version=label, status="new")]
+                )
+            )
+        return reports
+
+    def withdraw(self, entry_id: str) -> None:
+        """Nothing to withdraw."""
+
+
+def populate(gitlab: FakeGitLab, projects: int) -> list[Any]:
+    made = []
+    for i in range(projects):
+        name = f"tool-{i:05d}"
+        project = gitlab.add_project(
+            f"astro/{GROUPS[i % len(GROUPS)]}/{name}", {FILE: document(name, "1.0")}
+        )
+        gitlab.tag(project, "v1.0")
+        gitlab.commit(project, {FILE: document(name, "1.1")})
+        gitlab.tag(project, "v1.1")
+        made.append(project)
+    return made
+
+
+def timed(step: Callable[[], HarvestReport]) -> tuple[float, HarvestReport]:
+    began = time.perf_counter()
+    report = step()
+    return time.perf_counter() - began, report
+
+
+Catalogue = tuple[Publisher, Any, Callable[[], None]]
+"""A publisher, the engine harvest state goes to (None: a file of its own), and a closer."""
+
+
+def measure(catalogue: Callable[[Path], Catalogue], projects: int) -> dict[str, float]:
+    """Three runs over one fake GitLab; returns the numbers of the section."""
+    with FakeGitLab(token=TOKEN) as gitlab, tempfile.TemporaryDirectory() as folder:
+        made = populate(gitlab, projects)
+        publisher, engine, close = catalogue(Path(folder))
+        if engine is None:
+            engine = make_engine(f"sqlite:///{folder}/harvest.db")
+        HarvestStore.migrate(engine)
+        source = GitLabSource(name="bench", url=gitlab.url, groups=["astro"], token_env="T")
+        pipeline = HarvestPipeline(
+            HarvestSettings(sources=[source]),
+            publisher,
+            HarvestStore(engine),
+            lambda s: GitLabClient.for_source(s, {"T": TOKEN}, max_retries=3),
+            ManualClock(datetime(2026, 3, 5, tzinfo=UTC)),
+        )
+        first_s, first = timed(lambda: pipeline.run("bench"))
+        quiet_s, _ = timed(lambda: pipeline.run("bench"))
+        for project in made[::10]:
+            gitlab.commit(project, {FILE: document(project.path.rsplit("/", 1)[1], "1.2")})
+        changed_s, changed = timed(lambda: pipeline.run("bench"))
+        close()
+        assert first.status == "succeeded", first.problems
+        assert first.counts.invalid == 0, [p.problems for p in first.project_reports][:3]
+        return {
+            "entries": first.counts.found,
+            "first_s": first_s,
+            "quiet_s": quiet_s,
+            "changed_s": changed_s,
+            "changed_entries": changed.counts.updated + changed.counts.new,
+        }
+
+
+def accepting(_folder: Path) -> Catalogue:
+    return AcceptingCatalogue(), None, lambda: None
+
+
+def real_catalogue(folder: Path) -> Catalogue:
+    from voexec.wiring import build_services
+
+    settings = settings_from_mapping(
+        {"data_dir": str(folder / "var"), "vocabularies": {"path": str(SHARED), "offline": True}}
+    )
+    services = build_services(settings)
+    return services.components["catalogue"], services.components["engine"], services.stop
+
+
+def rows(label: str, numbers: dict[str, float], projects: int) -> list[str]:
+    entries = numbers["entries"]
+    return [
+        f"| {label}: first harvest, {projects} projects, {entries:.0f} entry versions "
+        f"| {numbers['first_s']:.1f} s | **{entries / numbers['first_s']:.0f} entries/s** |",
+        f"| {label}: nothing changed | {numbers['quiet_s']:.2f} s "
+        f"| {projects / numbers['quiet_s']:.0f} projects/s |",
+        f"| {label}: 10% of projects pushed ({numbers['changed_entries']:.0f} entries) "
+        f"| {numbers['changed_s']:.2f} s | {projects / numbers['changed_s']:.0f} projects/s |",
+    ]
+
+
+def section(table: list[str], projects: int) -> str:
+    lines = [
+        HEADING,
+        "",
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs. A fake GitLab in the same "
+        f"process serves {projects} projects",
+        "in four groups (one a subgroup), each with a default branch and two tags: 3 entry "
+        "versions a project.",
+        "Read through python-gitlab over a loopback socket; state and reports in SQLite.",
+        "",
+        "| run | time | throughput |",
+        "|---|---|---|",
+        *table,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_section(markdown: str, path: Path = DOCS) -> None:
+    """Replace (or append) this benchmark's section, leaving the others untouched."""
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: markdown + "\n", text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + markdown
+    path.write_text(text, encoding="utf-8")
+
+
+def run(projects: int = 200) -> str:
+    """Run the benchmark, print the section and return it (markdown)."""
+    warnings.simplefilter("ignore", DeprecationWarning)  # third-party noise is not measured
+    table = rows("harvest only", measure(accepting, projects), projects)
+    if (SHARED / "uat.desise").is_file() or (SHARED / "uat.ttl").is_file():
+        table = rows("into the catalogue", measure(real_catalogue, projects), projects) + table
+    else:
+        table.append(f"| into the catalogue | skipped: {SHARED} not found | |")
+    markdown = section(table, projects)
+    print(markdown)
+    return markdown
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--projects", type=int, default=200, help="projects served (default 200)")
+    parser.add_argument("--write-docs", action="store_true", help=f"update {DOCS.name}")
+    arguments = parser.parse_args()
+    markdown = run(arguments.projects)
+    if arguments.write_docs:
+        write_section(markdown)
+
+
+if __name__ == "__main__":
+    main()

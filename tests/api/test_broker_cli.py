@@ -1,0 +1,174 @@
+"""The `voexec request|accept|reject|cancel|session` client against the real app over HTTP.
+
+The app runs under uvicorn on a free loopback port in a thread; the commands go through
+`voexec.cli.main`, exactly as from a shell.
+"""
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from core.settings import settings_from_mapping
+from tests.api.test_broker_requests import EXAMPLES, PLATFORMS
+from voexec.app import create_app
+from voexec.cli import main
+
+
+@contextmanager
+def serving(tmp_path: Path, **broker: Any) -> Iterator[str]:
+    """Serve the app on a free loopback port; yield its base URL."""
+    settings = settings_from_mapping(
+        {
+            "data_dir": str(tmp_path / "var"),
+            "vocabularies": {"offline": True},
+            "broker": {"platforms": PLATFORMS, **broker},
+        }
+    )
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the server did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        listener.close()
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with serving(tmp_path_factory.mktemp("cli")) as url:
+        yield url
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    status = main(list(args))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def offer_urls(table: str) -> list[str]:
+    return [word for word in table.split() if "/broker/sessions/" in word]
+
+
+def test_request_prints_the_offers_as_a_table(broker, capsys):
+    status, out, _ = run(
+        capsys, "request", str(EXAMPLES / "request-docker.yaml"), "--broker", broker
+    )
+    assert status == 0
+    header, row = out.splitlines()[:2]
+    assert header.split() == [
+        "#",
+        "start",
+        "duration",
+        "cores",
+        "memory",
+        "GPUs",
+        "platform",
+        "expires",
+        "offer",
+    ]
+    cells = row.split()
+    assert cells[0] == "1"
+    assert cells[2:8] == ["PT1H", "4", "8", "GiB", "-", "small"]
+    assert cells[-1].startswith(f"{broker}/broker/sessions/")
+    assert "voexec accept OFFER_URL" in out
+
+
+def test_request_shows_the_gpus_offered(broker, capsys):
+    status, out, _ = run(capsys, "request", str(EXAMPLES / "request-gpu.yaml"), "--broker", broker)
+    assert status == 0
+    row = out.splitlines()[1]
+    assert "2 x A100" in row
+    assert " gpu " in row
+
+
+def test_request_json_prints_the_offer_set_document(broker, capsys, tmp_path):
+    request = tmp_path / "request.json"
+    request.write_text((EXAMPLES / "request-docker.json").read_text())
+    status, out, _ = run(capsys, "request", str(request), "--broker", broker, "--json")
+    assert status == 0
+    document = json.loads(out)
+    assert document["result"] == "YES"
+    assert document["offers"][0]["phase"] == "OFFERED"
+
+
+def test_a_no_prints_the_reasons_and_fails(broker, capsys, tmp_path):
+    request = tmp_path / "big.yaml"
+    request.write_text(
+        (EXAMPLES / "request-docker.yaml").read_text().replace("min: 2\n", "min: 500\n", 1)
+    )
+    status, out, _ = run(capsys, "request", str(request), "--broker", broker)
+    assert status == 1
+    assert out.startswith("No offers:")
+    assert "ERROR: small offers at most 8 cores per request; the request needs 500" in out
+
+
+def test_accept_then_cancel_and_watch_a_finished_session(broker, capsys):
+    _, out, _ = run(capsys, "request", str(EXAMPLES / "request-docker.yaml"), "--broker", broker)
+    [url] = offer_urls(out)
+    assert run(capsys, "accept", url)[:2] == (0, f"{url}: ACCEPTED\n")
+    status, out, _ = run(capsys, "session", url)
+    assert status == 0
+    assert "phase     ACCEPTED" in out
+    assert "platform  small" in out
+    assert run(capsys, "cancel", url)[:2] == (0, f"{url}: CANCELLED\n")
+    status, out, _ = run(capsys, "session", url, "--watch")  # terminal: returns at once
+    assert status == 0
+    assert "phase     CANCELLED" in out
+
+
+def test_an_illegal_update_fails_naming_the_phase(broker, capsys):
+    _, out, _ = run(capsys, "request", str(EXAMPLES / "request-docker.yaml"), "--broker", broker)
+    [url] = offer_urls(out)
+    assert run(capsys, "reject", url)[:2] == (0, f"{url}: REJECTED\n")
+    status, _, err = run(capsys, "accept", url)
+    assert status == 1
+    assert "HTTP 409 Conflict: The session is REJECTED; it cannot become ACCEPTED." in err
+
+
+def test_a_malformed_request_file_fails_naming_the_field(broker, capsys, tmp_path):
+    request = tmp_path / "bad.yaml"
+    request.write_text("schedule: {requested: {duration: P1M}}\n")
+    status, _, err = run(capsys, "request", str(request), "--broker", broker)
+    assert status == 1
+    assert "HTTP 400 Bad Request: $.schedule.requested.duration:" in err
+
+
+def test_a_missing_file_and_an_unreachable_broker_fail_cleanly(capsys, tmp_path):
+    status, _, err = run(capsys, "request", str(tmp_path / "none.yaml"))
+    assert (status, "cannot read" in err) == (1, True)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    request = str(EXAMPLES / "request-docker.yaml")
+    status, _, err = run(capsys, "request", request, "--broker", f"http://127.0.0.1:{port}")
+    assert status == 1
+    assert "cannot reach the broker" in err
+
+
+def test_watch_follows_a_session_until_it_ends(capsys, tmp_path):
+    with serving(tmp_path, offer_ttl="PT1S") as url:
+        _, out, _ = run(capsys, "request", str(EXAMPLES / "request-docker.yaml"), "--broker", url)
+        [offer] = offer_urls(out)
+        status, out, _ = run(capsys, "session", offer, "--watch", "--interval", "0.1")
+    assert status == 0
+    lines = out.splitlines()
+    assert "phase     OFFERED" in lines
+    assert lines[-1].endswith("  EXPIRED")

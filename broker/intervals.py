@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate
+from operator import neg
 from typing import TypeAlias
 
 import msgspec
@@ -247,7 +248,7 @@ class UsageTimeline:
         count = len(starts)
         times = [*starts, *ends]
         order = sorted(range(2 * count), key=times.__getitem__)
-        ordered = [times[i] for i in order]
+        ordered = list(map(times.__getitem__, order))
         # Several ends at one instant make one breakpoint, holding the level after all of them.
         last = [k for k in range(2 * count - 1) if ordered[k] != ordered[k + 1]]
         if count:
@@ -257,10 +258,10 @@ class UsageTimeline:
             if column is None or not any(column):
                 levels.append([0] * (len(last) + 1))
                 continue
-            deltas = [*column, *(-amount for amount in column)]
-            running = list(accumulate(deltas[i] for i in order))
-            levels.append([0, *(running[k] for k in last)])
-        return cls([BEGINNING, *(ordered[k] for k in last)], levels)
+            deltas = [*column, *map(neg, column)]
+            running = list(accumulate(map(deltas.__getitem__, order)))
+            levels.append([0, *map(running.__getitem__, last)])
+        return cls([BEGINNING, *map(ordered.__getitem__, last)], levels)
 
     @property
     def dimensions(self) -> int:

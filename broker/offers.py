@@ -30,7 +30,7 @@ slots are searched again, so that the holds of one set together never exceed cap
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -235,7 +235,7 @@ def make_offers(
         for strategy in policy.strategies:
             if len(chosen) >= policy.max_offers:
                 break
-            best = _best(ranker, strategy, slots.values(), taken)
+            best = _best(ranker, strategy, searches, slots, taken)
             if best is None:
                 continue
             chosen.append(best)
@@ -279,13 +279,24 @@ def _searches(
 def _best(
     ranker: _Ranker,
     strategy: Strategy,
-    slot_lists: Iterable[list[Slot]],
+    searches: Mapping[str, SlotSearch],
+    slots: Mapping[str, list[Slot]],
     taken: set[tuple[str, datetime, Resources]],
 ) -> Offer | None:
-    candidates = (
-        offer
-        for slots in slot_lists
-        for slot in slots
-        if _key(offer := ranker.offer(strategy, slot)) not in taken
-    )
-    return min(candidates, key=ranker.rank, default=None)
+    """The strategy's best offer not chosen yet, over every platform."""
+
+    def chosen(slot: Slot) -> bool:
+        return _key(ranker.offer(strategy, slot)) in taken
+
+    best: Offer | None = None
+    for name, cached in slots.items():
+        found = cached
+        if any(chosen(slot) for slot in cached):
+            # The search keeps only the best slots; with some of them already offered, ask
+            # again without those, so that the next best of this platform shows up.
+            found = searches[name].slots(skip=chosen)
+        for slot in found:
+            offer = ranker.offer(strategy, slot)
+            if best is None or ranker.rank(offer) < ranker.rank(best):
+                best = offer
+    return best

@@ -25,7 +25,7 @@ acceptable model is searched on its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 
 from broker.intervals import (
@@ -299,7 +299,9 @@ def _feasible_starts(
             yield start, tuple(capacity[d] - used for d, used in zip(dimensions, peak, strict=True))
 
 
-def _slots_for(plan: _Plan, timeline: UsageTimeline, gpu: Gpu | None) -> list[Slot]:
+def _slots_for(
+    plan: _Plan, timeline: UsageTimeline, gpu: Gpu | None, skip: Callable[[Slot], bool] | None
+) -> list[Slot]:
     layout, platform, duration, longest = plan.layout, plan.platform, plan.duration, plan.longest
     needed = plan.minimum(gpu)
     # `needed` always has cores (dimension 0) and memory (dimension 1), so they come first.
@@ -324,18 +326,19 @@ def _slots_for(plan: _Plan, timeline: UsageTimeline, gpu: Gpu | None) -> list[Sl
         # is no larger and no longer is never any strategy's better choice.
         if best_size is not None and size <= best_size and room <= best_room:
             continue
+        slot = Slot(
+            platform=platform.name,
+            start=from_micros(start),
+            end=from_micros(start + duration),
+            offered=plan.resources(size[0], size[1], gpu),
+            minimum=minimum,
+            latest_end=from_micros(latest_end),
+        )
+        if skip is not None and skip(slot):
+            continue  # already offered: it must not hide the next best
         best_size = size if best_size is None else max(best_size, size)
         best_room = max(best_room, room)
-        slots.append(
-            Slot(
-                platform=platform.name,
-                start=from_micros(start),
-                end=from_micros(start + duration),
-                offered=plan.resources(size[0], size[1], gpu),
-                minimum=minimum,
-                latest_end=from_micros(latest_end),
-            )
-        )
+        slots.append(slot)
         if best_size == largest and best_room == longest:
             break  # nothing later can be larger or longer
     return slots
@@ -386,15 +389,20 @@ class SlotSearch:
                 self._plan.layout.amounts(booking.resources),
             )
 
-    def slots(self) -> list[Slot]:
-        """The slots worth offering now, sorted by start (then GPU model); see `find_slots`."""
+    def slots(self, skip: Callable[[Slot], bool] | None = None) -> list[Slot]:
+        """The slots worth offering now, sorted by start (then GPU model); see `find_slots`.
+
+        Args:
+            skip: tells which slots are not wanted (say, already offered); they are left out
+                before comparing, so that they do not hide the best of the others.
+        """
         timeline = self._timeline
         if timeline is None:
             return []
         slots = [
             slot
             for gpu in self._plan.gpu_options()
-            for slot in _slots_for(self._plan, timeline, gpu)
+            for slot in _slots_for(self._plan, timeline, gpu, skip)
         ]
         if self.demand.gpus is not None:
             slots.sort(key=lambda slot: slot.start)  # stable: model order kept within one start

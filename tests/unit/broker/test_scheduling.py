@@ -14,6 +14,7 @@ from broker.scheduling import (
     GpuShare,
     Limits,
     PlatformSpec,
+    Prices,
     Resources,
     SlotPolicy,
     SlotSearch,
@@ -255,10 +256,16 @@ def test_gpus_booked_by_others_are_not_offered():
             "gpu: needs 1 GPU with compute capability >= 9, "
             "has 4 x A10 24 GiB (compute capability 8.6), 2 x A100 80 GiB (compute capability 8)",
         ),
-        (GpuDemand(count_min=3, memory_min=40), "gpu: needs 3 GPUs with >= 40 GiB, has 4 x A10 24 GiB, 2 x A100 80 GiB"),
-        (GpuDemand(vendor="amd"), "gpu: needs 1 GPU from amd, has 4 x A10 24 GiB (nvidia), 2 x A100 80 GiB (nvidia)"),
+        (
+            GpuDemand(count_min=3, memory_min=40),
+            "gpu: needs 3 GPUs with >= 40 GiB, has 4 x A10 24 GiB, 2 x A100 80 GiB",
+        ),
+        (
+            GpuDemand(vendor="amd"),
+            "gpu: needs 1 GPU from amd, has 4 x A10 24 GiB (nvidia), 2 x A100 80 GiB (nvidia)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_gpu_mismatches_name_what_is_needed_and_what_is_there(gpus, expected):
     target = platform() if "alpha" in expected else GPU_PLATFORM
     assert [r.text for r in assess(target, demand(gpus=gpus))] == [expected]
@@ -377,7 +384,7 @@ def test_platform_from_settings():
     assert spec.gpus == (Gpu(model="A100", memory=80, count=8),)
     assert spec.kinds == frozenset({"docker-container"})
     assert spec.limits == Limits(cores=64, duration=timedelta(days=2))
-    assert spec.prices is not None and spec.prices.unit == "CHF"
+    assert spec.prices == Prices(core_hour=0.02, unit="CHF")
     assert spec.maintenance == (
         Interval(datetime(2026, 6, 2, 8, tzinfo=UTC), datetime(2026, 6, 2, 12, tzinfo=UTC)),
     )

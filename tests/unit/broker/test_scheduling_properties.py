@@ -200,8 +200,8 @@ def peak_free(platform, bookings, start: datetime, end: datetime) -> dict[str, f
     free = dict(capacity)
     for instant in instants:
         load = load_at(platform, bookings, instant)
-        for key in free:
-            free[key] = min(free[key], capacity[key] - load[key])
+        for key, least in free.items():
+            free[key] = min(least, capacity[key] - load[key])
     return free
 
 
@@ -296,13 +296,17 @@ def test_slots_are_exact_against_every_start_on_the_grid(world):
     """The earliest slot is the earliest feasible start; the largest is the largest there is."""
     platform, bookings, demand, above = world
     horizon = timedelta(days=2)
-    slots = find_slots(platform, bookings, demand, NOW, horizon, policy=SlotPolicy(above_minimum=above))
+    slots = find_slots(
+        platform, bookings, demand, NOW, horizon, policy=SlotPolicy(above_minimum=above)
+    )
     if assess(platform, demand):
         assert slots == []
         return
     options = [None]
     if demand.gpus is not None:
-        options = [g for g in platform.gpus if demand.gpus.accepts(g) and g.count >= demand.gpus.count_min]
+        options = [
+            g for g in platform.gpus if demand.gpus.accepts(g) and g.count >= demand.gpus.count_min
+        ]
     earliest = NOW + platform.preparation
     feasible: list[tuple[datetime, int, float]] = []
     for window in demand.windows:
@@ -318,7 +322,12 @@ def test_slots_are_exact_against_every_start_on_the_grid(world):
                 if gpu is not None:
                     fits = fits and free[f"gpu:{gpu.model}"] >= demand.gpus.count_min
                 if fits:
-                    cores = min(free["cores"], int(demand.cores_min * above), demand.cores_max or 10**9, platform.limits.cores or 10**9)
+                    cores = min(
+                        free["cores"],
+                        int(demand.cores_min * above),
+                        demand.cores_max or 10**9,
+                        platform.limits.cores or 10**9,
+                    )
                     feasible.append((start, cores, free["memory"]))
             start += timedelta(minutes=STEP)
     if not feasible:
@@ -356,5 +365,7 @@ def test_durations_of_days_over_a_horizon_of_weeks_with_many_bookings():
     result = make_offers([spec], bookings, demand, NOW, OfferPolicy(horizon=timedelta(days=21)))
     assert result.offers
     for offer in result.offers:
-        free = peak_free(spec, bookings + [o.hold() for o in result.offers if o != offer], offer.start, offer.end)
+        free = peak_free(
+            spec, bookings + [o.hold() for o in result.offers if o != offer], offer.start, offer.end
+        )
         assert free["cores"] >= offer.resources.cores

@@ -1,9 +1,11 @@
 """The catalogue's commands: `voexec search`, `voexec offers`, `voexec publish`, `voexec reindex`.
 
-Commands get their `CatalogueService` from a factory handed in by `voexec/wire_catalogue.py`
-(this package may not import the composition root), and print readable tables, or JSON with
-`--json`. `voexec publish FILE --check` is the packager's pre-flight: every problem of the file,
-with its line, and nothing stored.
+`search`, `publish` and `reindex` work on the catalogue the settings describe, through a
+`CatalogueService` factory handed in by `voexec/wire_catalogue.py` (this package may not import
+the composition root). `offers` is an HTTP client of a running voexec, so that its broker holds
+the offers until `voexec accept OFFER_URL`. Tables by default, JSON with `--json`.
+`voexec publish FILE --check` is the packager's pre-flight: every problem of the file, with its
+line, and nothing stored.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ import argparse
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import httpx
 import msgspec
 import yaml
 
@@ -25,23 +27,22 @@ from catalogue.ports import FACETS
 from catalogue.publisher import CheckedDocument
 from catalogue.service import CatalogueService
 from catalogue.web import API_SOURCE
-from core.errors import Invalid, Problem
+from core.errors import Invalid, Problem, Unavailable
 
 SORTS: Final = ("relevance", "name", "newest")
 
 
-@dataclass(frozen=True)
-class CliContext:
-    """What a command runs against: the service, and the base URL the broker's links use."""
-
-    catalogue: CatalogueService
-    base_url: str
-
-
-OpenCatalogue = Callable[[argparse.Namespace], AbstractContextManager[CliContext]]
+OpenCatalogue = Callable[[argparse.Namespace], AbstractContextManager[CatalogueService]]
 """Builds the catalogue from `--config` (and tears it down after the command)."""
-OfferSetPrinter = Callable[[Mapping[str, Any]], None]
-"""Prints an offer set (the broker's table printer, when the broker provides one)."""
+OfferSetPrinter = Callable[[Mapping[str, Any]], str]
+"""Renders an offer set as text (the broker's table, when the broker provides one)."""
+HttpClient = Callable[[], httpx.Client]
+"""Makes the HTTP client `voexec offers` uses (tests pass one bound to an app)."""
+DEFAULT_SERVER: Final = "http://127.0.0.1:8000"
+
+
+def _default_client() -> httpx.Client:
+    return httpx.Client(timeout=60.0)
 
 
 def register(
@@ -49,9 +50,15 @@ def register(
     *,
     open_catalogue: OpenCatalogue,
     print_offer_set: OfferSetPrinter | None = None,
+    http_client: HttpClient | None = None,
 ) -> None:
-    """Mount the catalogue commands on the root parser."""
-    printer = print_offer_set or _print_offer_set_yaml
+    """Mount the catalogue commands on the root parser.
+
+    `search`, `publish` and `reindex` work on the catalogue the settings describe (no server
+    needed); `offers` asks a running voexec, whose broker then holds the offers until one is
+    accepted (`voexec accept OFFER_URL`).
+    """
+    printer = print_offer_set or _offer_set_yaml
 
     search = commands.add_parser("search", help="search the catalogue (facets narrow it)")
     search.add_argument("query", nargs="?", default="", help="free text (typos are tolerated)")
@@ -66,8 +73,11 @@ def register(
     _common(search)
     search.set_defaults(func=lambda args: _reporting(lambda: _search(args, open_catalogue)))
 
-    offers = commands.add_parser("offers", help="ask the broker for offers to run an entry")
+    offers = commands.add_parser(
+        "offers", help="ask a running voexec for offers to run a catalogue entry"
+    )
     offers.add_argument("entry_id", metavar="ENTRY_ID")
+    offers.add_argument("--server", default=DEFAULT_SERVER, help=f"default {DEFAULT_SERVER}")
     offers.add_argument("--version", dest="entry_version", help="entry version (default: current)")
     offers.add_argument("--start", help="start range: ISO-8601 interval or instant")
     offers.add_argument("--duration", help="ISO-8601 duration, e.g. PT2H")
@@ -77,9 +87,9 @@ def register(
     offers.add_argument(
         "--data", action="append", default=[], metavar="URL", help="input data location"
     )
-    _common(offers)
+    offers.add_argument("--json", action="store_true", help="print the offer set as JSON")
     offers.set_defaults(
-        func=lambda args: _reporting(lambda: _offers(args, open_catalogue, printer))
+        func=lambda args: _reporting(lambda: _offers(args, http_client or _default_client, printer))
     )
 
     publish = commands.add_parser(
@@ -109,6 +119,9 @@ def _reporting(command: Callable[[], int]) -> int:
             )
             print(f"  {problem.field}: {problem.reason}{hint}", file=sys.stderr)
         return 1
+    except Unavailable as error:
+        print(f"voexec: {error.message}", file=sys.stderr)
+        return 1
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -126,8 +139,8 @@ def _search(args: argparse.Namespace, open_catalogue: OpenCatalogue) -> int:
     request = SearchRequest(
         text=args.query, filters=filters, sort=args.sort, cursor=args.cursor, limit=args.limit
     )
-    with open_catalogue(args) as context:
-        page = context.catalogue.search(request)
+    with open_catalogue(args) as catalogue:
+        page = catalogue.search(request)
     if args.json:
         _print_json(page)
     else:
@@ -171,9 +184,7 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- offers
-def _offers(
-    args: argparse.Namespace, open_catalogue: OpenCatalogue, printer: OfferSetPrinter
-) -> int:
+def _offers(args: argparse.Namespace, http_client: HttpClient, printer: OfferSetPrinter) -> int:
     overrides = HandOff(
         version=args.entry_version,
         start=args.start,
@@ -183,18 +194,48 @@ def _offers(
         gpus=args.gpus,
         data=list(args.data),
     )
-    with open_catalogue(args) as context:
-        answer = context.catalogue.hand_off(args.entry_id, overrides, context.base_url)
+    url = f"{args.server.rstrip('/')}/catalogue/executables/{args.entry_id}/offers"
+    try:
+        with http_client() as client:
+            answer = client.post(
+                url,
+                content=msgspec.json.encode(overrides),
+                headers={"content-type": "application/json", "accept": "application/json"},
+                follow_redirects=False,
+            )
+    except httpx.HTTPError as error:
+        raise Unavailable(f"cannot reach voexec at {args.server}: {error}") from error
+    if answer.status_code != 303:
+        raise _answer_error(answer)
+    offer_set = answer.json()
     if args.json:
-        _print_json(answer.offer_set)
-    else:
-        print(f"offer set: {answer.location}")
-        printer(answer.offer_set)
-    return 0
+        _print_json(offer_set)
+        return 0 if offer_set.get("result") == "YES" else 1
+    print(f"offer set: {answer.headers.get('location', '-')}")
+    print(printer(offer_set))
+    if offer_set.get("result") == "YES":
+        print("Accept one with: voexec accept OFFER_URL")
+        return 0
+    return 1
 
 
-def _print_offer_set_yaml(offer_set: Mapping[str, Any]) -> None:
-    print(yaml.safe_dump(dict(offer_set), sort_keys=False, allow_unicode=True).rstrip())
+def _answer_error(answer: httpx.Response) -> Invalid | Unavailable:
+    """A problem-details answer as the error it reports (fields and reasons kept)."""
+    try:
+        body = answer.json()
+    except ValueError:
+        return Unavailable(f"voexec answered {answer.status_code}: {answer.text[:200]}")
+    problems = [
+        Problem(str(p.get("field", "")), str(p.get("reason", "")), tuple(p.get("suggestions", ())))
+        for p in body.get("problems", [])
+        if isinstance(p, dict)
+    ]
+    detail = str(body.get("detail") or body.get("title") or answer.reason_phrase)
+    return Invalid(f"{detail} ({answer.status_code})", problems)
+
+
+def _offer_set_yaml(offer_set: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(dict(offer_set), sort_keys=False, allow_unicode=True).rstrip()
 
 
 # ---------------------------------------------------------------------------- publish
@@ -204,13 +245,13 @@ def _publish(args: argparse.Namespace, open_catalogue: OpenCatalogue) -> int:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise Invalid(f"cannot read {path}: {error}", [Problem(str(path), str(error))]) from error
-    with open_catalogue(args) as context:
+    with open_catalogue(args) as catalogue:
         if args.check:
-            checked = context.catalogue.check(text)
+            checked = catalogue.check(text)
             report: Any = checked
             ok = checked.ok
         else:
-            report = context.catalogue.publish(text, Provenance(source=API_SOURCE))
+            report = catalogue.publish(text, Provenance(source=API_SOURCE))
             ok = report.ok
     if args.json:
         _print_json(_checked_json(report) if isinstance(report, CheckedDocument) else report)
@@ -272,7 +313,7 @@ def problem_listing(
 
 # ---------------------------------------------------------------------------- reindex
 def _reindex(args: argparse.Namespace, open_catalogue: OpenCatalogue) -> int:
-    with open_catalogue(args) as context:
-        count = context.catalogue.reindex()
+    with open_catalogue(args) as catalogue:
+        count = catalogue.reindex()
     print(f"search index rebuilt: {count} entries")
     return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
@@ -28,6 +29,8 @@ from catalogue.web import catalogue_router
 from core.db import make_engine
 from core.errors import ConfigError, DomainError, Invalid, Problem, Unavailable
 from core.settings import OpenSearchSearch, PlatformSettings, Settings, TantivySearch
+from vocabularies.model import UnknownVocabulary
+from vocabularies.registry import VocabularyRegistry
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -39,6 +42,8 @@ log = logging.getLogger(__name__)
 
 DEMO_FOLDER: Final = Path(__file__).resolve().parents[1] / "catalogue" / "demo"
 DEMO_SOURCE: Final = "demo"
+SYNONYM_VOCABULARIES: Final = ("uat", "software-function", "executable-kind")
+_SYNONYM_UNSAFE: Final = re.compile(r"[^\w\s-]")
 BROKER_PATH: Final = "/broker"
 """Where `broker.web.broker_router` is mounted (not imported: the gateway needs no web layer)."""
 
@@ -114,7 +119,7 @@ def _within(duration: str | None, longest: timedelta | None) -> bool:
 
 
 # ----------------------------------------------------------------------------- building
-def search_index(settings: Settings) -> SearchIndex:
+def search_index(settings: Settings, vocabularies: VocabularyRegistry) -> SearchIndex:
     """The search index the settings choose."""
     match settings.search:
         case TantivySearch(path=path):
@@ -123,11 +128,35 @@ def search_index(settings: Settings) -> SearchIndex:
             folder = Path(path) if path else Path(settings.data_dir) / "search"
             return TantivySearchIndex(folder)
         case OpenSearchSearch():
-            raise ConfigError(
-                "search.backend: opensearch is not available yet in this version; "
-                "use the embedded backend (search.backend: tantivy)"
-            )
+            from catalogue.search_opensearch import OpenSearchIndex
+
+            return OpenSearchIndex(settings.search, synonyms=vocabulary_synonyms(vocabularies))
     raise ConfigError(f"search: unknown backend {settings.search!r}")  # pragma: no cover
+
+
+def vocabulary_synonyms(vocabularies: VocabularyRegistry) -> list[str]:
+    """Synonym rules (`label, alternative, ...`) from the vocabularies' alternative labels.
+
+    Free text then finds a concept by any of its names (`CMB` and `cosmic microwave
+    background`). Punctuation is dropped: the rules use commas and `=>` as syntax.
+    """
+    rules = []
+    for name in SYNONYM_VOCABULARIES:
+        try:
+            vocabulary = vocabularies.get(name)
+        except UnknownVocabulary:
+            continue
+        for concept in vocabulary.concepts.values():
+            if concept.deprecated or not concept.alt_labels:
+                continue
+            names = (
+                _SYNONYM_UNSAFE.sub(" ", n).strip().lower()
+                for n in (concept.label, *concept.alt_labels)
+            )
+            distinct = list(dict.fromkeys(" ".join(n.split()) for n in names if n.strip()))
+            if len(distinct) > 1:
+                rules.append(", ".join(distinct))
+    return rules
 
 
 def build(services: Services) -> None:
@@ -140,14 +169,15 @@ def build(services: Services) -> None:
         services.on_shutdown.append(engine.dispose)
     store = SqlCatalogueStore(engine)
     store.migrate()
-    index = search_index(settings)
+    vocabularies: VocabularyRegistry = services.components["vocabularies"]
+    index = search_index(settings, vocabularies)
     close = getattr(index, "close", None)
     if callable(close):
         services.on_shutdown.append(close)
     catalogue = CatalogueService(
         store,
         index,
-        services.components["vocabularies"],
+        vocabularies,
         InProcessBroker(services.components.get("broker"), settings.broker.platforms),
         services.clock,
         page_size=settings.catalogue.page_size,
@@ -197,7 +227,7 @@ def load_demo(catalogue: CatalogueService, folder: Path = DEMO_FOLDER) -> list[P
 
 # ----------------------------------------------------------------------------- commands
 @contextmanager
-def _open_catalogue(args: argparse.Namespace) -> Iterator[cli.CliContext]:
+def _open_catalogue(args: argparse.Namespace) -> Iterator[CatalogueService]:
     from core.settings import load_settings
     from voexec.wiring import build_services  # wiring imports this module: import late
 
@@ -205,23 +235,26 @@ def _open_catalogue(args: argparse.Namespace) -> Iterator[cli.CliContext]:
     services = build_services(settings)
     catalogue: CatalogueService = services.components["catalogue"]
     prepare(catalogue, demo=settings.catalogue.demo)
-    base_url = settings.server.public_url or f"http://{settings.server.host}:{settings.server.port}"
     try:
-        yield cli.CliContext(catalogue=catalogue, base_url=base_url)
+        yield catalogue
     finally:
         services.stop()
 
 
-def _offer_set_printer() -> cli.OfferSetPrinter | None:
-    """The broker CLI's offer-set printer, when it has one (one printer for both commands)."""
-    try:
-        from broker import cli as broker_cli
-    except ImportError:  # pragma: no cover - the broker is part of the distribution
-        return None
-    printer = getattr(broker_cli, "print_offer_set", None)
-    return printer if callable(printer) else None
+def offer_set_text(offer_set: Mapping[str, Any]) -> str:
+    """An offer set as the broker's own CLI shows it: its table of offers, or why there are none."""
+    from broker import cli as broker_cli
+    from broker import codec
+    from broker.model import OfferSetResponse
+
+    decoded = codec.convert(dict(offer_set), OfferSetResponse).value
+    lines = [broker_cli.offer_table(decoded)] if decoded.offers else ["No offers:"]
+    for message in decoded.meta.messages if decoded.meta else []:
+        level = message.level.value if message.level else "INFO"
+        lines.append(f"  {level}: {message.message or message.template or message.kind}")
+    return "\n".join(lines)
 
 
 def register_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Mount `voexec search`, `offers`, `publish` and `reindex`."""
-    cli.register(commands, open_catalogue=_open_catalogue, print_offer_set=_offer_set_printer())
+    cli.register(commands, open_catalogue=_open_catalogue, print_offer_set=offer_set_text)

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import yaml
 from litestar.testing import TestClient
+from litestar.testing import transport as litestar_transport
 
+from broker import cli as broker_cli
+from catalogue import cli as catalogue_cli
 from tests.catalogue_support import app_settings, executable
 from tests.conftest import shared_path
 from voexec.app import create_app
 from voexec.cli import main
+from voexec.wire_catalogue import offer_set_text
 
 ACCEPT = {"kind": "uri:enum-value-update", "path": "phase", "value": "ACCEPTED"}
 
@@ -113,18 +120,63 @@ def test_cli_search_prints_a_table_and_json(config, capsys):
     assert "wsclean" in [hit["name"] for hit in page["hits"]]
 
 
-def test_cli_offers_for_an_entry(config, capsys):
-    main(["search", "sofia-2", "--json", "--config", str(config)])
-    entry = json.loads(capsys.readouterr().out)["hits"][0]["id"]
-    assert (
-        main(["offers", entry, "--duration", "PT1H", "--cores", "8", "--config", str(config)]) == 0
+class _AppTransport(httpx.BaseTransport):
+    """Sends the CLI's requests to the test app (what a running server would answer)."""
+
+    def __init__(self, client: TestClient) -> None:
+        self._inner = litestar_transport.TestClientTransport(client=client)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._inner.handle_request(request)
+
+
+def _no_local_catalogue(args: argparse.Namespace) -> Any:
+    raise AssertionError("`voexec offers` asks the server; it must not open a local catalogue")
+
+
+def run(client: TestClient, argv: list[str]) -> int:
+    """Run `voexec <argv>` with the catalogue and broker client commands talking to `client`."""
+
+    def http() -> httpx.Client:
+        return httpx.Client(transport=_AppTransport(client))
+
+    parser = argparse.ArgumentParser(prog="voexec")
+    commands = parser.add_subparsers()
+    catalogue_cli.register(
+        commands,
+        open_catalogue=_no_local_catalogue,
+        print_offer_set=offer_set_text,
+        http_client=http,
     )
+    broker_cli.register(commands, client=http)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+def test_cli_from_entry_to_offers_to_an_accepted_session(client, capsys):
+    sofia = entry_id(client, "sofia-2")
+    server = str(client.base_url)
+    assert run(client, ["offers", sofia, "--server", server, "--duration", "PT1H"]) == 0
     out = capsys.readouterr().out
-    assert "offer set: http://127.0.0.1:8000/broker/offersets/" in out
-    assert main(["offers", entry, "--json", "--config", str(config)]) == 0
-    assert json.loads(capsys.readouterr().out)["result"] == "YES"
-    assert main(["offers", entry, "--start", "soon", "--config", str(config)]) == 1
-    assert "start" in capsys.readouterr().err
+    assert out.startswith(f"offer set: {server}/broker/offersets/")
+    assert "Accept one with: voexec accept OFFER_URL" in out
+    offer_url = next(word for word in out.split() if "/broker/sessions/" in word)
+    assert run(client, ["accept", offer_url]) == 0
+    assert capsys.readouterr().out.strip() == f"{offer_url}: ACCEPTED"
+    phase = client.get(offer_url, headers={"accept": "application/json"}).json()["phase"]
+    assert phase != "OFFERED"
+
+
+def test_cli_offers_as_json_and_its_problems(client, capsys):
+    sofia = entry_id(client, "sofia-2")
+    server = str(client.base_url)
+    assert run(client, ["offers", sofia, "--server", server, "--cores", "8", "--json"]) == 0
+    offer_set = json.loads(capsys.readouterr().out)
+    assert offer_set["offers"][0]["compute"]["cores"]["min"] >= 8
+    assert run(client, ["offers", sofia, "--server", server, "--start", "soon"]) == 1
+    assert "start:" in capsys.readouterr().err
+    assert run(client, ["offers", "no-such-entry", "--server", server]) == 1
+    assert "no catalogue entry" in capsys.readouterr().err
 
 
 def test_cli_publish_check_lists_problems_with_lines(config, tmp_path, capsys):

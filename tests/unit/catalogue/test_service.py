@@ -204,3 +204,21 @@ def test_a_withdrawn_entry_cannot_be_handed_off(catalogue):
     catalogue.withdraw(entry.id)
     with pytest.raises(Conflict):
         catalogue.hand_off(entry.id, HandOff(), "http://x")
+
+
+def test_settings_choose_the_search_backend(tmp_path, vocabularies):
+    from catalogue.search_opensearch import OpenSearchIndex
+    from core.settings import settings_from_mapping
+    from voexec.wire_catalogue import search_index, vocabulary_synonyms
+
+    embedded = search_index(settings_from_mapping({"data_dir": str(tmp_path)}), vocabularies)
+    assert isinstance(embedded, TantivySearchIndex)
+    embedded.close()
+    assert (tmp_path / "search").is_dir()
+    cluster = settings_from_mapping({"search": {"backend": "opensearch", "index": "cat-test"}})
+    index = search_index(cluster, vocabularies)  # builds the client only: no request is made
+    assert isinstance(index, OpenSearchIndex)
+    assert index.alias == "cat-test"
+    assert "source extraction, object detection, source detection, source finding" in (
+        vocabulary_synonyms(vocabularies)
+    )

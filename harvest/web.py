@@ -134,8 +134,8 @@ class SourceView(msgspec.Struct, kw_only=True):
 
 # ------------------------------------------------------------------------------ secrets
 def _check_secret(source: GitLabSource, given: str | None, environ: Mapping[str, str]) -> None:
-    expected = environ.get(source.webhook_secret_env or "") if source.webhook_secret_env else None
-    if not expected:
+    expected = environ.get(source.webhook_secret_env) if source.webhook_secret_env else None
+    if not expected:  # no variable named, or it is empty: webhooks are off for this source
         raise Forbidden(f"webhooks are not enabled for source {source.name!r}")
     if given is None:
         raise Unauthorized(f"the {TOKEN_HEADER} header is missing")

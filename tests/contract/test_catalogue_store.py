@@ -1,12 +1,12 @@
 """One contract suite for the catalogue's SQL store, run on every database it supports.
 
-SQLite runs everywhere. PostgreSQL joins by adding one param to `STORES`:
-`pytest.param("postgres", marks=pytest.mark.postgres)`, served by the `postgres_database_url`
-fixture of tests/integration/conftest.py (move or import it here when it lands).
+SQLite runs everywhere; PostgreSQL runs when `VOEXEC_TEST_POSTGRES_URL` names a server (`make
+services`), each test in a fresh database, and is skipped otherwise (a failure in CI).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -17,16 +17,22 @@ from catalogue.model import EntryVersion, ExecutableSpec, Provenance, VersionWri
 from catalogue.store_sql import VERSION_TABLE, SqlCatalogueStore
 from core.db import make_engine
 from tests.catalogue_support import executable
+from tests.integration.conftest import fresh_postgres_database, postgres_server_url
 
-STORES = [pytest.param("sqlite", id="sqlite")]
+STORES = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+]
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(params=STORES)
-def database_url(request, tmp_path) -> str:
+def database_url(request, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'catalogue.db'}"
-    return request.getfixturevalue(f"{request.param}_database_url")
+        yield f"sqlite:///{tmp_path / 'catalogue.db'}"
+        return
+    with fresh_postgres_database(postgres_server_url(), prefix="voexec_catalogue") as url:
+        yield url
 
 
 @pytest.fixture

@@ -23,7 +23,8 @@ from typing import Annotated, Any, Final
 import msgspec
 from litestar import Request, Response, Router, delete, get, post
 from litestar.concurrency import sync_to_thread
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_303_SEE_OTHER
 
 from catalogue import documents
@@ -43,7 +44,9 @@ from core.errors import Forbidden, Invalid, Problem, Unauthorized
 API_SOURCE: Final = "api"
 """Provenance source of documents published by hand (the API and `voexec publish`)."""
 
-Values = Annotated[list[str] | None, Parameter(description="Repeat to select several (OR).")]
+Catalogue = NamedDependency[CatalogueService]
+"""The service, injected as the dependency `catalogue` (see voexec/wire_catalogue.py)."""
+Values = Annotated[list[str] | None, QueryParameter(description="Repeat to select several (OR).")]
 
 
 def _bearer(request: Request[Any, Any, Any]) -> str | None:
@@ -94,7 +97,7 @@ def catalogue_router(*, publish_tokens: Sequence[str], public_url: str | None = 
 
     @post("/executables", status_code=HTTP_201_CREATED)
     async def publish(
-        request: Request[Any, Any, Any], catalogue: CatalogueService
+        request: Request[Any, Any, Any], catalogue: Catalogue
     ) -> Response[PublishReport]:
         """Publish an `ivoa-executable.yaml` document (YAML or JSON body).
 
@@ -117,27 +120,29 @@ def catalogue_router(*, publish_tokens: Sequence[str], public_url: str | None = 
 
     @delete("/executables/{entry_id:str}", status_code=HTTP_200_OK)
     async def withdraw(
-        request: Request[Any, Any, Any], catalogue: CatalogueService, entry_id: str
+        request: Request[Any, Any, Any], catalogue: Catalogue, entry_id: FromPath[str]
     ) -> Entry:
         """Withdraw an entry: readable, marked withdrawn, gone from search."""
         _authorise(request, tokens)
         return await sync_to_thread(catalogue.withdraw, entry_id)
 
     @get("/executables/{entry_id:str}", sync_to_thread=True)
-    def read(catalogue: CatalogueService, entry_id: str) -> EntryDetail:
+    def read(catalogue: Catalogue, entry_id: FromPath[str]) -> EntryDetail:
         """An entry with its current version."""
         return catalogue.get(entry_id)
 
     @get("/executables/{entry_id:str}/versions/{version:str}", sync_to_thread=True)
-    def read_version(catalogue: CatalogueService, entry_id: str, version: str) -> EntryDetail:
+    def read_version(
+        catalogue: Catalogue, entry_id: FromPath[str], version: FromPath[str]
+    ) -> EntryDetail:
         """One version of an entry."""
         return catalogue.get(entry_id, version)
 
     @get("/search", sync_to_thread=True)
     def search(
         *,
-        catalogue: CatalogueService,
-        q: Annotated[str, Parameter(description="Free text; typos are tolerated.")] = "",
+        catalogue: Catalogue,
+        q: Annotated[str, QueryParameter(description="Free text; typos are tolerated.")] = "",
         subject: Values = None,
         kind: Values = None,
         function: Values = None,
@@ -145,9 +150,13 @@ def catalogue_router(*, publish_tokens: Sequence[str], public_url: str | None = 
         licence: Values = None,
         platform: Values = None,
         messenger: Values = None,
-        sort: SortOrder = "relevance",
-        cursor: str | None = None,
-        limit: Annotated[int | None, Parameter(ge=1, le=100)] = None,
+        sort: Annotated[SortOrder, QueryParameter(description="relevance, name or newest")] = (
+            "relevance"
+        ),
+        cursor: Annotated[
+            str | None, QueryParameter(description="the previous page's next_cursor")
+        ] = None,
+        limit: Annotated[int | None, QueryParameter(ge=1, le=100)] = None,
     ) -> SearchPage:
         """Faceted search; facet counts ignore their own facet's selection (multi-select)."""
         selected = {
@@ -166,7 +175,7 @@ def catalogue_router(*, publish_tokens: Sequence[str], public_url: str | None = 
 
     @post("/executables/{entry_id:str}/offers")
     async def offers(
-        request: Request[Any, Any, Any], catalogue: CatalogueService, entry_id: str
+        request: Request[Any, Any, Any], catalogue: Catalogue, entry_id: FromPath[str]
     ) -> Response[dict[str, Any]]:
         """Ask the broker for offers to run this entry; 303 to the offer set (also in the body).
 

@@ -52,6 +52,8 @@ TOPICS: Final = "topics"
 SUMMARY: Final = "summary"
 AUTHORS: Final = "authors"
 DESCRIPTION: Final = "description"
+WORDS: Final = "words"
+"""Sub-field of the stemmed short fields (`title.words`) holding their unstemmed words."""
 VERSION: Final = "version"
 UPDATED: Final = "updated"
 UPDATED_MICROS: Final = "updated_micros"
@@ -83,7 +85,7 @@ NEAR_NAME_MAX_LENGTH: Final = 64
 """Longest query tried as a misspelt name (names are at most 64 characters; a fuzzy automaton
 over a long text costs much and finds nothing)."""
 
-TEXT_FIELDS: Final = (
+MATCH_FIELDS: Final = (
     f"{NAME}^{NAME_BOOST:g}",
     f"{TITLE}^{TITLE_BOOST:g}",
     f"{KEYWORDS}^{KEYWORDS_BOOST:g}",
@@ -92,8 +94,22 @@ TEXT_FIELDS: Final = (
     f"{AUTHORS}^{AUTHORS_BOOST:g}",
     f"{DESCRIPTION}^{DESCRIPTION_BOOST:g}",
 )
-PREFIX_FIELDS: Final = (NAME, TITLE, KEYWORDS, TOPICS, SUMMARY, AUTHORS)
-"""The short fields a typed prefix is looked up in (descriptions would match almost anything)."""
+"""Where a word is looked up as typed, stemmed or through a synonym."""
+SPELL_FIELDS: Final = (
+    f"{NAME}^{NAME_BOOST:g}",
+    f"{TITLE}.{WORDS}^{TITLE_BOOST:g}",
+    f"{KEYWORDS}^{KEYWORDS_BOOST:g}",
+    f"{TOPICS}.{WORDS}^{TOPICS_BOOST:g}",
+    f"{SUMMARY}.{WORDS}^{SUMMARY_BOOST:g}",
+    f"{AUTHORS}^{AUTHORS_BOOST:g}",
+)
+"""Where a word is looked up misspelt or as a prefix: the short fields' unstemmed words, as in
+the tantivy adapter. A misspelling measured against stems finds nonsense (`sextractr` is two
+edits from `extract`, the stem of `extraction`), and one matched against long prose finds
+noise, at the highest cost (the description has the largest vocabulary)."""
+PREFIX_FIELDS: Final = tuple(field.partition("^")[0] for field in SPELL_FIELDS)
+TYPO_BOOST: Final = 0.5
+"""Weight of a misspelt (or exact) match in `SPELL_FIELDS`, below the match as typed."""
 
 # --------------------------------------------------------------------- result shaping
 FACET_BUCKETS: Final = 10_000
@@ -212,10 +228,16 @@ def analysis(synonyms: Iterable[str] = ()) -> dict[str, Any]:
 def mappings() -> dict[str, Any]:
     """The index's field mapping: strict, so a document of another shape is refused."""
 
-    def text(analyzer: str, search_analyzer: str | None = None) -> dict[str, Any]:
+    def text(
+        analyzer: str, search_analyzer: str | None = None, *, words: bool = False
+    ) -> dict[str, Any]:
         field: dict[str, Any] = {"type": "text", "analyzer": analyzer}
         if search_analyzer is not None:
             field["search_analyzer"] = search_analyzer
+        if words:  # unstemmed twin for misspellings and prefixes; presence is all they need
+            field["fields"] = {
+                WORDS: {"type": "text", "analyzer": WORDS_ANALYZER, "index_options": "docs"}
+            }
         return field
 
     # Facet counts are asked for on every search: build their ordinals at refresh, not then.
@@ -227,10 +249,10 @@ def mappings() -> dict[str, Any]:
             NAME: text(WORDS_ANALYZER),
             NAME_EXACT: {"type": "keyword", "normalizer": NAME_NORMALIZER},
             NAME_SORT: {"type": "keyword"},
-            TITLE: text(ENGLISH_ANALYZER, ENGLISH_SYNONYMS_ANALYZER),
+            TITLE: text(ENGLISH_ANALYZER, ENGLISH_SYNONYMS_ANALYZER, words=True),
             KEYWORDS: text(WORDS_ANALYZER, WORDS_SYNONYMS_ANALYZER),
-            TOPICS: text(ENGLISH_ANALYZER, ENGLISH_SYNONYMS_ANALYZER),
-            SUMMARY: text(ENGLISH_ANALYZER, ENGLISH_SYNONYMS_ANALYZER),
+            TOPICS: text(ENGLISH_ANALYZER, ENGLISH_SYNONYMS_ANALYZER, words=True),
+            SUMMARY: text(ENGLISH_ANALYZER, ENGLISH_SYNONYMS_ANALYZER, words=True),
             AUTHORS: text(WORDS_ANALYZER),
             DESCRIPTION: text(ENGLISH_ANALYZER, ENGLISH_SYNONYMS_ANALYZER),
             **{name: dict(facet) for name in FACETS},
@@ -324,8 +346,9 @@ def query_words(text: str) -> list[str]:
 def text_query(text: str) -> dict[str, Any] | None:
     """The scoring query of a free text, or None when it has no words.
 
-    Each word must match in some field, exactly, stemmed, through a synonym or misspelt within
-    `typo_distance` (fuzziness AUTO); the last one may also be a prefix. All of one or two words
+    Each word must match in some field as typed, stemmed or through a synonym (`MATCH_FIELDS`),
+    or misspelt within `typo_distance` (fuzziness AUTO) in the short fields' words
+    (`SPELL_FIELDS`); the last one may also be a prefix there. All of one or two words
     must match and all but a quarter of more (`facets.required_terms`). On top of that: the
     whole text equal to an entry's name scores `EXACT_NAME_SCORE`; the whole text a misspelt
     name, or the words in order in the name or title, add a little.
@@ -339,12 +362,21 @@ def text_query(text: str) -> dict[str, Any] | None:
             {
                 "multi_match": {
                     "query": word,
-                    "fields": list(TEXT_FIELDS),
+                    "fields": list(MATCH_FIELDS),
+                    "type": "best_fields",
+                    "tie_breaker": FIELD_TIE_BREAKER,
+                }
+            },
+            {
+                "multi_match": {
+                    "query": word,
+                    "fields": list(SPELL_FIELDS),
                     "type": "best_fields",
                     "tie_breaker": FIELD_TIE_BREAKER,
                     "fuzziness": "AUTO",
+                    "boost": TYPO_BOOST,
                 }
-            }
+            },
         ]
         if position == len(words) - 1 and len(word) >= PREFIX_MIN_LENGTH:
             ways.append(
@@ -357,7 +389,7 @@ def text_query(text: str) -> dict[str, Any] | None:
                     }
                 }
             )
-        per_word.append(ways[0] if len(ways) == 1 else {"bool": {"should": ways}})
+        per_word.append({"bool": {"should": ways}})
     matched = {"bool": {"should": per_word, "minimum_should_match": required_terms(len(words))}}
     name = normalise_name(text)
     clauses: list[dict[str, Any]] = [

@@ -25,12 +25,13 @@ from catalogue.opensearch_queries import (
     ENGLISH_SYNONYMS_ANALYZER,
     EXACT_NAME_SCORE,
     ID,
+    MATCH_FIELDS,
     MAX_ID_BYTES,
     NAME_EXACT,
     NAME_SORT,
     NOT_SCORED,
+    SPELL_FIELDS,
     SYNONYM_FILTER,
-    TEXT_FIELDS,
     UPDATED_MICROS,
     check_alias,
     delete_action,
@@ -112,14 +113,19 @@ def test_the_whole_text_as_a_normalised_name_gets_the_exact_name_boost() -> None
 
 def test_every_word_is_matched_typo_tolerant_over_the_boosted_fields() -> None:
     body = to_dsl(SearchQuery(text="galaxy morphology classifier"))
-    fuzzy = [
-        c["multi_match"] for c in walk_clauses(body) if c.get("multi_match", {}).get("fuzziness")
-    ]
-    assert [m["query"] for m in fuzzy] == ["galaxy", "morphology", "classifier"]
+    matches = [c["multi_match"] for c in walk_clauses(body) if "multi_match" in c]
+    fuzzy = [m for m in matches if m.get("fuzziness")]
+    as_typed = [m for m in matches if m["fields"] == list(MATCH_FIELDS)]
+    words = ["galaxy", "morphology", "classifier"]
+    assert [m["query"] for m in fuzzy] == [m["query"] for m in as_typed] == words
     for match in fuzzy:
         assert match["fuzziness"] == "AUTO"
-        assert match["fields"] == list(TEXT_FIELDS)
+        assert match["fields"] == list(SPELL_FIELDS)
         assert "name^8" in match["fields"]
+    # Misspellings are measured against unstemmed words, and never against the description.
+    assert "title.words^4" in SPELL_FIELDS
+    assert not any(field.startswith("description") for field in SPELL_FIELDS)
+    assert "description^1" in MATCH_FIELDS
     required = [c for c in walk_clauses(body) if "minimum_should_match" in c.get("bool", {})]
     assert any(c["bool"]["minimum_should_match"] == required_terms(3) for c in required)
 

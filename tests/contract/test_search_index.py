@@ -446,6 +446,18 @@ def test_upsert_of_the_same_id_twice_keeps_the_last(search_index: SearchIndex) -
     assert search_index.search(SearchQuery(text="quasar")).total == 1
 
 
+def test_writes_show_in_the_very_next_search(search_index: SearchIndex) -> None:
+    query = SearchQuery(filters={"function": ("source-extraction",)})
+    search_index.upsert(CATALOGUE[1:6])
+    before = search_index.search(query)
+    search_index.upsert([CATALOGUE[0]])  # the sextractor entry does source extraction
+    after = search_index.search(query)
+    assert after.total == before.total + 1
+    assert after.facets["kind"] != before.facets["kind"]
+    search_index.delete([CATALOGUE[0].id])
+    assert search_index.search(query) == before
+
+
 def test_delete_removes_and_ignores_unknown_ids(search_index: SearchIndex) -> None:
     search_index.upsert(CATALOGUE[:5])
     search_index.delete([CATALOGUE[0].id, "no-such-id"])

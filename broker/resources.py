@@ -11,6 +11,7 @@ Units: cores are counts, memory and storage are GiB, times are aware UTC datetim
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -23,7 +24,7 @@ from core.errors import ConfigError, Invalid, Problem
 from core.settings import PlatformSettings
 
 MEMORY_UNITS_PER_GIB = 1024
-"""Memory and storage are summed in MiB, so that sums of bookings stay exact integers."""
+"""Memory and storage are summed in whole MiB, so that sums of bookings stay exact integers."""
 
 _KIND_VERSION = re.compile(r"-\d+(\.\d+)*$")
 
@@ -39,8 +40,13 @@ def kind_name(kind: str) -> str:
 
 
 def memory_units(gib: float) -> int:
-    """GiB as whole MiB, the unit memory and storage are summed in."""
-    return round(gib * MEMORY_UNITS_PER_GIB)
+    """GiB taken (by a booking or a demand) as whole MiB, rounded up: never undercounted."""
+    return math.ceil(round(gib * MEMORY_UNITS_PER_GIB, 6))
+
+
+def capacity_units(gib: float) -> int:
+    """GiB a platform has (or an offer may give at most) as whole MiB, rounded down."""
+    return math.floor(round(gib * MEMORY_UNITS_PER_GIB, 6))
 
 
 def units_to_gib(units: int) -> float:

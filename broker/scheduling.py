@@ -53,6 +53,7 @@ from broker.resources import (
     Slot,
     SlotPolicy,
     assess,
+    capacity_units,
     gpu_models,
     kind_name,
     memory_units,
@@ -93,11 +94,11 @@ class _Layout:
     MEMORY = 1
 
     def __init__(self, platform: PlatformSpec) -> None:
-        capacity = [platform.cores, memory_units(platform.memory)]
+        capacity = [platform.cores, capacity_units(platform.memory)]
         self.storage: int | None = None
         if platform.storage is not None:
             self.storage = len(capacity)
-            capacity.append(memory_units(platform.storage))
+            capacity.append(capacity_units(platform.storage))
         self.gpu: dict[str, int] = {}
         for gpu in platform.gpus:
             self.gpu[gpu.model] = len(capacity)
@@ -109,10 +110,10 @@ class _Layout:
         held = [booking.resources for booking in bookings]
         columns = [
             [r.cores for r in held],
-            [round(r.memory * MEMORY_UNITS_PER_GIB) for r in held],
+            [memory_units(r.memory) for r in held],
         ]
         if self.storage is not None:
-            columns.append([round(r.storage * MEMORY_UNITS_PER_GIB) for r in held])
+            columns.append([memory_units(r.storage) for r in held])
         with_gpus = [index for index, r in enumerate(held) if r.gpus]
         for model in self.gpu:
             column = [0] * len(held)
@@ -255,11 +256,11 @@ class _Plan:
         """The most cores and memory units an offer may give, before looking at the calendar."""
         demand, limits, above = self.demand, self.platform.limits, self.policy.above_minimum
         cores = int(demand.cores_min * above)
-        memory = memory_units(demand.memory_min * above)
+        memory = capacity_units(demand.memory_min * above)
         for bound in (demand.cores_max, limits.cores):
             cores = cores if bound is None else min(cores, bound)
         for memory_bound in (demand.memory_max, limits.memory):
-            memory = memory if memory_bound is None else min(memory, memory_units(memory_bound))
+            memory = memory if memory_bound is None else min(memory, capacity_units(memory_bound))
         return max(cores, demand.cores_min), max(memory, memory_units(demand.memory_min))
 
     def gpu_options(self) -> list[Gpu | None]:
@@ -268,12 +269,16 @@ class _Plan:
         return list(gpu_models(self.platform, self.demand.gpus))
 
     def resources(self, cores: int, memory: int, gpu: Gpu | None) -> Resources:
+        """What a slot gives: `cores`, `memory` MiB (the exact minimum if that is all)."""
         demand = self.demand
         shares: tuple[GpuShare, ...] = ()
         if gpu is not None and demand.gpus is not None:
             shares = (GpuShare(gpu.model, demand.gpus.count_min),)
         storage = demand.storage if self.layout.storage is not None else 0.0
-        return Resources(cores=cores, memory=units_to_gib(memory), storage=storage, gpus=shares)
+        gib = (
+            demand.memory_min if memory <= memory_units(demand.memory_min) else units_to_gib(memory)
+        )
+        return Resources(cores=cores, memory=gib, storage=storage, gpus=shares)
 
 
 def _whole_gib(units: int) -> int:
@@ -514,6 +519,17 @@ def _window_reasons(plan: _Plan, horizon: timedelta) -> list[Reason]:
                 "start-beyond-horizon",
                 "{platform}: the requested start range begins after the booking horizon "
                 "({horizon} from now)",
+                horizon=format_duration(horizon),
+            )
+        )
+    if not reasons:  # every window is in range, but the range itself is empty
+        reasons.append(
+            reason(
+                platform,
+                "horizon-too-short",
+                "{platform}: preparation takes {preparation}, longer than the booking horizon "
+                "({horizon})",
+                preparation=format_duration(platform.preparation),
                 horizon=format_duration(horizon),
             )
         )

@@ -120,6 +120,11 @@ def test_window_beyond_the_horizon_explains_itself():
     assert "P7D from now" in reason.text
 
 
+def test_a_horizon_shorter_than_the_preparation_explains_itself():
+    (reason,) = explain_no_slots(platform(), [], demand(), NOW, timedelta(minutes=1))
+    assert reason.text == ("alpha: preparation takes PT5M, longer than the booking horizon (PT1M)")
+
+
 def test_long_sessions_and_long_horizons_work():
     """Durations of days and horizons of weeks: no two-hour window as in the reference."""
     long = demand(duration=timedelta(days=2, hours=3), windows=(Interval(NOW, at(24 * 20)),))

@@ -31,6 +31,7 @@ NOW = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 STEP = 5  # minutes
 KINDS = ("docker-container", "jupyter-notebook")
 MODELS = (("A10", 24.0, 8.6), ("A100", 80.0, 8.0), ("H100", 80.0, 9.0))
+FRACTIONS = st.sampled_from([0.0, 0.3, 0.5, 0.1])
 
 
 def at(minutes: int) -> datetime:
@@ -48,9 +49,9 @@ def intervals(first: int, last: int, longest: int, shortest: int = STEP):
 
 
 @st.composite
-def platforms(draw, name: str) -> PlatformSpec:
+def platforms(draw, name: str, fractions: bool = False) -> PlatformSpec:
     cores = draw(st.integers(1, 48))
-    memory = draw(st.integers(1, 96))
+    memory = draw(st.integers(1, 96)) + (draw(FRACTIONS) if fractions else 0)
     models = draw(st.lists(st.sampled_from(MODELS), max_size=2, unique_by=lambda m: m[0]))
     return PlatformSpec(
         name=name,
@@ -84,7 +85,7 @@ def platforms(draw, name: str) -> PlatformSpec:
 
 
 @st.composite
-def bookings_for(draw, platform: PlatformSpec, most: int) -> list[Booking]:
+def bookings_for(draw, platform: PlatformSpec, most: int, fractions: bool = False):
     result = []
     for _ in range(draw(st.integers(0, most))):
         gpus = ()
@@ -97,7 +98,8 @@ def bookings_for(draw, platform: PlatformSpec, most: int) -> list[Booking]:
                 interval=draw(intervals(-200, 1500, 600)),
                 resources=Resources(
                     cores=draw(st.integers(1, platform.cores)),
-                    memory=float(draw(st.integers(0, int(platform.memory)))),
+                    memory=draw(st.integers(0, int(platform.memory)))
+                    + (draw(FRACTIONS) if fractions else 0.0),
                     storage=float(draw(st.integers(0, 50))),
                     gpus=gpus,
                 ),
@@ -107,9 +109,11 @@ def bookings_for(draw, platform: PlatformSpec, most: int) -> list[Booking]:
 
 
 @st.composite
-def demands(draw, longest_window: int = 600, longest_duration: int = 1500) -> Demand:
+def demands(
+    draw, longest_window: int = 600, longest_duration: int = 1500, fractions: bool = False
+) -> Demand:
     cores = draw(st.integers(1, 32))
-    memory = draw(st.integers(0, 64))
+    memory = draw(st.integers(0, 64)) + (draw(FRACTIONS) if fractions else 0.0)
     gpus = None
     if draw(st.booleans()):
         gpus = GpuDemand(
@@ -127,7 +131,7 @@ def demands(draw, longest_window: int = 600, longest_duration: int = 1500) -> De
         cores_min=cores,
         cores_max=draw(st.none() | st.integers(cores, cores + 16)),
         memory_min=float(memory),
-        memory_max=draw(st.none() | st.integers(memory, memory + 32).map(float)),
+        memory_max=draw(st.none() | st.integers(0, 32).map(lambda extra: memory + extra)),
         storage=float(draw(st.integers(0, 50))),
         gpus=gpus,
     )
@@ -152,9 +156,10 @@ policies = st.builds(
 @st.composite
 def worlds(draw):
     names = ["alpha", "beta", "gamma"][: draw(st.integers(1, 3))]
-    specs = [draw(platforms(name)) for name in names]
-    bookings = [b for spec in specs for b in draw(bookings_for(spec, 15))]
-    return specs, bookings, draw(demands()), draw(policies)
+    # Fractions of a GiB too: memory is counted in MiB, rounded against the asker.
+    specs = [draw(platforms(name, fractions=True)) for name in names]
+    bookings = [b for spec in specs for b in draw(bookings_for(spec, 15, fractions=True))]
+    return specs, bookings, draw(demands(fractions=True)), draw(policies)
 
 
 # ------------------------------------------------------------------------- brute force

@@ -299,35 +299,48 @@ class Step(msgspec.Struct, frozen=True):
 
 
 class InvalidTransition(Conflict):
-    """The event (or client update) is not legal in the session's phase."""
+    """The event (or client update) is not legal in the session's phase.
+
+    Carries the session's story (`history`), and says which updates the client may make now.
+    """
 
     def __init__(
-        self, session_id: str, phase: Phase, event: Event | str, history: tuple[Transition, ...]
+        self,
+        session_id: str,
+        phase: Phase,
+        event: Event | str,
+        history: tuple[Transition, ...],
+        *,
+        message: str | None = None,
     ) -> None:
         self.session_id, self.phase, self.event, self.history = session_id, phase, event, history
-        name = event if isinstance(event, str) else type(event).__name__
-        updates = allowed_updates(phase)
-        allowed = (
-            "; allowed updates: "
-            + "; ".join(f"{u.path} -> {' or '.join(u.values)}" for u in updates)
-            if updates
-            else "; no update is allowed now"
-        )
-        super().__init__(f"session {session_id} is {phase}: {name} is not allowed{allowed}")
+        if message is None:
+            name = event if isinstance(event, str) else type(event).__name__
+            updates = allowed_updates(phase)
+            allowed = (
+                "; allowed updates: "
+                + "; ".join(f"{u.path} -> {' or '.join(u.values)}" for u in updates)
+                if updates
+                else "; no update is allowed now"
+            )
+            message = f"session {session_id} is {phase}: {name} is not allowed{allowed}"
+        super().__init__(message)
 
 
 class OfferHasExpired(InvalidTransition):
-    """An accept came at or after the offer's `expires`: the hold is gone."""
+    """An accept came at or after the offer's `expires`: its hold is gone."""
 
     def __init__(self, state: SessionState, now: datetime) -> None:
-        super().__init__(state.session_id, state.phase, OfferAccepted(), state.history)
         self.expires = state.expires
         expired = state.expires.isoformat() if state.expires else "?"
-        self.message = (
-            f"session {state.session_id}: the offer expired at {expired} "
-            f"(now {now.isoformat()}) and can no longer be accepted"
+        super().__init__(
+            state.session_id,
+            state.phase,
+            OfferAccepted(),
+            state.history,
+            message=f"session {state.session_id}: the offer expired at {expired} "
+            f"(now {now.isoformat()}) and can no longer be accepted",
         )
-        self.args = (self.message,)
 
 
 # ------------------------------------------------------------------------- the table

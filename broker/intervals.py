@@ -213,7 +213,8 @@ class UsageTimeline:
 
     `times[i]` is a breakpoint and `levels[d][i]` the usage of dimension `d` from `times[i]` up
     to `times[i + 1]` (the last level lasts for ever). `times[0]` is `BEGINNING` with level 0, so
-    every instant falls in exactly one segment.
+    every instant falls in exactly one segment. It changes only through `add`, which a search
+    uses for the holds of offers it has just chosen.
     """
 
     __slots__ = ("levels", "times")
@@ -262,11 +263,6 @@ class UsageTimeline:
             running = list(accumulate(map(deltas.__getitem__, order)))
             levels.append([0, *map(running.__getitem__, last)])
         return cls([BEGINNING, *map(ordered.__getitem__, last)], levels)
-
-    @property
-    def dimensions(self) -> int:
-        """How many dimensions the timeline sums."""
-        return len(self.levels)
 
     def level_at(self, instant: int) -> tuple[int, ...]:
         """The usage of every dimension at one instant."""

@@ -22,7 +22,7 @@ import msgspec
 
 from catalogue import documents
 from catalogue.executables import canonical_block, kind_of, kinds_vocabulary, pinning_problems
-from catalogue.model import ExecutableSpec
+from catalogue.model import ExecutableSpec, Links
 from catalogue.spdx import check_licence
 from catalogue.timing import format_duration, parse_duration
 from core.errors import Problem, Unavailable
@@ -101,7 +101,10 @@ def check_document(
 def _executable_items(data: Any, problems: list[Problem]) -> list[tuple[str, Any]]:
     if not isinstance(data, dict):
         problems.append(
-            Problem("(document)", "must be a mapping: one executable, or `executables:` and a list")
+            Problem(
+                documents.DOCUMENT,
+                "must be a mapping: one executable, or `executables:` and a list",
+            )
         )
         return []
     if "executables" not in data:
@@ -128,8 +131,8 @@ def _check_unique_names(result: CheckedDocument) -> None:
             result.problems.append(
                 Problem(
                     documents.join(item.field, "name"),
-                    f"{item.spec.name!r} is already the name of {seen[item.spec.name] or 'another'}"
-                    " executable in this file; names must be unique",
+                    f"{item.spec.name!r} is already the name of {seen[item.spec.name]}; "
+                    "names must be unique within a file",
                 )
             )
         seen.setdefault(item.spec.name, item.field)
@@ -249,6 +252,8 @@ class _Checker:
 
     # ------------------------------------------------------------------ one check per concern
     def _terms(self, values: list[str], vocabulary_name: str, where: str) -> list[str]:
+        if not values:
+            return []
         try:
             vocabulary = self.vocabularies.get(vocabulary_name)
         except UnknownVocabulary as error:
@@ -311,7 +316,7 @@ class _Checker:
                 "use an http(s)://, s3://, ivo:// or rucio:// URI",
             )
 
-    def _links(self, spec: ExecutableSpec, where: str) -> Any:
+    def _links(self, spec: ExecutableSpec, where: str) -> Links:
         links = spec.links
         for name in ("homepage", "documentation", "source", "issues"):
             url = getattr(links, name)

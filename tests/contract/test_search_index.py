@@ -170,10 +170,10 @@ def expected_order(sort: str, ids: set[str]) -> list[str]:
 
 
 def walk(index: SearchIndex, query: SearchQuery) -> tuple[list[str], list[SearchResult]]:
-    """Follow `next_cursor` to the end; the ids of every page, in order."""
+    """Follow `next_cursor` to the end (from `query.cursor`); the ids of every page, in order."""
     ids: list[str] = []
     pages = []
-    cursor = None
+    cursor = query.cursor
     for _ in range(1000):
         page = index.search(msgspec.structs.replace(query, cursor=cursor))
         pages.append(page)
@@ -380,6 +380,37 @@ def test_cursors_walk_all_results_exactly_once(
         assert keys == sorted(keys)  # score descending, ties by id
     else:
         assert ids == expected_order(sort, set(ids))
+
+
+def test_name_walk_stays_exact_while_entries_are_added(search_index: SearchIndex) -> None:
+    search_index.upsert(CATALOGUE[:30])
+    query = SearchQuery(sort="name", limit=4)
+    waiting = list(CATALOGUE[30:])
+    page = search_index.search(query)
+    seen = [hit.id for hit in page.hits]
+    while page.next_cursor is not None:
+        if waiting:  # a new entry before each next page, some sorting before the cursor
+            search_index.upsert([waiting.pop()])
+        page = search_index.search(msgspec.structs.replace(query, cursor=page.next_cursor))
+        seen += [hit.id for hit in page.hits]
+    assert len(seen) == len(set(seen))
+    assert set(seen) >= {doc.id for doc in CATALOGUE[:30]}
+    assert seen == expected_order("name", set(seen))
+
+
+def test_relevance_walk_survives_deletions(search_index: SearchIndex) -> None:
+    search_index.upsert(CATALOGUE)
+    query = SearchQuery(text="galaxy images", limit=3)
+    first = search_index.search(query)
+    second = search_index.search(msgspec.structs.replace(query, cursor=first.next_cursor))
+    shown = [hit.id for hit in first.hits + second.hits]
+    search_index.delete(shown)
+    rest, _ = walk(search_index, msgspec.structs.replace(query, cursor=second.next_cursor))
+    # search_after: exactly the hits now ranked after the last one shown, in order.
+    last = second.hits[-1]
+    now = search_index.search(msgspec.structs.replace(query, limit=100))
+    assert rest == [h.id for h in now.hits if (-h.score, h.id) > (-last.score, last.id)]
+    assert not set(rest) & set(shown)
 
 
 def test_newest_first(catalogue_index: SearchIndex) -> None:

@@ -22,6 +22,7 @@ import msgspec
 from catalogue import handoff
 from catalogue.executables import executable_kind
 from catalogue.facet_views import facet_views, resolve_filters
+from catalogue.facets import MAX_PAGE_SIZE, MAX_TEXT_LENGTH
 from catalogue.model import (
     Concept,
     Entry,
@@ -56,8 +57,6 @@ from vocabularies.registry import VocabularyRegistry
 
 log = logging.getLogger(__name__)
 
-MAX_PAGE_SIZE: Final = 100
-MAX_QUERY_LENGTH: Final = 1000
 MAX_LABEL_LENGTH: Final = 64
 
 
@@ -297,10 +296,8 @@ class CatalogueService:
         Raises:
             Invalid: an unknown facet or value (with suggestions), a bad cursor or limit.
         """
-        if len(request.text) > MAX_QUERY_LENGTH:
-            raise Invalid(
-                "query too long", [Problem("q", f"at most {MAX_QUERY_LENGTH} characters")]
-            )
+        if len(request.text) > MAX_TEXT_LENGTH:
+            raise Invalid("query too long", [Problem("q", f"at most {MAX_TEXT_LENGTH} characters")])
         limit = request.limit if request.limit is not None else self.page_size
         if not 1 <= limit <= MAX_PAGE_SIZE:
             raise Invalid("bad limit", [Problem("limit", f"must be 1 to {MAX_PAGE_SIZE}")])

@@ -32,22 +32,20 @@ def serving(tmp_path: Path, **broker: Any) -> Iterator[str]:
             "broker": {"platforms": PLATFORMS, **broker},
         }
     )
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("the server did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        listener.close()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+        thread.start()
+        try:
+            while not server.started:
+                if not thread.is_alive():
+                    raise RuntimeError("the server did not start")
+                time.sleep(0.01)
+            yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -153,10 +151,9 @@ def test_a_malformed_request_file_fails_naming_the_field(broker, capsys, tmp_pat
 def test_a_missing_file_and_an_unreachable_broker_fail_cleanly(capsys, tmp_path):
     status, _, err = run(capsys, "request", str(tmp_path / "none.yaml"))
     assert (status, "cannot read" in err) == (1, True)
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
-    port = closed.getsockname()[1]
-    closed.close()
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
     request = str(EXAMPLES / "request-docker.yaml")
     status, _, err = run(capsys, "request", request, "--broker", f"http://127.0.0.1:{port}")
     assert status == 1

@@ -19,8 +19,8 @@ docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import os
 import random
-import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -101,14 +101,19 @@ def request(window: timedelta, gpus: GpuDemand | None = None) -> Demand:
 
 @dataclass(frozen=True)
 class Measured:
-    """The latency of one scenario, in milliseconds."""
+    """The latency of one scenario, in milliseconds: wall clock, and CPU time of this process.
+
+    CPU time leaves out the time other processes took the CPUs from us, so on a shared machine
+    it says what the code costs, and the wall clock what a caller waited.
+    """
 
     scenario: str
     offers: int
     p50: float
     p99: float
-    mean: float
     worst: float
+    cpu_p50: float
+    cpu_p99: float
 
 
 def measure(scenario: str, demand: Demand, runs: int, warmup: int = 20) -> Measured:
@@ -121,18 +126,20 @@ def measure(scenario: str, demand: Demand, runs: int, warmup: int = 20) -> Measu
         raise RuntimeError(f"{scenario}: no offers ({[r.text for r in result.reasons]})")
     for _ in range(warmup):
         make_offers(specs, booked, demand, NOW, policy)
-    samples = []
+    wall, cpu = [], []
     for _ in range(runs):
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         make_offers(specs, booked, demand, NOW, policy)
-        samples.append((time.perf_counter() - began) * 1000)
+        cpu.append((time.process_time() - began_cpu) * 1000)
+        wall.append((time.perf_counter() - began) * 1000)
     return Measured(
         scenario=scenario,
         offers=len(result.offers),
-        p50=percentile(samples, 0.50),
-        p99=percentile(samples, 0.99),
-        mean=statistics.fmean(samples),
-        worst=max(samples),
+        p50=percentile(wall, 0.50),
+        p99=percentile(wall, 0.99),
+        worst=max(wall),
+        cpu_p50=percentile(cpu, 0.50),
+        cpu_p99=percentile(cpu, 0.99),
     )
 
 
@@ -140,6 +147,7 @@ def section(results: list[Measured], runs: int) -> str:
     """The Markdown section for docs/benchmarks.md."""
     main = results[0]
     verdict = "meets" if main.p99 < TARGET_P99_MS else "misses"
+    cpu_verdict = "meets" if main.cpu_p99 < TARGET_P99_MS else "misses"
     lines = [
         HEADING,
         "",
@@ -147,14 +155,15 @@ def section(results: list[Measured], runs: int) -> str:
         "bookings (1,000 each, over the 7-day horizon),",
         f"default policy (4 offers, strategies earliest, largest, longest, cheapest); {runs} "
         "runs after 20 warm-up runs, in process.",
-        f"Python {sys.version.split()[0]}. Target: p99 under {TARGET_P99_MS:g} ms for the first "
-        f"scenario, which {verdict} it.",
+        f"Python {sys.version.split()[0]}, load average {_load()} when it ran. Target: p99 "
+        f"under {TARGET_P99_MS:g} ms for the first scenario: wall clock {verdict} it "
+        f"({main.p99:.1f} ms), CPU time {cpu_verdict} it ({main.cpu_p99:.1f} ms).",
         "",
-        "| scenario | offers | p50 | p99 | mean | slowest |",
-        "|---|---|---|---|---|---|",
+        "| scenario | offers | p50 | p99 | slowest | CPU p50 | CPU p99 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
         *(
-            f"| {r.scenario} | {r.offers} | {r.p50:.2f} ms | {r.p99:.2f} ms | {r.mean:.2f} ms "
-            f"| {r.worst:.2f} ms |"
+            f"| {r.scenario} | {r.offers} | {r.p50:.2f} ms | {r.p99:.2f} ms | {r.worst:.2f} ms "
+            f"| {r.cpu_p50:.2f} ms | {r.cpu_p99:.2f} ms |"
             for r in results
         ),
         "",
@@ -163,6 +172,10 @@ def section(results: list[Measured], runs: int) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _load() -> str:
+    return ", ".join(f"{load:.1f}" for load in os.getloadavg())
 
 
 def run(runs: int = 300) -> str:

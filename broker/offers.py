@@ -260,14 +260,22 @@ def _searches(
         interval = booking_range(platform, demand, now, policy.horizon, policy=policy.slots)
         if interval is not None:
             ranges[platform.name] = interval
-    # One pass over all bookings, which may be many: the searches never see the others.
+    # One pass over all bookings, which may be many: the searches never see the others. The
+    # first test, against the span of every range, turns most bookings away cheaply.
     relevant: dict[str, list[Booking]] = {platform.name: [] for platform in platforms}
-    for booking in bookings:
-        within = ranges.get(booking.platform)
-        if within is not None:
+    if ranges:
+        first = min(within.start for within in ranges.values())
+        last = max(within.end for within in ranges.values())
+        for booking in bookings:
             interval = booking.interval
-            if interval.start < within.end and interval.end > within.start:
-                relevant[booking.platform].append(booking)
+            if interval.start < last and interval.end > first:
+                within = ranges.get(booking.platform)
+                if (
+                    within is not None
+                    and interval.start < within.end
+                    and interval.end > within.start
+                ):
+                    relevant[booking.platform].append(booking)
     return {
         platform.name: SlotSearch(
             platform, relevant[platform.name], demand, now, policy.horizon, policy=policy.slots

@@ -2,10 +2,10 @@
 
 This first version keeps offer sets and sessions in memory and makes one offer, on the first
 configured platform that can serve the request, with a deliberately simple first-fit search
-(`broker.first_fit`). The scheduler, the SQL store,
-holds that expire by a sweep and the work queue that drives sessions replace its insides; the
-public methods below, their arguments, results and errors are the contract the web layer and
-the CLI rely on, and stay as they are.
+(`broker.first_fit`); an offer past `expires` reads as EXPIRED and frees its capacity. The
+scheduler across platforms, the SQL store and the work queue that drives sessions replace its
+insides; the public methods below, their arguments, results and errors are the contract the
+web layer, the CLI and the catalogue's hand-off rely on, and stay as they are.
 
 Semantic problems with a request (an unknown kind, min above max, more cores than the platform
 has, no free slot) are answers, not exceptions: an offer set with `result: NO` whose messages

@@ -30,7 +30,8 @@ from catalogue.opensearch_queries import (
     NAME_EXACT,
     NAME_SORT,
     NOT_SCORED,
-    SPELL_FIELDS,
+    SPELL,
+    SPELL_SOURCES,
     SYNONYM_FILTER,
     UPDATED_MICROS,
     check_alias,
@@ -111,30 +112,37 @@ def test_the_whole_text_as_a_normalised_name_gets_the_exact_name_boost() -> None
     assert exact[0] in [c.get("constant_score") for c in body["query"]["bool"]["should"]]
 
 
-def test_every_word_is_matched_typo_tolerant_over_the_boosted_fields() -> None:
+def test_every_word_is_matched_as_typed_over_the_boosted_fields_or_misspelt() -> None:
     body = to_dsl(SearchQuery(text="galaxy morphology classifier"))
-    matches = [c["multi_match"] for c in walk_clauses(body) if "multi_match" in c]
-    fuzzy = [m for m in matches if m.get("fuzziness")]
-    as_typed = [m for m in matches if m["fields"] == list(MATCH_FIELDS)]
+    clauses = walk_clauses(body)
     words = ["galaxy", "morphology", "classifier"]
-    assert [m["query"] for m in fuzzy] == [m["query"] for m in as_typed] == words
-    for match in fuzzy:
-        assert match["fuzziness"] == "AUTO"
-        assert match["fields"] == list(SPELL_FIELDS)
+    as_typed = [c["multi_match"] for c in clauses if "multi_match" in c]
+    assert [m["query"] for m in as_typed] == words
+    for match in as_typed:
+        assert match["fields"] == list(MATCH_FIELDS)
         assert "name^8" in match["fields"]
-    # Misspellings are measured against unstemmed words, and never against the description.
-    assert "title.words^4" in SPELL_FIELDS
-    assert not any(field.startswith("description") for field in SPELL_FIELDS)
-    assert "description^1" in MATCH_FIELDS
-    required = [c for c in walk_clauses(body) if "minimum_should_match" in c.get("bool", {})]
+        assert "fuzziness" not in match
+    misspelt = [c["match"][SPELL] for c in clauses if SPELL in c.get("match", {})]
+    assert [m["query"] for m in misspelt] == words
+    assert {m["fuzziness"] for m in misspelt} == {"AUTO"}
+    required = [c for c in clauses if "minimum_should_match" in c.get("bool", {})]
     assert any(c["bool"]["minimum_should_match"] == required_terms(3) for c in required)
+
+
+def test_misspellings_are_looked_up_in_the_unstemmed_words_of_the_short_fields() -> None:
+    fields = index_body()["mappings"]["properties"]
+    analyzers = index_body()["settings"]["analysis"]["analyzer"]
+    copied = {name for name, field in fields.items() if field.get("copy_to") == SPELL}
+    assert copied == set(SPELL_SOURCES)
+    assert "description" not in copied  # long prose would match misspellings by chance
+    assert not any("stemmer" in f for f in analyzers[fields[SPELL]["analyzer"]]["filter"])
 
 
 def test_the_last_word_may_be_a_prefix_being_typed() -> None:
     prefixes = [
-        c["multi_match"]["query"]
+        c["match_bool_prefix"][SPELL]["query"]
         for c in walk_clauses(to_dsl(SearchQuery(text="source ext")))
-        if c.get("multi_match", {}).get("type") == "bool_prefix"
+        if "match_bool_prefix" in c
     ]
     assert prefixes == ["ext"]
 

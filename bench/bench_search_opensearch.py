@@ -1,0 +1,252 @@
+"""Catalogue search benchmark on OpenSearch: the same entries and queries as `bench_search`.
+
+Indexes the entries `bench.bench_search.generate` makes (a full `rebuild`: bulk load and alias
+swap), times upserts in batches of 200 (each refreshed, as the catalogue writes them), then
+the search page's faceted query, p50/p99, through `OpenSearchIndex.search`: query building,
+the HTTP round trip to the cluster, facet aggregations and cursor encoding included. Also the
+filter-only query, a misspelt name, newest first, and deep cursor pages.
+
+Needs a running cluster: `bash scripts/services/opensearch start` and
+`export VOEXEC_TEST_OPENSEARCH_URL=<the printed URL>` (or `source .services/env`).
+`run()` is what `python -m bench search_opensearch` calls; `python -m
+bench.bench_search_opensearch [--entries N] [--million] [--write-docs]` runs it alone. The
+benchmark's indices are deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import httpx
+
+from bench import percentile, write_sections
+from bench.bench_search import faceted_queries, generate
+from catalogue.ports import IndexDocument, SearchQuery
+from catalogue.search_opensearch import OpenSearchIndex
+from core.settings import OpenSearchSearch
+
+HEADING = "## Catalogue search (OpenSearch)"
+URL_ENV = "VOEXEC_TEST_OPENSEARCH_URL"
+TARGET_P99_MS = 20.0
+UPSERTS = 2000
+UPSERT_BATCH = 200
+
+
+@dataclass
+class Latency:
+    label: str
+    samples_ms: list[float]
+
+    @property
+    def p50(self) -> float:
+        return percentile(self.samples_ms, 0.5)
+
+    @property
+    def p99(self) -> float:
+        return percentile(self.samples_ms, 0.99)
+
+
+@dataclass
+class Measured:
+    entries: int
+    rebuild_seconds: float
+    upsert_per_second: float
+    index_bytes: int
+    latencies: list[Latency]
+    mean_hits: float
+
+    @property
+    def faceted(self) -> Latency:
+        return self.latencies[0]
+
+
+def _timed(index: OpenSearchIndex, queries: list[SearchQuery]) -> tuple[list[float], list[int]]:
+    samples, totals = [], []
+    for query in queries:
+        began = time.perf_counter()
+        result = index.search(query)
+        samples.append((time.perf_counter() - began) * 1000)
+        totals.append(result.total)
+    return samples, totals
+
+
+def _deep_pages(index: OpenSearchIndex, sort: str, pages: int, text: str = "") -> list[float]:
+    """Time each page of a walk; the last ten are the deep ones."""
+    samples = []
+    cursor = None
+    for _ in range(pages):
+        query = SearchQuery(text=text, sort=sort, limit=20, cursor=cursor)  # type: ignore[arg-type]
+        began = time.perf_counter()
+        result = index.search(query)
+        samples.append((time.perf_counter() - began) * 1000)
+        cursor = result.next_cursor
+        if cursor is None:
+            break
+    return samples[-10:]
+
+
+def _store_bytes(url: str, alias: str) -> int:
+    stats = httpx.get(f"{url}/{alias}/_stats/store", timeout=30).json()
+    return int(stats["_all"]["primaries"]["store"]["size_in_bytes"])
+
+
+def measure(url: str, entries: int, queries: int = 200) -> Measured:
+    """Index `entries` generated entries under a fresh alias and time the searches."""
+    alias = f"voexec-bench-{uuid.uuid4().hex[:8]}"
+    index = OpenSearchIndex(OpenSearchSearch(url=url), alias=alias, timeout=120)
+    names: list[str] = []
+
+    def remember(documents: Iterator[IndexDocument]) -> Iterator[IndexDocument]:
+        for doc in documents:
+            if len(names) < 5000:
+                names.append(doc.name)
+            yield doc
+
+    try:
+        began = time.perf_counter()
+        indexed = index.rebuild(remember(generate(entries)))
+        rebuild_seconds = time.perf_counter() - began
+        batch = list(generate(UPSERTS, seed=99))
+        began = time.perf_counter()
+        for start in range(0, UPSERTS, UPSERT_BATCH):
+            index.upsert(batch[start : start + UPSERT_BATCH])
+        upsert_per_second = UPSERTS / (time.perf_counter() - began)
+        index_bytes = _store_bytes(url, alias)
+
+        workload = faceted_queries(queries, names)
+        _timed(index, workload[:20])  # warm the caches, as a running cluster would be
+        faceted, hits = _timed(index, workload)
+        misspelt = [q for number, q in enumerate(workload) if number % 4 == 3]
+        latencies = [
+            Latency("text + 2 filters + all facet counts, relevance", faceted),
+            Latency(
+                "2 filters + all facet counts, no text",
+                _timed(index, [SearchQuery(filters=q.filters) for q in workload])[0],
+            ),
+            Latency("misspelt name + 2 filters + facets", _timed(index, misspelt)[0]),
+            Latency(
+                "text + 2 filters + facets, newest first",
+                _timed(
+                    index,
+                    [SearchQuery(text=q.text, filters=q.filters, sort="newest") for q in workload],
+                )[0],
+            ),
+            Latency("page 50 by cursor (name sort, all entries)", _deep_pages(index, "name", 50)),
+            Latency(
+                "page 50 by cursor (relevance, one word)",
+                _deep_pages(index, "relevance", 50, text="galaxy"),
+            ),
+        ]
+    finally:
+        index.close()
+        httpx.delete(f"{url}/{alias}-*", params={"expand_wildcards": "all"}, timeout=120)
+    return Measured(
+        entries=indexed,
+        rebuild_seconds=rebuild_seconds,
+        upsert_per_second=upsert_per_second,
+        index_bytes=index_bytes,
+        latencies=latencies,
+        mean_hits=statistics.fmean(hits),
+    )
+
+
+def _cluster(url: str) -> str:
+    """`OpenSearch <version>, <heap> heap`, as the cluster reports itself."""
+    version = httpx.get(url, timeout=10).json()["version"]["number"]
+    nodes = httpx.get(f"{url}/_nodes/stats/jvm", timeout=10).json()["nodes"]
+    heap = sum(n["jvm"]["mem"]["heap_max_in_bytes"] for n in nodes.values()) / 2**20
+    return f"OpenSearch {version}, {len(nodes)} node(s), {heap:.0f} MiB heap"
+
+
+def section(results: list[Measured], cluster: str) -> str:
+    """The Markdown section for docs/benchmarks.md."""
+    lines = [
+        HEADING,
+        "",
+        f"{cluster} on the same machine as the client (loopback HTTP), one shard, refresh every",
+        "second, measured in-process through `OpenSearchIndex.search`: query building, the HTTP",
+        "round trip, the facet aggregations and the cursor encoding included. The entries and",
+        "the queries are `bench_search`'s (the tantivy section above), so the rows compare:",
+        "text (a word, 2-3 words, a name, or a name with a character missing) + two facet",
+        "filters + counts of all seven facets with multi-select + the first 20 hits.",
+        "`python -m bench search_opensearch` regenerates this section (it needs a running",
+        "cluster: `bash scripts/services/opensearch start`).",
+        "",
+        "| entries | rebuild (bulk load + alias swap) | rebuild rate "
+        f"| upserts (batches of {UPSERT_BATCH}, refreshed) | index size |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for result in results:
+        lines.append(
+            f"| {result.entries:,} | {result.rebuild_seconds:.1f} s "
+            f"| {result.entries / result.rebuild_seconds:,.0f} entries/s "
+            f"| {result.upsert_per_second:,.0f} entries/s | {result.index_bytes / 2**20:.0f} MiB |"
+        )
+    lines += ["", "| entries | query | samples | p50 | p99 |", "|---:|---|---:|---:|---:|"]
+    for result in results:
+        for latency in result.latencies:
+            lines.append(
+                f"| {result.entries:,} | {latency.label} | {len(latency.samples_ms)} "
+                f"| {latency.p50:.2f} ms | {latency.p99:.2f} ms |"
+            )
+    first = results[0]
+    verdict = "meets" if first.faceted.p99 < TARGET_P99_MS else "misses"
+    lines += [
+        "",
+        f"Target: faceted query p99 under {TARGET_P99_MS:.0f} ms at {first.entries:,} entries; "
+        f"measured {first.faceted.p99:.1f} ms ({verdict} it). The faceted queries matched "
+        f"{first.mean_hits:,.0f} entries on average.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def cluster_url() -> str:
+    """The cluster to measure, from `VOEXEC_TEST_OPENSEARCH_URL`."""
+    url = os.environ.get(URL_ENV, "").strip().rstrip("/")
+    if not url:
+        raise RuntimeError(
+            f"{URL_ENV} is not set: start a cluster with `bash scripts/services/opensearch "
+            f"start` and export {URL_ENV}=<the URL it prints> (or `source .services/env`)"
+        )
+    return url
+
+
+def run(
+    entries: int = 100_000,
+    *,
+    million: bool = False,
+    queries: int = 200,
+    progress: Callable[[str], None] = print,
+) -> str:
+    """Run the benchmark, print the section and return it (Markdown)."""
+    url = cluster_url()
+    results = [measure(url, entries, queries)]
+    if million:
+        progress("indexing 1,000,000 entries (about 15 minutes on two cores)...")
+        results.append(measure(url, 1_000_000, queries))
+    markdown = section(results, _cluster(url))
+    print(markdown)
+    return markdown
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--entries", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--million", action="store_true", help="also 1,000,000 entries (slow)")
+    parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
+    arguments = parser.parse_args()
+    markdown = run(arguments.entries, million=arguments.million, queries=arguments.queries)
+    if arguments.write_docs:
+        write_sections([markdown])
+
+
+if __name__ == "__main__":
+    main()

@@ -67,6 +67,7 @@ def check_document(
     *,
     vocabularies: VocabularyRegistry,
     validate_executable: ExecutableValidator,
+    require_vocabularies: bool = True,
 ) -> CheckedDocument:
     """Parse and check a publisher's document; see the module docstring.
 
@@ -74,6 +75,9 @@ def check_document(
         source: YAML or JSON text (bytes are read as UTF-8), or a parsed mapping.
         vocabularies: where subjects, functions and messengers are resolved.
         validate_executable: the broker's check of an `executable` block.
+        require_vocabularies: when False, values of a vocabulary this server has not loaded
+            are kept as written, with a warning, instead of raising `Unavailable` (for the
+            bundled demo on an offline machine; never for what packagers publish).
 
     Returns:
         The normalised executables when there are no problems; otherwise the problems
@@ -87,7 +91,7 @@ def check_document(
     if result.problems:
         return result
     items = _executable_items(data, result.problems)
-    checker = _Checker(vocabularies, validate_executable, result)
+    checker = _Checker(vocabularies, validate_executable, result, require_vocabularies)
     for where, raw in items:
         spec = checker.executable(raw, where)
         if spec is not None:
@@ -146,10 +150,12 @@ class _Checker:
         vocabularies: VocabularyRegistry,
         validate_executable: ExecutableValidator,
         result: CheckedDocument,
+        require_vocabularies: bool,
     ) -> None:
         self.vocabularies = vocabularies
         self.validate_executable = validate_executable
         self.result = result
+        self.require_vocabularies = require_vocabularies
 
     def problem(self, where: str, reason: str, suggestions: tuple[str, ...] = ()) -> None:
         self.result.problems.append(Problem(where, reason, suggestions))
@@ -259,9 +265,11 @@ class _Checker:
         except UnknownVocabulary as error:
             # A server without the vocabulary cannot judge the file: that is our fault, not
             # the packager's, so it is not reported as a problem with the document.
-            raise Unavailable(
-                f"the {vocabulary_name!r} vocabulary is not loaded on this server"
-            ) from error
+            reason = f"the {vocabulary_name!r} vocabulary is not loaded on this server"
+            if self.require_vocabularies:
+                raise Unavailable(reason) from error
+            self.result.warnings.append(Problem(where, f"not checked: {reason}"))
+            return _unique(value.strip() for value in values)
         terms: list[str] = []
         for index, text in enumerate(values):
             resolution = resolve(vocabulary, text)

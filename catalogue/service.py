@@ -124,12 +124,19 @@ class CatalogueService:
         self.page_size = min(page_size, MAX_PAGE_SIZE)
 
     # ------------------------------------------------------------------------ publishing
-    def check(self, document: str | bytes | Mapping[str, Any]) -> CheckedDocument:
-        """Validate a publisher's document without storing anything (a packager's pre-flight)."""
+    def check(
+        self, document: str | bytes | Mapping[str, Any], *, require_vocabularies: bool = True
+    ) -> CheckedDocument:
+        """Validate a publisher's document without storing anything (a packager's pre-flight).
+
+        `require_vocabularies=False` keeps values of vocabularies this server lacks, unchecked
+        (see `catalogue.publisher.check_document`).
+        """
         return check_document(
             document,
             vocabularies=self.vocabularies,
             validate_executable=self.broker.validate_executable,
+            require_vocabularies=require_vocabularies,
         )
 
     def publish(
@@ -146,14 +153,20 @@ class CatalogueService:
         return self.publish_all([(document, provenance)])[0]
 
     def publish_all(
-        self, documents: Iterable[tuple[str | bytes | Mapping[str, Any], Provenance]]
+        self,
+        documents: Iterable[tuple[str | bytes | Mapping[str, Any], Provenance]],
+        *,
+        require_vocabularies: bool = True,
     ) -> list[PublishReport]:
         """Publish several documents, each all-or-nothing, and update the index once at the end.
 
         What a batch (the demo catalogue, a harvest) uses: one index commit instead of one per
-        document.
+        document. `require_vocabularies=False` is for the bundled demo only (see `check`).
         """
-        reports = [self._store(document, provenance) for document, provenance in documents]
+        reports = [
+            self._store(document, provenance, require_vocabularies=require_vocabularies)
+            for document, provenance in documents
+        ]
         changed = [o.id for report in reports for o in report.entries if o.status != "unchanged"]
         if changed and not self._index_entries(changed):
             warning = ProblemItem(
@@ -168,9 +181,13 @@ class CatalogueService:
         return reports
 
     def _store(
-        self, document: str | bytes | Mapping[str, Any], provenance: Provenance
+        self,
+        document: str | bytes | Mapping[str, Any],
+        provenance: Provenance,
+        *,
+        require_vocabularies: bool,
     ) -> PublishReport:
-        checked = self.check(document)
+        checked = self.check(document, require_vocabularies=require_vocabularies)
         warnings = _items(checked.warnings)
         if not checked.ok:
             return PublishReport(problems=_items(checked.problems), warnings=warnings)

@@ -210,18 +210,30 @@ def prepare(catalogue: CatalogueService, *, demo: bool) -> None:
 
 
 def load_demo(catalogue: CatalogueService, folder: Path = DEMO_FOLDER) -> list[PublishReport]:
-    """Publish every demo document (idempotent: unchanged documents cost a hash comparison)."""
+    """Publish every demo document (idempotent: unchanged documents cost a hash comparison).
+
+    The demo must also start on a machine that could not fetch the UAT: its subjects are then
+    kept unchecked (and without their broader concepts) rather than leaving the catalogue
+    empty; a warning says so.
+    """
     paths = sorted(folder.glob("*.yaml"))
     reports = catalogue.publish_all(
         (
-            path.read_text(encoding="utf-8"),
-            Provenance(source=DEMO_SOURCE, path=f"catalogue/demo/{path.name}"),
-        )
-        for path in paths
+            (
+                path.read_text(encoding="utf-8"),
+                Provenance(source=DEMO_SOURCE, path=f"catalogue/demo/{path.name}"),
+            )
+            for path in paths
+        ),
+        require_vocabularies=False,
     )
+    unchecked: set[str] = set()
     for path, report in zip(paths, reports, strict=True):
         for problem in report.problems:
             log.error("demo file %s: %s: %s", path.name, problem.field, problem.reason)
+        unchecked.update(w.reason for w in report.warnings if w.reason.startswith("not checked"))
+    for reason in sorted(unchecked):
+        log.warning("demo catalogue loaded with values %s", reason)
     return reports
 
 

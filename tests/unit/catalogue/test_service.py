@@ -225,3 +225,29 @@ def test_settings_choose_the_search_backend(tmp_path, vocabularies):
         r for r in vocabulary_synonyms(vocabularies) if r.startswith(f"{named.label.lower()},")
     )
     assert set(rule.split(", ")) >= {named.label.lower(), named.alt_labels[0].lower()}
+
+
+def test_without_the_uat_publishing_is_unavailable_but_the_demo_still_loads(
+    tmp_path, vocabularies, clock
+):
+    from core.errors import Unavailable
+    from vocabularies.registry import VocabularyRegistry
+    from voexec.wire_catalogue import load_demo
+
+    offline = VocabularyRegistry(
+        {n: vocabularies.get(n) for n in vocabularies.names() if n != "uat"}
+    )
+    engine = make_engine(f"sqlite:///{tmp_path / 'offline.db'}")
+    store = SqlCatalogueStore(engine)
+    store.migrate()
+    catalogue = CatalogueService(
+        store, TantivySearchIndex(None), offline, InProcessBroker(None, []), clock
+    )
+    with pytest.raises(Unavailable, match="uat"):
+        catalogue.publish(executable(), API)
+    assert catalogue.publish(executable(subjects=[]), API).ok  # no subject, nothing to check
+    reports = load_demo(catalogue)
+    assert all(report.ok for report in reports)
+    assert any("not checked" in w.reason for r in reports for w in r.warnings)
+    assert catalogue.search(SearchRequest(filters={"subject": ("radio-astronomy",)})).total > 0
+    engine.dispose()

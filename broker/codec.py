@@ -27,6 +27,7 @@ bytes given.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -413,6 +414,12 @@ def _validation_problem(error: msgspec.ValidationError, normaliser: _Normaliser)
     return Problem(path, reason.replace("`", ""))
 
 
+@functools.cache
+def _type_info(target: Any) -> msgspec.inspect.Type:
+    """msgspec's description of a wire type; built once per type, since building it is slow."""
+    return msgspec.inspect.type_info(target)
+
+
 def convert(document: dict[str, Any], target: Any, path: str = "$") -> Decoded[Any]:
     """Validate a parsed document as `target`, reading old dialects; set unknown kinds aside.
 
@@ -422,7 +429,7 @@ def convert(document: dict[str, Any], target: Any, path: str = "$") -> Decoded[A
         Invalid: with one problem naming the JSON path and the reason.
     """
     normaliser = _Normaliser()
-    normalised = normaliser.value(document, msgspec.inspect.type_info(target), path)
+    normalised = normaliser.value(document, _type_info(target), path)
     if normalised is _DROPPED:
         unknown = normaliser.unknown[0]
         raise _problem(f"unknown {unknown.family} kind {unknown.kind!r}", f"{path}.kind")

@@ -416,7 +416,7 @@ def _validation_problem(error: msgspec.ValidationError, normaliser: _Normaliser)
 
 @functools.cache
 def _type_info(target: Any) -> msgspec.inspect.Type:
-    """msgspec's description of a wire type; built once per type, since building it is slow."""
+    """The description msgspec gives of a wire type, built once per type (building is slow)."""
     return msgspec.inspect.type_info(target)
 
 

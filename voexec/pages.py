@@ -1,0 +1,481 @@
+"""The web pages: Litestar routes that render HTML from the services.
+
+| route | page |
+|---|---|
+| `GET /` | search: text with suggestions, facets, chips, result cards, sort, pages |
+| `GET /executables/{id}?version=` | an entry, and its "Request offers" form |
+| `POST /executables/{id}/offers` | that form: 303 to the offers page, or the entry with problems |
+| `GET /offersets/{uuid}` | offers side by side, a timeline, why platforms said NO |
+| `GET /sessions/{uuid}` | a session (or an offer): phase, history, schedule, connectors |
+| `POST /sessions/{uuid}` | accept, reject or cancel without script: 303 back |
+| `GET /platforms` | each platform's capacity and a Gantt chart of holds and bookings |
+| `GET /harvest?run=` | harvest sources, runs, and a run's problems per project |
+
+The first view of each page is rendered here from the services (no HTTP round trip), then
+the page's script enhances it through the JSON APIs (`/catalogue`, `/broker`,
+`/vocabularies`). Pages that change in place (search results, a live session) are rendered
+by one template, sent whole or, when a script asks with the `X-Voexec-Partial` header, as the
+changing part only, so there is one renderer for both. Every answer carries
+`Server-Timing: app;dur=<ms>`, which the end-to-end tests read.
+
+Forms work without script. Their POSTs are refused when the browser says they come from
+another site (`Sec-Fetch-Site`, `Origin`), since writes need no token on a local broker.
+Imports the packages' services and the pure `voexec.ui` helpers; the only Litestar module of
+the pages.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+from urllib.parse import quote, urlsplit
+from uuid import UUID
+
+from litestar import MediaType, Request, Response, Router, get, post
+from litestar.concurrency import sync_to_thread
+from litestar.di import Provide
+from litestar.exceptions import HTTPException
+from litestar.response import Redirect
+
+import voexec
+from broker import codec
+from broker.model import EnumValueUpdate
+from broker.service import BrokerService
+from catalogue.model import EntryDetail, Provenance
+from catalogue.ports import FACETS
+from catalogue.service import CatalogueService
+from core.clock import Clock
+from core.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Problem
+from core.settings import GitLabSource, Settings
+from harvest.model import ReportProblem
+from harvest.pipeline import HarvestPipeline
+from voexec.problems import status_of
+from voexec.ui import broker_charts, search_state
+from voexec.ui.broker_views import offer_set_view, session_view
+from voexec.ui.offer_form import UNIT_TITLES, OfferForm, form_field
+from voexec.ui.render import PageRenderer
+from voexec.ui.search_state import SearchState
+
+PARTIAL_HEADER: Final = "x-voexec-partial"
+KIND_LABELS: Final = {
+    "docker-container": "Docker container",
+    "singularity-container": "Singularity container",
+    "jupyter-notebook": "Jupyter notebook",
+    "python-program": "Python program",
+}
+
+
+@dataclass(frozen=True)
+class Pages:
+    """What every page handler needs besides the services: templates, settings, the clock."""
+
+    renderer: PageRenderer
+    settings: Settings
+    clock: Clock
+
+    def now(self) -> datetime:
+        """The current time (the app's clock, so tests can move it)."""
+        return self.clock.now()
+
+    def html(
+        self,
+        started: float,
+        template: str,
+        *,
+        status: int = 200,
+        partial: bool = False,
+        **context: Any,
+    ) -> Response[str]:
+        """A rendered page (or the changing part of one) with its server time."""
+        body = self.renderer.render(template, version=voexec.__version__, **context)
+        elapsed = (time.perf_counter() - started) * 1000
+        headers = {"Server-Timing": f"app;dur={elapsed:.1f}", "Vary": "X-Voexec-Partial"}
+        if partial:
+            headers["Cache-Control"] = "no-store"  # a fragment must never stand in for a page
+        return Response(body, status_code=status, media_type=MediaType.HTML, headers=headers)
+
+
+def _partial(request: Request[Any, Any, Any], name: str) -> bool:
+    return request.headers.get(PARTIAL_HEADER, "") == name
+
+
+def _uuid(text: str, what: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError:
+        raise NotFound(f"there is no {what} {text!r}: that is not a UUID") from None
+
+
+def _check_same_site(request: Request[Any, Any, Any]) -> None:
+    """Refuse a form POST another site made the browser send (cross-site request forgery)."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site in {"cross-site", "same-site"}:
+        raise Forbidden("this form can only be sent from voexec's own pages")
+    origin = request.headers.get("origin")
+    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
+        raise Forbidden("this form can only be sent from voexec's own pages")
+
+
+def _local_path(target: str | None, default: str) -> str:
+    """`target` when it is a path on this site (never another host), else `default`."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return default
+
+
+# ----------------------------------------------------------------------------- search
+@get("/", sync_to_thread=True, name="page-search")
+def search_page(
+    request: Request[Any, Any, Any], catalogue: CatalogueService, pages: Pages
+) -> Response[str]:
+    """The search page; `X-Voexec-Partial: results` answers the results region only."""
+    started = time.perf_counter()
+    params = {key: request.query_params.getall(key) for key in request.query_params}
+    state = SearchState.from_params(params)
+    notices = list(state.problems)
+    try:
+        result = catalogue.search(state.request())
+    except Invalid as error:
+        state, dropped = _without_bad_values(state, error)
+        notices.extend(dropped)
+        result = catalogue.search(state.request())
+    state = search_state.canonical(state, result.facets)
+    hits = [hit.id for hit in result.hits]
+    # Needs and version counts are not in search hits yet: one batched read for the page.
+    current = catalogue.store.current_versions(hits)
+    entries = {key: catalogue.store.entry(key) for key in hits}
+    return pages.html(
+        started,
+        "search/results.html" if _partial(request, "results") else "search/page.html",
+        partial=_partial(request, "results"),
+        page="search",
+        nav="search",
+        state=state,
+        result=result,
+        notices=notices,
+        chips=search_state.chips(state, result.facets),
+        selected_count=sum(len(values) for values in state.filters.values()),
+        first=state.first_result(catalogue.page_size),
+        needs={key: version.spec.needs for key, version in current.items()},
+        versions={key: len(e.versions) for key, e in entries.items() if e is not None},
+        facet_titles=search_state.FACET_TITLES,
+        sort_titles=search_state.SORT_TITLES,
+        kind_labels=KIND_LABELS,
+        open_branches=search_state.open_branches(result.facets),
+    )
+
+
+def _without_bad_values(state: SearchState, error: Invalid) -> tuple[SearchState, list[Problem]]:
+    """The state without the facets and cursor the search refused, and what was dropped.
+
+    Raises:
+        Invalid: `error` again when it is about something the page cannot leave out.
+    """
+    problems = error.problems or []
+    bad_facets = {p.field for p in problems if p.field in FACETS}
+    bad_cursor = any(p.field == "cursor" for p in problems)
+    if not problems or any(p.field not in FACETS and p.field != "cursor" for p in problems):
+        raise error
+    filters = {f: v for f, v in state.filters.items() if f not in bad_facets}
+    if bad_cursor:
+        state = state.first_page()
+    return SearchState(
+        text=state.text, filters=filters, sort=state.sort, cursor=state.cursor, page=state.page
+    ), list(problems)
+
+
+# ----------------------------------------------------------------------------- entries
+def _harvest_problems(harvest: HarvestPipeline, provenance: Provenance) -> list[ReportProblem]:
+    """What the last harvest of the entry's repository reported wrong (any ref)."""
+    if provenance.repository is None:
+        return []
+    states = harvest.store.states(provenance.source)
+    found: list[ReportProblem] = []
+    for state in states.values():
+        if state.web_url == provenance.repository:
+            for ref in state.refs:
+                found.extend(ref.problems)
+                found.extend(ref.warnings)
+    return found
+
+
+def _entry_context(
+    detail: EntryDetail, harvest: HarvestPipeline, form: OfferForm, errors: dict[str, str]
+) -> dict[str, Any]:
+    return {
+        "page": "entry",
+        "nav": "search",
+        "entry": detail,
+        "spec": detail.spec,
+        "kind_label": KIND_LABELS.get(detail.kind, detail.kind),
+        "harvest_problems": _harvest_problems(harvest, detail.provenance),
+        "form": form,
+        "errors": errors,
+        "units": UNIT_TITLES,
+    }
+
+
+@get("/executables/{entry_id:str}", sync_to_thread=True, name="page-entry")
+def entry_page(
+    entry_id: str,
+    catalogue: CatalogueService,
+    harvest: HarvestPipeline,
+    pages: Pages,
+    version: str | None = None,
+) -> Response[str]:
+    """An entry: description, versions, needs, subjects, provenance, "Request offers"."""
+    started = time.perf_counter()
+    detail = catalogue.get(entry_id, version)
+    context = _entry_context(detail, harvest, OfferForm.prefilled(detail), {})
+    return pages.html(started, "entry.html", **context)
+
+
+@post("/executables/{entry_id:str}/offers", name="page-request-offers")
+async def request_offers(
+    request: Request[Any, Any, Any],
+    entry_id: str,
+    catalogue: CatalogueService,
+    harvest: HarvestPipeline,
+    pages: Pages,
+) -> Response[Any]:
+    """The entry's offers form: 303 to the offers, or the entry page saying what is wrong."""
+    started = time.perf_counter()
+    _check_same_site(request)
+    sent = await request.form()
+    form = OfferForm.from_form(
+        {key: value for key, value in sent.items() if isinstance(value, str)}
+    )
+    window = pages.settings.broker.default_start_window
+    hand_off, problems = form.hand_off(pages.now(), window)
+    if hand_off is not None:
+        base_url = pages.settings.server.public_url or str(request.base_url)
+        try:
+            answer = await sync_to_thread(catalogue.hand_off, entry_id, hand_off, base_url)
+        except Invalid as error:
+            problems = [
+                Problem(form_field(p.field), p.reason, p.suggestions) for p in error.problems
+            ] or [Problem("form", error.message)]
+        else:
+            offer_set = answer.offer_set.get("meta", {}).get("uuid", "")
+            return Redirect(
+                f"/offersets/{quote(str(offer_set))}?entry={quote(entry_id)}", status_code=303
+            )
+    detail = await sync_to_thread(catalogue.get, entry_id, form.version or None)
+    errors: dict[str, str] = {}
+    for problem in problems:
+        errors.setdefault(problem.field, problem.reason)
+    context = _entry_context(detail, harvest, form, errors)
+    return pages.html(started, "entry.html", status=400, **context)
+
+
+# ----------------------------------------------------------------------------- broker
+@get("/offersets/{uuid:str}", sync_to_thread=True, name="page-offers")
+def offers_page(
+    uuid: str, broker: BrokerService, catalogue: CatalogueService, pages: Pages, entry: str = ""
+) -> Response[str]:
+    """An offer set: offers side by side with countdowns, a timeline, the NO reasons."""
+    started = time.perf_counter()
+    document = codec.to_builtins(broker.get_offerset(_uuid(uuid, "offer set")))
+    view = offer_set_view(document)
+    now = pages.now()
+    back = None
+    if entry:
+        try:
+            back = catalogue.get(entry)
+        except NotFound:
+            back = None  # a stale link to a withdrawn entry still shows the offers
+    return pages.html(
+        started,
+        "offers.html",
+        page="offers",
+        nav="search",
+        offer_set=view,
+        entry=back,
+        now=now,
+        chart=broker_charts.offers_chart(view, now),
+    )
+
+
+@get("/sessions/{uuid:str}", sync_to_thread=True, name="page-session")
+def session_page(
+    request: Request[Any, Any, Any], uuid: str, broker: BrokerService, pages: Pages
+) -> Response[str]:
+    """A session; `X-Voexec-Partial: session` answers its changing part only."""
+    started = time.perf_counter()
+    view = session_view(codec.to_builtins(broker.get_session(_uuid(uuid, "session"))))
+    partial = _partial(request, "session")
+    now = pages.now()
+    return pages.html(
+        started,
+        "session/body.html" if partial else "session/page.html",
+        partial=partial,
+        page="session",
+        nav="search",
+        session=view,
+        now=now,
+        chart=broker_charts.session_chart(view, now),
+        error=None,
+    )
+
+
+@post("/sessions/{uuid:str}", name="page-session-update")
+async def update_session(
+    request: Request[Any, Any, Any], uuid: str, broker: BrokerService, pages: Pages
+) -> Response[Any]:
+    """Accept, reject or cancel from a form; 303 to `next` (or the session)."""
+    started = time.perf_counter()
+    _check_same_site(request)
+    sent = await request.form()
+    session_id = _uuid(uuid, "session")
+    phase = str(sent.get("phase", ""))
+    try:
+        await sync_to_thread(
+            broker.update_session, session_id, EnumValueUpdate(path="phase", value=phase)
+        )
+    except (Conflict, Invalid) as error:
+        view = session_view(codec.to_builtins(broker.get_session(session_id)))
+        now = pages.now()
+        return pages.html(
+            started,
+            "session/page.html",
+            status=status_of(error)[0],
+            page="session",
+            nav="search",
+            session=view,
+            now=now,
+            chart=broker_charts.session_chart(view, now),
+            error=error.message,
+        )
+    target = _local_path(str(sent.get("next", "")), f"/sessions/{session_id}")
+    return Redirect(target, status_code=303)
+
+
+def _bookings(
+    broker: BrokerService, start: datetime, end: datetime
+) -> dict[str, list[dict[str, Any]]] | None:
+    """Holds and bookings per platform name, or None when the broker cannot list them.
+
+    Reads `BrokerService.bookings(start, end)` (items with `platform`, `session`, `phase`,
+    `start`, `end`, `cores`, `memory`, `gpus`, `expires`) when the service offers it.
+    """
+    lister = getattr(broker, "bookings", None)
+    if not callable(lister):
+        return None
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for item in codec.to_builtins(lister(start, end)):
+        grouped.setdefault(str(item.get("platform", "")), []).append(item)
+    return grouped
+
+
+@get("/platforms", sync_to_thread=True, name="page-platforms")
+def platforms_page(broker: BrokerService, pages: Pages, days: int = 2) -> Response[str]:
+    """Each platform's capacity and a Gantt chart of its holds and bookings."""
+    started = time.perf_counter()
+    now = pages.now()
+    days = min(max(days, 1), 7)
+    bookings = _bookings(broker, now - timedelta(hours=1), now + timedelta(days=days))
+    platforms = [
+        broker_charts.platform_view(platform, (bookings or {}).get(platform.name, []))
+        for platform in pages.settings.broker.platforms
+    ]
+    return pages.html(
+        started,
+        "platforms.html",
+        page="platforms",
+        nav="platforms",
+        platforms=platforms,
+        bookings_known=bookings is not None,
+        chart=broker_charts.platforms_chart(platforms, now, days) if platforms else None,
+        days=days,
+        now=now,
+    )
+
+
+# ----------------------------------------------------------------------------- harvest
+@get("/harvest", sync_to_thread=True, name="page-harvest")
+def harvest_page(
+    harvest: HarvestPipeline, pages: Pages, run: str | None = None, everything: bool = False
+) -> Response[str]:
+    """Harvest sources with their last run, recent runs, and one run's report per project."""
+    started = time.perf_counter()
+    sources = [(source, harvest.store.runs(source.name, 1)) for source in harvest.sources()]
+    runs = harvest.store.runs(None, 20)
+    chosen = run or (runs[0].run_id if runs else None)
+    report = harvest.store.report(chosen) if chosen else None
+    projects = report.project_reports if report else []
+    with_problems = [p for p in projects if p.problems or p.warnings or p.status == "failed"]
+    return pages.html(
+        started,
+        "harvest.html",
+        page="harvest",
+        nav="harvest",
+        sources=[
+            (
+                source,
+                "GitLab" if isinstance(source, GitLabSource) else "OAI-PMH",
+                last[0] if last else None,
+            )
+            for source, last in sources
+        ],
+        runs=runs,
+        report=report,
+        with_problems=with_problems,
+        others=[p for p in projects if p not in with_problems],
+        everything=everything,
+    )
+
+
+# ----------------------------------------------------------------------------- errors
+def _error_page(pages: Pages) -> Callable[[Request[Any, Any, Any], Exception], Response[str]]:
+    def handle(request: Request[Any, Any, Any], error: Exception) -> Response[str]:
+        started = time.perf_counter()
+        if isinstance(error, DomainError):
+            status, title = status_of(error)
+            detail = error.message
+        elif isinstance(error, HTTPException):
+            status, title, detail = (
+                error.status_code,
+                "This page cannot be shown",
+                str(error.detail),
+            )
+        else:
+            request.logger.exception("unexpected error on %s", request.url.path, exc_info=error)
+            status, title = 500, "Something went wrong"
+            detail = "An unexpected error occurred; it has been logged."
+        return pages.html(
+            started,
+            "error.html",
+            status=status,
+            page="error",
+            nav="",
+            status_code=status,
+            title=title,
+            detail=detail,
+            problems=error.problems if isinstance(error, Invalid) else [],
+        )
+
+    return handle
+
+
+def page_router(pages: Pages) -> Router:
+    """The page routes; they need the dependencies `catalogue`, `broker` and `harvest`."""
+    handler = _error_page(pages)
+    return Router(
+        path="/",
+        route_handlers=[
+            search_page,
+            entry_page,
+            request_offers,
+            offers_page,
+            session_page,
+            update_session,
+            platforms_page,
+            harvest_page,
+        ],
+        dependencies={"pages": Provide(lambda: pages, use_cache=True, sync_to_thread=False)},
+        exception_handlers={DomainError: handler, HTTPException: handler, Exception: handler},
+        include_in_schema=False,
+    )

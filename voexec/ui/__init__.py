@@ -1,0 +1,12 @@
+"""The web pages' presentation: Jinja templates, static CSS and JavaScript, and pure helpers.
+
+- `render`: the only module that imports Jinja; renders templates and fingerprints assets;
+- `formats`: numbers, durations and instants as people read them;
+- `search_state`: the search page's state, read from and written to its URL;
+- `broker_views`: offer sets and sessions, read from the broker's wire format, for the pages;
+- `timeline`: geometry of the SVG timelines (offers chart, platforms Gantt chart);
+- `text`: a safe subset of Markdown for descriptions.
+
+Everything but `render` is pure (no I/O). Routes live in `voexec/pages.py`; nothing in the
+domain packages imports this package.
+"""

@@ -1,0 +1,104 @@
+// Shared by every page: local times, countdowns, announcements, partial pages, broker updates.
+// Plain ES modules, no build step and no third-party code.
+
+const PARTIAL_HEADER = "X-Voexec-Partial";
+
+const minuteFormat = new Intl.DateTimeFormat(undefined, {
+  day: "numeric", month: "short", year: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short",
+});
+const secondFormat = new Intl.DateTimeFormat(undefined, {
+  day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short",
+});
+
+/** Rewrite <time data-local> elements (UTC from the server) to the reader's time zone. */
+export function localiseTimes(root = document) {
+  for (const element of root.querySelectorAll("time[data-local]")) {
+    const moment = new Date(element.dateTime);
+    if (Number.isNaN(moment.getTime())) continue;
+    if (!element.title) element.title = element.textContent.trim();
+    element.textContent = (element.hasAttribute("data-seconds") ? secondFormat : minuteFormat).format(moment);
+  }
+}
+
+/** Say something to screen readers through the page's polite live region. */
+export function announce(text) {
+  const region = document.getElementById("announcer");
+  if (!region) return;
+  region.textContent = "";
+  // A new text node after a frame makes screen readers read it even when it repeats.
+  requestAnimationFrame(() => { region.textContent = text; });
+}
+
+function clock(seconds) {
+  const hours = Math.floor(seconds / 3600);
+  const minutes = Math.floor((seconds % 3600) / 60);
+  const rest = String(seconds % 60).padStart(2, "0");
+  return hours ? `${hours}:${String(minutes).padStart(2, "0")}:${rest}` : `${minutes}:${rest}`;
+}
+
+let countdownTimer = null;
+
+function tickCountdowns() {
+  const now = Date.now();
+  for (const element of document.querySelectorAll("[data-countdown]")) {
+    const left = Math.max(0, Math.round((Date.parse(element.dataset.countdown) - now) / 1000));
+    element.textContent = clock(left);
+    element.classList.toggle("soon", left < 60);
+    if (left === 0 && !element.dataset.expired) {
+      element.dataset.expired = "true";
+      element.dispatchEvent(new CustomEvent("countdown-end", { bubbles: true }));
+    }
+  }
+}
+
+/** Keep every [data-countdown="<ISO instant>"] element counting down (one timer per page). */
+export function startCountdowns() {
+  tickCountdowns();
+  if (countdownTimer === null) countdownTimer = setInterval(tickCountdowns, 1000);
+}
+
+/** Fetch the changing part of a page (the server renders it with the same template). */
+export async function fetchPartial(url, name, signal) {
+  const response = await fetch(url, { headers: { [PARTIAL_HEADER]: name }, signal, credentials: "same-origin" });
+  return { ok: response.ok, status: response.status, html: await response.text() };
+}
+
+/** The readable reason of a broker error answer (its meta.messages), or a fallback. */
+async function brokerReason(response) {
+  try {
+    const body = await response.json();
+    const messages = (body.meta && body.meta.messages) || [];
+    const texts = messages.map((m) => m.message || m.template).filter(Boolean);
+    if (texts.length) return texts.join(" ");
+    if (body.title) return body.title;
+  } catch (error) {
+    // Not JSON: fall through to the status line.
+  }
+  return `The broker answered ${response.status} ${response.statusText}.`;
+}
+
+/** Move a session to `phase` through the broker's JSON API; throws an Error saying why not. */
+export async function updateSession(uuid, phase) {
+  let response;
+  try {
+    response = await fetch(`/broker/sessions/${encodeURIComponent(uuid)}`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({ kind: "uri:enum-value-update", path: "phase", value: phase }),
+      credentials: "same-origin",
+    });
+  } catch (error) {
+    throw new Error("The broker could not be reached. Check your connection and try again.");
+  }
+  if (!response.ok) throw new Error(await brokerReason(response));
+  return response.json();
+}
+
+/** Show an error in a [role=alert] box (or hide it when `text` is empty). */
+export function showError(box, text) {
+  if (!box) return;
+  box.textContent = text || "";
+  box.hidden = !text;
+}
+
+localiseTimes();

@@ -1,0 +1,152 @@
+// The search page, enhanced: filters apply at once, results change in place, the URL follows.
+//
+// Without this script the page still works (a GET form and links). With it, a change to a
+// checkbox, the sort order or the text fetches the results region for the new URL (the
+// server renders it with the page's own template), swaps it in, and pushes the URL, so links
+// can be shared and the back button walks the searches back.
+
+import { announce, fetchPartial, localiseTimes } from "./common.js";
+import { attachSuggestions } from "./suggest.js";
+
+const form = document.getElementById("search-form");
+const region = document.getElementById("results-region");
+const input = document.getElementById("q");
+const FACETS = ["subject", "kind", "function", "gpu", "licence", "platform", "messenger"];
+const opened = new Set(); // tree branches people opened ("facet:value")
+const closed = new Set(); // ... and closed
+let controller = null;
+
+/** The URL of what the form says now (first page: any change restarts the results). */
+function formUrl() {
+  const data = new FormData(form);
+  const params = new URLSearchParams();
+  const text = (data.get("q") || "").trim();
+  if (text) params.append("q", text);
+  for (const facet of FACETS) for (const value of data.getAll(facet)) params.append(facet, value);
+  const sort = data.get("sort");
+  if (sort && sort !== "relevance") params.append("sort", sort);
+  const query = params.toString();
+  return query ? `/?${query}` : "/";
+}
+
+function restoreBranches() {
+  for (const toggle of region.querySelectorAll(".tree-toggle")) {
+    const key = toggle.dataset.branch;
+    if (opened.has(key)) setBranch(toggle, true);
+    else if (closed.has(key)) setBranch(toggle, false);
+  }
+}
+
+function setBranch(toggle, open) {
+  toggle.setAttribute("aria-expanded", String(open));
+  const list = document.getElementById(toggle.getAttribute("aria-controls"));
+  if (list) list.classList.toggle("collapsed", !open);
+}
+
+/** Show the results for `url`; `push` adds a history entry, `focusKey` re-focuses a control. */
+async function show(url, { push = true, focusKey = null } = {}) {
+  if (controller) controller.abort();
+  controller = new AbortController();
+  region.classList.add("busy");
+  region.setAttribute("aria-busy", "true");
+  let answer;
+  try {
+    answer = await fetchPartial(url, "results", controller.signal);
+  } catch (error) {
+    if (error.name === "AbortError") return;
+    window.location.assign(url); // the network failed: let the browser show what it can
+    return;
+  }
+  if (!answer.ok && answer.status >= 500) { window.location.assign(url); return; }
+  const facetsWereOpen = region.querySelector(".facets.open") !== null;
+  region.innerHTML = answer.html;
+  region.classList.remove("busy");
+  region.removeAttribute("aria-busy");
+  if (push) history.pushState({ search: true }, "", url);
+  restoreBranches();
+  localiseTimes(region);
+  if (facetsWereOpen) toggleFilters(true);
+  const params = new URL(url, location.origin).searchParams;
+  input.value = params.get("q") || "";
+  const summary = region.querySelector("#results-summary");
+  const text = summary ? summary.textContent.replace(/\s+/g, " ").trim() : "";
+  document.title = `${params.get("q") ? `“${params.get("q")}”: search` : "Search executables"} · voexec`;
+  announce(text);
+  if (focusKey) {
+    const [name, value] = focusKey;
+    const target = [...region.querySelectorAll(`[name="${CSS.escape(name)}"]`)].find((el) => value === null || el.value === value);
+    if (target) target.focus();
+  }
+}
+
+function toggleFilters(open) {
+  const panel = region.querySelector(".facets");
+  const button = region.querySelector(".filters-toggle");
+  if (!panel || !button) return;
+  const now = open === undefined ? !panel.classList.contains("open") : open;
+  panel.classList.toggle("open", now);
+  button.setAttribute("aria-expanded", String(now));
+}
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  show(formUrl());
+});
+
+form.addEventListener("change", (event) => {
+  const target = event.target;
+  if (target === input) return; // the text waits for Enter or the button
+  if (target.type === "checkbox" || target.name === "sort") {
+    show(formUrl(), { focusKey: [target.name, target.type === "checkbox" ? target.value : null] });
+  }
+});
+
+form.addEventListener("click", (event) => {
+  const toggle = event.target.closest(".tree-toggle");
+  if (toggle) {
+    const open = toggle.getAttribute("aria-expanded") !== "true";
+    setBranch(toggle, open);
+    (open ? opened : closed).add(toggle.dataset.branch);
+    (open ? closed : opened).delete(toggle.dataset.branch);
+    return;
+  }
+  const more = event.target.closest("[data-show-more]");
+  if (more) {
+    const list = more.previousElementSibling;
+    const showing = more.getAttribute("aria-expanded") !== "true";
+    for (const item of list.querySelectorAll(":scope > li.extra")) item.classList.toggle("shown", showing);
+    more.setAttribute("aria-expanded", String(showing));
+    more.textContent = showing ? "Show fewer" : `Show all ${list.children.length}`;
+    return;
+  }
+  if (event.target.closest(".filters-toggle")) { toggleFilters(); return; }
+  const link = event.target.closest("a[href]");
+  if (!link || event.defaultPrevented || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+  const url = new URL(link.href, location.origin);
+  if (url.origin === location.origin && url.pathname === "/") {
+    event.preventDefault();
+    show(url.pathname + url.search);
+  }
+});
+
+window.addEventListener("popstate", () => show(location.pathname + location.search, { push: false }));
+
+attachSuggestions(
+  input,
+  document.getElementById("q-suggestions"),
+  {
+    subjects: form.dataset.suggestSubjects,
+    functions: form.dataset.suggestFunctions,
+    entries: form.dataset.suggestEntries,
+  },
+  (kind, value) => {
+    if (kind === "entry") { window.location.assign(`/executables/${encodeURIComponent(value)}`); return; }
+    // A subject or function chosen from the list replaces the words typed for it.
+    input.value = "";
+    const url = new URL(formUrl(), location.origin);
+    if (!url.searchParams.getAll(kind).includes(value)) url.searchParams.append(kind, value);
+    show(url.pathname + url.search);
+  },
+);
+
+history.replaceState({ search: true }, "", location.href);

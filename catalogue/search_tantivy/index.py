@@ -18,10 +18,12 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Final
 
 import tantivy
+from tantivy import Query
 
 from catalogue.facets import active_filters, check_query, decode_cursor, encode_cursor
 from catalogue.ports import IndexDocument, SearchHit, SearchQuery, SearchResult
@@ -46,6 +48,8 @@ log = logging.getLogger(__name__)
 
 COUNT_CACHE_SIZE: Final = 256
 """Facet count results kept for repeated queries and later pages."""
+COUNT_WORKERS: Final = 4
+"""Threads counting facets while searches find their pages."""
 
 
 class CountCache:
@@ -110,6 +114,7 @@ class TantivySearchIndex:
         self._generation = 0
         """Bumped after every write, once the write is visible to searches."""
         self._counts = CountCache(count_cache_size)
+        self._workers = ThreadPoolExecutor(COUNT_WORKERS, thread_name_prefix="search-counts")
         self._index, self._directory = self._open_current()
 
     # ------------------------------------------------------------------ writes
@@ -165,9 +170,14 @@ class TantivySearchIndex:
         return int(self._index.searcher().num_docs)
 
     def close(self) -> None:
-        """Finish background merges and release the writer (and its directory lock)."""
+        """Finish background merges, release the writer (and its directory lock) and workers.
+
+        The index stays usable: a later write opens a writer again, searches count facets in
+        the caller's thread.
+        """
         with self._lock:
             self._close_writer()
+        self._workers.shutdown(wait=True)
 
     # ------------------------------------------------------------------ search
     def search(self, query: SearchQuery) -> SearchResult:
@@ -188,20 +198,31 @@ class TantivySearchIndex:
             tuple((f, tuple(sorted(v))) for f, v in filters.items()),
         )
         counted = self._counts.get(counts_key)
-        if counted is None:
-            counted = count_facets(searcher, text, filters)
-            self._counts.put(counts_key, counted)
-        facets, total = counted
+        # tantivy releases the GIL while it searches: count the facets on a worker thread while
+        # this one finds the page (the two cost about the same).
+        counting = None if counted else self._count_in_background(searcher, text, filters)
         base = conjunction([q for q in (text,) if q is not None] + filter_queries(filters))
         if text is not None and query.sort == "relevance":
             window = ranked_page(searcher, base, cursor, query.limit)
         else:
             window = keyed_page(searcher, base, KEYED_SORTS[query.sort], cursor, query.limit)
+        if counted is None:
+            counted = counting.result() if counting else count_facets(searcher, text, filters)
+            self._counts.put(counts_key, counted)
+        facets, total = counted
         hits = [SearchHit(doc_id, score) for score, doc_id in window.hits]
         next_cursor = None
         if window.more and window.last is not None:
             next_cursor = encode_cursor(query, window.last, window.hint)
         return SearchResult(total=total, hits=hits, facets=facets, next_cursor=next_cursor)
+
+    def _count_in_background(
+        self, searcher: tantivy.Searcher, text: Query | None, filters: dict[str, tuple[str, ...]]
+    ) -> Future[FacetCounts] | None:
+        try:
+            return self._workers.submit(count_facets, searcher, text, filters)
+        except RuntimeError:  # closed: the caller counts in its own thread
+            return None
 
     # ------------------------------------------------------------------ storage
     def _write(self, change: Callable[[tantivy.IndexWriter], object]) -> None:

@@ -55,8 +55,11 @@ def ranked_page(
     after_id = cursor.id if cursor else ""
     start = max(0, cursor.hint - 1) if cursor else 0
     size = RANKED_WINDOW_FACTOR * limit + RANKED_WINDOW_SLACK
+    total: int | None = None
     while True:
-        ranked = searcher.search(query, size, count=False, offset=start).hits
+        found: Any = searcher.search(query, size, count=total is None, offset=start)
+        total = int(found.count) if total is None else total  # the type stub lacks `count`
+        ranked = found.hits
         if start > 0 and (not ranked or ranked[0][0] <= after_score):
             start, size = 0, start + size  # the cursor's tie group may begin before the window
             continue
@@ -85,7 +88,8 @@ def ranked_page(
             shown = page[:limit]
             last = shown[-1] if shown else None
             return Page(shown, last, position + len(shown), len(page) > limit)
-        size *= 4
+        # A tie group runs past the window (fuzzy matches all score alike): read to the end.
+        size = max(size * 4, total - start + 1)
 
 
 def keyed_page(

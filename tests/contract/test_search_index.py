@@ -542,6 +542,16 @@ def test_tantivy_index_survives_reopening(tmp_path: Path) -> None:
     reopened.close()
 
 
+def test_tantivy_index_stays_usable_after_close() -> None:
+    index = TantivySearchIndex(None)
+    index.upsert(CATALOGUE[:3])
+    index.close()
+    assert index.search(SearchQuery(text="sextractor")).hits[0].id == SEXTRACTOR
+    index.upsert(CATALOGUE[3:5])
+    assert index.search(SearchQuery()).total == 5
+    index.close()
+
+
 def test_tantivy_index_of_another_schema_starts_empty(tmp_path: Path) -> None:
     root = tmp_path / "search"
     (root / "v0-old").mkdir(parents=True)

@@ -46,6 +46,8 @@ MAX_VALUES_PER_FACET: Final = 100
 """Most values one facet filter may select."""
 MAX_CURSOR_LENGTH: Final = 4096
 """Longest cursor token accepted before decoding it."""
+MAX_CURSOR_HINT: Final = 1_000_000
+"""Largest position hint a cursor may carry: adapters size their reads by it."""
 MAX_QUERY_TERMS: Final = 16
 """Terms of the free text that take part in matching; the rest are ignored (cost is per term)."""
 
@@ -310,7 +312,7 @@ def decode_cursor(query: SearchQuery) -> Cursor | None:
         raise _bad_cursor("the cursor is from an older version; start again from the first page")
     if cursor.sort != query.sort or cursor.query != query_fingerprint(query):
         raise _bad_cursor("the cursor belongs to a different search (text, filters or sort)")
-    if not _key_type_fits(query.sort, cursor.value) or cursor.hint < 0:
+    if not _key_type_fits(query.sort, cursor.value) or not 0 <= cursor.hint <= MAX_CURSOR_HINT:
         raise _bad_cursor("not a cursor this service issued")
     return cursor
 

@@ -61,7 +61,8 @@ def ranked_page(
         total = int(found.count) if total is None else total  # the type stub lacks `count`
         ranked = found.hits
         if start > 0 and (not ranked or ranked[0][0] <= after_score):
-            start, size = 0, start + size  # the cursor's tie group may begin before the window
+            # The cursor's tie group may begin before the window (the index changed).
+            start, size = 0, min(start + size, total + 1)
             continue
         complete = len(ranked) < size
         groups: list[tuple[float, list[Any]]] = []
@@ -89,7 +90,7 @@ def ranked_page(
             last = shown[-1] if shown else None
             return Page(shown, last, position + len(shown), len(page) > limit)
         # A tie group runs past the window (fuzzy matches all score alike): read to the end.
-        size = max(size * 4, total - start + 1)
+        size = total - start + 1
 
 
 def keyed_page(

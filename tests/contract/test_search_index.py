@@ -20,7 +20,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from catalogue.facets import name_sort_value, order_key, updated_micros
+from catalogue.facets import (
+    MAX_CURSOR_HINT,
+    decode_cursor,
+    encode_cursor,
+    name_sort_value,
+    order_key,
+    updated_micros,
+)
 from catalogue.ports import FACETS, IndexDocument, SearchIndex, SearchQuery, SearchResult
 from catalogue.search_tantivy import TantivySearchIndex
 from core.errors import Invalid
@@ -411,6 +418,25 @@ def test_relevance_walk_survives_deletions(search_index: SearchIndex) -> None:
     now = search_index.search(msgspec.structs.replace(query, limit=100))
     assert rest == [h.id for h in now.hits if (-h.score, h.id) > (-last.score, last.id)]
     assert not set(rest) & set(shown)
+
+
+@pytest.mark.parametrize(
+    ("text", "sort"), [("galaxy", "relevance"), ("", "relevance"), ("", "name"), ("fits", "newest")]
+)
+@pytest.mark.parametrize("hint", [0, 1, 7, MAX_CURSOR_HINT])
+def test_a_cursor_hint_is_never_trusted(
+    catalogue_index: SearchIndex, text: str, sort: str, hint: int
+) -> None:
+    query = SearchQuery(text=text, sort=sort, limit=3)  # type: ignore[arg-type]
+    first = catalogue_index.search(query)
+    genuine = catalogue_index.search(msgspec.structs.replace(query, cursor=first.next_cursor))
+    assert first.next_cursor is not None
+    real = decode_cursor(msgspec.structs.replace(query, cursor=first.next_cursor))
+    assert real is not None
+    forged = encode_cursor(query, (real.value, real.id), hint)
+    assert (
+        catalogue_index.search(msgspec.structs.replace(query, cursor=forged)).hits == genuine.hits
+    )
 
 
 def test_newest_first(catalogue_index: SearchIndex) -> None:

@@ -252,6 +252,7 @@ def test_a_well_formed_token_decodes() -> None:
         _token([99, "newest", FINGERPRINT, 5, "id", 0]),
         _token([1, "newest", FINGERPRINT, "x", "id", 0]),
         _token([1, "newest", FINGERPRINT, 5, "id", -1]),
+        _token([1, "newest", FINGERPRINT, 5, "id", 10**12]),
         _token([1, "newest", FINGERPRINT, True, "id", 0]),
         _token([1, "newest", "000000000000", 5, "id", 0]),
         _token([1, "name", FINGERPRINT, "x", "id", 0]),

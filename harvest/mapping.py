@@ -155,7 +155,7 @@ def publish_result(ref: RefInfo, report: PublishReport) -> RefResult:
 
 def _problems(items: Iterable[ProblemItem], ref: str) -> tuple[ReportProblem, ...]:
     return tuple(
-        ReportProblem(field=p.field, reason=p.reason, ref=ref, suggestions=tuple(p.suggestions))
+        ReportProblem(field=p.field, reason=p.reason, ref=ref, suggestions=list(p.suggestions))
         for p in items
     )
 

@@ -88,7 +88,7 @@ class ReportProblem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     reason: str
     ref: str | None = None
     """The branch or tag whose file has the problem (None: the whole project)."""
-    suggestions: tuple[str, ...] = ()
+    suggestions: list[str] = []
 
 
 class EntryOutcome(msgspec.Struct, frozen=True, kw_only=True):

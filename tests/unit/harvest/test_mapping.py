@@ -97,7 +97,7 @@ def test_the_catalogue_answer_becomes_report_lines_for_the_ref():
         ("cleaner-2", "v1.0"),
     }
     assert result.warnings == (
-        ReportProblem(field="subjects[0]", reason="deprecated", ref="v1.0", suggestions=("radio",)),
+        ReportProblem(field="subjects[0]", reason="deprecated", ref="v1.0", suggestions=["radio"]),
     )
     assert result.found == 2
 
@@ -120,7 +120,7 @@ def test_a_rejected_document_counts_as_one_invalid_file_with_its_problems():
         ("executable.kind", "main"),
         ("subjects[1]", "main"),
     ]
-    assert result.problems[0].suggestions == ("docker-container",)
+    assert result.problems[0].suggestions == ["docker-container"]
     assert result.found == 1
 
 

@@ -26,6 +26,7 @@ the pages.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,8 +37,9 @@ from uuid import UUID
 
 from litestar import MediaType, Request, Response, Router, get, post
 from litestar.concurrency import sync_to_thread
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException
+from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect
 
 import voexec
@@ -59,6 +61,8 @@ from voexec.ui.offer_form import UNIT_TITLES, OfferForm, form_field
 from voexec.ui.render import PageRenderer
 from voexec.ui.search_state import SearchState
 
+log = logging.getLogger(__name__)
+
 PARTIAL_HEADER: Final = "x-voexec-partial"
 KIND_LABELS: Final = {
     "docker-container": "Docker container",
@@ -66,6 +70,10 @@ KIND_LABELS: Final = {
     "jupyter-notebook": "Jupyter notebook",
     "python-program": "Python program",
 }
+
+Catalogue = NamedDependency[CatalogueService]
+Broker = NamedDependency[BrokerService]
+Harvest = NamedDependency[HarvestPipeline]
 
 
 @dataclass(frozen=True)
@@ -96,6 +104,9 @@ class Pages:
         if partial:
             headers["Cache-Control"] = "no-store"  # a fragment must never stand in for a page
         return Response(body, status_code=status, media_type=MediaType.HTML, headers=headers)
+
+
+PagesDependency = NamedDependency[Pages]
 
 
 def _partial(request: Request[Any, Any, Any], name: str) -> bool:
@@ -129,7 +140,7 @@ def _local_path(target: str | None, default: str) -> str:
 # ----------------------------------------------------------------------------- search
 @get("/", sync_to_thread=True, name="page-search")
 def search_page(
-    request: Request[Any, Any, Any], catalogue: CatalogueService, pages: Pages
+    request: Request[Any, Any, Any], catalogue: Catalogue, pages: PagesDependency
 ) -> Response[str]:
     """The search page; `X-Voexec-Partial: results` answers the results region only."""
     started = time.perf_counter()
@@ -203,7 +214,7 @@ def _harvest_problems(harvest: HarvestPipeline, provenance: Provenance) -> list[
 
 
 def _entry_context(
-    detail: EntryDetail, harvest: HarvestPipeline, form: OfferForm, errors: dict[str, str]
+    detail: EntryDetail, harvest: Harvest, form: OfferForm, errors: dict[str, str]
 ) -> dict[str, Any]:
     return {
         "page": "entry",
@@ -220,11 +231,11 @@ def _entry_context(
 
 @get("/executables/{entry_id:str}", sync_to_thread=True, name="page-entry")
 def entry_page(
-    entry_id: str,
-    catalogue: CatalogueService,
-    harvest: HarvestPipeline,
-    pages: Pages,
-    version: str | None = None,
+    entry_id: FromPath[str],
+    catalogue: Catalogue,
+    harvest: Harvest,
+    pages: PagesDependency,
+    version: FromQuery[str | None] = None,
 ) -> Response[str]:
     """An entry: description, versions, needs, subjects, provenance, "Request offers"."""
     started = time.perf_counter()
@@ -236,10 +247,10 @@ def entry_page(
 @post("/executables/{entry_id:str}/offers", name="page-request-offers")
 async def request_offers(
     request: Request[Any, Any, Any],
-    entry_id: str,
-    catalogue: CatalogueService,
-    harvest: HarvestPipeline,
-    pages: Pages,
+    entry_id: FromPath[str],
+    catalogue: Catalogue,
+    harvest: Harvest,
+    pages: PagesDependency,
 ) -> Response[Any]:
     """The entry's offers form: 303 to the offers, or the entry page saying what is wrong."""
     started = time.perf_counter()
@@ -274,7 +285,11 @@ async def request_offers(
 # ----------------------------------------------------------------------------- broker
 @get("/offersets/{uuid:str}", sync_to_thread=True, name="page-offers")
 def offers_page(
-    uuid: str, broker: BrokerService, catalogue: CatalogueService, pages: Pages, entry: str = ""
+    uuid: FromPath[str],
+    broker: Broker,
+    catalogue: Catalogue,
+    pages: PagesDependency,
+    entry: FromQuery[str] = "",
 ) -> Response[str]:
     """An offer set: offers side by side with countdowns, a timeline, the NO reasons."""
     started = time.perf_counter()
@@ -301,7 +316,7 @@ def offers_page(
 
 @get("/sessions/{uuid:str}", sync_to_thread=True, name="page-session")
 def session_page(
-    request: Request[Any, Any, Any], uuid: str, broker: BrokerService, pages: Pages
+    request: Request[Any, Any, Any], uuid: FromPath[str], broker: Broker, pages: PagesDependency
 ) -> Response[str]:
     """A session; `X-Voexec-Partial: session` answers its changing part only."""
     started = time.perf_counter()
@@ -323,7 +338,7 @@ def session_page(
 
 @post("/sessions/{uuid:str}", name="page-session-update")
 async def update_session(
-    request: Request[Any, Any, Any], uuid: str, broker: BrokerService, pages: Pages
+    request: Request[Any, Any, Any], uuid: FromPath[str], broker: Broker, pages: PagesDependency
 ) -> Response[Any]:
     """Accept, reject or cancel from a form; 303 to `next` (or the session)."""
     started = time.perf_counter()
@@ -354,7 +369,7 @@ async def update_session(
 
 
 def _bookings(
-    broker: BrokerService, start: datetime, end: datetime
+    broker: Broker, start: datetime, end: datetime
 ) -> dict[str, list[dict[str, Any]]] | None:
     """Holds and bookings per platform name, or None when the broker cannot list them.
 
@@ -371,7 +386,9 @@ def _bookings(
 
 
 @get("/platforms", sync_to_thread=True, name="page-platforms")
-def platforms_page(broker: BrokerService, pages: Pages, days: int = 2) -> Response[str]:
+def platforms_page(
+    broker: Broker, pages: PagesDependency, days: FromQuery[int] = 2
+) -> Response[str]:
     """Each platform's capacity and a Gantt chart of its holds and bookings."""
     started = time.perf_counter()
     now = pages.now()
@@ -397,7 +414,10 @@ def platforms_page(broker: BrokerService, pages: Pages, days: int = 2) -> Respon
 # ----------------------------------------------------------------------------- harvest
 @get("/harvest", sync_to_thread=True, name="page-harvest")
 def harvest_page(
-    harvest: HarvestPipeline, pages: Pages, run: str | None = None, everything: bool = False
+    harvest: Harvest,
+    pages: PagesDependency,
+    run: FromQuery[str | None] = None,
+    everything: FromQuery[bool] = False,
 ) -> Response[str]:
     """Harvest sources with their last run, recent runs, and one run's report per project."""
     started = time.perf_counter()
@@ -442,7 +462,7 @@ def _error_page(pages: Pages) -> Callable[[Request[Any, Any, Any], Exception], R
                 str(error.detail),
             )
         else:
-            request.logger.exception("unexpected error on %s", request.url.path, exc_info=error)
+            log.exception("unexpected error on %s", request.url.path, exc_info=error)
             status, title = 500, "Something went wrong"
             detail = "An unexpected error occurred; it has been logged."
         return pages.html(

@@ -64,6 +64,8 @@ from voexec.ui.search_state import SearchState
 log = logging.getLogger(__name__)
 
 PARTIAL_HEADER: Final = "x-voexec-partial"
+OPEN_HEADER: Final = "x-voexec-open"
+"""Tree branches the reader opened (`subject:photometry,function:imaging`), sent by search.js."""
 KIND_LABELS: Final = {
     "docker-container": "Docker container",
     "singularity-container": "Singularity container",
@@ -154,10 +156,8 @@ def search_page(
         notices.extend(dropped)
         result = catalogue.search(state.request())
     state = search_state.canonical(state, result.facets)
-    hits = [hit.id for hit in result.hits]
-    # Needs and version counts are not in search hits yet: one batched read for the page.
-    current = catalogue.store.current_versions(hits)
-    entries = {key: catalogue.store.entry(key) for key in hits}
+    # Search hits do not carry the declared needs: one batched read of the page's entries.
+    current = catalogue.store.current_versions([hit.id for hit in result.hits])
     return pages.html(
         started,
         "search/results.html" if _partial(request, "results") else "search/page.html",
@@ -171,11 +171,11 @@ def search_page(
         selected_count=sum(len(values) for values in state.filters.values()),
         first=state.first_result(catalogue.page_size),
         needs={key: version.spec.needs for key, version in current.items()},
-        versions={key: len(e.versions) for key, e in entries.items() if e is not None},
         facet_titles=search_state.FACET_TITLES,
         sort_titles=search_state.SORT_TITLES,
         kind_labels=KIND_LABELS,
-        open_branches=search_state.open_branches(result.facets),
+        open_branches=search_state.open_branches(result.facets)
+        | search_state.opened(request.headers.get(OPEN_HEADER, "")),
     )
 
 

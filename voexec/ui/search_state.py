@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final, get_args
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 from catalogue.model import Facet, FacetBucket, SearchRequest
 from catalogue.ports import FACETS, SortOrder
@@ -197,19 +197,35 @@ def walk(buckets: Sequence[FacetBucket]) -> Iterator[FacetBucket]:
         yield from walk(bucket.children)
 
 
-def open_branches(facets: Sequence[Facet]) -> set[tuple[str, str]]:
-    """(facet, value) of every tree branch holding a chosen value: shown open."""
-    found: set[tuple[str, str]] = set()
+MAX_OPENED: Final = 100
+
+
+def open_branches(facets: Sequence[Facet]) -> set[str]:
+    """`facet:value` of every tree branch holding a chosen value: shown open."""
+    found: set[str] = set()
 
     def visit(name: str, bucket: FacetBucket) -> bool:
         below = [visit(name, child) for child in bucket.children]  # visit every child
         if any(below):
-            found.add((name, bucket.value))
+            found.add(f"{name}:{bucket.value}")
         return bucket.selected or any(below)
 
     for facet in facets:
         for bucket in facet.buckets:
             visit(facet.name, bucket)
+    return found
+
+
+def opened(header: str) -> set[str]:
+    """The branches a reader opened: a comma-separated list of `facet:value`, values URL-encoded.
+
+    Unknown facets are ignored and the list is bounded: it only decides what is shown open.
+    """
+    found: set[str] = set()
+    for key in header.split(",")[:MAX_OPENED]:
+        facet, _, value = key.strip().partition(":")
+        if facet in FACETS and value:
+            found.add(f"{facet}:{unquote(value)}")
     return found
 
 

@@ -58,8 +58,8 @@ export function startCountdowns() {
 }
 
 /** Fetch the changing part of a page (the server renders it with the same template). */
-export async function fetchPartial(url, name, signal) {
-  const response = await fetch(url, { headers: { [PARTIAL_HEADER]: name }, signal, credentials: "same-origin" });
+export async function fetchPartial(url, name, signal, headers = {}) {
+  const response = await fetch(url, { headers: { ...headers, [PARTIAL_HEADER]: name }, signal, credentials: "same-origin" });
   return { ok: response.ok, status: response.status, html: await response.text() };
 }
 

@@ -13,7 +13,7 @@ const region = document.getElementById("results-region");
 const input = document.getElementById("q");
 const FACETS = ["subject", "kind", "function", "gpu", "licence", "platform", "messenger"];
 const opened = new Set(); // tree branches people opened ("facet:value")
-const closed = new Set(); // ... and closed
+const closed = new Set(); // ... and closed (the server opens branches that hold a choice)
 let controller = null;
 
 /** The URL of what the form says now (first page: any change restarts the results). */
@@ -29,29 +29,39 @@ function formUrl() {
   return query ? `/?${query}` : "/";
 }
 
+/** The X-Voexec-Open header: the branches to send open ("facet:value", values encoded). */
+function openHeader() {
+  const keys = [...opened].map((key) => {
+    const at = key.indexOf(":");
+    return `${key.slice(0, at)}:${encodeURIComponent(key.slice(at + 1))}`;
+  });
+  return keys.length ? { "X-Voexec-Open": keys.join(",") } : {};
+}
+
 function restoreBranches() {
   for (const toggle of region.querySelectorAll(".tree-toggle")) {
-    const key = toggle.dataset.branch;
-    if (opened.has(key)) setBranch(toggle, true);
-    else if (closed.has(key)) setBranch(toggle, false);
+    if (closed.has(toggle.dataset.branch)) setBranch(toggle, false);
   }
 }
 
+/** Show or hide a branch whose values are on the page; false when they must be fetched. */
 function setBranch(toggle, open) {
+  const list = document.getElementById(toggle.getAttribute("aria-controls") || "");
+  if (!list) return false;
   toggle.setAttribute("aria-expanded", String(open));
-  const list = document.getElementById(toggle.getAttribute("aria-controls"));
-  if (list) list.classList.toggle("collapsed", !open);
+  list.classList.toggle("collapsed", !open);
+  return true;
 }
 
-/** Show the results for `url`; `push` adds a history entry, `focusKey` re-focuses a control. */
-async function show(url, { push = true, focusKey = null } = {}) {
+/** Show the results for `url`; `push` adds a history entry, `focus` finds what to re-focus. */
+async function show(url, { push = true, focus = null } = {}) {
   if (controller) controller.abort();
   controller = new AbortController();
   region.classList.add("busy");
   region.setAttribute("aria-busy", "true");
   let answer;
   try {
-    answer = await fetchPartial(url, "results", controller.signal);
+    answer = await fetchPartial(url, "results", controller.signal, openHeader());
   } catch (error) {
     if (error.name === "AbortError") return;
     window.location.assign(url); // the network failed: let the browser show what it can
@@ -72,9 +82,8 @@ async function show(url, { push = true, focusKey = null } = {}) {
   const text = summary ? summary.textContent.replace(/\s+/g, " ").trim() : "";
   document.title = `${params.get("q") ? `“${params.get("q")}”: search` : "Search executables"} · voexec`;
   announce(text);
-  if (focusKey) {
-    const [name, value] = focusKey;
-    const target = [...region.querySelectorAll(`[name="${CSS.escape(name)}"]`)].find((el) => value === null || el.value === value);
+  if (focus) {
+    const target = focus(region);
     if (target) target.focus();
   }
 }
@@ -97,17 +106,27 @@ form.addEventListener("change", (event) => {
   const target = event.target;
   if (target === input) return; // the text waits for Enter or the button
   if (target.type === "checkbox" || target.name === "sort") {
-    show(formUrl(), { focusKey: [target.name, target.type === "checkbox" ? target.value : null] });
+    const { name, value, type } = target;
+    show(formUrl(), {
+      focus: (root) => [...root.querySelectorAll(`[name="${CSS.escape(name)}"]`)].find((el) => type !== "checkbox" || el.value === value),
+    });
   }
 });
 
 form.addEventListener("click", (event) => {
   const toggle = event.target.closest(".tree-toggle");
   if (toggle) {
+    const key = toggle.dataset.branch;
     const open = toggle.getAttribute("aria-expanded") !== "true";
-    setBranch(toggle, open);
-    (open ? opened : closed).add(toggle.dataset.branch);
-    (open ? closed : opened).delete(toggle.dataset.branch);
+    (open ? opened : closed).add(key);
+    (open ? closed : opened).delete(key);
+    if (!setBranch(toggle, open)) {
+      // Its narrower values were not sent: ask for the same results with this branch open.
+      show(location.pathname + location.search, {
+        push: false,
+        focus: (root) => root.querySelector(`.tree-toggle[data-branch="${CSS.escape(key)}"]`),
+      });
+    }
     return;
   }
   const more = event.target.closest("[data-show-more]");

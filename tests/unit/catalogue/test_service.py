@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from broker.service import BrokerService
 from catalogue.model import HandOff, Provenance, SearchRequest
 from catalogue.search_tantivy import TantivySearchIndex
 from catalogue.service import CatalogueService
@@ -15,7 +14,9 @@ from core.clock import ManualClock
 from core.db import make_engine
 from core.errors import Conflict, Invalid, NotFound
 from tests.catalogue_support import app_settings, executable, registry
+from voexec import wire_broker, wire_catalogue
 from voexec.wire_catalogue import InProcessBroker
+from voexec.wiring import Services
 
 T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 API = Provenance(source="api")
@@ -33,16 +34,13 @@ def clock():
 
 @pytest.fixture
 def catalogue(tmp_path, vocabularies, clock):
-    settings = app_settings(tmp_path)
-    engine = make_engine(f"sqlite:///{tmp_path / 'voexec.db'}")
-    store = SqlCatalogueStore(engine)
-    store.migrate()
-    index = TantivySearchIndex(None)
-    broker = BrokerService(settings.broker, clock)
-    gateway = InProcessBroker(broker, settings.broker.platforms)
-    yield CatalogueService(store, index, vocabularies, gateway, clock)
-    index.close()
-    engine.dispose()
+    """The catalogue as the app wires it (store, index, broker), with the vocabularies shared."""
+    services = Services(settings=app_settings(tmp_path), clock=clock)
+    services.provide("vocabularies", vocabularies)
+    wire_broker.build(services)
+    wire_catalogue.build(services)
+    yield services.components["catalogue"]
+    services.stop()
 
 
 def names(catalogue: CatalogueService, **filters) -> list[str]:

@@ -1,82 +1,96 @@
 """`BrokerService`: the broker's use cases, behind the HTTP layer and the CLI.
 
-This first version keeps offer sets and sessions in memory and makes one offer, on the first
-configured platform that can serve the request, with a deliberately simple first-fit search
-(`broker.first_fit`); an offer past `expires` reads as EXPIRED and frees its capacity. The
-scheduler across platforms, the SQL store and the work queue that drives sessions replace its
-insides; the public methods below, their arguments, results and errors are the contract the
-web layer, the CLI and the catalogue's hand-off rely on, and stay as they are.
+The I/O shell around the pure core: requests are read as demands (`broker.service_demand`),
+offers are made across every platform (`broker.offers`), and sessions move by the lifecycle's
+table (`broker.lifecycle.step`). Every change is one serialised write transaction of the SQL
+store (`broker.store_sql`): the new phase, the holds and bookings, and the next due events of
+the work queue are stored together, so a restart carries on from the database alone.
 
-Semantic problems with a request (an unknown kind, min above max, more cores than the platform
+Semantic problems with a request (an unknown kind, min above max, more cores than any platform
 has, no free slot) are answers, not exceptions: an offer set with `result: NO` whose messages
-carry `values` and the rendered `message`. Exceptions are for the caller's mistakes about
-sessions: `NotFound`, `IllegalUpdate` (a `Conflict`), `Invalid`, and `DirectExecutionFailed`.
+carry `values` and the rendered `message`, per platform. Exceptions are for the caller's
+mistakes about sessions: `NotFound`, `IllegalUpdate` (a `Conflict`), `Invalid`, and
+`DirectExecutionFailed`.
 
-Imports `core` and the pure `broker` modules only: no web framework, no encoding.
+Imports `core`, the `broker` model, the pure modules, the ports and the store; no web framework.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import logging
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Final, Literal, TypeVar
+from typing import Final
 from uuid import UUID, uuid4
 
 import msgspec
 
-from broker.first_fit import OfferPlan, plan_offer
-from broker.isotime import Duration, Interval
+from broker import lifecycle
+from broker.lifecycle import (
+    AcceptedDirectly,
+    AnyEffect,
+    AnyEvent,
+    BookCapacity,
+    ConvertHoldToBooking,
+    HoldCapacity,
+    InvalidTransition,
+    Notify,
+    OfferExpired,
+    OffersMade,
+    Phase,
+    RejectSiblings,
+    Release,
+    ReleaseCapacity,
+    ScheduleTimer,
+    SessionState,
+    SiblingAccepted,
+    StartPreparation,
+    StartWork,
+    StopWork,
+)
+from broker.intervals import Interval
 from broker.model import (
-    TERMINAL_PHASES,
-    AcceleratedComputeResource,
-    AcceleratorCount,
-    AcceleratorMemory,
-    Accelerators,
-    AnyCompute,
-    AnyCost,
     AnyOption,
     AnySession,
     AnyUpdate,
     ComponentMetadata,
-    ComputeCapability,
     EnumValueOption,
     EnumValueUpdate,
     ExecutionRequest,
-    LifecyclePhase,
-    LifecycleStartDurationInstant,
-    LifecycleStartDurationInterval,
     MessageItem,
     MessageLevel,
     OfferSetResponse,
-    ScheduledExecutionSchedule,
     ScheduledExecutionSession,
     SessionPhase,
-    SimpleComputeCores,
-    SimpleComputeMemory,
-    SimpleComputeResource,
-    SimpleMinMaxFloatCost,
     UnknownKind,
     message_item,
 )
+from broker.offers import Offer, OfferPolicy, make_offers
+from broker.ports import Platform
+from broker.resources import Booking, BookingKind, PlatformSpec, Reason
+from broker.service_demand import read_request
+from broker.service_shape import offered_session
+from broker.store_sql import SessionRecord, SqlBrokerStore, StoreTransaction
 from core.clock import Clock
 from core.errors import Conflict, DomainError, Invalid, NotFound, Problem
 from core.settings import BrokerSettings
 
 __all__ = ["CLIENT_UPDATES", "BrokerService", "DirectExecutionFailed", "IllegalUpdate"]
 
+log = logging.getLogger(__name__)
+
 CLIENT_UPDATES: Final[dict[SessionPhase, tuple[SessionPhase, ...]]] = {
-    SessionPhase.OFFERED: (SessionPhase.ACCEPTED, SessionPhase.REJECTED),
-    SessionPhase.ACCEPTED: (SessionPhase.CANCELLED,),
-    SessionPhase.WAITING: (SessionPhase.CANCELLED,),
-    SessionPhase.PREPARING: (SessionPhase.CANCELLED,),
-    SessionPhase.AVAILABLE: (SessionPhase.CANCELLED,),
-    SessionPhase.RUNNING: (SessionPhase.CANCELLED,),
+    SessionPhase(phase.value): tuple(
+        SessionPhase(value) for update in lifecycle.allowed_updates(phase) for value in update.values
+    )
+    for phase in Phase
+    if lifecycle.allowed_updates(phase)
 }
 """The phases a client may move a session to, by its current phase (absent: none)."""
 
 PHASE_PATHS: Final = frozenset({"phase", "/phase"})
+CLAIM_LEASE: Final = timedelta(minutes=1)
+"""How long a claimed work item stays ours before another process may take it over."""
 
 
 class IllegalUpdate(Conflict):
@@ -104,31 +118,32 @@ class DirectExecutionFailed(DomainError):
         self.session = session
 
 
-@dataclass
-class _OfferSet:
-    meta: ComponentMetadata
-    result: Literal["YES", "NO"]
-    sessions: list[UUID] = field(default_factory=list)
-
-
-@dataclass
-class _Session:
-    value: ScheduledExecutionSession
-    plan: OfferPlan
-
-
 class BrokerService:
-    """The Execution Broker's use cases: offers, offer sets, sessions and their updates.
+    """The Execution Broker's use cases: offers, offer sets, sessions, and the work queue.
 
-    Thread-safe: every method holds one lock while it reads or changes state.
+    Thread-safe and multi-process safe: all state is in the store, every change is one
+    serialised transaction.
     """
 
-    def __init__(self, settings: BrokerSettings, clock: Clock) -> None:
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        clock: Clock,
+        store: SqlBrokerStore,
+        platforms: Mapping[str, Platform],
+        *,
+        worker_id: str | None = None,
+    ) -> None:
         self._settings = settings
         self._clock = clock
-        self._lock = threading.Lock()
-        self._offersets: dict[UUID, _OfferSet] = {}
-        self._sessions: dict[UUID, _Session] = {}
+        self._store = store
+        self._platforms = platforms
+        self._specs = [PlatformSpec.from_settings(platform) for platform in settings.platforms]
+        self._spec = {spec.name: spec for spec in self._specs}
+        self._policy = OfferPolicy.from_settings(settings)
+        self._worker_id = worker_id or f"broker-{uuid4()}"
+        with store.write() as tx:
+            tx.ensure_platforms(self._spec)
 
     # ----------------------------------------------------------------- public API
     def request_offers(
@@ -142,30 +157,17 @@ class BrokerService:
 
         Args:
             request: the decoded request.
-            base_url: the broker's absolute base URL (ending in `/broker`, no slash); offer sets
-                and sessions get `meta.url` under it (`<base_url>/offersets/<uuid>`).
-            unknown_kinds: components the codec set aside because their kind is unknown; each
-                makes the answer NO with a message naming the kind.
+            base_url: the broker's absolute base URL (ending in `/broker`, no slash).
+            unknown_kinds: components the codec set aside because their kind is unknown.
 
         Returns:
-            `result: YES` with offers (sessions in phase OFFERED, each with `expires`), or
-            `result: NO` with `meta.messages` saying why.
+            `result: YES` with offers (sessions in phase OFFERED, each holding its capacity
+            until `expires`), or `result: NO` with `meta.messages` saying why, per platform.
         """
         now = self._now()
         offerset_id = uuid4()
-        with self._lock:
-            plan = self._plan(request, unknown_kinds, now)
-            messages = list(plan.messages)
-            session_ids: list[UUID] = []
-            if plan.offer is not None:
-                offer = self._open_session(
-                    request,
-                    plan.offer,
-                    base_url=base_url,
-                    now=now,
-                    phase=SessionPhase.OFFERED,
-                )
-                session_ids.append(offer)
+        with self._store.write() as tx:
+            messages, offers = self._offers(tx, request, unknown_kinds, now)
             meta = ComponentMetadata(
                 uuid=offerset_id,
                 url=f"{base_url}/offersets/{offerset_id}",
@@ -173,9 +175,13 @@ class BrokerService:
                 modified=now,
                 messages=messages,
             )
-            record = _OfferSet(meta, "YES" if session_ids else "NO", session_ids)
-            self._offersets[offerset_id] = record
-            return self._offerset_view(record, now)
+            document = OfferSetResponse(meta=meta, result="YES" if offers else "NO", offers=[])
+            tx.add_offerset(str(offerset_id), now, document)
+            sessions = [
+                self._open(tx, request, offer, base_url, now, offerset=str(offerset_id), position=i)
+                for i, offer in enumerate(offers)
+            ]
+        return msgspec.structs.replace(document, offers=[s.document for s in sessions])
 
     def get_offerset(self, uuid: UUID) -> OfferSetResponse:
         """The offer set as it is now (its offers show their current phases).
@@ -184,11 +190,12 @@ class BrokerService:
             NotFound: no offer set has this UUID.
         """
         now = self._now()
-        with self._lock:
-            record = self._offersets.get(uuid)
-            if record is None:
-                raise NotFound(f"offer set {uuid} does not exist")
-            return self._offerset_view(record, now)
+        with self._store.read() as tx:
+            found = tx.offerset(str(uuid))
+        if found is None:
+            raise NotFound(f"offer set {uuid} does not exist")
+        document, sessions = found
+        return msgspec.structs.replace(document, offers=[_view(s, now) for s in sessions])
 
     def get_session(self, uuid: UUID) -> AnySession:
         """The session (or offer) as it is now; an offer past `expires` reads as EXPIRED.
@@ -197,13 +204,18 @@ class BrokerService:
             NotFound: no session has this UUID.
         """
         now = self._now()
-        with self._lock:
-            return self._current(uuid, now).value
+        with self._store.read() as tx:
+            record = tx.session(str(uuid))
+        if record is None:
+            raise NotFound(f"session {uuid} does not exist")
+        return _view(record, now)
 
     def update_session(self, uuid: UUID, update: AnyUpdate) -> AnySession:
-        """Apply one client update; only `phase` can be changed (accept, reject, cancel).
+        """Apply one client update of `phase`: accept, reject or cancel, atomically.
 
-        (This version makes one offer per offer set, so accepting has no siblings to reject.)
+        Accepting turns the offer's hold into a booking, rejects its siblings (releasing their
+        holds) and queues the session's work; an offer past `expires` is marked EXPIRED and
+        refused.
 
         Raises:
             NotFound: no session has this UUID.
@@ -212,13 +224,24 @@ class BrokerService:
         """
         target = _requested_phase(update)
         now = self._now()
-        with self._lock:
-            record = self._current(uuid, now)
-            phase = record.value.phase
+        refusal: IllegalUpdate | None = None
+        with self._store.write() as tx:
+            record = tx.session(str(uuid), lock=True)
+            if record is None:
+                raise NotFound(f"session {uuid} does not exist")
+            tx.lock_platforms([record.platform])
+            expires = record.state.expires
+            if record.phase is Phase.OFFERED and expires is not None and now >= expires:
+                record = self._apply(tx, record, OfferExpired(), now)
+            phase = SessionPhase(record.phase.value)
             if target not in CLIENT_UPDATES.get(phase, ()):
-                raise IllegalUpdate(uuid, phase, target)
-            self._set_phase(record, target, now)
-            return record.value
+                refusal = IllegalUpdate(uuid, phase, target)  # raised after the commit
+            else:
+                event = lifecycle.update_event(record.state, "phase", target.value)
+                record = self._apply(tx, record, event, now)
+        if refusal is not None:
+            raise refusal
+        return record.document
 
     def direct(
         self,
@@ -227,130 +250,274 @@ class BrokerService:
         *,
         unknown_kinds: Sequence[UnknownKind] = (),
     ) -> AnySession:
-        """Start a session at once, skipping the offer round-trip (POST /direct).
+        """Book the best offer at once and run it, skipping the offer round-trip.
 
         Returns:
-            The new session, already ACCEPTED, at `<base_url>/sessions/<uuid>`.
+            The new session, ACCEPTED, at `<base_url>/sessions/<uuid>`.
 
         Raises:
             DirectExecutionFailed: the request cannot be served; carries a FAILED session whose
                 messages say why (it is not stored).
         """
         now = self._now()
-        with self._lock:
-            plan = self._plan(request, unknown_kinds, now)
-            if plan.offer is None:
-                failed = ScheduledExecutionSession(
-                    meta=ComponentMetadata(created=now, modified=now, messages=list(plan.messages)),
-                    phase=SessionPhase.FAILED,
-                    executable=request.executable,
-                    compute=request.compute,
-                    storage=request.storage,
-                    data=request.data,
-                )
-                raise DirectExecutionFailed(failed)
-            session = self._open_session(
-                request,
-                plan.offer,
-                base_url=base_url,
-                now=now,
-                phase=SessionPhase.ACCEPTED,
+        with self._store.write() as tx:
+            messages, offers = self._offers(tx, request, unknown_kinds, now)
+            if offers:
+                record = self._open(tx, request, offers[0], base_url, now, offerset=None)
+                return record.document
+        raise DirectExecutionFailed(
+            ScheduledExecutionSession(
+                meta=ComponentMetadata(created=now, modified=now, messages=messages),
+                phase=SessionPhase.FAILED,
+                executable=request.executable,
+                compute=request.compute,
+                storage=request.storage,
+                data=request.data,
             )
-            return self._sessions[session].value
+        )
+
+    def tick(self, now: datetime | None = None) -> int:
+        """Deliver every due event of the work queue, in the order they fell due.
+
+        Each event is claimed (so that no other process takes it), then applied in its own
+        transaction at the instant it fell due, so that a late tick replays what happened in
+        order. Returns how many events were delivered.
+        """
+        now = now or self._now()
+        delivered = 0
+        while True:
+            with self._store.write() as tx:
+                claimed = tx.claim(self._worker_id, now, CLAIM_LEASE, limit=1)
+            if not claimed:
+                return delivered
+            with self._store.write() as tx:
+                item = tx.take(claimed[0], self._worker_id)
+                record = tx.session(item.session_id, lock=True) if item else None
+                if item is None or record is None or record.phase.terminal:
+                    continue
+                tx.lock_platforms([record.platform])
+                try:
+                    self._apply(tx, record, item.event, min(item.due_at, now))
+                except InvalidTransition as error:
+                    log.warning("dropped a queued event: %s", error)
+                delivered += 1
 
     # ----------------------------------------------------------------- internals
     def _now(self) -> datetime:
         return self._clock.now().replace(microsecond=0)
 
-    def _plan(
-        self, request: ExecutionRequest, unknown: Sequence[UnknownKind], now: datetime
-    ) -> _Planned:
-        held = [
-            record.plan for record in self._sessions.values() if _holds_capacity(record.value, now)
-        ]
-        messages, offer = plan_offer(
-            request,
-            unknown,
-            platforms=self._settings.platforms,
-            held=held,
-            settings=self._settings,
-            now=now,
-        )
-        return _Planned(messages, offer)
-
-    def _open_session(
+    def _offers(
         self,
+        tx: StoreTransaction,
         request: ExecutionRequest,
-        plan: OfferPlan,
-        *,
+        unknown: Sequence[UnknownKind],
+        now: datetime,
+    ) -> tuple[list[MessageItem], tuple[Offer, ...]]:
+        reading = read_request(request, unknown, self._settings, now)
+        messages = list(reading.messages)
+        if reading.demand is None:
+            return messages, ()
+        if not self._specs:
+            messages.append(
+                message_item(
+                    "urn:voexec:no-platform",
+                    "This broker has no compute platform configured",
+                    time=now,
+                    level=MessageLevel.ERROR,
+                )
+            )
+            return messages, ()
+        tx.lock_platforms(self._spec)
+        bookings = tx.live_bookings(now, list(self._spec))
+        found = make_offers(self._specs, bookings, reading.demand, now, self._policy)
+        level = MessageLevel.INFO if found.offers else MessageLevel.ERROR
+        messages.extend(_reason_message(reason, now, level) for reason in found.reasons)
+        return messages, found.offers
+
+    def _open(
+        self,
+        tx: StoreTransaction,
+        request: ExecutionRequest,
+        offer: Offer,
         base_url: str,
         now: datetime,
-        phase: SessionPhase,
-    ) -> UUID:
-        """Store a new session for `plan` in `phase` and return its UUID."""
+        *,
+        offerset: str | None,
+        position: int = 0,
+    ) -> SessionRecord:
+        """Store a new session for `offer`: OFFERED in an offer set, else ACCEPTED at once."""
         session_id = uuid4()
+        spec = self._spec[offer.platform]
+        state = SessionState(
+            session_id=str(session_id),
+            start=offer.start,
+            end=offer.end,
+            preparation=spec.preparation,
+        )
+        event: AnyEvent = (
+            OffersMade(expires=offer.expires) if offerset is not None else AcceptedDirectly()
+        )
+        result = lifecycle.step(state, event, now)
         executable_meta = request.executable.meta if request.executable else None
         name = executable_meta.name if executable_meta and executable_meta.name else "session"
+        phase = SessionPhase(result.state.phase.value)
         meta = ComponentMetadata(
             uuid=session_id,
-            name=f"{name}-offer-1" if phase is SessionPhase.OFFERED else name,
+            name=f"{name}-offer-{position + 1}" if offerset is not None else name,
             url=f"{base_url}/sessions/{session_id}",
             created=now,
             modified=now,
             messages=[
                 message_item(
                     "urn:voexec:offer-platform",
-                    "Offered on platform {platform}",
+                    "Offered on platform {platform} ({strategy})",
                     time=now,
-                    platform=plan.platform,
+                    platform=offer.platform,
+                    strategy=offer.strategy,
                 )
             ],
             options=_options_for(phase),
         )
-        expires = now + self._settings.offer_ttl if phase is SessionPhase.OFFERED else None
-        session = _offered_session(
-            plan, meta=meta, phase=phase, expires=expires, request=request, now=now
+        document = offered_session(
+            offer,
+            spec,
+            meta=meta,
+            phase=phase,
+            expires=result.state.expires,
+            request=request,
+            now=now,
         )
-        self._sessions[session_id] = _Session(session, plan)
-        return session_id
-
-    def _current(self, uuid: UUID, now: datetime) -> _Session:
-        record = self._sessions.get(uuid)
-        if record is None:
-            raise NotFound(f"session {uuid} does not exist")
-        expires = record.value.expires
-        if record.value.phase is SessionPhase.OFFERED and expires is not None and now >= expires:
-            self._set_phase(record, SessionPhase.EXPIRED, expires)
+        record = SessionRecord(
+            id=str(session_id),
+            offerset_id=offerset,
+            platform=offer.platform,
+            resources=offer.resources,
+            state=result.state,
+            document=document,
+        )
+        tx.add_session(record, position=position, start=offer.start, end=offer.end)
+        record = self._carry_out(tx, record, result.effects, now)
+        tx.save_session(record)
         return record
 
-    def _set_phase(self, record: _Session, phase: SessionPhase, now: datetime) -> None:
-        meta = record.value.meta or ComponentMetadata()
-        record.value = msgspec.structs.replace(
-            record.value,
+    def _apply(
+        self, tx: StoreTransaction, record: SessionRecord, event: AnyEvent, now: datetime
+    ) -> SessionRecord:
+        """One lifecycle step for a stored session: the new state, its effects, stored."""
+        result = lifecycle.step(record.state, event, now)
+        if result.state is record.state:
+            return record  # the table ignores this event in this phase
+        phase = SessionPhase(result.state.phase.value)
+        document = record.document
+        meta = document.meta or ComponentMetadata()
+        document = msgspec.structs.replace(
+            document,
             phase=phase,
             meta=msgspec.structs.replace(meta, modified=now, options=_options_for(phase)),
         )
+        record = SessionRecord(
+            id=record.id,
+            offerset_id=record.offerset_id,
+            platform=record.platform,
+            resources=record.resources,
+            state=result.state,
+            document=document,
+        )
+        record = self._carry_out(tx, record, result.effects, now)
+        tx.save_session(record)
+        return record
 
-    def _offerset_view(self, record: _OfferSet, now: datetime) -> OfferSetResponse:
-        offers = [self._current(uuid, now).value for uuid in record.sessions]
-        return OfferSetResponse(
-            meta=record.meta,
-            result=record.result,
-            offers=list(offers),
+    def _carry_out(
+        self,
+        tx: StoreTransaction,
+        record: SessionRecord,
+        effects: Sequence[AnyEffect],
+        now: datetime,
+    ) -> SessionRecord:
+        """Carry out a step's effects in the same transaction; returns the noted record."""
+        platform = self._platforms[record.platform]
+        notes: list[MessageItem] = []
+        for effect in effects:
+            match effect:
+                case HoldCapacity():
+                    tx.add_booking(record.id, _booking(record, BookingKind.HOLD))
+                case BookCapacity():
+                    tx.add_booking(record.id, _booking(record, BookingKind.BOOKING))
+                case ConvertHoldToBooking():
+                    tx.convert_hold(record.id)
+                case ReleaseCapacity():
+                    tx.release(record.id)
+                case RejectSiblings():
+                    for sibling in tx.siblings(record):
+                        if sibling.phase is Phase.OFFERED:
+                            self._apply(tx, sibling, SiblingAccepted(), now)
+                case StartPreparation() | StartWork() | StopWork() | Release():
+                    call = {
+                        StartPreparation: platform.prepare,
+                        StartWork: platform.start,
+                        StopWork: platform.stop,
+                        Release: platform.release,
+                    }[type(effect)]
+                    for report in call(record.id, now):
+                        tx.enqueue(record.id, report.at, report.event)
+                case ScheduleTimer(at=at, event=event):
+                    tx.enqueue(record.id, at, event)
+                case Notify(phase=phase, message=text):
+                    failed = phase in (Phase.FAILED,)
+                    notes.append(
+                        message_item(
+                            "urn:voexec:phase",
+                            "{phase}: {note}",
+                            time=now,
+                            level=MessageLevel.ERROR if failed else MessageLevel.INFO,
+                            phase=phase.value,
+                            note=text,
+                        )
+                    )
+        if record.phase.terminal:
+            tx.drop_work(record.id)  # events for an ended session are never delivered
+        if not notes:
+            return record
+        meta = record.document.meta or ComponentMetadata()
+        document = msgspec.structs.replace(
+            record.document, meta=msgspec.structs.replace(meta, messages=[*meta.messages, *notes])
+        )
+        return SessionRecord(
+            id=record.id,
+            offerset_id=record.offerset_id,
+            platform=record.platform,
+            resources=record.resources,
+            state=record.state,
+            document=document,
         )
 
 
-@dataclass(frozen=True)
-class _Planned:
-    messages: list[MessageItem]
-    offer: OfferPlan | None
+def _booking(record: SessionRecord, kind: BookingKind) -> Booking:
+    return Booking(
+        platform=record.platform,
+        interval=Interval(record.state.start, record.state.end),
+        resources=record.resources,
+        kind=kind,
+    )
 
 
-def _holds_capacity(session: ScheduledExecutionSession, now: datetime) -> bool:
-    """An offer holds capacity until it expires; an accepted session until it ends."""
-    if session.phase is SessionPhase.OFFERED:
-        return session.expires is None or now < session.expires
-    return session.phase not in TERMINAL_PHASES
+def _view(record: SessionRecord, now: datetime) -> AnySession:
+    """The session as a client sees it now: an offer past `expires` reads as EXPIRED."""
+    expires = record.state.expires
+    if record.phase is Phase.OFFERED and expires is not None and now >= expires:
+        meta = record.document.meta or ComponentMetadata()
+        return msgspec.structs.replace(
+            record.document,
+            phase=SessionPhase.EXPIRED,
+            meta=msgspec.structs.replace(meta, options=[]),
+        )
+    return record.document
+
+
+def _reason_message(reason: Reason, now: datetime, level: MessageLevel) -> MessageItem:
+    return message_item(
+        f"urn:voexec:{reason.code}", reason.template, time=now, level=level, **reason.values
+    )
 
 
 def _options_for(phase: SessionPhase) -> list[AnyOption]:
@@ -376,100 +543,3 @@ def _requested_phase(update: AnyUpdate) -> SessionPhase:
             f"{update.value!r} is not a session phase",
             [Problem("$.value", f"{update.value!r} is not a session phase")],
         ) from None
-
-
-# ------------------------------------------------------------------------- shaping an offer
-RELEASE_TIME: Final = timedelta(seconds=10)
-"""How long releasing is announced to take (this version runs nothing, so nothing to release)."""
-
-C = TypeVar("C", bound=msgspec.Struct)
-
-
-def _offered_session(
-    plan: OfferPlan,
-    *,
-    meta: ComponentMetadata,
-    phase: SessionPhase,
-    expires: datetime | None,
-    request: ExecutionRequest,
-    now: datetime,
-) -> ScheduledExecutionSession:
-    """The session for a slot: the request's components as offered, with the slot's schedule."""
-    schedule = ScheduledExecutionSchedule(
-        preparing=LifecycleStartDurationInstant(
-            start=plan.start - plan.preparation, duration=Duration.of(plan.preparation)
-        ),
-        available=LifecycleStartDurationInterval(
-            start=Interval.at(plan.start), duration=Duration.of(plan.duration)
-        ),
-        releasing=LifecycleStartDurationInstant(start=plan.end, duration=Duration.of(RELEASE_TIME)),
-    )
-    return ScheduledExecutionSession(
-        meta=meta,
-        phase=phase,
-        expires=expires,
-        executable=_offered(request.executable, now) if request.executable else None,
-        compute=_offered_compute(plan, request.compute, schedule, now),
-        storage=[_offered(storage, now) for storage in request.storage],
-        data=[_offered(data, now) for data in request.data],
-        schedule=schedule,
-        costs=_costs(plan),
-    )
-
-
-def _offered(component: C, now: datetime) -> C:
-    """A requested component as offered: a fresh UUID, INITIALIZING, the client's name kept."""
-    meta = getattr(component, "meta", None) or ComponentMetadata()
-    return msgspec.structs.replace(
-        component,
-        meta=ComponentMetadata(
-            uuid=uuid4(), name=meta.name, description=meta.description, created=now
-        ),
-        phase=LifecyclePhase.INITIALIZING,
-    )
-
-
-def _offered_compute(
-    plan: OfferPlan,
-    requested: AnyCompute | None,
-    schedule: ScheduledExecutionSchedule,
-    now: datetime,
-) -> AnyCompute:
-    """The compute resource as offered: min = max = what the slot gives."""
-    base = requested or SimpleComputeResource(meta=ComponentMetadata(name="Default compute"))
-    offered = msgspec.structs.replace(
-        _offered(base, now),
-        cores=SimpleComputeCores(min=plan.cores, max=plan.cores),
-        memory=SimpleComputeMemory(min=plan.memory, max=plan.memory),
-        schedule=schedule,
-    )
-    gpu = plan.gpu
-    if isinstance(offered, AcceleratedComputeResource) and gpu is not None:
-        capability = gpu.compute_capability
-        offered = msgspec.structs.replace(
-            offered,
-            accelerators=Accelerators(
-                count=AcceleratorCount(min=plan.gpus, max=plan.gpus),
-                vendor=gpu.vendor,
-                models=[gpu.model],
-                memory=AcceleratorMemory(min=gpu.memory),
-                compute_capability=ComputeCapability(min=capability) if capability else None,
-            ),
-        )
-    return offered
-
-
-def _costs(plan: OfferPlan) -> list[AnyCost]:
-    """What the slot costs, when the platform has a cost model."""
-    if plan.cost is None or plan.cost_unit is None:
-        return []
-    unit = plan.cost_unit
-    currency = len(unit) == 3 and unit.isalpha() and unit.isupper()
-    return [
-        SimpleMinMaxFloatCost(
-            type="urn:ivoa:calycopis:cost:monetary" if currency else "urn:voexec:cost:allocation",
-            description=f"{unit} for the whole slot",
-            min=round(plan.cost, 4),
-            max=round(plan.cost, 4),
-        )
-    ]

@@ -5,21 +5,48 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from core.clock import ManualClock
+
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from voexec.wiring import Services
 
 
 def build(services: Services) -> None:
-    """Construct the broker service and mount its `/broker` routes.
+    """Construct the broker service over the shared engine and mount its `/broker` routes.
 
-    The service is injected into the handlers as the dependency `broker`.
+    The service is injected into the handlers as the dependency `broker`. The work queue runs
+    in a daemon thread between startup and shutdown, except under a `ManualClock`: there the
+    caller drives time, and with it the ticks (`services.components["broker"].tick()`).
     """
+    from broker.platforms.simulated import SimulatedPlatform
+    from broker.ports import Platform
     from broker.service import BrokerService
+    from broker.store_sql import SqlBrokerStore
     from broker.web import broker_router
+    from broker.worker import WorkQueueRunner
+    from core.db import make_engine
 
-    broker = BrokerService(services.settings.broker, services.clock)
+    settings = services.settings
+    engine: Engine | None = services.components.get("engine")
+    if engine is None:
+        engine = make_engine(settings.database_url)
+        services.components["engine"] = engine
+        services.on_shutdown.append(engine.dispose)
+    store = SqlBrokerStore(engine)
+    store.migrate()
+    # Only the simulated adapter exists so far; every platform walks its phases simulated.
+    platforms: dict[str, Platform] = {
+        platform.name: SimulatedPlatform(platform) for platform in settings.broker.platforms
+    }
+    broker = BrokerService(settings.broker, services.clock, store, platforms)
     services.provide("broker", broker)
-    services.route_handlers.append(broker_router(services.settings.server))
+    services.route_handlers.append(broker_router(settings.server))
+    if not isinstance(services.clock, ManualClock):
+        runner = WorkQueueRunner(broker, settings.broker.tick)
+        services.on_startup.append(runner.start)
+        services.on_shutdown.append(runner.stop)
 
 
 def register_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

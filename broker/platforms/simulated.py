@@ -1,0 +1,62 @@
+"""The simulated platform: runs nothing, walks every phase with configured delays and outcomes.
+
+For the demo and the tests. Its behaviour comes from `PlatformSettings.simulated`: how long
+preparing and releasing take, how long the work runs (`run`, or until the offered end), and a
+scripted failure in one phase (`fail_in`). It keeps no state: every answer is a report of what
+will happen and when, which the service queues in the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from broker.lifecycle import Failed, ReleaseDone, ResourcesReady, WorkFinished
+from broker.ports import PlatformReport
+from core.settings import PlatformSettings
+
+__all__ = ["SimulatedPlatform"]
+
+
+class SimulatedPlatform:
+    """A `Platform` that pretends, on the timetable of its settings."""
+
+    def __init__(self, settings: PlatformSettings) -> None:
+        self.name = settings.name
+        self._behaviour = settings.simulated
+        self.stopped: list[str] = []
+        """Sessions stopped by a cancel, for inspection (this process only)."""
+
+    def _failure(self, phase: str, at: datetime) -> list[PlatformReport]:
+        reason = f"{self.name}: the simulated session failed while {phase}"
+        return [PlatformReport(at, Failed(reason=reason))]
+
+    def prepare(self, session_id: str, now: datetime) -> Sequence[PlatformReport]:
+        """Ready after the preparation delay (or failed then, when scripted)."""
+        ready = now + self._behaviour.prepare
+        if self._behaviour.fail_in == "PREPARING":
+            return self._failure("preparing", ready)
+        reports = [PlatformReport(ready, ResourcesReady())]
+        if self._behaviour.fail_in == "AVAILABLE":
+            reports += self._failure("available", ready)
+        return reports
+
+    def start(self, session_id: str, now: datetime) -> Sequence[PlatformReport]:
+        """The work finishes after `run`; without `run` it runs to the offered end."""
+        if self._behaviour.fail_in == "RUNNING":
+            return self._failure("running", now + (self._behaviour.run or self._behaviour.prepare))
+        if self._behaviour.run is None:
+            return []
+        return [PlatformReport(now + self._behaviour.run, WorkFinished())]
+
+    def release(self, session_id: str, now: datetime) -> Sequence[PlatformReport]:
+        """Released after the release delay (or failed then, when scripted)."""
+        done = now + self._behaviour.release
+        if self._behaviour.fail_in == "RELEASING":
+            return self._failure("releasing", done)
+        return [PlatformReport(done, ReleaseDone())]
+
+    def stop(self, session_id: str, now: datetime) -> Sequence[PlatformReport]:
+        """Stopped at once; nothing more will be reported."""
+        self.stopped.append(session_id)
+        return []

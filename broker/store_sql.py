@@ -1,0 +1,437 @@
+"""The broker's SQL store: offer sets, sessions, holds and bookings, and the work queue.
+
+Owns the broker's tables and their queries; portable between SQLite and PostgreSQL. Instants
+are stored as integer microseconds since the epoch (UTC), so that comparisons are exact and
+alike on both. Holds and accepts on a platform are serialised: every write transaction runs
+under `core.db.write_transaction` (BEGIN IMMEDIATE on SQLite) and, on PostgreSQL, locks the
+rows of `broker_platform` it touches (`SELECT ... FOR UPDATE`, in name order, so that two
+transactions never wait on each other in a cycle).
+
+Session documents are stored in their JSON wire form (`broker.codec`). Imports `core`,
+SQLAlchemy and the `broker` model and codec; no web framework.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Integer,
+    String,
+    Table,
+    Text,
+    and_,
+    delete,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from broker import codec
+from broker.intervals import Interval
+from broker.lifecycle import AnyEvent, Phase, SessionState
+from broker.model import AnySession, OfferSetResponse
+from broker.resources import Booking, BookingKind, GpuShare, Resources
+from core.db import Base, migrate, session_factory, write_transaction
+
+__all__ = ["SessionRecord", "SqlBrokerStore", "StoreTransaction", "WorkItem"]
+
+MIGRATIONS: Final = Path(__file__).parent / "migrations"
+VERSION_TABLE: Final = "alembic_version_broker"
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+platform_table = Table("broker_platform", Base.metadata, Column("name", String(200), primary_key=True))
+offerset_table = Table(
+    "broker_offerset",
+    Base.metadata,
+    Column("id", String(36), primary_key=True),
+    Column("created", BigInteger, nullable=False),
+    Column("document", Text, nullable=False),
+)
+session_table = Table(
+    "broker_session",
+    Base.metadata,
+    Column("id", String(36), primary_key=True),
+    Column("offerset_id", String(36), nullable=True, index=True),
+    Column("position", Integer, nullable=False, default=0),
+    Column("platform", String(200), nullable=False),
+    Column("phase", String(16), nullable=False),
+    Column("expires", BigInteger, nullable=True),
+    Column("slot_start", BigInteger, nullable=False),
+    Column("slot_end", BigInteger, nullable=False),
+    Column("resources", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("document", Text, nullable=False),
+)
+booking_table = Table(
+    "broker_booking",
+    Base.metadata,
+    Column("session_id", String(36), primary_key=True),
+    Column("platform", String(200), nullable=False, index=True),
+    Column("slot_start", BigInteger, nullable=False),
+    Column("slot_end", BigInteger, nullable=False),
+    Column("cores", Integer, nullable=False),
+    Column("memory", Float, nullable=False),
+    Column("storage", Float, nullable=False),
+    Column("gpus", Text, nullable=False),
+    Column("kind", String(8), nullable=False),
+)
+work_table = Table(
+    "broker_work",
+    Base.metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("session_id", String(36), nullable=False, index=True),
+    Column("due_at", BigInteger, nullable=False, index=True),
+    Column("event", Text, nullable=False),
+    Column("claimed_by", String(100), nullable=True),
+    Column("claimed_until", BigInteger, nullable=True),
+)
+
+
+def to_micros(instant: datetime) -> int:
+    """Microseconds since the epoch of an aware instant."""
+    return (instant - _EPOCH) // timedelta(microseconds=1)
+
+
+def from_micros(micros: int) -> datetime:
+    """The aware UTC instant of `micros` since the epoch."""
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+_event_decoder: Final = msgspec.json.Decoder(AnyEvent)
+_state_decoder: Final = msgspec.json.Decoder(SessionState)
+_resources_decoder: Final = msgspec.json.Decoder(Resources)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """One stored session: its lifecycle state, its slot and its wire document."""
+
+    id: str
+    offerset_id: str | None
+    platform: str
+    resources: Resources
+    state: SessionState
+    document: AnySession
+
+    @property
+    def phase(self) -> Phase:
+        """The stored phase (an OFFERED session past `expires` is not swept yet)."""
+        return self.state.phase
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """One due event of the work queue."""
+
+    id: int
+    session_id: str
+    due_at: datetime
+    event: AnyEvent
+
+
+def _document(text: str) -> AnySession:
+    return codec.decode_session(text.encode(), codec.Media.JSON).value
+
+
+def _record(row: Any) -> SessionRecord:
+    return SessionRecord(
+        id=row.id,
+        offerset_id=row.offerset_id,
+        platform=row.platform,
+        resources=_resources_decoder.decode(row.resources),
+        state=_state_decoder.decode(row.state),
+        document=_document(row.document),
+    )
+
+
+class StoreTransaction:
+    """The store's operations inside one transaction (see `SqlBrokerStore.write`)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._postgres = session.get_bind().dialect.name == "postgresql"
+
+    def _run(self, statement: Any) -> Any:
+        return self._session.execute(statement)
+
+    # -------------------------------------------------------------- platforms
+    def lock_platforms(self, names: Iterable[str]) -> None:
+        """Serialise on these platforms until the transaction ends (PostgreSQL row locks).
+
+        On SQLite the whole write transaction already holds the database's write lock.
+        """
+        ordered = sorted(set(names))
+        if ordered and self._postgres:
+            query = (
+                select(platform_table.c.name)
+                .where(platform_table.c.name.in_(ordered))
+                .order_by(platform_table.c.name)
+                .with_for_update()
+            )
+            self._run(query).all()
+
+    def ensure_platforms(self, names: Iterable[str]) -> None:
+        """Make sure every configured platform has its row (the row to lock)."""
+        known = set(self._run(select(platform_table.c.name)).scalars())
+        missing = [{"name": name} for name in sorted(set(names) - known)]
+        if missing:
+            self._session.execute(insert(platform_table), missing)
+
+    # -------------------------------------------------------------- bookings
+    def live_bookings(self, now: datetime, platforms: Sequence[str]) -> list[Booking]:
+        """Holds of unexpired offers and bookings of accepted sessions that end after `now`."""
+        at = to_micros(now)
+        query = (
+            select(booking_table, session_table.c.phase, session_table.c.expires)
+            .join(session_table, session_table.c.id == booking_table.c.session_id)
+            .where(booking_table.c.platform.in_(list(platforms)))
+            .where(booking_table.c.slot_end > at)
+            .where(
+                or_(
+                    booking_table.c.kind == BookingKind.BOOKING.value,
+                    and_(
+                        session_table.c.phase == Phase.OFFERED.value,
+                        session_table.c.expires > at,
+                    ),
+                )
+            )
+        )
+        return [
+            Booking(
+                platform=row.platform,
+                interval=Interval(from_micros(row.slot_start), from_micros(row.slot_end)),
+                resources=Resources(
+                    cores=row.cores,
+                    memory=row.memory,
+                    storage=row.storage,
+                    gpus=tuple(msgspec.json.decode(row.gpus, type=tuple[GpuShare, ...])),
+                ),
+                kind=BookingKind(row.kind),
+            )
+            for row in self._run(query)
+        ]
+
+    def add_booking(self, session_id: str, booking: Booking) -> None:
+        """Store the hold or booking of one session."""
+        resources = booking.resources
+        self._run(
+            insert(booking_table).values(
+                session_id=session_id,
+                platform=booking.platform,
+                slot_start=to_micros(booking.interval.start),
+                slot_end=to_micros(booking.interval.end),
+                cores=resources.cores,
+                memory=resources.memory,
+                storage=resources.storage,
+                gpus=msgspec.json.encode(resources.gpus).decode(),
+                kind=booking.kind.value,
+            )
+        )
+
+    def convert_hold(self, session_id: str) -> None:
+        """The session's hold becomes a booking (it no longer expires)."""
+        self._run(
+            update(booking_table)
+            .where(booking_table.c.session_id == session_id)
+            .values(kind=BookingKind.BOOKING.value)
+        )
+
+    def release(self, session_id: str) -> None:
+        """Free the session's hold or booking."""
+        self._run(delete(booking_table).where(booking_table.c.session_id == session_id))
+
+    def bookings_of(self, platform: str) -> list[tuple[str, Booking]]:
+        """Every stored hold and booking of a platform, with its session (for checks)."""
+        rows = self._run(select(booking_table).where(booking_table.c.platform == platform))
+        return [
+            (
+                row.session_id,
+                Booking(
+                    platform=row.platform,
+                    interval=Interval(from_micros(row.slot_start), from_micros(row.slot_end)),
+                    resources=Resources(cores=row.cores, memory=row.memory, storage=row.storage),
+                    kind=BookingKind(row.kind),
+                ),
+            )
+            for row in rows
+        ]
+
+    # -------------------------------------------------------------- offer sets, sessions
+    def add_offerset(self, offerset_id: str, created: datetime, document: OfferSetResponse) -> None:
+        """Store an offer set's own document (its offers are sessions)."""
+        self._run(
+            insert(offerset_table).values(
+                id=offerset_id,
+                created=to_micros(created),
+                document=codec.encode(document, codec.Media.JSON).decode(),
+            )
+        )
+
+    def offerset(self, offerset_id: str) -> tuple[OfferSetResponse, list[SessionRecord]] | None:
+        """An offer set's document and its sessions in their order, or None."""
+        row = self._run(select(offerset_table).where(offerset_table.c.id == offerset_id)).first()
+        if row is None:
+            return None
+        document = codec.decode_document(
+            row.document.encode(), codec.Media.JSON, OfferSetResponse
+        ).value
+        sessions = self._run(
+            select(session_table)
+            .where(session_table.c.offerset_id == offerset_id)
+            .order_by(session_table.c.position)
+        )
+        return document, [_record(session) for session in sessions]
+
+    def add_session(
+        self, record: SessionRecord, *, position: int = 0, start: datetime, end: datetime
+    ) -> None:
+        """Store a new session."""
+        self._run(
+            insert(session_table).values(
+                id=record.id,
+                offerset_id=record.offerset_id,
+                position=position,
+                platform=record.platform,
+                phase=record.state.phase.value,
+                expires=to_micros(record.state.expires) if record.state.expires else None,
+                slot_start=to_micros(start),
+                slot_end=to_micros(end),
+                resources=msgspec.json.encode(record.resources).decode(),
+                state=msgspec.json.encode(record.state).decode(),
+                document=codec.encode(record.document, codec.Media.JSON).decode(),
+            )
+        )
+
+    def session(self, session_id: str, *, lock: bool = False) -> SessionRecord | None:
+        """One session, or None; `lock` takes its row lock (PostgreSQL)."""
+        query = select(session_table).where(session_table.c.id == session_id)
+        if lock and self._postgres:
+            query = query.with_for_update()
+        row = self._run(query).first()
+        return None if row is None else _record(row)
+
+    def siblings(self, record: SessionRecord) -> list[SessionRecord]:
+        """The other sessions of the same offer set."""
+        if record.offerset_id is None:
+            return []
+        rows = self._run(
+            select(session_table)
+            .where(session_table.c.offerset_id == record.offerset_id)
+            .where(session_table.c.id != record.id)
+            .order_by(session_table.c.position)
+        )
+        return [_record(row) for row in rows]
+
+    def save_session(self, record: SessionRecord) -> None:
+        """Store a session's new state and document."""
+        self._run(
+            update(session_table)
+            .where(session_table.c.id == record.id)
+            .values(
+                phase=record.state.phase.value,
+                state=msgspec.json.encode(record.state).decode(),
+                document=codec.encode(record.document, codec.Media.JSON).decode(),
+            )
+        )
+
+    def expired_offers(self, now: datetime) -> list[str]:
+        """Sessions still OFFERED whose `expires` has come."""
+        query = select(session_table.c.id).where(
+            session_table.c.phase == Phase.OFFERED.value, session_table.c.expires <= to_micros(now)
+        )
+        return list(self._run(query).scalars())
+
+    # -------------------------------------------------------------- the work queue
+    def enqueue(self, session_id: str, due_at: datetime, event: AnyEvent) -> None:
+        """Deliver `event` to the session at `due_at`."""
+        self._run(
+            insert(work_table).values(
+                session_id=session_id,
+                due_at=to_micros(due_at),
+                event=msgspec.json.encode(event).decode(),
+            )
+        )
+
+    def drop_work(self, session_id: str) -> None:
+        """Forget every event still queued for a session (it has ended)."""
+        self._run(delete(work_table).where(work_table.c.session_id == session_id))
+
+    def claim(self, worker: str, now: datetime, lease: timedelta, limit: int) -> list[int]:
+        """Claim up to `limit` due items not claimed by a live worker, oldest first."""
+        at = to_micros(now)
+        query = (
+            select(work_table.c.id)
+            .where(work_table.c.due_at <= at)
+            .where(or_(work_table.c.claimed_until.is_(None), work_table.c.claimed_until <= at))
+            .order_by(work_table.c.due_at, work_table.c.id)
+            .limit(limit)
+        )
+        if self._postgres:
+            query = query.with_for_update(skip_locked=True)
+        ids = list(self._run(query).scalars())
+        if ids:
+            self._run(
+                update(work_table)
+                .where(work_table.c.id.in_(ids))
+                .values(claimed_by=worker, claimed_until=to_micros(now + lease))
+            )
+        return ids
+
+    def take(self, item_id: int, worker: str) -> WorkItem | None:
+        """Remove a claimed item and return it; None when it is not (or no longer) ours."""
+        row = self._run(
+            select(work_table).where(work_table.c.id == item_id, work_table.c.claimed_by == worker)
+        ).first()
+        if row is None:
+            return None
+        self._run(delete(work_table).where(work_table.c.id == item_id))
+        return WorkItem(row.id, row.session_id, from_micros(row.due_at), _event_decoder.decode(row.event))
+
+    def pending(self, session_id: str) -> list[WorkItem]:
+        """The events still queued for a session, in the order they are due."""
+        rows = self._run(
+            select(work_table)
+            .where(work_table.c.session_id == session_id)
+            .order_by(work_table.c.due_at, work_table.c.id)
+        )
+        return [
+            WorkItem(row.id, row.session_id, from_micros(row.due_at), _event_decoder.decode(row.event))
+            for row in rows
+        ]
+
+
+class SqlBrokerStore:
+    """The broker's tables on one engine (shared with the catalogue and the harvest)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = session_factory(engine)
+
+    def migrate(self) -> None:
+        """Bring the broker's tables to the newest revision."""
+        migrate(self.engine, MIGRATIONS, VERSION_TABLE)
+
+    @contextmanager
+    def write(self) -> Iterator[StoreTransaction]:
+        """A serialised write transaction (BEGIN IMMEDIATE on SQLite); commits on success."""
+        with write_transaction(self._sessions) as session:
+            yield StoreTransaction(session)
+
+    @contextmanager
+    def read(self) -> Iterator[StoreTransaction]:
+        """A read-only transaction."""
+        with self._sessions() as session, session.begin():
+            yield StoreTransaction(session)

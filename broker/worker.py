@@ -1,0 +1,50 @@
+"""The work-queue runner: a daemon thread that calls `BrokerService.tick` every `broker.tick`.
+
+Owns the thread only; what a tick does is the service's business, and all state is in the
+database, so stopping the thread (or the process) at any moment loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+from typing import Protocol
+
+__all__ = ["WorkQueueRunner"]
+
+log = logging.getLogger(__name__)
+
+
+class _Ticks(Protocol):
+    def tick(self) -> int: ...
+
+
+class WorkQueueRunner:
+    """Runs `service.tick()` every `interval` in a daemon thread, between `start` and `stop`."""
+
+    def __init__(self, service: _Ticks, interval: timedelta) -> None:
+        self._service = service
+        self._interval = interval.total_seconds()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the thread (once)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="broker-work-queue", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the thread to stop and wait for the tick in progress to finish."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self._interval):
+            try:
+                self._service.tick()
+            except Exception:  # a failing tick must not end the queue; the next one retries
+                log.exception("broker work queue: tick failed")

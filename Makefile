@@ -56,8 +56,9 @@ services-stop: ## stop the services started by `make services`
 bench: $(STAMP) ## run the benchmarks and rewrite docs/benchmarks.md
 	$(BIN)/python -m bench
 
-golden: $(STAMP) ## regenerate recorded data (the OpenAPI snapshot)
+golden: $(STAMP) ## regenerate recorded data (the OpenAPI snapshot, the publisher JSON Schema)
 	VOEXEC_REGENERATE_GOLDEN=1 $(BIN)/pytest tests/api/test_openapi.py -q
+	VOEXEC_REGENERATE_GOLDEN=1 $(BIN)/pytest tests/unit/catalogue/test_publisher.py -k json_schema -q
 
 openapi: $(STAMP) ## print the OpenAPI document
 	$(BIN)/voexec openapi

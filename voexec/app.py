@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from litestar import Litestar, get
+from typing import Any
+
+import msgspec
+import yaml
+from litestar import Litestar, Request, get
 from litestar.config.app import AppConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
@@ -11,6 +15,19 @@ import voexec
 from core.settings import Settings
 from voexec.problems import EXCEPTION_HANDLERS
 from voexec.wiring import Services, build_services
+
+
+class PlainYamlRenderPlugin(YamlRenderPlugin):
+    """Serve /schema/openapi.yaml as plain YAML that any client can read.
+
+    Litestar's plugin uses `yaml.dump`, which writes Python tuples (defaults of frozen Structs)
+    as `!!python/tuple`; going through JSON first leaves only standard types.
+    """
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        """The document as safe YAML, keys in the order the JSON document has them."""
+        plain = msgspec.json.decode(self.render_json(request, openapi_schema))
+        return yaml.safe_dump(plain, sort_keys=False, allow_unicode=True).encode("utf-8")
 
 
 @get("/health", sync_to_thread=False, include_in_schema=False)
@@ -34,7 +51,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             version=voexec.__version__,
             description="Catalogue of astronomy executables and IVOA Execution Broker.",
             path="/schema",
-            render_plugins=[JsonRenderPlugin(), YamlRenderPlugin()],
+            render_plugins=[JsonRenderPlugin(), PlainYamlRenderPlugin()],
         ),
     )
     app = Litestar.from_config(config)

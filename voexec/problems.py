@@ -7,6 +7,7 @@ decides their status codes. The broker's routes answer in the broker's own `meta
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Final
 
 import msgspec
@@ -26,6 +27,7 @@ from core.errors import (
 )
 
 PROBLEM_JSON: Final = "application/problem+json"
+LOGGER = logging.getLogger(__name__)
 
 STATUS_OF: Final[dict[type[DomainError], tuple[int, str]]] = {
     NotFound: (404, "Not Found"),
@@ -98,7 +100,7 @@ def http_error_handler(request: Request[Any, Any, Any], error: HTTPException) ->
 
 def unexpected_error_handler(request: Request[Any, Any, Any], error: Exception) -> Response[bytes]:
     """Last resort: a 500 without a stack trace in the body (it goes to the log)."""
-    request.logger.exception("unexpected error on %s", request.url.path, exc_info=error)
+    LOGGER.error("unexpected error on %s", request.url.path, exc_info=error)
     return problem(
         HTTP_500_INTERNAL_SERVER_ERROR,
         "Internal Server Error",

@@ -73,6 +73,8 @@ KIND_LABELS: Final = {
     "python-program": "Python program",
 }
 
+RUN_TONES: Final = {"succeeded": "success", "partial": "warning", "failed": "danger"}
+
 Catalogue = NamedDependency[CatalogueService]
 Broker = NamedDependency[BrokerService]
 Harvest = NamedDependency[HarvestPipeline]
@@ -172,6 +174,7 @@ def search_page(
         first=state.first_result(catalogue.page_size),
         needs={key: version.spec.needs for key, version in current.items()},
         facet_titles=search_state.FACET_TITLES,
+        field_titles=search_state.FIELD_TITLES,
         sort_titles=search_state.SORT_TITLES,
         kind_labels=KIND_LABELS,
         open_branches=search_state.open_branches(result.facets)
@@ -417,7 +420,6 @@ def harvest_page(
     harvest: Harvest,
     pages: PagesDependency,
     run: FromQuery[str | None] = None,
-    everything: FromQuery[bool] = False,
 ) -> Response[str]:
     """Harvest sources with their last run, recent runs, and one run's report per project."""
     started = time.perf_counter()
@@ -444,7 +446,7 @@ def harvest_page(
         report=report,
         with_problems=with_problems,
         others=[p for p in projects if p not in with_problems],
-        everything=everything,
+        run_tones=RUN_TONES,
     )
 
 

@@ -22,6 +22,13 @@ from typing import Any, Final
 from voexec.ui.formats import interval_length, number_text, parse_duration, parse_instant
 
 PLATFORM_MESSAGE: Final = "urn:voexec:offer-platform"
+PHASE_MESSAGE: Final = "urn:voexec:phase"
+STRATEGY_TITLES: Final = {
+    "earliest": "Earliest start",
+    "largest": "Most resources",
+    "longest": "Longest run",
+    "cheapest": "Lowest cost",
+}
 LIFECYCLE: Final = ("ACCEPTED", "WAITING", "PREPARING", "AVAILABLE", "RUNNING", "RELEASING")
 """The phases an accepted session walks through, in order, before it ends."""
 TERMINAL: Final = frozenset({"REJECTED", "EXPIRED", "COMPLETED", "FAILED", "CANCELLED"})
@@ -70,6 +77,18 @@ class Message:
     time: datetime | None = None
     kind: str = ""
     platform: str | None = None
+    values: Mapping[str, str] = field(default_factory=dict)
+    """The message's values, as text (`phase`, `platform`, `strategy`...)."""
+
+    @property
+    def phase(self) -> str | None:
+        """The phase a phase-change message announces."""
+        return self.values.get("phase") if self.kind == PHASE_MESSAGE else None
+
+    @property
+    def tone(self) -> str:
+        """A CSS tone for the phase it announces."""
+        return TONE.get(self.phase or "", "info")
 
 
 @dataclass(frozen=True)
@@ -135,6 +154,13 @@ class SessionView:
     components: tuple[Component, ...]
     executable: str
     """The executable's name, image or location."""
+    strategy: str | None = None
+    """Why the broker made this offer (`earliest`, `largest`, `longest`, `cheapest`)."""
+
+    @property
+    def strategy_title(self) -> str:
+        """The strategy in words."""
+        return STRATEGY_TITLES.get(self.strategy or "", (self.strategy or "").title())
 
     @property
     def help(self) -> str:
@@ -226,6 +252,7 @@ def message(item: Mapping[str, Any]) -> Message:
         time=parse_instant(item.get("time")),
         kind=str(item.get("kind") or item.get("type") or ""),
         platform=str(platform) if platform is not None else None,
+        values={str(key): str(value) for key, value in values.items()},
     )
 
 
@@ -297,7 +324,7 @@ def session_view(document: Mapping[str, Any]) -> SessionView:
     """A session (or offer) document from the broker, ready to show."""
     meta = _map(document.get("meta"))
     messages = tuple(message(_map(m)) for m in _list(meta.get("messages")))
-    platform = next((m.platform for m in messages if m.kind == PLATFORM_MESSAGE), None)
+    placed = next((m for m in messages if m.kind == PLATFORM_MESSAGE), None)
     options: list[str] = []
     for option in _list(meta.get("options")):
         data = _map(option)
@@ -318,7 +345,8 @@ def session_view(document: Mapping[str, Any]) -> SessionView:
         uuid=str(meta.get("uuid") or ""),
         name=str(meta.get("name") or ""),
         phase=str(document.get("phase") or "UNKNOWN"),
-        platform=platform,
+        platform=placed.platform if placed else None,
+        strategy=placed.values.get("strategy") if placed else None,
         created=parse_instant(meta.get("created")),
         modified=parse_instant(meta.get("modified")),
         expires=parse_instant(document.get("expires")),

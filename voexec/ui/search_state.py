@@ -33,6 +33,8 @@ FACET_TITLES: Final = {
     "platform": "Runs on",
     "messenger": "Messenger",
 }
+FIELD_TITLES: Final = {**FACET_TITLES, "q": "Text", "sort": "Sort", "cursor": "Page"}
+"""Names of the URL's parameters in problems shown to people."""
 SORT_TITLES: Final[dict[SortOrder, str]] = {
     "relevance": "Best match",
     "name": "Name (A to Z)",

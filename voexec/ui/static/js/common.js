@@ -3,12 +3,25 @@
 
 const PARTIAL_HEADER = "X-Voexec-Partial";
 
-const minuteFormat = new Intl.DateTimeFormat(undefined, {
-  day: "numeric", month: "short", year: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short",
-});
-const secondFormat = new Intl.DateTimeFormat(undefined, {
-  day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short",
-});
+const thisYear = new Date().getFullYear();
+const formats = new Map();
+
+/** A short local date and time; the year only when it is not this year. */
+function format(moment, seconds) {
+  const key = `${seconds}|${moment.getFullYear() === thisYear}`;
+  if (!formats.has(key)) {
+    formats.set(key, new Intl.DateTimeFormat(undefined, {
+      day: "numeric",
+      month: "short",
+      year: moment.getFullYear() === thisYear ? undefined : "numeric",
+      hour: "2-digit",
+      minute: "2-digit",
+      second: seconds ? "2-digit" : undefined,
+      timeZoneName: "short",
+    }));
+  }
+  return formats.get(key).format(moment);
+}
 
 /** Rewrite <time data-local> elements (UTC from the server) to the reader's time zone. */
 export function localiseTimes(root = document) {
@@ -16,7 +29,7 @@ export function localiseTimes(root = document) {
     const moment = new Date(element.dateTime);
     if (Number.isNaN(moment.getTime())) continue;
     if (!element.title) element.title = element.textContent.trim();
-    element.textContent = (element.hasAttribute("data-seconds") ? secondFormat : minuteFormat).format(moment);
+    element.textContent = format(moment, element.hasAttribute("data-seconds"));
   }
 }
 

@@ -469,7 +469,7 @@ _CLIENT_PHASES: Final[Mapping[Phase, tuple[Phase, ...]]] = {
     Phase.AVAILABLE: (Phase.CANCELLED,),
     Phase.RUNNING: (Phase.CANCELLED,),
 }
-_CLIENT_EVENTS: Final[Mapping[Phase, type[Event]]] = {
+_CLIENT_EVENTS: Final[Mapping[Phase, type[OfferAccepted | OfferRejected | CancelRequested]]] = {
     Phase.ACCEPTED: OfferAccepted,
     Phase.REJECTED: OfferRejected,
     Phase.CANCELLED: CancelRequested,
@@ -482,7 +482,9 @@ def allowed_updates(phase: Phase) -> list[AllowedUpdate]:
     return [AllowedUpdate("phase", tuple(str(target) for target in targets))] if targets else []
 
 
-def update_event(state: SessionState, path: str, value: str) -> Event:
+def update_event(
+    state: SessionState, path: str, value: str
+) -> OfferAccepted | OfferRejected | CancelRequested:
     """The event a client's update stands for (`phase` -> `ACCEPTED` is `OfferAccepted`).
 
     Raises:

@@ -26,6 +26,7 @@ from uuid import UUID, uuid4
 import msgspec
 
 from broker import lifecycle
+from broker.intervals import Interval
 from broker.lifecycle import (
     AcceptedDirectly,
     AnyEffect,
@@ -48,7 +49,6 @@ from broker.lifecycle import (
     StartWork,
     StopWork,
 )
-from broker.intervals import Interval
 from broker.model import (
     AnyOption,
     AnySession,
@@ -81,7 +81,9 @@ log = logging.getLogger(__name__)
 
 CLIENT_UPDATES: Final[dict[SessionPhase, tuple[SessionPhase, ...]]] = {
     SessionPhase(phase.value): tuple(
-        SessionPhase(value) for update in lifecycle.allowed_updates(phase) for value in update.values
+        SessionPhase(value)
+        for update in lifecycle.allowed_updates(phase)
+        for value in update.values
     )
     for phase in Phase
     if lifecycle.allowed_updates(phase)
@@ -427,7 +429,7 @@ class BrokerService:
         tx.save_session(record)
         return record
 
-    def _carry_out(
+    def _carry_out(  # noqa: PLR0912 - one branch per effect of the lifecycle table
         self,
         tx: StoreTransaction,
         record: SessionRecord,

@@ -69,7 +69,9 @@ class Reading:
         self.add(kind, template, ERROR, **values)
 
 
-def _range(reading: Reading, block: MinMaxCount | None, what: str, path: str) -> tuple[int, int | None]:
+def _range(
+    reading: Reading, block: MinMaxCount | None, what: str, path: str
+) -> tuple[int, int | None]:
     low = block.min if block and block.min is not None else 1
     high = block.max if block else None
     if high is not None and high < low:
@@ -180,13 +182,17 @@ def read_request(
     reading = Reading(now)
     _check_components(reading, request, unknown)
     compute = request.compute
-    cores, cores_max = _range(reading, compute.cores if compute else None, "cores", "$.compute.cores")
+    cores, cores_max = _range(
+        reading, compute.cores if compute else None, "cores", "$.compute.cores"
+    )
     memory, memory_max = _range(
         reading, compute.memory if compute else None, "memory", "$.compute.memory"
     )
     for index, volume in enumerate(request.storage):
         _range(reading, volume.size, "size", f"$.storage[{index}].size")
-    gpus = _gpu_demand(reading, compute) if isinstance(compute, AcceleratedComputeResource) else None
+    gpus = (
+        _gpu_demand(reading, compute) if isinstance(compute, AcceleratedComputeResource) else None
+    )
     wanted = request.schedule.requested if request.schedule else None
     duration: timedelta = (wanted.duration if wanted else None) or settings.default_duration
     window = (wanted.start if wanted else None) or Interval.starting(

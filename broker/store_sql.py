@@ -52,7 +52,9 @@ MIGRATIONS: Final = Path(__file__).parent / "migrations"
 VERSION_TABLE: Final = "alembic_version_broker"
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
-platform_table = Table("broker_platform", Base.metadata, Column("name", String(200), primary_key=True))
+platform_table = Table(
+    "broker_platform", Base.metadata, Column("name", String(200), primary_key=True)
+)
 offerset_table = Table(
     "broker_offerset",
     Base.metadata,
@@ -398,7 +400,9 @@ class StoreTransaction:
         if row is None:
             return None
         self._run(delete(work_table).where(work_table.c.id == item_id))
-        return WorkItem(row.id, row.session_id, from_micros(row.due_at), _event_decoder.decode(row.event))
+        return WorkItem(
+            row.id, row.session_id, from_micros(row.due_at), _event_decoder.decode(row.event)
+        )
 
     def pending(self, session_id: str) -> list[WorkItem]:
         """The events still queued for a session, in the order they are due."""
@@ -408,7 +412,9 @@ class StoreTransaction:
             .order_by(work_table.c.due_at, work_table.c.id)
         )
         return [
-            WorkItem(row.id, row.session_id, from_micros(row.due_at), _event_decoder.decode(row.event))
+            WorkItem(
+                row.id, row.session_id, from_micros(row.due_at), _event_decoder.decode(row.event)
+            )
             for row in rows
         ]
 

@@ -217,9 +217,14 @@ def _harvest_problems(harvest: HarvestPipeline, provenance: Provenance) -> list[
 
 
 def _entry_context(
-    detail: EntryDetail, harvest: Harvest, form: OfferForm, errors: dict[str, str]
+    detail: EntryDetail,
+    harvest: HarvestPipeline,
+    pages: Pages,
+    form: OfferForm,
+    errors: dict[str, str],
 ) -> dict[str, Any]:
     return {
+        "start_window": pages.settings.broker.default_start_window,
         "page": "entry",
         "nav": "search",
         "entry": detail,
@@ -243,7 +248,7 @@ def entry_page(
     """An entry: description, versions, needs, subjects, provenance, "Request offers"."""
     started = time.perf_counter()
     detail = catalogue.get(entry_id, version)
-    context = _entry_context(detail, harvest, OfferForm.prefilled(detail), {})
+    context = _entry_context(detail, harvest, pages, OfferForm.prefilled(detail), {})
     return pages.html(started, "entry.html", **context)
 
 
@@ -281,7 +286,7 @@ async def request_offers(
     errors: dict[str, str] = {}
     for problem in problems:
         errors.setdefault(problem.field, problem.reason)
-    context = _entry_context(detail, harvest, form, errors)
+    context = _entry_context(detail, harvest, pages, form, errors)
     return pages.html(started, "entry.html", status=400, **context)
 
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import Live
+from tests.e2e.conftest import DESKTOP, PHONE, Live
 
 pytestmark = [pytest.mark.chromium, pytest.mark.shared, pytest.mark.slow]
 
@@ -192,3 +192,46 @@ def test_the_harvest_page_reports_problems_per_project(page: Page):
     expect(page.locator("article", has_text="survey/broken-yaml")).to_contain_text("YAML")
     page.get_by_text("without problems").click()
     expect(page.get_by_role("cell", name="survey/mosaic-maker")).to_be_visible()
+
+
+def test_on_a_phone_the_filters_open_from_a_button(browser, live: Live):
+    context = browser.new_context(viewport=PHONE, base_url=live.url)
+    page = context.new_page()
+    try:
+        page.goto("/")
+        kind = page.locator('#facets input[name="kind"][value="python-program"]')
+        expect(kind).to_be_hidden()
+        toggle = page.get_by_role("button", name="Filters")
+        expect(toggle).to_have_attribute("aria-expanded", "false")
+        toggle.click()
+        expect(toggle).to_have_attribute("aria-expanded", "true")
+        kind.check()
+        page.wait_for_url(re.compile(r"kind=python-program"))
+        expect(
+            page.get_by_role("link", name="Remove Executable kind: Python program")
+        ).to_be_visible()
+        expect(kind).to_be_visible()  # the panel stays open while choosing
+    finally:
+        context.close()
+
+
+def test_without_javascript_the_pages_still_work(browser, live: Live):
+    context = browser.new_context(viewport=DESKTOP, base_url=live.url, java_script_enabled=False)
+    page = context.new_page()
+    try:
+        page.goto("/")
+        page.locator('#facets input[name="gpu"][value="required"]').check()
+        page.get_by_role("button", name="Apply filters").click()
+        page.wait_for_url(re.compile(r"gpu=required"))
+        expect(page.locator(".search-layout")).to_have_attribute(
+            "data-total", re.compile(r"^[1-9]\d*$")
+        )
+        page.locator(".result h3 a").first.click()
+        page.get_by_role("button", name="Request offers").click()
+        page.wait_for_url(re.compile(r"/offersets/"))
+        offer = page.locator("[data-offer]").first
+        offer.get_by_role("button", name="Accept").click()
+        page.wait_for_url(re.compile(r"/sessions/"))
+        expect(page.locator("#session-region .phase")).to_have_text(ACTIVE)
+    finally:
+        context.close()

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,6 +37,7 @@ SESSION_CORES, SESSION_MEMORY = 2, 8
 FITS_AT_ONCE = min(CORES // SESSION_CORES, MEMORY // SESSION_MEMORY)
 ACCEPT = model.EnumValueUpdate(path="phase", value="ACCEPTED")
 T = TypeVar("T")
+BASE_URL = "http://testserver.local/broker"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -169,17 +171,14 @@ def assert_within_capacity(engine: Engine) -> list[dict[str, Any]]:
     return rows
 
 
-def test_concurrent_requests_then_accepts_book_exactly_the_capacity(processes):
+def test_concurrent_requests_then_accepts_book_exactly_the_capacity(
+    processes: Callable[[int], list[Process]],
+) -> None:
     brokers = processes(CALLERS)
     # Any one-hour slot starting in this half hour overlaps 09:30-10:00, so at most
     # FITS_AT_ONCE of them can ever be promised, whoever asks first.
     request = request_for("2026-09-01T09:00:00Z/2026-09-01T09:30:00Z")
-    answers = race(
-        [
-            lambda p=p: p.broker.request_offers(request, "http://testserver.local/broker")
-            for p in brokers
-        ]
-    )
+    answers = race([partial(p.broker.request_offers, request, BASE_URL) for p in brokers])
     assert not [a for a in answers if isinstance(a, Exception)], answers
     offer_sets = [a for a in answers if isinstance(a, model.OfferSetResponse)]
     offers = [offer for answer in offer_sets for offer in answer.offers]
@@ -198,7 +197,7 @@ def test_concurrent_requests_then_accepts_book_exactly_the_capacity(processes):
     targets = [uuids[index % len(uuids)] for index in range(CALLERS)]
     outcomes = race(
         [
-            lambda p=p, uuid=uuid: p.broker.update_session(uuid, ACCEPT)
+            partial(p.broker.update_session, uuid, ACCEPT)
             for p, uuid in zip(brokers, targets, strict=True)
         ]
     )
@@ -215,16 +214,15 @@ def test_concurrent_requests_then_accepts_book_exactly_the_capacity(processes):
     assert {row["kind"] for row in rows} == {"booking"}
 
 
-def test_two_processes_making_offers_at_once_never_hold_beyond_capacity(processes):
+def test_two_processes_making_offers_at_once_never_hold_beyond_capacity(
+    processes: Callable[[int], list[Process]],
+) -> None:
     first, second = processes(2)
     # Five disjoint hours of FITS_AT_ONCE sessions each fit in this start range.
     request = request_for("2026-09-01T09:00:00Z/2026-09-01T13:00:00Z")
     per_process = CALLERS // 2
     answers = race(
-        [
-            lambda p=p: p.broker.request_offers(request, "http://testserver.local/broker")
-            for p in [first, second] * per_process
-        ]
+        [partial(p.broker.request_offers, request, BASE_URL) for p in [first, second] * per_process]
     )
     assert not [a for a in answers if isinstance(a, Exception)], answers
     offered = sum(len(a.offers) for a in answers if isinstance(a, model.OfferSetResponse))

@@ -55,11 +55,16 @@ class Latency:
 @dataclass
 class Measured:
     entries: int
+    """Entries generated (the latency rows are keyed by it, as in `bench_search`)."""
+    distinct: int
+    """Distinct ids among them: the generator repeats a few, and a repeat replaces the entry."""
     rebuild_seconds: float
     upsert_per_second: float
     index_bytes: int
     latencies: list[Latency]
     mean_hits: float
+    load: tuple[float, float, float]
+    """The machine's load average (1, 5, 15 min) when the searches were timed."""
 
     @property
     def faceted(self) -> Latency:
@@ -77,7 +82,7 @@ def _timed(index: OpenSearchIndex, queries: list[SearchQuery]) -> tuple[list[flo
 
 
 def _deep_pages(index: OpenSearchIndex, sort: str, pages: int, text: str = "") -> list[float]:
-    """Time each page of a walk; the last ten are the deep ones."""
+    """Time each page of a walk; the last ten (pages 41-50) are the deep ones."""
     samples = []
     cursor = None
     for _ in range(pages):
@@ -137,22 +142,27 @@ def measure(url: str, entries: int, queries: int = 200) -> Measured:
                     [SearchQuery(text=q.text, filters=q.filters, sort="newest") for q in workload],
                 )[0],
             ),
-            Latency("page 50 by cursor (name sort, all entries)", _deep_pages(index, "name", 50)),
             Latency(
-                "page 50 by cursor (relevance, one word)",
+                "pages 41-50 by cursor (name sort, all entries)", _deep_pages(index, "name", 50)
+            ),
+            Latency(
+                'pages 41-50 by cursor (relevance sort, "galaxy")',
                 _deep_pages(index, "relevance", 50, text="galaxy"),
             ),
         ]
+        load = os.getloadavg()
     finally:
         index.close()
         httpx.delete(f"{url}/{alias}-*", params={"expand_wildcards": "all"}, timeout=120)
     return Measured(
-        entries=indexed,
+        entries=entries,
+        distinct=indexed,
         rebuild_seconds=rebuild_seconds,
         upsert_per_second=upsert_per_second,
         index_bytes=index_bytes,
         latencies=latencies,
         mean_hits=statistics.fmean(hits),
+        load=load,
     )
 
 
@@ -161,30 +171,35 @@ def _cluster(url: str) -> str:
     version = httpx.get(url, timeout=10).json()["version"]["number"]
     nodes = httpx.get(f"{url}/_nodes/stats/jvm", timeout=10).json()["nodes"]
     heap = sum(n["jvm"]["mem"]["heap_max_in_bytes"] for n in nodes.values()) / 2**20
-    return f"OpenSearch {version}, {len(nodes)} node(s), {heap:.0f} MiB heap"
+    return f"OpenSearch {version}, {len(nodes)} node(s), {heap:.0f} MiB heap in all"
 
 
 def section(results: list[Measured], cluster: str) -> str:
     """The Markdown section for docs/benchmarks.md."""
+    load = ", ".join(f"{value:.1f}" for value in results[-1].load)
     lines = [
         HEADING,
         "",
-        f"{cluster} on the same machine as the client (loopback HTTP), one shard, refresh every",
-        "second, measured in-process through `OpenSearchIndex.search`: query building, the HTTP",
-        "round trip, the facet aggregations and the cursor encoding included. The entries and",
-        "the queries are `bench_search`'s (the tantivy section above), so the rows compare:",
-        "text (a word, 2-3 words, a name, or a name with a character missing) + two facet",
-        "filters + counts of all seven facets with multi-select + the first 20 hits.",
-        "`python -m bench search_opensearch` regenerates this section (it needs a running",
-        "cluster: `bash scripts/services/opensearch start`).",
+        f"Machine: as above; load average {load} when measured (other work shares the CPUs).",
+        f"Cluster: {cluster}, on the same machine (loopback HTTP);",
+        "one shard, refreshed every second.",
         "",
-        "| entries | rebuild (bulk load + alias swap) | rebuild rate "
+        "Measured in-process through `OpenSearchIndex.search`: query building, the HTTP round",
+        "trip, the facet aggregations and the cursor encoding. The entries and the queries are",
+        "`bench_search`'s (the tantivy section), so the rows compare. The generator repeats some",
+        "ids, more often at 1,000,000, and a repeat replaces the entry, as in the catalogue.",
+        "Every page counts all seven facets over all the hits of the text (multi-select through",
+        "`post_filter`), so a filter-only or broad query pays for aggregating most of the index.",
+        "`python -m bench search_opensearch` regenerates this section; it needs a running",
+        "cluster (`bash scripts/services/opensearch start`, then `source .services/env`).",
+        "",
+        "| entries | distinct ids | rebuild (bulk load + alias swap) | rebuild rate "
         f"| upserts (batches of {UPSERT_BATCH}, refreshed) | index size |",
-        "|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
     for result in results:
         lines.append(
-            f"| {result.entries:,} | {result.rebuild_seconds:.1f} s "
+            f"| {result.entries:,} | {result.distinct:,} | {result.rebuild_seconds:.1f} s "
             f"| {result.entries / result.rebuild_seconds:,.0f} entries/s "
             f"| {result.upsert_per_second:,.0f} entries/s | {result.index_bytes / 2**20:.0f} MiB |"
         )
@@ -229,7 +244,7 @@ def run(
     url = cluster_url()
     results = [measure(url, entries, queries)]
     if million:
-        progress("indexing 1,000,000 entries (about 15 minutes on two cores)...")
+        progress("indexing 1,000,000 entries: this takes a while...")
         results.append(measure(url, 1_000_000, queries))
     markdown = section(results, _cluster(url))
     print(markdown)

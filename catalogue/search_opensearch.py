@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -163,29 +163,20 @@ class OpenSearchIndex:
         latest = {doc.id: doc for doc in documents}
         if not latest:
             return
-        with self._lock:
-            self._ensure_alias()
-            with self._answering("index documents"):
-                self._bulk(
-                    (index_action(self.alias, doc) for doc in latest.values()),
-                    refresh=True,
-                    require_alias=True,
-                )
+        self._write(
+            "index documents", lambda: (index_action(self.alias, d) for d in latest.values())
+        )
 
     def delete(self, ids: Iterable[str]) -> None:
         """Remove documents by id; unknown ids are ignored; gone from the next search."""
         unique = list(dict.fromkeys(ids))
         if not unique:
             return
-        with self._lock:
-            self._ensure_alias()
-            with self._answering("delete documents"):
-                self._bulk(
-                    (delete_action(self.alias, entry_id) for entry_id in unique),
-                    refresh=True,
-                    require_alias=True,
-                    ignore_status=(404,),
-                )
+        self._write(
+            "delete documents",
+            lambda: (delete_action(self.alias, entry_id) for entry_id in unique),
+            ignore_status=(404,),  # not there: nothing to delete
+        )
 
     def rebuild(self, documents: Iterable[IndexDocument]) -> int:
         """Load `documents` into a new index and move the alias to it; returns how many.
@@ -232,7 +223,7 @@ class OpenSearchIndex:
         """
         body = to_dsl(query)  # refuses a bad query before any request
         try:
-            with self._answering("search"):
+            with self._answering("search", missing_ok=True):
                 response = self._client.search(index=self.alias, body=body, filter_path=FILTER_PATH)
         except _IndexMissing:
             return empty_result(query)
@@ -241,7 +232,7 @@ class OpenSearchIndex:
     def count(self) -> int:
         """How many documents the alias serves (0 before the first write)."""
         try:
-            with self._answering("count documents"):
+            with self._answering("count documents", missing_ok=True):
                 answer = self._client.count(index=self.alias)
         except _IndexMissing:
             return 0
@@ -258,10 +249,11 @@ class OpenSearchIndex:
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager
-    def _answering(self, action: str) -> Iterator[None]:
+    def _answering(self, action: str, *, missing_ok: bool = False) -> Iterator[None]:
         """Turn client failures into `Unavailable` saying what failed and where.
 
-        A missing index or alias becomes `_IndexMissing`, for the callers that expect it.
+        With `missing_ok`, a missing alias raises `_IndexMissing` instead, for the readers that
+        answer "nothing yet".
         """
         try:
             yield
@@ -271,7 +263,7 @@ class OpenSearchIndex:
                 f"{error.__class__.__name__}"
             ) from error
         except NotFoundError as error:
-            if _error_reason(error).startswith("index_not_found_exception"):
+            if missing_ok and _error_reason(error).startswith("index_not_found_exception"):
                 raise _IndexMissing(self.alias) from error
             raise self._refused(action, error) from error
         except TransportError as error:
@@ -301,6 +293,32 @@ class OpenSearchIndex:
             max_retries=BULK_RETRIES,
             **options,
         )
+
+    def _write(
+        self, action: str, actions: Callable[[], Iterable[dict[str, Any]]], **options: Any
+    ) -> None:
+        """Bulk-write through the alias and refresh, so the next search sees the change.
+
+        If the alias has gone since this process last saw it (an operator deleted the index),
+        it is made again and the write retried once; `reindex` then restores the rest.
+        """
+        with self._lock:
+            for attempt in range(2):
+                self._ensure_alias()
+                try:
+                    with self._answering(action):
+                        self._bulk(actions(), refresh=True, require_alias=True, **options)
+                except Unavailable as error:
+                    self._alias_ready = False
+                    if isinstance(error.__cause__, ClusterUnreachable):
+                        raise
+                    with self._answering(f"read the alias {self.alias}"):
+                        gone = not self._client.indices.exists_alias(name=self.alias)
+                    if attempt == 0 and gone:
+                        log.warning("search alias %s has gone; making it again", self.alias)
+                        continue
+                    raise
+                return
 
     def _ensure_alias(self) -> None:
         """Create the alias with an empty index behind it, unless it exists (lock held)."""

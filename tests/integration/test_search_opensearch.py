@@ -156,6 +156,19 @@ def test_writes_are_visible_to_the_next_search_from_another_process(
         other.close()
 
 
+def test_a_write_after_the_index_was_deleted_makes_it_again(
+    index: OpenSearchIndex, opensearch_url: str, alias: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    index.upsert(CATALOGUE[:5])
+    delete_opensearch_indices(opensearch_url, f"{alias}*")  # an operator's mistake
+    assert index.count() == 0
+    assert index.search(SearchQuery(text="sextractor")).total == 0
+    index.upsert(CATALOGUE[5:8])
+    assert "has gone" in caplog.text
+    assert index.count() == 3
+    assert len(index.indices()) == 1
+
+
 def test_bulk_upsert_of_many_entries_in_several_requests(index: OpenSearchIndex) -> None:
     copies = [
         msgspec.structs.replace(CATALOGUE[number % len(CATALOGUE)], id=f"bulk-{number:04d}")

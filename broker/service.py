@@ -199,6 +199,30 @@ class BrokerService:
         document, sessions = found
         return msgspec.structs.replace(document, offers=[_view(s, now) for s in sessions])
 
+    def bookings(self, start: datetime, end: datetime) -> list[dict[str, object]]:
+        """Holds and bookings overlapping [start, end), for the platforms' timeline page."""
+        items: list[dict[str, object]] = []
+        with self._store.read() as tx:
+            for name in sorted(self._platforms):
+                for session_id, booking in tx.bookings_of(name):
+                    if booking.interval.end <= start or booking.interval.start >= end:
+                        continue
+                    record = tx.session(session_id)
+                    items.append(
+                        {
+                            "platform": name,
+                            "session": session_id,
+                            "kind": booking.kind.value,
+                            "phase": record.phase.value if record else None,
+                            "start": booking.interval.start,
+                            "end": booking.interval.end,
+                            "cores": booking.resources.cores,
+                            "memory": booking.resources.memory,
+                            "expires": record.state.expires if record else None,
+                        }
+                    )
+        return items
+
     def get_session(self, uuid: UUID) -> AnySession:
         """The session (or offer) as it is now; an offer past `expires` reads as EXPIRED.
 

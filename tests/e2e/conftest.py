@@ -146,6 +146,25 @@ def _fill(gitlab: FakeGitLab) -> None:
     )
 
 
+def timings_table(timings: list[dict[str, Any]]) -> str:
+    """The measured page timings as the Markdown table of docs/benchmarks.md (`## Web pages`)."""
+    lines = [
+        "| page | load, median | load, slowest | DOM ready | first byte | in voexec | size |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for t in timings:
+        lines.append(
+            f"| {t['page']} (`{t['route']}`) | {t['load_ms_median']:.0f} ms"
+            f" | {t['load_ms_max']:.0f} ms | {t['dom_ms_median']:.0f} ms"
+            f" | {t['first_byte_ms_median']:.0f} ms | {t['server_ms_median']:.1f} ms"
+            f" | {t['bytes'] / 1024:.0f} KiB |"
+        )
+    load = os.getloadavg()
+    lines.append("")
+    lines.append(f"Load average when measured: {load[0]:.1f}, {load[1]:.1f}, {load[2]:.1f}.")
+    return "\n".join(lines) + "\n"
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -214,6 +233,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             if live.timings:
                 OUTPUT.mkdir(parents=True, exist_ok=True)
                 (OUTPUT / "page-timings.json").write_text(json.dumps(live.timings, indent=2))
+                (OUTPUT / "page-timings.md").write_text(timings_table(live.timings))
             server.should_exit = True
             thread.join(timeout=30)
             if previous_token is None:

@@ -235,3 +235,18 @@ def test_without_javascript_the_pages_still_work(browser, live: Live):
         expect(page.locator("#session-region .phase")).to_have_text(ACTIVE)
     finally:
         context.close()
+
+
+def test_when_no_platform_can_run_it_each_says_why(page: Page, live: Live):
+    page.goto(f"/executables/{entry_id(live, 'astrometry-solve')}")
+    form = page.locator("#offers-form")
+    form.get_by_label("CPU cores").fill("500")
+    form.get_by_role("button", name="Request offers").click()
+    page.wait_for_url(re.compile(r"/offersets/"))
+    expect(page.get_by_role("heading", level=1)).to_contain_text("No offers")
+    reasons = page.locator(".refusal")
+    expect(reasons).to_have_count(3)
+    for platform in ("quick", "steady", "gpu-farm"):
+        refusal = reasons.filter(has=page.get_by_role("heading", name=platform, exact=True))
+        expect(refusal).to_contain_text("cores")
+    expect(page.get_by_role("link", name="change the request")).to_be_visible()

@@ -193,7 +193,7 @@ def test_the_offers_form_says_what_is_wrong_beside_each_field(client: TestClient
     )
     assert page.status_code == 400
     assert 'id="f-cores" name="cores" value="many"' in page.text  # what was typed is kept
-    assert 'aria-describedby="e-cores"' in page.text
+    assert 'aria-describedby="h-cores e-cores" aria-invalid="true"' in page.text
     assert 'id="e-latest"' in page.text
     bad_data = client.post(
         f"/executables/{entry}/offers",

@@ -24,6 +24,16 @@ from tests.e2e.conftest import DESKTOP, PHONE, SCREENSHOTS, Live
 
 pytestmark = [pytest.mark.chromium, pytest.mark.shared, pytest.mark.slow]
 
+ROUTES = {
+    "search": "/",
+    "search-filtered": "/?subject=radio-astronomy&kind=docker-container",
+    "entry": "/executables/{id}",
+    "offers": "/offersets/{uuid}",
+    "session": "/sessions/{uuid}",
+    "platforms": "/platforms",
+    "harvest": "/harvest",
+    "not-found": "/executables/no-such-entry (404)",
+}
 LOADS = 7
 """Loads per page for the timings (the first is a warm-up and is left out)."""
 
@@ -143,6 +153,7 @@ def test_page_load_times_are_measured(browser: Browser, live: Live, pages: dict[
             live.timings.append(
                 {
                     "page": name,
+                    "route": ROUTES[name],
                     "path": path,
                     "loads": len(measured),
                     **{

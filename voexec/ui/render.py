@@ -13,6 +13,7 @@ milliseconds, which matters for the 300 ms page budget.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -39,6 +40,18 @@ class Assets:
             for path in sorted(folder.rglob("*"))
             if path.is_file()
         }
+
+    def import_map(self) -> str:
+        """A JSON import map that gives every script module its fingerprinted URL.
+
+        Scripts import each other by plain relative paths (`./common.js`); the map sends those
+        to the same versioned URLs the pages use, so each module loads once, and a new
+        version is never hidden behind a cached old one.
+        """
+        imports = {
+            f"{self.prefix}/{name}": self.url(name) for name in self.digests if name.endswith(".js")
+        }
+        return json.dumps({"imports": imports}, separators=(",", ":"))
 
     def url(self, name: str) -> str:
         """The URL of a static file, e.g. `css/app.css`.
@@ -78,7 +91,12 @@ class PageRenderer:
         )
         self.environment.filters.update(FILTERS)
         self.environment.globals.update(
-            {"static": self.assets.url, "countdown": formats.countdown_text, **(globals_ or {})}
+            {
+                "static": self.assets.url,
+                "import_map": Markup(self.assets.import_map()),  # noqa: S704 - our own JSON
+                "countdown": formats.countdown_text,
+                **(globals_ or {}),
+            }
         )
 
     def compile_all(self) -> None:

@@ -395,26 +395,39 @@ def _bookings(
 
 @get("/platforms", sync_to_thread=True, name="page-platforms")
 def platforms_page(
-    broker: Broker, pages: PagesDependency, days: FromQuery[int] = 2
+    broker: Broker, pages: PagesDependency, hours: FromQuery[int | None] = None
 ) -> Response[str]:
-    """Each platform's capacity and a Gantt chart of its holds and bookings."""
+    """Each platform's capacity, and a Gantt chart and a table of its holds and bookings."""
     started = time.perf_counter()
     now = pages.now()
-    days = min(max(days, 1), 7)
-    bookings = _bookings(broker, now - timedelta(hours=1), now + timedelta(days=days))
+    horizon = timedelta(hours=broker_charts.WINDOWS[-1])
+    bookings = _bookings(broker, now - broker_charts.LOOK_BACK, now + horizon)
     platforms = [
         broker_charts.platform_view(platform, (bookings or {}).get(platform.name, []))
         for platform in pages.settings.broker.platforms
     ]
+    window = broker_charts.fit_window(platforms, now, hours)
+    end = now + timedelta(hours=window)
+    listed = sorted(
+        (
+            (platform.name, booking)
+            for platform in platforms
+            for booking in platform.bookings
+            if booking.start < end
+        ),
+        key=lambda item: (item[1].start, item[0]),
+    )
     return pages.html(
         started,
         "platforms.html",
         page="platforms",
         nav="platforms",
         platforms=platforms,
+        bookings=listed,
         bookings_known=bookings is not None,
-        chart=broker_charts.platforms_chart(platforms, now, days) if platforms else None,
-        days=days,
+        chart=broker_charts.platforms_chart(platforms, now, window) if platforms else None,
+        window=window,
+        windows=broker_charts.WINDOWS,
         now=now,
     )
 

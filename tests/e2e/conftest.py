@@ -146,6 +146,12 @@ def _fill(gitlab: FakeGitLab) -> None:
     )
 
 
+def screenshot(page: Any, name: str) -> None:
+    """Save a full-page screenshot as `<SCREENSHOTS>/<name>.png`, for people to look at."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
 def timings_table(timings: list[dict[str, Any]]) -> str:
     """The measured page timings as the Markdown table of docs/benchmarks.md (`## Web pages`)."""
     lines = [

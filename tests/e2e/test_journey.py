@@ -13,7 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import DESKTOP, PHONE, Live
+from tests.e2e.conftest import DESKTOP, PHONE, Live, screenshot
 
 pytestmark = [pytest.mark.chromium, pytest.mark.shared, pytest.mark.slow]
 
@@ -127,12 +127,14 @@ def test_from_an_entry_to_a_completed_session(page: Page, live: Live):
     expect(offer).to_be_visible()
     expect(offer.locator(".countdown")).to_have_text(re.compile(r"^\d+:\d\d$"))
     expect(page.locator("#offers-chart")).to_be_visible()
+    screenshot(page, "offers-before-accepting-desktop")
     offer.get_by_role("button", name="Accept").click()
 
     page.wait_for_url(re.compile(r"/sessions/"))
     phase = page.locator("#session-region .phase")
     expect(phase).to_have_text("COMPLETED", timeout=60_000)
     expect(page.locator(".stepper li.done")).to_have_count(7)
+    screenshot(page, "session-completed-desktop")
     session = page.url.rsplit("/", 1)[-1]
     answer = httpx.get(
         f"{live.url}/broker/sessions/{session}", headers={"Accept": "application/json"}
@@ -177,8 +179,11 @@ def test_the_platforms_page_shows_a_booking(page: Page, live: Live):
     assert accepted.status_code == 200, accepted.text
 
     page.goto("/platforms")
-    card = page.locator("section#steady")
-    expect(card.locator(f'a[href="/sessions/{uuid}"]')).to_be_visible()
+    row = page.locator(
+        'tr[data-platform="steady"]', has=page.locator(f'a[href="/sessions/{uuid}"]')
+    )
+    expect(row).to_be_visible()
+    expect(row).to_contain_text(f"{booked['compute']['cores']['min']} cores")  # as offered
     expect(
         page.locator("#platforms-chart .bar.booking, #platforms-chart .bar.active").first
     ).to_be_attached()
@@ -250,3 +255,4 @@ def test_when_no_platform_can_run_it_each_says_why(page: Page, live: Live):
         refusal = reasons.filter(has=page.get_by_role("heading", name=platform, exact=True))
         expect(refusal).to_contain_text("cores")
     expect(page.get_by_role("link", name="change the request")).to_be_visible()
+    screenshot(page, "offers-none-desktop")

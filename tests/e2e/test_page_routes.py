@@ -81,7 +81,7 @@ def test_every_page_answers_html_with_its_server_time(client: TestClient[Any]):
         f"/offersets/{offers['meta']['uuid']}",
         f"/sessions/{session}",
         "/platforms",
-        "/platforms?days=7",
+        "/platforms?hours=168",
         "/harvest",
     ):
         page = client.get(path)
@@ -166,7 +166,7 @@ def test_unknown_things_answer_a_readable_page(client: TestClient[Any]):
         ("/executables/no-such-entry", "no-such-entry"),
         ("/offersets/not-a-uuid", "not a UUID"),
         ("/sessions/00000000-0000-0000-0000-000000000000", "00000000-0000"),
-        ("/platforms?days=many", "days"),
+        ("/platforms?hours=many", "hours"),
     ):
         page = client.get(path)
         assert page.status_code in {400, 404}, path

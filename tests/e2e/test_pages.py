@@ -20,7 +20,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page
 
-from tests.e2e.conftest import DESKTOP, PHONE, SCREENSHOTS, Live
+from tests.e2e.conftest import DESKTOP, PHONE, Live, screenshot
 
 pytestmark = [pytest.mark.chromium, pytest.mark.shared, pytest.mark.slow]
 
@@ -112,13 +112,12 @@ def _open(page: Page, path: str) -> None:
 def test_each_page_fits_desktop_and_phone_and_passes_the_accessibility_checks(
     browser: Browser, live: Live, pages: dict[str, str], name: str
 ):
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for width, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
         context = browser.new_context(viewport=viewport, base_url=live.url)
         page = context.new_page()
         try:
             _open(page, pages[name])
-            page.screenshot(path=str(SCREENSHOTS / f"{name}-{width}.png"), full_page=True)
+            screenshot(page, f"{name}-{width}")
             wide = page.evaluate("document.documentElement.scrollWidth")
             assert wide <= viewport["width"], f"{name} is {wide}px wide on a {width} screen"
             assert page.evaluate(CHECKS) == [], f"{name} at {width} width"

@@ -314,8 +314,11 @@ def test_charts_of_offers_and_platforms():
     ]
     view = broker_charts.platform_view(platform, bookings)
     assert [b.kind for b in view.bookings] == ["active", "hold"]  # unreadable ones left out
-    assert view.usage_now(NOW) == (8, 0)
-    gantt = broker_charts.platforms_chart([view], NOW, days=1)
+    assert view.peak(NOW, NOW + timedelta(hours=3)) == (12, 0)  # 10:30-11:00 both at once
+    assert view.peak(NOW + timedelta(hours=1), NOW + timedelta(hours=3)) == (4, 0)
+    assert broker_charts.fit_window([view], NOW) == 6  # the latest booking ends in 1.5 h
+    assert broker_charts.fit_window([view], NOW, asked=30) == 48
+    gantt = broker_charts.platforms_chart([view], NOW, hours=24)
     kinds = sorted(bar.span.kind for bar in gantt.rows[0].bars)
     assert kinds == ["active", "hold", "maintenance"]
     assert gantt.rows[0].lanes == 2  # the hold overlaps the running booking

@@ -3,7 +3,7 @@
 Turns `broker_views` (offer sets, sessions) and the platforms' settings and bookings into
 `timeline` rows: an offer is a row of preparation, available time and release; a platform is
 a row of holds (offers not yet answered, dashed), bookings (accepted sessions, solid; running
-ones green) and maintenance windows, over the next days.
+ones green) and maintenance windows, over the next hours or days.
 
 Bookings are read from plain mappings (the shape of `GET /broker/platforms`: `session`,
 `phase`, `start`, `end`, `cores`, `memory`, `gpus`, `expires`), leniently like the rest of the
@@ -159,10 +159,20 @@ class PlatformView:
     maintenance: list[Span]
     bookings: list[Booking] = field(default_factory=list)
 
-    def usage_now(self, now: datetime) -> tuple[float, float]:
-        """Cores and GiB held or booked at `now`."""
-        live = [b for b in self.bookings if b.start <= now < b.end]
-        return sum(b.cores or 0 for b in live), sum(b.memory or 0 for b in live)
+    def peak(self, start: datetime, end: datetime) -> tuple[float, float]:
+        """The most cores and GiB held or booked at any one instant between start and end."""
+        changes: list[tuple[datetime, float, float]] = []
+        for b in self.bookings:
+            if b.end > start and b.start < end:
+                changes.append((max(b.start, start), b.cores or 0, b.memory or 0))
+                changes.append((min(b.end, end), -(b.cores or 0), -(b.memory or 0)))
+        # Ends sort before starts at the same instant: touching bookings do not add up.
+        changes.sort(key=lambda change: (change[0], change[1] > 0))
+        cores = memory = most_cores = most_memory = 0.0
+        for _, d_cores, d_memory in changes:
+            cores, memory = cores + d_cores, memory + d_memory
+            most_cores, most_memory = max(most_cores, cores), max(most_memory, memory)
+        return most_cores, most_memory
 
 
 def booking(data: Mapping[str, Any]) -> Booking | None:
@@ -228,10 +238,30 @@ def platform_view(
     )
 
 
-def platforms_chart(platforms: Sequence[PlatformView], now: datetime, days: int) -> Chart:
-    """Holds, bookings and maintenance of every platform from now over `days` days."""
-    start = now - timedelta(hours=1)
-    end = now + timedelta(days=days)
+WINDOWS: Final = (6, 24, 48, 168)
+"""The Gantt chart's windows, in hours from now."""
+LOOK_BACK: Final = timedelta(hours=1)
+
+
+def fit_window(platforms: Sequence[PlatformView], now: datetime, asked: int | None = None) -> int:
+    """The chart's window in hours from now.
+
+    The one asked for, rounded up to a choice; else the smallest choice that shows every
+    hold and booking (at most a week), or a day when there are none.
+    """
+    if asked is not None:
+        return next((hours for hours in WINDOWS if hours >= asked), WINDOWS[-1])
+    ends = [b.end for p in platforms for b in p.bookings if b.end > now]
+    if not ends:
+        return 24
+    latest = max(ends)
+    return next((h for h in WINDOWS if now + timedelta(hours=h) >= latest), WINDOWS[-1])
+
+
+def platforms_chart(platforms: Sequence[PlatformView], now: datetime, hours: int) -> Chart:
+    """Holds, bookings and maintenance of every platform from an hour ago to `hours` ahead."""
+    start = now - LOOK_BACK
+    end = now + timedelta(hours=hours)
     rows = [
         Row(
             label=platform.name,

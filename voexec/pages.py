@@ -47,7 +47,6 @@ from broker import codec
 from broker.model import EnumValueUpdate
 from broker.service import BrokerService
 from catalogue.model import EntryDetail, Provenance
-from catalogue.ports import FACETS
 from catalogue.service import CatalogueService
 from core.clock import Clock
 from core.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Problem
@@ -154,8 +153,12 @@ def search_page(
     try:
         result = catalogue.search(state.request())
     except Invalid as error:
-        state, dropped = _without_bad_values(state, error)
-        notices.extend(dropped)
+        # Leave out what the search refused (an unknown subject, a stale cursor) and say so.
+        narrower = state.without_refused(error.problems or [])
+        if narrower is None:
+            raise
+        state = narrower
+        notices.extend(error.problems or [])
         result = catalogue.search(state.request())
     state = search_state.canonical(state, result.facets)
     # Search hits do not carry the declared needs: one batched read of the page's entries.
@@ -180,25 +183,6 @@ def search_page(
         open_branches=search_state.open_branches(result.facets)
         | search_state.opened(request.headers.get(OPEN_HEADER, "")),
     )
-
-
-def _without_bad_values(state: SearchState, error: Invalid) -> tuple[SearchState, list[Problem]]:
-    """The state without the facets and cursor the search refused, and what was dropped.
-
-    Raises:
-        Invalid: `error` again when it is about something the page cannot leave out.
-    """
-    problems = error.problems or []
-    bad_facets = {p.field for p in problems if p.field in FACETS}
-    bad_cursor = any(p.field == "cursor" for p in problems)
-    if not problems or any(p.field not in FACETS and p.field != "cursor" for p in problems):
-        raise error
-    filters = {f: v for f, v in state.filters.items() if f not in bad_facets}
-    if bad_cursor:
-        state = state.first_page()
-    return SearchState(
-        text=state.text, filters=filters, sort=state.sort, cursor=state.cursor, page=state.page
-    ), list(problems)
 
 
 # ----------------------------------------------------------------------------- entries
@@ -376,19 +360,10 @@ async def update_session(
     return Redirect(target, status_code=303)
 
 
-def _bookings(
-    broker: Broker, start: datetime, end: datetime
-) -> dict[str, list[dict[str, Any]]] | None:
-    """Holds and bookings per platform name, or None when the broker cannot list them.
-
-    Reads `BrokerService.bookings(start, end)` (items with `platform`, `session`, `phase`,
-    `start`, `end`, `cores`, `memory`, `gpus`, `expires`) when the service offers it.
-    """
-    lister = getattr(broker, "bookings", None)
-    if not callable(lister):
-        return None
-    grouped: dict[str, list[dict[str, Any]]] = {}
-    for item in codec.to_builtins(lister(start, end)):
+def _bookings(broker: BrokerService, start: datetime, end: datetime) -> dict[str, list[Any]]:
+    """Holds and bookings overlapping [start, end), per platform name."""
+    grouped: dict[str, list[Any]] = {}
+    for item in broker.bookings(start, end):
         grouped.setdefault(str(item.get("platform", "")), []).append(item)
     return grouped
 
@@ -403,7 +378,7 @@ def platforms_page(
     horizon = timedelta(hours=broker_charts.WINDOWS[-1])
     bookings = _bookings(broker, now - broker_charts.LOOK_BACK, now + horizon)
     platforms = [
-        broker_charts.platform_view(platform, (bookings or {}).get(platform.name, []))
+        broker_charts.platform_view(platform, bookings.get(platform.name, []))
         for platform in pages.settings.broker.platforms
     ]
     window = broker_charts.fit_window(platforms, now, hours)
@@ -424,7 +399,6 @@ def platforms_page(
         nav="platforms",
         platforms=platforms,
         bookings=listed,
-        bookings_known=bookings is not None,
         chart=broker_charts.platforms_chart(platforms, now, window) if platforms else None,
         window=window,
         windows=broker_charts.WINDOWS,

@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from catalogue.model import DeclaredNeeds, ExpectedData, Facet, FacetBucket, GpuNeeds
+from core.errors import Problem
 from core.settings import settings_from_mapping
 from voexec.ui import broker_charts, formats, text, timeline
 from voexec.ui.broker_views import offer_set_view, session_view
@@ -83,6 +84,21 @@ def test_a_wrong_sort_falls_back_and_says_so():
     assert state.sort == "relevance"
     assert [p.field for p in state.problems] == ["sort"]
     assert state.page == 1  # no cursor, no page two
+
+
+def test_refused_facets_and_cursors_are_left_out_but_nothing_else():
+    state = SearchState(
+        text="x", filters={"subject": ("nope",), "kind": ("docker-container",)}, cursor="c", page=3
+    )
+    narrower = state.without_refused([Problem("subject", "unknown"), Problem("cursor", "stale")])
+    assert narrower is not None
+    assert (narrower.filters, narrower.cursor, narrower.page) == (
+        {"kind": ("docker-container",)},
+        None,
+        1,
+    )
+    assert state.without_refused([Problem("q", "too long")]) is None
+    assert state.without_refused([]) is None
 
 
 def test_opened_branches_ignore_unknown_facets_and_decode_values():

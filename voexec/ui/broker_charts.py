@@ -5,7 +5,7 @@ Turns `broker_views` (offer sets, sessions) and the platforms' settings and book
 a row of holds (offers not yet answered, dashed), bookings (accepted sessions, solid; running
 ones green) and maintenance windows, over the next hours or days.
 
-Bookings are read from plain mappings (the shape of `GET /broker/platforms`: `session`,
+Bookings are read from the mappings `BrokerService.bookings` gives (`platform`, `session`,
 `phase`, `start`, `end`, `cores`, `memory`, `gpus`, `expires`), leniently like the rest of the
 wire format.
 

@@ -176,6 +176,18 @@ class SearchState:
         """The first page of the same search."""
         return self._refined()
 
+    def without_refused(self, problems: Sequence[Problem]) -> SearchState | None:
+        """This state without the facets and the cursor that `problems` name.
+
+        None when a problem is about something else (the text, say), which cannot be left out.
+        """
+        if not problems or any(p.field not in FACETS and p.field != "cursor" for p in problems):
+            return None
+        refused = {p.field for p in problems}
+        filters = {f: v for f, v in self.filters.items() if f not in refused}
+        kept = replace(self, filters=filters, problems=())
+        return kept.first_page() if "cursor" in refused else kept
+
     def first_result(self, page_size: int) -> int:
         """The 1-based position of this page's first result."""
         return (self.page - 1) * page_size + 1

@@ -125,25 +125,19 @@ def _publisher_file(name: str, subject: str, **changes: Any) -> str:
 
 
 def _fill(gitlab: FakeGitLab) -> None:
-    """Two good projects and two broken ones, so the harvest report has problems to show."""
-    gitlab.tag(
-        gitlab.add_project(
-            "survey/mosaic-maker",
-            {"ivoa-executable.yaml": _publisher_file("mosaic-maker", "galaxies")},
-        ),
-        "v1.0",
+    """Good projects, broken ones, and one whose old tag is broken (its entry shows why)."""
+    file = "ivoa-executable.yaml"
+    mosaic = gitlab.add_project(
+        "survey/mosaic-maker", {file: _publisher_file("mosaic-maker", "galaxies")}
     )
-    gitlab.add_project(
-        "survey/star-counter",
-        {"ivoa-executable.yaml": _publisher_file("star-counter", "photometry")},
+    gitlab.tag(mosaic, "v1.0")
+    counter = gitlab.add_project(
+        "survey/star-counter", {file: _publisher_file("star-counter", "stellar-astrophysics")}
     )
-    gitlab.add_project(
-        "survey/broken-yaml", {"ivoa-executable.yaml": "name: broken\ntitle: [unclosed\n"}
-    )
-    gitlab.add_project(
-        "survey/unicorn",
-        {"ivoa-executable.yaml": _publisher_file("unicorn", "unicorn-astrophysics")},
-    )
+    gitlab.tag(counter, "v0.9")
+    gitlab.commit(counter, {file: _publisher_file("star-counter", "photometry")})
+    gitlab.add_project("survey/broken-yaml", {file: "name: broken\ntitle: [unclosed\n"})
+    gitlab.add_project("survey/unicorn", {file: _publisher_file("unicorn", "unicorn-astrophysics")})
 
 
 def screenshot(page: Any, name: str) -> None:

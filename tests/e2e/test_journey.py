@@ -256,3 +256,17 @@ def test_when_no_platform_can_run_it_each_says_why(page: Page, live: Live):
         expect(refusal).to_contain_text("cores")
     expect(page.get_by_role("link", name="change the request")).to_be_visible()
     screenshot(page, "offers-none-desktop")
+
+
+def test_a_harvested_entry_shows_where_it_came_from_and_what_was_wrong(page: Page, live: Live):
+    page.goto(f"/executables/{entry_id(live, 'star-counter')}")
+    provenance = page.get_by_role("region", name="Provenance")
+    expect(provenance).to_contain_text("survey-lab")
+    expect(provenance.get_by_role("link", name="survey/star-counter")).to_be_visible()
+    expect(provenance).to_contain_text(re.compile(r"Commit\s*[0-9a-f]{12}"))
+    expect(provenance.locator("time")).not_to_have_count(0)  # harvested at, published
+    versions = page.get_by_role("region", name="Versions")
+    expect(versions).to_contain_text("latest")
+    problems = page.get_by_role("note").filter(has_text="The last harvest of its repository")
+    expect(problems).to_contain_text("v0.9")
+    expect(problems).to_contain_text("subjects[0]")

@@ -219,6 +219,24 @@ def analysis(synonyms: Iterable[str] = ()) -> dict[str, Any]:
     }
 
 
+def synonym_rules(groups: Iterable[Iterable[str]]) -> list[str]:
+    """Solr-format equivalence rules for `analysis`, one per group of interchangeable labels.
+
+    A vocabulary concept's preferred and alternative labels make a group (`("Cosmic microwave
+    background", "CMB")` -> `"Cosmic microwave background, CMB"`). Commas, `=` and backslashes
+    inside a label are escaped so a label is never split; groups of fewer than two distinct
+    labels say nothing and are left out.
+    """
+    rules: list[str] = []
+    for group in groups:
+        labels = dict.fromkeys(" ".join(label.split()) for label in group)
+        labels.pop("", None)
+        if len(labels) > 1:
+            escaped = (re.sub(r"([\\,=])", r"\\\1", label) for label in labels)
+            rules.append(", ".join(escaped))
+    return rules
+
+
 def mappings() -> dict[str, Any]:
     """The index's field mapping: strict, so a document of another shape is refused."""
 

@@ -22,6 +22,7 @@ import msgspec
 import pytest
 
 from catalogue.facets import name_sort_value
+from catalogue.opensearch_queries import synonym_rules
 from catalogue.ports import FACETS, IndexDocument, SearchQuery
 from catalogue.search_opensearch import OpenSearchIndex
 from catalogue.search_tantivy import TantivySearchIndex
@@ -205,9 +206,8 @@ def test_first_writers_in_two_processes_share_one_index(opensearch_url: str, ali
 def test_vocabulary_synonyms_expand_the_query(opensearch_url: str, alias: str) -> None:
     settings = OpenSearchSearch(url=opensearch_url)
     plain = OpenSearchIndex(settings, alias=f"{alias}-plain")
-    with_synonyms = OpenSearchIndex(
-        settings, alias=alias, synonyms=["cmbr, cosmic microwave background"]
-    )
+    labels = [("Cosmic microwave background", "CMBR"), ("Periodogram, Lomb-Scargle", "LSP")]
+    with_synonyms = OpenSearchIndex(settings, alias=alias, synonyms=synonym_rules(labels))
     try:
         plain.upsert(CATALOGUE)
         with_synonyms.upsert(CATALOGUE)

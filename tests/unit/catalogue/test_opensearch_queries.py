@@ -42,6 +42,7 @@ from catalogue.opensearch_queries import (
     index_body,
     query_words,
     read_result,
+    synonym_rules,
     to_dsl,
     to_source,
 )
@@ -304,6 +305,18 @@ def test_synonyms_are_expanded_at_search_time_only() -> None:
         assert fields[name]["search_analyzer"] == ENGLISH_SYNONYMS_ANALYZER
         index_filters = analysis["analyzer"][fields[name]["analyzer"]]["filter"]
         assert SYNONYM_FILTER not in index_filters  # synonym graphs cannot be indexed
+
+
+def test_synonym_rules_come_from_label_groups_and_never_split_a_label() -> None:
+    rules = synonym_rules(
+        [
+            ("Cosmic microwave background", "CMB", "CMB"),
+            ("Galaxies, spiral", "Spiral  galaxies"),
+            ("alone",),
+            ("", "   "),
+        ]
+    )
+    assert rules == ["Cosmic microwave background, CMB", "Galaxies\\, spiral, Spiral galaxies"]
 
 
 def test_every_document_field_is_mapped_and_facets_are_keywords() -> None:

@@ -270,3 +270,22 @@ def test_a_harvested_entry_shows_where_it_came_from_and_what_was_wrong(page: Pag
     problems = page.get_by_role("note").filter(has_text="The last harvest of its repository")
     expect(problems).to_contain_text("v0.9")
     expect(problems).to_contain_text("subjects[0]")
+
+
+def test_sorting_and_the_next_page(page: Page):
+    page.goto("/")
+    page.get_by_label("Sort by").select_option("name")
+    page.wait_for_url(re.compile(r"sort=name"))
+    names = page.locator(".result .ident code").all_inner_texts()
+    assert names == sorted(names)
+    everything = total(page)
+    assert everything > 20
+    page.get_by_role("link", name="Next page").click()
+    page.wait_for_url(re.compile(r"cursor=.*page=2"))
+    summary = page.locator("#results-summary")
+    expect(summary).to_contain_text(f"21\N{EN DASH}{everything} of {everything}")
+    second = page.locator(".result .ident code").all_inner_texts()
+    assert second == sorted(second)
+    assert second[0] > names[-1]  # the order carries on across pages
+    page.go_back()
+    expect(summary).to_contain_text(f"1\N{EN DASH}20 of {everything}")

@@ -206,7 +206,10 @@ class OpenSearchIndex:
                 with self._answering(f"move the alias {self.alias} to {name}"):
                     replaced = self._move_alias(name)
             except BaseException:
-                self._delete_indices([name], why="the rebuild failed")
+                # A move that timed out on our side may still have happened: never delete the
+                # index the alias serves.
+                if not self._serves(name):
+                    self._delete_indices([name], why="the rebuild failed")
                 raise
             self._alias_ready = True
             self._delete_indices(replaced, why="the rebuild replaced it")
@@ -239,7 +242,7 @@ class OpenSearchIndex:
         return int(answer["count"])
 
     def indices(self) -> list[str]:
-        """Names of the indices the alias points at (one, except in the middle of a move)."""
+        """Names of the indices behind the alias: one, or none before the first write."""
         with self._answering(f"read the alias {self.alias}"):
             return self._alias_holders()
 
@@ -344,6 +347,13 @@ class OpenSearchIndex:
             return sorted(self._client.indices.get_alias(name=self.alias))
         except NotFoundError:
             return []
+
+    def _serves(self, name: str) -> bool:
+        """Whether the alias points at `name` (False when the cluster cannot say)."""
+        try:
+            return name in self._alias_holders()
+        except OpenSearchException:
+            return False
 
     def _move_alias(self, name: str) -> list[str]:
         """Point the alias at `name` alone, atomically; returns the indices it left."""

@@ -72,6 +72,14 @@ KIND_LABELS: Final = {
     "python-program": "Python program",
 }
 
+ERROR_TITLES: Final = {
+    400: "Something in this address is wrong",
+    403: "Not allowed",
+    404: "Not found",
+    409: "That cannot be done now",
+    500: "Something went wrong",
+    503: "Not available right now",
+}
 RUN_TONES: Final = {"succeeded": "success", "partial": "warning", "failed": "danger"}
 
 Catalogue = NamedDependency[CatalogueService]
@@ -447,18 +455,16 @@ def _error_page(pages: Pages) -> Callable[[Request[Any, Any, Any], Exception], R
     def handle(request: Request[Any, Any, Any], error: Exception) -> Response[str]:
         started = time.perf_counter()
         if isinstance(error, DomainError):
-            status, title = status_of(error)
-            detail = error.message
+            status, detail = status_of(error)[0], error.message
         elif isinstance(error, HTTPException):
-            status, title, detail = (
-                error.status_code,
-                "This page cannot be shown",
-                str(error.detail),
-            )
+            status, detail = error.status_code, str(error.detail)
+            if isinstance(error.extra, list):  # a parameter of the wrong type names itself
+                keys = [str(item.get("key")) for item in error.extra if isinstance(item, dict)]
+                detail = f"{detail}: {', '.join(keys)}" if keys else detail
         else:
             log.exception("unexpected error on %s", request.url.path, exc_info=error)
-            status, title = 500, "Something went wrong"
-            detail = "An unexpected error occurred; it has been logged."
+            status, detail = 500, "An unexpected error occurred; it has been logged."
+        title = ERROR_TITLES.get(status, "This page cannot be shown")
         return pages.html(
             started,
             "error.html",
@@ -467,7 +473,7 @@ def _error_page(pages: Pages) -> Callable[[Request[Any, Any, Any], Exception], R
             nav="",
             status_code=status,
             title=title,
-            detail=detail,
+            detail=detail[:1].upper() + detail[1:],
             problems=error.problems if isinstance(error, Invalid) else [],
         )
 

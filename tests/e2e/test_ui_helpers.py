@@ -256,8 +256,8 @@ def test_a_no_explains_itself_per_platform():
     view = offer_set_view(document)
     assert [(r.platform, r.reasons) for r in view.refusals] == [
         (None, ["no start range given"]),
-        ("alpha", ["alpha: needs 2 GPUs", "alpha: too long"]),
-        ("beta", ["beta: does not run singularity"]),
+        ("alpha", ["needs 2 GPUs", "too long"]),
+        ("beta", ["does not run singularity"]),
     ]
     assert [n.text for n in view.notes] == ["time zone assumed"]
     assert view.offers == []

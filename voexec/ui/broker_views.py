@@ -376,7 +376,9 @@ def offer_set_view(document: Mapping[str, Any]) -> OfferSetView:
     for item in _list(meta.get("messages")):
         note = message(_map(item))
         if note.level in {"ERROR", "FATAL"}:
-            refusals.setdefault(note.platform, Refusal(note.platform)).reasons.append(note.text)
+            # Shown under the platform's name: "alpha: needs 2 GPUs" reads "needs 2 GPUs".
+            reason = note.text.removeprefix(f"{note.platform}: ") if note.platform else note.text
+            refusals.setdefault(note.platform, Refusal(note.platform)).reasons.append(reason)
         else:
             notes.append(note)
     return OfferSetView(

@@ -67,7 +67,8 @@ async function show(url, { push = true, focus = null } = {}) {
     window.location.assign(url); // the network failed: let the browser show what it can
     return;
   }
-  if (!answer.ok && answer.status >= 500) { window.location.assign(url); return; }
+  // A refused search (a text too long, say) is a whole error page: let the browser show it.
+  if (!answer.ok) { window.location.assign(url); return; }
   const facetsWereOpen = region.querySelector(".facets.open") !== null;
   region.innerHTML = answer.html;
   region.classList.remove("busy");

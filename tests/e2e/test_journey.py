@@ -289,3 +289,28 @@ def test_sorting_and_the_next_page(page: Page):
     assert second[0] > names[-1]  # the order carries on across pages
     page.go_back()
     expect(summary).to_contain_text(f"1\N{EN DASH}20 of {everything}")
+
+
+def test_a_subject_tree_opens_on_demand_and_stays_open(page: Page):
+    page.goto("/")
+    narrower = page.locator('#facets input[name="subject"][value="astronomical-techniques"]')
+    expect(narrower).to_have_count(0)  # not sent until its branch is opened
+    toggle = page.get_by_role("button", name="Narrower values of Observational astronomy")
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    toggle.click()
+    expect(narrower).to_be_visible()
+    expect(
+        page.get_by_role("button", name="Narrower values of Observational astronomy")
+    ).to_be_focused()
+    expected = facet_counts(page, "subject")["astronomical-techniques"]
+    narrower.check()
+    expect(page.locator(".search-layout")).to_have_attribute("data-total", str(expected))
+    expect(
+        page.locator('#facets input[name="subject"][value="astronomical-techniques"]')
+    ).to_be_visible()
+    reopened = page.get_by_role("button", name="Narrower values of Observational astronomy")
+    reopened.click()  # close it: the reader's choice wins over "holds a chosen value"
+    expect(reopened).to_have_attribute("aria-expanded", "false")
+    expect(
+        page.locator('#facets input[name="subject"][value="astronomical-techniques"]')
+    ).to_be_hidden()

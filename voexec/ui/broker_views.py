@@ -286,7 +286,7 @@ def _cost(costs: Sequence[Any]) -> str:
         if amount is None:
             continue
         unit = str(data.get("description") or "").split(" for ")[0].strip()
-        parts.append(f"{number_text(amount)} {unit}".strip())
+        parts.append(f"{number_text(amount, digits=4)} {unit}".strip())
     return ", ".join(parts)
 
 

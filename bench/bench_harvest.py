@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import re
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from bench import DOCS, write_sections
 from catalogue.model import Provenance, PublishOutcome, PublishReport, entry_id
 from core.clock import ManualClock
 from core.db import make_engine
@@ -47,7 +47,6 @@ from tests.fakes.gitlab import FakeGitLab
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VOEXEC_SHARED", ROOT.parent / "shared")) / "vocabularies"
-DOCS = ROOT / "docs" / "benchmarks.md"
 HEADING = "## Harvest"
 TOKEN = "glpat-bench"
 FILE = "ivoa-executable.yaml"
@@ -209,17 +208,6 @@ def section(table: list[str], projects: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(markdown: str, path: Path = DOCS) -> None:
-    """Replace (or append) this benchmark's section, leaving the others untouched."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: markdown + "\n", text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + markdown
-    path.write_text(text, encoding="utf-8")
-
-
 def run(projects: int = 200) -> str:
     """Run the benchmark, print the section and return it (markdown)."""
     warnings.simplefilter("ignore", DeprecationWarning)  # third-party noise is not measured
@@ -240,7 +228,7 @@ def main() -> None:
     arguments = parser.parse_args()
     markdown = run(arguments.projects)
     if arguments.write_docs:
-        write_section(markdown)
+        write_sections([markdown])
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import re
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench import DOCS, write_sections
 from vocabularies import expand
 from vocabularies.desise import decode_desise, encode_desise
 from vocabularies.model import Vocabulary
@@ -31,7 +31,6 @@ from vocabularies.resolve import resolve, suggest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VOEXEC_SHARED", ROOT.parent / "shared")) / "vocabularies"
-DOCS = ROOT / "docs" / "benchmarks.md"
 HEADING = "## Vocabularies"
 TARGET_LOAD_S = 2.0
 
@@ -167,17 +166,6 @@ def section(rows: list[tuple[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(markdown: str, path: Path = DOCS) -> None:
-    """Replace (or append) this benchmark's section, leaving the others untouched."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: markdown + "\n", text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + markdown
-    path.write_text(text, encoding="utf-8")
-
-
 def run() -> str:
     """Run the benchmark, print the section and return it (markdown)."""
     if not (SHARED / "uat.desise").is_file():
@@ -195,7 +183,7 @@ def main() -> None:
     arguments = parser.parse_args()
     markdown = run()
     if arguments.write_docs:
-        write_section(markdown)
+        write_sections([markdown])
 
 
 if __name__ == "__main__":

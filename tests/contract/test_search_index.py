@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import threading
+import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,8 +30,11 @@ from catalogue.facets import (
     updated_micros,
 )
 from catalogue.ports import FACETS, IndexDocument, SearchIndex, SearchQuery, SearchResult
+from catalogue.search_opensearch import OpenSearchIndex
 from catalogue.search_tantivy import TantivySearchIndex
 from core.errors import Invalid
+from core.settings import OpenSearchSearch
+from tests.integration.conftest import delete_opensearch_indices, opensearch_server_url
 
 # ----------------------------------------------------------------- realistic documents
 SUBJECT_BROADER = {
@@ -192,17 +196,28 @@ def walk(index: SearchIndex, query: SearchQuery) -> tuple[list[str], list[Search
 
 
 # ------------------------------------------------------------------------- fixtures
-ADAPTERS = [pytest.param("tantivy", id="tantivy")]
+ADAPTERS = [
+    pytest.param("tantivy", id="tantivy"),
+    pytest.param("opensearch", id="opensearch", marks=pytest.mark.opensearch),
+]
 
 
 def open_index(adapter: str, directory: Path) -> Iterator[SearchIndex]:
-    """An empty index of one adapter; closed afterwards."""
+    """An empty index of one adapter; closed (and on OpenSearch deleted) afterwards."""
     if adapter == "tantivy":
-        index = TantivySearchIndex(directory / "search")
-        yield index
-        index.close()
-    else:  # pragma: no cover - the OpenSearch adapter joins here with its mark
-        raise AssertionError(adapter)
+        tantivy = TantivySearchIndex(directory / "search")
+        yield tantivy
+        tantivy.close()
+        return
+    url = opensearch_server_url()
+    # A unique alias per index: tests may share the cluster with a developer's own indices.
+    alias = f"voexec-test-{uuid.uuid4().hex[:10]}"
+    opensearch = OpenSearchIndex(OpenSearchSearch(url=url), alias=alias)
+    try:
+        yield opensearch
+    finally:
+        opensearch.close()
+        delete_opensearch_indices(url, f"{alias}*")
 
 
 @pytest.fixture(params=ADAPTERS)

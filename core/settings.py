@@ -207,6 +207,32 @@ class CatalogueSettings(_Settings, frozen=True):
     page_size: PositiveInt = 20
 
 
+class RegistrySettings(_Settings, frozen=True):
+    """The IVOA publishing registry at `/registry/oai` (OAI-PMH, VOResource records)."""
+
+    authority: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._~-]{2,}$")] = (
+        "voexec.example"
+    )
+    """IVOA authority id of every record (`ivo://<authority>/...`); use one you registered."""
+    title: str = "voexec catalogue of astronomy executables"
+    """Title of the registry record and OAI-PMH `repositoryName`."""
+    description: str = (
+        "Astronomy executables (container images, notebooks, Python programs) that an IVOA "
+        "Execution Broker can run, with their needs, subjects and licences."
+    )
+    publisher: str = "voexec"
+    """Organisation named as publisher in every record and as the authority's managing org."""
+    contact_name: str = "Catalogue operator"
+    contact_email: Annotated[str, msgspec.Meta(pattern=r"^\S+@\S+\.\S+$")] = (
+        "registry@voexec.example"
+    )
+    """OAI-PMH `adminEmail` and the contact of every record."""
+    page_size: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    """Records per OAI-PMH page; longer lists continue with a resumption token."""
+    broker_standard_id: str = "ivo://ivoa.net/std/ExecutionBroker"
+    """`standardID` of the broker's capability (the Execution Broker WD fixes none yet)."""
+
+
 class GitLabSource(_Settings, frozen=True, tag="gitlab", tag_field="type"):
     """A GitLab instance to harvest `ivoa-executable.yaml` files from."""
 
@@ -269,6 +295,7 @@ class Settings(_Settings, frozen=True):
     search: SearchSettings = TantivySearch()
     broker: BrokerSettings = BrokerSettings()
     catalogue: CatalogueSettings = CatalogueSettings()
+    registry: RegistrySettings = RegistrySettings()
     harvest: HarvestSettings = HarvestSettings()
     vocabularies: VocabularySettings = VocabularySettings()
 

@@ -12,7 +12,7 @@ Portable SQL only (no dialect-specific statements): the same code and the Alembi
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
@@ -25,7 +25,9 @@ from sqlalchemy import (
     Index,
     String,
     Text,
+    and_,
     func,
+    or_,
     select,
 )
 from sqlalchemy.engine import Engine
@@ -44,6 +46,7 @@ from catalogue.model import (
     current_version,
     version_key,
 )
+from catalogue.oai import ChangedEntry, FixedRecordStamp
 from core.db import Base, migrate, read_transaction, session_factory, write_transaction
 from core.errors import Conflict, Unavailable
 
@@ -56,7 +59,11 @@ class EntryRow(Base):
     """One catalogue entry; identity and state, shared by its versions."""
 
     __tablename__ = "catalogue_entry"
-    __table_args__ = (Index("ix_catalogue_entry_origin", "source", "repository"),)
+    __table_args__ = (
+        Index("ix_catalogue_entry_origin", "source", "repository"),
+        # The publishing registry lists entries in change order and resumes after a position.
+        Index("ix_catalogue_entry_changed", "updated_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(120), primary_key=True)
     name: Mapped[str] = mapped_column(String(64), index=True)
@@ -93,6 +100,19 @@ class VersionRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class RegistryRecordRow(Base):
+    """Datestamps of a publishing-registry record built from configuration (not an entry)."""
+
+    __tablename__ = "catalogue_registry_record"
+
+    identifier: Mapped[str] = mapped_column(String(300), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    """Content digest without dates: a new one moves `updated_at` on."""
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 _spec_decoder = msgspec.json.Decoder(ExecutableSpec)
 
 
@@ -121,6 +141,15 @@ def _to_version(row: VersionRow) -> EntryVersion:
         ),
         published_at=_aware(row.published_at),
         updated_at=_aware(row.updated_at),
+    )
+
+
+def _fixed_stamp(row: RegistryRecordRow) -> FixedRecordStamp:
+    return FixedRecordStamp(
+        identifier=row.identifier,
+        created_at=_aware(row.created_at),
+        updated_at=_aware(row.updated_at),
+        deleted=row.deleted,
     )
 
 
@@ -339,3 +368,114 @@ class SqlCatalogueStore:
             query = query.where(EntryRow.withdrawn.is_(False))
         with read_transaction(self._sessions) as session:
             return int(session.scalar(query) or 0)
+
+    # ------------------------------------------------------------------------ publishing registry
+    def changed_entries(
+        self,
+        *,
+        after: tuple[datetime, str] | None,
+        since: datetime | None,
+        until: datetime | None,
+        limit: int,
+        with_versions: bool,
+    ) -> list[ChangedEntry]:
+        """Entries, withdrawn ones too, in (updated_at, id) order: one page of an OAI list.
+
+        Args:
+            after: the (updated_at, id) of the last entry already listed, exclusive.
+            since: earliest `updated_at`, inclusive.
+            until: latest `updated_at`, inclusive.
+            limit: most entries to return.
+            with_versions: also load the current version of each entry that is not withdrawn.
+        """
+        conditions = []
+        if after is not None:
+            stamp, last_id = after
+            conditions.append(
+                or_(
+                    EntryRow.updated_at > stamp,
+                    and_(EntryRow.updated_at == stamp, EntryRow.id > last_id),
+                )
+            )
+        if since is not None:
+            conditions.append(EntryRow.updated_at >= since)
+        if until is not None:
+            conditions.append(EntryRow.updated_at <= until)
+        order = (EntryRow.updated_at, EntryRow.id)
+        with read_transaction(self._sessions) as session:
+            if not with_versions:
+                headers = select(EntryRow).where(*conditions).order_by(*order).limit(limit)
+                return [_changed(row, None) for row in session.scalars(headers)]
+            current = and_(
+                VersionRow.entry_id == EntryRow.id, VersionRow.version == EntryRow.current_version
+            )
+            records = (
+                select(EntryRow, VersionRow)
+                .outerjoin(VersionRow, current)
+                .where(*conditions)
+                .order_by(*order)
+                .limit(limit)
+            )
+            return [_changed(entry, version) for entry, version in session.execute(records).all()]
+
+    def changed_entry(self, entry_id: str) -> ChangedEntry | None:
+        """One entry with its current version (none when withdrawn), or None."""
+        with read_transaction(self._sessions) as session:
+            entry = session.get(EntryRow, entry_id)
+            if entry is None:
+                return None
+            return _changed(entry, session.get(VersionRow, (entry_id, entry.current_version)))
+
+    def registry_records(self) -> list[FixedRecordStamp]:
+        """Every registry record built from configuration, deleted ones too, by identifier."""
+        with read_transaction(self._sessions) as session:
+            rows = session.scalars(select(RegistryRecordRow).order_by(RegistryRecordRow.identifier))
+            return [_fixed_stamp(row) for row in rows]
+
+    def sync_registry_records(
+        self, digests: Mapping[str, str], *, now: datetime
+    ) -> list[FixedRecordStamp]:
+        """Record the current content digest of each configured record.
+
+        A new record, or one whose digest changed, gets `updated_at = now`; a stored record
+        missing from `digests` becomes deleted (a tombstone harvesters see). Unchanged records
+        keep their datestamps, so restarting with the same configuration changes nothing.
+
+        Returns:
+            Every record's datestamps after the change.
+        """
+        try:
+            with write_transaction(self._sessions) as session:
+                rows = {row.identifier: row for row in session.scalars(select(RegistryRecordRow))}
+                for identifier, digest in digests.items():
+                    row = rows.get(identifier)
+                    if row is None:
+                        session.add(
+                            RegistryRecordRow(
+                                identifier=identifier,
+                                digest=digest,
+                                deleted=False,
+                                created_at=now,
+                                updated_at=now,
+                            )
+                        )
+                    elif row.digest != digest or row.deleted:
+                        row.digest, row.deleted, row.updated_at = digest, False, now
+                for identifier, row in rows.items():
+                    if identifier not in digests and not row.deleted:
+                        row.deleted, row.updated_at = True, now
+        except IntegrityError:
+            pass  # another process stored the same records at the same moment: theirs stand
+        except OperationalError as error:
+            raise Unavailable(f"the catalogue database does not answer: {error.orig}") from error
+        return self.registry_records()
+
+
+def _changed(entry: EntryRow, version: VersionRow | None) -> ChangedEntry:
+    return ChangedEntry(
+        id=entry.id,
+        created_at=_aware(entry.created_at),
+        updated_at=_aware(entry.updated_at),
+        withdrawn=entry.withdrawn,
+        version=None if version is None or entry.withdrawn else _to_version(version),
+    )

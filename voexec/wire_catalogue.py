@@ -3,9 +3,10 @@
 Builds the SQL store (migrated), the search index the settings choose, and the in-process
 `BrokerGateway` over the broker part's `BrokerService` (the only place where catalogue and
 broker meet: the catalogue side may not import the broker). Provides `CatalogueService` as
-`catalogue`, mounts `/catalogue`, and at start-up loads the demo catalogue when asked and
-rebuilds the index when it does not match the store. Mounts `voexec search`, `offers`,
-`publish` and `reindex`.
+`catalogue`, mounts `/catalogue` and the OAI-PMH publishing registry under `/registry`, and at
+start-up loads the demo catalogue when asked, rebuilds the index when it does not match the
+store, and stores the datestamps of the registry's fixed records. Mounts `voexec search`,
+`offers`, `publish` and `reindex`.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 from catalogue import cli
 from catalogue.model import Provenance, PublishReport, kind_term
+from catalogue.oai_repository import OaiRepository
 from catalogue.ports import Needs, OfferAnswer, SearchIndex
 from catalogue.service import CatalogueService
 from catalogue.store_sql import SqlCatalogueStore
 from catalogue.timing import parse_duration
+from catalogue.voresource import RegistryIdentity
 from catalogue.web import catalogue_router
+from catalogue.web_oai import registry_router
 from core.db import make_engine
 from core.errors import ConfigError, DomainError, Invalid, Problem, Unavailable
 from core.settings import OpenSearchSearch, PlatformSettings, Settings, TantivySearch
@@ -190,6 +194,41 @@ def build(services: Services) -> None:
         )
     )
     services.on_startup.append(lambda: prepare(catalogue, demo=settings.catalogue.demo))
+    registry = OaiRepository(
+        store, registry_identity(settings), services.clock, page_size=settings.registry.page_size
+    )
+    services.components["oai_repository"] = registry
+    services.route_handlers.append(registry_router(registry))
+    services.on_startup.append(lambda: sync_registry_records(registry))
+
+
+def registry_identity(settings: Settings) -> RegistryIdentity:
+    """Who publishes the registry's records, and the base URL every record points at.
+
+    Harvesters require the Identify `baseURL` to be the URL they harvest, so behind a proxy
+    `server.public_url` must be set; without it the URL the server listens on is used.
+    """
+    server, registry = settings.server, settings.registry
+    base_url = server.public_url or f"http://{server.host}:{server.port}"
+    return RegistryIdentity(
+        authority=registry.authority,
+        base_url=base_url.rstrip("/"),
+        title=registry.title,
+        description=registry.description,
+        publisher=registry.publisher,
+        contact_name=registry.contact_name,
+        contact_email=registry.contact_email,
+        page_size=registry.page_size,
+        broker_standard_id=registry.broker_standard_id,
+    )
+
+
+def sync_registry_records(registry: OaiRepository) -> None:
+    """Start-up: store the fixed records' datestamps (retried on the first request if it fails)."""
+    try:
+        registry.sync()
+    except DomainError as error:
+        log.error("registry records not stored at start-up: %s", error.message)
 
 
 def prepare(catalogue: CatalogueService, *, demo: bool) -> None:

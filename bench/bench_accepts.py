@@ -1,0 +1,436 @@
+"""Broker accepts on PostgreSQL: offer requests and accepts from up to 32 concurrent clients.
+
+Each client is an OS process of its own (multiprocessing, `spawn` context) that builds its own
+engine, store and `BrokerService` over one shared PostgreSQL database, as separate voexec
+processes would (`bench.accepts_clients`). Threads in one interpreter would serialise the
+Python half of each call on the GIL and measure that rather than the database. Calls go
+straight to the service (no HTTP): `request_offers`, then `update_session(uuid,
+phase=ACCEPTED)` on one of the offers.
+
+Scenarios, each on a fresh throwaway database (created on the server, dropped afterwards,
+also when the run fails):
+
+- `pool`, with 1, 8 and 32 clients for a fixed time: 8 platforms of 64 cores and 256 GiB;
+  each request asks for a one-hour session of 2-4 cores and 8-16 GiB starting within two
+  hours of a random instant 1-160 hours ahead; the client accepts one of its offers at random.
+  There is room for tens of thousands of such sessions, so accepts mostly succeed.
+- `one small platform`, 32 clients in rounds: one platform of 8 cores and 32 GiB, one offer per
+  request, sessions of exactly 2 cores and 8 GiB, so four fit at once. In each round every
+  client asks for the same half-hour start range (4 get an offer, the others a NO for
+  capacity), then every client accepts one of the round's 4 offers (4 succeed, the others are
+  refused as conflicts).
+
+After each scenario the capacity invariant is checked from the database's own rows
+(`bench.capacity`): at no instant do the bookings (and the holds of unexpired offers) on a
+platform exceed its cores or memory, and there is one booking per accept that succeeded. A
+violation raises: a run that double-books publishes no numbers.
+
+Needs a PostgreSQL server: `VOEXEC_TEST_POSTGRES_URL` or `--postgres-url`
+(`bash scripts/services/postgres start; source .services/env`). `run()` is what
+`python -m bench accepts` calls; `python -m bench.bench_accepts [--seconds S] [--rounds N]
+[--write-docs]` runs it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import multiprocessing
+import os
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from multiprocessing.queues import Queue
+from queue import Empty
+from threading import BrokenBarrierError
+from typing import Final
+
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.pool import NullPool
+
+from bench import percentile, write_sections
+from bench.accepts_clients import (
+    UUID_BYTES,
+    WAIT_SECONDS,
+    ClientPlan,
+    ClientResult,
+    Scenario,
+    client_main,
+    one_small_platform,
+    pool,
+)
+from bench.capacity import committed, overbooked
+from broker.platforms.simulated import SimulatedPlatform
+from broker.service import BrokerService
+from broker.store_sql import SqlBrokerStore
+from core.clock import SystemClock
+from core.db import make_engine
+
+HEADING: Final = "## Broker accepts on PostgreSQL"
+URL_ENV: Final = "VOEXEC_TEST_POSTGRES_URL"
+HOW_TO_START: Final = (
+    "start one with `bash scripts/services/postgres start; source .services/env` "
+    f"(which sets {URL_ENV}), or pass --postgres-url"
+)
+MAX_ROUNDS: Final = 75
+"""Rounds are two hours apart and must start within the 7-day booking horizon."""
+
+
+def check_invariant(engine: Engine, scenario: Scenario, accepted: int) -> None:
+    """Raise unless capacity holds and every accept that succeeded made one booking."""
+    capacity = {name: (cores, memory) for name, cores, memory in scenario.platforms}
+    commitments, bookings = committed(engine, datetime.now(UTC))
+    problems = overbooked(commitments, capacity)
+    if bookings != accepted:
+        problems.append(f"{bookings} bookings stored for {accepted} accepts that succeeded")
+    if problems:
+        raise RuntimeError(
+            f"capacity invariant violated in '{scenario.name}' with {scenario.clients} "
+            "clients; no numbers are published:\n  " + "\n  ".join(problems)
+        )
+
+
+# --------------------------------------------------------------------------- the server
+@contextmanager
+def throwaway_database(server_url: str) -> Iterator[str]:
+    """Create a uniquely named database, yield its URL, drop it afterwards (even on failure)."""
+    name = f"voexec_bench_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(server_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        try:
+            yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as connection:  # FORCE: a killed client may leave a session
+                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+SERVER_SETTINGS: Final = (
+    "shared_buffers",
+    "fsync",
+    "synchronous_commit",
+    "full_page_writes",
+    "max_connections",
+)
+
+
+def server_facts(server_url: str) -> dict[str, str]:
+    """The server's version and the settings that decide commit cost, as it reports them."""
+    engine = make_engine(server_url, poolclass=NullPool, connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as connection:
+            facts = {"version": str(connection.exec_driver_sql("SHOW server_version").scalar())}
+            for name in SERVER_SETTINGS:
+                facts[name] = str(connection.exec_driver_sql(f"SHOW {name}").scalar())
+    finally:
+        engine.dispose()
+    return facts
+
+
+# --------------------------------------------------------------------------- a scenario
+@dataclass(frozen=True)
+class Measured:
+    """One scenario's totals; latencies in milliseconds."""
+
+    scenario: Scenario
+    seconds: float
+    offer_ms: list[float]
+    accept_ms: list[float]
+    no_capacity: int
+    accepted: int
+    conflicts: int
+    expired: int
+    cpu_seconds: float
+    """CPU time of the client processes (not of the server) over the window."""
+    busy: float | None
+    """Share of the machine's CPUs not idle over the window (None without /proc/stat)."""
+
+    @property
+    def attempted(self) -> int:
+        """Accepts tried (every offer request answered YES leads to one)."""
+        return len(self.accept_ms)
+
+    @property
+    def per_second(self) -> float:
+        """Accepts that succeeded, per second of the measured window."""
+        return self.accepted / self.seconds
+
+
+def measure(server_url: str, scenario: Scenario, seconds: float, rounds: int) -> Measured:
+    """Run one scenario on a fresh database; raise if a client broke or capacity was exceeded."""
+    with throwaway_database(server_url) as url:
+        engine = make_engine(url, poolclass=NullPool)
+        try:
+            # Migrate and create the platform rows once, before the clients race to do it.
+            store = SqlBrokerStore(engine)
+            store.migrate()
+            settings = scenario.settings()
+            platforms = {p.name: SimulatedPlatform(p) for p in settings.platforms}
+            BrokerService(settings, SystemClock(), store, platforms)
+            hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+            plans = [
+                ClientPlan(url, scenario, index, seconds, rounds, hour + timedelta(hours=2))
+                for index in range(scenario.clients)
+            ]
+            window, busy, collected = _run_clients(plans)
+            # The cause first: the other clients then report a broken barrier.
+            errors = sorted(
+                (result.error for result in collected if result.error),
+                key=lambda error: "BrokenBarrierError" in error,
+            )
+            if errors:
+                raise RuntimeError("clients failed:\n  " + "\n  ".join(errors))
+            accepted = sum(result.accepted for result in collected)
+            check_invariant(engine, scenario, accepted)
+        finally:
+            engine.dispose()
+    return Measured(
+        scenario=scenario,
+        seconds=window,
+        offer_ms=[ms for result in collected for ms in result.offer_ms],
+        accept_ms=[ms for result in collected for ms in result.accept_ms],
+        no_capacity=sum(result.no_capacity for result in collected),
+        accepted=accepted,
+        conflicts=sum(result.conflicts for result in collected),
+        expired=sum(result.expired for result in collected),
+        cpu_seconds=sum(result.cpu_seconds for result in collected),
+        busy=busy,
+    )
+
+
+def _run_clients(
+    plans: Sequence[ClientPlan],
+) -> tuple[float, float | None, list[ClientResult]]:
+    """Start one process per plan, release them together, and collect what they measured.
+
+    Returns the measured window (from the release to the last client's end, in seconds), the
+    share of the machine's CPUs busy meanwhile, and the results. Every process is gone when
+    this returns, also after a failure.
+    """
+    context = multiprocessing.get_context("spawn")
+    count = len(plans)
+    ready, step = context.Barrier(count + 1), context.Barrier(count)
+    slots = context.Array("c", count * UUID_BYTES)
+    results: Queue[ClientResult] = context.Queue()
+    processes = [
+        context.Process(target=client_main, args=(plan, ready, step, slots, results))
+        for plan in plans
+    ]
+    try:
+        for process in processes:
+            process.start()
+        # A client that fails while starting breaks the barrier; its result says why.
+        with contextlib.suppress(BrokenBarrierError):
+            ready.wait(WAIT_SECONDS)
+        released, cpu_before = time.monotonic(), _cpu_times()
+        collected = []
+        for _ in range(count):
+            try:
+                collected.append(results.get(timeout=WAIT_SECONDS))
+            except Empty:
+                raise RuntimeError(f"only {len(collected)} of {count} clients reported") from None
+        busy = _busy_since(cpu_before)
+    finally:
+        for process in processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+    finished = [result.finished_at for result in collected if not result.error]
+    return (max(finished) - released if finished else 0.0), busy, collected
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    """(idle, total) jiffies of all CPUs since boot, from /proc/stat; None elsewhere."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(value) for value in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal (guest time is already in user)
+    return fields[3] + fields[4], sum(fields[:8])
+
+
+def _busy_since(before: tuple[int, int] | None) -> float | None:
+    after = _cpu_times()
+    if before is None or after is None or after[1] == before[1]:
+        return None
+    return 1 - (after[0] - before[0]) / (after[1] - before[1])
+
+
+# --------------------------------------------------------------------------- the section
+def _load() -> str:
+    return ", ".join(f"{load:.2f}" for load in os.getloadavg())
+
+
+def _ms(samples: Sequence[float], fraction: float) -> str:
+    return f"{percentile(samples, fraction):.1f} ms" if samples else "-"
+
+
+def _paragraph(text: str) -> str:
+    return textwrap.fill(text, width=100, break_long_words=False, break_on_hyphens=False)
+
+
+def section(results: Sequence[Measured], facts: Mapping[str, str], load: tuple[str, str]) -> str:
+    """The Markdown section for docs/benchmarks.md."""
+    durable = facts["fsync"] == "on" and facts["synchronous_commit"] == "on"
+    settings = ", ".join(f"`{name}={facts[name]}`" for name in SERVER_SETTINGS)
+    server = (
+        f"PostgreSQL {facts['version']} on the same machine, over loopback TCP: {settings}. "
+        + (
+            "Commits wait for the disk (fsync and synchronous_commit on)."
+            if durable
+            else "This is the throwaway test cluster of `scripts/services/postgres`, which runs "
+            "without durability: a commit does not wait for the disk, so these numbers are "
+            "bound by CPU and locks; with fsync and synchronous_commit on, every transaction "
+            "also waits for its WAL flush (to measure that, start the cluster with "
+            '`SERVICES_POSTGRES_OPTIONS="-c fsync=on -c synchronous_commit=on '
+            '-c full_page_writes=on"`).'
+        )
+    )
+    paragraphs = [
+        f"Machine: as above, 2 CPUs shared with other work. Load average (1, 5, 15 min) before "
+        f"the run: {load[0]}; after it: {load[1]} (which includes the benchmark itself).",
+        server,
+        "Each client is an OS process of its own (multiprocessing with the `spawn` context) "
+        "with its own engine (one connection) and `BrokerService`, as separate voexec "
+        "processes sharing one database would be: threads in one interpreter would take "
+        "turns on the GIL and measure that instead. Clients call the service directly (no "
+        "HTTP) and start together once all have connected and warmed up; each scenario runs "
+        "on a new, empty database. `offer` is one `request_offers` call, `accept` one "
+        "`update_session` to ACCEPTED. An accept is refused as a conflict when another "
+        "client accepted that offer first, and as expired when its hold ran out (after 5 "
+        "minutes, the default `offer_ttl`). Machine CPU busy is the share of both CPUs "
+        "not idle during the run (`/proc/stat`), whoever used it; client CPU is what the "
+        "client processes used, per offer request and its accept.",
+    ]
+    lines = [HEADING, "", *(part for text in paragraphs for part in (_paragraph(text), ""))]
+    lines += [
+        "| scenario | clients | measured | offer requests | NO: no capacity | accepts tried "
+        "| succeeded | conflict | expired | **accepts/s** | machine CPU busy | client CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *(
+            f"| {r.scenario.name} | {r.scenario.clients} | {r.seconds:.1f} s "
+            f"| {len(r.offer_ms):,} | {r.no_capacity:,} | {r.attempted:,} | {r.accepted:,} "
+            f"| {r.conflicts:,} | {r.expired:,} | **{r.per_second:.1f}** "
+            f"| {_percent(r.busy)} | {r.cpu_seconds * 1000 / max(len(r.offer_ms), 1):.1f} ms |"
+            for r in results
+        ),
+        "",
+        "| scenario | clients | offer p50 | offer p99 | accept p50 | accept p99 |",
+        "|---|---:|---:|---:|---:|---:|",
+        *(
+            f"| {r.scenario.name} | {r.scenario.clients} | {_ms(r.offer_ms, 0.5)} "
+            f"| {_ms(r.offer_ms, 0.99)} | {_ms(r.accept_ms, 0.5)} | {_ms(r.accept_ms, 0.99)} |"
+            for r in results
+        ),
+        "",
+    ]
+    lines += [part for text in _reading(results) for part in (_paragraph(text), "")]
+    return "\n".join(lines)
+
+
+def _percent(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{fraction:.0%}"
+
+
+def _reading(results: Sequence[Measured]) -> list[str]:
+    """What the numbers mean, in paragraphs, with the comparisons computed from them."""
+    paragraphs = [
+        "What they mean. `pool` asks for one-hour sessions of 2-4 cores on 8 platforms of "
+        "64 cores, starting within two hours of a random time in the week ahead, and accepts "
+        "one offer of each set. `one small platform` runs rounds in which every client asks "
+        "for the same half hour on one platform that fits 4 sessions (4 get an offer, the "
+        "others a NO for capacity), then every client accepts one of those 4 offers (4 "
+        "succeed, the others are conflicts); its accepts/s is 4 per round, so it says how "
+        "long a round of 32 offer requests and 32 accepts on one platform takes.",
+    ]
+    pools = [r for r in results if r.scenario.mode == "pool"]
+    if len(pools) > 1:
+        first, last = pools[0], pools[-1]
+        paragraphs.append(
+            f"From {first.scenario.clients} to {last.scenario.clients} clients the pool's rate "
+            f"goes from {first.per_second:.1f} to {last.per_second:.1f} accepts/s "
+            f"({last.per_second / first.per_second:.1f} times) while the median offer request "
+            f"goes from {_ms(first.offer_ms, 0.5)} to {_ms(last.offer_ms, 0.5)} and the median "
+            f"accept from {_ms(first.accept_ms, 0.5)} to {_ms(last.accept_ms, 0.5)}. In the "
+            "code measured, an offer request locks the rows of every platform "
+            "(`BrokerService._offers` calls `lock_platforms` with all of them) and computes "
+            "its offers while it holds them, so offer requests run one at a time across the "
+            "whole broker, whichever platforms they could use; an accept locks its session "
+            "and its one platform, and waits behind any offer request in progress."
+        )
+    paragraphs.append(
+        "After every scenario the database's own rows were checked (`bench/capacity.py`): at "
+        "no instant do the bookings and the holds of unexpired offers on a platform exceed "
+        "its cores or memory, and there is exactly one booking per accept that succeeded. "
+        "Bookings are never released during a run (nothing cancels and the work queue is "
+        "not run), so the rows at the end are every booking made. A violation fails the run "
+        "and publishes nothing. `python -m bench accepts` regenerates this section; it needs "
+        "`VOEXEC_TEST_POSTGRES_URL` (see above)."
+    )
+    return paragraphs
+
+
+# --------------------------------------------------------------------------- entry points
+def postgres_url(given: str | None = None) -> str:
+    """The server to measure: `given`, else `VOEXEC_TEST_POSTGRES_URL`; raises when neither."""
+    url = (given or os.environ.get(URL_ENV, "")).strip()
+    if not url:
+        raise RuntimeError(f"no PostgreSQL server: {URL_ENV} is not set; {HOW_TO_START}")
+    return url
+
+
+def run(
+    postgres: str | None = None, *, seconds: float = 15.0, rounds: int = 20, wide: int = 32
+) -> str:
+    """Run every scenario, print the section and return it (Markdown)."""
+    server = postgres_url(postgres)
+    facts = server_facts(server)
+    before = _load()
+    scenarios = [pool(1), pool(8), pool(wide), one_small_platform(wide)]
+    results = []
+    for scenario in scenarios:
+        print(f"{scenario.name}, {scenario.clients} clients ...", flush=True)
+        results.append(measure(server, scenario, seconds, rounds))
+    markdown = section(results, facts, (before, _load()))
+    print(markdown)
+    return markdown
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m bench.bench_accepts`: run, print, and with `--write-docs` update the page."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--postgres-url", help=f"the server (default: ${URL_ENV})")
+    parser.add_argument("--seconds", type=float, default=15.0, help="per pool run (default 15)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=20,
+        choices=range(1, 76),
+        metavar="1-75",
+        help="rounds on the small platform (default 20)",
+    )
+    parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
+    arguments = parser.parse_args(argv)
+    try:
+        server = postgres_url(arguments.postgres_url)
+    except RuntimeError as error:
+        print(error, file=sys.stderr)
+        return 2
+    markdown = run(server, seconds=arguments.seconds, rounds=arguments.rounds)
+    if arguments.write_docs:
+        write_sections([markdown])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,6 +19,11 @@ ready, RUNNING at the offered start, RELEASING when the work finishes or at the 
 (the offered end really ends the session), COMPLETED when the platform has released
 everything. Any component failure makes the session FAILED (with a message) and releases the
 rest; a client's cancel makes it CANCELLED and really stops the work (`StopWork`).
+
+Work that ends on its own time is observed: a platform's report may ask for `PlatformCheckDue`
+at a later instant; in the phases where the platform holds the session (PREPARING to
+RELEASING) that event calls for `ObservePlatform`, whose answer is more reports, and so on until
+the work has ended. These polls change nothing by themselves and leave no history.
 """
 
 from __future__ import annotations
@@ -163,6 +168,16 @@ class ComponentCancelled(Event, frozen=True):
     """The platform reported components cancelled (not at the client's request)."""
 
     components: tuple[str, ...] = ()
+    reason: str | None = None
+    """What the platform said, when it said something (e.g. `cancelled by the operator`)."""
+
+
+class PlatformCheckDue(Event, frozen=True):
+    """The time came to ask the platform how the session's work goes.
+
+    A platform whose work finishes on its own time (a process, a batch job) asks for these in
+    its reports; each answer carries the next one until the work has ended.
+    """
 
 
 class Failed(Event, frozen=True):
@@ -189,6 +204,7 @@ AnyEvent: TypeAlias = (
     | ReleaseDone
     | CancelRequested
     | ComponentCancelled
+    | PlatformCheckDue
     | Failed
 )
 EVENT_TYPES: Final[tuple[type[Event], ...]] = AnyEvent.__args__
@@ -235,6 +251,10 @@ class Release(Effect, frozen=True):
     """Ask the platform to end the session in order: stop what still runs, release the rest."""
 
 
+class ObservePlatform(Effect, frozen=True):
+    """Ask the platform how the work goes; its answer comes back as reports (events)."""
+
+
 class ScheduleTimer(Effect, frozen=True):
     """Deliver `event` to the session at `at` (at once if `at` has passed)."""
 
@@ -259,6 +279,7 @@ AnyEffect: TypeAlias = (
     | StartWork
     | StopWork
     | Release
+    | ObservePlatform
     | ScheduleTimer
     | Notify
 )
@@ -375,6 +396,15 @@ def ignore(phase: Phase) -> Rule:
     return Rule(phase)
 
 
+def check(phase: Phase) -> Rule:
+    """A row that asks the platform how the work goes: the phase stays, nothing is remembered.
+
+    The platform's answer (reports) decides what happens next; the poll leaves no trace in the
+    session's history, so a long session polled every few seconds keeps a short story.
+    """
+    return Rule(phase, (ObservePlatform,))
+
+
 P = Phase
 _EXPIRE_LATER = Timer(OfferExpired, Anchor.EXPIRES)
 _QUEUE_NOW = Timer(WorkQueued, Anchor.NOW)
@@ -409,6 +439,7 @@ TRANSITIONS: Final[Mapping[tuple[Phase, type[Event]], Rule]] = {
     (P.WAITING, Failed): Rule(P.FAILED, _FAIL_BEFORE_PLATFORM),
     # On the platform, before the start.
     (P.PREPARING, StillPreparing): ignore(P.PREPARING),
+    (P.PREPARING, PlatformCheckDue): check(P.PREPARING),
     (P.PREPARING, ResourcesReady): Rule(P.AVAILABLE, (_START_LATER, Notify)),
     (P.PREPARING, ReleaseStarted): Rule(P.RELEASING, (Notify,)),
     (P.PREPARING, EndReached): Rule(P.RELEASING, (Release, Notify)),
@@ -418,6 +449,7 @@ TRANSITIONS: Final[Mapping[tuple[Phase, type[Event]], Rule]] = {
     (P.PREPARING, Failed): Rule(P.FAILED, _FAIL_ON_PLATFORM),
     (P.AVAILABLE, StartReached): Rule(P.RUNNING, (StartWork, Notify)),
     (P.AVAILABLE, StillPreparing): ignore(P.AVAILABLE),
+    (P.AVAILABLE, PlatformCheckDue): check(P.AVAILABLE),
     (P.AVAILABLE, ResourcesReady): ignore(P.AVAILABLE),
     (P.AVAILABLE, WorkFinished): Rule(P.RELEASING, (Release, Notify)),
     (P.AVAILABLE, ReleaseStarted): Rule(P.RELEASING, (Notify,)),
@@ -430,6 +462,7 @@ TRANSITIONS: Final[Mapping[tuple[Phase, type[Event]], Rule]] = {
     # Running: the work ends by itself, or at the offered end.
     (P.RUNNING, StartReached): ignore(P.RUNNING),
     (P.RUNNING, StillPreparing): ignore(P.RUNNING),
+    (P.RUNNING, PlatformCheckDue): check(P.RUNNING),
     (P.RUNNING, ResourcesReady): ignore(P.RUNNING),
     (P.RUNNING, WorkFinished): Rule(P.RELEASING, (Release, Notify)),
     (P.RUNNING, ReleaseStarted): Rule(P.RELEASING, (Notify,)),
@@ -443,6 +476,7 @@ TRANSITIONS: Final[Mapping[tuple[Phase, type[Event]], Rule]] = {
     (P.RELEASING, ReleaseDone): Rule(P.COMPLETED, (ReleaseCapacity, Notify)),
     (P.RELEASING, StartReached): ignore(P.RELEASING),
     (P.RELEASING, StillPreparing): ignore(P.RELEASING),
+    (P.RELEASING, PlatformCheckDue): check(P.RELEASING),
     (P.RELEASING, ResourcesReady): ignore(P.RELEASING),
     (P.RELEASING, WorkFinished): ignore(P.RELEASING),
     (P.RELEASING, ReleaseStarted): ignore(P.RELEASING),
@@ -518,6 +552,8 @@ def _instant(state: SessionState, anchor: Anchor, now: datetime) -> datetime:
 def _note(source: Phase, target: Phase, event: Event, state: SessionState) -> str:
     if isinstance(event, Failed):
         return event.reason
+    if isinstance(event, ComponentCancelled) and event.reason:
+        return f"{source} -> {target} ({event.reason})"
     return f"{source} -> {target} ({type(event).__name__})"
 
 
@@ -538,8 +574,11 @@ def step(state: SessionState, event: Event, now: datetime) -> Step:
         changes["expires"] = event.expires
     if isinstance(event, Failed):
         changes["message"] = event.reason
-    if rule.to == state.phase and not rule.effects:
-        return Step(state, ())  # a row that ignores the event: nothing to remember
+    if rule.to == state.phase:
+        # A row that ignores the event, or one that only asks the platform (`check`): the state
+        # is unchanged and nothing is remembered.
+        asked = (effect for effect in rule.effects if isinstance(effect, type))
+        return Step(state, tuple(cast("AnyEffect", effect()) for effect in asked))
     new = msgspec.structs.replace(
         state,
         phase=rule.to,

@@ -1,8 +1,8 @@
-"""The broker's ports: what the service needs from its store and from a compute platform.
+"""The broker's ports: what the service needs from a compute platform.
 
-Owns the `Platform` protocol and the `PlatformReport` it answers with, and the records the
-store hands back. Imports `core` and the pure `broker` modules only; adapters live in
-`broker.store_sql` and `broker.platforms`.
+Owns the `Platform` protocol, the `SessionPlan` the service hands it (what to run, with what,
+when) and the `PlatformReport` it answers with. Imports `core` and the pure `broker` modules
+only; adapters live in `broker.platforms`, the SQL store in `broker.store_sql`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from datetime import datetime
 from typing import Protocol
 
 from broker.lifecycle import AnyEvent
+from broker.model import AnyExecutable
 
-__all__ = ["Platform", "PlatformReport"]
+__all__ = ["DataSource", "Platform", "PlatformReport", "SessionPlan"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,28 +26,76 @@ class PlatformReport:
     event: AnyEvent
 
 
+@dataclass(frozen=True, slots=True)
+class DataSource:
+    """One data resource of a session, as a platform stages it."""
+
+    name: str
+    """The resource's name in the request (or its UUID when it has none)."""
+    kind: str
+    """Its kind URI."""
+    location: str | None
+    """The URL to fetch it from; None when its kind names no single URL (S3, Rucio)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPlan:
+    """What a platform must know to run one accepted session, built by the service.
+
+    A frozen description, not the stored record: adapters never see the database.
+    """
+
+    session_id: str
+    executable: AnyExecutable
+    """The executable as offered."""
+    cores: int
+    memory: float
+    """GiB."""
+    gpus: int
+    start: datetime
+    """The offered start: the work must not start before it."""
+    end: datetime
+    """The offered end: nothing of the session may run after it."""
+    data: tuple[DataSource, ...] = ()
+
+
 class Platform(Protocol):
-    """One compute platform, as the work queue drives it.
+    """One compute platform, as the offers and the work queue use it.
 
     Every call returns the reports the platform can already give (a simulated platform knows
-    when its preparation will be done); the service queues them in the same transaction as the
-    session's new phase, so nothing is lost when the process stops.
+    when its preparation will be done; a real one asks for a `PlatformCheckDue` a little later
+    and answers `observe` then); the service queues them in the same transaction as the
+    session's new phase, so nothing is lost when the process stops. The service calls the
+    platform inside a write transaction: every call must be short (submit, query, signal) and
+    never wait for the work. A call that raises fails the session with the error as its reason.
     """
 
     name: str
 
-    def prepare(self, session_id: str, now: datetime) -> Sequence[PlatformReport]:
+    def accepts(self, executable: AnyExecutable) -> Sequence[str]:
+        """Why this platform cannot run `executable`, for the client; empty when it can.
+
+        Asked at offer time, so that a request the platform could never run is answered NO
+        with the reason instead of failing after acceptance.
+        """
+        ...
+
+    def prepare(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:
         """Start preparing the session's components (stage data, pull images)."""
         ...
 
-    def start(self, session_id: str, now: datetime) -> Sequence[PlatformReport]:
+    def start(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:
         """Start the work."""
         ...
 
-    def release(self, session_id: str, now: datetime) -> Sequence[PlatformReport]:
+    def observe(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:
+        """Say how the work goes: what happened, and when to ask again while it goes on."""
+        ...
+
+    def release(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:
         """End the session in order: stop what still runs, release the rest."""
         ...
 
-    def stop(self, session_id: str, now: datetime) -> Sequence[PlatformReport]:
+    def stop(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:
         """Stop the work now (a cancel) and release what the session holds there."""
         ...

@@ -36,6 +36,7 @@ from broker.lifecycle import (
     HoldCapacity,
     InvalidTransition,
     Notify,
+    ObservePlatform,
     OfferExpired,
     OffersMade,
     Phase,
@@ -69,6 +70,7 @@ from broker.offers import Offer, OfferPolicy, make_offers
 from broker.ports import Platform
 from broker.resources import Booking, BookingKind, PlatformSpec, Reason
 from broker.service_demand import read_request
+from broker.service_platforms import accepting_platforms, call_platform
 from broker.service_shape import offered_session
 from broker.store_sql import SessionRecord, SqlBrokerStore, StoreTransaction
 from core.clock import Clock
@@ -341,7 +343,7 @@ class BrokerService:
     ) -> tuple[list[MessageItem], tuple[Offer, ...]]:
         reading = read_request(request, unknown, self._settings, now)
         messages = list(reading.messages)
-        if reading.demand is None:
+        if reading.demand is None or request.executable is None:
             return messages, ()
         if not self._specs:
             messages.append(
@@ -353,11 +355,13 @@ class BrokerService:
                 )
             )
             return messages, ()
+        specs, refusals = accepting_platforms(self._platforms, self._specs, request.executable)
         tx.lock_platforms(self._spec)
         bookings = tx.live_bookings(now, list(self._spec))
-        found = make_offers(self._specs, bookings, reading.demand, now, self._policy)
+        found = make_offers(specs, bookings, reading.demand, now, self._policy)
         level = MessageLevel.INFO if found.offers else MessageLevel.ERROR
-        messages.extend(_reason_message(reason, now, level) for reason in found.reasons)
+        reasons = [*refusals, *found.reasons]
+        messages.extend(_reason_message(reason, now, level) for reason in reasons)
         return messages, found.offers
 
     def _open(
@@ -432,7 +436,13 @@ class BrokerService:
         """One lifecycle step for a stored session: the new state, its effects, stored."""
         result = lifecycle.step(record.state, event, now)
         if result.state is record.state:
-            return record  # the table ignores this event in this phase
+            # Ignored in this phase, or a poll: the platform's answer is all there is to do.
+            if result.effects:
+                noted = self._carry_out(tx, record, result.effects, now)
+                if noted is not record:
+                    tx.save_session(noted)
+                return noted
+            return record
         phase = SessionPhase(result.state.phase.value)
         document = record.document
         meta = document.meta or ComponentMetadata()
@@ -477,15 +487,12 @@ class BrokerService:
                     for sibling in tx.siblings(record):
                         if sibling.phase is Phase.OFFERED:
                             self._apply(tx, sibling, SiblingAccepted(), now)
-                case StartPreparation() | StartWork() | StopWork() | Release():
-                    call = {
-                        StartPreparation: platform.prepare,
-                        StartWork: platform.start,
-                        StopWork: platform.stop,
-                        Release: platform.release,
-                    }[type(effect)]
-                    for report in call(record.id, now):
+                case StartPreparation() | StartWork() | ObservePlatform() | StopWork() | Release():
+                    reports, trouble = call_platform(platform, effect, record, now)
+                    for report in reports:
                         tx.enqueue(record.id, report.at, report.event)
+                    if trouble is not None:
+                        notes.append(trouble)
                 case ScheduleTimer(at=at, event=event):
                     tx.enqueue(record.id, at, event)
                 case Notify(phase=phase, message=text):

@@ -3,7 +3,8 @@
 For the demo and the tests. Its behaviour comes from `PlatformSettings.simulated`: how long
 preparing and releasing take, how long the work runs (`run`, or until the offered end), and a
 scripted failure in one phase (`fail_in`). It keeps no state: every answer is a report of what
-will happen and when, which the service queues in the database.
+will happen and when, which the service queues in the database, so it is never asked to
+`observe`. It runs every executable kind it is configured for.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from broker.lifecycle import Failed, ReleaseDone, ResourcesReady, WorkFinished
-from broker.ports import PlatformReport
+from broker.model import AnyExecutable
+from broker.ports import PlatformReport, SessionPlan
 from core.settings import PlatformSettings
 
 __all__ = ["SimulatedPlatform"]
@@ -31,7 +33,11 @@ class SimulatedPlatform:
         reason = f"{self.name}: the simulated session failed while {phase}"
         return [PlatformReport(at, Failed(reason=reason))]
 
-    def prepare(self, session_id: str, now: datetime) -> Sequence[PlatformReport]:
+    def accepts(self, executable: AnyExecutable) -> Sequence[str]:
+        """Nothing to check: it runs nothing, so it can pretend to run anything."""
+        return []
+
+    def prepare(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:
         """Ready after the preparation delay (or failed then, when scripted)."""
         ready = now + self._behaviour.prepare
         if self._behaviour.fail_in == "PREPARING":
@@ -41,7 +47,7 @@ class SimulatedPlatform:
             reports += self._failure("available", ready)
         return reports
 
-    def start(self, session_id: str, now: datetime) -> Sequence[PlatformReport]:
+    def start(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:
         """The work finishes after `run`; without `run` it runs to the offered end."""
         if self._behaviour.fail_in == "RUNNING":
             return self._failure("running", now + (self._behaviour.run or self._behaviour.prepare))
@@ -49,14 +55,18 @@ class SimulatedPlatform:
             return []
         return [PlatformReport(now + self._behaviour.run, WorkFinished())]
 
-    def release(self, session_id: str, now: datetime) -> Sequence[PlatformReport]:
+    def observe(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:
+        """Nothing new: every report was given in advance."""
+        return []
+
+    def release(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:
         """Released after the release delay (or failed then, when scripted)."""
         done = now + self._behaviour.release
         if self._behaviour.fail_in == "RELEASING":
             return self._failure("releasing", done)
         return [PlatformReport(done, ReleaseDone())]
 
-    def stop(self, session_id: str, now: datetime) -> Sequence[PlatformReport]:
+    def stop(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:
         """Stopped at once; nothing more will be reported."""
-        self.stopped.append(session_id)
+        self.stopped.append(plan.session_id)
         return []

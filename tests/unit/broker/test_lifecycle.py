@@ -5,6 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from broker.lifecycle import (
     EVENT_TYPES,
@@ -27,12 +29,14 @@ from broker.lifecycle import (
     HoldCapacity,
     InvalidTransition,
     Notify,
+    ObservePlatform,
     OfferAccepted,
     OfferExpired,
     OfferHasExpired,
     OfferRejected,
     OffersMade,
     Phase,
+    PlatformCheckDue,
     PreparationDue,
     RejectSiblings,
     Release,
@@ -130,12 +134,45 @@ def test_every_phase_is_reachable_and_every_session_can_end():
         assert edges[phase] - {phase}, f"{phase} can never be left"
 
 
-def test_rows_that_ignore_do_nothing_and_rows_that_act_notify():
+def test_rows_that_stay_only_ignore_or_poll_and_rows_that_move_notify():
     for (phase, event_type), rule in TRANSITIONS.items():
-        if rule.to is phase:
+        if rule.to is phase and event_type is PlatformCheckDue:
+            assert rule.effects == (ObservePlatform,), phase
+        elif rule.to is phase:
             assert rule.effects == (), (phase, event_type)
         else:
             assert Notify in rule.effects, (phase, event_type)
+            assert ObservePlatform not in rule.effects, (phase, event_type)
+
+
+ON_PLATFORM = (Phase.PREPARING, Phase.AVAILABLE, Phase.RUNNING, Phase.RELEASING)
+
+
+def test_the_platform_is_polled_exactly_while_it_holds_the_session():
+    polled = {phase for phase, event_type in TRANSITIONS if event_type is PlatformCheckDue}
+    assert polled == set(ON_PLATFORM)
+
+
+@pytest.mark.parametrize("phase", ON_PLATFORM)
+def test_a_poll_asks_the_platform_and_changes_nothing(phase):
+    state = session(phase)
+    result = step(state, PlatformCheckDue(), T0)
+    assert result.state is state  # no history entry, however often a long session is polled
+    assert result.effects == (ObservePlatform(),)
+
+
+@pytest.mark.parametrize("phase", [Phase.ACCEPTED, Phase.WAITING, *TERMINAL])
+def test_a_poll_outside_the_platform_phases_is_not_a_transition(phase):
+    with pytest.raises(InvalidTransition, match="PlatformCheckDue is not allowed"):
+        step(session(phase), PlatformCheckDue(), T0)
+
+
+def test_a_cancel_by_the_platform_says_why():
+    result = step(session(Phase.RUNNING), ComponentCancelled(reason="cancelled by root"), START)
+    assert result.state.phase is Phase.CANCELLED
+    assert result.effects[-1] == Notify(
+        phase=Phase.CANCELLED, message="RUNNING -> CANCELLED (cancelled by root)"
+    )
 
 
 def test_every_way_out_of_a_holding_phase_frees_the_capacity():
@@ -307,6 +344,47 @@ def test_a_direct_request_books_at_once_and_a_failed_one_is_failed():
     assert kinds(direct.effects) == [BookCapacity, ScheduleTimer, Notify]
     refused = step(session(expires=None), Failed(reason="no platform runs it"), T0)
     assert (refused.state.phase, refused.state.message) == (Phase.FAILED, "no platform runs it")
+
+
+PLATFORM_REPORTS: tuple[Event, ...] = (
+    PlatformCheckDue(),
+    StillPreparing(),
+    ResourcesReady(),
+    StartReached(),
+    EndReached(),
+    WorkFinished(),
+    ReleaseStarted(),
+    ReleaseDone(),
+    ComponentCancelled(reason="cancelled by root"),
+    Failed(reason="exit code 1"),
+    CancelRequested(),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(PLATFORM_REPORTS), max_size=30))
+def test_any_story_of_reports_and_polls_keeps_the_invariants(reports):
+    """Reports in any order: illegal ones are refused, polls never move or remember anything,
+    each move is remembered once, and a session that ended stops holding capacity."""
+    run = Driver(session(Phase.PREPARING))
+    moves = 0
+    released = False
+    for number, event in enumerate(reports):
+        now = T0 + timedelta(seconds=number)
+        before = run.state
+        if (before.phase, type(event)) not in TRANSITIONS:
+            with pytest.raises(InvalidTransition):
+                run.send(event, now)
+            continue
+        effects = run.send(event, now)
+        released = released or any(isinstance(effect, ReleaseCapacity) for effect in effects)
+        if isinstance(event, PlatformCheckDue):
+            assert run.state is before
+            assert effects == [ObservePlatform()]
+        elif run.state.phase is not before.phase:
+            moves += 1
+        assert len(run.state.history) == moves
+    assert released == run.state.phase.terminal
 
 
 # ------------------------------------------------------------------------- expiry

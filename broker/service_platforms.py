@@ -1,0 +1,155 @@
+"""The service's side of the `Platform` port: session plans, safe calls, offer-time refusals.
+
+Builds the `SessionPlan` an adapter gets from a stored session; carries out one platform effect
+of the lifecycle, turning an adapter that raises into the session's failure (with the error as
+its reason) instead of a lost session; and asks each platform at offer time whether it can run
+the requested executable at all, so that a platform without a container engine answers NO with
+its reason before anything is booked.
+
+Imports `core`, the broker's model, lifecycle, ports and resources, and the store's record type;
+no I/O of its own (the adapters do theirs).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TypeAlias
+
+from broker.lifecycle import Failed, ObservePlatform, Release, StartPreparation, StartWork, StopWork
+from broker.model import (
+    AnyData,
+    AnyExecutable,
+    IvoaDataResource,
+    MessageItem,
+    MessageLevel,
+    SimpleDataResource,
+    SkaoDataResource,
+    message_item,
+)
+from broker.ports import DataSource, Platform, PlatformReport, SessionPlan
+from broker.resources import PlatformSpec, Reason, kind_name, reason
+from broker.store_sql import SessionRecord
+
+__all__ = ["PlatformEffect", "accepting_platforms", "call_platform", "session_plan"]
+
+log = logging.getLogger(__name__)
+
+PlatformEffect: TypeAlias = StartPreparation | StartWork | ObservePlatform | Release | StopWork
+
+
+def _data_location(data: AnyData) -> str | None:
+    match data:
+        case SimpleDataResource(location=location):
+            return location
+        case IvoaDataResource(ivoa=ivoa) | SkaoDataResource(ivoa=ivoa) if ivoa is not None:
+            if ivoa.obscore is not None and ivoa.obscore.access_url:
+                return ivoa.obscore.access_url
+            return ivoa.datalink.access_url if ivoa.datalink is not None else None
+        case _:
+            return None
+
+
+def session_plan(record: SessionRecord) -> SessionPlan:
+    """What the platform must know to run a stored session.
+
+    Raises:
+        ValueError: the session has no executable (it could not have been offered).
+    """
+    document = record.document
+    if document.executable is None:
+        raise ValueError(f"session {record.id} has no executable")
+    data = tuple(
+        DataSource(
+            name=(item.meta.name if item.meta and item.meta.name else None)
+            or str(item.meta.uuid if item.meta and item.meta.uuid else f"data-{index}"),
+            kind=str(item.__struct_config__.tag),
+            location=_data_location(item),
+        )
+        for index, item in enumerate(document.data)
+    )
+    return SessionPlan(
+        session_id=record.id,
+        executable=document.executable,
+        cores=record.resources.cores,
+        memory=record.resources.memory,
+        gpus=sum(share.count for share in record.resources.gpus),
+        start=record.state.start,
+        end=record.state.end,
+        data=data,
+    )
+
+
+def call_platform(
+    platform: Platform, effect: PlatformEffect, record: SessionRecord, now: datetime
+) -> tuple[Sequence[PlatformReport], MessageItem | None]:
+    """Carry out one platform effect for a session.
+
+    Returns:
+        The platform's reports, and None; or, when the adapter raised, one `Failed` report
+        due now saying what failed, and a warning message for the session (kept even when the
+        session has already ended, e.g. a release that failed during a cancel).
+    """
+    action = {
+        StartPreparation: "prepare",
+        StartWork: "start",
+        ObservePlatform: "observe",
+        Release: "release",
+        StopWork: "stop",
+    }[type(effect)]
+    try:
+        plan = session_plan(record)
+        call = {
+            "prepare": platform.prepare,
+            "start": platform.start,
+            "observe": platform.observe,
+            "release": platform.release,
+            "stop": platform.stop,
+        }[action]
+        return list(call(plan, now)), None
+    except Exception as error:  # any adapter failure fails the session; it never loses it
+        log.warning("platform %s: %s of session %s failed", platform.name, action, record.id)
+        log.debug("platform call failed", exc_info=True)
+        why = f"{platform.name}: {action} failed: {type(error).__name__}: {error}"
+        note = message_item(
+            "urn:voexec:platform-error",
+            "{platform}: {action} failed: {error}",
+            time=now,
+            level=MessageLevel.WARN,
+            platform=platform.name,
+            action=action,
+            error=f"{type(error).__name__}: {error}",
+        )
+        return [PlatformReport(now, Failed(reason=why))], note
+
+
+def accepting_platforms(
+    platforms: Mapping[str, Platform],
+    specs: Sequence[PlatformSpec],
+    executable: AnyExecutable,
+) -> tuple[list[PlatformSpec], list[Reason]]:
+    """The platforms that can run `executable`, and why each of the others cannot.
+
+    Only platforms configured for the executable's kind are asked: for the others the
+    scheduler already says that they do not run it.
+    """
+    kind = kind_name(str(executable.__struct_config__.tag))
+    able: list[PlatformSpec] = []
+    refusals: list[Reason] = []
+    for spec in specs:
+        adapter = platforms.get(spec.name)
+        why: list[str] = []
+        if adapter is not None and kind in spec.kinds:
+            try:
+                why = list(adapter.accepts(executable))
+            except Exception as error:  # a broken adapter refuses; the others still offer
+                log.warning("platform %s: accepts failed", spec.name, exc_info=True)
+                why = [f"cannot check the request: {type(error).__name__}: {error}"]
+        if why:
+            refusals.extend(
+                reason(spec, "platform-cannot-run", "{platform}: {why}", why=text) for text in why
+            )
+        else:
+            able.append(spec)
+    return able, refusals

@@ -15,7 +15,14 @@ from typing import Protocol
 from broker.lifecycle import AnyEvent
 from broker.model import AnyExecutable
 
-__all__ = ["DataSource", "Platform", "PlatformReport", "SessionPlan"]
+__all__ = ["DataSource", "Platform", "PlatformError", "PlatformReport", "SessionPlan"]
+
+
+class PlatformError(Exception):
+    """An adapter cannot do what it was asked; the message is meant for the client.
+
+    Any other exception from an adapter fails the session too, with its type in the reason.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +31,9 @@ class PlatformReport:
 
     at: datetime
     event: AnyEvent
+    note: str | None = None
+    """A message for the client (where the output goes, what failed), added to the session's
+    messages when the report is given."""
 
 
 @dataclass(frozen=True, slots=True)

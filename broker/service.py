@@ -491,6 +491,8 @@ class BrokerService:
                     reports, trouble = call_platform(platform, effect, record, now)
                     for report in reports:
                         tx.enqueue(record.id, report.at, report.event)
+                        if report.note:
+                            notes.append(_platform_note(platform.name, report.note, now))
                     if trouble is not None:
                         notes.append(trouble)
                 case ScheduleTimer(at=at, event=event):
@@ -523,6 +525,12 @@ class BrokerService:
             state=record.state,
             document=document,
         )
+
+
+def _platform_note(platform: str, note: str, now: datetime) -> MessageItem:
+    return message_item(
+        "urn:voexec:platform-note", "{platform}: {note}", time=now, platform=platform, note=note
+    )
 
 
 def _booking(record: SessionRecord, kind: BookingKind) -> Booking:

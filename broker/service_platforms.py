@@ -28,7 +28,7 @@ from broker.model import (
     SkaoDataResource,
     message_item,
 )
-from broker.ports import DataSource, Platform, PlatformReport, SessionPlan
+from broker.ports import DataSource, Platform, PlatformError, PlatformReport, SessionPlan
 from broker.resources import PlatformSpec, Reason, kind_name, reason
 from broker.store_sql import SessionRecord
 
@@ -111,7 +111,10 @@ def call_platform(
     except Exception as error:  # any adapter failure fails the session; it never loses it
         log.warning("platform %s: %s of session %s failed", platform.name, action, record.id)
         log.debug("platform call failed", exc_info=True)
-        why = f"{platform.name}: {action} failed: {type(error).__name__}: {error}"
+        said = (
+            str(error) if isinstance(error, PlatformError) else f"{type(error).__name__}: {error}"
+        )
+        why = f"{platform.name}: {action} failed: {said}"
         note = message_item(
             "urn:voexec:platform-error",
             "{platform}: {action} failed: {error}",
@@ -119,7 +122,7 @@ def call_platform(
             level=MessageLevel.WARN,
             platform=platform.name,
             action=action,
-            error=f"{type(error).__name__}: {error}",
+            error=said,
         )
         return [PlatformReport(now, Failed(reason=why))], note
 

@@ -146,6 +146,66 @@ class SimulatedBehaviour(_Settings, frozen=True):
     """Scripted failure: the session fails in this phase."""
 
 
+ContainerRuntime = Literal["apptainer", "singularity", "podman"]
+
+
+class LocalPlatformSettings(_Settings, frozen=True):
+    """How the `local` adapter runs sessions as child processes of this machine.
+
+    It runs whatever an accepted request names: give it only to trusted users (`write_tokens`)
+    and, to be safe, limit where programs may come from (`sources`).
+    """
+
+    workdir: str = ""
+    """Folder holding one working directory per session; empty means
+    `<data_dir>/platforms/<platform name>`."""
+    python: str = ""
+    """Interpreter each session's fresh virtual environment is made from; empty means the one
+    running voexec."""
+    jupyter: str = "jupyter"
+    """The `jupyter` command (its `nbconvert` runs notebooks); notebooks are refused when it is
+    not found."""
+    container_runtime: ContainerRuntime | Literal["auto", "none"] = "auto"
+    """What runs containers: `auto` takes the first of apptainer, singularity, podman found on
+    PATH; `none` refuses containers."""
+    sources: list[str] = []
+    """URL prefixes programs, notebooks and images must start with; empty allows any."""
+    poll: timedelta = timedelta(seconds=2)
+    """How often a running session is looked at."""
+    grace: timedelta = timedelta(seconds=10)
+    """How long a stopped program has between SIGTERM and SIGKILL."""
+    limit_memory: bool = True
+    """Cap each program's address space at the offered memory (RLIMIT_AS)."""
+
+
+class SlurmPlatformSettings(_Settings, frozen=True):
+    """How the `slurm` adapter submits sessions as batch jobs to a Slurm cluster."""
+
+    partition: str | None = None
+    account: str | None = None
+    extra_args: list[str] = []
+    """More `sbatch` options, e.g. `["--qos=short"]`."""
+    workdir: str = ""
+    """Folder holding one working directory per session, seen at the same path by voexec and
+    the compute nodes (a shared file system); empty means `<data_dir>/platforms/<name>`."""
+    python: str = "python3"
+    """The interpreter on the compute nodes that sessions' virtual environments are made from."""
+    jupyter: str | None = None
+    """The `jupyter` command on the compute nodes; notebooks are refused without it."""
+    container_runtime: ContainerRuntime | None = None
+    """What runs containers on the compute nodes; containers are refused without it."""
+    sources: list[str] = []
+    """URL prefixes programs, notebooks and images must start with; empty allows any."""
+    sbatch: str = "sbatch"
+    squeue: str = "squeue"
+    sacct: str = "sacct"
+    scancel: str = "scancel"
+    command_timeout: timedelta = timedelta(seconds=20)
+    """Longest wait for one Slurm command (the controller may be slow to answer)."""
+    poll: timedelta = timedelta(seconds=5)
+    """How often a session's job is looked at."""
+
+
 class PlatformSettings(_Settings, frozen=True):
     """One compute platform the broker offers."""
 
@@ -162,6 +222,10 @@ class PlatformSettings(_Settings, frozen=True):
     preparation: timedelta = timedelta(seconds=30)
     """Time needed before a session's start (image pull, data staging)."""
     simulated: SimulatedBehaviour = SimulatedBehaviour()
+    local: LocalPlatformSettings = LocalPlatformSettings()
+    """For `local`: how sessions run on this machine."""
+    slurm: SlurmPlatformSettings = SlurmPlatformSettings()
+    """For `slurm`: how sessions are submitted to the cluster."""
     url: str | None = None
     """For `remote`: the other broker's base URL."""
     description: str = ""

@@ -20,7 +20,7 @@ def build(services: Services) -> None:
     in a daemon thread between startup and shutdown, except under a `ManualClock`: there the
     caller drives time, and with it the ticks (`services.components["broker"].tick()`).
     """
-    from broker.platforms.simulated import SimulatedPlatform
+    from broker.platforms import build_platform
     from broker.ports import Platform
     from broker.service import BrokerService
     from broker.store_sql import SqlBrokerStore
@@ -36,9 +36,9 @@ def build(services: Services) -> None:
         services.on_shutdown.append(engine.dispose)
     store = SqlBrokerStore(engine)
     store.migrate()
-    # Only the simulated adapter exists so far; every platform walks its phases simulated.
     platforms: dict[str, Platform] = {
-        platform.name: SimulatedPlatform(platform) for platform in settings.broker.platforms
+        platform.name: build_platform(platform, settings.data_dir)
+        for platform in settings.broker.platforms
     }
     broker = BrokerService(settings.broker, services.clock, store, platforms)
     services.provide("broker", broker)

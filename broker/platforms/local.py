@@ -1,0 +1,309 @@
+"""The local platform: runs sessions for real, as child processes of this machine.
+
+Each session gets a working directory `<workdir>/<session id>/` (see `recipe.Layout`): its
+preparation (`prepare.sh`: fetch, stage data, make a fresh virtual environment) and its work
+(`run.sh`) each run under `session_runner.py`, detached from voexec, with their output in
+`logs/`, what the program writes in `output/`, and their pid and exit code in `state/`. All the
+adapter knows is in those files, so a restarted voexec observes its sessions where they are.
+
+Limits: the offered memory caps the program's address space; the offered cores are advisory
+(`OMP_NUM_THREADS`); the offered end stops the work (the runner does it even while voexec is
+down); a cancel sends SIGTERM to everything of the session and SIGKILL after `grace`. Programs
+run with a clean environment (no voexec settings or secrets), `HOME` in their directory.
+
+It runs whatever an accepted request names, as the user running voexec: offer it only to
+trusted clients (`broker.write_tokens`) and limit `local.sources`.
+
+Imports `core`, the broker's model, lifecycle, ports and the platform helpers; runs processes.
+"""
+
+from __future__ import annotations
+
+import os
+import platform as python_platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from typing import Final, Literal
+
+from broker.lifecycle import (
+    Failed,
+    PlatformCheckDue,
+    ReleaseDone,
+    ResourcesReady,
+    WorkFinished,
+)
+from broker.model import AnyExecutable, JupyterNotebook, PythonProgram
+from broker.platforms import processes
+from broker.platforms.recipe import FETCHER, Layout, Tools, prepare_script, refusals, run_script
+from broker.ports import PlatformError, PlatformReport, SessionPlan
+from core.errors import ConfigError
+from core.settings import LocalPlatformSettings, PlatformSettings
+
+__all__ = ["LocalPlatform", "local_tools"]
+
+HERE: Final = Path(__file__).resolve().parent
+RUNNER: Final = HERE / "session_runner.py"
+FETCH_HELPER: Final = HERE / "session_fetch.py"
+LAUNCH_TIMEOUT: Final = 30
+"""Seconds the runner's launcher may take to say the step has started."""
+_SESSION_ID: Final = re.compile(r"^[A-Za-z0-9][\w-]*$")
+_KEPT_ENVIRONMENT: Final = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")
+_RUNTIMES: Final[tuple[Literal["apptainer", "singularity", "podman"], ...]] = (
+    "apptainer",
+    "singularity",
+    "podman",
+)
+
+
+def _python_version(python: str, setting: str) -> str:
+    if python == sys.executable:
+        return python_platform.python_version()
+    try:
+        answer = subprocess.run(  # noqa: S603 - the operator's configured interpreter
+            [python, "-c", "import platform; print(platform.python_version())"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError) as error:
+        raise ConfigError(f"setting {setting}: cannot run {python}: {error}") from error
+    return answer.stdout.strip()
+
+
+def local_tools(settings: LocalPlatformSettings, setting: str = "local") -> Tools:
+    """What this machine has to run sessions with, found on PATH as the settings say.
+
+    Raises:
+        ConfigError: the configured interpreter does not run.
+    """
+    python = settings.python or sys.executable
+    jupyter = shutil.which(settings.jupyter)
+    if jupyter is not None and not (
+        Path(jupyter).with_name("jupyter-nbconvert").exists() or shutil.which("jupyter-nbconvert")
+    ):
+        jupyter = None  # jupyter without nbconvert cannot execute notebooks
+    wanted = settings.container_runtime
+    runtime = None
+    why = "containers are turned off (local.container_runtime: none)"
+    if wanted == "auto":
+        runtime = next((name for name in _RUNTIMES if shutil.which(name)), None)
+        why = "none of apptainer, singularity or podman was found on PATH"
+    elif wanted != "none":
+        runtime = wanted if shutil.which(wanted) else None
+        why = f"{wanted} was not found on PATH"
+    return Tools(
+        python=python,
+        python_version=_python_version(python, f"{setting}.python"),
+        jupyter=jupyter,
+        container_runtime=runtime,
+        sources=tuple(settings.sources),
+        no_containers=why,
+    )
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").strip()
+    except FileNotFoundError:
+        return None
+
+
+def _tail(path: Path, lines: int = 5, limit: int = 600) -> str:
+    text = _read(path) or ""
+    tail = " | ".join(line for line in text.splitlines()[-lines:] if line.strip())
+    return tail[-limit:]
+
+
+class LocalPlatform:
+    """A `Platform` running each session in processes of this machine."""
+
+    def __init__(self, settings: PlatformSettings, data_dir: str | Path) -> None:
+        self.name = settings.name
+        local = settings.local
+        self.root = Path(local.workdir or Path(data_dir) / "platforms" / settings.name).resolve()
+        self._settings = local
+        self._poll = local.poll
+        self.tools = local_tools(local, f"broker.platforms[{settings.name}].local")
+
+    # ----------------------------------------------------------------- the port
+    def accepts(self, executable: AnyExecutable) -> Sequence[str]:
+        """Why this machine cannot run `executable` (no notebook runner, no container engine)."""
+        return refusals(executable, self.tools)
+
+    def prepare(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:
+        """Write the session's scripts and start its preparation; observed from now on."""
+        layout, state = self._layout(plan)
+        if not (state / "prepare.pid").exists():
+            root = Path(layout.root)
+            for folder in (root, Path(layout.logs), state):
+                folder.mkdir(parents=True, exist_ok=True)
+            (root / "prepare.sh").write_text(prepare_script(plan, self.tools, layout))
+            (root / "run.sh").write_text(run_script(plan, self.tools, layout))
+            shutil.copyfile(FETCH_HELPER, root / FETCHER)
+            self._launch(plan, layout, "prepare", memory=None)
+        note = f"working directory {layout.root}: output in output/, logs in logs/"
+        return [self._poll_report(now, note)]
+
+    def start(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:
+        """Start the work (once); the polls already under way will see how it goes."""
+        layout, state = self._layout(plan)
+        if not (state / "run.pid").exists():
+            memory = int(plan.memory * 2**30) if self._limits_memory(plan) else None
+            self._launch(plan, layout, "run", memory=memory)
+        return []
+
+    def observe(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:
+        """How the session's processes are doing: running, finished, failed, or gone."""
+        layout, state = self._layout(plan)
+        released = _read(state / "released")
+        if released is not None:
+            return self._observe_release(plan, state, float(released), now)
+        for step, done in (("run", WorkFinished()), ("prepare", ResourcesReady())):
+            if not (state / f"{step}.pid").exists():
+                continue
+            code = _read(state / f"{step}.exit")
+            if code is None:
+                if self._runner_alive(plan, state, step):
+                    return [self._poll_report(now)]
+                return [PlatformReport(now, Failed(reason=self._vanished(layout, step)))]
+            if code == "0":
+                return [PlatformReport(now, done), self._poll_report(now)]
+            return [PlatformReport(now, Failed(reason=self._failure(layout, state, step, code)))]
+        raise PlatformError("nothing was started for this session on this machine")
+
+    def release(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:
+        """Stop what still runs (SIGTERM, SIGKILL after the grace period); observed until gone."""
+        self._terminate(plan)
+        return [self._poll_report(now)]
+
+    def stop(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:
+        """A cancel: stop everything of the session now."""
+        self._terminate(plan)
+        return []
+
+    # ----------------------------------------------------------------- internals
+    def _layout(self, plan: SessionPlan) -> tuple[Layout, Path]:
+        if not _SESSION_ID.match(plan.session_id):
+            raise PlatformError(f"not a session id: {plan.session_id!r}")
+        root = self.root / plan.session_id
+        return Layout(PurePosixPath(root.as_posix())), root / "state"
+
+    def _poll_report(self, now: datetime, note: str | None = None) -> PlatformReport:
+        return PlatformReport(now + self._poll, PlatformCheckDue(), note)
+
+    def _limits_memory(self, plan: SessionPlan) -> bool:
+        # Container engines reserve more address space than they use: never cap them.
+        runs_here = isinstance(plan.executable, PythonProgram | JupyterNotebook)
+        return self._settings.limit_memory and runs_here
+
+    def _launch(self, plan: SessionPlan, layout: Layout, step: str, *, memory: int | None) -> None:
+        """Start `<step>.sh` under the runner; returns once its pid is recorded."""
+        root = Path(layout.root)
+        command = [
+            sys.executable,
+            "-I",
+            str(RUNNER),
+            "--state",
+            str(root / "state"),
+            "--step",
+            step,
+            "--cwd",
+            str(root),
+            "--out",
+            str(layout.log(step, "out")),
+            "--err",
+            str(layout.log(step, "err")),
+            "--deadline",
+            str(plan.end.timestamp()),
+            "--grace",
+            str(self._settings.grace.total_seconds()),
+            *(["--memory", str(memory)] if memory else []),
+            "--",
+            "/bin/sh",
+            f"{step}.sh",
+        ]
+        environment = {name: os.environ[name] for name in _KEPT_ENVIRONMENT if name in os.environ}
+        environment |= {"HOME": str(root), processes.MARK: plan.session_id}
+        try:
+            launched = subprocess.run(  # noqa: S603 - our runner, with the session's script
+                command,
+                env=environment,
+                capture_output=True,
+                text=True,
+                timeout=LAUNCH_TIMEOUT,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise PlatformError(f"cannot start the {step} step: {error}") from error
+        if launched.returncode != 0:
+            said = launched.stderr.strip() or f"exit code {launched.returncode}"
+            raise PlatformError(f"cannot start the {step} step: {said}")
+
+    def _runner(self, state: Path, step: str) -> int | None:
+        pid = _read(state / f"{step}.pid")
+        return int(pid) if pid and pid.isdigit() else None
+
+    def _runner_alive(self, plan: SessionPlan, state: Path, step: str) -> bool:
+        pid = self._runner(state, step)
+        return pid is not None and processes.is_running(pid, plan.session_id)
+
+    def _terminate(self, plan: SessionPlan) -> None:
+        """Mark the session released and stop its processes; the runners escalate to SIGKILL."""
+        _, state = self._layout(plan)
+        if not state.exists():
+            return  # nothing was ever started
+        released = state / "released"
+        if not released.exists():
+            released.write_text(f"{time.time()}\n")
+        runners = [
+            pid
+            for step in ("prepare", "run")
+            if (pid := self._runner(state, step)) and processes.is_running(pid, plan.session_id)
+        ]
+        others = processes.session_processes(plan.session_id)
+        if runners:
+            for runner in runners:  # each runner stops its group, and kills it after the grace
+                processes.signal_processes([], signal.SIGTERM, group=runner)
+            processes.signal_processes(
+                [pid for pid in others if pid not in runners], signal.SIGTERM
+            )
+        else:
+            processes.signal_processes(others, signal.SIGKILL)
+
+    def _observe_release(
+        self, plan: SessionPlan, state: Path, since: float, now: datetime
+    ) -> list[PlatformReport]:
+        left = processes.session_processes(plan.session_id)
+        if not left:
+            return [PlatformReport(now, ReleaseDone())]
+        overdue = time.time() - since > 2 * self._settings.grace.total_seconds()
+        if overdue:  # the runner did not finish the job: finish it
+            processes.signal_processes(left, signal.SIGKILL)
+        return [self._poll_report(now)]
+
+    def _vanished(self, layout: Layout, step: str) -> str:
+        what = "preparation" if step == "prepare" else "program"
+        return (
+            f"the {what} ended without an exit code (killed from outside?); "
+            f"logs: {layout.log(step, 'err')}"
+        )
+
+    def _failure(self, layout: Layout, state: Path, step: str, code: str) -> str:
+        what = "preparation" if step == "prepare" else "program"
+        number = int(code) if code.lstrip("-").isdigit() else None
+        said = (
+            f"was killed by signal {-number}"
+            if number is not None and number < 0
+            else f"exited with code {code}"
+        )
+        error_log = layout.log(step, "err")
+        tail = _read(state / f"{step}.error") or _tail(Path(error_log))
+        return f"the {what} {said}" + (f": {tail}" if tail else "") + f" (log: {error_log})"

@@ -1,0 +1,343 @@
+"""The Slurm platform: each session is one batch job on a Slurm cluster.
+
+The only module that runs Slurm's commands, all through `run_command` (swap it for tests):
+`sbatch --parsable` submits the session's job when its preparation is due, asking for the
+offered cores and memory, `--begin` at the offered start and a `--time` limit reaching the
+offered end; `squeue` (then `sacct`, when the cluster keeps accounting) tells how the job goes;
+`scancel` stops it for a cancel, or at the offered end.
+
+The job runs the same two steps as the local platform (`recipe.job_script`): the preparation,
+then the work, each writing its exit code to the session's `state/` folder. That folder is in
+the session's working directory `<workdir>/<session id>/`, which voexec and the compute nodes
+must see at the same path (a shared file system); with the job id in `state/job`, it is all the
+adapter knows, so a restarted voexec observes its jobs where they are.
+
+Job states and what the session makes of them (`job_reports`): PENDING, CONFIGURING and the
+like: still preparing; RUNNING: ready once the preparation step has succeeded; COMPLETED: the
+work finished; FAILED, TIMEOUT, NODE_FAIL, OUT_OF_MEMORY and the like: failed, with the reason;
+CANCELLED by someone else: cancelled, with the reason; anything, once voexec released the
+session: released when the job has left the cluster's queue.
+
+Imports `core`, the broker's lifecycle, model, ports and the platform recipe; runs processes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path, PurePosixPath
+from typing import Final
+
+from broker.lifecycle import (
+    AnyEvent,
+    ComponentCancelled,
+    Failed,
+    PlatformCheckDue,
+    ReleaseDone,
+    ResourcesReady,
+    WorkFinished,
+)
+from broker.model import AnyExecutable
+from broker.platforms.recipe import (
+    FETCHER,
+    Layout,
+    Tools,
+    job_script,
+    prepare_script,
+    refusals,
+    run_script,
+)
+from broker.ports import PlatformError, PlatformReport, SessionPlan
+from core.settings import PlatformSettings
+
+__all__ = ["CommandResult", "SlurmPlatform", "job_reports", "run_command"]
+
+FETCH_HELPER: Final = Path(__file__).resolve().with_name("session_fetch.py")
+_SESSION_ID: Final = re.compile(r"^[A-Za-z0-9][\w-]*$")
+_KEPT_ENVIRONMENT: Final = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "USER", "LOGNAME")
+
+ACTIVE: Final = frozenset(
+    {
+        "PENDING",
+        "CONFIGURING",
+        "RUNNING",
+        "COMPLETING",
+        "SUSPENDED",
+        "REQUEUED",
+        "REQUEUE_FED",
+        "REQUEUE_HOLD",
+        "RESIZING",
+        "RESV_DEL_HOLD",
+        "SIGNALING",
+        "STAGE_OUT",
+        "STOPPED",
+    }
+)
+"""Job states in which the job is still on the cluster."""
+FAILURES: Final = {
+    "FAILED": "failed",
+    "TIMEOUT": "reached its time limit",
+    "NODE_FAIL": "failed because its node failed",
+    "OUT_OF_MEMORY": "ran out of memory",
+    "BOOT_FAIL": "failed because its node did not boot",
+    "DEADLINE": "missed its deadline",
+    "PREEMPTED": "was preempted",
+    "REVOKED": "was revoked",
+    "SPECIAL_EXIT": "ended in a special exit state",
+}
+"""Job states that fail the session, with how the reason says it."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """What a Slurm command answered."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+CommandRunner = Callable[[Sequence[str], float], CommandResult]
+
+
+def run_command(argv: Sequence[str], timeout: float) -> CommandResult:
+    """Run one Slurm command with a clean environment (voexec's settings stay out of jobs).
+
+    Raises:
+        PlatformError: the command is missing or did not answer within `timeout` seconds.
+    """
+    environment = {name: os.environ[name] for name in _KEPT_ENVIRONMENT if name in os.environ}
+    environment |= {k: v for k, v in os.environ.items() if k.startswith(("SLURM_", "MUNGE"))}
+    try:
+        done = subprocess.run(  # noqa: S603 - Slurm's own commands, from the settings
+            list(argv),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=environment,
+            check=False,
+        )
+    except FileNotFoundError as error:
+        raise PlatformError(f"{argv[0]} was not found: is Slurm installed here?") from error
+    except subprocess.TimeoutExpired as error:
+        raise PlatformError(f"{argv[0]} did not answer within {timeout:g} s") from error
+    return CommandResult(done.returncode, done.stdout, done.stderr)
+
+
+@dataclass(frozen=True, slots=True)
+class JobFiles:
+    """What the job left in the session's `state/` folder: each step's exit code, if any."""
+
+    prepare_exit: str | None = None
+    run_exit: str | None = None
+    released: bool = False
+
+
+def _tail(text: str | None) -> str:
+    lines = [line for line in (text or "").splitlines() if line.strip()]
+    return " | ".join(lines[-5:])[-600:]
+
+
+def job_reports(job: str, state: str | None, files: JobFiles) -> list[AnyEvent]:  # noqa: PLR0911 - one return per row of the table
+    """What the session makes of the job's Slurm state and the files it left (pure).
+
+    Returns:
+        The events to report now; empty when nothing changed (the caller polls again unless
+        one of the events ends the work).
+    """
+    if files.released:
+        return [ReleaseDone()] if state not in ACTIVE else []
+    if state in ACTIVE:
+        ready = state in {"RUNNING", "COMPLETING"} and files.prepare_exit == "0"
+        return [ResourcesReady()] if ready else []
+    if files.prepare_exit not in {None, "0"}:
+        return [Failed(reason=f"the preparation exited with code {files.prepare_exit}")]
+    if files.run_exit not in {None, "0"}:
+        return [Failed(reason=f"the program exited with code {files.run_exit}")]
+    if state == "COMPLETED" or (state is None and files.run_exit == "0"):
+        return [ResourcesReady(), WorkFinished()]
+    if state is not None and state.startswith("CANCELLED"):
+        reason = f"Slurm job {job} was cancelled outside the broker"
+        return [ComponentCancelled(components=("job",), reason=reason)]
+    if state in FAILURES:
+        return [Failed(reason=f"Slurm job {job} {FAILURES[state]}")]
+    if state is None:
+        return [Failed(reason=f"Slurm no longer knows job {job} and it left no exit code")]
+    return [Failed(reason=f"Slurm job {job} ended {state}")]
+
+
+class SlurmPlatform:
+    """A `Platform` submitting each session as a batch job to a Slurm cluster."""
+
+    def __init__(
+        self,
+        settings: PlatformSettings,
+        data_dir: str | Path,
+        *,
+        run: CommandRunner = run_command,
+    ) -> None:
+        self.name = settings.name
+        self._settings = slurm = settings.slurm
+        self.root = Path(slurm.workdir or Path(data_dir) / "platforms" / settings.name).resolve()
+        self._run = run
+        self.tools = Tools(
+            python=slurm.python,
+            jupyter=slurm.jupyter,
+            container_runtime=slurm.container_runtime,
+            sources=tuple(slurm.sources),
+            no_containers="no container runtime is configured for this cluster",
+        )
+
+    # ----------------------------------------------------------------- the port
+    def accepts(self, executable: AnyExecutable) -> Sequence[str]:
+        """Why the cluster cannot run `executable` (no notebook runner, no container engine)."""
+        return refusals(executable, self.tools)
+
+    def prepare(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:
+        """Write the session's scripts and submit its job (once); observed from now on."""
+        layout, state = self._layout(plan)
+        job = _read(state / "job")
+        if job is None:
+            root = Path(layout.root)
+            for folder in (root, Path(layout.logs), state):
+                folder.mkdir(parents=True, exist_ok=True)
+            (root / "prepare.sh").write_text(prepare_script(plan, self.tools, layout))
+            (root / "run.sh").write_text(run_script(plan, self.tools, layout))
+            (root / "job.sh").write_text(job_script(layout))
+            shutil.copyfile(FETCH_HELPER, root / FETCHER)
+            job = self._submit(plan, layout, now)
+            (state / "job").write_text(f"{job}\n")
+        note = f"Slurm job {job}; working directory {layout.root}"
+        return [PlatformReport(now + self._settings.poll, PlatformCheckDue(), note)]
+
+    def start(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:
+        """Nothing to do: the job starts its work itself once prepared."""
+        return []
+
+    def observe(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:
+        """How the job is doing, from Slurm and from the files it left."""
+        layout, state = self._layout(plan)
+        job = self._job(state)
+        status = self._job_state(job)
+        files = JobFiles(
+            prepare_exit=_read(state / "prepare.exit"),
+            run_exit=_read(state / "run.exit"),
+            released=(state / "released").exists(),
+        )
+        if files.released and status in ACTIVE:
+            self._cancel(job)  # again: the first cancel may have come before the job ran
+        events = job_reports(job, status, files)
+        reports = [PlatformReport(now, self._explained(event, layout)) for event in events]
+        if not any(isinstance(e, Failed | ComponentCancelled | ReleaseDone) for e in events):
+            reports.append(PlatformReport(now + self._settings.poll, PlatformCheckDue()))
+        return reports
+
+    def release(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:
+        """Cancel the job if it still runs (the offered end, or after a failure)."""
+        self._cancel_session(plan)
+        return [PlatformReport(now + self._settings.poll, PlatformCheckDue())]
+
+    def stop(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:
+        """A cancel: cancel the job now, pending or running."""
+        self._cancel_session(plan)
+        return []
+
+    # ----------------------------------------------------------------- internals
+    def _layout(self, plan: SessionPlan) -> tuple[Layout, Path]:
+        if not _SESSION_ID.match(plan.session_id):
+            raise PlatformError(f"not a session id: {plan.session_id!r}")
+        root = self.root / plan.session_id
+        return Layout(PurePosixPath(root.as_posix())), root / "state"
+
+    def _slurm(self, *argv: str) -> CommandResult:
+        return self._run(argv, self._settings.command_timeout.total_seconds())
+
+    def submit_arguments(self, plan: SessionPlan, layout: Layout, now: datetime) -> list[str]:
+        """The `sbatch` command line for a session: its resources, start and time limit."""
+        settings = self._settings
+        begins = max(plan.start, now)
+        minutes = max(1, math.ceil((plan.end - begins) / timedelta(minutes=1)))
+        argv = [
+            settings.sbatch,
+            "--parsable",
+            f"--job-name=voexec-{plan.session_id}",
+            f"--chdir={layout.root}",
+            f"--output={layout.logs}/slurm-%j.out",
+            "--ntasks=1",
+            f"--cpus-per-task={plan.cores}",
+            f"--mem={max(1, int(plan.memory * 1024))}M",
+            f"--time={minutes}",
+        ]
+        if plan.start > now:
+            # Slurm reads --begin in the controller's local time: voexec must share its zone.
+            argv.append(f"--begin={plan.start.astimezone().strftime('%Y-%m-%dT%H:%M:%S')}")
+        if plan.gpus:
+            argv.append(f"--gres=gpu:{plan.gpus}")
+        if settings.partition:
+            argv.append(f"--partition={settings.partition}")
+        if settings.account:
+            argv.append(f"--account={settings.account}")
+        return [*argv, *settings.extra_args, str(layout.root / "job.sh")]
+
+    def _submit(self, plan: SessionPlan, layout: Layout, now: datetime) -> str:
+        done = self._slurm(*self.submit_arguments(plan, layout, now))
+        job = done.stdout.strip().split(";", 1)[0]
+        if done.returncode != 0 or not job.isdigit():
+            said = done.stderr.strip() or done.stdout.strip() or f"exit code {done.returncode}"
+            raise PlatformError(f"sbatch refused the job: {said}")
+        return job
+
+    def _job(self, state: Path) -> str:
+        job = _read(state / "job")
+        if job is None:
+            raise PlatformError("no Slurm job was submitted for this session")
+        return job
+
+    def _job_state(self, job: str) -> str | None:
+        """The job's state from squeue, else from sacct; None when neither knows it."""
+        queued = self._slurm(self._settings.squeue, "-h", "-j", job, "--states=all", "-o", "%T")
+        state = queued.stdout.strip().split()
+        if queued.returncode == 0 and state:
+            return state[0]
+        accounted = self._slurm(self._settings.sacct, "-n", "-X", "-P", "-j", job, "-o", "State")
+        state = accounted.stdout.strip().split()
+        return state[0] if accounted.returncode == 0 and state else None
+
+    def _cancel(self, job: str) -> None:
+        done = self._slurm(self._settings.scancel, job)
+        said = done.stderr.lower()
+        if done.returncode != 0 and "completed" not in said and "invalid job id" not in said:
+            raise PlatformError(f"scancel {job} failed: {done.stderr.strip()}")
+
+    def _cancel_session(self, plan: SessionPlan) -> None:
+        _, state = self._layout(plan)
+        job = _read(state / "job")
+        if job is None:
+            return  # nothing was submitted
+        released = state / "released"
+        if not released.exists():
+            released.write_text(f"{time.time()}\n")
+        self._cancel(job)
+
+    def _explained(self, event: AnyEvent, layout: Layout) -> AnyEvent:
+        """A failure with the tail of the log of the step that failed, and where the logs are."""
+        if not isinstance(event, Failed):
+            return event
+        step = "prepare" if "preparation" in event.reason else "run"
+        tail = _tail(_read(Path(layout.log(step, "err"))))
+        detail = f": {tail}" if tail else ""
+        return Failed(reason=f"{event.reason}{detail} (logs: {layout.logs})")
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").strip()
+    except FileNotFoundError:
+        return None

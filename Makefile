@@ -48,8 +48,10 @@ test-all: $(STAMP) ## start PostgreSQL and OpenSearch, then the whole suite insi
 services: ## start PostgreSQL and OpenSearch on loopback and print their URLs
 	bash scripts/services/postgres start
 	bash scripts/services/opensearch start
+	bash scripts/services/slurm start
 
 services-stop: ## stop the services started by `make services`
+	-bash scripts/services/slurm stop
 	-bash scripts/services/opensearch stop
 	-bash scripts/services/postgres stop
 

@@ -21,6 +21,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cmd_stop() {
   local status=0
   bash "$SERVICES_SCRIPTS/opensearch" stop || status=1
+  bash "$SERVICES_SCRIPTS/slurm" stop || status=1
   bash "$SERVICES_SCRIPTS/dachs" stop || status=1 # before PostgreSQL, which holds its database
   bash "$SERVICES_SCRIPTS/postgres" stop || status=1
   rm -f "$SERVICES_ENV_FILE"
@@ -32,6 +33,7 @@ missing_packages() {
   {
     bash "$SERVICES_SCRIPTS/postgres" packages
     bash "$SERVICES_SCRIPTS/opensearch" packages
+    bash "$SERVICES_SCRIPTS/slurm" packages
     bash "$SERVICES_SCRIPTS/dachs" packages
     if [ "${SERVICES_SKIP_CHROMIUM:-0}" != 1 ] && ! command -v chromium >/dev/null 2>&1; then
       # fonts-liberation: metric-compatible Arial/Times/Courier, so screenshots look as in a
@@ -81,6 +83,8 @@ cmd_start() {
   } >"$SERVICES_ENV_FILE"
   say "PostgreSQL: $postgres_url"
   say "OpenSearch: $opensearch_url"
+  # Slurm (a one-node cluster on loopback) adds its SLURM_CONF line to the file.
+  bash "$SERVICES_SCRIPTS/slurm" start >/dev/null || die "Slurm did not start"
   # DaCHS (a throwaway OAI-PMH registry in the PostgreSQL above) adds its own line to the file.
   bash "$SERVICES_SCRIPTS/dachs" start >/dev/null || die "DaCHS did not start"
   say "wrote $SERVICES_ENV_FILE; total $(elapsed_since "$total")"

@@ -39,18 +39,22 @@ import multiprocessing
 import os
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
 from queue import Empty
 from threading import BrokenBarrierError
 from typing import Final
 
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from bench import percentile, write_sections
@@ -81,6 +85,17 @@ MAX_ROUNDS: Final = 75
 """Rounds are two hours apart and must start within the 7-day booking horizon."""
 
 
+class ServerUnavailable(RuntimeError):
+    """No PostgreSQL server to measure: none configured, or it does not answer."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"{problem}; {HOW_TO_START}")
+
+
+class CapacityViolated(RuntimeError):
+    """The database shows more promised than a platform has: the run must not publish."""
+
+
 def check_invariant(engine: Engine, scenario: Scenario, accepted: int) -> None:
     """Raise unless capacity holds and every accept that succeeded made one booking."""
     capacity = {name: (cores, memory) for name, cores, memory in scenario.platforms}
@@ -89,7 +104,7 @@ def check_invariant(engine: Engine, scenario: Scenario, accepted: int) -> None:
     if bookings != accepted:
         problems.append(f"{bookings} bookings stored for {accepted} accepts that succeeded")
     if problems:
-        raise RuntimeError(
+        raise CapacityViolated(
             f"capacity invariant violated in '{scenario.name}' with {scenario.clients} "
             "clients; no numbers are published:\n  " + "\n  ".join(problems)
         )
@@ -123,13 +138,20 @@ SERVER_SETTINGS: Final = (
 
 
 def server_facts(server_url: str) -> dict[str, str]:
-    """The server's version and the settings that decide commit cost, as it reports them."""
+    """The server's version and the settings that decide commit cost, as it reports them.
+
+    Raises:
+        ServerUnavailable: the server does not answer.
+    """
     engine = make_engine(server_url, poolclass=NullPool, connect_args={"connect_timeout": 5})
     try:
         with engine.connect() as connection:
             facts = {"version": str(connection.exec_driver_sql("SHOW server_version").scalar())}
             for name in SERVER_SETTINGS:
                 facts[name] = str(connection.exec_driver_sql(f"SHOW {name}").scalar())
+    except OperationalError as error:
+        reason = str(error.orig or error).strip().splitlines()[0]
+        raise ServerUnavailable(f"PostgreSQL at {server_url} does not answer: {reason}") from None
     finally:
         engine.dispose()
     return facts
@@ -227,16 +249,9 @@ def _run_clients(
     try:
         for process in processes:
             process.start()
-        # A client that fails while starting breaks the barrier; its result says why.
-        with contextlib.suppress(BrokenBarrierError):
-            ready.wait(WAIT_SECONDS)
+        _wait_for_release(ready, step, processes)
         released, cpu_before = time.monotonic(), _cpu_times()
-        collected = []
-        for _ in range(count):
-            try:
-                collected.append(results.get(timeout=WAIT_SECONDS))
-            except Empty:
-                raise RuntimeError(f"only {len(collected)} of {count} clients reported") from None
+        collected = _collect(results, processes, ready, step)
         busy = _busy_since(cpu_before)
     finally:
         for process in processes:
@@ -246,6 +261,60 @@ def _run_clients(
                 process.join()
     finished = [result.finished_at for result in collected if not result.error]
     return (max(finished) - released if finished else 0.0), busy, collected
+
+
+def _wait_for_release(ready: Barrier, step: Barrier, processes: Sequence[BaseProcess]) -> None:
+    """Wait at the start barrier with the clients; break it if a client dies before it.
+
+    A client that fails in Python breaks the barrier itself; one that dies before it runs any
+    of our code (say, an import error under `spawn`) cannot, so it is watched for here.
+    """
+    waiter = threading.Thread(target=_wait_at, args=(ready,), daemon=True)
+    waiter.start()
+    while waiter.is_alive():
+        waiter.join(timeout=0.5)
+        if waiter.is_alive() and any(process.exitcode is not None for process in processes):
+            ready.abort()
+            step.abort()
+
+
+def _wait_at(barrier: Barrier) -> None:
+    with contextlib.suppress(BrokenBarrierError):  # the clients' results say why
+        barrier.wait(WAIT_SECONDS)
+
+
+def _collect(
+    results: Queue[ClientResult],
+    processes: Sequence[BaseProcess],
+    ready: Barrier,
+    step: Barrier,
+) -> list[ClientResult]:
+    """Every client's result; a client that exited without one gets an error result."""
+    collected: dict[int, ClientResult] = {}
+    suspects: set[int] = set()
+    quiet_since = time.monotonic()
+    while len(collected) < len(processes):
+        try:
+            result = results.get(timeout=1.0)
+        except Empty:
+            # Exited and still silent after a whole second of an empty queue: it died.
+            dead = {
+                index
+                for index, process in enumerate(processes)
+                if process.exitcode is not None and index not in collected
+            }
+            for index in dead & suspects:
+                code = processes[index].exitcode
+                collected[index] = ClientResult(index, error=f"client {index}: exited {code}")
+                ready.abort()
+                step.abort()
+            suspects = dead
+            if time.monotonic() - quiet_since > WAIT_SECONDS:
+                raise RuntimeError(f"{len(processes) - len(collected)} clients hung") from None
+            continue
+        collected[result.index] = result
+        quiet_since = time.monotonic()
+    return [collected[index] for index in sorted(collected)]
 
 
 def _cpu_times() -> tuple[int, int] | None:
@@ -361,7 +430,9 @@ def _reading(results: Sequence[Measured]) -> list[str]:
             f"goes from {first.per_second:.1f} to {last.per_second:.1f} accepts/s "
             f"({last.per_second / first.per_second:.1f} times) while the median offer request "
             f"goes from {_ms(first.offer_ms, 0.5)} to {_ms(last.offer_ms, 0.5)} and the median "
-            f"accept from {_ms(first.accept_ms, 0.5)} to {_ms(last.accept_ms, 0.5)}. In the "
+            f"accept from {_ms(first.accept_ms, 0.5)} to {_ms(last.accept_ms, 0.5)}, and the "
+            f"machine's CPUs were {_percent(last.busy)} busy: with more clients than CPUs, "
+            "each call mostly waits, for a CPU or for a lock. In the "
             "code measured, an offer request locks the rows of every platform "
             "(`BrokerService._offers` calls `lock_platforms` with all of them) and computes "
             "its offers while it holds them, so offer requests run one at a time across the "
@@ -382,10 +453,14 @@ def _reading(results: Sequence[Measured]) -> list[str]:
 
 # --------------------------------------------------------------------------- entry points
 def postgres_url(given: str | None = None) -> str:
-    """The server to measure: `given`, else `VOEXEC_TEST_POSTGRES_URL`; raises when neither."""
+    """The server to measure: `given`, else `VOEXEC_TEST_POSTGRES_URL`.
+
+    Raises:
+        ServerUnavailable: neither is set.
+    """
     url = (given or os.environ.get(URL_ENV, "")).strip()
     if not url:
-        raise RuntimeError(f"no PostgreSQL server: {URL_ENV} is not set; {HOW_TO_START}")
+        raise ServerUnavailable(f"no PostgreSQL server: {URL_ENV} is not set")
     return url
 
 
@@ -422,11 +497,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     arguments = parser.parse_args(argv)
     try:
-        server = postgres_url(arguments.postgres_url)
-    except RuntimeError as error:
+        markdown = run(arguments.postgres_url, seconds=arguments.seconds, rounds=arguments.rounds)
+    except ServerUnavailable as error:
         print(error, file=sys.stderr)
         return 2
-    markdown = run(server, seconds=arguments.seconds, rounds=arguments.rounds)
     if arguments.write_docs:
         write_sections([markdown])
     return 0

@@ -21,7 +21,8 @@ VODataService, VORegistry and DocRegExt define none; VOApplication never became 
 Recommendation). `vr:Service` would claim the executable itself answers at an access URL, which
 it does not: it runs through the Execution Broker, which has its own `vr:Service` record with
 the capability a client looks for. So each entry is a plain `vr:Resource` with content type
-`Other`, the UAT subject `astronomy-software` plus its own UAT subjects (as IVOA UAT term
+`Other`, its catalogue page as `referenceURL` (the page links the homepage, documentation and
+source; another voexec finds the entry's Execution Broker description beside it), the UAT subject `astronomy-software` plus its own UAT subjects (as IVOA UAT term
 identifiers, the form RegTAP and pyvo's `UAT` constraint match), its version in
 `curation/version`, its DOI as `altIdentifier`, and the relationship `IsServedBy` pointing at the
 broker's record: "this executable is run by that service".
@@ -70,7 +71,8 @@ OAI_PATH: Final = "/registry/oai"
 CAPABILITIES_PATH: Final = "/registry/capabilities"
 AVAILABILITY_PATH: Final = "/registry/availability"
 BROKER_PATH: Final = "/broker"
-ENTRY_PAGE_PATH: Final = "/catalogue/executables/"
+ENTRY_PAGE_PATH: Final = "/executables/"
+"""The entry's web page; its Execution Broker description is `/catalogue/executables/<id>`."""
 
 # Prefixes serialised for these namespaces (ElementTree otherwise writes ns0, ns1...).
 for _prefix, _uri in {
@@ -249,15 +251,11 @@ def entry_resource(
         version=spec.version,
     )
     description = spec.summary if not spec.description else f"{spec.summary}\n\n{spec.description}"
-    links = spec.links
     _content(
         resource,
         subjects=[SOFTWARE_SUBJECT, *spec.subjects],
         description=description,
-        reference_url=links.homepage
-        or links.documentation
-        or links.source
-        or f"{identity.base_url}{ENTRY_PAGE_PATH}{entry_id}",
+        reference_url=entry_page(identity, entry_id),
         content_type="Other",
         relationships=[
             (
@@ -268,6 +266,11 @@ def entry_resource(
         ],
     )
     return resource
+
+
+def entry_page(identity: RegistryIdentity, entry_id: str) -> str:
+    """The entry's web page, its `referenceURL` (homepage, documentation and source link on)."""
+    return f"{identity.base_url}{ENTRY_PAGE_PATH}{entry_id}"
 
 
 def _broker_title(identity: RegistryIdentity) -> str:

@@ -114,6 +114,7 @@ def _projects_line(totals: ProjectTotals) -> str:
             ("without the file", totals.no_file),
             ("failed", totals.failed),
             ("deleted", totals.deleted),
+            ("skipped", totals.skipped),
         )
         if count
     ]

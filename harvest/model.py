@@ -35,8 +35,8 @@ MAX_FILE_BYTES: Final = 1_048_576
 RefKind = Literal["default", "tag"]
 """`default`: the project's default branch (catalogue version "latest"); `tag`: a release."""
 
-ProjectStatus = Literal["harvested", "unchanged", "no-file", "failed", "deleted"]
-"""What a run did with one project.
+ProjectStatus = Literal["harvested", "unchanged", "no-file", "failed", "deleted", "skipped"]
+"""What a run did with one project (or, harvesting an IVOA registry, with one record).
 
 - `harvested`: it changed since the last run (or is new) and its refs were read;
 - `unchanged`: nothing changed since the last run, nothing was read;
@@ -45,7 +45,9 @@ ProjectStatus = Literal["harvested", "unchanged", "no-file", "failed", "deleted"
 - `failed`: the source kept failing for it; its catalogue entries are left as they were and the
   next run tries again;
 - `deleted`: it is gone from the source (or out of the source's groups and topics); its entries
-  were withdrawn.
+  were withdrawn;
+- `skipped`: an IVOA registry record that is not an executable (a service, a registry, software
+  without an Execution Broker description); the reason is among its warnings.
 """
 
 EntryChange = Literal["new", "updated", "unchanged", "withdrawn"]
@@ -147,6 +149,7 @@ class ProjectTotals(msgspec.Struct, kw_only=True):
     no_file: int = 0
     failed: int = 0
     deleted: int = 0
+    skipped: int = 0
 
     def count(self, status: ProjectStatus) -> None:
         """Count one project with this status (`found` is counted separately)."""

@@ -102,16 +102,20 @@ def test_an_entry_names_its_authors_doi_and_description():
     assert creators[0].findtext("altIdentifier") == "https://orcid.org/0000-0002-1825-0097"
     assert creators[1].find("altIdentifier") is None
     assert texts(resource, "altIdentifier") == ["doi:10.5281/zenodo.123"]
-    assert resource.findtext("content/referenceURL") == "https://docs.example.org/cf"
+    assert resource.findtext("content/referenceURL") == (
+        f"https://voexec.example.org/executables/{ENTRY_ID}"
+    )
     description = resource.findtext("content/description")
     assert description.startswith("Finds sources in radio data cubes.")
     assert "Finds *sources* in cubes." in description
 
 
-def test_an_entry_without_links_refers_to_its_catalogue_page():
-    resource = voresource.entry_resource(IDENTITY, ENTRY_ID, version(), STAMPS)
+def test_an_entry_refers_to_its_catalogue_page():
+    resource = voresource.entry_resource(
+        IDENTITY, ENTRY_ID, version(links={"homepage": "https://example.org/cf"}), STAMPS
+    )
     assert resource.findtext("content/referenceURL") == (
-        f"https://voexec.example.org/catalogue/executables/{ENTRY_ID}"
+        f"https://voexec.example.org/executables/{ENTRY_ID}"
     )
 
 

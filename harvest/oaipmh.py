@@ -1,0 +1,406 @@
+"""Harvest an IVOA publishing registry over OAI-PMH into the catalogue, with a report per record.
+
+A run over one `OaiPmhSource`:
+
+1. asks `Identify` (the registry answers, and says its datestamp granularity);
+2. lists `ListRecords` (`ivo_vor`, the source's set) page by page, following resumption tokens.
+   After a finished run, only what changed since it started (less `OVERLAP`) is listed;
+   `full=True` lists everything;
+3. decides per record (`harvest.registry_records.classify`): deleted records withdraw what was
+   harvested from that identifier; records that are not executables are *skipped*, with the
+   reason; executables have their Execution Broker description read and published through the
+   catalogue (`publish_all`, once per page), with the record's identifier as provenance;
+4. records one report per record in the harvest store, as the GitLab pipeline does per project:
+   what changed (new, updated, unchanged, withdrawn entries) and what was wrong, by field.
+
+One record's failure (a description that cannot be read, a document the catalogue refuses) is
+reported and the run goes on. The registry failing half-way stops the run as `partial`.
+
+Entries are identified by (source name, record identifier, executable name), so harvesting the
+same registry again finds the same entries; a name that the record no longer publishes is
+withdrawn. The HTTP client (httpx) only contacts the source's host and `harvest.allowed_hosts`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime, timedelta
+from typing import Any, Final, Protocol
+from urllib.parse import urlsplit
+
+import httpx
+import msgspec
+
+from catalogue.model import Provenance, PublishReport
+from core.clock import Clock
+from core.errors import DomainError, NotFound
+from core.settings import HarvestSettings, OaiPmhSource
+from harvest.model import (
+    EntryOutcome,
+    HarvestReport,
+    ProjectReport,
+    ReportProblem,
+    RunSummary,
+    SourceError,
+    SourceNotFound,
+    SourceUnavailable,
+    Trigger,
+    UnknownSource,
+)
+from harvest.registry_records import (
+    HarvestedRecord,
+    OaiAnswerError,
+    Page,
+    Runnable,
+    classify,
+    parse_identify,
+    parse_list,
+)
+from harvest.store_sql import HarvestStore
+
+log = logging.getLogger(__name__)
+
+OVERLAP: Final = timedelta(minutes=10)
+"""How far before the last run's start an incremental run lists from: a record written while
+that run was listing may carry a datestamp from just before it (and clocks drift)."""
+MAX_ANSWER_BYTES: Final = 64 * 1024 * 1024
+MAX_PAGES: Final = 100_000
+"""A registry that never ends its list stops the run here instead of looping for ever."""
+TIMEOUT: Final = httpx.Timeout(60.0, connect=10.0)
+
+
+class RegistryCatalogue(Protocol):
+    """What a registry harvest needs of the catalogue (`catalogue.service.CatalogueService`)."""
+
+    def publish_all(
+        self, documents: Iterable[tuple[str | bytes | Mapping[str, Any], Provenance]]
+    ) -> list[PublishReport]:
+        """Publish each document all-or-nothing, one report each."""
+        ...
+
+    def withdraw(self, entry_id: str) -> object:
+        """Withdraw an entry; raises `NotFound` when there is none."""
+        ...
+
+    def entry_ids(self, source: str, repository: str | None = None) -> list[str]:
+        """Ids of the searchable entries harvested from a source (and record)."""
+        ...
+
+
+# ----------------------------------------------------------------------------- the client
+class OaiPmhClient:
+    """OAI-PMH over HTTP: GET with retries, bounded answers, allowed hosts only."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        allowed_hosts: Iterable[str] = (),
+        max_retries: int = 5,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = base_url
+        self.hosts = {urlsplit(base_url).hostname or "", *allowed_hosts}
+        self.max_retries = max_retries
+        self.sleep = sleep
+        self.http = httpx.Client(timeout=TIMEOUT, transport=transport, follow_redirects=False)
+
+    def close(self) -> None:
+        """Release connections."""
+        self.http.close()
+
+    def get(self, url: str, params: Mapping[str, str] | None = None, **headers: str) -> bytes:
+        """One GET, retried on 429, 5xx and network failures with growing pauses.
+
+        Raises:
+            SourceNotFound: 404 (or 410).
+            SourceUnavailable: another failure after every retry, a host not allowed, an answer
+                over `MAX_ANSWER_BYTES`.
+        """
+        host = urlsplit(url).hostname or ""
+        if host not in self.hosts:
+            raise SourceUnavailable(f"{host!r} is not the registry's host nor an allowed host")
+        failure = ""
+        for attempt in range(self.max_retries + 1):
+            try:
+                with self.http.stream("GET", url, params=params, headers=headers) as response:
+                    if response.status_code in {404, 410}:
+                        raise SourceNotFound(f"{url} answered {response.status_code}", 404)
+                    retry = response.status_code == 429 or response.status_code >= 500
+                    if not retry and response.status_code >= 400:
+                        raise SourceUnavailable(
+                            f"{url} answered {response.status_code}", response.status_code
+                        )
+                    if not retry:
+                        return self._body(response, url)
+                    failure = f"{url} answered {response.status_code}"
+            except httpx.HTTPError as error:
+                failure = f"{url} did not answer: {error}"
+            if attempt < self.max_retries:
+                self.sleep(min(2.0**attempt, 60.0))
+        raise SourceUnavailable(f"{failure} ({self.max_retries + 1} attempts)")
+
+    @staticmethod
+    def _body(response: httpx.Response, url: str) -> bytes:
+        chunks, size = [], 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                raise SourceUnavailable(f"{url} answered more than {MAX_ANSWER_BYTES} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def identify(self) -> dict[str, str]:
+        """The registry's Identify fields (`granularity`, `baseURL`...)."""
+        try:
+            return parse_identify(self.get(self.base_url, {"verb": "Identify"}))
+        except OaiAnswerError as error:
+            raise SourceUnavailable(f"Identify: {error}") from error
+
+    def pages(self, arguments: Mapping[str, str]) -> Iterator[Page]:
+        """ListRecords pages; an empty list (`noRecordsMatch`) gives no page."""
+        params = {"verb": "ListRecords", **arguments}
+        for _ in range(MAX_PAGES):
+            try:
+                page = parse_list(self.get(self.base_url, params))
+            except OaiAnswerError as error:
+                raise SourceUnavailable(f"ListRecords: {error}") from error
+            if page.error is not None:
+                code, message = page.error
+                if code == "noRecordsMatch":
+                    return
+                raise SourceUnavailable(f"ListRecords answered {code}: {message}")
+            yield page
+            if page.token is None:
+                return
+            params = {"verb": "ListRecords", "resumptionToken": page.token}
+        raise SourceUnavailable(f"the list did not end after {MAX_PAGES} pages")
+
+
+ClientFactory = Callable[[OaiPmhSource], OaiPmhClient]
+
+
+# ----------------------------------------------------------------------------- the harvest
+class OaiPmhHarvest:
+    """Runs harvests of the configured OAI-PMH sources; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: HarvestSettings,
+        catalogue: RegistryCatalogue,
+        store: HarvestStore,
+        clock: Clock,
+        *,
+        clients: ClientFactory | None = None,
+        keep_runs: int = 100,
+    ) -> None:
+        self.settings = settings
+        self.catalogue = catalogue
+        self.store = store
+        self.clock = clock
+        self.clients = clients or self._client
+        self.keep_runs = keep_runs
+
+    def _client(self, source: OaiPmhSource) -> OaiPmhClient:
+        return OaiPmhClient(
+            source.url,
+            allowed_hosts=self.settings.allowed_hosts,
+            max_retries=self.settings.max_retries,
+        )
+
+    def source(self, name: str) -> OaiPmhSource:
+        """The OAI-PMH source of that name.
+
+        Raises:
+            UnknownSource: no OAI-PMH source has that name.
+        """
+        for source in self.settings.sources:
+            if source.name == name and isinstance(source, OaiPmhSource):
+                return source
+        known = [s.name for s in self.settings.sources if isinstance(s, OaiPmhSource)]
+        raise UnknownSource(
+            f"no OAI-PMH source {name!r} (known: {', '.join(known) or 'none configured'})"
+        )
+
+    def run(
+        self, source_name: str, *, trigger: Trigger = "manual", full: bool = False
+    ) -> HarvestReport:
+        """Harvest one registry; records are reported one by one in the harvest store.
+
+        Raises:
+            UnknownSource: no such source.
+        """
+        source = self.source(source_name)
+        since = None if full else self._last_start(source.name)
+        run = RunSummary(
+            run_id=str(uuid.uuid4()),
+            source=source.name,
+            trigger=trigger,
+            status="running",
+            started_at=self.clock.now(),
+        )
+        self.store.start_run(run)
+        reports: list[ProjectReport] = []
+        client = self.clients(source)
+        try:
+            identify = client.identify()
+            arguments = {"metadataPrefix": "ivo_vor"}
+            if source.set_spec:
+                arguments["set"] = source.set_spec
+            if since is not None:
+                day = identify.get("granularity") == "YYYY-MM-DD"
+                arguments["from"] = since.strftime("%Y-%m-%d" if day else "%Y-%m-%dT%H:%M:%SZ")
+            for page in client.pages(arguments):
+                reports += self._page(run, client, source, page.records, first=len(reports) + 1)
+        except SourceError as error:
+            run.problems.append(ReportProblem(field="registry", reason=error.message))
+        finally:
+            client.close()
+        return self._finish(run, reports)
+
+    def _last_start(self, source: str) -> datetime | None:
+        for previous in self.store.runs(source, limit=self.keep_runs):
+            if previous.status in {"succeeded", "partial"} and previous.finished_at:
+                return previous.started_at - OVERLAP
+        return None
+
+    # ------------------------------------------------------------------------ one page
+    def _page(
+        self,
+        run: RunSummary,
+        client: OaiPmhClient,
+        source: OaiPmhSource,
+        records: list[HarvestedRecord],
+        *,
+        first: int,
+    ) -> list[ProjectReport]:
+        reports: list[ProjectReport] = []
+        to_publish: list[tuple[ProjectReport, HarvestedRecord, Any]] = []
+        for number, record in enumerate(records, start=first):
+            report = ProjectReport(project_id=number, path=record.identifier, status="harvested")
+            reports.append(report)
+            if record.deleted:
+                report.status = "deleted"
+                self._withdraw_all(report, source.name, record.identifier, keep=set())
+                continue
+            report.web_url = record.reference_url
+            decision = classify(record)
+            if not isinstance(decision, Runnable):
+                report.status = "skipped"
+                report.warnings.append(ReportProblem(field="record", reason=decision.reason))
+                continue
+            document = self._description(report, client, decision.description_url)
+            if document is not None:
+                to_publish.append((report, record, document))
+        self._publish(run, source, to_publish)
+        for report in reports:
+            self.store.save_project(run.run_id, report, source=source.name)
+        return reports
+
+    def _description(
+        self, report: ProjectReport, client: OaiPmhClient, url: str
+    ) -> dict[str, Any] | None:
+        """The executable's publisher document, read from its voexec entry description."""
+        report.counts.found += 1
+        try:
+            body = client.get(url, accept="application/json")
+            detail = msgspec.json.decode(body)
+        except SourceError as error:
+            self._fail(report, "referenceURL", error.message)
+            return None
+        except msgspec.DecodeError as error:
+            self._fail(report, "referenceURL", f"{url} is not JSON: {error}")
+            return None
+        spec = detail.get("spec") if isinstance(detail, dict) else None
+        if not isinstance(spec, dict):
+            self._fail(report, "referenceURL", f"{url} holds no executable `spec`")
+            return None
+        return spec
+
+    @staticmethod
+    def _fail(report: ProjectReport, field: str, reason: str) -> None:
+        report.status = "failed"
+        report.problems.append(ReportProblem(field=field, reason=reason, ref=report.path))
+
+    def _publish(
+        self,
+        run: RunSummary,
+        source: OaiPmhSource,
+        items: list[tuple[ProjectReport, HarvestedRecord, Any]],
+    ) -> None:
+        if not items:
+            return
+        now = self.clock.now()
+        documents = [
+            (
+                document,
+                Provenance(source=source.name, repository=record.identifier, harvested_at=now),
+            )
+            for _, record, document in items
+        ]
+        try:
+            answers = self.catalogue.publish_all(documents)
+        except DomainError as error:  # the catalogue failed: every record of the page did
+            reason = error.message
+            for report, _, _ in items:
+                self._fail(report, "catalogue", f"not stored: {reason}")
+            log.warning("harvest %s: the catalogue refused a page: %s", run.run_id, reason)
+            return
+        for (report, record, _), answer in zip(items, answers, strict=True):
+            ref = record.identifier
+            report.problems += [
+                ReportProblem(field=p.field, reason=p.reason, ref=ref, suggestions=p.suggestions)
+                for p in answer.problems
+            ]
+            report.warnings += [
+                ReportProblem(field=w.field, reason=w.reason, ref=ref) for w in answer.warnings
+            ]
+            if not answer.ok:
+                report.counts.invalid += 1
+                continue
+            for outcome in answer.entries:
+                report.counts.count(outcome.status)
+                report.entries.append(
+                    EntryOutcome(
+                        id=outcome.id, version=outcome.version, ref=ref, change=outcome.status
+                    )
+                )
+            kept = {outcome.id for outcome in answer.entries}
+            self._withdraw_all(report, source.name, record.identifier, keep=kept)
+
+    def _withdraw_all(
+        self, report: ProjectReport, source: str, identifier: str, *, keep: set[str]
+    ) -> None:
+        """Withdraw what this record published before and publishes no more."""
+        for entry_id in self.catalogue.entry_ids(source, identifier):
+            if entry_id in keep:
+                continue
+            with contextlib.suppress(NotFound):  # withdrawn by hand meanwhile
+                self.catalogue.withdraw(entry_id)
+            report.counts.withdrawn += 1
+            report.entries.append(
+                EntryOutcome(id=entry_id, version="", ref=identifier, change="withdrawn")
+            )
+
+    # ------------------------------------------------------------------------ the end
+    def _finish(self, run: RunSummary, reports: list[ProjectReport]) -> HarvestReport:
+        run.projects.found = len(reports)
+        for report in reports:
+            run.projects.count(report.status)
+            run.counts.add(report.counts)
+        if run.problems and not reports:
+            run.status = "failed"
+        elif run.problems or run.projects.failed:
+            run.status = "partial"
+        else:
+            run.status = "succeeded"
+        run.finished_at = self.clock.now()
+        self.store.finish_run(run)
+        self.store.prune(run.source, self.keep_runs)
+        reports.sort(key=lambda r: (not r.problems, r.path))
+        return HarvestReport(**msgspec.structs.asdict(run), project_reports=reports)

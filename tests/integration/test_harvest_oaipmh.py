@@ -1,0 +1,253 @@
+"""Harvesting IVOA registries over OAI-PMH into the catalogue.
+
+- from another voexec, a real OAI-PMH server on a loopback port: its executables become entries
+  here, everything else is skipped with a reason, and a withdrawal there withdraws here;
+- from crafted answers (httpx's MockTransport): what the report says about bad records;
+- from the throwaway DaCHS of `scripts/services/dachs` (marker `dachs`): a registry with no
+  executables, harvested page by page, every record skipped with its reason.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import msgspec
+import pytest
+import uvicorn
+import yaml
+
+from core.clock import SystemClock
+from core.settings import OaiPmhSource, RegistrySettings, Settings
+from harvest.oaipmh import OaiPmhClient, OaiPmhHarvest
+from harvest.store_sql import HarvestStore
+from tests.catalogue_support import app_settings, executable
+from tests.conftest import require_service
+from voexec.app import create_app
+from voexec.wiring import Services, build_services
+
+YAML = {"authorization": "Bearer s3cret", "content-type": "application/yaml"}
+DACHS_URL_ENV = "DACHS_TEST_OAI_URL"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def with_registry(settings: Settings, public_url: str, authority: str) -> Settings:
+    return msgspec.structs.replace(
+        settings,
+        server=msgspec.structs.replace(settings.server, public_url=public_url),
+        registry=RegistrySettings(authority=authority, page_size=2),
+    )
+
+
+@pytest.fixture
+def remote(tmp_path) -> Iterator[str]:
+    """Another voexec, serving its registry over HTTP; yields its base URL."""
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    app = create_app(with_registry(app_settings(tmp_path / "remote"), base, "remote.test"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "the remote voexec did not start"
+        time.sleep(0.05)
+    yield base
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+def local_services(tmp_path: Path, source: OaiPmhSource) -> Services:
+    settings = app_settings(tmp_path / "local")
+    harvest = msgspec.structs.replace(settings.harvest, sources=[source], max_retries=0)
+    return build_services(msgspec.structs.replace(settings, harvest=harvest))
+
+
+def harvester(services: Services, **kwargs) -> OaiPmhHarvest:
+    return OaiPmhHarvest(
+        services.settings.harvest,
+        services.components["catalogue"],
+        HarvestStore(services.components["engine"]),
+        SystemClock(),
+        **kwargs,
+    )
+
+
+def by_path(report) -> dict:
+    return {record.path: record for record in report.project_reports}
+
+
+def test_executables_of_another_voexec_become_entries_here(remote, tmp_path):
+    with httpx.Client(base_url=remote, timeout=30) as client:
+        published = {}
+        for name in ("alpha", "beta"):
+            body = yaml.safe_dump(executable(name=name, title=f"{name.title()} tool"))
+            answer = client.post("/catalogue/executables", content=body, headers=YAML)
+            assert answer.status_code == 201, answer.text
+            published[name] = answer.json()["entries"][0]["id"]
+    ivoid = {name: f"ivo://remote.test/{entry_id}" for name, entry_id in published.items()}
+    services = local_services(tmp_path, OaiPmhSource(name="remote", url=f"{remote}/registry/oai"))
+    harvest = harvester(services)
+    catalogue = services.components["catalogue"]
+
+    first = harvest.run("remote")
+    assert first.status == "succeeded", first.problems
+    records = by_path(first)
+    assert records[ivoid["alpha"]].status == "harvested"
+    assert records[ivoid["alpha"]].counts.new == 1
+    assert records[ivoid["alpha"]].web_url == f"{remote}/executables/{published['alpha']}"
+    skipped = {path: r for path, r in records.items() if r.status == "skipped"}
+    assert set(skipped) == {
+        "ivo://remote.test",
+        "ivo://remote.test/registry",
+        "ivo://remote.test/broker",
+    }
+    assert "vg:Registry" in skipped["ivo://remote.test/registry"].warnings[0].reason
+    assert first.projects.skipped == 3
+    assert first.counts.new == 2
+    local_ids = catalogue.entry_ids("remote")
+    assert len(local_ids) == 2
+    alpha = catalogue.get(catalogue.entry_ids("remote", ivoid["alpha"])[0])
+    assert alpha.spec.title == "Alpha tool"
+    assert alpha.provenance.source == "remote"
+    assert alpha.provenance.repository == ivoid["alpha"]
+    assert alpha.spec.executable == executable()["executable"]
+
+    # there: one withdrawn, one changed; here, incrementally: the same
+    with httpx.Client(base_url=remote, timeout=30) as client:
+        assert client.delete(f"/catalogue/executables/{published['beta']}", headers=YAML).is_success
+        body = yaml.safe_dump(executable(name="alpha", title="Alpha tool", summary="Now faster."))
+        assert client.post("/catalogue/executables", content=body, headers=YAML).is_success
+    second = harvest.run("remote")
+    assert second.status == "succeeded", second.problems
+    records = by_path(second)
+    assert records[ivoid["beta"]].status == "deleted"
+    assert records[ivoid["beta"]].counts.withdrawn == 1
+    assert records[ivoid["alpha"]].counts.updated == 1
+    assert catalogue.entry_ids("remote") == catalogue.entry_ids("remote", ivoid["alpha"])
+    assert catalogue.get(catalogue.entry_ids("remote")[0]).spec.summary == "Now faster."
+
+    stored = HarvestStore(services.components["engine"]).report(second.run_id)
+    assert {r.path for r in stored.project_reports} == set(records)
+    services.stop()
+
+
+# ----------------------------------------------------------------------------- crafted answers
+OAI = "http://www.openarchives.org/OAI/2.0/"
+
+
+def _record(identifier: str, reference: str, subject: str = "astronomy-software") -> str:
+    return (
+        f"<record><header><identifier>{identifier}</identifier>"
+        "<datestamp>2026-03-01T12:00:00Z</datestamp></header><metadata>"
+        # xmlns="": VOResource children are unqualified, inside a default-namespace envelope
+        '<ri:Resource xmlns="" xmlns:ri="http://www.ivoa.net/xml/RegistryInterface/v1.0" '
+        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="vr:Resource">'
+        f"<title>{identifier}</title><identifier>{identifier}</identifier>"
+        f"<content><subject>{subject}</subject><description>x</description>"
+        f"<referenceURL>{reference}</referenceURL></content></ri:Resource></metadata></record>"
+    )
+
+
+def crafted_registry(request: httpx.Request) -> httpx.Response:
+    """A registry whose records go wrong in every way a report should explain."""
+    host = "http://registry.test"
+    if request.url.path == "/oai":
+        verb = request.url.params.get("verb")
+        if verb == "Identify":
+            identify = "<Identify><granularity>YYYY-MM-DD</granularity></Identify>"
+            body = f'<OAI-PMH xmlns="{OAI}">{identify}</OAI-PMH>'
+        else:
+            records = "".join(
+                (
+                    _record("ivo://registry.test/invalid", f"{host}/executables/invalid-1"),
+                    _record("ivo://registry.test/missing", f"{host}/executables/missing-1"),
+                    _record("ivo://registry.test/elsewhere", "http://other.test/executables/x-1"),
+                    _record("ivo://registry.test/manual", "https://example.org/manual.html"),
+                    _record("ivo://registry.test/catalogue", "https://example.org/", "galaxies"),
+                )
+            )
+            body = f'<OAI-PMH xmlns="{OAI}"><ListRecords>{records}</ListRecords></OAI-PMH>'
+        return httpx.Response(200, content=body.encode(), headers={"content-type": "text/xml"})
+    if request.url.path == "/catalogue/executables/invalid-1":
+        spec = executable(name="Not A Slug", licence="")
+        return httpx.Response(200, json={"spec": spec})
+    return httpx.Response(404)
+
+
+def test_the_report_says_what_was_wrong_with_each_record(tmp_path):
+    services = local_services(
+        tmp_path, OaiPmhSource(name="crafted", url="http://registry.test/oai")
+    )
+
+    def client(source: OaiPmhSource) -> OaiPmhClient:
+        transport = httpx.MockTransport(crafted_registry)
+        return OaiPmhClient(source.url, max_retries=0, transport=transport)
+
+    report = harvester(services, clients=client).run("crafted")
+    records = by_path(report)
+    invalid = records["ivo://registry.test/invalid"]
+    assert invalid.status == "harvested", invalid.warnings
+    assert invalid.counts.invalid == 1
+    assert {p.field for p in invalid.problems} >= {"name", "licence"}
+    missing = records["ivo://registry.test/missing"]
+    assert missing.status == "failed"
+    assert missing.problems[0].field == "referenceURL"
+    assert "404" in missing.problems[0].reason
+    elsewhere = records["ivo://registry.test/elsewhere"]
+    assert elsewhere.status == "failed"
+    assert "not the registry's host" in elsewhere.problems[0].reason
+    assert records["ivo://registry.test/manual"].status == "skipped"
+    assert (
+        "names no Execution Broker executable"
+        in records["ivo://registry.test/manual"].warnings[0].reason
+    )
+    assert "not software" in records["ivo://registry.test/catalogue"].warnings[0].reason
+    assert report.status == "partial"
+    assert services.components["catalogue"].entry_ids("crafted") == []
+    services.stop()
+
+
+def test_a_registry_that_does_not_answer_fails_the_run(tmp_path):
+    services = local_services(tmp_path, OaiPmhSource(name="down", url="http://down.test/oai"))
+
+    def client(source: OaiPmhSource) -> OaiPmhClient:
+        transport = httpx.MockTransport(lambda request: httpx.Response(503))
+        return OaiPmhClient(source.url, max_retries=1, transport=transport, sleep=lambda s: None)
+
+    report = harvester(services, clients=client).run("down")
+    assert report.status == "failed"
+    assert report.problems[0].field == "registry"
+    assert "503" in report.problems[0].reason
+    services.stop()
+
+
+# ----------------------------------------------------------------------------- DaCHS
+@pytest.mark.dachs
+def test_a_dachs_registry_is_harvested_and_its_records_skipped(tmp_path):
+    url = os.environ.get(DACHS_URL_ENV, "")
+    require_service(
+        "DaCHS", bool(url), f"start it with `scripts/services/dachs start` ({DACHS_URL_ENV})"
+    )
+    services = local_services(tmp_path, OaiPmhSource(name="dachs", url=url))
+    report = harvester(services).run("dachs")
+    assert report.status == "succeeded", report.problems
+    records = by_path(report)
+    assert "ivo://dachs.test" in records
+    assert all(r.status == "skipped" for r in records.values())
+    reasons = {r.warnings[0].reason for r in records.values()}
+    assert any("vg:Registry" in reason for reason in reasons)
+    assert any("vg:Authority" in reason for reason in reasons)
+    assert report.counts.new == 0
+    services.stop()

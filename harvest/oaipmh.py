@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 import httpx
@@ -73,6 +73,7 @@ MAX_PAGES: Final = 100_000
 TIMEOUT: Final = httpx.Timeout(60.0, connect=10.0)
 
 
+@runtime_checkable
 class RegistryCatalogue(Protocol):
     """What a registry harvest needs of the catalogue (`catalogue.service.CatalogueService`)."""
 

@@ -12,6 +12,9 @@ each project:
    per entry version: new, updated, unchanged; per file: the problems with field and reason;
 4. withdraws entries that no ref publishes any more, and the entries of projects that are gone.
 
+An `oai-pmh` source (an IVOA publishing registry) is handed to `harvest.oaipmh.OaiPmhHarvest`,
+which writes its reports, one per record, into the same store.
+
 One project's failure (GitLab kept failing, the catalogue was unavailable) is reported and the
 run goes on; that project's stored state is left as it was, so the next run reads it again.
 Each project's report and new state are stored together (`harvest.store_sql.HarvestStore`).
@@ -40,7 +43,7 @@ import msgspec
 from catalogue.model import Provenance, PublishReport
 from core.clock import Clock
 from core.errors import DomainError, Invalid, NotFound, Problem, Unavailable
-from core.settings import GitLabSource, HarvestSettings, HarvestSource
+from core.settings import GitLabSource, HarvestSettings, HarvestSource, OaiPmhSource
 from harvest import mapping
 from harvest.model import (
     MAX_FILE_BYTES,
@@ -60,6 +63,7 @@ from harvest.model import (
     Trigger,
     UnknownSource,
 )
+from harvest.oaipmh import OaiPmhHarvest, RegistryCatalogue
 from harvest.store_sql import HarvestStore
 
 log = logging.getLogger(__name__)
@@ -128,6 +132,18 @@ class HarvestPipeline:
         """The configured sources, in settings order."""
         return list(self.settings.sources)
 
+    def source_named(self, name: str) -> HarvestSource:
+        """The source of that name, whatever its type.
+
+        Raises:
+            UnknownSource: no source has that name.
+        """
+        for source in self.settings.sources:
+            if source.name == name:
+                return source
+        known = ", ".join(s.name for s in self.settings.sources) or "none configured"
+        raise UnknownSource(f"no harvest source {name!r} (known: {known})")
+
     def source(self, name: str) -> GitLabSource:
         """The GitLab source of that name.
 
@@ -177,9 +193,14 @@ class HarvestPipeline:
             full: Read every ref and publish every file again, changed or not (after a
                 catalogue change that may accept files it rejected before).
 
+        An IVOA registry (an `oai-pmh` source) is harvested by `harvest.oaipmh.OaiPmhHarvest`
+        into the same store, with one report per record.
+
         Raises:
             UnknownSource: no such source.
         """
+        if isinstance(self.source_named(source_name), OaiPmhSource):
+            return self._registry_harvest().run(source_name, trigger=trigger, full=full)
         run = self.begin(source_name, trigger)
         source = self.source(run.source)
         reports: list[ProjectReport] = []
@@ -238,6 +259,13 @@ class HarvestPipeline:
             elif previous is not None:
                 reports.append(self._forget(run, previous))
         return self._finish(run, reports)
+
+    def _registry_harvest(self) -> OaiPmhHarvest:
+        if not isinstance(self.publisher, RegistryCatalogue):
+            raise Unavailable("this catalogue cannot list harvested entries (entry_ids)")
+        return OaiPmhHarvest(
+            self.settings, self.publisher, self.store, self.clock, keep_runs=self.keep_runs
+        )
 
     # ---------------------------------------------------------------------- steps
     @contextlib.contextmanager

@@ -197,7 +197,7 @@ def list_reports(
 ) -> list[RunSummary]:
     """Recent harvest runs, newest first, without their per-project detail."""
     if source is not None:
-        harvest.source(source)  # an unknown source is a 404, not an empty list
+        harvest.source_named(source)  # an unknown source is a 404, not an empty list
     return harvest.store.runs(source, limit)
 
 

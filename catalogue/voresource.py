@@ -21,11 +21,12 @@ VODataService, VORegistry and DocRegExt define none; VOApplication never became 
 Recommendation). `vr:Service` would claim the executable itself answers at an access URL, which
 it does not: it runs through the Execution Broker, which has its own `vr:Service` record with
 the capability a client looks for. So each entry is a plain `vr:Resource` with content type
-`Other`, its catalogue page as `referenceURL` (the page links the homepage, documentation and
-source; another voexec finds the entry's Execution Broker description beside it), the UAT subject `astronomy-software` plus its own UAT subjects (as IVOA UAT term
-identifiers, the form RegTAP and pyvo's `UAT` constraint match), its version in
-`curation/version`, its DOI as `altIdentifier`, and the relationship `IsServedBy` pointing at the
-broker's record: "this executable is run by that service".
+`Other`; its catalogue page as `referenceURL` (the page links the homepage, documentation and
+source, and another voexec finds the entry's Execution Broker description beside it); the UAT
+subject `astronomy-software` plus its own UAT subjects (as IVOA UAT term identifiers, the form
+RegTAP and pyvo's `UAT` constraint match); its version in `curation/version`; its DOI as
+`altIdentifier`; and the relationship `IsServedBy` pointing at the broker's record: "this
+executable is run by that service".
 
 The broker capability's `standardID` comes from the caller (`RegistrySettings.
 broker_standard_id`). The Execution Broker Working Draft fixes no registry identifier yet;

@@ -5,7 +5,9 @@ are stored as integer microseconds since the epoch (UTC), so that comparisons ar
 alike on both. Holds and accepts on a platform are serialised: every write transaction runs
 under `core.db.write_transaction` (BEGIN IMMEDIATE on SQLite) and, on PostgreSQL, locks the
 rows of `broker_platform` it touches (`SELECT ... FOR UPDATE`, in name order, so that two
-transactions never wait on each other in a cycle).
+transactions never wait on each other in a cycle). Those rows are created with `INSERT ... ON
+CONFLICT DO NOTHING`, so that several processes starting at once on a fresh database do not
+trip over each other's inserts.
 
 Session documents are stored in their JSON wire form (`broker.codec`). Imports `core`,
 SQLAlchemy and the `broker` model and codec; no web framework.
@@ -16,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -36,21 +38,30 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from broker import codec
-from broker.intervals import Interval
+from broker.intervals import Interval, from_micros, to_micros
 from broker.lifecycle import AnyEvent, Phase, SessionState
 from broker.model import AnySession, OfferSetResponse
 from broker.resources import Booking, BookingKind, GpuShare, Resources
 from core.db import Base, migrate, session_factory, write_transaction
 
-__all__ = ["SessionRecord", "SqlBrokerStore", "StoreTransaction", "WorkItem"]
+__all__ = [
+    "MIGRATIONS",
+    "VERSION_TABLE",
+    "SessionRecord",
+    "SqlBrokerStore",
+    "StoreTransaction",
+    "WorkItem",
+    "from_micros",
+    "to_micros",
+]
 
 MIGRATIONS: Final = Path(__file__).parent / "migrations"
 VERSION_TABLE: Final = "alembic_version_broker"
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 platform_table = Table(
     "broker_platform", Base.metadata, Column("name", String(200), primary_key=True)
@@ -102,19 +113,10 @@ work_table = Table(
 )
 
 
-def to_micros(instant: datetime) -> int:
-    """Microseconds since the epoch of an aware instant."""
-    return (instant - _EPOCH) // timedelta(microseconds=1)
-
-
-def from_micros(micros: int) -> datetime:
-    """The aware UTC instant of `micros` since the epoch."""
-    return _EPOCH + timedelta(microseconds=micros)
-
-
 _event_decoder: Final = msgspec.json.Decoder(AnyEvent)
 _state_decoder: Final = msgspec.json.Decoder(SessionState)
 _resources_decoder: Final = msgspec.json.Decoder(Resources)
+_gpus_decoder: Final = msgspec.json.Decoder(tuple[GpuShare, ...])
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +148,21 @@ class WorkItem:
 
 def _document(text: str) -> AnySession:
     return codec.decode_session(text.encode(), codec.Media.JSON).value
+
+
+def _booking(row: Any) -> Booking:
+    """The hold or booking of a `broker_booking` row, GPU shares included."""
+    return Booking(
+        platform=row.platform,
+        interval=Interval(from_micros(row.slot_start), from_micros(row.slot_end)),
+        resources=Resources(
+            cores=row.cores,
+            memory=row.memory,
+            storage=row.storage,
+            gpus=_gpus_decoder.decode(row.gpus),
+        ),
+        kind=BookingKind(row.kind),
+    )
 
 
 def _record(row: Any) -> SessionRecord:
@@ -186,11 +203,20 @@ class StoreTransaction:
             self._run(query).all()
 
     def ensure_platforms(self, names: Iterable[str]) -> None:
-        """Make sure every configured platform has its row (the row to lock)."""
-        known = set(self._run(select(platform_table.c.name)).scalars())
-        missing = [{"name": name} for name in sorted(set(names) - known)]
-        if missing:
-            self._session.execute(insert(platform_table), missing)
+        """Make sure every configured platform has its row (the row to lock).
+
+        Safe when several processes start together on a fresh database: a row another
+        transaction inserted first is skipped (`ON CONFLICT DO NOTHING`), not a unique
+        violation. On PostgreSQL the insert waits for that transaction to end, then skips.
+        """
+        rows = [{"name": name} for name in sorted(set(names))]
+        if not rows:
+            return
+        dialect_insert = postgresql.insert if self._postgres else sqlite.insert
+        statement = dialect_insert(platform_table).on_conflict_do_nothing(
+            index_elements=[platform_table.c.name]
+        )
+        self._session.execute(statement, rows)
 
     # -------------------------------------------------------------- bookings
     def live_bookings(self, now: datetime, platforms: Sequence[str]) -> list[Booking]:
@@ -211,20 +237,7 @@ class StoreTransaction:
                 )
             )
         )
-        return [
-            Booking(
-                platform=row.platform,
-                interval=Interval(from_micros(row.slot_start), from_micros(row.slot_end)),
-                resources=Resources(
-                    cores=row.cores,
-                    memory=row.memory,
-                    storage=row.storage,
-                    gpus=tuple(msgspec.json.decode(row.gpus, type=tuple[GpuShare, ...])),
-                ),
-                kind=BookingKind(row.kind),
-            )
-            for row in self._run(query)
-        ]
+        return [_booking(row) for row in self._run(query)]
 
     def add_booking(self, session_id: str, booking: Booking) -> None:
         """Store the hold or booking of one session."""
@@ -257,19 +270,12 @@ class StoreTransaction:
 
     def bookings_of(self, platform: str) -> list[tuple[str, Booking]]:
         """Every stored hold and booking of a platform, with its session (for checks)."""
-        rows = self._run(select(booking_table).where(booking_table.c.platform == platform))
-        return [
-            (
-                row.session_id,
-                Booking(
-                    platform=row.platform,
-                    interval=Interval(from_micros(row.slot_start), from_micros(row.slot_end)),
-                    resources=Resources(cores=row.cores, memory=row.memory, storage=row.storage),
-                    kind=BookingKind(row.kind),
-                ),
-            )
-            for row in rows
-        ]
+        rows = self._run(
+            select(booking_table)
+            .where(booking_table.c.platform == platform)
+            .order_by(booking_table.c.slot_start, booking_table.c.session_id)
+        )
+        return [(row.session_id, _booking(row)) for row in rows]
 
     # -------------------------------------------------------------- offer sets, sessions
     def add_offerset(self, offerset_id: str, created: datetime, document: OfferSetResponse) -> None:

@@ -1,0 +1,655 @@
+"""One contract suite for the broker's SQL store, run on every database it supports.
+
+What `BrokerService` relies on: holds and bookings keep their resources and intervals and count
+only while they are live; an offer set and its sessions come back exactly as stored; the work
+queue hands each due event to one worker, in the order the events fell due, and never to a
+second worker while the first one's lease runs; a failed transaction leaves nothing behind; and
+several stores (processes) on one database see each other's commits and can start together.
+
+SQLite (a file) runs everywhere; PostgreSQL runs when `VOEXEC_TEST_POSTGRES_URL` names a server
+(`make services`), each test in a fresh database, and is skipped otherwise (a failure in CI).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+from uuid import UUID
+
+import msgspec
+import pytest
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Engine
+
+from broker import codec, model
+from broker.codec import Media
+from broker.intervals import Interval
+from broker.lifecycle import (
+    OfferExpired,
+    Phase,
+    PreparationDue,
+    SessionState,
+    StartReached,
+    Transition,
+    WorkQueued,
+)
+from broker.resources import Booking, BookingKind, GpuShare, Resources
+from broker.store_sql import VERSION_TABLE, SessionRecord, SqlBrokerStore
+from core.db import make_engine
+from tests.integration.conftest import fresh_postgres_database, postgres_server_url
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW = datetime(2026, 9, 1, 8, 0, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+MICROSECOND = timedelta(microseconds=1)
+LEASE = timedelta(minutes=1)
+RACERS = 8
+T = TypeVar("T")
+
+DATABASES = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+]
+
+
+# ------------------------------------------------------------------------- fixtures
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database: a SQLite file, or a new database on the test PostgreSQL server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'broker.db'}"
+        return
+    with fresh_postgres_database(postgres_server_url(), prefix="voexec_broker") as url:
+        yield url
+
+
+@pytest.fixture
+def open_store(database_url: str) -> Iterator[Callable[[], SqlBrokerStore]]:
+    """Opens stores on the database, each over an engine of its own (as a process would)."""
+    engines: list[Engine] = []
+
+    def open_one() -> SqlBrokerStore:
+        engine = make_engine(database_url)
+        engines.append(engine)
+        return SqlBrokerStore(engine)
+
+    yield open_one
+    for engine in engines:
+        engine.dispose()
+
+
+@pytest.fixture
+def store(open_store: Callable[[], SqlBrokerStore]) -> SqlBrokerStore:
+    """A migrated store with the platforms `small` and `gpu`."""
+    opened = open_store()
+    opened.migrate()
+    with opened.write() as tx:
+        tx.ensure_platforms(["small", "gpu"])
+    return opened
+
+
+# ------------------------------------------------------------------------- test data
+def request_parts() -> model.ExecutionRequest:
+    """The documented Docker request: an executable, compute with a volume, a data resource."""
+    body = (ROOT / "docs" / "examples" / "request-docker.yaml").read_bytes()
+    return codec.decode_request(body, Media.YAML).value
+
+
+def session_document(
+    session_id: str, phase: model.SessionPhase, *, expires: datetime | None
+) -> model.ScheduledExecutionSession:
+    """A session document using most of the wire model: components, schedule, messages, options."""
+    request = request_parts()
+    return model.ScheduledExecutionSession(
+        meta=model.ComponentMetadata(
+            uuid=UUID(session_id),
+            name="checksum-job-offer-1",
+            url=f"http://broker.example.org/broker/sessions/{session_id}",
+            created=NOW,
+            modified=NOW,
+            messages=[
+                model.message_item(
+                    "urn:voexec:offer-platform",
+                    "Offered on platform {platform} ({strategy})",
+                    time=NOW,
+                    platform="small",
+                    strategy="earliest",
+                )
+            ],
+            options=[
+                model.EnumValueOption(
+                    path="phase",
+                    values=[model.SessionPhase.ACCEPTED, model.SessionPhase.REJECTED],
+                )
+            ],
+        ),
+        phase=phase,
+        expires=expires,
+        executable=request.executable,
+        compute=request.compute,
+        data=request.data,
+        schedule=model.ScheduledExecutionSchedule(
+            available=model.LifecycleStartDurationInterval(
+                start=model.Interval(NOW + HOUR, NOW + HOUR), duration=HOUR
+            )
+        ),
+    )
+
+
+def session_id(number: int) -> str:
+    return str(UUID(int=number))
+
+
+def record(
+    number: int,
+    *,
+    offerset: str | None = None,
+    platform: str = "small",
+    phase: Phase = Phase.OFFERED,
+    expires: datetime | None = NOW + timedelta(minutes=5),
+    start: datetime = NOW + HOUR,
+    resources: Resources | None = None,
+) -> SessionRecord:
+    """A session as the service stores it, in `phase`, holding `resources` from `start`."""
+    identifier = session_id(number)
+    state = SessionState(
+        session_id=identifier,
+        phase=phase,
+        start=start,
+        end=start + HOUR,
+        preparation=timedelta(minutes=1),
+        expires=expires,
+        history=(Transition(at=NOW, event="OffersMade", source=Phase.INITIAL, target=phase),),
+    )
+    return SessionRecord(
+        id=identifier,
+        offerset_id=offerset,
+        platform=platform,
+        resources=resources or Resources(cores=2, memory=4.0),
+        state=state,
+        document=session_document(
+            identifier, model.SessionPhase(phase.value), expires=expires if offerset else None
+        ),
+    )
+
+
+def booking_of(stored: SessionRecord, kind: BookingKind = BookingKind.HOLD) -> Booking:
+    return Booking(
+        platform=stored.platform,
+        interval=Interval(stored.state.start, stored.state.end),
+        resources=stored.resources,
+        kind=kind,
+    )
+
+
+def add(
+    store: SqlBrokerStore,
+    stored: SessionRecord,
+    kind: BookingKind | None = BookingKind.HOLD,
+    *,
+    position: int = 0,
+) -> Booking | None:
+    """Store a session (and its hold or booking, unless `kind` is None) as the service does."""
+    booking = booking_of(stored, kind) if kind else None
+    with store.write() as tx:
+        tx.add_session(stored, position=position, start=stored.state.start, end=stored.state.end)
+        if booking:
+            tx.add_booking(stored.id, booking)
+    return booking
+
+
+def with_phase(stored: SessionRecord, phase: Phase) -> SessionRecord:
+    """The record after a step to `phase` (state and document both change)."""
+    state = msgspec.structs.replace(
+        stored.state,
+        phase=phase,
+        history=(
+            *stored.state.history,
+            Transition(at=NOW, event="Step", source=stored.state.phase, target=phase),
+        ),
+    )
+    document = msgspec.structs.replace(stored.document, phase=model.SessionPhase(phase.value))
+    return SessionRecord(
+        stored.id, stored.offerset_id, stored.platform, stored.resources, state, document
+    )
+
+
+def live(store: SqlBrokerStore, at: datetime, platforms: list[str] | None = None) -> list[Booking]:
+    with store.read() as tx:
+        return sorted(
+            tx.live_bookings(at, ["small", "gpu"] if platforms is None else platforms),
+            key=lambda b: (b.platform, b.interval.start),
+        )
+
+
+def race(calls: list[Callable[[], T]]) -> list[T | Exception]:
+    """Run every call in its own thread, all released at once; results (or errors) in order."""
+    barrier = threading.Barrier(len(calls))
+    results: list[T | Exception] = [RuntimeError("did not run")] * len(calls)
+
+    def run(index: int) -> None:
+        barrier.wait()
+        try:
+            results[index] = calls[index]()
+        except Exception as error:  # noqa: BLE001 - collected and judged by the test
+            results[index] = error
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads), "a caller hung"
+    return results
+
+
+# ------------------------------------------------------------------------- migrations, platforms
+def test_migrations_are_idempotent_and_use_their_own_version_table(store):
+    store.migrate()
+    tables = set(inspect(store.engine).get_table_names())
+    expected = {"broker_platform", "broker_offerset", "broker_session", "broker_booking"}
+    assert expected | {"broker_work", VERSION_TABLE} <= tables
+    with store.engine.connect() as connection:
+        assert connection.execute(text(f"SELECT count(*) FROM {VERSION_TABLE}")).scalar_one() == 1
+
+
+def test_ensure_platforms_adds_only_what_is_missing_and_the_rows_can_be_locked(store):
+    with store.write() as tx:
+        tx.ensure_platforms(["gpu", "large", "gpu"])
+        tx.ensure_platforms([])
+    with store.write() as tx:
+        tx.lock_platforms(["large", "small", "gpu", "small"])
+    with store.engine.connect() as connection:
+        names = connection.execute(text("SELECT name FROM broker_platform ORDER BY name"))
+        assert list(names.scalars()) == ["gpu", "large", "small"]
+
+
+def test_processes_starting_together_on_a_fresh_database_all_ensure_their_platforms(
+    open_store: Callable[[], SqlBrokerStore],
+):
+    """Every voexec process ensures its platform rows at start; none may fail on another's."""
+    stores = [open_store() for _ in range(RACERS)]
+    stores[0].migrate()
+    names = [f"platform-{index}" for index in range(20)]
+
+    def ensure(store: SqlBrokerStore) -> None:
+        with store.write() as tx:
+            tx.ensure_platforms(names)
+
+    results = race([lambda store=store: ensure(store) for store in stores])
+    assert [result for result in results if isinstance(result, Exception)] == []
+    with stores[0].engine.connect() as connection:
+        stored = connection.execute(text("SELECT name FROM broker_platform ORDER BY name"))
+        assert list(stored.scalars()) == sorted(names)
+
+
+@pytest.mark.postgres
+def test_a_platform_row_another_process_is_still_inserting_is_skipped_once_it_commits():
+    """The interleaving behind the race, made certain: B reads no row, then waits on A's insert.
+
+    PostgreSQL only: on SQLite the second writer cannot even begin before the first commits.
+    """
+    with fresh_postgres_database(postgres_server_url(), prefix="voexec_broker") as url:
+        first, second = SqlBrokerStore(make_engine(url)), SqlBrokerStore(make_engine(url))
+        first.migrate()
+        outcome: list[Exception | None] = []
+
+        def ensure_second() -> None:
+            try:
+                with second.write() as tx:
+                    tx.ensure_platforms(["sim"])
+                outcome.append(None)
+            except Exception as error:  # noqa: BLE001 - judged by the test
+                outcome.append(error)
+
+        try:
+            with first.write() as tx:
+                tx.ensure_platforms(["sim"])
+                waiter = threading.Thread(target=ensure_second)
+                waiter.start()
+                wait_for_a_lock_wait(first.engine, waiter)
+            waiter.join(timeout=60)
+            assert outcome == [None]
+        finally:
+            first.engine.dispose()
+            second.engine.dispose()
+
+
+def wait_for_a_lock_wait(engine: Engine, thread: threading.Thread) -> None:
+    """Return once a session of this database waits on a lock (or `thread` has ended)."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+
+    def lock_waits() -> int:
+        # A transaction of its own each time: pg_stat_activity is a snapshot per transaction.
+        with engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    deadline = time.monotonic() + 60
+    while thread.is_alive() and not lock_waits():
+        assert time.monotonic() < deadline, "the second insert never waited"
+        time.sleep(0.01)
+
+
+# ------------------------------------------------------------------------- holds and bookings
+def test_holds_and_bookings_round_trip_with_their_resources_and_intervals(store):
+    gpus = Resources(cores=8, memory=61.5, storage=100.25, gpus=(GpuShare("A100", 2),))
+    hold = add(store, record(1, platform="gpu", resources=gpus))
+    booking = add(store, record(2, phase=Phase.ACCEPTED, start=NOW + 2 * HOUR), BookingKind.BOOKING)
+    assert live(store, NOW) == [hold, booking]
+    with store.read() as tx:
+        assert tx.bookings_of("gpu") == [(session_id(1), hold)]
+        assert tx.bookings_of("small") == [(session_id(2), booking)]
+        assert tx.bookings_of("nowhere") == []
+
+
+def test_live_bookings_leave_out_ended_and_released_ones_and_other_platforms(store):
+    ending = record(1, phase=Phase.RUNNING, start=NOW - HOUR)  # ends at NOW
+    running = record(2, phase=Phase.RUNNING, start=NOW - HOUR / 2)
+    released = record(3, phase=Phase.ACCEPTED)
+    elsewhere = record(4, phase=Phase.ACCEPTED, platform="gpu")
+    for stored in (ending, running, released, elsewhere):
+        add(store, stored, BookingKind.BOOKING)
+    with store.write() as tx:
+        tx.release(released.id)
+    assert live(store, NOW - MICROSECOND, ["small"]) == [
+        booking_of(ending, BookingKind.BOOKING),
+        booking_of(running, BookingKind.BOOKING),
+    ]
+    # Slots are half-open: one that ends now no longer takes capacity.
+    assert live(store, NOW, ["small"]) == [booking_of(running, BookingKind.BOOKING)]
+    assert live(store, NOW, ["gpu"]) == [booking_of(elsewhere, BookingKind.BOOKING)]
+    assert live(store, NOW, []) == []
+
+
+def test_a_hold_counts_only_while_its_offer_is_offered_and_unexpired(store):
+    offered = record(1, expires=NOW + timedelta(minutes=5))
+    rejected = record(2, start=NOW + 3 * HOUR)
+    hold = add(store, offered)
+    add(store, rejected)
+    with store.write() as tx:
+        tx.save_session(with_phase(rejected, Phase.REJECTED))  # its hold not released yet
+    assert live(store, NOW + timedelta(minutes=5) - MICROSECOND) == [hold]
+    assert live(store, NOW + timedelta(minutes=5)) == []
+
+
+def test_convert_hold_turns_a_hold_into_a_booking_that_outlives_the_offer(store):
+    offered = record(1)
+    other = record(2, start=NOW + 2 * HOUR)
+    add(store, offered)
+    add(store, other)
+    with store.write() as tx:
+        tx.convert_hold(offered.id)
+        tx.save_session(with_phase(offered, Phase.ACCEPTED))
+    booking = booking_of(offered, BookingKind.BOOKING)
+    assert live(store, NOW + timedelta(minutes=10)) == [booking]  # the other hold expired
+    with store.read() as tx:
+        assert dict(tx.bookings_of("small")) == {
+            offered.id: booking,
+            other.id: booking_of(other, BookingKind.HOLD),
+        }
+
+
+def test_release_frees_only_that_sessions_capacity(store):
+    first, second = record(1), record(2, start=NOW + 2 * HOUR)
+    add(store, first, BookingKind.BOOKING)
+    kept = add(store, second, BookingKind.BOOKING)
+    with store.write() as tx:
+        tx.release(first.id)
+        tx.release(session_id(99))  # nothing held: nothing happens
+    with store.read() as tx:
+        assert tx.bookings_of("small") == [(second.id, kept)]
+
+
+# ------------------------------------------------------------------------- offer sets, sessions
+def offerset_document(identifier: str) -> model.OfferSetResponse:
+    """An offer set as the service stores it: its own metadata and messages, no offers."""
+    return model.OfferSetResponse(
+        meta=model.ComponentMetadata(
+            uuid=UUID(identifier),
+            url=f"http://broker.example.org/broker/offersets/{identifier}",
+            created=NOW,
+            modified=NOW,
+            messages=[
+                model.message_item(
+                    "urn:voexec:no-free-slot",
+                    "{platform}: no free slot of {cores} cores",
+                    time=NOW,
+                    level=model.MessageLevel.ERROR,
+                    platform="gpu",
+                    cores=8,
+                )
+            ],
+        ),
+        result="YES",
+    )
+
+
+def test_an_offer_set_and_its_sessions_round_trip_exactly_in_their_order(store):
+    offerset = str(UUID(int=1000))
+    document = offerset_document(offerset)
+    offers = [record(number, offerset=offerset) for number in (1, 2, 3)]
+    with store.write() as tx:
+        tx.add_offerset(offerset, NOW, document)
+    for position, offer in reversed(list(enumerate(offers))):  # stored last first
+        add(store, offer, position=position)
+    with store.read() as tx:
+        assert tx.offerset(offerset) == (document, offers)
+        assert tx.offerset(str(UUID(int=1001))) is None
+
+
+def test_a_session_round_trips_exactly_and_save_session_replaces_state_and_document(store):
+    stored = record(1, offerset=None, phase=Phase.ACCEPTED, expires=None)
+    add(store, stored, BookingKind.BOOKING)
+    with store.read() as tx:
+        assert tx.session(stored.id) == stored
+        assert tx.session(session_id(2)) is None
+    waiting = with_phase(stored, Phase.WAITING)
+    noted = msgspec.structs.replace(
+        waiting.document,
+        meta=msgspec.structs.replace(
+            waiting.document.meta,
+            modified=NOW + HOUR,
+            messages=[
+                *waiting.document.meta.messages,
+                model.message_item(
+                    "urn:voexec:phase", "{phase}: {note}", time=NOW, phase="WAITING", note="queued"
+                ),
+            ],
+            options=[],
+        ),
+    )
+    changed = SessionRecord(
+        waiting.id, None, waiting.platform, waiting.resources, waiting.state, noted
+    )
+    with store.write() as tx:
+        assert tx.session(stored.id, lock=True) == stored
+        tx.save_session(changed)
+    with store.read() as tx:
+        assert tx.session(stored.id) == changed
+        assert tx.session(stored.id).phase is Phase.WAITING
+
+
+def test_siblings_are_the_other_sessions_of_the_same_offer_set_in_order(store):
+    first_set, second_set = str(UUID(int=1000)), str(UUID(int=1001))
+    offers = [record(number, offerset=first_set) for number in (1, 2, 3)]
+    for position, offer in enumerate(offers):
+        add(store, offer, position=position)
+    stranger = record(4, offerset=second_set)
+    direct = record(5, offerset=None, phase=Phase.ACCEPTED, expires=None)
+    add(store, stranger)
+    add(store, direct, BookingKind.BOOKING)
+    with store.read() as tx:
+        assert tx.siblings(offers[1]) == [offers[0], offers[2]]
+        assert tx.siblings(stranger) == []
+        assert tx.siblings(direct) == []
+
+
+def test_expired_offers_are_the_offered_sessions_whose_expiry_has_come(store):
+    offerset = str(UUID(int=1000))
+    due = record(1, offerset=offerset, expires=NOW)
+    later = record(2, offerset=offerset, expires=NOW + MICROSECOND)
+    accepted = record(3, offerset=offerset, expires=NOW - HOUR)
+    direct = record(4, phase=Phase.ACCEPTED, expires=None)
+    for stored in (due, later, accepted, direct):
+        add(store, stored)
+    with store.write() as tx:
+        tx.save_session(with_phase(accepted, Phase.ACCEPTED))
+    with store.read() as tx:
+        assert tx.expired_offers(NOW - MICROSECOND) == []
+        assert tx.expired_offers(NOW) == [due.id]
+        assert sorted(tx.expired_offers(NOW + HOUR)) == [due.id, later.id]
+
+
+# ------------------------------------------------------------------------- the work queue
+def test_due_events_are_claimed_and_taken_in_the_order_they_fell_due(store):
+    plan = [
+        (session_id(1), NOW + 2 * MICROSECOND, StartReached()),
+        (session_id(2), NOW, WorkQueued()),
+        (session_id(1), NOW + MICROSECOND, PreparationDue()),
+        (session_id(3), NOW, OfferExpired()),  # same instant: queued order decides
+        (session_id(1), NOW + HOUR, StartReached()),  # not due yet
+    ]
+    with store.write() as tx:
+        for session, due_at, event in plan:
+            tx.enqueue(session, due_at, event)
+    with store.write() as tx:
+        claimed = tx.claim("worker-a", NOW + timedelta(minutes=1), LEASE, limit=10)
+    taken = []
+    with store.write() as tx:
+        for item_id in claimed:
+            item = tx.take(item_id, "worker-a")
+            assert item is not None
+            taken.append((item.session_id, item.due_at, item.event))
+    assert taken == [plan[1], plan[3], plan[2], plan[0]]
+    with store.read() as tx:
+        assert [(w.session_id, w.due_at, w.event) for w in tx.pending(session_id(1))] == [plan[4]]
+        assert tx.pending(session_id(2)) == []
+
+
+def test_claim_takes_at_most_limit_items_and_only_due_ones(store):
+    with store.write() as tx:
+        for minute in range(5):
+            tx.enqueue(session_id(1), NOW + timedelta(minutes=minute), WorkQueued())
+    with store.write() as tx:
+        assert tx.claim("worker-a", NOW - MICROSECOND, LEASE, limit=10) == []
+        first = tx.claim("worker-a", NOW + timedelta(minutes=3), LEASE, limit=2)
+        rest = tx.claim("worker-a", NOW + timedelta(minutes=3), LEASE, limit=10)
+    assert len(first) == 2
+    assert len(rest) == 2  # the fifth item is not due
+    with store.read() as tx:
+        due = [item.id for item in tx.pending(session_id(1))][:4]
+    assert first + rest == due
+
+
+def test_a_claimed_item_goes_to_no_other_worker_until_its_lease_expires(store):
+    with store.write() as tx:
+        tx.enqueue(session_id(1), NOW, WorkQueued())
+    with store.write() as tx:
+        (claimed,) = tx.claim("worker-a", NOW, LEASE, limit=1)
+    with store.write() as tx:
+        assert tx.claim("worker-b", NOW + LEASE - MICROSECOND, LEASE, limit=1) == []
+        assert tx.take(claimed, "worker-b") is None  # not b's to take
+        # worker-a stopped without taking it; once its lease is over, worker-b may.
+        assert tx.claim("worker-b", NOW + LEASE, LEASE, limit=1) == [claimed]
+    with store.write() as tx:
+        assert tx.take(claimed, "worker-a") is None  # a's claim is over
+        item = tx.take(claimed, "worker-b")
+    assert item is not None
+    assert (item.session_id, item.due_at, item.event) == (session_id(1), NOW, WorkQueued())
+    with store.write() as tx:
+        assert tx.take(claimed, "worker-b") is None  # taken once only
+        assert tx.claim("worker-c", NOW + HOUR, LEASE, limit=1) == []
+
+
+def test_an_unclaimed_item_cannot_be_taken(store):
+    with store.write() as tx:
+        tx.enqueue(session_id(1), NOW, WorkQueued())
+    with store.write() as tx:
+        (item,) = tx.pending(session_id(1))
+        assert tx.take(item.id, "worker-a") is None
+    with store.read() as tx:
+        assert len(tx.pending(session_id(1))) == 1
+
+
+def test_drop_work_forgets_every_pending_event_of_one_session_only(store):
+    with store.write() as tx:
+        tx.enqueue(session_id(1), NOW, WorkQueued())
+        tx.enqueue(session_id(1), NOW + HOUR, StartReached())
+        tx.enqueue(session_id(2), NOW, WorkQueued())
+    with store.write() as tx:
+        claimed = tx.claim("worker-a", NOW, LEASE, limit=1)
+        tx.drop_work(session_id(1))
+    with store.write() as tx:
+        assert tx.pending(session_id(1)) == []
+        assert [w.session_id for w in tx.pending(session_id(2))] == [session_id(2)]
+        assert tx.take(claimed[0], "worker-a") is None  # dropped although it was claimed
+        assert tx.claim("worker-a", NOW + HOUR, LEASE, limit=10) != []
+
+
+def test_workers_claiming_at_once_never_share_an_item(
+    store: SqlBrokerStore, open_store: Callable[[], SqlBrokerStore]
+):
+    items = RACERS * 3
+    with store.write() as tx:
+        for number in range(items):
+            tx.enqueue(session_id(number), NOW, WorkQueued())
+    workers = [open_store() for _ in range(RACERS)]
+
+    def claim(index: int) -> list[int]:
+        with workers[index].write() as tx:
+            return tx.claim(f"worker-{index}", NOW, LEASE, limit=4)
+
+    results = race([lambda index=index: claim(index) for index in range(RACERS)])
+    claims = [result for result in results if not isinstance(result, Exception)]
+    assert len(claims) == RACERS, results
+    claimed = [item for claim in claims for item in claim]
+    assert len(claimed) == len(set(claimed)) == items  # 8 x 4 asked for 24: each taken once
+
+
+# ------------------------------------------------------------------------- transactions
+def test_a_failed_write_leaves_nothing_behind(store):
+    class Crash(Exception):
+        pass
+
+    offer = record(1, offerset=None)
+
+    def accept_then_crash() -> None:
+        with store.write() as tx:
+            tx.add_session(offer, start=offer.state.start, end=offer.state.end)
+            tx.add_booking(offer.id, booking_of(offer))
+            tx.enqueue(offer.id, NOW, WorkQueued())
+            raise Crash
+
+    with pytest.raises(Crash):
+        accept_then_crash()
+    with store.read() as tx:
+        assert tx.session(offer.id) is None
+        assert tx.bookings_of("small") == []
+        assert tx.pending(offer.id) == []
+
+
+def test_two_stores_on_one_database_see_each_others_commits(
+    store: SqlBrokerStore, open_store: Callable[[], SqlBrokerStore]
+):
+    other = open_store()
+    other.migrate()  # a second process starting: nothing to do
+    offer = record(1)
+    hold = add(store, offer)
+    with other.read() as tx:
+        assert tx.session(offer.id) == offer
+        assert tx.live_bookings(NOW, ["small"]) == [hold]
+    with other.write() as tx:
+        tx.convert_hold(offer.id)
+        tx.save_session(with_phase(offer, Phase.ACCEPTED))
+        tx.enqueue(offer.id, NOW, WorkQueued())
+    with store.write() as tx:
+        assert tx.session(offer.id).phase is Phase.ACCEPTED
+        assert tx.live_bookings(NOW + HOUR, ["small"]) == [booking_of(offer, BookingKind.BOOKING)]
+        assert len(tx.claim("worker-a", NOW, LEASE, limit=1)) == 1

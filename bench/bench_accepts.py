@@ -8,9 +8,10 @@ straight to the service (no HTTP): `request_offers`, then `update_session(uuid,
 phase=ACCEPTED)` on one of the offers.
 
 Scenarios, each on a fresh throwaway database (created on the server, dropped afterwards,
-also when the run fails):
+also when the run fails; `bench.accepts_server`, which also samples `pg_stat_activity` while
+the clients run):
 
-- `pool`, with 1, 8 and 32 clients for a fixed time: 8 platforms of 64 cores and 256 GiB;
+- `pool`, with 1, 2, 8 and 32 clients for a fixed time: 8 platforms of 64 cores and 256 GiB;
   each request asks for a one-hour session of 2-4 cores and 8-16 GiB starting within two
   hours of a random instant 1-160 hours ahead; the client accepts one of its offers at random.
   There is room for tens of thousands of such sessions, so accepts mostly succeed.
@@ -41,9 +42,7 @@ import sys
 import textwrap
 import threading
 import time
-import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from multiprocessing.process import BaseProcess
@@ -53,8 +52,7 @@ from queue import Empty
 from threading import BrokenBarrierError
 from typing import Final
 
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
 from bench import percentile, write_sections
@@ -67,6 +65,14 @@ from bench.accepts_clients import (
     client_main,
     one_small_platform,
     pool,
+)
+from bench.accepts_server import (
+    SERVER_SETTINGS,
+    Activity,
+    ActivitySampler,
+    ServerUnavailable,
+    server_facts,
+    throwaway_database,
 )
 from bench.capacity import committed, overbooked
 from broker.platforms.simulated import SimulatedPlatform
@@ -83,13 +89,6 @@ HOW_TO_START: Final = (
 )
 MAX_ROUNDS: Final = 75
 """Rounds are two hours apart and must start within the 7-day booking horizon."""
-
-
-class ServerUnavailable(RuntimeError):
-    """No PostgreSQL server to measure: none configured, or it does not answer."""
-
-    def __init__(self, problem: str) -> None:
-        super().__init__(f"{problem}; {HOW_TO_START}")
 
 
 class CapacityViolated(RuntimeError):
@@ -110,60 +109,23 @@ def check_invariant(engine: Engine, scenario: Scenario, accepted: int) -> None:
         )
 
 
-# --------------------------------------------------------------------------- the server
-@contextmanager
-def throwaway_database(server_url: str) -> Iterator[str]:
-    """Create a uniquely named database, yield its URL, drop it afterwards (even on failure)."""
-    name = f"voexec_bench_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(server_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as connection:  # FORCE: a killed client may leave a session
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
-
-
-SERVER_SETTINGS: Final = (
-    "shared_buffers",
-    "fsync",
-    "synchronous_commit",
-    "full_page_writes",
-    "max_connections",
-)
-
-
-def server_facts(server_url: str) -> dict[str, str]:
-    """The server's version and the settings that decide commit cost, as it reports them.
-
-    Raises:
-        ServerUnavailable: the server does not answer.
-    """
-    engine = make_engine(server_url, poolclass=NullPool, connect_args={"connect_timeout": 5})
-    try:
-        with engine.connect() as connection:
-            facts = {"version": str(connection.exec_driver_sql("SHOW server_version").scalar())}
-            for name in SERVER_SETTINGS:
-                facts[name] = str(connection.exec_driver_sql(f"SHOW {name}").scalar())
-    except OperationalError as error:
-        reason = str(error.orig or error).strip().splitlines()[0]
-        raise ServerUnavailable(f"PostgreSQL at {server_url} does not answer: {reason}") from None
-    finally:
-        engine.dispose()
-    return facts
-
-
 # --------------------------------------------------------------------------- a scenario
+@dataclass(frozen=True)
+class Window:
+    """The measured window: from the clients' release to the last one's end."""
+
+    seconds: float
+    busy: float | None
+    """Share of the machine's CPUs not idle (None without /proc/stat)."""
+    activity: Activity
+    """What the database's connections were doing, sampled."""
+
+
 @dataclass(frozen=True)
 class Measured:
     """One scenario's totals; latencies in milliseconds."""
 
     scenario: Scenario
-    seconds: float
     offer_ms: list[float]
     accept_ms: list[float]
     no_capacity: int
@@ -172,8 +134,7 @@ class Measured:
     expired: int
     cpu_seconds: float
     """CPU time of the client processes (not of the server) over the window."""
-    busy: float | None
-    """Share of the machine's CPUs not idle over the window (None without /proc/stat)."""
+    window: Window
 
     @property
     def attempted(self) -> int:
@@ -183,7 +144,7 @@ class Measured:
     @property
     def per_second(self) -> float:
         """Accepts that succeeded, per second of the measured window."""
-        return self.accepted / self.seconds
+        return self.accepted / self.window.seconds
 
 
 def measure(server_url: str, scenario: Scenario, seconds: float, rounds: int) -> Measured:
@@ -202,7 +163,7 @@ def measure(server_url: str, scenario: Scenario, seconds: float, rounds: int) ->
                 ClientPlan(url, scenario, index, seconds, rounds, hour + timedelta(hours=2))
                 for index in range(scenario.clients)
             ]
-            window, busy, collected = _run_clients(plans)
+            window, collected = _run_clients(plans)
             # The cause first: the other clients then report a broken barrier.
             errors = sorted(
                 (result.error for result in collected if result.error),
@@ -216,7 +177,6 @@ def measure(server_url: str, scenario: Scenario, seconds: float, rounds: int) ->
             engine.dispose()
     return Measured(
         scenario=scenario,
-        seconds=window,
         offer_ms=[ms for result in collected for ms in result.offer_ms],
         accept_ms=[ms for result in collected for ms in result.accept_ms],
         no_capacity=sum(result.no_capacity for result in collected),
@@ -224,18 +184,14 @@ def measure(server_url: str, scenario: Scenario, seconds: float, rounds: int) ->
         conflicts=sum(result.conflicts for result in collected),
         expired=sum(result.expired for result in collected),
         cpu_seconds=sum(result.cpu_seconds for result in collected),
-        busy=busy,
+        window=window,
     )
 
 
-def _run_clients(
-    plans: Sequence[ClientPlan],
-) -> tuple[float, float | None, list[ClientResult]]:
+def _run_clients(plans: Sequence[ClientPlan]) -> tuple[Window, list[ClientResult]]:
     """Start one process per plan, release them together, and collect what they measured.
 
-    Returns the measured window (from the release to the last client's end, in seconds), the
-    share of the machine's CPUs busy meanwhile, and the results. Every process is gone when
-    this returns, also after a failure.
+    Every process is gone when this returns, also after a failure.
     """
     context = multiprocessing.get_context("spawn")
     count = len(plans)
@@ -249,9 +205,14 @@ def _run_clients(
     try:
         for process in processes:
             process.start()
+        sampler = ActivitySampler(plans[0].database_url)
         _wait_for_release(ready, step, processes)
         released, cpu_before = time.monotonic(), _cpu_times()
-        collected = _collect(results, processes, ready, step)
+        sampler.start()
+        try:
+            collected = _collect(results, processes, ready, step)
+        finally:
+            activity = sampler.stop()
         busy = _busy_since(cpu_before)
     finally:
         for process in processes:
@@ -260,7 +221,8 @@ def _run_clients(
                 process.terminate()
                 process.join()
     finished = [result.finished_at for result in collected if not result.error]
-    return (max(finished) - released if finished else 0.0), busy, collected
+    seconds = max(finished) - released if finished else 0.0
+    return Window(seconds, busy, activity), collected
 
 
 def _wait_for_release(ready: Barrier, step: Barrier, processes: Sequence[BaseProcess]) -> None:
@@ -379,7 +341,10 @@ def section(results: Sequence[Measured], facts: Mapping[str, str], load: tuple[s
         "client accepted that offer first, and as expired when its hold ran out (after 5 "
         "minutes, the default `offer_ttl`). Machine CPU busy is the share of both CPUs "
         "not idle during the run (`/proc/stat`), whoever used it; client CPU is what the "
-        "client processes used, per offer request and its accept.",
+        "client processes used, per offer request and its accept. The last two columns of the "
+        "second table are the mean number of the database's connections, sampled every 0.2 s "
+        "from `pg_stat_activity`, waiting for a lock, and idle in a transaction (a "
+        "transaction open while its client computes).",
     ]
     lines = [HEADING, "", *(part for text in paragraphs for part in (_paragraph(text), ""))]
     lines += [
@@ -387,24 +352,31 @@ def section(results: Sequence[Measured], facts: Mapping[str, str], load: tuple[s
         "| succeeded | conflict | expired | **accepts/s** | machine CPU busy | client CPU |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *(
-            f"| {r.scenario.name} | {r.scenario.clients} | {r.seconds:.1f} s "
+            f"| {r.scenario.name} | {r.scenario.clients} | {r.window.seconds:.1f} s "
             f"| {len(r.offer_ms):,} | {r.no_capacity:,} | {r.attempted:,} | {r.accepted:,} "
             f"| {r.conflicts:,} | {r.expired:,} | **{r.per_second:.1f}** "
-            f"| {_percent(r.busy)} | {r.cpu_seconds * 1000 / max(len(r.offer_ms), 1):.1f} ms |"
+            f"| {_percent(r.window.busy)} | {_cpu_per_request(r)} |"
             for r in results
         ),
         "",
-        "| scenario | clients | offer p50 | offer p99 | accept p50 | accept p99 |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| scenario | clients | offer p50 | offer p99 | accept p50 | accept p99 "
+        "| waiting for a lock | idle in transaction |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
         *(
             f"| {r.scenario.name} | {r.scenario.clients} | {_ms(r.offer_ms, 0.5)} "
-            f"| {_ms(r.offer_ms, 0.99)} | {_ms(r.accept_ms, 0.5)} | {_ms(r.accept_ms, 0.99)} |"
+            f"| {_ms(r.offer_ms, 0.99)} | {_ms(r.accept_ms, 0.5)} | {_ms(r.accept_ms, 0.99)} "
+            f"| {r.window.activity.waiting_for_lock:.1f} "
+            f"| {r.window.activity.idle_in_transaction:.1f} |"
             for r in results
         ),
         "",
     ]
     lines += [part for text in _reading(results) for part in (_paragraph(text), "")]
     return "\n".join(lines)
+
+
+def _cpu_per_request(result: Measured) -> str:
+    return f"{result.cpu_seconds * 1000 / max(len(result.offer_ms), 1):.1f} ms"
 
 
 def _percent(fraction: float | None) -> str:
@@ -425,19 +397,26 @@ def _reading(results: Sequence[Measured]) -> list[str]:
     pools = [r for r in results if r.scenario.mode == "pool"]
     if len(pools) > 1:
         first, last = pools[0], pools[-1]
+        activity = last.window.activity
         paragraphs.append(
             f"From {first.scenario.clients} to {last.scenario.clients} clients the pool's rate "
             f"goes from {first.per_second:.1f} to {last.per_second:.1f} accepts/s "
-            f"({last.per_second / first.per_second:.1f} times) while the median offer request "
-            f"goes from {_ms(first.offer_ms, 0.5)} to {_ms(last.offer_ms, 0.5)} and the median "
-            f"accept from {_ms(first.accept_ms, 0.5)} to {_ms(last.accept_ms, 0.5)}, and the "
-            f"machine's CPUs were {_percent(last.busy)} busy: with more clients than CPUs, "
-            "each call mostly waits, for a CPU or for a lock. In the "
-            "code measured, an offer request locks the rows of every platform "
-            "(`BrokerService._offers` calls `lock_platforms` with all of them) and computes "
-            "its offers while it holds them, so offer requests run one at a time across the "
-            "whole broker, whichever platforms they could use; an accept locks its session "
-            "and its one platform, and waits behind any offer request in progress."
+            f"({last.per_second / first.per_second:.1f} times), the median offer request from "
+            f"{_ms(first.offer_ms, 0.5)} to {_ms(last.offer_ms, 0.5)} and the median accept "
+            f"from {_ms(first.accept_ms, 0.5)} to {_ms(last.accept_ms, 0.5)}, while the client "
+            f"CPU per request goes from {_cpu_per_request(first)} to {_cpu_per_request(last)}: "
+            "with more clients, calls mostly wait. In the code measured, an offer request locks "
+            "the rows of every platform (`BrokerService._offers` calls `lock_platforms` with "
+            "all of them) and keeps them while its process computes the offers, so offer "
+            "requests run one at a time across the whole broker, whichever platforms they "
+            "could use; an accept locks its session and its one platform, and waits behind an "
+            "offer request in progress. With "
+            f"{last.scenario.clients} clients, on average {activity.waiting_for_lock:.1f} "
+            "connections were waiting for a lock and "
+            f"{activity.idle_in_transaction:.1f} were idle in a transaction (the lock holder's "
+            "process computing, or waiting for a CPU, while others queue behind it): with "
+            "more runnable processes than CPUs, the process holding the locks is often not "
+            "running, which is how the rate can fall as clients are added."
         )
     paragraphs.append(
         "After every scenario the database's own rows were checked (`bench/capacity.py`): at "
@@ -460,7 +439,7 @@ def postgres_url(given: str | None = None) -> str:
     """
     url = (given or os.environ.get(URL_ENV, "")).strip()
     if not url:
-        raise ServerUnavailable(f"no PostgreSQL server: {URL_ENV} is not set")
+        raise ServerUnavailable(f"no PostgreSQL server: {URL_ENV} is not set; {HOW_TO_START}")
     return url
 
 
@@ -469,9 +448,12 @@ def run(
 ) -> str:
     """Run every scenario, print the section and return it (Markdown)."""
     server = postgres_url(postgres)
-    facts = server_facts(server)
+    try:
+        facts = server_facts(server)
+    except ServerUnavailable as error:
+        raise ServerUnavailable(f"{error}; {HOW_TO_START}") from None
     before = _load()
-    scenarios = [pool(1), pool(8), pool(wide), one_small_platform(wide)]
+    scenarios = [pool(1), pool(2), pool(8), pool(wide), one_small_platform(wide)]
     results = []
     for scenario in scenarios:
         print(f"{scenario.name}, {scenario.clients} clients ...", flush=True)

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Final, Literal
 
@@ -53,6 +53,9 @@ RUNNER: Final = HERE / "session_runner.py"
 FETCH_HELPER: Final = HERE / "session_fetch.py"
 LAUNCH_TIMEOUT: Final = 30
 """Seconds the runner's launcher may take to say the step has started."""
+DEADLINE_MARGIN: Final = timedelta(seconds=30)
+"""The runner stops the work this long after the offered end by itself: voexec's own release
+comes first while it runs, the runner's deadline is for when it does not."""
 _SESSION_ID: Final = re.compile(r"^[A-Za-z0-9][\w-]*$")
 _KEPT_ENVIRONMENT: Final = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")
 _RUNTIMES: Final[tuple[Literal["apptainer", "singularity", "podman"], ...]] = (
@@ -174,7 +177,8 @@ class LocalPlatform:
                 if self._runner_alive(plan, state, step):
                     return [self._poll_report(now)]
                 return [PlatformReport(now, Failed(reason=self._vanished(layout, step)))]
-            if code == "0":
+            if code == "0" or (step == "run" and (state / "run.deadline").exists()):
+                # A program stopped at the offered end while voexec was away ran its course.
                 return [PlatformReport(now, done), self._poll_report(now)]
             return [PlatformReport(now, Failed(reason=self._failure(layout, state, step, code)))]
         raise PlatformError("nothing was started for this session on this machine")
@@ -222,7 +226,7 @@ class LocalPlatform:
             "--err",
             str(layout.log(step, "err")),
             "--deadline",
-            str(plan.end.timestamp()),
+            str((plan.end + DEADLINE_MARGIN).timestamp()),
             "--grace",
             str(self._settings.grace.total_seconds()),
             *(["--memory", str(memory)] if memory else []),
@@ -305,5 +309,7 @@ class LocalPlatform:
             else f"exited with code {code}"
         )
         error_log = layout.log(step, "err")
+        if (state / f"{step}.deadline").exists():
+            said = "did not finish before the offered end"
         tail = _read(state / f"{step}.error") or _tail(Path(error_log))
         return f"the {what} {said}" + (f": {tail}" if tail else "") + f" (log: {error_log})"

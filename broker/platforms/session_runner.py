@@ -9,9 +9,10 @@ to reap it), runs the command with its output in files, and writes the command's
 `<state>/<step>.exit` (atomically) when it ends. Everything it knows is in those files, so a
 restarted voexec still observes the step.
 
-It also enforces the session's limits while voexec is away: at `--deadline` (the offered end)
-or on SIGTERM it sends SIGTERM to its whole process group, and `--grace` seconds later SIGKILL;
-`--memory` caps the command's address space (RLIMIT_AS).
+It also enforces the session's limits while voexec is away: at `--deadline` (a little after the
+offered end) or on SIGTERM it sends SIGTERM to its whole process group, and `--grace` seconds
+later SIGKILL, leaving `<state>/<step>.deadline` when the deadline did it; `--memory` caps the
+command's address space (RLIMIT_AS).
 """
 
 from __future__ import annotations
@@ -105,6 +106,8 @@ def _run(options: argparse.Namespace) -> int:
             code = child.wait(timeout=WAIT_STEP)
         except subprocess.TimeoutExpired:
             if options.deadline is not None and time.time() >= options.deadline:
+                if stopper.since is None:
+                    (options.state / f"{options.step}.deadline").write_text("reached\n")
                 stopper.terminate()
             if stopper.overdue():
                 _write_atomically(options.state / f"{options.step}.exit", f"{-signal.SIGKILL}\n")

@@ -349,3 +349,15 @@ def test_errors_echo_the_request_only_when_its_arguments_were_legal(repository):
     )
     assert error_code(missing) == "idDoesNotExist"
     assert missing.find(f"{NS}request").get("verb") == "GetRecord"
+
+
+@pytest.mark.parametrize("page_size", [1, 2, 3, 4, 7, 100])
+@pytest.mark.parametrize("entries", [0, 1, 5])
+def test_every_page_size_lists_every_record_once(store, clock, page_size, entries):
+    repository = OaiRepository(store, IDENTITY, clock, page_size=page_size)
+    for number in range(entries):  # two entries share each second: ties broken by id
+        store.put(f"tool{number}-0000000000", T0 + timedelta(seconds=number // 2))
+    headers, pages = harvest(repository, metadataPrefix="ivo_vor")
+    sent = identifiers(headers)
+    assert len(sent) == len(set(sent)) == 3 + entries
+    assert pages == max(1, -(-(3 + entries) // page_size))

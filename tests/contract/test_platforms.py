@@ -304,7 +304,7 @@ def test_a_request_the_platform_cannot_run_is_answered_no_with_a_reason(harness_
     assert offers.result == "NO"
     texts = [m.message or "" for m in offers.meta.messages]  # type: ignore[union-attr]
     expected = {
-        "simulated": "does not run Docker containers",
+        "simulated": "does not run docker containers",
         "local": "runs no containers: containers are turned off",
         "slurm": "runs no containers: no container runtime is configured for this cluster",
     }[harness.adapter]

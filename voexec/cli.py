@@ -11,6 +11,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+import msgspec
+
 from core.errors import ConfigError, DomainError
 from core.settings import load_settings
 
@@ -27,6 +29,11 @@ def _serve(args: argparse.Namespace) -> int:
         settings = with_demo(settings)
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
+    # The settings say where voexec listens: the registry names its base URL from them when
+    # `server.public_url` is not set, so they must match the command line.
+    settings = msgspec.structs.replace(
+        settings, server=msgspec.structs.replace(settings.server, host=host, port=port)
+    )
     logging.basicConfig(level=settings.log_level)
     app = create_app(settings)
     print(f"voexec serving on http://{host}:{port}", flush=True)

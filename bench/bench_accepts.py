@@ -413,7 +413,7 @@ def _reading(results: Sequence[Measured]) -> list[str]:
             "its session and its one platform, and waits behind an offer request in progress. "
             f"The samples agree: with {last.scenario.clients} clients, on average "
             f"{activity.waiting_for_lock:.1f} connections were waiting for a lock and "
-            f"{activity.idle_in_transaction:.1f} was idle in a transaction, that is, holding "
+            f"{activity.idle_in_transaction:.1f} were idle in a transaction, that is, holding "
             "the locks while its client computed (or waited for a CPU). The broker's rate is "
             "then about one offer computation at a time, whatever the number of clients or "
             "CPUs. Computing the offers before taking the locks (and checking them again "

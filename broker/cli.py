@@ -12,15 +12,21 @@ Speaks HTTP with httpx and reads every answer with `broker.codec`, so it works w
 and with others that follow the IVOA schema (their older dialects included). Exit status: 0 on
 success (YES for `request`), 1 on NO or an error answer, 2 on a usage error.
 
+Writes (`request`, `accept`, `reject`, `cancel`) send the bearer token in the environment
+variable `VOEXEC_BROKER_TOKEN`, when it is set, for brokers configured with `write_tokens`; reads
+send none. The token is taken from the environment only, never from an option, so that it stays
+out of shell histories and process lists.
+
 Imports httpx, `core` and the `broker` wire modules; never the service.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, TextIO, TypeVar
@@ -43,9 +49,11 @@ from broker.model import (
 )
 from core.errors import Invalid, Unavailable
 
-__all__ = ["DEFAULT_BROKER", "offer_table", "register"]
+__all__ = ["DEFAULT_BROKER", "TOKEN_ENV", "offer_table", "register"]
 
 DEFAULT_BROKER: Final = "http://127.0.0.1:8000"
+TOKEN_ENV: Final = "VOEXEC_BROKER_TOKEN"  # noqa: S105 - the variable's name, not a token
+"""The environment variable holding the bearer token sent with every write."""
 MAX_ANSWER_BYTES: Final = 64 * 1024 * 1024
 PLATFORM_MESSAGE: Final = "urn:voexec:offer-platform"
 
@@ -107,7 +115,7 @@ def request_command(args: argparse.Namespace, client: httpx.Client, out: TextIO)
             "POST",
             url,
             content=body,
-            headers={"Content-Type": media.value, "Accept": Media.JSON.value},
+            headers={"Content-Type": media.value, "Accept": Media.JSON.value, **_write_auth()},
         )
     offerset = _read(answer, OfferSetResponse)
     if args.json:
@@ -131,7 +139,7 @@ def update_command(url: str, phase: SessionPhase, client: httpx.Client, out: Tex
             "POST",
             url,
             content=codec.encode(update, Media.JSON),
-            headers={"Content-Type": Media.JSON.value, "Accept": Media.JSON.value},
+            headers={"Content-Type": Media.JSON.value, "Accept": Media.JSON.value, **_write_auth()},
         )
     session = _read_session(answer)
     out.write(f"{url}: {session.phase}\n")
@@ -229,6 +237,19 @@ def _print_messages(
 
 
 # ------------------------------------------------------------------------- HTTP
+def _write_auth(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The `Authorization` header of a write: the token in `VOEXEC_BROKER_TOKEN`, if set."""
+    token = environ.get(TOKEN_ENV, "").strip()
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+_AUTH_HINTS: Final = {
+    401: f"Set {TOKEN_ENV} to one of the broker's write tokens.",
+    403: f"The token in {TOKEN_ENV} is not one of the broker's write tokens.",
+}
+"""What to do about a refused write, added to the broker's own reason."""
+
+
 def _send(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
     try:
         return client.request(method, url, follow_redirects=False, **kwargs)
@@ -258,9 +279,10 @@ def _read(answer: httpx.Response, target: type[T]) -> T:
 
 def _error_text(answer: httpx.Response, media: Media) -> str:
     status = f"HTTP {answer.status_code}"
+    hint = f". {_AUTH_HINTS[answer.status_code]}" if answer.status_code in _AUTH_HINTS else ""
     try:
         error = codec.decode_document(answer.content, media, ErrorResponse).value
     except Invalid:
-        return f"{status}: {answer.text[:500]}"
+        return f"{status}: {answer.text[:500]}{hint}"
     reasons = [m.message or m.template or "" for m in error.meta.messages]
-    return f"{status} {error.title}: " + "; ".join(reasons)
+    return f"{status} {error.title}: " + "; ".join(reasons) + hint

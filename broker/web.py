@@ -6,12 +6,18 @@
 - `POST /broker/sessions/{uuid}`: one update (accept, reject, cancel), the updated session;
 - `POST /broker/direct`: 303 to the new session, or 400 with a FAILED session saying why.
 
+Writes (every method but GET, HEAD and OPTIONS) need one of `broker.write_tokens` as a bearer
+token when any is configured: none sent answers 401 with `WWW-Authenticate: Bearer`, one that
+is not configured answers 403 (`core.auth`). The check is a router guard, so it runs before the
+body is read and covers every write route, present and future. Reads stay open; without
+configured tokens (local use) writes are open too.
+
 Handlers take the raw body and decode it with `broker.codec`, so JSON, YAML and the older
 dialects all work and every error names its JSON path. Every answer, errors included, is a
 broker document in the negotiated media type: problems with the input are an `ErrorResponse`
 whose `meta.messages` name the path and the reason (400, 404, 409, 413, 415), never a framework
-page or a stack trace. All HTTP concerns live here: the service never sees a request, and the
-codec never sees a header.
+page or a stack trace (401 and 403 included). All HTTP concerns live here: the service never
+sees a request, and the codec never sees a header.
 
 Imports Litestar, `core` and the `broker` modules.
 """
@@ -19,17 +25,19 @@ Imports Litestar, `core` and the `broker` modules.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 from uuid import UUID
 
 from litestar import HttpMethod, Litestar, Request, Response, Router, get, post
+from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException
-from litestar.handlers import HTTPRouteHandler
+from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
 from litestar.params import FromPath, RawBody
+from litestar.types import Guard
 
 from broker import codec
 from broker.codec import BodyTooLarge, Media, UnsupportedMediaType
@@ -43,12 +51,18 @@ from broker.model import (
 )
 from broker.service import BrokerService, DirectExecutionFailed, IllegalUpdate
 from broker.web_openapi import document_openapi
-from core.errors import DomainError, Invalid, NotFound
+from core.auth import BEARER_CHALLENGE, require_bearer
+from core.errors import DomainError, Forbidden, Invalid, NotFound, Unauthorized, Unavailable
 from core.settings import ServerSettings
 
-__all__ = ["BROKER_PATH", "BrokerHttp", "broker_router"]
+__all__ = ["BROKER_PATH", "BrokerHttp", "broker_router", "write_guard"]
 
 BROKER_PATH: Final = "/broker"
+READ_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+"""Methods that change nothing; every other method on `/broker` is a write."""
+GUARDED_WRITES: Final = "broker_guarded_writes"
+"""The router's `opt` key saying whether writes need a bearer token (read when documenting)."""
+WRITE_PERMISSION: Final = "change offers and sessions on this broker"
 _log = logging.getLogger(__name__)
 
 
@@ -96,12 +110,13 @@ def _error(
     status: int,
     title: str,
     messages: list[MessageItem],
+    headers: Mapping[str, str] | None = None,
     **meta: Any,
 ) -> Response[bytes]:
     body = ErrorResponse(
         status=status, title=title, meta=ComponentMetadata(messages=messages, **meta)
     )
-    return _answer(request, body, status)
+    return _answer(request, body, status, headers)
 
 
 def _now() -> datetime:
@@ -125,6 +140,22 @@ def _problem_messages(error: Invalid) -> list[MessageItem]:
         )
         for problem in problems
     ]
+
+
+_STATUS_OF: Final[tuple[tuple[type[DomainError], int, str, str], ...]] = (
+    (NotFound, 404, "Not Found", "urn:voexec:not-found"),
+    (Unauthorized, 401, "Unauthorized", "urn:voexec:unauthorized"),
+    (Forbidden, 403, "Forbidden", "urn:voexec:forbidden"),
+    (Unavailable, 503, "Service Unavailable", "urn:voexec:unavailable"),
+)
+"""The broker's answers to the other domain errors; anything else is a conflict (409)."""
+
+
+def _status_of(error: DomainError) -> tuple[int, str, str]:
+    for cls, status, title, kind in _STATUS_OF:
+        if isinstance(error, cls):
+            return status, title, kind
+    return 409, "Conflict", "urn:voexec:conflict"
 
 
 def _on_invalid(request: Request[Any, Any, Any], error: Invalid) -> Response[bytes]:
@@ -153,15 +184,13 @@ def _on_domain_error(request: Request[Any, Any, Any], error: DomainError) -> Res
         )
         options = [EnumValueOption(path="phase", values=list(error.allowed))] if allowed else []
         return _error(request, 409, "Conflict", [message], options=options)
-    status, title = (404, "Not Found") if isinstance(error, NotFound) else (409, "Conflict")
+    status, title, kind = _status_of(error)
     reason = message_item(
-        "urn:voexec:not-found" if status == 404 else "urn:voexec:conflict",
-        "{reason}",
-        time=_now(),
-        level=MessageLevel.ERROR,
-        reason=error.message,
+        kind, "{reason}", time=_now(), level=MessageLevel.ERROR, reason=error.message
     )
-    return _error(request, status, title, [reason])
+    # A 401 says how to authenticate (RFC 9110 §11.6.1): with a bearer token.
+    challenge = {"WWW-Authenticate": BEARER_CHALLENGE} if status == 401 else None
+    return _error(request, status, title, [reason], challenge)
 
 
 def _on_http_error(request: Request[Any, Any, Any], error: HTTPException) -> Response[bytes]:
@@ -227,7 +256,16 @@ class _DocumentingRouteHandler(HTTPRouteHandler):
 
 def _document_app(app: Litestar) -> None:
     if app.openapi_config is not None:
-        document_openapi(app.openapi_schema)
+        document_openapi(app.openapi_schema, writes_need_token=_writes_need_token(app))
+
+
+def _writes_need_token(app: Litestar) -> bool:
+    return any(
+        handler.opt.get(GUARDED_WRITES, False)
+        for route in app.routes
+        if route.path.startswith(BROKER_PATH + "/")
+        for handler in getattr(route, "route_handlers", ())
+    )
 
 
 @_DocumentingRouteHandler(
@@ -302,8 +340,30 @@ def direct(
     return _answer(request, session, 303, {"Location": location})
 
 
-def broker_router(server: ServerSettings) -> Router:
-    """The `/broker` router; the `BrokerService` comes from the app as dependency `broker`."""
+def write_guard(write_tokens: Sequence[str]) -> Guard:
+    """A guard letting writes through only with one of `write_tokens` (all, when none is set).
+
+    Raises (from the guard):
+        Unauthorized: a write without a bearer token.
+        Forbidden: a write with a token that is not one of `write_tokens`.
+    """
+    tokens = tuple(write_tokens)
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        if tokens and connection.scope.get("method", "GET") not in READ_METHODS:
+            require_bearer(connection.headers.get("authorization"), tokens, to=WRITE_PERMISSION)
+
+    return guard
+
+
+def broker_router(server: ServerSettings, *, write_tokens: Sequence[str] = ()) -> Router:
+    """The `/broker` router; the `BrokerService` comes from the app as dependency `broker`.
+
+    Args:
+        server: the public URL and the body limit.
+        write_tokens: bearer tokens allowed to write (`broker.write_tokens`); empty leaves
+            writes open (local use).
+    """
     http = BrokerHttp(public_url=server.public_url, max_body_bytes=server.max_body_bytes)
     return Router(
         path=BROKER_PATH,
@@ -316,6 +376,8 @@ def broker_router(server: ServerSettings) -> Router:
             direct,
         ],
         dependencies={"http": Provide(lambda: http, use_cache=True, sync_to_thread=False)},
+        guards=[write_guard(write_tokens)],
+        opt={GUARDED_WRITES: bool(write_tokens)},
         exception_handlers={
             DomainError: _on_domain_error,
             HTTPException: _on_http_error,

@@ -4,7 +4,9 @@ The broker's handlers read raw bodies (to accept YAML, JSON and the older dialec
 Litestar cannot infer their schemas. `document_openapi()` adds them once the app has started:
 the JSON Schemas of every wire document, generated from the Structs by msgspec (so constraints,
 descriptions and each tagged union's `discriminator` mapping come from the types), and each
-`/broker` operation's request body, responses and `Location` header.
+`/broker` operation's request body, responses and `Location` header. When the broker takes
+write tokens, its writes also name the bearer scheme and their 401 and 403 answers, so that
+the document describes the broker as it is configured.
 
 Imports msgspec, Litestar's OpenAPI spec classes and the `broker.model*` modules.
 """
@@ -26,6 +28,7 @@ from litestar.openapi.spec import (
     Reference,
     RequestBody,
     Schema,
+    SecurityScheme,
 )
 
 from broker.isotime import Duration, Interval
@@ -41,10 +44,23 @@ from broker.model import (
 )
 from broker.model_kinds import tags_of
 
-__all__ = ["add_missing_discriminators", "document_openapi", "wire_schemas"]
+__all__ = [
+    "WRITE_SECURITY_SCHEME",
+    "add_missing_discriminators",
+    "document_openapi",
+    "wire_schemas",
+]
 
 _MEDIA: Final = ("application/json", "application/yaml")
 _REF: Final = "#/components/schemas/{name}"
+WRITE_SECURITY_SCHEME: Final = "brokerBearer"
+"""The security scheme of the broker's writes, in `components.securitySchemes`."""
+_WRITE_SECURITY: Final = SecurityScheme(
+    type="http",
+    scheme="bearer",
+    description="One of the broker's `write_tokens`, as `Authorization: Bearer <token>`; "
+    "needed by every write (POST). Reads need none.",
+)
 
 
 def _schema_hook(type_: type) -> dict[str, Any]:
@@ -150,6 +166,15 @@ _ERRORS: Final = {
     "the allowed updates, `meta.options` lists them.",
     "413": "The body is larger than the server accepts.",
     "415": "The body's Content-Type is neither JSON nor YAML.",
+    "401": "No bearer token was sent, and this broker's writes need one.",
+    "403": "The bearer token is not one this broker accepts for writes.",
+}
+_CHALLENGE: Final[dict[str, OpenAPIHeader | Reference]] = {
+    "WWW-Authenticate": OpenAPIHeader(
+        schema=Schema(type=OpenAPIType.STRING),
+        required=True,
+        description="`Bearer`: the route takes a bearer token.",
+    )
 }
 
 
@@ -166,7 +191,12 @@ def _responses(
     }
     for status in errors:
         answers.setdefault(
-            status, OpenAPIResponse(description=_ERRORS[status], content=_content("ErrorResponse"))
+            status,
+            OpenAPIResponse(
+                description=_ERRORS[status],
+                content=_content("ErrorResponse"),
+                headers=_CHALLENGE if status == "401" else None,
+            ),
         )
     return answers
 
@@ -217,18 +247,28 @@ def _operations() -> dict[tuple[str, str], tuple[str | None, dict[str, OpenAPIRe
     }
 
 
-def document_openapi(openapi: OpenAPI) -> None:
+def document_openapi(openapi: OpenAPI, *, writes_need_token: bool = False) -> None:
     """Describe the broker's bodies and answers in the app's OpenAPI document (idempotent).
 
     Adds `wire_schemas()` to the components and sets each `/broker` operation's request body,
     responses and `uuid` parameter format. Litestar cannot infer these because the handlers
     read raw bodies to accept YAML, JSON and the older dialects.
+
+    Args:
+        openapi: the app's document, changed in place.
+        writes_need_token: the broker has write tokens: every write (POST) then names the
+            `WRITE_SECURITY_SCHEME` bearer scheme and answers 401 and 403.
     """
     components = openapi.components
     schemas = components.schemas if components.schemas is not None else {}
     # Raw JSON Schema dicts are rendered as they are by Litestar's OpenAPI serialiser.
     schemas.update(cast("dict[str, Schema]", wire_schemas()))
     components.schemas = schemas
+    if writes_need_token:
+        components.security_schemes = {
+            **(components.security_schemes or {}),
+            WRITE_SECURITY_SCHEME: _WRITE_SECURITY,
+        }
     for (path, method), (body, responses) in _operations().items():
         item = (openapi.paths or {}).get(path)
         operation = getattr(item, method, None) if item is not None else None
@@ -237,6 +277,9 @@ def document_openapi(openapi: OpenAPI) -> None:
         if body is not None:
             operation.request_body = RequestBody(content=_content(body), required=True)
         operation.responses = responses
+        if writes_need_token and method == "post":
+            operation.responses = {**responses, **_responses({}, "401", "403")}
+            operation.security = [{WRITE_SECURITY_SCHEME: []}]
         for parameter in operation.parameters or []:
             if getattr(parameter, "name", None) == "uuid":
                 parameter.schema = Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.UUID)

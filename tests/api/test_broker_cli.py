@@ -1,7 +1,8 @@
 """The `voexec request|accept|reject|cancel|session` client against the real app over HTTP.
 
 The app runs under uvicorn on a free loopback port in a thread; the commands go through
-`voexec.cli.main`, exactly as from a shell.
+`voexec.cli.main`, exactly as from a shell. Writes send the token in `VOEXEC_BROKER_TOKEN` to a
+broker configured with write tokens.
 """
 
 import json
@@ -17,10 +18,13 @@ from typing import Any
 import pytest
 import uvicorn
 
+from broker.cli import TOKEN_ENV
 from core.settings import settings_from_mapping
+from tests.api.test_broker_auth import app_for
 from tests.api.test_broker_requests import EXAMPLES, PLATFORMS
-from voexec.app import create_app
 from voexec.cli import main
+
+TOKEN = "cli-s3cret"
 
 
 @contextmanager
@@ -33,7 +37,7 @@ def serving(tmp_path: Path, **broker: Any) -> Iterator[str]:
             "broker": {"platforms": PLATFORMS, **broker},
         }
     )
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app_for(settings), log_level="warning"))
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
         listener.bind(("127.0.0.1", 0))
         thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
@@ -53,6 +57,19 @@ def serving(tmp_path: Path, **broker: Any) -> Iterator[str]:
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with serving(tmp_path_factory.mktemp("cli")) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def guarded_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A broker whose writes need the bearer token `TOKEN`."""
+    with serving(tmp_path_factory.mktemp("cli-token"), write_tokens=[TOKEN]) as url:
+        yield url
+
+
+@pytest.fixture(autouse=True)
+def no_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests start without a token, whatever the shell running them has set."""
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -128,7 +145,9 @@ def test_accept_then_cancel_and_watch_a_finished_session(broker, capsys):
     assert run(capsys, "accept", url)[:2] == (0, f"{url}: ACCEPTED\n")
     status, out, _ = run(capsys, "session", url)
     assert status == 0
-    assert "phase     ACCEPTED" in out
+    # The work queue runs in real time: by now the session may be on its way to the start,
+    # which is at least the platform's preparation time (a minute) away.
+    assert re.search(r"^phase     (ACCEPTED|WAITING|PREPARING|AVAILABLE)$", out, re.MULTILINE), out
     assert re.search(r"^platform  (small|gpu)$", out, re.MULTILINE), out
     assert run(capsys, "cancel", url)[:2] == (0, f"{url}: CANCELLED\n")
     status, out, _ = run(capsys, "session", url, "--watch")  # terminal: returns at once
@@ -179,3 +198,43 @@ def test_watch_follows_a_session_until_it_ends(capsys, tmp_path):
         assert lines[-1].split()[0].endswith("Z")
     else:
         assert "phase     EXPIRED" in lines
+
+
+def test_writes_send_the_token_from_the_environment(guarded_broker, capsys, monkeypatch):
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    status, out, _ = run(
+        capsys, "request", str(EXAMPLES / "request-docker.yaml"), "--broker", guarded_broker
+    )
+    assert status == 0
+    url = offer_urls(out)[0]
+    assert run(capsys, "accept", url)[:2] == (0, f"{url}: ACCEPTED\n")
+    monkeypatch.delenv(TOKEN_ENV)
+    status, out, _ = run(capsys, "session", url)  # reads need no token
+    assert status == 0
+    assert re.search(r"^phase     (ACCEPTED|WAITING|PREPARING|AVAILABLE)$", out, re.MULTILINE), out
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    assert run(capsys, "cancel", url)[:2] == (0, f"{url}: CANCELLED\n")
+
+
+def test_a_write_without_the_token_fails_saying_how_to_give_one(guarded_broker, capsys):
+    request = str(EXAMPLES / "request-docker.yaml")
+    status, out, err = run(capsys, "request", request, "--broker", guarded_broker)
+    assert (status, out) == (1, "")
+    assert "HTTP 401 Unauthorized: a bearer token is needed" in err
+    assert f"(Authorization: Bearer <token>). Set {TOKEN_ENV} to one of the broker's" in err
+
+
+def test_a_wrong_token_fails_naming_the_variable(guarded_broker, capsys, monkeypatch):
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    _, out, _ = run(
+        capsys, "request", str(EXAMPLES / "request-docker.yaml"), "--broker", guarded_broker
+    )
+    url = offer_urls(out)[0]
+    monkeypatch.setenv(TOKEN_ENV, "not-" + TOKEN)
+    status, _, err = run(capsys, "reject", url)
+    assert status == 1
+    assert "HTTP 403 Forbidden: this bearer token may not" in err
+    assert f". The token in {TOKEN_ENV} is not one of the broker's write tokens." in err
+    monkeypatch.delenv(TOKEN_ENV)
+    status, out, _ = run(capsys, "session", url)
+    assert (status, "phase     OFFERED" in out) == (0, True)  # the refused reject changed nothing

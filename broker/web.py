@@ -63,6 +63,7 @@ READ_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 GUARDED_WRITES: Final = "broker_guarded_writes"
 """The router's `opt` key saying whether writes need a bearer token (read when documenting)."""
 WRITE_PERMISSION: Final = "change offers and sessions on this broker"
+"""What a write token allows, as the 401 and 403 messages say it."""
 _log = logging.getLogger(__name__)
 
 

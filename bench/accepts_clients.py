@@ -131,7 +131,9 @@ class ClientResult:
     error: str | None = None
 
 
-def execution_request(scenario: Scenario, start: datetime, window: timedelta) -> Any:
+def execution_request(
+    scenario: Scenario, start: datetime, window: timedelta
+) -> model.ExecutionRequest:
     """A one-hour docker-container request of the scenario's size, starting in the window."""
 
     def instant(moment: datetime) -> str:
@@ -176,7 +178,7 @@ class _Client:
         )
         self.result = result
 
-    def offer(self, request: Any) -> list[UUID]:
+    def offer(self, request: model.ExecutionRequest) -> list[UUID]:
         """Ask for offers (timed); the UUIDs offered, none after a NO for capacity."""
         began = time.perf_counter()
         answer = self.broker.request_offers(request, BASE_URL)
@@ -227,7 +229,10 @@ def _pool_loop(client: _Client, plan: ClientPlan) -> None:
 
 
 def _rounds_loop(client: _Client, plan: ClientPlan, step: Barrier, slots: Any) -> None:
-    """Every round: all ask for the same range, publish their offer, all accept one of them."""
+    """Every round: all ask for the same range, publish their offer, all accept one of them.
+
+    `slots` is a shared `multiprocessing.Array("c")` with one 36-byte UUID slot per client.
+    """
     for number in range(plan.rounds):
         start = plan.first_round + number * ROUND_SPACING
         offered = client.offer(execution_request(plan.scenario, start, ROUND_WINDOW))

@@ -16,7 +16,6 @@ problem details by `voexec/problems.py`; nothing here answers 500 for bad input.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Sequence
 from typing import Annotated, Any, Final
 
@@ -39,7 +38,8 @@ from catalogue.model import (
 )
 from catalogue.ports import SortOrder
 from catalogue.service import CatalogueService
-from core.errors import Forbidden, Invalid, Problem, Unauthorized
+from core.auth import require_bearer
+from core.errors import Invalid, Problem
 
 API_SOURCE: Final = "api"
 """Provenance source of documents published by hand (the API and `voexec publish`)."""
@@ -47,23 +47,6 @@ API_SOURCE: Final = "api"
 Catalogue = NamedDependency[CatalogueService]
 """The service, injected as the dependency `catalogue` (see voexec/wire_catalogue.py)."""
 Values = Annotated[list[str] | None, QueryParameter(description="Repeat to select several (OR).")]
-
-
-def _bearer(request: Request[Any, Any, Any]) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
-def _authorise(request: Request[Any, Any, Any], tokens: Sequence[str]) -> None:
-    token = _bearer(request)
-    if token is None:
-        raise Unauthorized("publishing needs a bearer token (Authorization: Bearer <token>)")
-    # Compare against every token in constant time, so timing says nothing about which matched.
-    matched = False
-    for allowed in tokens:
-        matched |= hmac.compare_digest(token.encode(), allowed.encode())
-    if not matched:
-        raise Forbidden("this token may not publish to the catalogue")
 
 
 async def _document(request: Request[Any, Any, Any]) -> Any:
@@ -91,9 +74,26 @@ def _base_url(request: Request[Any, Any, Any], public_url: str | None) -> str:
     return (public_url or str(request.base_url)).rstrip("/")
 
 
-def catalogue_router(*, publish_tokens: Sequence[str], public_url: str | None = None) -> Router:
-    """The `/catalogue` routes; writes need one of `publish_tokens` as a bearer token."""
+def catalogue_router(
+    *,
+    publish_tokens: Sequence[str],
+    offer_tokens: Sequence[str] = (),
+    public_url: str | None = None,
+) -> Router:
+    """The `/catalogue` routes.
+
+    Args:
+        publish_tokens: Bearer tokens that may publish and withdraw (none: nobody may).
+        offer_tokens: Bearer tokens that may ask for offers, which hold platform capacity: the
+            broker's `write_tokens`, so the hand-off is guarded like the broker's own routes
+            (none: anybody may, as on the broker).
+        public_url: The server's public base URL, for the offer set's `location`.
+    """
     tokens = tuple(publish_tokens)
+    broker_tokens = tuple(offer_tokens)
+
+    def authorise(request: Request[Any, Any, Any], allowed: Sequence[str], to: str) -> None:
+        require_bearer(request.headers.get("authorization"), allowed, to=to)
 
     @post("/executables", status_code=HTTP_201_CREATED)
     async def publish(
@@ -104,7 +104,7 @@ def catalogue_router(*, publish_tokens: Sequence[str], public_url: str | None = 
         201 when an entry was created or changed, 200 when everything was unchanged, 400 with
         every problem by field when the document is wrong (nothing is stored then).
         """
-        _authorise(request, tokens)
+        authorise(request, tokens, "publish to the catalogue")
         document = await _document(request)
         if document is None:
             raise Invalid("empty body", [Problem(documents.DOCUMENT, "is empty")])
@@ -123,7 +123,7 @@ def catalogue_router(*, publish_tokens: Sequence[str], public_url: str | None = 
         request: Request[Any, Any, Any], catalogue: Catalogue, entry_id: FromPath[str]
     ) -> Entry:
         """Withdraw an entry: readable, marked withdrawn, gone from search."""
-        _authorise(request, tokens)
+        authorise(request, tokens, "publish to the catalogue")
         return await sync_to_thread(catalogue.withdraw, entry_id)
 
     @get("/executables/{entry_id:str}", sync_to_thread=True)
@@ -181,7 +181,10 @@ def catalogue_router(*, publish_tokens: Sequence[str], public_url: str | None = 
 
         The optional body (JSON or YAML) overrides the schedule (`start`, `duration`), the
         resources (`cores`, `memory`, `gpus`), the `version` and adds `data` locations.
+        With broker write tokens configured, one of them is needed as a bearer token.
         """
+        if broker_tokens:
+            authorise(request, broker_tokens, "ask the broker for offers")
         overrides = _overrides(await _document(request))
         answer = await sync_to_thread(
             catalogue.hand_off, entry_id, overrides, _base_url(request, public_url)

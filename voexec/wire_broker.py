@@ -42,7 +42,9 @@ def build(services: Services) -> None:
     }
     broker = BrokerService(settings.broker, services.clock, store, platforms)
     services.provide("broker", broker)
-    services.route_handlers.append(broker_router(settings.server))
+    services.route_handlers.append(
+        broker_router(settings.server, write_tokens=settings.broker.write_tokens)
+    )
     if not isinstance(services.clock, ManualClock):
         runner = WorkQueueRunner(broker, settings.broker.tick)
         services.on_startup.append(runner.start)

@@ -190,6 +190,7 @@ def build(services: Services) -> None:
     services.route_handlers.append(
         catalogue_router(
             publish_tokens=settings.catalogue.publish_tokens,
+            offer_tokens=settings.broker.write_tokens,
             public_url=settings.server.public_url,
         )
     )

@@ -15,18 +15,17 @@ from typing import Any
 
 import pytest
 import yaml
-from litestar import Litestar, Router
+from litestar import Litestar
 from litestar.testing import TestClient
 from sqlalchemy import text
 
 from broker import codec, model
 from broker.codec import Media
-from broker.web import BROKER_PATH, broker_router
 from core.clock import ManualClock
 from core.settings import Settings, settings_from_mapping
 from tests.api.test_broker_requests import NOW, PLATFORMS, docker, offerset_of
 from voexec.app import create_app
-from voexec.wiring import Services, build_services
+from voexec.wiring import build_services
 
 TOKENS = ["s3cret-alpha", "s3cret-beta"]
 ACCEPT = {"kind": "uri:enum-value-update", "path": "phase", "value": "ACCEPTED"}
@@ -43,25 +42,9 @@ def broker_settings(tmp_path: Path, tokens: list[str]) -> Settings:
     )
 
 
-def with_write_tokens(services: Services) -> Services:
-    """Mount `/broker` with the configured write tokens, as `voexec/wire_broker.py` should.
-
-    The wiring still mounts `broker_router(settings.server)` without them (see the xfail test
-    below); until it passes `write_tokens=settings.broker.write_tokens`, tests mount it so.
-    """
-    settings = services.settings
-    services.route_handlers = [
-        broker_router(settings.server, write_tokens=settings.broker.write_tokens)
-        if isinstance(handler, Router) and handler.path == BROKER_PATH
-        else handler
-        for handler in services.route_handlers
-    ]
-    return services
-
-
 def app_for(settings: Settings, clock: ManualClock | None = None) -> Litestar:
-    """The real app for `settings`, its broker taking the configured write tokens."""
-    return create_app(settings, with_write_tokens(build_services(settings, clock=clock)))
+    """The real app for `settings`, as `voexec serve` builds it."""
+    return create_app(settings, build_services(settings, clock=clock))
 
 
 @pytest.fixture
@@ -233,11 +216,6 @@ def test_without_configured_tokens_anyone_may_write(tmp_path):
         assert request_offers(client, **bearer("anything")).status_code == 303
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="voexec/wire_broker.py does not pass write_tokens=settings.broker.write_tokens "
-    "to broker_router yet; once it does, remove this marker and with_write_tokens()",
-)
 def test_the_app_built_from_the_settings_alone_takes_the_write_tokens(tmp_path):
     settings = broker_settings(tmp_path, TOKENS)
     with TestClient(create_app(settings, build_services(settings))) as client:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 import yaml
 from litestar.testing import TestClient
@@ -196,3 +197,25 @@ def test_cli_publish_check_lists_problems_with_lines(config, tmp_path, capsys):
     assert capsys.readouterr().out.startswith("new")
     assert main(["reindex", "--config", str(config)]) == 0
     assert "search index rebuilt" in capsys.readouterr().out
+
+
+def test_with_broker_write_tokens_the_hand_off_needs_one(tmp_path):
+    """Offers hold platform capacity, so the hand-off is guarded like the broker's writes."""
+    settings = app_settings(tmp_path, demo=True)
+    settings = msgspec.structs.replace(
+        settings, broker=msgspec.structs.replace(settings.broker, write_tokens=["b-token"])
+    )
+    with TestClient(create_app(settings)) as client:
+        path = f"/catalogue/executables/{entry_id(client, 'aoflagger')}/offers"
+
+        missing = client.post(path, json={}, follow_redirects=False)
+        assert missing.status_code == 401
+        assert missing.headers["www-authenticate"] == "Bearer"
+        publish_token = {"authorization": "Bearer s3cret"}  # may publish, not book
+        assert client.post(path, json={}, headers=publish_token).status_code == 403
+        booked = client.post(
+            path, json={}, headers={"authorization": "Bearer b-token"}, follow_redirects=False
+        )
+        assert booked.status_code == 303
+        # Reading stays open.
+        assert client.get(booked.headers["location"]).status_code == 200

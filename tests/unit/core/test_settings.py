@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,25 @@ def test_missing_and_malformed_files(tmp_path):
 def test_example_configuration_loads():
     settings = load_settings(ROOT / "voexec.example.yaml", {})
     assert settings.broker.platforms, "the example documents at least one platform"
+
+
+def test_the_examples_commented_out_platforms_load_once_uncommented(tmp_path):
+    """The local and Slurm platforms are commented out in the example; they must stay valid."""
+    text = (ROOT / "voexec.example.yaml").read_text()
+    platform_item = re.compile(r"^    # (- name: .*)$")
+    platform_line = re.compile(r"^    #   (.*)$")
+    lines = []
+    for line in text.splitlines():
+        if item := platform_item.match(line):
+            lines.append(f"    {item.group(1)}")
+        elif (more := platform_line.match(line)) and lines and lines[-1].startswith("    "):
+            lines.append(f"      {more.group(1)}")
+        elif not line.startswith("    # "):
+            lines.append(line)
+    uncommented = tmp_path / "uncommented.yaml"
+    uncommented.write_text("\n".join(lines) + "\n")
+
+    platforms = load_settings(uncommented, {}).broker.platforms
+    adapters = {platform.name: platform.adapter for platform in platforms}
+    assert adapters["workstation"] == "local"
+    assert adapters["cluster"] == "slurm"

@@ -104,7 +104,14 @@ class OaiRepository:
 
     def registry_record(self) -> ET.Element:
         """The `vg:Registry` record with its current datestamps (Identify, VOSI)."""
-        identifier = voresource.ivoid(self.identity.authority, voresource.REGISTRY_KEY)
+        return self._fixed_record(voresource.REGISTRY_KEY)
+
+    def broker_record(self) -> ET.Element:
+        """The Execution Broker's `vr:Service` record with its current datestamps (VOSI)."""
+        return self._fixed_record(voresource.BROKER_KEY)
+
+    def _fixed_record(self, key: str) -> ET.Element:
+        identifier = voresource.ivoid(self.identity.authority, key)
         stamp = next(s for s in self._fixed_stamps() if s.identifier == identifier)
         return self._fixed_resource(stamp)
 

@@ -72,6 +72,8 @@ OAI_PATH: Final = "/registry/oai"
 CAPABILITIES_PATH: Final = "/registry/capabilities"
 AVAILABILITY_PATH: Final = "/registry/availability"
 BROKER_PATH: Final = "/broker"
+BROKER_CAPABILITIES_PATH: Final = "/broker/capabilities"
+BROKER_AVAILABILITY_PATH: Final = "/broker/availability"
 ENTRY_PAGE_PATH: Final = "/executables/"
 """The entry's web page; its Execution Broker description is `/catalogue/executables/<id>`."""
 
@@ -307,6 +309,9 @@ def broker_resource(identity: RegistryIdentity, stamps: Stamps) -> ET.Element:
     assert interface is not None  # just built
     _child(interface, "queryType", "POST")
     _child(interface, "resultType", "application/json")
+    base = identity.base_url
+    _capability(resource, VOSI_CAPABILITIES_STANDARD, f"{base}{BROKER_CAPABILITIES_PATH}")
+    _capability(resource, VOSI_AVAILABILITY_STANDARD, f"{base}{BROKER_AVAILABILITY_PATH}")
     return resource
 
 

@@ -5,6 +5,11 @@
 | `GET, POST /registry/oai` | OAI-PMH 2.0 (`verb=...`; POST form-encoded) |
 | `GET /registry/capabilities` | VOSI capabilities of the registry service |
 | `GET /registry/availability` | VOSI availability |
+| `GET /broker/capabilities` | VOSI capabilities of the Execution Broker (`broker_vosi_router`) |
+| `GET /broker/availability` | VOSI availability of the Execution Broker |
+
+The broker's VOSI routes live here, not in `broker`, because they answer from the broker's
+registry record, which the catalogue builds; the broker itself knows nothing of VOResource.
 
 Thin: the arguments are read as sent (repeated ones kept, so they can be refused) and handed to
 `catalogue.oai_repository.OaiRepository`, which answers every protocol error inside the
@@ -44,23 +49,23 @@ def registry_router(repository: OaiRepository) -> Router:
         # document, since OAI-PMH has no error code for it.
         return _xml(await sync_to_thread(repository.respond, pairs))
 
-    @get("/oai")
+    @get("/oai", media_type=XML_MEDIA_TYPE)
     async def oai_get(request: Request[Any, Any, Any]) -> Response[bytes]:
         """OAI-PMH 2.0 publishing registry (`?verb=Identify`, `ListRecords`...)."""
         return await answer(_arguments(request.url.query or ""))
 
-    @post("/oai", status_code=200)
+    @post("/oai", media_type=XML_MEDIA_TYPE, status_code=200)
     async def oai_post(request: Request[Any, Any, Any]) -> Response[bytes]:
         """OAI-PMH 2.0 with the arguments form-encoded in the body."""
         body = await request.body()
         return await answer(_arguments(body.decode("utf-8", errors="replace")))
 
-    @get("/capabilities", sync_to_thread=True)
+    @get("/capabilities", media_type=XML_MEDIA_TYPE, sync_to_thread=True)
     def capabilities() -> Response[bytes]:
         """VOSI capabilities of the registry: OAI-PMH harvesting and VOSI itself."""
         return _xml(voresource.capabilities_document(repository.registry_record()))
 
-    @get("/availability", sync_to_thread=False)
+    @get("/availability", media_type=XML_MEDIA_TYPE, sync_to_thread=False)
     def availability() -> Response[bytes]:
         """VOSI availability: the process answers (database failures show on the other routes)."""
         return _xml(voresource.availability_document(True))
@@ -68,5 +73,25 @@ def registry_router(repository: OaiRepository) -> Router:
     return Router(
         path="/registry",
         route_handlers=[oai_get, oai_post, capabilities, availability],
+        tags=["registry"],
+    )
+
+
+def broker_vosi_router(repository: OaiRepository) -> Router:
+    """VOSI for the Execution Broker under `/broker`, from its registry record."""
+
+    @get("/capabilities", media_type=XML_MEDIA_TYPE, sync_to_thread=True)
+    def broker_capabilities() -> Response[bytes]:
+        """VOSI capabilities of the Execution Broker: its API and VOSI itself."""
+        return _xml(voresource.capabilities_document(repository.broker_record()))
+
+    @get("/availability", media_type=XML_MEDIA_TYPE, sync_to_thread=False)
+    def broker_availability() -> Response[bytes]:
+        """VOSI availability of the Execution Broker (it runs in this process)."""
+        return _xml(voresource.availability_document(True))
+
+    return Router(
+        path="/broker",
+        route_handlers=[broker_capabilities, broker_availability],
         tags=["registry"],
     )

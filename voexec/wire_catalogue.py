@@ -29,7 +29,7 @@ from catalogue.store_sql import SqlCatalogueStore
 from catalogue.timing import parse_duration
 from catalogue.voresource import RegistryIdentity
 from catalogue.web import catalogue_router
-from catalogue.web_oai import registry_router
+from catalogue.web_oai import broker_vosi_router, registry_router
 from core.db import make_engine
 from core.errors import ConfigError, DomainError, Invalid, Problem, Unavailable
 from core.settings import OpenSearchSearch, PlatformSettings, Settings, TantivySearch
@@ -200,6 +200,7 @@ def build(services: Services) -> None:
     )
     services.components["oai_repository"] = registry
     services.route_handlers.append(registry_router(registry))
+    services.route_handlers.append(broker_vosi_router(registry))
     services.on_startup.append(lambda: sync_registry_records(registry))
 
 

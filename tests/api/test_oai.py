@@ -286,6 +286,30 @@ def test_vosi_capabilities_and_availability(registry):
     assert availability.findtext(f"{{{voresource.VOSI_AVAILABILITY}}}available") == "true"
 
 
+def test_the_broker_has_vosi_too_and_its_record_points_there(registry):
+    capabilities = ElementTree.fromstring(registry.client.get("/broker/capabilities").content)
+    urls = {
+        c.get("standardID"): c.findtext("interface/accessURL")
+        for c in capabilities.iter("capability")
+    }
+    assert list(urls) == [
+        "ivo://ivoa.net/std/ExecutionBroker",
+        "ivo://ivoa.net/std/VOSI#capabilities",
+        "ivo://ivoa.net/std/VOSI#availability",
+    ]
+    assert urls["ivo://ivoa.net/std/ExecutionBroker"].endswith("/broker")
+    assert urls["ivo://ivoa.net/std/VOSI#capabilities"].endswith("/broker/capabilities")
+    assert urls["ivo://ivoa.net/std/VOSI#availability"].endswith("/broker/availability")
+    availability = ElementTree.fromstring(registry.client.get("/broker/availability").content)
+    assert availability.findtext(f"{{{voresource.VOSI_AVAILABILITY}}}available") == "true"
+    # The broker's record in the registry lists the same capabilities.
+    record = registry.get(
+        verb="GetRecord", metadataPrefix="ivo_vor", identifier="ivo://test.example/broker"
+    )
+    listed = [c.get("standardID") for c in record.iter("capability")]
+    assert listed == list(urls)
+
+
 # ----------------------------------------------------------------------------- PostgreSQL
 @pytest.mark.postgres
 def test_paging_with_writes_and_tombstones_on_postgresql(tmp_path):

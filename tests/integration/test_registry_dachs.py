@@ -156,8 +156,10 @@ def test_every_response_validates_against_the_ivoa_schemas(schema, tmp_path):
                 "/registry/oai", params={"verb": "ListIdentifiers", "resumptionToken": token.text}
             ).content
         validate(schema, page, tmp_path, "last-page")
-        for name in ("capabilities", "availability"):
-            validate(schema, client.get(f"/registry/{name}").content, tmp_path, name)
+        for service in ("registry", "broker"):
+            for name in ("capabilities", "availability"):
+                document = client.get(f"/{service}/{name}").content
+                validate(schema, document, tmp_path, f"{service}-{name}")
 
 
 def test_the_schema_check_catches_a_broken_record(schema, tmp_path):
@@ -265,5 +267,9 @@ def test_dachs_harvests_voexec_over_oai_pmh(live_voexec):
         *(f"ivo://voexec.test/{entry_id}" for entry_id in ids),
     }
     assert {by_id[f"ivo://voexec.test/{i}"]["title"] for i in ids} == set(titles.values())
-    assert by_id["ivo://voexec.test/broker"]["accessURL"] == [f"{live_voexec}/broker"]
+    assert by_id["ivo://voexec.test/broker"]["accessURL"] == [
+        f"{live_voexec}/broker",
+        f"{live_voexec}/broker/capabilities",
+        f"{live_voexec}/broker/availability",
+    ]
     assert harvested["one"] == {"id": f"ivo://voexec.test/{ids[0]}", "title": "Alpha tool"}

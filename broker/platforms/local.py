@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import platform as python_platform
-import re
 import shutil
 import signal
 import subprocess
@@ -29,7 +28,7 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Final, Literal
 
 from broker.lifecycle import (
@@ -56,7 +55,6 @@ LAUNCH_TIMEOUT: Final = 30
 DEADLINE_MARGIN: Final = timedelta(seconds=30)
 """The runner stops the work this long after the offered end by itself: voexec's own release
 comes first while it runs, the runner's deadline is for when it does not."""
-_SESSION_ID: Final = re.compile(r"^[A-Za-z0-9][\w-]*$")
 _KEPT_ENVIRONMENT: Final = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")
 _RUNTIMES: Final[tuple[Literal["apptainer", "singularity", "podman"], ...]] = (
     "apptainer",
@@ -195,10 +193,7 @@ class LocalPlatform:
 
     # ----------------------------------------------------------------- internals
     def _layout(self, plan: SessionPlan) -> tuple[Layout, Path]:
-        if not _SESSION_ID.match(plan.session_id):
-            raise PlatformError(f"not a session id: {plan.session_id!r}")
-        root = self.root / plan.session_id
-        return Layout(PurePosixPath(root.as_posix())), root / "state"
+        return Layout.of_session(self.root, plan)
 
     def _poll_report(self, now: datetime, note: str | None = None) -> PlatformReport:
         return PlatformReport(now + self._poll, PlatformCheckDue(), note)

@@ -31,7 +31,7 @@ import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Final, Literal
 
 from broker.model import (
@@ -55,6 +55,8 @@ _ENTRY_MODULE: Final = re.compile(rf"^{_MODULE}$")
 _ENTRY_SCRIPT: Final = re.compile(r"^(?!/)(?!.*(?:^|/)\.\.(?:/|$))[\w./-]+\.py$")
 _PULLABLE: Final = ("library://", "docker://", "oras://", "shub://")
 _IMAGE: Final = "program/image.sif"
+_SESSION_ID: Final = re.compile(r"^[A-Za-z0-9][\w-]*$")
+"""A session id safe as a directory name (ours are UUIDs)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,18 @@ class Layout:
     """The files of one session's working directory."""
 
     root: PurePosixPath
+
+    @classmethod
+    def of_session(cls, workdir: Path, plan: SessionPlan) -> tuple[Layout, Path]:
+        """The layout of `plan`'s directory under `workdir`, and its state folder there.
+
+        Raises:
+            PlatformError: the session id could not be a directory name of its own.
+        """
+        if not _SESSION_ID.match(plan.session_id):
+            raise PlatformError(f"not a session id: {plan.session_id!r}")
+        root = workdir / plan.session_id
+        return cls(PurePosixPath(root.as_posix())), root / "state"
 
     @property
     def program(self) -> PurePosixPath:

@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import shutil
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Final
 
 from broker.lifecycle import (
@@ -60,7 +59,6 @@ from core.settings import PlatformSettings
 __all__ = ["CommandResult", "SlurmPlatform", "job_reports", "run_command"]
 
 FETCH_HELPER: Final = Path(__file__).resolve().with_name("session_fetch.py")
-_SESSION_ID: Final = re.compile(r"^[A-Za-z0-9][\w-]*$")
 _KEPT_ENVIRONMENT: Final = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "USER", "LOGNAME")
 
 ACTIVE: Final = frozenset(
@@ -251,10 +249,7 @@ class SlurmPlatform:
 
     # ----------------------------------------------------------------- internals
     def _layout(self, plan: SessionPlan) -> tuple[Layout, Path]:
-        if not _SESSION_ID.match(plan.session_id):
-            raise PlatformError(f"not a session id: {plan.session_id!r}")
-        root = self.root / plan.session_id
-        return Layout(PurePosixPath(root.as_posix())), root / "state"
+        return Layout.of_session(self.root, plan)
 
     def _slurm(self, *argv: str) -> CommandResult:
         return self._run(argv, self._settings.command_timeout.total_seconds())

@@ -7,7 +7,8 @@
 | `POST /executables/{id}/offers` | that form: 303 to the offers page, or the entry with problems |
 | `GET /offersets/{uuid}` | offers side by side, a timeline, why platforms said NO |
 | `GET /sessions/{uuid}` | a session (or an offer): phase, history, schedule, connectors |
-| `POST /sessions/{uuid}` | accept, reject or cancel without script: 303 back |
+| `POST /sessions/{uuid}` | accept, reject or cancel: a form (303 back) or a script (JSON) |
+| `GET|POST /sign-in`, `POST /sign-out` | sign in with a broker token (`voexec.page_auth`) |
 | `GET /platforms` | each platform's capacity and a Gantt chart of holds and bookings |
 | `GET /harvest?run=` | harvest sources, runs, and a run's problems per project |
 
@@ -19,20 +20,22 @@ changing part only, so there is one renderer for both. Every answer carries
 `Server-Timing: app;dur=<ms>`, which the end-to-end tests read.
 
 Forms work without script. Their POSTs are refused when the browser says they come from
-another site (`Sec-Fetch-Site`, `Origin`), since writes need no token on a local broker.
-Imports the packages' services and the pure `voexec.ui` helpers; the only Litestar module of
-the pages.
+another site (`Sec-Fetch-Site`, `Origin`), and, when `broker.write_tokens` is set, without a
+sign-in or a bearer token (`voexec.page_auth`), like the broker's own write routes.
+Imports the packages' services, `voexec.page_auth` and the pure `voexec.ui` helpers; with
+`voexec.page_auth`, the only Litestar module of the pages.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any, Final
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 from uuid import UUID
 
 from litestar import MediaType, Request, Response, Router, get, post
@@ -48,11 +51,20 @@ from broker.model import EnumValueUpdate
 from broker.service import BrokerService
 from catalogue.model import EntryDetail, Provenance
 from catalogue.service import CatalogueService
+from core.auth import BEARER_CHALLENGE
 from core.clock import Clock
-from core.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Problem
+from core.errors import Conflict, DomainError, Invalid, NotFound, Problem
 from core.settings import GitLabSource, Settings
 from harvest.model import ReportProblem
 from harvest.pipeline import HarvestPipeline
+from voexec.page_auth import (
+    PageAuth,
+    SignInNeeded,
+    check_same_site,
+    local_path,
+    sign_in_handlers,
+)
+from voexec.problems import problem as problem_details
 from voexec.problems import status_of
 from voexec.ui import broker_charts, search_state
 from voexec.ui.broker_views import offer_set_view, session_view
@@ -74,6 +86,7 @@ KIND_LABELS: Final = {
 
 ERROR_TITLES: Final = {
     400: "Something in this address is wrong",
+    401: "Sign in to continue",
     403: "Not allowed",
     404: "Not found",
     409: "That cannot be done now",
@@ -99,22 +112,47 @@ class Pages:
         """The current time (the app's clock, so tests can move it)."""
         return self.clock.now()
 
+    @cached_property
+    def auth(self) -> PageAuth:
+        """Who may write from the pages (`broker.write_tokens`)."""
+        return PageAuth.from_settings(self.settings, self.clock)
+
     def html(
         self,
+        request: Request[Any, Any, Any],
         started: float,
         template: str,
         *,
         status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        here: str | None = None,
         partial: bool = False,
         **context: Any,
     ) -> Response[str]:
-        """A rendered page (or the changing part of one) with its server time."""
-        body = self.renderer.render(template, version=voexec.__version__, **context)
+        """A rendered page (or the changing part of one) with its server time.
+
+        The page shows the reader's sign-in state (`viewer`); `here` is where signing in or
+        out comes back to: by default this page when it was read with GET, else the search.
+        """
+        if here is None:
+            query = request.url.query
+            read = request.method in {"GET", "HEAD"}
+            here = (request.url.path + (f"?{query}" if query else "")) if read else "/"
+        body = self.renderer.render(
+            template,
+            version=voexec.__version__,
+            viewer=self.auth.state(request, here),
+            **context,
+        )
         elapsed = (time.perf_counter() - started) * 1000
-        headers = {"Server-Timing": f"app;dur={elapsed:.1f}", "Vary": "X-Voexec-Partial"}
+        answer = {"Server-Timing": f"app;dur={elapsed:.1f}", "Vary": "X-Voexec-Partial"}
         if partial:
-            headers["Cache-Control"] = "no-store"  # a fragment must never stand in for a page
-        return Response(body, status_code=status, media_type=MediaType.HTML, headers=headers)
+            answer["Cache-Control"] = "no-store"  # a fragment must never stand in for a page
+        elif self.auth.required:
+            # The page differs by sign-in (the header, the write buttons): never share it.
+            answer["Cache-Control"] = "private"
+        answer.update(headers or {})
+        return Response(body, status_code=status, media_type=MediaType.HTML, headers=answer)
 
 
 PagesDependency = NamedDependency[Pages]
@@ -129,23 +167,6 @@ def _uuid(text: str, what: str) -> UUID:
         return UUID(text)
     except ValueError:
         raise NotFound(f"there is no {what} {text!r}: that is not a UUID") from None
-
-
-def _check_same_site(request: Request[Any, Any, Any]) -> None:
-    """Refuse a form POST another site made the browser send (cross-site request forgery)."""
-    fetch_site = request.headers.get("sec-fetch-site")
-    if fetch_site in {"cross-site", "same-site"}:
-        raise Forbidden("this form can only be sent from voexec's own pages")
-    origin = request.headers.get("origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
-        raise Forbidden("this form can only be sent from voexec's own pages")
-
-
-def _local_path(target: str | None, default: str) -> str:
-    """`target` when it is a path on this site (never another host), else `default`."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return default
 
 
 # ----------------------------------------------------------------------------- search
@@ -172,6 +193,7 @@ def search_page(
     # Search hits do not carry the declared needs: one batched read of the page's entries.
     current = catalogue.store.current_versions([hit.id for hit in result.hits])
     return pages.html(
+        request,
         started,
         "search/results.html" if _partial(request, "results") else "search/page.html",
         partial=_partial(request, "results"),
@@ -231,17 +253,19 @@ def _entry_context(
 
 @get("/executables/{entry_id:str}", sync_to_thread=True, name="page-entry")
 def entry_page(
+    request: Request[Any, Any, Any],
     entry_id: FromPath[str],
     catalogue: Catalogue,
     harvest: Harvest,
     pages: PagesDependency,
+    *,
     version: FromQuery[str | None] = None,
 ) -> Response[str]:
     """An entry: description, versions, needs, subjects, provenance, "Request offers"."""
     started = time.perf_counter()
     detail = catalogue.get(entry_id, version)
     context = _entry_context(detail, harvest, pages, OfferForm.prefilled(detail), {})
-    return pages.html(started, "entry.html", **context)
+    return pages.html(request, started, "entry.html", **context)
 
 
 @post("/executables/{entry_id:str}/offers", name="page-request-offers")
@@ -254,7 +278,11 @@ async def request_offers(
 ) -> Response[Any]:
     """The entry's offers form: 303 to the offers, or the entry page saying what is wrong."""
     started = time.perf_counter()
-    _check_same_site(request)
+    check_same_site(request)
+    # Offers hold platform capacity: the same permission as the broker's own writes.
+    pages.auth.require_write(
+        request, to="request offers", come_back=f"/executables/{entry_id}#request"
+    )
     sent = await request.form()
     form = OfferForm.from_form(
         {key: value for key, value in sent.items() if isinstance(value, str)}
@@ -279,16 +307,20 @@ async def request_offers(
     for problem in problems:
         errors.setdefault(problem.field, problem.reason)
     context = _entry_context(detail, harvest, pages, form, errors)
-    return pages.html(started, "entry.html", status=400, **context)
+    return pages.html(
+        request, started, "entry.html", status=400, here=f"/executables/{entry_id}", **context
+    )
 
 
 # ----------------------------------------------------------------------------- broker
 @get("/offersets/{uuid:str}", sync_to_thread=True, name="page-offers")
 def offers_page(
+    request: Request[Any, Any, Any],
     uuid: FromPath[str],
     broker: Broker,
     catalogue: Catalogue,
     pages: PagesDependency,
+    *,
     entry: FromQuery[str] = "",
 ) -> Response[str]:
     """An offer set: offers side by side with countdowns, a timeline, the NO reasons."""
@@ -303,6 +335,7 @@ def offers_page(
         except NotFound:
             back = None  # a stale link to a withdrawn entry still shows the offers
     return pages.html(
+        request,
         started,
         "offers.html",
         page="offers",
@@ -320,52 +353,87 @@ def session_page(
 ) -> Response[str]:
     """A session; `X-Voexec-Partial: session` answers its changing part only."""
     started = time.perf_counter()
-    view = session_view(codec.to_builtins(broker.get_session(_uuid(uuid, "session"))))
-    partial = _partial(request, "session")
-    now = pages.now()
-    return pages.html(
-        started,
-        "session/body.html" if partial else "session/page.html",
-        partial=partial,
-        page="session",
-        nav="search",
-        session=view,
-        now=now,
-        chart=broker_charts.session_chart(view, now),
-        error=None,
-    )
+    return _session_answer(request, started, uuid, broker, pages)
+
+
+SESSION_WRITES: Final = "accept, reject or cancel"
 
 
 @post("/sessions/{uuid:str}", name="page-session-update")
 async def update_session(
     request: Request[Any, Any, Any], uuid: FromPath[str], broker: Broker, pages: PagesDependency
 ) -> Response[Any]:
-    """Accept, reject or cancel from a form; 303 to `next` (or the session)."""
+    """Accept, reject or cancel: a form (303 to `next`) or a page script (JSON both ways).
+
+    The scripts send the broker's own update (`{"kind": "uri:enum-value-update", "path":
+    "phase", "value": "ACCEPTED"}`) here rather than to `/broker`, so that the page's sign-in
+    applies; they get the updated session as the broker returns it, or problem details (with
+    `sign_in`, the sign-in page, when that is what is missing).
+    """
     started = time.perf_counter()
-    _check_same_site(request)
-    sent = await request.form()
-    session_id = _uuid(uuid, "session")
-    phase = str(sent.get("phase", ""))
+    scripted = request.content_type[0] in codec.JSON_TYPES
     try:
-        await sync_to_thread(
-            broker.update_session, session_id, EnumValueUpdate(path="phase", value=phase)
+        check_same_site(request)
+        session_id = _uuid(uuid, "session")
+        if scripted:
+            come_back = f"/sessions/{session_id}"
+            pages.auth.require_write(request, to=SESSION_WRITES, come_back=come_back)
+            update = codec.decode_update(await request.body(), codec.Media.JSON)
+        else:
+            sent = await request.form()
+            come_back = local_path(str(sent.get("next", "")), f"/sessions/{session_id}")
+            pages.auth.require_write(request, to=SESSION_WRITES, come_back=come_back)
+            update = EnumValueUpdate(path="phase", value=str(sent.get("phase", "")))
+        session = await sync_to_thread(broker.update_session, session_id, update)
+    except DomainError as error:
+        if scripted:
+            return _script_problem(request, error)
+        if not isinstance(error, Conflict | Invalid):
+            raise
+        return await sync_to_thread(
+            _session_answer, request, started, uuid, broker, pages, refused=error
         )
-    except (Conflict, Invalid) as error:
-        view = session_view(codec.to_builtins(broker.get_session(session_id)))
-        now = pages.now()
-        return pages.html(
-            started,
-            "session/page.html",
-            status=status_of(error)[0],
-            page="session",
-            nav="search",
-            session=view,
-            now=now,
-            chart=broker_charts.session_chart(view, now),
-            error=error.message,
-        )
-    target = _local_path(str(sent.get("next", "")), f"/sessions/{session_id}")
-    return Redirect(target, status_code=303)
+    if scripted:
+        body = codec.encode(session, codec.Media.JSON)
+        return Response(body, status_code=200, media_type=MediaType.JSON)
+    return Redirect(come_back, status_code=303)
+
+
+def _script_problem(request: Request[Any, Any, Any], error: DomainError) -> Response[bytes]:
+    """A refused script update as problem details, naming the sign-in page when it is needed."""
+    status, title = status_of(error)
+    extra = {"sign_in": error.sign_in_url} if isinstance(error, SignInNeeded) else {}
+    detail = error.message[:1].upper() + error.message[1:]
+    return problem_details(status, title, detail, request.url.path, **extra)
+
+
+def _session_answer(
+    request: Request[Any, Any, Any],
+    started: float,
+    uuid: str,
+    broker: BrokerService,
+    pages: Pages,
+    *,
+    refused: DomainError | None = None,
+) -> Response[str]:
+    """The session page (or its changing part), saying why an update was `refused` if one was."""
+    view = session_view(codec.to_builtins(broker.get_session(_uuid(uuid, "session"))))
+    partial = refused is None and _partial(request, "session")
+    now = pages.now()
+    return pages.html(
+        request,
+        started,
+        "session/body.html" if partial else "session/page.html",
+        status=status_of(refused)[0] if refused else 200,
+        here=f"/sessions/{view.uuid}",
+        partial=partial,
+        page="session",
+        nav="search",
+        session=view,
+        now=now,
+        chart=broker_charts.session_chart(view, now),
+        error=refused.message if refused else None,
+    )
 
 
 def _bookings(broker: BrokerService, start: datetime, end: datetime) -> dict[str, list[Any]]:
@@ -378,7 +446,10 @@ def _bookings(broker: BrokerService, start: datetime, end: datetime) -> dict[str
 
 @get("/platforms", sync_to_thread=True, name="page-platforms")
 def platforms_page(
-    broker: Broker, pages: PagesDependency, hours: FromQuery[int | None] = None
+    request: Request[Any, Any, Any],
+    broker: Broker,
+    pages: PagesDependency,
+    hours: FromQuery[int | None] = None,
 ) -> Response[str]:
     """Each platform's capacity, and a Gantt chart and a table of its holds and bookings."""
     started = time.perf_counter()
@@ -401,6 +472,7 @@ def platforms_page(
         key=lambda item: (item[1].start, item[0]),
     )
     return pages.html(
+        request,
         started,
         "platforms.html",
         page="platforms",
@@ -417,6 +489,7 @@ def platforms_page(
 # ----------------------------------------------------------------------------- harvest
 @get("/harvest", sync_to_thread=True, name="page-harvest")
 def harvest_page(
+    request: Request[Any, Any, Any],
     harvest: Harvest,
     pages: PagesDependency,
     run: FromQuery[str | None] = None,
@@ -430,6 +503,7 @@ def harvest_page(
     projects = report.project_reports if report else []
     with_problems = [p for p in projects if p.problems or p.warnings or p.status == "failed"]
     return pages.html(
+        request,
         started,
         "harvest.html",
         page="harvest",
@@ -465,16 +539,20 @@ def _error_page(pages: Pages) -> Callable[[Request[Any, Any, Any], Exception], R
             log.exception("unexpected error on %s", request.url.path, exc_info=error)
             status, detail = 500, "An unexpected error occurred; it has been logged."
         title = ERROR_TITLES.get(status, "This page cannot be shown")
+        sign_in = error.sign_in_url if isinstance(error, SignInNeeded) else None
         return pages.html(
+            request,
             started,
             "error.html",
             status=status,
+            headers={"www-authenticate": BEARER_CHALLENGE} if status == 401 else None,
             page="error",
             nav="",
             status_code=status,
             title=title,
             detail=detail[:1].upper() + detail[1:],
             problems=error.problems if isinstance(error, Invalid) else [],
+            sign_in_url=sign_in,
         )
 
     return handle
@@ -494,6 +572,7 @@ def page_router(pages: Pages) -> Router:
             update_session,
             platforms_page,
             harvest_page,
+            *sign_in_handlers(pages.auth, pages.html),
         ],
         dependencies={"pages": Provide(lambda: pages, use_cache=True, sync_to_thread=False)},
         exception_handlers={DomainError: handler, HTTPException: handler, Exception: handler},

@@ -1,4 +1,4 @@
-// Shared by every page: local times, countdowns, announcements, partial pages, broker updates.
+// Shared by every page: local times, countdowns, announcements, partial pages, session updates.
 // Plain ES modules, no build step and no third-party code.
 
 const PARTIAL_HEADER = "X-Voexec-Partial";
@@ -76,41 +76,58 @@ export async function fetchPartial(url, name, signal, headers = {}) {
   return { ok: response.ok, status: response.status, html: await response.text() };
 }
 
-/** The readable reason of a broker error answer (its meta.messages), or a fallback. */
-async function brokerReason(response) {
-  try {
-    const body = await response.json();
-    const messages = (body.meta && body.meta.messages) || [];
-    const texts = messages.map((m) => m.message || m.template).filter(Boolean);
-    if (texts.length) return texts.join(" ");
-    if (body.title) return body.title;
-  } catch (error) {
-    // Not JSON: fall through to the status line.
-  }
-  return `The broker answered ${response.status} ${response.statusText}.`;
+/** The readable reason of an error answer (problem details or broker messages), or a fallback. */
+function reasonOf(body, response) {
+  if (body && body.detail) return body.detail;
+  const messages = (body && body.meta && body.meta.messages) || [];
+  const texts = messages.map((m) => m.message || m.template).filter(Boolean);
+  if (texts.length) return texts.join(" ");
+  if (body && body.title) return body.title;
+  return `voexec answered ${response.status} ${response.statusText}.`;
 }
 
-/** Move a session to `phase` through the broker's JSON API; throws an Error saying why not. */
+/**
+ * Move a session to `phase`; throws an Error saying why not.
+ *
+ * Posts the broker's update to the page's own route (not /broker), so that the reader's
+ * sign-in applies. When a sign-in is what is missing, the Error's `signIn` is the sign-in page.
+ */
 export async function updateSession(uuid, phase) {
   let response;
   try {
-    response = await fetch(`/broker/sessions/${encodeURIComponent(uuid)}`, {
+    response = await fetch(`/sessions/${encodeURIComponent(uuid)}`, {
       method: "POST",
       headers: { "Content-Type": "application/json", Accept: "application/json" },
       body: JSON.stringify({ kind: "uri:enum-value-update", path: "phase", value: phase }),
       credentials: "same-origin",
     });
   } catch (error) {
-    throw new Error("The broker could not be reached. Check your connection and try again.");
+    throw new Error("voexec could not be reached. Check your connection and try again.");
   }
-  if (!response.ok) throw new Error(await brokerReason(response));
+  if (!response.ok) {
+    let body = null;
+    try {
+      body = await response.json();
+    } catch (error) {
+      // Not JSON: the status line says what happened.
+    }
+    const problem = new Error(reasonOf(body, response));
+    problem.signIn = body && body.sign_in;
+    throw problem;
+  }
   return response.json();
 }
 
-/** Show an error in a [role=alert] box (or hide it when `text` is empty). */
-export function showError(box, text) {
+/** Show an error in a [role=alert] box, with a link to sign in when `signIn` names the page. */
+export function showError(box, text, signIn) {
   if (!box) return;
   box.textContent = text || "";
+  if (text && signIn) {
+    const link = document.createElement("a");
+    link.href = signIn;
+    link.textContent = "Sign in";
+    box.append(" ", link);
+  }
   box.hidden = !text;
 }
 

@@ -1,8 +1,8 @@
-// The offers page: live countdowns, and Accept / Reject through the broker's JSON API.
+// The offers page: live countdowns, and Accept / Reject without leaving the page.
 //
 // Without this script the buttons post a form to the page and come back; with it, the page
-// asks the broker directly, shows its reason when it says no (an offer that just expired, for
-// example), and goes to the session once an offer is accepted.
+// posts the update as JSON to the same route, shows the reason when it is refused (an offer
+// that just expired, a sign-in that ended), and goes to the session once an offer is accepted.
 
 import { announce, showError, startCountdowns, updateSession } from "./common.js";
 
@@ -39,7 +39,7 @@ document.addEventListener("submit", async (event) => {
   try {
     await updateSession(card.dataset.offer, phase);
   } catch (error) {
-    showError(errorBox, error.message);
+    showError(errorBox, error.message, error.signIn);
     errorBox.focus();
     for (const button of buttons) button.disabled = false;
     return;

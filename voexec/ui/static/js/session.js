@@ -79,7 +79,7 @@ region.addEventListener("submit", async (event) => {
       box.setAttribute("role", "alert");
       region.prepend(box);
     }
-    showError(box, error.message);
+    showError(box, error.message, error.signIn);
     return;
   }
   await rerender();

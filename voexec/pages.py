@@ -356,7 +356,7 @@ def session_page(
     return _session_answer(request, started, uuid, broker, pages)
 
 
-SESSION_WRITES: Final = "accept, reject or cancel"
+SESSION_WRITES: Final = "accept, reject or cancel offers and sessions"
 
 
 @post("/sessions/{uuid:str}", name="page-session-update")
@@ -403,7 +403,7 @@ def _script_problem(request: Request[Any, Any, Any], error: DomainError) -> Resp
     """A refused script update as problem details, naming the sign-in page when it is needed."""
     status, title = status_of(error)
     extra = {"sign_in": error.sign_in_url} if isinstance(error, SignInNeeded) else {}
-    detail = error.message[:1].upper() + error.message[1:]
+    detail = error.message[:1].upper() + error.message[1:].rstrip(".") + "."
     return problem_details(status, title, detail, request.url.path, **extra)
 
 

@@ -112,7 +112,8 @@ export async function updateSession(uuid, phase) {
       // Not JSON: the status line says what happened.
     }
     const problem = new Error(reasonOf(body, response));
-    problem.signIn = body && body.sign_in;
+    // Signing in comes back to this page, where the button was pressed.
+    if (body && body.sign_in) problem.signIn = `/sign-in?next=${encodeURIComponent(location.pathname + location.search)}`;
     throw problem;
   }
   return response.json();

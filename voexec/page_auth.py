@@ -11,14 +11,19 @@ shows. When tokens are set, a page write needs either
   is https), for `LIFETIME`. `POST /sign-out` forgets it; or
 - the header `Authorization: Bearer <token>`, as for the broker's API.
 
+The value is signed with a key derived from the token itself (why: `core.auth`), so every
+process behind a load balancer accepts it with no new setting, and removing a token from the
+settings ends the sign-ins made with it. Nothing is stored on the server.
+
 Without either, a form answers a readable 401 page with a way to sign in (`SignInNeeded`), a
 script a 401 problem naming the sign-in page. Every page POST, sign-in and sign-out included, is
-refused when the browser says another site sent it (`check_same_site`): with SameSite=Strict
-the cookie is not sent on such a request anyway, and the check also covers voexecs without
-tokens, whose writes are open.
+refused when the browser says another site sent it (`check_same_site`). SameSite=Strict already
+keeps the cookie off such requests; the check also covers voexecs without tokens, whose writes
+are open, and `/sign-in` itself, where another site could otherwise sign the reader in with a
+token of its own choosing.
 
-Imports Litestar, `core` and the pure `voexec.ui` helpers; not `voexec.pages` (which imports
-this module and hands the sign-in routes its renderer).
+Imports Litestar and `core`; not `voexec.pages`, which imports this module and hands the
+sign-in routes its renderer (`RenderPage`).
 """
 
 from __future__ import annotations

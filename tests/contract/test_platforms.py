@@ -240,9 +240,10 @@ def test_a_program_that_exits_1_fails_with_the_reason(harness_for):
         assert any("failed while running" in text for text in errors), errors
 
 
-def program_pid(harness: Harness, session: UUID) -> int:
-    """Tick until the session runs and, on a real platform, its program has recorded its pid."""
-    harness.run_until(session, P.RUNNING)
+def program_pid(harness: Harness, session: UUID, *phases: P) -> int:
+    """Tick until the session runs (or reaches one of `phases`) and, on a real platform, its
+    program has recorded its pid."""
+    harness.run_until(session, P.RUNNING, *phases)
     if not harness.runs_for_real:
         return 0
     pid_file = harness.folder(session) / "output" / "pid"
@@ -290,8 +291,11 @@ def test_a_cancel_really_stops_a_long_running_program(harness_for):
 
 def test_the_offered_end_really_ends_the_program(harness_for):
     harness = harness_for()
-    session = harness.accepted("sleep.py", duration="PT15S")  # a job may wait in the queue
-    pid = program_pid(harness, session)
+    # Long enough for a Slurm job to leave the queue and start even on a busy machine.
+    session = harness.accepted("sleep.py", duration="PT30S")
+    # A slow tick may deliver the start, the end and the release at once: the program's pid
+    # file says it ran, whichever phase the session is in when the test looks.
+    pid = program_pid(harness, session, P.RELEASING, P.COMPLETED)
     ended = harness.run_until(session, P.COMPLETED)
     assert any("RUNNING -> RELEASING (EndReached)" in text for text in messages(ended))
     if harness.runs_for_real:

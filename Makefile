@@ -42,7 +42,7 @@ test: $(STAMP) lint ## lint, then the whole test suite (services it finds are us
 	@status=0; $(BIN)/pytest $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests"; exit 0; fi; exit $$status
 
-test-all: $(STAMP) ## start PostgreSQL and OpenSearch, then the whole suite insisting on them
+test-all: $(STAMP) ## start PostgreSQL, OpenSearch, Slurm and DaCHS, then the whole suite insisting on them
 	bash scripts/services/run-with-services.sh $(MAKE) test VOEXEC_REQUIRE_SERVICES=1
 
 services: ## start PostgreSQL and OpenSearch on loopback and print their URLs

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Run one command with PostgreSQL and OpenSearch up, then stop them; exit with its status.
+# Run one command with every test service up, then stop them; exit with its status.
 #
 #   bash scripts/services/run-with-services.sh make test VOEXEC_REQUIRE_SERVICES=1
 #
-# Starts both services (installing what is missing), exports VOEXEC_TEST_POSTGRES_URL and
-# VOEXEC_TEST_OPENSEARCH_URL for the command, and afterwards stops the services this script
-# started. A service that was already running (`make services`) is used and left running.
+# Starts PostgreSQL, OpenSearch, a one-node Slurm cluster and DaCHS (installing what is
+# missing), exports VOEXEC_TEST_POSTGRES_URL, VOEXEC_TEST_OPENSEARCH_URL, SLURM_CONF and
+# DACHS_TEST_OAI_URL for the command, and afterwards stops the services this script started. A service that was already running (`make services`) is used and left running.
 set -uo pipefail
 # shellcheck disable=SC2034 # read by say() in common.sh
 SERVICE_NAME=run-with-services
@@ -20,9 +20,10 @@ fi
 started=()
 # shellcheck disable=SC2317 # called by the EXIT trap
 stop_started() {
-  local service
-  for service in "${started[@]}"; do
-    bash "$SERVICES_SCRIPTS/$service" stop || say "could not stop $service"
+  local index
+  # Last started, first stopped: DaCHS before the PostgreSQL that holds its database.
+  for ((index = ${#started[@]} - 1; index >= 0; index--)); do
+    bash "$SERVICES_SCRIPTS/${started[index]}" stop || say "could not stop ${started[index]}"
   done
   started=()
 }
@@ -42,8 +43,12 @@ start_service() { # service variable
 
 start_service postgres VOEXEC_TEST_POSTGRES_URL
 start_service opensearch VOEXEC_TEST_OPENSEARCH_URL
+start_service slurm SLURM_CONF
+start_service dachs DACHS_TEST_OAI_URL # uses the PostgreSQL above; stopped before it
 say "VOEXEC_TEST_POSTGRES_URL=$VOEXEC_TEST_POSTGRES_URL"
 say "VOEXEC_TEST_OPENSEARCH_URL=$VOEXEC_TEST_OPENSEARCH_URL"
+say "SLURM_CONF=$SLURM_CONF"
+say "DACHS_TEST_OAI_URL=$DACHS_TEST_OAI_URL"
 
 status=0
 "$@" || status=$?

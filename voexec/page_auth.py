@@ -22,8 +22,9 @@ keeps the cookie off such requests; the check also covers voexecs without tokens
 are open, and `/sign-in` itself, where another site could otherwise sign the reader in with a
 token of its own choosing.
 
-Imports Litestar and `core`; not `voexec.pages`, which imports this module and hands the
-sign-in routes its renderer (`RenderPage`).
+Imports Litestar and `core`; not the page modules (`voexec.pages*`), which import this one:
+`voexec.pages` for `PageAuth`, and `voexec.pages_router` to hand the sign-in routes the
+renderer (`RenderPage`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Wires the web pages (`voexec/ui`, `voexec/pages.py`) into the app (see `voexec/wiring.py`).
+"""Wires the web pages (`voexec/ui`, `voexec/pages*.py`) into the app (see `voexec/wiring.py`).
 
 Mounts the page routes at `/` and the static files at `/static` (cached for a year: their
 URLs carry a digest of their content). Templates are rendered by `voexec.ui.render`, not by
@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Final
 from litestar.datastructures import CacheControlHeader
 from litestar.static_files import create_static_files_router
 
-from voexec.pages import Pages, page_router
+from voexec.pages import Pages
+from voexec.pages_router import page_router
 from voexec.ui.render import STATIC, STATIC_PATH, Assets, PageRenderer
 
 if TYPE_CHECKING:

@@ -9,6 +9,7 @@
   platforms charts built with it;
 - `text`: a safe subset of Markdown for descriptions.
 
-Everything but `render` is pure (no I/O). Routes live in `voexec/pages.py`; nothing in the
-domain packages imports this package.
+Everything but `render` is pure (no I/O). Routes live in `voexec/pages_*.py` (assembled by
+`voexec/pages_router.py`, sharing `voexec/pages.py`); nothing in the domain packages imports
+this package.
 """

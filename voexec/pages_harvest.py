@@ -1,0 +1,59 @@
+"""The harvest web page: `GET /harvest?run=`, the sources, recent runs, and one run's report.
+
+A run's report lists the projects with problems first (failed, or with problems or warnings),
+then the others. Imports Litestar, `core.settings` and `voexec.pages` (the pipeline comes in as
+the dependency `harvest`); not the other page modules.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Final
+
+from litestar import Request, Response, get
+from litestar.params import FromQuery
+
+from core.settings import GitLabSource
+from voexec.pages import Harvest, PagesDependency
+
+__all__ = ["harvest_page"]
+
+RUN_TONES: Final = {"succeeded": "success", "partial": "warning", "failed": "danger"}
+"""The badge colour of a run's outcome."""
+
+
+@get("/harvest", sync_to_thread=True, name="page-harvest")
+def harvest_page(
+    request: Request[Any, Any, Any],
+    harvest: Harvest,
+    pages: PagesDependency,
+    run: FromQuery[str | None] = None,
+) -> Response[str]:
+    """Harvest sources with their last run, recent runs, and one run's report per project."""
+    started = time.perf_counter()
+    sources = [(source, harvest.store.runs(source.name, 1)) for source in harvest.sources()]
+    runs = harvest.store.runs(None, 20)
+    chosen = run or (runs[0].run_id if runs else None)
+    report = harvest.store.report(chosen) if chosen else None
+    projects = report.project_reports if report else []
+    with_problems = [p for p in projects if p.problems or p.warnings or p.status == "failed"]
+    return pages.html(
+        request,
+        started,
+        "harvest.html",
+        page="harvest",
+        nav="harvest",
+        sources=[
+            (
+                source,
+                "GitLab" if isinstance(source, GitLabSource) else "OAI-PMH",
+                last[0] if last else None,
+            )
+            for source, last in sources
+        ],
+        runs=runs,
+        report=report,
+        with_problems=with_problems,
+        others=[p for p in projects if p not in with_problems],
+        run_tones=RUN_TONES,
+    )

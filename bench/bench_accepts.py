@@ -76,6 +76,7 @@ from bench.accepts_server import (
 )
 from bench.capacity import committed, overbooked
 from broker.platforms.simulated import SimulatedPlatform
+from broker.resources import BookingKind, PlatformSpec
 from broker.service import BrokerService
 from broker.store_sql import SqlBrokerStore
 from core.clock import SystemClock
@@ -87,6 +88,8 @@ HOW_TO_START: Final = (
     "start one with `bash scripts/services/postgres start; source .services/env` "
     f"(which sets {URL_ENV}), or pass --postgres-url"
 )
+POOL_CLIENTS: Final = (1, 2, 8, 32)
+"""The numbers of clients of the `pool` runs that `python -m bench accepts` publishes."""
 MAX_ROUNDS: Final = 75
 """Rounds are two hours apart and must start within the 7-day booking horizon."""
 
@@ -97,9 +100,10 @@ class CapacityViolated(RuntimeError):
 
 def check_invariant(engine: Engine, scenario: Scenario, accepted: int) -> None:
     """Raise unless capacity holds and every accept that succeeded made one booking."""
-    capacity = {name: (cores, memory) for name, cores, memory in scenario.platforms}
-    commitments, bookings = committed(engine, datetime.now(UTC))
-    problems = overbooked(commitments, capacity)
+    platforms = [PlatformSpec.from_settings(platform) for platform in scenario.settings().platforms]
+    commitments = committed(engine, datetime.now(UTC))
+    problems = overbooked(commitments, platforms)
+    bookings = sum(1 for item in commitments if item.kind is BookingKind.BOOKING)
     if bookings != accepted:
         problems.append(f"{bookings} bookings stored for {accepted} accepts that succeeded")
     if problems:
@@ -447,16 +451,33 @@ def postgres_url(given: str | None = None) -> str:
 
 
 def run(
-    postgres: str | None = None, *, seconds: float = 15.0, rounds: int = 20, wide: int = 32
+    postgres: str | None = None,
+    *,
+    seconds: float = 15.0,
+    rounds: int = 20,
+    wide: int = 32,
+    pools: Sequence[int] = POOL_CLIENTS,
+    small: bool = True,
 ) -> str:
-    """Run every scenario, print the section and return it (Markdown)."""
+    """Run the scenarios, print the section and return it (Markdown).
+
+    Args:
+        postgres: the server (default: `VOEXEC_TEST_POSTGRES_URL`).
+        seconds: how long each `pool` run lasts.
+        rounds: how many rounds `one small platform` runs.
+        wide: how many clients `one small platform` has.
+        pools: the numbers of clients of the `pool` runs.
+        small: whether to run `one small platform`.
+    """
     server = postgres_url(postgres)
     try:
         facts = server_facts(server)
     except ServerUnavailable as error:
         raise ServerUnavailable(f"{error}; {HOW_TO_START}") from None
     before = _load()
-    scenarios = [pool(1), pool(2), pool(8), pool(wide), one_small_platform(wide)]
+    scenarios = [pool(clients) for clients in pools]
+    if small:
+        scenarios.append(one_small_platform(wide))
     results = []
     for scenario in scenarios:
         print(f"{scenario.name}, {scenario.clients} clients ...", flush=True)
@@ -479,10 +500,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="1-75",
         help="rounds on the small platform (default 20)",
     )
+    parser.add_argument(
+        "--clients",
+        type=int,
+        nargs="+",
+        default=list(POOL_CLIENTS),
+        metavar="N",
+        help="clients of each pool run (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-small", action="store_true", help="skip the 'one small platform' scenario"
+    )
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     arguments = parser.parse_args(argv)
     try:
-        markdown = run(arguments.postgres_url, seconds=arguments.seconds, rounds=arguments.rounds)
+        markdown = run(
+            arguments.postgres_url,
+            seconds=arguments.seconds,
+            rounds=arguments.rounds,
+            pools=arguments.clients,
+            small=not arguments.no_small,
+        )
     except ServerUnavailable as error:
         print(error, file=sys.stderr)
         return 2

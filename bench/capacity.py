@@ -1,84 +1,68 @@
 """The capacity invariant, checked from the broker's rows: nothing is promised twice.
 
 `committed` reads `broker_booking` straight from the database (bookings, and the holds of
-offers still OFFERED and unexpired) without going through the store's own queries, and the
-pure `overbooked` sweeps every interval endpoint per platform for an instant where the
-commitments exceed the platform's cores or memory. Used by `bench.bench_accepts` after each
-run; the same check as `tests/integration/test_broker_concurrency.py`, for any number of
-platforms. Imports SQLAlchemy and the store's time encoding; no broker service.
+offers still OFFERED and unexpired) without going through the store's own queries, and
+`overbooked` runs the broker's pure audit (`broker.audit.overbookings`) over them, platform by
+platform. Used by `bench.bench_accepts` after each run and by
+`tests/integration/test_broker_concurrency.py` after each race: one checker for both.
+Imports SQLAlchemy, the store's time encoding and the pure audit; no broker service.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Final
 
+import msgspec
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from broker.audit import overbookings
+from broker.intervals import Interval
+from broker.resources import Booking, BookingKind, GpuShare, PlatformSpec, Resources
 from broker.store_sql import from_micros, to_micros
 
-__all__ = ["Commitment", "committed", "overbooked"]
+__all__ = ["committed", "overbooked"]
 
-MEMORY_TOLERANCE: Final = 1e-6
-"""GiB: memory is a float, and sums of floats may land a rounding error above the capacity."""
-
-
-@dataclass(frozen=True)
-class Commitment:
-    """A booking, or the hold of an unexpired offer: capacity promised over [start, end)."""
-
-    platform: str
-    start: int
-    end: int
-    cores: int
-    memory: float
+_COMMITTED: Final = text(
+    "SELECT b.platform, b.slot_start, b.slot_end, b.cores, b.memory, b.storage, b.gpus, b.kind"
+    " FROM broker_booking b JOIN broker_session s ON s.id = b.session_id"
+    " WHERE b.kind = 'booking' OR (s.phase = 'OFFERED' AND s.expires > :now)"
+)
+_gpus: Final = msgspec.json.Decoder(tuple[GpuShare, ...])
 
 
-def overbooked(
-    commitments: Iterable[Commitment], capacity: Mapping[str, tuple[int, float]]
-) -> list[str]:
-    """The platforms whose commitments exceed their (cores, GiB) at some instant, in words.
-
-    One sweep per platform over the start and end instants in time order. Use is constant
-    between instants and slots are half-open, so the use just after each instant, once every
-    slot ending and starting there is counted, is every level the use ever takes. A platform
-    missing from `capacity` has none.
-    """
-    changes: dict[str, dict[int, tuple[int, float]]] = {}
-    for item in commitments:
-        at = changes.setdefault(item.platform, {})
-        cores, memory = at.get(item.start, (0, 0.0))
-        at[item.start] = (cores + item.cores, memory + item.memory)
-        cores, memory = at.get(item.end, (0, 0.0))
-        at[item.end] = (cores - item.cores, memory - item.memory)
-    problems = []
-    for platform, at in sorted(changes.items()):
-        most_cores, most_memory = capacity.get(platform, (0, 0.0))
-        used_cores, used_memory = 0, 0.0
-        for instant in sorted(at):
-            used_cores += at[instant][0]
-            used_memory += at[instant][1]
-            if used_cores > most_cores or used_memory > most_memory + MEMORY_TOLERANCE:
-                problems.append(
-                    f"{platform}: {used_cores} cores and {used_memory:g} GiB committed from "
-                    f"{from_micros(instant).isoformat()} (capacity {most_cores} cores, "
-                    f"{most_memory:g} GiB)"
-                )
-                break
-    return problems
-
-
-def committed(engine: Engine, now: datetime) -> tuple[list[Commitment], int]:
-    """The commitments read raw from `broker_booking`, and how many are bookings."""
-    query = text(
-        "SELECT b.platform, b.slot_start, b.slot_end, b.cores, b.memory, b.kind"
-        " FROM broker_booking b JOIN broker_session s ON s.id = b.session_id"
-        " WHERE b.kind = 'booking' OR (s.phase = 'OFFERED' AND s.expires > :now)"
-    )
+def committed(engine: Engine, now: datetime) -> list[Booking]:
+    """Every booking, and the hold of every offer still OFFERED and unexpired at `now`."""
     with engine.connect() as connection:
-        rows = list(connection.execute(query, {"now": to_micros(now)}))
-    items = [Commitment(r.platform, r.slot_start, r.slot_end, r.cores, r.memory) for r in rows]
-    return items, sum(1 for row in rows if row.kind == "booking")
+        rows = list(connection.execute(_COMMITTED, {"now": to_micros(now)}))
+    return [
+        Booking(
+            platform=row.platform,
+            interval=Interval(from_micros(row.slot_start), from_micros(row.slot_end)),
+            resources=Resources(
+                cores=row.cores, memory=row.memory, storage=row.storage, gpus=_gpus.decode(row.gpus)
+            ),
+            kind=BookingKind(row.kind),
+        )
+        for row in rows
+    ]
+
+
+def overbooked(commitments: Iterable[Booking], platforms: Iterable[PlatformSpec]) -> list[str]:
+    """What is promised beyond some platform's capacity, in words; empty when nothing is.
+
+    A commitment on a platform that is not among `platforms` is reported too (it has no
+    capacity here).
+    """
+    items = list(commitments)
+    specs = {spec.name: spec for spec in platforms}
+    problems = [
+        f"{name}: {sum(1 for item in items if item.platform == name)} commitments on a "
+        "platform that is not configured"
+        for name in sorted({item.platform for item in items} - specs.keys())
+    ]
+    for spec in specs.values():
+        problems.extend(excess.describe() for excess in overbookings(spec, items))
+    return problems

@@ -1,10 +1,18 @@
 """`BrokerService`: the broker's use cases, behind the HTTP layer and the CLI.
 
 The I/O shell around the pure core: requests are read as demands (`broker.service_demand`),
-offers are made across every platform (`broker.offers`), and sessions move by the lifecycle's
-table (`broker.lifecycle.step`). Every change is one serialised write transaction of the SQL
-store (`broker.store_sql`): the new phase, the holds and bookings, and the next due events of
-the work queue are stored together, so a restart carries on from the database alone.
+offers are made across every platform (`broker.offers`) and stored as holds
+(`broker.service_offers`), and sessions move by the lifecycle's table
+(`broker.lifecycle.step`). Every change is one write transaction of the SQL store
+(`broker.store_sql`): the new phase, the holds and bookings, and the next due events of the
+work queue are stored together, so a restart carries on from the database alone.
+
+Locks (PostgreSQL rows; SQLite has one writer at a time), always taken in this order, so that
+no two transactions wait for each other in a cycle: an offer set, then a session, then
+platforms in name order. Offer requests compute without locks and hold their platforms'
+locks only to check and store their holds; an accept shares its platform's lock with other
+accepts (it takes no capacity) and excludes only offers being stored there; the work queue
+(`tick`) locks the session it drives and no platform.
 
 Semantic problems with a request (an unknown kind, min above max, more cores than any platform
 has, no free slot) are answers, not exceptions: an offer set with `result: NO` whose messages
@@ -51,12 +59,9 @@ from broker.lifecycle import (
     StopWork,
 )
 from broker.model import (
-    AnyOption,
     AnySession,
     AnyUpdate,
     ComponentMetadata,
-    EnumValueOption,
-    EnumValueUpdate,
     ExecutionRequest,
     MessageItem,
     MessageLevel,
@@ -66,33 +71,27 @@ from broker.model import (
     UnknownKind,
     message_item,
 )
-from broker.offers import Offer, OfferPolicy, make_offers
+from broker.offers import Offer, OfferPolicy, OfferSet
 from broker.ports import Platform
-from broker.resources import Booking, BookingKind, PlatformSpec, Reason
-from broker.service_demand import read_request
-from broker.service_platforms import accepting_platforms, call_platform
-from broker.service_shape import offered_session
+from broker.resources import Booking, BookingKind, PlatformSpec
+from broker.service_offers import Question, answer_messages, place_offers, read_question
+from broker.service_platforms import call_platform
+from broker.service_shape import (
+    CLIENT_UPDATES,
+    new_session,
+    options_for,
+    requested_phase,
+    visible_session,
+)
 from broker.store_sql import SessionRecord, SqlBrokerStore, StoreTransaction
 from core.clock import Clock
-from core.errors import Conflict, DomainError, Invalid, NotFound, Problem
+from core.errors import Conflict, DomainError, NotFound
 from core.settings import BrokerSettings
 
 __all__ = ["CLIENT_UPDATES", "BrokerService", "DirectExecutionFailed", "IllegalUpdate"]
 
 log = logging.getLogger(__name__)
 
-CLIENT_UPDATES: Final[dict[SessionPhase, tuple[SessionPhase, ...]]] = {
-    SessionPhase(phase.value): tuple(
-        SessionPhase(value)
-        for update in lifecycle.allowed_updates(phase)
-        for value in update.values
-    )
-    for phase in Phase
-    if lifecycle.allowed_updates(phase)
-}
-"""The phases a client may move a session to, by its current phase (absent: none)."""
-
-PHASE_PATHS: Final = frozenset({"phase", "/phase"})
 CLAIM_LEASE: Final = timedelta(minutes=1)
 """How long a claimed work item stays ours before another process may take it over."""
 
@@ -126,7 +125,7 @@ class BrokerService:
     """The Execution Broker's use cases: offers, offer sets, sessions, and the work queue.
 
     Thread-safe and multi-process safe: all state is in the store, every change is one
-    serialised transaction.
+    transaction, and capacity is taken on a platform only under its lock.
     """
 
     def __init__(
@@ -145,6 +144,8 @@ class BrokerService:
         self._specs = [PlatformSpec.from_settings(platform) for platform in settings.platforms]
         self._spec = {spec.name: spec for spec in self._specs}
         self._policy = OfferPolicy.from_settings(settings)
+        # `direct` books the first offer chosen, which is the same whatever the number chosen.
+        self._direct_policy = msgspec.structs.replace(self._policy, max_offers=1)
         self._worker_id = worker_id or f"broker-{uuid4()}"
         with store.write() as tx:
             tx.ensure_platforms(self._spec)
@@ -170,22 +171,27 @@ class BrokerService:
         """
         now = self._now()
         offerset_id = uuid4()
-        with self._store.write() as tx:
-            messages, offers = self._offers(tx, request, unknown_kinds, now)
+        question = self._question(request, unknown_kinds, now)
+
+        def keep(tx: StoreTransaction, found: OfferSet) -> OfferSetResponse:
             meta = ComponentMetadata(
                 uuid=offerset_id,
                 url=f"{base_url}/offersets/{offerset_id}",
                 created=now,
                 modified=now,
-                messages=messages,
+                messages=answer_messages(question, found, now),
             )
-            document = OfferSetResponse(meta=meta, result="YES" if offers else "NO", offers=[])
+            document = OfferSetResponse(
+                meta=meta, result="YES" if found.offers else "NO", offers=[]
+            )
             tx.add_offerset(str(offerset_id), now, document)
             sessions = [
                 self._open(tx, request, offer, base_url, now, offerset=str(offerset_id), position=i)
-                for i, offer in enumerate(offers)
+                for i, offer in enumerate(found.offers)
             ]
-        return msgspec.structs.replace(document, offers=[s.document for s in sessions])
+            return msgspec.structs.replace(document, offers=[s.document for s in sessions])
+
+        return place_offers(self._store, question, now, self._policy, keep)
 
     def get_offerset(self, uuid: UUID) -> OfferSetResponse:
         """The offer set as it is now (its offers show their current phases).
@@ -199,7 +205,9 @@ class BrokerService:
         if found is None:
             raise NotFound(f"offer set {uuid} does not exist")
         document, sessions = found
-        return msgspec.structs.replace(document, offers=[_view(s, now) for s in sessions])
+        return msgspec.structs.replace(
+            document, offers=[visible_session(s.document, s.state, now) for s in sessions]
+        )
 
     def bookings(self, start: datetime, end: datetime) -> list[dict[str, object]]:
         """Holds and bookings overlapping [start, end), for the platforms' timeline page."""
@@ -236,7 +244,7 @@ class BrokerService:
             record = tx.session(str(uuid))
         if record is None:
             raise NotFound(f"session {uuid} does not exist")
-        return _view(record, now)
+        return visible_session(record.document, record.state, now)
 
     def update_session(self, uuid: UUID, update: AnyUpdate) -> AnySession:
         """Apply one client update of `phase`: accept, reject or cancel, atomically.
@@ -250,14 +258,19 @@ class BrokerService:
             Invalid: the update is not an enum update of `phase`, or names no phase.
             IllegalUpdate: the current phase does not allow it (e.g. accepting an EXPIRED offer).
         """
-        target = _requested_phase(update)
-        now = self._now()
+        target = requested_phase(update)
         refusal: IllegalUpdate | None = None
         with self._store.write() as tx:
+            tx.lock_offerset_of(str(uuid))  # first: accepting one offer rejects its siblings
             record = tx.session(str(uuid), lock=True)
             if record is None:
                 raise NotFound(f"session {uuid} does not exist")
-            tx.lock_platforms([record.platform])
+            # Shared: accepts take no capacity, so they need not wait for each other, only for
+            # (and hold up) offer requests storing holds on this platform. The clock is read
+            # once the lock is granted: an offer request that counted this hold as expired
+            # (and may have reused its capacity) committed before, at an instant no later.
+            tx.lock_platforms([record.platform], shared=True)
+            now = self._now()
             expires = record.state.expires
             if record.phase is Phase.OFFERED and expires is not None and now >= expires:
                 record = self._apply(tx, record, OfferExpired(), now)
@@ -288,14 +301,19 @@ class BrokerService:
                 messages say why (it is not stored).
         """
         now = self._now()
-        with self._store.write() as tx:
-            messages, offers = self._offers(tx, request, unknown_kinds, now)
-            if offers:
-                record = self._open(tx, request, offers[0], base_url, now, offerset=None)
-                return record.document
+        question = self._question(request, unknown_kinds, now)
+
+        def keep(tx: StoreTransaction, found: OfferSet) -> AnySession | list[MessageItem]:
+            if not found.offers:
+                return answer_messages(question, found, now)  # why not, for the failure
+            return self._open(tx, request, found.offers[0], base_url, now, offerset=None).document
+
+        booked = place_offers(self._store, question, now, self._direct_policy, keep)
+        if not isinstance(booked, list):
+            return booked
         raise DirectExecutionFailed(
             ScheduledExecutionSession(
-                meta=ComponentMetadata(created=now, modified=now, messages=messages),
+                meta=ComponentMetadata(created=now, modified=now, messages=booked),
                 phase=SessionPhase.FAILED,
                 executable=request.executable,
                 compute=request.compute,
@@ -323,7 +341,9 @@ class BrokerService:
                 record = tx.session(item.session_id, lock=True) if item else None
                 if item is None or record is None or record.phase.terminal:
                     continue
-                tx.lock_platforms([record.platform])
+                # No platform lock: no queued event takes capacity (only offers and direct
+                # bookings do, under the lock), and a platform call made here (say, a job
+                # submitted to Slurm) must not hold up the offer requests of its platform.
                 try:
                     self._apply(tx, record, item.event, min(item.due_at, now))
                 except InvalidTransition as error:
@@ -334,35 +354,18 @@ class BrokerService:
     def _now(self) -> datetime:
         return self._clock.now().replace(microsecond=0)
 
-    def _offers(
-        self,
-        tx: StoreTransaction,
-        request: ExecutionRequest,
-        unknown: Sequence[UnknownKind],
-        now: datetime,
-    ) -> tuple[list[MessageItem], tuple[Offer, ...]]:
-        reading = read_request(request, unknown, self._settings, now)
-        messages = list(reading.messages)
-        if reading.demand is None or request.executable is None:
-            return messages, ()
-        if not self._specs:
-            messages.append(
-                message_item(
-                    "urn:voexec:no-platform",
-                    "This broker has no compute platform configured",
-                    time=now,
-                    level=MessageLevel.ERROR,
-                )
-            )
-            return messages, ()
-        specs, refusals = accepting_platforms(self._platforms, self._specs, request.executable)
-        tx.lock_platforms(self._spec)
-        bookings = tx.live_bookings(now, list(self._spec))
-        found = make_offers(specs, bookings, reading.demand, now, self._policy)
-        level = MessageLevel.INFO if found.offers else MessageLevel.ERROR
-        reasons = [*refusals, *found.reasons]
-        messages.extend(_reason_message(reason, now, level) for reason in reasons)
-        return messages, found.offers
+    def _question(
+        self, request: ExecutionRequest, unknown: Sequence[UnknownKind], now: datetime
+    ) -> Question:
+        return read_question(
+            request,
+            unknown,
+            settings=self._settings,
+            specs=self._specs,
+            adapters=self._platforms,
+            policy=self._policy,
+            now=now,
+        )
 
     def _open(
         self,
@@ -388,34 +391,15 @@ class BrokerService:
             OffersMade(expires=offer.expires) if offerset is not None else AcceptedDirectly()
         )
         result = lifecycle.step(state, event, now)
-        executable_meta = request.executable.meta if request.executable else None
-        name = executable_meta.name if executable_meta and executable_meta.name else "session"
-        phase = SessionPhase(result.state.phase.value)
-        meta = ComponentMetadata(
-            uuid=session_id,
-            name=f"{name}-offer-{position + 1}" if offerset is not None else name,
-            url=f"{base_url}/sessions/{session_id}",
-            created=now,
-            modified=now,
-            messages=[
-                message_item(
-                    "urn:voexec:offer-platform",
-                    "Offered on platform {platform} ({strategy})",
-                    time=now,
-                    platform=offer.platform,
-                    strategy=offer.strategy,
-                )
-            ],
-            options=_options_for(phase),
-        )
-        document = offered_session(
+        document = new_session(
             offer,
             spec,
-            meta=meta,
-            phase=phase,
-            expires=result.state.expires,
+            session_id=session_id,
+            url=f"{base_url}/sessions/{session_id}",
+            state=result.state,
             request=request,
             now=now,
+            position=position if offerset is not None else None,
         )
         record = SessionRecord(
             id=str(session_id),
@@ -425,9 +409,9 @@ class BrokerService:
             state=result.state,
             document=document,
         )
-        tx.add_session(record, position=position, start=offer.start, end=offer.end)
+        # Effects first, so that the session is inserted once, with their notes.
         record = self._carry_out(tx, record, result.effects, now)
-        tx.save_session(record)
+        tx.add_session(record, position=position, start=offer.start, end=offer.end)
         return record
 
     def _apply(
@@ -449,7 +433,7 @@ class BrokerService:
         document = msgspec.structs.replace(
             document,
             phase=phase,
-            meta=msgspec.structs.replace(meta, modified=now, options=_options_for(phase)),
+            meta=msgspec.structs.replace(meta, modified=now, options=options_for(phase)),
         )
         record = SessionRecord(
             id=record.id,
@@ -540,47 +524,3 @@ def _booking(record: SessionRecord, kind: BookingKind) -> Booking:
         resources=record.resources,
         kind=kind,
     )
-
-
-def _view(record: SessionRecord, now: datetime) -> AnySession:
-    """The session as a client sees it now: an offer past `expires` reads as EXPIRED."""
-    expires = record.state.expires
-    if record.phase is Phase.OFFERED and expires is not None and now >= expires:
-        meta = record.document.meta or ComponentMetadata()
-        return msgspec.structs.replace(
-            record.document,
-            phase=SessionPhase.EXPIRED,
-            meta=msgspec.structs.replace(meta, options=[]),
-        )
-    return record.document
-
-
-def _reason_message(reason: Reason, now: datetime, level: MessageLevel) -> MessageItem:
-    return message_item(
-        f"urn:voexec:{reason.code}", reason.template, time=now, level=level, **reason.values
-    )
-
-
-def _options_for(phase: SessionPhase) -> list[AnyOption]:
-    allowed = CLIENT_UPDATES.get(phase, ())
-    return [EnumValueOption(path="phase", values=list(allowed))] if allowed else []
-
-
-def _requested_phase(update: AnyUpdate) -> SessionPhase:
-    if not isinstance(update, EnumValueUpdate) or update.path not in PHASE_PATHS:
-        raise Invalid(
-            "only the session phase can be updated",
-            [
-                Problem(
-                    "$.path" if isinstance(update, EnumValueUpdate) else "$.kind",
-                    "this broker accepts one update: uri:enum-value-update of path `phase`",
-                )
-            ],
-        )
-    try:
-        return SessionPhase(update.value)
-    except ValueError:
-        raise Invalid(
-            f"{update.value!r} is not a session phase",
-            [Problem("$.value", f"{update.value!r} is not a session phase")],
-        ) from None

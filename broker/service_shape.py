@@ -1,6 +1,10 @@
-"""Shaping an offer as a wire session: the request's components as offered, with the schedule.
+"""Shaping sessions as the wire shows them: offers, the updates a client may make, expiry.
 
-Pure: no I/O, `now` is an argument. Imports the broker's model and offers only.
+Owns the wire document of a new session (the request's components as offered, with the
+slot's schedule), the phases a client may move a session to and how an update names one, and
+how a stored session reads now (an offer past `expires` reads as EXPIRED).
+
+Pure: no I/O, `now` is an argument. Imports the broker's model, lifecycle and offers only.
 """
 
 from __future__ import annotations
@@ -8,10 +12,13 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 from typing import Final, TypeVar
+from uuid import UUID
 
 import msgspec
 
+from broker import lifecycle
 from broker.isotime import Duration, Interval
+from broker.lifecycle import Phase, SessionState
 from broker.model import (
     AcceleratedComputeResource,
     AcceleratorCount,
@@ -19,8 +26,13 @@ from broker.model import (
     Accelerators,
     AnyCompute,
     AnyCost,
+    AnyOption,
+    AnySession,
+    AnyUpdate,
     ComponentMetadata,
     ComputeCapability,
+    EnumValueOption,
+    EnumValueUpdate,
     ExecutionRequest,
     LifecyclePhase,
     LifecycleStartDurationInstant,
@@ -32,14 +44,37 @@ from broker.model import (
     SimpleComputeMemory,
     SimpleComputeResource,
     SimpleMinMaxFloatCost,
+    message_item,
 )
 from broker.offers import Offer
 from broker.resources import PlatformSpec
+from core.errors import Invalid, Problem
 
-__all__ = ["RELEASE_TIME", "offered_session"]
+__all__ = [
+    "CLIENT_UPDATES",
+    "RELEASE_TIME",
+    "new_session",
+    "offered_session",
+    "options_for",
+    "requested_phase",
+    "visible_session",
+]
 
 RELEASE_TIME: Final = timedelta(seconds=10)
 """How long releasing is announced to take."""
+
+CLIENT_UPDATES: Final[dict[SessionPhase, tuple[SessionPhase, ...]]] = {
+    SessionPhase(phase.value): tuple(
+        SessionPhase(value)
+        for update in lifecycle.allowed_updates(phase)
+        for value in update.values
+    )
+    for phase in Phase
+    if lifecycle.allowed_updates(phase)
+}
+"""The phases a client may move a session to, by its current phase (absent: none)."""
+
+PHASE_PATHS: Final = frozenset({"phase", "/phase"})
 
 C = TypeVar("C", bound=msgspec.Struct)
 
@@ -141,3 +176,93 @@ def _costs(offer: Offer) -> list[AnyCost]:
             max=round(offer.cost.amount, 4),
         )
     ]
+
+
+def new_session(
+    offer: Offer,
+    platform: PlatformSpec,
+    *,
+    session_id: UUID,
+    url: str,
+    state: SessionState,
+    request: ExecutionRequest,
+    now: datetime,
+    position: int | None,
+) -> ScheduledExecutionSession:
+    """The document of a session just opened for `offer`, in the phase of `state`.
+
+    Args:
+        offer: what is offered.
+        platform: the platform it is on.
+        session_id: the new session's UUID.
+        url: where the session can be read.
+        state: its lifecycle state (OFFERED with its expiry, or ACCEPTED when booked at once).
+        request: what was asked.
+        now: the current instant.
+        position: the offer's place in its offer set (None: booked directly, no offer set).
+    """
+    executable_meta = request.executable.meta if request.executable else None
+    name = executable_meta.name if executable_meta and executable_meta.name else "session"
+    phase = SessionPhase(state.phase.value)
+    meta = ComponentMetadata(
+        uuid=session_id,
+        name=f"{name}-offer-{position + 1}" if position is not None else name,
+        url=url,
+        created=now,
+        modified=now,
+        messages=[
+            message_item(
+                "urn:voexec:offer-platform",
+                "Offered on platform {platform} ({strategy})",
+                time=now,
+                platform=offer.platform,
+                strategy=offer.strategy,
+            )
+        ],
+        options=options_for(phase),
+    )
+    return offered_session(
+        offer, platform, meta=meta, phase=phase, expires=state.expires, request=request, now=now
+    )
+
+
+def visible_session(document: AnySession, state: SessionState, now: datetime) -> AnySession:
+    """The session as a client sees it now: an offer past `expires` reads as EXPIRED."""
+    expires = state.expires
+    if state.phase is Phase.OFFERED and expires is not None and now >= expires:
+        meta = document.meta or ComponentMetadata()
+        return msgspec.structs.replace(
+            document, phase=SessionPhase.EXPIRED, meta=msgspec.structs.replace(meta, options=[])
+        )
+    return document
+
+
+def options_for(phase: SessionPhase) -> list[AnyOption]:
+    """The updates a client may make in `phase`, as the session's `meta.options`."""
+    allowed = CLIENT_UPDATES.get(phase, ())
+    return [EnumValueOption(path="phase", values=list(allowed))] if allowed else []
+
+
+def requested_phase(update: AnyUpdate) -> SessionPhase:
+    """The phase a client update asks for.
+
+    Raises:
+        Invalid: the update is not an enum update of `phase`, or names no phase.
+    """
+    if not isinstance(update, EnumValueUpdate) or update.path not in PHASE_PATHS:
+        raise Invalid(
+            "only the session phase can be updated",
+            [
+                Problem(
+                    "$.path" if isinstance(update, EnumValueUpdate) else "$.kind",
+                    "this broker accepts one update: uri:enum-value-update of path `phase`",
+                )
+            ],
+        )
+    try:
+        return SessionPhase(update.value)
+    except ValueError:
+        raise Invalid(
+            f"{update.value!r} is not a session phase",
+            [Problem("$.value", f"{update.value!r} is not a session phase")],
+        ) from None

@@ -3,11 +3,16 @@
 Owns the broker's tables and their queries; portable between SQLite and PostgreSQL. Instants
 are stored as integer microseconds since the epoch (UTC), so that comparisons are exact and
 alike on both. Holds and accepts on a platform are serialised: every write transaction runs
-under `core.db.write_transaction` (BEGIN IMMEDIATE on SQLite) and, on PostgreSQL, locks the
-rows of `broker_platform` it touches (`SELECT ... FOR UPDATE`, in name order, so that two
-transactions never wait on each other in a cycle). Those rows are created with `INSERT ... ON
-CONFLICT DO NOTHING`, so that several processes starting at once on a fresh database do not
-trip over each other's inserts.
+under `core.db.write_transaction` (BEGIN IMMEDIATE on SQLite) and, on PostgreSQL, the service
+locks the rows of `broker_platform` it needs (`lock_platforms`: `SELECT ... FOR UPDATE`, or
+`FOR SHARE` for accepts, in name order, so that two transactions never wait on each other in a
+cycle) and the offer set of a session it accepts (`lock_offerset_of`). Platform rows are
+created with `INSERT ... ON CONFLICT DO NOTHING`, so that several processes starting at once on
+a fresh database do not trip over each other's inserts.
+
+Inserts are queued and sent one statement per table (`StoreTransaction.flush`, before any
+other statement and before the commit): storing an offer set of four offers costs four
+statements, not thirteen, while its transaction holds its platforms' locks.
 
 Session documents are stored in their JSON wire form (`broker.codec`). Imports `core`,
 SQLAlchemy and the `broker` model and codec; no web framework.
@@ -182,13 +187,37 @@ class StoreTransaction:
     def __init__(self, session: Session) -> None:
         self._session = session
         self._postgres = session.get_bind().dialect.name == "postgresql"
+        self._inserts: dict[Table, list[dict[str, Any]]] = {}
 
     def _run(self, statement: Any) -> Any:
+        self.flush()
         return self._session.execute(statement)
 
+    def _insert(self, table: Table, row: dict[str, Any]) -> None:
+        """Queue a row to insert; `flush` sends the queued rows of each table at once.
+
+        An offer set stores several sessions, holds and queued events: one statement per
+        table instead of one per row keeps the transaction, and the platform locks it holds,
+        short. Rows are flushed before any other statement, so the transaction reads its own
+        writes as usual.
+        """
+        self._inserts.setdefault(table, []).append(row)
+
+    def flush(self) -> None:
+        """Send every queued insert (`SqlBrokerStore.write` flushes before it commits)."""
+        while self._inserts:
+            table, rows = self._inserts.popitem()
+            self._session.execute(insert(table), rows)
+
     # -------------------------------------------------------------- platforms
-    def lock_platforms(self, names: Iterable[str]) -> None:
+    def lock_platforms(self, names: Iterable[str], *, shared: bool = False) -> None:
         """Serialise on these platforms until the transaction ends (PostgreSQL row locks).
+
+        Args:
+            names: the platforms; locked in name order, as every lock of them is taken.
+            shared: take a shared lock (`FOR SHARE`): holders of shared locks do not wait for
+                each other, only for an exclusive holder (and it for them). Accepts share a
+                platform, which only offers (which take capacity) hold exclusively.
 
         On SQLite the whole write transaction already holds the database's write lock.
         """
@@ -198,7 +227,7 @@ class StoreTransaction:
                 select(platform_table.c.name)
                 .where(platform_table.c.name.in_(ordered))
                 .order_by(platform_table.c.name)
-                .with_for_update()
+                .with_for_update(read=shared)
             )
             self._run(query).all()
 
@@ -219,8 +248,16 @@ class StoreTransaction:
         self._session.execute(statement, rows)
 
     # -------------------------------------------------------------- bookings
-    def live_bookings(self, now: datetime, platforms: Sequence[str]) -> list[Booking]:
-        """Holds of unexpired offers and bookings of accepted sessions that end after `now`."""
+    def live_bookings(
+        self, now: datetime, platforms: Sequence[str], within: Interval | None = None
+    ) -> list[Booking]:
+        """Holds of unexpired offers and bookings of accepted sessions that end after `now`.
+
+        Args:
+            now: the instant that decides which holds are live and which slots have ended.
+            platforms: the platforms whose bookings are wanted.
+            within: when given, only the bookings that overlap it (what a search needs).
+        """
         at = to_micros(now)
         query = (
             select(booking_table, session_table.c.phase, session_table.c.expires)
@@ -237,23 +274,29 @@ class StoreTransaction:
                 )
             )
         )
+        if within is not None:
+            query = query.where(
+                booking_table.c.slot_start < to_micros(within.end),
+                booking_table.c.slot_end > to_micros(within.start),
+            )
         return [_booking(row) for row in self._run(query)]
 
     def add_booking(self, session_id: str, booking: Booking) -> None:
         """Store the hold or booking of one session."""
         resources = booking.resources
-        self._run(
-            insert(booking_table).values(
-                session_id=session_id,
-                platform=booking.platform,
-                slot_start=to_micros(booking.interval.start),
-                slot_end=to_micros(booking.interval.end),
-                cores=resources.cores,
-                memory=resources.memory,
-                storage=resources.storage,
-                gpus=msgspec.json.encode(resources.gpus).decode(),
-                kind=booking.kind.value,
-            )
+        self._insert(
+            booking_table,
+            {
+                "session_id": session_id,
+                "platform": booking.platform,
+                "slot_start": to_micros(booking.interval.start),
+                "slot_end": to_micros(booking.interval.end),
+                "cores": resources.cores,
+                "memory": resources.memory,
+                "storage": resources.storage,
+                "gpus": msgspec.json.encode(resources.gpus).decode(),
+                "kind": booking.kind.value,
+            },
         )
 
     def convert_hold(self, session_id: str) -> None:
@@ -280,12 +323,13 @@ class StoreTransaction:
     # -------------------------------------------------------------- offer sets, sessions
     def add_offerset(self, offerset_id: str, created: datetime, document: OfferSetResponse) -> None:
         """Store an offer set's own document (its offers are sessions)."""
-        self._run(
-            insert(offerset_table).values(
-                id=offerset_id,
-                created=to_micros(created),
-                document=codec.encode(document, codec.Media.JSON).decode(),
-            )
+        self._insert(
+            offerset_table,
+            {
+                "id": offerset_id,
+                "created": to_micros(created),
+                "document": codec.encode(document, codec.Media.JSON).decode(),
+            },
         )
 
     def offerset(self, offerset_id: str) -> tuple[OfferSetResponse, list[SessionRecord]] | None:
@@ -307,21 +351,38 @@ class StoreTransaction:
         self, record: SessionRecord, *, position: int = 0, start: datetime, end: datetime
     ) -> None:
         """Store a new session."""
-        self._run(
-            insert(session_table).values(
-                id=record.id,
-                offerset_id=record.offerset_id,
-                position=position,
-                platform=record.platform,
-                phase=record.state.phase.value,
-                expires=to_micros(record.state.expires) if record.state.expires else None,
-                slot_start=to_micros(start),
-                slot_end=to_micros(end),
-                resources=msgspec.json.encode(record.resources).decode(),
-                state=msgspec.json.encode(record.state).decode(),
-                document=codec.encode(record.document, codec.Media.JSON).decode(),
-            )
+        self._insert(
+            session_table,
+            {
+                "id": record.id,
+                "offerset_id": record.offerset_id,
+                "position": position,
+                "platform": record.platform,
+                "phase": record.state.phase.value,
+                "expires": to_micros(record.state.expires) if record.state.expires else None,
+                "slot_start": to_micros(start),
+                "slot_end": to_micros(end),
+                "resources": msgspec.json.encode(record.resources).decode(),
+                "state": msgspec.json.encode(record.state).decode(),
+                "document": codec.encode(record.document, codec.Media.JSON).decode(),
+            },
         )
+
+    def lock_offerset_of(self, session_id: str) -> None:
+        """Serialise on the session's offer set until the transaction ends (PostgreSQL).
+
+        Accepting one offer rejects its siblings: two accepts (or an accept and a reject) in
+        one set take this lock before any session's, so that they never wait for each other's
+        session rows in a cycle. Nothing to lock for a session outside an offer set.
+        """
+        if self._postgres:
+            query = (
+                select(offerset_table.c.id)
+                .join(session_table, session_table.c.offerset_id == offerset_table.c.id)
+                .where(session_table.c.id == session_id)
+                .with_for_update(of=offerset_table)
+            )
+            self._run(query).all()
 
     def session(self, session_id: str, *, lock: bool = False) -> SessionRecord | None:
         """One session, or None; `lock` takes its row lock (PostgreSQL)."""
@@ -365,12 +426,13 @@ class StoreTransaction:
     # -------------------------------------------------------------- the work queue
     def enqueue(self, session_id: str, due_at: datetime, event: AnyEvent) -> None:
         """Deliver `event` to the session at `due_at`."""
-        self._run(
-            insert(work_table).values(
-                session_id=session_id,
-                due_at=to_micros(due_at),
-                event=msgspec.json.encode(event).decode(),
-            )
+        self._insert(
+            work_table,
+            {
+                "session_id": session_id,
+                "due_at": to_micros(due_at),
+                "event": msgspec.json.encode(event).decode(),
+            },
         )
 
     def drop_work(self, session_id: str) -> None:
@@ -440,10 +502,14 @@ class SqlBrokerStore:
     def write(self) -> Iterator[StoreTransaction]:
         """A serialised write transaction (BEGIN IMMEDIATE on SQLite); commits on success."""
         with write_transaction(self._sessions) as session:
-            yield StoreTransaction(session)
+            transaction = StoreTransaction(session)
+            yield transaction
+            transaction.flush()
 
     @contextmanager
     def read(self) -> Iterator[StoreTransaction]:
         """A read-only transaction."""
         with self._sessions() as session, session.begin():
-            yield StoreTransaction(session)
+            transaction = StoreTransaction(session)
+            yield transaction
+            transaction.flush()

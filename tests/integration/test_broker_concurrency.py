@@ -1,15 +1,20 @@
 """The broker never promises capacity it does not have, under concurrent requests and accepts.
 
 Every caller here is a `BrokerService` over an engine of its own (its own connections), as
-separate voexec processes sharing one database would be; they race on a barrier. The checks
-read `broker_booking` straight from the database and sweep every interval endpoint, so they do
-not trust the store's own queries. Runs on a SQLite file and on PostgreSQL (`postgres`).
+separate voexec processes sharing one database would be; they race on a barrier. A broker
+computes offers from bookings it read without locks, then checks and stores them under the
+locks of their platforms: the races fill a platform from many processes at once, and
+`StoreWithInterloper` makes another process take the room at exactly the worst moment, between
+the read and the write. The checks read `broker_booking` straight from the database
+(`bench.capacity.committed`) and sweep every interval endpoint (`broker.audit`), so they do not
+trust the store's own queries. Runs on a SQLite file and on PostgreSQL (`postgres`).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -20,11 +25,13 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from bench.capacity import committed, overbooked
 from broker import codec, model
 from broker.codec import Media
 from broker.platforms.simulated import SimulatedPlatform
-from broker.service import BrokerService, IllegalUpdate
-from broker.store_sql import SqlBrokerStore, to_micros
+from broker.resources import Booking, PlatformSpec
+from broker.service import BrokerService, DirectExecutionFailed, IllegalUpdate
+from broker.store_sql import SqlBrokerStore, StoreTransaction
 from core.clock import ManualClock
 from core.db import make_engine
 from core.settings import BrokerSettings, settings_from_mapping
@@ -38,6 +45,10 @@ FITS_AT_ONCE = min(CORES // SESSION_CORES, MEMORY // SESSION_MEMORY)
 ACCEPT = model.EnumValueUpdate(path="phase", value="ACCEPTED")
 T = TypeVar("T")
 BASE_URL = "http://testserver.local/broker"
+SMALL = {"name": "sim", "cores": CORES, "memory": MEMORY}
+"""The platform every test fights over: FITS_AT_ONCE sessions at a time."""
+BIG = {"name": "xbig", "cores": 5 * CORES, "memory": 5 * MEMORY}
+"""Listed after `sim` (it loses ties) and named after it (it is locked after it)."""
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -50,16 +61,22 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
 
 
-def broker_settings() -> BrokerSettings:
-    """One platform; one offer per request, so that each offer set holds one session's worth."""
-    platform = {
-        "name": "sim",
-        "capacity": {"cores": CORES, "memory": MEMORY},
-        "executables": ["docker-container"],
-        "preparation": "PT1M",
-    }
+def broker_settings(*platforms: dict[str, Any], max_offers: int = 1) -> BrokerSettings:
+    """These platforms (default: `SMALL`); one offer per request unless told otherwise."""
+    configured = [
+        {
+            "name": platform["name"],
+            "capacity": {"cores": platform["cores"], "memory": platform["memory"]},
+            "executables": ["docker-container"],
+            "preparation": "PT1M",
+        }
+        for platform in platforms or (SMALL,)
+    ]
     settings = settings_from_mapping(
-        {"vocabularies": {"offline": True}, "broker": {"platforms": [platform], "max_offers": 1}}
+        {
+            "vocabularies": {"offline": True},
+            "broker": {"platforms": configured, "max_offers": max_offers},
+        }
     )
     return settings.broker
 
@@ -82,6 +99,27 @@ def request_for(start_range: str) -> model.ExecutionRequest:
     return codec.decode_request(codec.encode(document, Media.JSON), Media.JSON).value
 
 
+class StoreWithInterloper(SqlBrokerStore):
+    """A store after whose first read `meanwhile` runs: another process acting in between.
+
+    The broker reads the bookings it computes offers from in a read transaction, without
+    locks, and stores the offers in a write transaction that follows. `meanwhile` runs between
+    the two, as a request in another process could, every time.
+    """
+
+    def __init__(self, engine: Engine, meanwhile: Callable[[], object]) -> None:
+        super().__init__(engine)
+        self._meanwhile: Callable[[], object] | None = meanwhile
+
+    @contextmanager
+    def read(self) -> Iterator[StoreTransaction]:
+        with super().read() as tx:
+            yield tx
+        meanwhile, self._meanwhile = self._meanwhile, None
+        if meanwhile is not None:
+            meanwhile()
+
+
 @dataclass
 class Process:
     """One broker "process": its own engine and service over the shared database."""
@@ -90,18 +128,33 @@ class Process:
     broker: BrokerService
 
 
+Build = Callable[..., list[Process]]
+
+
 @pytest.fixture
-def processes(database_url: str) -> Iterator[Callable[[int], list[Process]]]:
-    """Builds `n` independent brokers over the database (migrated once, before any of them)."""
-    settings = broker_settings()
+def processes(database_url: str) -> Iterator[Build]:
+    """Builds `n` independent brokers over the database (migrated once, before any of them).
+
+    `build(n, settings=None, meanwhile=None)`: with `meanwhile`, each broker's store runs it
+    after the broker's first read (`StoreWithInterloper`).
+    """
     engines: list[Engine] = []
 
-    def build(n: int) -> list[Process]:
+    def build(
+        n: int,
+        settings: BrokerSettings | None = None,
+        meanwhile: Callable[[], object] | None = None,
+    ) -> list[Process]:
+        settings = settings or broker_settings()
         built = []
         for index in range(n):
             engine = make_engine(database_url)
             engines.append(engine)
-            store = SqlBrokerStore(engine)
+            store = (
+                SqlBrokerStore(engine)
+                if meanwhile is None
+                else StoreWithInterloper(engine, meanwhile)
+            )
             if not engines[:-1]:
                 store.migrate()
             platforms = {p.name: SimulatedPlatform(p) for p in settings.platforms}
@@ -137,52 +190,48 @@ def race(calls: list[Callable[[], T]]) -> list[T | Exception]:
     return results
 
 
-def committed(engine: Engine, now: datetime) -> list[dict[str, Any]]:
-    """Every booking, and every hold of an offer still OFFERED and unexpired, read raw."""
-    query = text(
-        "SELECT b.session_id, b.slot_start, b.slot_end, b.cores, b.memory, b.kind"
-        " FROM broker_booking b JOIN broker_session s ON s.id = b.session_id"
-        " WHERE b.platform = 'sim'"
-        " AND (b.kind = 'booking' OR (s.phase = 'OFFERED' AND s.expires > :now))"
-    )
+def assert_within_capacity(engine: Engine, settings: BrokerSettings | None = None) -> list[Booking]:
+    """Every commitment read raw from the database, checked against every platform's capacity."""
+    specs = [PlatformSpec.from_settings(p) for p in (settings or broker_settings()).platforms]
+    commitments = committed(engine, NOW)
+    assert overbooked(commitments, specs) == []
+    return commitments
+
+
+def stored_bookings(engine: Engine) -> dict[str, str]:
+    """Every row of `broker_booking`, live or not: session -> `hold` or `booking`."""
     with engine.connect() as connection:
-        return [dict(row._mapping) for row in connection.execute(query, {"now": to_micros(now)})]
+        rows = connection.execute(text("SELECT session_id, kind FROM broker_booking"))
+        return {row.session_id: row.kind for row in rows}
 
 
-def peak_use(rows: list[dict[str, Any]]) -> tuple[int, float]:
-    """The most cores and the most memory committed at any one instant (over every endpoint).
-
-    Use is constant between endpoints, and slots are half-open, so looking at each endpoint
-    (what is committed from it on) sees every level the use ever takes.
-    """
-    peak_cores, peak_memory = 0, 0.0
-    for instant in sorted({row["slot_start"] for row in rows} | {row["slot_end"] for row in rows}):
-        covering = [row for row in rows if row["slot_start"] <= instant < row["slot_end"]]
-        peak_cores = max(peak_cores, sum(row["cores"] for row in covering))
-        peak_memory = max(peak_memory, sum(row["memory"] for row in covering))
-    return peak_cores, peak_memory
+def offers_of(answers: list[Any]) -> list[model.ScheduledExecutionSession]:
+    """The offers of every offer set answered; fails on any exception among the answers."""
+    assert not [a for a in answers if isinstance(a, Exception)], answers
+    return [offer for answer in answers for offer in answer.offers]
 
 
-def assert_within_capacity(engine: Engine) -> list[dict[str, Any]]:
-    rows = committed(engine, NOW)
-    cores, memory = peak_use(rows)
-    assert cores <= CORES, f"{cores} cores committed at once on an {CORES}-core platform"
-    assert memory <= MEMORY, f"{memory} GiB committed at once on a {MEMORY} GiB platform"
-    return rows
+def start_of(offer: Any) -> datetime:
+    """When an offered session starts."""
+    start: datetime = offer.schedule.available.start.start
+    return start
 
 
-def test_concurrent_requests_then_accepts_book_exactly_the_capacity(
-    processes: Callable[[int], list[Process]],
-) -> None:
+def platform_of(offer: Any) -> str:
+    """The platform an offer (or a session booked directly) is on, from its message."""
+    messages = offer.meta.messages if offer.meta else []
+    [said] = [m for m in messages if m.kind == "urn:voexec:offer-platform"]
+    return str(said.values["platform"])
+
+
+def test_concurrent_requests_then_accepts_book_exactly_the_capacity(processes: Build) -> None:
     brokers = processes(CALLERS)
     # Any one-hour slot starting in this half hour overlaps 09:30-10:00, so at most
     # FITS_AT_ONCE of them can ever be promised, whoever asks first.
     request = request_for("2026-09-01T09:00:00Z/2026-09-01T09:30:00Z")
     answers = race([partial(p.broker.request_offers, request, BASE_URL) for p in brokers])
-    assert not [a for a in answers if isinstance(a, Exception)], answers
-    offer_sets = [a for a in answers if isinstance(a, model.OfferSetResponse)]
-    offers = [offer for answer in offer_sets for offer in answer.offers]
-    refused = [answer for answer in offer_sets if answer.result == "NO"]
+    offers = offers_of(answers)
+    refused = [a for a in answers if isinstance(a, model.OfferSetResponse) and a.result == "NO"]
     print(f"requests: attempted {CALLERS}, offered {len(offers)}, refused {len(refused)}")
     # Holds count against capacity: the platform is filled by offers and never beyond it.
     assert len(offers) == FITS_AT_ONCE
@@ -209,14 +258,11 @@ def test_concurrent_requests_then_accepts_book_exactly_the_capacity(
     assert all(c.phase is model.SessionPhase.ACCEPTED for c in conflicts)
     assert {s.meta.uuid for s in succeeded if s.meta} == set(uuids)
 
-    rows = assert_within_capacity(brokers[0].engine)
-    assert sorted(row["session_id"] for row in rows) == sorted(str(u) for u in uuids)
-    assert {row["kind"] for row in rows} == {"booking"}
+    assert len(assert_within_capacity(brokers[0].engine)) == FITS_AT_ONCE
+    assert stored_bookings(brokers[0].engine) == dict.fromkeys(map(str, uuids), "booking")
 
 
-def test_two_processes_making_offers_at_once_never_hold_beyond_capacity(
-    processes: Callable[[int], list[Process]],
-) -> None:
+def test_two_processes_making_offers_at_once_never_hold_beyond_capacity(processes: Build) -> None:
     first, second = processes(2)
     # Five disjoint hours of FITS_AT_ONCE sessions each fit in this start range.
     request = request_for("2026-09-01T09:00:00Z/2026-09-01T13:00:00Z")
@@ -224,10 +270,127 @@ def test_two_processes_making_offers_at_once_never_hold_beyond_capacity(
     answers = race(
         [partial(p.broker.request_offers, request, BASE_URL) for p in [first, second] * per_process]
     )
-    assert not [a for a in answers if isinstance(a, Exception)], answers
-    offered = sum(len(a.offers) for a in answers if isinstance(a, model.OfferSetResponse))
+    offered = len(offers_of(answers))
     print(f"two processes: attempted {CALLERS}, offered {offered}")
-    rows = assert_within_capacity(first.engine)
-    assert len(rows) == offered
-    # Serialised holds pack the range instead of refusing: every request found a slot.
+    assert len(assert_within_capacity(first.engine)) == offered
+    # Holds pack the range instead of refusing: every request found a slot, also those
+    # whose first choice another request had taken by the time they stored it.
     assert offered == CALLERS
+
+
+def test_racing_offers_and_direct_bookings_on_a_nearly_full_platform_never_exceed_it(
+    processes: Build,
+) -> None:
+    brokers = processes(CALLERS)
+    request = request_for("2026-09-01T09:00:00Z/2026-09-01T09:30:00Z")
+    for _ in range(FITS_AT_ONCE - 1):
+        brokers[0].broker.direct(request, BASE_URL)  # booked: room for one more session
+    calls: list[Callable[[], object]] = [
+        partial(p.broker.request_offers if index % 2 else p.broker.direct, request, BASE_URL)
+        for index, p in enumerate(brokers)
+    ]
+    outcomes = race(calls)
+    unexpected = [
+        o for o in outcomes if isinstance(o, Exception) and not isinstance(o, DirectExecutionFailed)
+    ]
+    assert not unexpected, unexpected
+    offered = len(offers_of([o for o in outcomes if isinstance(o, model.OfferSetResponse)]))
+    booked = [o for o in outcomes if isinstance(o, model.ScheduledExecutionSession)]
+    print(f"nearly full: attempted {CALLERS}, offered {offered}, booked directly {len(booked)}")
+    assert offered + len(booked) == 1
+    assert len(assert_within_capacity(brokers[0].engine)) == FITS_AT_ONCE
+
+
+def test_racing_requests_spill_over_to_the_next_platform_while_it_has_room(
+    processes: Build,
+) -> None:
+    settings = broker_settings(SMALL, BIG)
+    brokers = processes(CALLERS, settings)
+    # `sim` wins every tie, so every request first computes an offer there; once it is full,
+    # the requests that lose it must be offered `xbig` (a platform they had not locked).
+    request = request_for("2026-09-01T09:00:00Z/2026-09-01T09:30:00Z")
+    offers = offers_of(race([partial(p.broker.request_offers, request, BASE_URL) for p in brokers]))
+    on_small = [offer for offer in offers if platform_of(offer) == "sim"]
+    print(f"two platforms: attempted {CALLERS}, offered {len(offers)}, on sim {len(on_small)}")
+    assert len(offers) == CALLERS
+    assert len(on_small) <= FITS_AT_ONCE
+    assert len(assert_within_capacity(brokers[0].engine, settings)) == CALLERS
+
+
+@pytest.mark.parametrize(
+    ("start_range", "taken_meanwhile", "expected"),
+    [
+        # The interloper fills 09:00-10:00: the next free start is 10:00.
+        ("2026-09-01T09:00:00Z/2026-09-01T11:00:00Z", FITS_AT_ONCE, "10:00 on sim"),
+        # ... and there is no later start in the range: NO, for capacity.
+        ("2026-09-01T09:00:00Z/2026-09-01T09:30:00Z", FITS_AT_ONCE, "NO"),
+        # Some room is left at 09:00: the offer computed from the stale view still fits.
+        ("2026-09-01T09:00:00Z/2026-09-01T09:30:00Z", FITS_AT_ONCE - 1, "09:00 on sim"),
+    ],
+)
+def test_an_offer_computed_before_another_process_took_the_room_is_checked_under_the_lock(
+    processes: Build, start_range: str, taken_meanwhile: int, expected: str
+) -> None:
+    request = request_for(start_range)
+    [other] = processes(1)
+
+    def meanwhile() -> None:
+        for _ in range(taken_meanwhile):
+            assert other.broker.request_offers(request, BASE_URL).result == "YES"
+
+    [late] = processes(1, meanwhile=meanwhile)
+    answer = late.broker.request_offers(request, BASE_URL)
+    said = [f"{start_of(offer):%H:%M} on {platform_of(offer)}" for offer in answer.offers]
+    assert (said[0] if said else answer.result) == expected
+    if expected == "NO":
+        assert answer.meta is not None
+        assert any("sim: no free" in (m.message or "") for m in answer.meta.messages)
+    assert len(assert_within_capacity(late.engine)) == taken_meanwhile + len(said)
+
+
+def test_an_offer_whose_platform_filled_up_meanwhile_goes_to_another_platform(
+    processes: Build,
+) -> None:
+    settings = broker_settings(SMALL, BIG)
+    request = request_for("2026-09-01T09:00:00Z/2026-09-01T09:30:00Z")
+    [other] = processes(1, settings)
+
+    def meanwhile() -> None:
+        for _ in range(FITS_AT_ONCE):
+            [offer] = other.broker.request_offers(request, BASE_URL).offers
+            assert platform_of(offer) == "sim"
+
+    [late] = processes(1, settings, meanwhile=meanwhile)
+    [offer] = late.broker.request_offers(request, BASE_URL).offers
+    assert platform_of(offer) == "xbig"
+    assert len(assert_within_capacity(late.engine, settings)) == FITS_AT_ONCE + 1
+
+
+def test_accepting_different_offers_of_one_set_at_once_accepts_exactly_one(
+    processes: Build,
+) -> None:
+    settings = broker_settings(SMALL, BIG, max_offers=4)
+    brokers = processes(8, settings)
+    request = request_for("2026-09-01T09:00:00Z/2026-09-01T11:00:00Z")
+    offers = brokers[0].broker.request_offers(request, BASE_URL).offers
+    uuids = [offer.meta.uuid for offer in offers if offer.meta and offer.meta.uuid]
+    assert len(uuids) == 4
+    # Accepting one offer rejects the others: accepts of different offers of one set must
+    # take turns, not wait for each other's sessions (a deadlock on PostgreSQL).
+    outcomes = race(
+        [
+            partial(p.broker.update_session, uuids[index % len(uuids)], ACCEPT)
+            for index, p in enumerate(brokers)
+        ]
+    )
+    succeeded = [o for o in outcomes if not isinstance(o, Exception)]
+    refused = [o for o in outcomes if isinstance(o, IllegalUpdate)]
+    assert len(succeeded) == 1, outcomes
+    assert len(refused) == len(brokers) - 1, outcomes
+    [winner] = [s.meta.uuid for s in succeeded if s.meta]
+    for refusal in refused:
+        lost_race = refusal.session == winner
+        phase = model.SessionPhase.ACCEPTED if lost_race else model.SessionPhase.REJECTED
+        assert refusal.phase is phase
+    assert stored_bookings(brokers[0].engine) == {str(winner): "booking"}
+    assert_within_capacity(brokers[0].engine, settings)

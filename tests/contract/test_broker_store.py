@@ -24,6 +24,7 @@ import msgspec
 import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from broker import codec, model
 from broker.codec import Media
@@ -38,7 +39,7 @@ from broker.lifecycle import (
     WorkQueued,
 )
 from broker.resources import Booking, BookingKind, GpuShare, Resources
-from broker.store_sql import VERSION_TABLE, SessionRecord, SqlBrokerStore
+from broker.store_sql import VERSION_TABLE, SessionRecord, SqlBrokerStore, StoreTransaction
 from core.db import make_engine
 from tests.integration.conftest import fresh_postgres_database, postgres_server_url
 
@@ -368,6 +369,23 @@ def test_live_bookings_leave_out_ended_and_released_ones_and_other_platforms(sto
     assert live(store, NOW, []) == []
 
 
+def test_live_bookings_within_an_interval_are_those_that_overlap_it(store):
+    early = record(1, phase=Phase.ACCEPTED, start=NOW + HOUR)  # 09:00-10:00
+    late = record(2, phase=Phase.ACCEPTED, start=NOW + 3 * HOUR)  # 11:00-12:00
+    for stored in (early, late):
+        add(store, stored, BookingKind.BOOKING)
+
+    def within(start: datetime, end: datetime) -> list[Booking]:
+        with store.read() as tx:
+            return tx.live_bookings(NOW, ["small"], Interval(start, end))
+
+    assert within(NOW, NOW + HOUR) == []  # half-open: ends as the early one starts
+    assert within(NOW, NOW + HOUR + MICROSECOND) == [booking_of(early, BookingKind.BOOKING)]
+    assert within(NOW + 2 * HOUR, NOW + 3 * HOUR) == []  # the gap between them
+    assert len(within(NOW + HOUR + HOUR / 2, NOW + 3 * HOUR + MICROSECOND)) == 2
+    assert within(NOW + 4 * HOUR, NOW + 5 * HOUR) == []
+
+
 def test_a_hold_counts_only_while_its_offer_is_offered_and_unexpired(store):
     offered = record(1, expires=NOW + timedelta(minutes=5))
     rejected = record(2, start=NOW + 3 * HOUR)
@@ -614,6 +632,40 @@ def test_workers_claiming_at_once_never_share_an_item(
 
 
 # ------------------------------------------------------------------------- transactions
+def test_a_transaction_reads_what_it_has_just_inserted(store):
+    offerset = str(UUID(int=1000))
+    offers = [record(number, offerset=offerset) for number in (1, 2)]
+    with store.write() as tx:
+        tx.add_offerset(offerset, NOW, offerset_document(offerset))
+        for position, offer in enumerate(offers):
+            tx.add_session(offer, position=position, start=offer.state.start, end=offer.state.end)
+            tx.add_booking(offer.id, booking_of(offer))
+            tx.enqueue(offer.id, NOW, WorkQueued())
+        assert tx.offerset(offerset) == (offerset_document(offerset), offers)
+        assert tx.live_bookings(NOW, ["small"]) == [booking_of(offers[0])] * 2
+        assert [item.session_id for item in tx.pending(offers[1].id)] == [offers[1].id]
+    with store.read() as tx:
+        assert tx.offerset(offerset) == (offerset_document(offerset), offers)
+
+
+def test_a_duplicate_found_only_at_commit_leaves_nothing_of_its_transaction(store):
+    first = record(1)
+    add(store, first)
+    second = record(2, start=NOW + 2 * HOUR)
+
+    def store_both() -> None:
+        with store.write() as tx:
+            tx.add_session(second, start=second.state.start, end=second.state.end)
+            tx.add_booking(second.id, booking_of(second))
+            tx.add_session(first, start=first.state.start, end=first.state.end)  # stored already
+
+    with pytest.raises(IntegrityError):
+        store_both()
+    with store.read() as tx:
+        assert tx.session(second.id) is None
+        assert [session for session, _ in tx.bookings_of("small")] == [first.id]
+
+
 def test_a_failed_write_leaves_nothing_behind(store):
     class Crash(Exception):
         pass
@@ -653,3 +705,83 @@ def test_two_stores_on_one_database_see_each_others_commits(
         assert tx.session(offer.id).phase is Phase.ACCEPTED
         assert tx.live_bookings(NOW + HOUR, ["small"]) == [booking_of(offer, BookingKind.BOOKING)]
         assert len(tx.claim("worker-a", NOW, LEASE, limit=1)) == 1
+
+
+# ------------------------------------------------------------------------- row locks
+@pytest.fixture
+def postgres_stores() -> Iterator[list[SqlBrokerStore]]:
+    """Three stores (processes) on a fresh PostgreSQL database with the platform `small`.
+
+    PostgreSQL only: SQLite has one writer at a time, so there are no row locks to share.
+    """
+    with fresh_postgres_database(postgres_server_url(), prefix="voexec_broker") as url:
+        stores = [SqlBrokerStore(make_engine(url)) for _ in range(3)]
+        stores[0].migrate()
+        with stores[0].write() as tx:
+            tx.ensure_platforms(["small"])
+        try:
+            yield stores
+        finally:
+            for store in stores:
+                store.engine.dispose()
+
+
+def in_a_thread(
+    store: SqlBrokerStore, step: Callable[[StoreTransaction], object]
+) -> threading.Thread:
+    """Run `step` in a write transaction of `store`, in a thread of its own (started)."""
+
+    def run() -> None:
+        with store.write() as tx:
+            step(tx)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+@pytest.mark.postgres
+def test_shared_platform_locks_do_not_wait_for_each_other_and_an_exclusive_one_waits_for_them(
+    postgres_stores: list[SqlBrokerStore],
+):
+    first, second, third = postgres_stores
+    with first.write() as tx:
+        tx.lock_platforms(["small"], shared=True)  # an accept in progress
+        other = in_a_thread(second, lambda tx: tx.lock_platforms(["small"], shared=True))
+        other.join(timeout=60)
+        assert not other.is_alive(), "a shared lock waited for another shared lock"
+        exclusive = in_a_thread(third, lambda tx: tx.lock_platforms(["small"]))
+        wait_for_a_lock_wait(first.engine, exclusive)
+        assert exclusive.is_alive(), "an exclusive lock did not wait for a shared one"
+    exclusive.join(timeout=60)
+    assert not exclusive.is_alive()
+
+
+@pytest.mark.postgres
+def test_lock_offerset_of_serialises_the_sessions_of_one_set_and_only_them(
+    postgres_stores: list[SqlBrokerStore],
+):
+    first, second, third = postgres_stores
+    sets = [str(UUID(int=1000)), str(UUID(int=2000))]
+    sessions = [
+        record(1, offerset=sets[0]),
+        record(2, offerset=sets[0]),
+        record(3, offerset=sets[1]),
+    ]
+    with first.write() as tx:
+        for offerset in sets:
+            tx.add_offerset(offerset, NOW, offerset_document(offerset))
+        for stored in sessions:
+            tx.add_session(stored, start=stored.state.start, end=stored.state.end)
+    with first.write() as tx:
+        tx.lock_offerset_of(sessions[0].id)
+        elsewhere = in_a_thread(second, lambda tx: tx.lock_offerset_of(sessions[2].id))
+        elsewhere.join(timeout=60)
+        assert not elsewhere.is_alive(), "another offer set was locked too"
+        sibling = in_a_thread(third, lambda tx: tx.lock_offerset_of(sessions[1].id))
+        wait_for_a_lock_wait(first.engine, sibling)
+        assert sibling.is_alive(), "a sibling's offer set was not locked"
+    sibling.join(timeout=60)
+    assert not sibling.is_alive()
+    with second.write() as tx:
+        tx.lock_offerset_of(session_id(99))  # no such session: nothing to lock

@@ -39,11 +39,9 @@ import contextlib
 import multiprocessing
 import os
 import sys
-import textwrap
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
@@ -55,7 +53,7 @@ from typing import Final
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
-from bench import percentile, write_sections
+from bench import write_sections
 from bench.accepts_clients import (
     UUID_BYTES,
     WAIT_SECONDS,
@@ -66,9 +64,8 @@ from bench.accepts_clients import (
     one_small_platform,
     pool,
 )
+from bench.accepts_report import Measured, Window, section
 from bench.accepts_server import (
-    SERVER_SETTINGS,
-    Activity,
     ActivitySampler,
     ServerUnavailable,
     server_facts,
@@ -82,7 +79,6 @@ from broker.store_sql import SqlBrokerStore
 from core.clock import SystemClock
 from core.db import make_engine
 
-HEADING: Final = "## Broker accepts on PostgreSQL"
 URL_ENV: Final = "VOEXEC_TEST_POSTGRES_URL"
 HOW_TO_START: Final = (
     "start one with `bash scripts/services/postgres start; source .services/env` "
@@ -114,43 +110,6 @@ def check_invariant(engine: Engine, scenario: Scenario, accepted: int) -> None:
 
 
 # --------------------------------------------------------------------------- a scenario
-@dataclass(frozen=True)
-class Window:
-    """The measured window: from the clients' release to the last one's end."""
-
-    seconds: float
-    busy: float | None
-    """Share of the machine's CPUs not idle (None without /proc/stat)."""
-    activity: Activity
-    """What the database's connections were doing, sampled."""
-
-
-@dataclass(frozen=True)
-class Measured:
-    """One scenario's totals; latencies in milliseconds."""
-
-    scenario: Scenario
-    offer_ms: list[float]
-    accept_ms: list[float]
-    no_capacity: int
-    accepted: int
-    conflicts: int
-    expired: int
-    cpu_seconds: float
-    """CPU time of the client processes (not of the server) over the window."""
-    window: Window
-
-    @property
-    def attempted(self) -> int:
-        """Accepts tried (every offer request answered YES leads to one)."""
-        return len(self.accept_ms)
-
-    @property
-    def per_second(self) -> float:
-        """Accepts that succeeded, per second of the measured window."""
-        return self.accepted / self.window.seconds
-
-
 def measure(server_url: str, scenario: Scenario, seconds: float, rounds: int) -> Measured:
     """Run one scenario on a fresh database; raise if a client broke or capacity was exceeded."""
     with throwaway_database(server_url) as url:
@@ -301,140 +260,8 @@ def _busy_since(before: tuple[int, int] | None) -> float | None:
     return 1 - (after[0] - before[0]) / (after[1] - before[1])
 
 
-# --------------------------------------------------------------------------- the section
 def _load() -> str:
     return ", ".join(f"{load:.2f}" for load in os.getloadavg())
-
-
-def _ms(samples: Sequence[float], fraction: float) -> str:
-    return f"{percentile(samples, fraction):.1f} ms" if samples else "-"
-
-
-def _paragraph(text: str) -> str:
-    return textwrap.fill(text, width=100, break_long_words=False, break_on_hyphens=False)
-
-
-def section(results: Sequence[Measured], facts: Mapping[str, str], load: tuple[str, str]) -> str:
-    """The Markdown section for docs/benchmarks.md."""
-    durable = facts["fsync"] == "on" and facts["synchronous_commit"] == "on"
-    settings = ", ".join(f"`{name}={facts[name]}`" for name in SERVER_SETTINGS)
-    server = (
-        f"PostgreSQL {facts['version']} on the same machine, over loopback TCP: {settings}. "
-        + (
-            "Commits wait for the disk (fsync and synchronous_commit on)."
-            if durable
-            else "This is the throwaway test cluster of `scripts/services/postgres`, which runs "
-            "without durability: a commit does not wait for the disk, so these numbers are "
-            "bound by CPU and locks; with fsync and synchronous_commit on, every transaction "
-            "also waits for its WAL flush (to measure that, start the cluster with "
-            '`SERVICES_POSTGRES_OPTIONS="-c fsync=on -c synchronous_commit=on '
-            '-c full_page_writes=on"`).'
-        )
-    )
-    paragraphs = [
-        f"Machine: as above, 2 CPUs shared with other work. Load average (1, 5, 15 min) before "
-        f"the run: {load[0]}; after it: {load[1]} (which includes the benchmark itself).",
-        server,
-        "Each client is an OS process of its own (multiprocessing with the `spawn` context) "
-        "with its own engine (one connection) and `BrokerService`, as separate voexec "
-        "processes sharing one database would be: threads in one interpreter would take "
-        "turns on the GIL and measure that instead. Clients call the service directly (no "
-        "HTTP) and start together once all have connected and warmed up; each scenario runs "
-        "on a new, empty database. `offer` is one `request_offers` call, `accept` one "
-        "`update_session` to ACCEPTED. An accept is refused as a conflict when another "
-        "client accepted that offer first, and as expired when its hold ran out (after 5 "
-        "minutes, the default `offer_ttl`). Machine CPU busy is the share of both CPUs "
-        "not idle during the run (`/proc/stat`), whoever used it; client CPU is what the "
-        "client processes used, per offer request and its accept. The last two columns of the "
-        "second table are the mean number of the database's connections, sampled every 0.2 s "
-        "from `pg_stat_activity`, waiting for a lock, and idle in a transaction (a "
-        "transaction open while its client computes).",
-    ]
-    lines = [HEADING, "", *(part for text in paragraphs for part in (_paragraph(text), ""))]
-    lines += [
-        "| scenario | clients | measured | offer requests | NO: no capacity | accepts tried "
-        "| succeeded | conflict | expired | **accepts/s** | machine CPU busy | client CPU |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        *(
-            f"| {r.scenario.name} | {r.scenario.clients} | {r.window.seconds:.1f} s "
-            f"| {len(r.offer_ms):,} | {r.no_capacity:,} | {r.attempted:,} | {r.accepted:,} "
-            f"| {r.conflicts:,} | {r.expired:,} | **{r.per_second:.1f}** "
-            f"| {_percent(r.window.busy)} | {_cpu_per_request(r)} |"
-            for r in results
-        ),
-        "",
-        "| scenario | clients | offer p50 | offer p99 | accept p50 | accept p99 "
-        "| waiting for a lock | idle in transaction |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-        *(
-            f"| {r.scenario.name} | {r.scenario.clients} | {_ms(r.offer_ms, 0.5)} "
-            f"| {_ms(r.offer_ms, 0.99)} | {_ms(r.accept_ms, 0.5)} | {_ms(r.accept_ms, 0.99)} "
-            f"| {r.window.activity.waiting_for_lock:.1f} "
-            f"| {r.window.activity.idle_in_transaction:.1f} |"
-            for r in results
-        ),
-        "",
-    ]
-    lines += [part for text in _reading(results) for part in (_paragraph(text), "")]
-    return "\n".join(lines)
-
-
-def _cpu_per_request(result: Measured) -> str:
-    return f"{result.cpu_seconds * 1000 / max(len(result.offer_ms), 1):.1f} ms"
-
-
-def _percent(fraction: float | None) -> str:
-    return "-" if fraction is None else f"{fraction:.0%}"
-
-
-def _reading(results: Sequence[Measured]) -> list[str]:
-    """What the numbers mean, in paragraphs, with the comparisons computed from them."""
-    paragraphs = [
-        "What they mean. `pool` asks for one-hour sessions of 2-4 cores on 8 platforms of "
-        "64 cores, starting within two hours of a random time in the week ahead, and accepts "
-        "one offer of each set. `one small platform` runs rounds in which every client asks "
-        "for the same half hour on one platform that fits 4 sessions (4 get an offer, the "
-        "others a NO for capacity), then every client accepts one of those 4 offers (4 "
-        "succeed, the others are conflicts); its accepts/s is 4 per round, so it says how "
-        "long a round of 32 offer requests and 32 accepts on one platform takes.",
-    ]
-    pools = [r for r in results if r.scenario.mode == "pool"]
-    if len(pools) > 1:
-        first, last = pools[0], pools[-1]
-        activity = last.window.activity
-        rates = [r.per_second for r in pools]
-        paragraphs.append(
-            f"From {first.scenario.clients} to {last.scenario.clients} clients the pool's rate "
-            f"stays between {min(rates):.1f} and {max(rates):.1f} accepts/s, while the median "
-            f"offer request goes from {_ms(first.offer_ms, 0.5)} to {_ms(last.offer_ms, 0.5)} "
-            f"and the median accept from {_ms(first.accept_ms, 0.5)} to "
-            f"{_ms(last.accept_ms, 0.5)}, and the client CPU per request from "
-            f"{_cpu_per_request(first)} to {_cpu_per_request(last)}: more clients add waiting, "
-            "not throughput. In the code measured, an offer request locks the rows of every "
-            "platform (`BrokerService._offers` calls `lock_platforms` with all of them) and "
-            "keeps them while its process computes the offers, so offer requests run one at a "
-            "time across the whole broker, whichever platforms they could use; an accept locks "
-            "its session and its one platform, and waits behind an offer request in progress. "
-            f"The samples agree: with {last.scenario.clients} clients, on average "
-            f"{activity.waiting_for_lock:.1f} connections were waiting for a lock and "
-            f"{activity.idle_in_transaction:.1f} were idle in a transaction, that is, holding "
-            "the locks while its client computed (or waited for a CPU). The broker's rate is "
-            "then about one offer computation at a time, whatever the number of clients or "
-            "CPUs. Computing the offers before taking the locks (and checking them again "
-            "under the locks) would shorten the time they are held; locking only the "
-            "platforms that can serve a request would let requests for different platforms "
-            "run side by side."
-        )
-    paragraphs.append(
-        "After every scenario the database's own rows were checked (`bench/capacity.py`): at "
-        "no instant do the bookings and the holds of unexpired offers on a platform exceed "
-        "its cores or memory, and there is exactly one booking per accept that succeeded. "
-        "Bookings are never released during a run (nothing cancels and the work queue is "
-        "not run), so the rows at the end are every booking made. A violation fails the run "
-        "and publishes nothing. `python -m bench accepts` regenerates this section; it needs "
-        "`VOEXEC_TEST_POSTGRES_URL` (see above)."
-    )
-    return paragraphs
 
 
 # --------------------------------------------------------------------------- entry points

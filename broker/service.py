@@ -7,12 +7,14 @@ offers are made across every platform (`broker.offers`) and stored as holds
 (`broker.store_sql`): the new phase, the holds and bookings, and the next due events of the
 work queue are stored together, so a restart carries on from the database alone.
 
-Locks (PostgreSQL rows; SQLite has one writer at a time), always taken in this order, so that
-no two transactions wait for each other in a cycle: an offer set, then a session, then
-platforms in name order. Offer requests compute without locks and hold their platforms'
-locks only to check and store their holds; an accept shares its platform's lock with other
-accepts (it takes no capacity) and excludes only offers being stored there; the work queue
-(`tick`) locks the session it drives and no platform.
+Locks (PostgreSQL rows; SQLite has one writer at a time) are taken so that no two
+transactions wait for each other in a cycle: an offer set before any of its sessions
+(accepting one offer rejects the others), a session before its platform, platforms in name
+order. Offer requests compute without locks and hold their platforms' locks only to check and
+store their holds; an accept shares its platform's lock with other
+accepts (it takes no capacity) and excludes only offers being stored there; other updates and
+the work queue (`tick`), which only ever free capacity, lock the session they drive and no
+platform, so that a slow platform call there holds up no offer request.
 
 Semantic problems with a request (an unknown kind, min above max, more cores than any platform
 has, no free slot) are answers, not exceptions: an offer set with `result: NO` whose messages
@@ -265,11 +267,14 @@ class BrokerService:
             record = tx.session(str(uuid), lock=True)
             if record is None:
                 raise NotFound(f"session {uuid} does not exist")
-            # Shared: accepts take no capacity, so they need not wait for each other, only for
-            # (and hold up) offer requests storing holds on this platform. The clock is read
-            # once the lock is granted: an offer request that counted this hold as expired
-            # (and may have reused its capacity) committed before, at an instant no later.
-            tx.lock_platforms([record.platform], shared=True)
+            if record.phase is Phase.OFFERED:
+                # Whether the offer has expired decides whether its hold may become a booking.
+                # The clock is read once the platform's lock is granted: an offer request that
+                # counted this hold as expired (and may have reused its capacity) committed
+                # before, at an instant no later. Shared: accepts take no capacity, so they
+                # wait only for (and hold up only) offer requests storing holds here. Other
+                # updates only free capacity (a cancel may call the platform): no lock.
+                tx.lock_platforms([record.platform], shared=True)
             now = self._now()
             expires = record.state.expires
             if record.phase is Phase.OFFERED and expires is not None and now >= expires:

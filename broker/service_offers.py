@@ -10,8 +10,9 @@ Owns how an offer request meets the database, in three steps:
    matter, then the offers (`broker.offers.make_offers`), computed by this process while no
    other waits for it.
 3. One write transaction: the rows of the platforms the offers are on are locked (in name
-   order, as every lock of `broker_platform` is taken), those platforms' bookings are read
-   again, and the offers' holds are checked against them (`broker.audit.holds_fit`). When they
+   order, as every lock of `broker_platform` is taken), those platforms' bookings over the
+   offers' times are read again, and the offers' holds are checked against them
+   (`broker.audit.holds_fit`). When they
    fit, the caller stores them in that transaction. When another request took the capacity in
    the meantime, the offers are computed again with the fresh bookings of the locked platforms;
    if they are all on locked platforms they are stored. Otherwise (what is left best is on a
@@ -168,11 +169,13 @@ def place_offers(
     locked = sorted({offer.platform for offer in found.offers})
     with store.write() as tx:
         tx.lock_platforms(locked)
-        fresh = tx.live_bookings(now, locked, question.span) if locked else []
-        if _fit(question, found.offers, fresh):
+        if not found.offers or _fit(
+            question, found.offers, tx.live_bookings(now, locked, _covering(found.offers))
+        ):
             return keep(tx, found)
         # Another request took some of this capacity since the snapshot: search again, with
         # what is booked now where this request holds the locks.
+        fresh = tx.live_bookings(now, locked, question.span)
         others = [booking for booking in snapshot if booking.platform not in locked]
         found = _search(question, demand, [*fresh, *others], now, policy)
         if {offer.platform for offer in found.offers} <= set(locked):
@@ -195,6 +198,11 @@ def _search(
     policy: OfferPolicy,
 ) -> OfferSet:
     return make_offers(question.platforms, bookings, demand, now, policy)
+
+
+def _covering(offers: Sequence[Offer]) -> Interval:
+    """From the first offer's start to the last one's end: where their holds can clash."""
+    return Interval(min(offer.start for offer in offers), max(offer.end for offer in offers))
 
 
 def _fit(question: Question, offers: Sequence[Offer], bookings: Sequence[Booking]) -> bool:

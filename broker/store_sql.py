@@ -245,6 +245,7 @@ class StoreTransaction:
         statement = dialect_insert(platform_table).on_conflict_do_nothing(
             index_elements=[platform_table.c.name]
         )
+        self.flush()
         self._session.execute(statement, rows)
 
     # -------------------------------------------------------------- bookings

@@ -1,0 +1,121 @@
+"""Reading a request for offers: which platforms are candidates, before any lock is taken.
+
+`read_question` decides which platforms' bookings an offer request reads and which platforms it
+may lock: those that run the executable, could ever serve the demand, and can reach one of its
+start windows. Getting this wrong would either lock platforms for nothing or, worse, leave out
+a platform that could serve the request. The locking itself is proven under concurrency in
+`tests/integration/test_broker_concurrency.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from broker import codec, model
+from broker.intervals import Interval
+from broker.offers import OfferPolicy
+from broker.platforms.simulated import SimulatedPlatform
+from broker.resources import PlatformSpec
+from broker.scheduling import booking_range
+from broker.service_offers import Question, read_question
+from core.settings import BrokerSettings, settings_from_mapping
+
+NOW = datetime(2026, 9, 1, 8, 0, tzinfo=UTC)
+
+
+def settings_with(*platforms: dict[str, Any]) -> BrokerSettings:
+    configured = [
+        {
+            "name": platform["name"],
+            "capacity": {"cores": platform.get("cores", 8), "memory": 32},
+            "executables": platform.get("executables", ["docker-container"]),
+            "preparation": platform.get("preparation", "PT1M"),
+        }
+        for platform in platforms
+    ]
+    return settings_from_mapping({"broker": {"platforms": configured}}).broker
+
+
+def request(
+    cores: int = 2,
+    cores_max: int | None = None,
+    start: str = "2026-09-01T09:00:00Z/2026-09-01T11:00:00Z",
+) -> Any:
+    document = {
+        "executable": {
+            "kind": model.KINDS + "executable/docker-container.yaml",
+            "image": {"locations": ["ghcr.io/example/job:1.0"]},
+        },
+        "compute": {
+            "kind": model.KINDS + "compute/simple-compute-resource.yaml",
+            "cores": {"min": cores, "max": cores_max},
+        },
+        "schedule": {"requested": {"start": start, "duration": "PT1H"}},
+    }
+    return codec.decode_request(codec.encode(document, codec.Media.JSON), codec.Media.JSON).value
+
+
+def question(settings: BrokerSettings, wanted: Any, unknown: Sequence[Any] = ()) -> Question:
+    specs = [PlatformSpec.from_settings(p) for p in settings.platforms]
+    return read_question(
+        wanted,
+        unknown,
+        settings=settings,
+        specs=specs,
+        adapters={p.name: SimulatedPlatform(p) for p in settings.platforms},
+        policy=OfferPolicy.from_settings(settings),
+        now=NOW,
+    )
+
+
+def test_candidates_are_the_platforms_that_could_serve_in_name_order_and_the_span_covers_them():
+    settings = settings_with(
+        {"name": "zeta"},
+        {"name": "alpha", "preparation": "PT30M"},
+        {"name": "notebooks", "executables": ["jupyter-notebook"]},  # does not run it
+        {"name": "tiny", "cores": 1},  # never has 2 cores
+        {"name": "slow", "preparation": "PT4H"},  # cannot start before the range ends
+    )
+    asked = question(settings, request())
+    # Every platform is searched (the others answer NO with their reasons, from the search),
+    # in the configured order, which breaks ties; only the candidates' bookings are read and
+    # only they can be locked, in name order.
+    assert [spec.name for spec in asked.platforms] == [
+        "zeta",
+        "alpha",
+        "notebooks",
+        "tiny",
+        "slow",
+    ]
+    assert asked.candidates == ("alpha", "zeta")
+    assert asked.demand is not None
+    policy = OfferPolicy.from_settings(settings)
+    ranges = [
+        booking_range(spec, asked.demand, NOW, policy.horizon, policy=policy.slots)
+        for spec in asked.platforms
+        if spec.name in asked.candidates
+    ]
+    assert asked.span == Interval(
+        min(r.start for r in ranges if r), max(r.end for r in ranges if r)
+    )
+
+
+def test_a_request_no_platform_could_serve_has_no_candidates_and_no_span():
+    asked = question(settings_with({"name": "small", "cores": 4}), request(cores=16))
+    assert asked.demand is not None
+    assert (asked.candidates, asked.span) == ((), None)
+
+
+def test_a_request_with_errors_asks_no_platform():
+    asked = question(settings_with({"name": "small"}), request(cores=4, cores_max=2))
+    assert asked.demand is None
+    assert asked.candidates == ()
+    assert any(m.level is model.MessageLevel.ERROR for m in asked.messages)
+
+
+def test_a_broker_without_platforms_says_so():
+    asked = question(settings_with(), request())
+    assert asked.demand is None
+    assert [m.kind for m in asked.messages] == ["urn:voexec:no-platform"]

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
 from uuid import UUID
 
 import msgspec
@@ -42,6 +41,7 @@ from broker.resources import Booking, BookingKind, GpuShare, Resources
 from broker.store_sql import VERSION_TABLE, SessionRecord, SqlBrokerStore, StoreTransaction
 from core.db import make_engine
 from tests.integration.conftest import fresh_postgres_database, postgres_server_url
+from tests.threads import race
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 9, 1, 8, 0, tzinfo=UTC)
@@ -49,7 +49,6 @@ HOUR = timedelta(hours=1)
 MICROSECOND = timedelta(microseconds=1)
 LEASE = timedelta(minutes=1)
 RACERS = 8
-T = TypeVar("T")
 
 DATABASES = [
     pytest.param("sqlite", id="sqlite"),
@@ -225,27 +224,6 @@ def live(store: SqlBrokerStore, at: datetime, platforms: list[str] | None = None
             tx.live_bookings(at, ["small", "gpu"] if platforms is None else platforms),
             key=lambda b: (b.platform, b.interval.start),
         )
-
-
-def race(calls: list[Callable[[], T]]) -> list[T | Exception]:
-    """Run every call in its own thread, all released at once; results (or errors) in order."""
-    barrier = threading.Barrier(len(calls))
-    results: list[T | Exception] = [RuntimeError("did not run")] * len(calls)
-
-    def run(index: int) -> None:
-        barrier.wait()
-        try:
-            results[index] = calls[index]()
-        except Exception as error:  # noqa: BLE001 - collected and judged by the test
-            results[index] = error
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads), "a caller hung"
-    return results
 
 
 # ------------------------------------------------------------------------- migrations, platforms

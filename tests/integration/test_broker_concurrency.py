@@ -12,14 +12,13 @@ trust the store's own queries. Runs on a SQLite file and on PostgreSQL (`postgre
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -36,6 +35,7 @@ from core.clock import ManualClock
 from core.db import make_engine
 from core.settings import BrokerSettings, settings_from_mapping
 from tests.integration.conftest import fresh_postgres_database, postgres_server_url
+from tests.threads import race
 
 NOW = datetime(2026, 9, 1, 8, 0, tzinfo=UTC)
 CALLERS = 20
@@ -43,7 +43,6 @@ CORES, MEMORY = 8, 32
 SESSION_CORES, SESSION_MEMORY = 2, 8
 FITS_AT_ONCE = min(CORES // SESSION_CORES, MEMORY // SESSION_MEMORY)
 ACCEPT = model.EnumValueUpdate(path="phase", value="ACCEPTED")
-T = TypeVar("T")
 BASE_URL = "http://testserver.local/broker"
 SMALL = {"name": "sim", "cores": CORES, "memory": MEMORY}
 """The platform every test fights over: FITS_AT_ONCE sessions at a time."""
@@ -167,27 +166,6 @@ def processes(database_url: str) -> Iterator[Build]:
     yield build
     for engine in engines:
         engine.dispose()
-
-
-def race(calls: list[Callable[[], T]]) -> list[T | Exception]:
-    """Run every call in its own thread, all released at once; results (or errors) in order."""
-    barrier = threading.Barrier(len(calls))
-    results: list[T | Exception] = [RuntimeError("did not run")] * len(calls)
-
-    def run(index: int) -> None:
-        barrier.wait()
-        try:
-            results[index] = calls[index]()
-        except Exception as error:  # noqa: BLE001 - collected and judged by the test
-            results[index] = error
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads), "a caller hung"
-    return results
 
 
 def assert_within_capacity(engine: Engine, settings: BrokerSettings | None = None) -> list[Booking]:

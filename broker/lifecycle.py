@@ -36,35 +36,14 @@ from typing import Final, TypeAlias, cast
 
 import msgspec
 
+from broker.model import TERMINAL_PHASES, LifecyclePhase, SessionPhase
 from core.errors import Conflict
 
-
-class Phase(StrEnum):
-    """The phases of an execution session (the newest IVOA schema's 13 values)."""
-
-    INITIAL = "INITIAL"
-    OFFERED = "OFFERED"
-    ACCEPTED = "ACCEPTED"
-    REJECTED = "REJECTED"
-    EXPIRED = "EXPIRED"
-    WAITING = "WAITING"
-    PREPARING = "PREPARING"
-    AVAILABLE = "AVAILABLE"
-    RUNNING = "RUNNING"
-    RELEASING = "RELEASING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-
-    @property
-    def terminal(self) -> bool:
-        """True when nothing can happen to the session any more."""
-        return self in TERMINAL
-
-
-TERMINAL: Final = frozenset(
-    {Phase.REJECTED, Phase.EXPIRED, Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED}
-)
+# The wire model's enums are the phases: one list of names, whether a session is stored,
+# stepped or sent.
+Phase: TypeAlias = SessionPhase
+ComponentPhase: TypeAlias = LifecyclePhase
+TERMINAL: Final = TERMINAL_PHASES
 HOLDING: Final = frozenset(
     {
         Phase.OFFERED,
@@ -77,20 +56,6 @@ HOLDING: Final = frozenset(
     }
 )
 """Phases whose session holds or books capacity (OFFERED only until it expires)."""
-
-
-class ComponentPhase(StrEnum):
-    """The phase of one component on a platform (the schema's `LifecyclePhase`)."""
-
-    INITIALIZING = "INITIALIZING"
-    WAITING = "WAITING"
-    PREPARING = "PREPARING"
-    AVAILABLE = "AVAILABLE"
-    RUNNING = "RUNNING"
-    RELEASING = "RELEASING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
 
 
 # ------------------------------------------------------------------------- events: facts

@@ -266,6 +266,11 @@ class SessionPhase(StrEnum):
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
 
+    @property
+    def terminal(self) -> bool:
+        """True when nothing can happen to the session any more."""
+        return self in TERMINAL_PHASES
+
 
 TERMINAL_PHASES: Final = frozenset(
     {

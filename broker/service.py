@@ -279,7 +279,7 @@ class BrokerService:
             expires = record.state.expires
             if record.phase is Phase.OFFERED and expires is not None and now >= expires:
                 record = self._apply(tx, record, OfferExpired(), now)
-            phase = SessionPhase(record.phase.value)
+            phase = record.phase
             if target not in CLIENT_UPDATES.get(phase, ()):
                 refusal = IllegalUpdate(uuid, phase, target)  # raised after the commit
             else:
@@ -432,7 +432,7 @@ class BrokerService:
                     tx.save_session(noted)
                 return noted
             return record
-        phase = SessionPhase(result.state.phase.value)
+        phase = result.state.phase
         document = record.document
         meta = document.meta or ComponentMetadata()
         document = msgspec.structs.replace(

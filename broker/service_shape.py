@@ -64,7 +64,7 @@ RELEASE_TIME: Final = timedelta(seconds=10)
 """How long releasing is announced to take."""
 
 CLIENT_UPDATES: Final[dict[SessionPhase, tuple[SessionPhase, ...]]] = {
-    SessionPhase(phase.value): tuple(
+    phase: tuple(
         SessionPhase(value)
         for update in lifecycle.allowed_updates(phase)
         for value in update.values
@@ -203,7 +203,7 @@ def new_session(
     """
     executable_meta = request.executable.meta if request.executable else None
     name = executable_meta.name if executable_meta and executable_meta.name else "session"
-    phase = SessionPhase(state.phase.value)
+    phase = state.phase
     meta = ComponentMetadata(
         uuid=session_id,
         name=f"{name}-offer-{position + 1}" if position is not None else name,

@@ -13,17 +13,15 @@ Imports SQLAlchemy through `core.db`; no broker code.
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Final
 
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
+from core import db
 from core.db import make_engine
 
 __all__ = [
@@ -55,21 +53,9 @@ class ServerUnavailable(RuntimeError):
     """No PostgreSQL server to measure: none configured, or it does not answer."""
 
 
-@contextmanager
-def throwaway_database(server_url: str) -> Iterator[str]:
-    """Create a uniquely named database, yield its URL, drop it afterwards (even on failure)."""
-    name = f"voexec_bench_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(server_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
+def throwaway_database(server_url: str) -> AbstractContextManager[str]:
+    """A new database for one scenario, dropped afterwards (even on failure)."""
+    return db.throwaway_database(server_url, "voexec_bench")
 
 
 def server_facts(server_url: str) -> dict[str, str]:

@@ -23,16 +23,15 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import httpx
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from core.db import make_engine
+from core.db import make_engine, throwaway_database
 from tests.conftest import require_service
 
 POSTGRES_URL_ENV = "VOEXEC_TEST_POSTGRES_URL"
@@ -94,25 +93,11 @@ def opensearch_server_url() -> str:
     return url
 
 
-@contextmanager
-def fresh_postgres_database(server_url: str, prefix: str = "voexec_test") -> Iterator[str]:
-    """Create a uniquely named database on the server, yield its URL, drop it afterwards.
-
-    The drop uses `WITH (FORCE)`, so connections a test left open cannot keep it alive.
-    """
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    # CREATE/DROP DATABASE cannot run inside a transaction block.
-    admin = make_engine(server_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
+def fresh_postgres_database(
+    server_url: str, prefix: str = "voexec_test"
+) -> AbstractContextManager[str]:
+    """A database of its own for the `with` block (see `core.db.throwaway_database`)."""
+    return throwaway_database(server_url, prefix)
 
 
 def delete_opensearch_indices(server_url: str, pattern: str) -> None:

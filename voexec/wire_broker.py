@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING
 from core.clock import ManualClock
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
-
     from voexec.wiring import Services
 
 
@@ -26,14 +24,9 @@ def build(services: Services) -> None:
     from broker.store_sql import SqlBrokerStore
     from broker.web import broker_router
     from broker.worker import WorkQueueRunner
-    from core.db import make_engine
 
     settings = services.settings
-    engine: Engine | None = services.components.get("engine")
-    if engine is None:
-        engine = make_engine(settings.database_url)
-        services.components["engine"] = engine
-        services.on_shutdown.append(engine.dispose)
+    engine = services.database()
     store = SqlBrokerStore(engine)
     store.migrate()
     platforms: dict[str, Platform] = {

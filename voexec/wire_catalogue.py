@@ -30,15 +30,12 @@ from catalogue.timing import parse_duration
 from catalogue.voresource import RegistryIdentity
 from catalogue.web import catalogue_router
 from catalogue.web_oai import broker_vosi_router, registry_router
-from core.db import make_engine
 from core.errors import ConfigError, DomainError, Invalid, Problem, Unavailable
 from core.settings import OpenSearchSearch, PlatformSettings, Settings, TantivySearch
 from vocabularies.model import UnknownVocabulary
 from vocabularies.registry import VocabularyRegistry
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
-
     from broker.service import BrokerService
     from voexec.wiring import Services
 
@@ -166,11 +163,7 @@ def vocabulary_synonyms(vocabularies: VocabularyRegistry) -> list[str]:
 def build(services: Services) -> None:
     """Construct the catalogue service, provide it as `catalogue`, mount `/catalogue`."""
     settings = services.settings
-    engine: Engine | None = services.components.get("engine")
-    if engine is None:
-        engine = make_engine(settings.database_url)
-        services.components["engine"] = engine
-        services.on_shutdown.append(engine.dispose)
+    engine = services.database()
     store = SqlCatalogueStore(engine)
     store.migrate()
     vocabularies: VocabularyRegistry = services.components["vocabularies"]

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from core.db import make_engine
 from core.errors import Unavailable
 from core.settings import GitLabSource, Settings
 from harvest import cli
@@ -26,8 +25,6 @@ from harvest.store_sql import HarvestStore
 from harvest.web import BackgroundHarvests, router
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
-
     from voexec.wiring import Services
 
 log = logging.getLogger(__name__)
@@ -56,10 +53,7 @@ def build(services: Services) -> None:
     if catalogue is None:
         log.warning("no catalogue service is wired; harvesting is not available")
         return
-    engine: Engine | None = services.components.get("engine")
-    if engine is None:
-        engine = make_engine(settings.database_url)
-        services.on_shutdown.append(engine.dispose)
+    engine = services.database()
     HarvestStore.migrate(engine)
     pipeline = HarvestPipeline(
         settings.harvest,

@@ -21,8 +21,10 @@ from typing import Any
 
 from litestar.di import Provide
 from litestar.types import ControllerRouterHandler
+from sqlalchemy.engine import Engine
 
 from core.clock import Clock, SystemClock
+from core.db import make_engine
 from core.settings import Settings
 from voexec import wire_broker, wire_catalogue, wire_harvest, wire_ui, wire_vocabularies
 
@@ -45,6 +47,15 @@ class Services:
         """Make `value` injectable into handlers as the parameter `name`."""
         self.components[name] = value
         self.dependencies[name] = Provide(lambda: value, use_cache=True, sync_to_thread=False)
+
+    def database(self) -> Engine:
+        """The one SQLAlchemy engine every package shares: made on first use, disposed at stop."""
+        engine: Engine | None = self.components.get("engine")
+        if engine is None:
+            engine = make_engine(self.settings.database_url)
+            self.components["engine"] = engine
+            self.on_shutdown.append(engine.dispose)
+        return engine
 
     def start(self) -> None:
         """Start background work (queues, sweeps)."""

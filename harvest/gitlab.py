@@ -223,13 +223,11 @@ class GitLabClient:
         Projects shared into a group from elsewhere are not included: they belong to the
         groups that own them.
         """
-        seen: set[int] = set()
-        for group in groups:
-            manager = self._gl.groups.get(group, lazy=True).projects
-            listing = self._iterate(
+        listings = [
+            self._iterate(
                 f"listing the projects of group {group}",
                 partial(
-                    manager.list,
+                    self._gl.groups.get(group, lazy=True).projects.list,
                     iterator=True,
                     include_subgroups=True,
                     with_shared=False,
@@ -239,13 +237,9 @@ class GitLabClient:
                     **_NO_LIBRARY_RETRY,
                 ),
             )
-            for data in listing:
-                project = project_from_json(data)
-                if project.id not in seen:
-                    seen.add(project.id)
-                    yield project
-        for topic in topics:
-            listing = self._iterate(
+            for group in groups
+        ] + [
+            self._iterate(
                 f"listing the projects with topic {topic}",
                 partial(
                     self._gl.projects.list,
@@ -258,6 +252,11 @@ class GitLabClient:
                     **_NO_LIBRARY_RETRY,
                 ),
             )
+            for topic in topics
+        ]
+        # A project in several groups or with several topics is yielded once, where first met.
+        seen: set[int] = set()
+        for listing in listings:
             for data in listing:
                 project = project_from_json(data)
                 if project.id not in seen:

@@ -1,13 +1,13 @@
-"""The pages' pure helpers: URL state, timeline geometry, broker documents, the offers form, text.
+"""The pages' pure helpers: URL state, timeline geometry, broker documents, the offers form.
 
 These decide what the pages show, so they are tested on their own, with examples and with
 properties over generated input (hypothesis): a search state survives its URL; lanes never
-overlap; reading any broker document never raises; descriptions never carry markup through.
+overlap; reading any broker document never raises. Descriptions (`text`) are tested with
+the entry page, in tests/api/test_entry_descriptions.py.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from catalogue.model import DeclaredNeeds, ExpectedData, Facet, FacetBucket, GpuNeeds
 from core.errors import Problem
 from core.settings import settings_from_mapping
-from voexec.ui import broker_charts, formats, text, timeline
+from voexec.ui import broker_charts, formats, timeline
 from voexec.ui.broker_views import offer_set_view, session_view
 from voexec.ui.offer_form import OfferForm, form_field
 from voexec.ui.search_state import FACETS, SearchState, open_branches, opened
@@ -413,33 +413,6 @@ def test_catalogue_problems_point_at_form_fields():
     assert form_field("data[2]") == "data"
     assert form_field("start") == "earliest"
     assert form_field("$.cores") == "cores"
-
-
-# ----------------------------------------------------------------------------- text
-@given(st.text(max_size=200))
-def test_descriptions_never_carry_markup_through(source):
-    html = text.markdown_html(source)
-    stripped = html
-    for tag in ("p", "ul", "ol", "li", "em", "strong", "code"):
-        stripped = stripped.replace(f"<{tag}>", "").replace(f"</{tag}>", "")
-    stripped = stripped.replace("</a>", "")
-    stripped = re.sub(r'<a href="https?://[^"<>]*" rel="nofollow noopener">', "", stripped)
-    assert "<" not in stripped
-
-
-def test_markdown_subset():
-    html = text.markdown_html(
-        "Finds *sources* in **cubes**; see [docs](https://x.org/d) or `sofia -p`.\n\n"
-        "- one\n- two\n\n<script>alert(1)</script> [bad](javascript:alert(1))"
-    )
-    assert "<em>sources</em>" in html
-    assert "<strong>cubes</strong>" in html
-    assert '<a href="https://x.org/d" rel="nofollow noopener">docs</a>' in html
-    assert "<code>sofia -p</code>" in html
-    assert "<ul><li>one</li><li>two</li></ul>" in html
-    assert "&lt;script&gt;" in html
-    assert "javascript:" in html
-    assert 'href="javascript' not in html
 
 
 # ----------------------------------------------------------------------------- formats

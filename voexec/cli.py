@@ -7,14 +7,20 @@ Only `main()` turns errors into exit codes.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
+import tempfile
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from core.errors import ConfigError, DomainError
-from core.settings import load_settings
+from core.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from litestar import Litestar
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -41,6 +47,46 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _started_document(app: Litestar) -> dict[str, Any]:
+    # The broker adds its request and response schemas at start-up, so the document is read
+    # between the app's start and stop, exactly as a running server would serve it.
+    async with app.lifespan():
+        return app.openapi_schema.to_schema()
+
+
+def openapi_document(settings: Settings) -> dict[str, Any]:
+    """The OpenAPI document the app built from `settings` serves at /schema/openapi.json."""
+    from voexec.app import create_app
+
+    return asyncio.run(_started_document(create_app(settings)))
+
+
+def _openapi(args: argparse.Namespace) -> int:
+    import yaml
+
+    # stdout carries the document; warnings about data it does not depend on (vocabularies not
+    # cached while offline) would only be noise on stderr.
+    logging.basicConfig(level=logging.ERROR)
+    settings = load_settings(args.config)
+    with tempfile.TemporaryDirectory(prefix="voexec-openapi-") as data_dir:
+        # Printing the document must leave no database or index behind, nor wait on the
+        # network: a throwaway data directory and the vocabularies shipped with voexec.
+        settings = msgspec.structs.replace(
+            settings,
+            data_dir=data_dir,
+            vocabularies=msgspec.structs.replace(settings.vocabularies, offline=True),
+        )
+        document = openapi_document(settings)
+    if args.yaml:
+        # Plain YAML, as /schema/openapi.yaml serves it: JSON types only, keys in document order.
+        plain = msgspec.json.decode(msgspec.json.encode(document))
+        sys.stdout.write(yaml.safe_dump(plain, sort_keys=False, allow_unicode=True))
+    else:
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(document), indent=2).decode())
+        sys.stdout.write("\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The root parser with every package's commands mounted."""
     parser = argparse.ArgumentParser(
@@ -57,6 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo", action="store_true", help="load the demo catalogue and three simulated platforms"
     )
     serve.set_defaults(func=_serve)
+
+    openapi = commands.add_parser(
+        "openapi", help="print the OpenAPI document (JSON) without starting a server"
+    )
+    openapi.add_argument(
+        "--config",
+        help="YAML settings file (default: $VOEXEC_CONFIG); its data_dir is not touched",
+    )
+    openapi.add_argument("--yaml", action="store_true", help="print YAML instead of JSON")
+    openapi.set_defaults(func=_openapi)
 
     from voexec.wiring import PARTS
 

@@ -70,10 +70,13 @@ class Reading:
 
 
 def _range(
-    reading: Reading, block: MinMaxCount | None, what: str, path: str
+    reading: Reading, block: MinMaxCount | None, what: str, path: str, default: int = 1
 ) -> tuple[int, int | None]:
-    low = block.min if block and block.min is not None else 1
     high = block.max if block else None
+    # Without a minimum, the default, but never above a maximum the client did give.
+    low = default if high is None else min(default, high)
+    if block and block.min is not None:
+        low = block.min
     if high is not None and high < low:
         reading.error(
             "urn:invalid-value",
@@ -182,11 +185,21 @@ def read_request(
     reading = Reading(now)
     _check_components(reading, request, unknown)
     compute = request.compute
+    # A blank compute resource is the broker's default one (settings `default_cores`,
+    # `default_memory`): the talks' two cores and 2 GiB.
     cores, cores_max = _range(
-        reading, compute.cores if compute else None, "cores", "$.compute.cores"
+        reading,
+        compute.cores if compute else None,
+        "cores",
+        "$.compute.cores",
+        settings.default_cores,
     )
     memory, memory_max = _range(
-        reading, compute.memory if compute else None, "memory", "$.compute.memory"
+        reading,
+        compute.memory if compute else None,
+        "memory",
+        "$.compute.memory",
+        settings.default_memory,
     )
     for index, volume in enumerate(request.storage):
         _range(reading, volume.size, "size", f"$.storage[{index}].size")

@@ -250,10 +250,18 @@ class BrokerSettings(_Settings, frozen=True):
     """Ranking strategies, each contributing offers in turn."""
     offer_above_minimum: float = 2.0
     """Offer up to this multiple of the requested minimum cores and memory (never above max)."""
-    default_duration: timedelta = timedelta(hours=1)
-    """Duration used when a request gives none."""
-    default_start_window: timedelta = timedelta(hours=2)
-    """Start range used when a request gives none."""
+    default_duration: timedelta = timedelta(minutes=30)
+    """Duration used when a request gives none (the standard's talks: 30 minutes)."""
+    default_start_window: timedelta = timedelta(hours=24)
+    """Start range used when a request gives none: from now until this much later."""
+    default_cores: PositiveInt = 2
+    """Cores asked for when a request gives no minimum (or no compute resource at all)."""
+    default_memory: NonNegativeInt = 2
+    """GiB of memory asked for when a request gives no minimum (or no compute resource)."""
+    held_offersets_per_requester: NonNegativeInt = 3
+    """Most offer sets one requester may hold at once (with an offer still open); 0: no limit.
+
+    The requester is the bearer token when `write_tokens` are set, else the client address."""
     tick: timedelta = timedelta(seconds=1)
     """How often the work queue is polled."""
     write_tokens: list[str] = []

@@ -13,6 +13,13 @@ Owns everything between bytes and `broker.model` Structs:
   URIs, `uri:` short names, the `computer` spelling, the `update:` wrapper, a one-item
   `compute` list and a one-item `start` list are rewritten to the newest form before
   validation. Kind aliases come from one table, `broker.model_kinds.KIND_ALIASES`.
+- **The forms shown in the IVOA talks (2023-2025)** are rewritten too: the `request:` wrapper
+  and an executable's `spec:` block, `resources:` holding `compute`/`data`/`storage`,
+  `schedule.requested.executing`, a component's `name` (now `meta.name`), volumes without a
+  kind, `requested`/`offered` min-max blocks, a notebook's `notebook` (URL or `{file: URL}`),
+  a container's `repository`/`image`/`tag`/`digest`, and a Python program's `requirements`
+  map (`python` constrains the interpreter, the rest are packages). docs/broker.md lists them
+  ("Accepted forms").
 - **Unknown kinds** are set aside (`UnknownKind`) rather than failing the decode, so the service
   can answer NO naming them.
 - **Errors** are `core.errors.Invalid` with one `Problem(field=JSON path, reason)` each
@@ -29,16 +36,25 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, Literal, TypeVar
 
 import msgspec
 import yaml
 
 from broker.isotime import Duration, Interval, format_duration, format_instant, parse_duration
-from broker.model import AnySession, AnyUpdate, ExecutionRequest, UnknownKind
+from broker.model import (
+    KINDS,
+    PYTHON_PROGRAM_KIND,
+    AnySession,
+    AnyUpdate,
+    ExecutionRequest,
+    MinMaxCount,
+    UnknownKind,
+)
 from broker.model_kinds import canonical_kind
 from core.errors import Invalid, Problem
 
@@ -274,6 +290,9 @@ class _Normaliser:
     survive, so error paths can name the item the client wrote.
     """
 
+    side: Literal["requested", "offered"] = "requested"
+    """Which half of a `requested`/`offered` min-max block to read: a request asks, an offer
+    offers."""
     unknown: list[UnknownKind] = field(default_factory=list)
     kept: dict[str, list[int]] = field(default_factory=dict)
 
@@ -312,6 +331,8 @@ class _Normaliser:
         own_fields = {f.encode_name for m in members for f in m.fields}
         if "kind" not in node and "type" in node and "type" not in own_fields:
             node["kind"] = node.pop("type")
+        if "kind" not in node and [m.tag for m in members] == [_VOLUME]:
+            node["kind"] = _VOLUME  # the 2024 prototype's volumes had no kind: there is one
         kind = node.get("kind")
         if not isinstance(kind, str):
             return node  # missing or not a string: msgspec reports it
@@ -321,12 +342,20 @@ class _Normaliser:
             family = getattr(members[0].cls, "FAMILY", "component")
             self.unknown.append(UnknownKind(path=path, family=family, kind=kind))
             return _DROPPED
-        return self.struct(node, by_tag[node["kind"]], path)
+        member = by_tag[node["kind"]]
+        return self.struct(_older_fields(node, member), member, path)
 
     def struct(self, node: Any, info: msgspec.inspect.StructType, path: str) -> Any:
         if not isinstance(node, dict):
             return node
         node = dict(node)
+        if issubclass(info.cls, MinMaxCount) and node and set(node) <= {"requested", "offered"}:
+            # The 2025 form: `cores: {requested: {min: 4}, offered: {min: 8}}`.
+            other = "offered" if self.side == "requested" else "requested"
+            half = node.get(self.side, node.get(other))
+            if not isinstance(half, dict):
+                return half  # msgspec reports the wrong type with its path
+            node = dict(half)
         for struct_field in info.fields:
             name = struct_field.encode_name
             if name in node:
@@ -349,6 +378,105 @@ class _Normaliser:
         return rebuilt
 
 
+_VOLUME: Final = KINDS + "volume/simple-volume-mount.yaml"
+_DOCKER: Final = KINDS + "executable/docker-container.yaml"
+_NOTEBOOK: Final = KINDS + "executable/jupyter-notebook.yaml"
+_OPERATORS: Final = ("<", ">", "=", "!", "~")
+
+
+def _file_of(value: Any) -> Any:
+    """A URL written bare (2024) or as `{file: URL}` (2025)."""
+    if isinstance(value, dict) and set(value) == {"file"}:
+        return value["file"]
+    return value
+
+
+def _notebook_fields(node: dict[str, Any]) -> None:
+    """`notebook: URL` or `notebook: {file: URL}` is the newest `location`.
+
+    The 2023 and 2025 forms also gave a notebook a `requirements` file; the notebook kind of
+    schema v1.0 has no such field, so it is read and left out: the platform's own Jupyter
+    environment runs the notebook (docs/broker.md, "Accepted forms").
+    """
+    if "notebook" in node and "location" not in node:
+        node["location"] = _file_of(node.pop("notebook"))
+    node.pop("requirements", None)
+
+
+def _docker_fields(node: dict[str, Any]) -> None:
+    """A packager's `repository`, `image` (a name), `tag` and `digest` are the newest `image`."""
+    if not ({"repository", "tag"} & set(node) or isinstance(node.get("image"), str)):
+        return
+    repository, name = node.pop("repository", None), node.pop("image", None)
+    tag, digest = node.pop("tag", None), node.pop("digest", None)
+    image: dict[str, Any] = {}
+    if name is not None:
+        location = "/".join(str(part).strip("/") for part in (repository, name) if part)
+        image["locations"] = [f"{location}:{tag}" if tag is not None else location]
+    if digest is not None:
+        image["digest"] = digest
+    node["image"] = image
+
+
+def _requirement(package: str, constraint: Any) -> str:
+    """`numpy` and `>2.1.1` as the requirement specifier `numpy>2.1.1`; a bare version pins."""
+    text = "" if constraint is None else str(constraint).strip()
+    if text in {"", "*"}:
+        return package
+    if text[0].isdigit():
+        return f"{package}=={text}"
+    return f"{package}{text}" if text.startswith(_OPERATORS) else f"{package} {text}"
+
+
+def _python_fields(node: dict[str, Any]) -> None:
+    """A developer's `requirements` map, as the newest fields.
+
+    `python` constrains the interpreter (`python_version`); every other key is a package
+    installed in the session's own environment (`requirements`, a list of specifiers).
+    """
+    requirements = node.get("requirements")
+    if not isinstance(requirements, dict):
+        return
+    if set(requirements) == {"file"}:
+        node["requirements"] = requirements["file"]
+        return
+    packages = []
+    for package, constraint in requirements.items():
+        if str(package).strip().lower() == "python":
+            if "python_version" not in node:
+                node["python_version"] = None if constraint is None else str(constraint).strip()
+        else:
+            packages.append(_requirement(str(package).strip(), constraint))
+    node["requirements"] = packages
+
+
+_KIND_FIELDS: Final[dict[str, Callable[[dict[str, Any]], None]]] = {
+    _NOTEBOOK: _notebook_fields,
+    _DOCKER: _docker_fields,
+    PYTHON_PROGRAM_KIND: _python_fields,
+}
+"""The older field names of each kind, rewritten in place to the newest ones."""
+
+
+def _older_fields(node: dict[str, Any], member: msgspec.inspect.StructType) -> dict[str, Any]:
+    """Rewrite the fields older forms gave a component of kind `member` (`node` is a copy)."""
+    fields = {f.encode_name for f in member.fields}
+    spec = node.get("spec")
+    if "spec" not in fields and isinstance(spec, dict):
+        del node["spec"]  # the 2023 form: the kind's own fields in a `spec:` block
+        node = {**spec, **node}
+    name = node.get("name")
+    if "name" not in fields and "meta" in fields and "name" in node:
+        meta = node.get("meta")
+        if meta is None or (isinstance(meta, dict) and "name" not in meta):
+            del node["name"]  # talks gave components a `name`; schema v1.0 has `meta.name`
+            node["meta"] = {**(meta or {}), "name": name}
+    rewrite = _KIND_FIELDS.get(str(member.tag))
+    if rewrite is not None:
+        rewrite(node)
+    return node
+
+
 def _single_from_list(document: dict[str, Any], key: str, what: str, path: str) -> None:
     """Older schemas had lists where the newest has one value: accept a list of one."""
     value = document.get(key)
@@ -363,11 +491,28 @@ def _single_from_list(document: dict[str, Any], key: str, what: str, path: str) 
 
 
 def _reshape_request(document: dict[str, Any]) -> dict[str, Any]:
+    wrapped = document.get("request")
+    if set(document) == {"request"} and isinstance(wrapped, dict):
+        document = wrapped  # the 2023 form: `request: {executable: ...}`
     document = dict(document)
+    resources = document.get("resources")
+    if isinstance(resources, dict):
+        # The 2024-2025 forms: `resources: {compute: [...], data: [...]}`.
+        rest = dict(resources)
+        for key in ("compute", "storage", "data"):
+            if key in rest and key not in document:
+                document[key] = rest.pop(key)
+        if rest:
+            document["resources"] = rest  # what is left is reported as unknown
+        else:
+            del document["resources"]
     _single_from_list(document, "compute", "compute resource", "$.compute")
     schedule = document.get("schedule")
     if isinstance(schedule, dict) and isinstance(schedule.get("requested"), dict):
         requested = dict(schedule["requested"])
+        executing = requested.get("executing")
+        if set(requested) == {"executing"} and isinstance(executing, dict):
+            requested = dict(executing)  # the 2024 form: `requested: {executing: {...}}`
         _single_from_list(requested, "start", "start interval", "$.schedule.requested.start")
         document["schedule"] = {**schedule, "requested": requested}
     return document
@@ -428,7 +573,7 @@ def convert(document: dict[str, Any], target: Any, path: str = "$") -> Decoded[A
     Raises:
         Invalid: with one problem naming the JSON path and the reason.
     """
-    normaliser = _Normaliser()
+    normaliser = _Normaliser(side="requested" if target is ExecutionRequest else "offered")
     normalised = normaliser.value(document, _type_info(target), path)
     if normalised is _DROPPED:
         unknown = normaliser.unknown[0]

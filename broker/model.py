@@ -85,6 +85,7 @@ from broker.model_components import (
     IvoaDataResourceBlock,
     IvoaObsCoreItem,
     JupyterNotebook,
+    PythonConstraint,
     PythonProgram,
     RucioDataResource,
     RucioDataResourceBlock,
@@ -104,6 +105,7 @@ from broker.model_components import (
     SkaoReplicaItem,
     StorageResource,
     VolumeMount,
+    python_version_allows,
 )
 
 __all__ = [
@@ -169,6 +171,7 @@ __all__ = [
     "MinMaxCount",
     "OfferSetResponse",
     "Option",
+    "PythonConstraint",
     "PythonProgram",
     "RequestedScheduleBlock",
     "RequestedScheduleItem",
@@ -204,6 +207,7 @@ __all__ = [
     "VolumeMount",
     "WireStruct",
     "message_item",
+    "python_version_allows",
     "render_template",
 ]
 

@@ -13,6 +13,9 @@ put `AcceleratedComputeResource` before `SimpleComputeResource` since it extends
 
 from __future__ import annotations
 
+import operator
+import re
+from collections.abc import Callable
 from typing import Annotated, ClassVar, Final, Literal
 
 import msgspec
@@ -122,6 +125,19 @@ class JupyterNotebook(Executable, frozen=True, tag=KINDS + "executable/jupyter-n
 
 PYTHON_PROGRAM_KIND: Final = EXTENSION_KINDS + "executable/python-program.yaml"
 
+_VERSION_CLAUSE: Final = r"\s*(?:===?|~=|!=|<=|>=|<|>)?\s*\d+(?:\.\d+)*(?:\.\*)?\s*"
+PythonConstraint = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=rf"^{_VERSION_CLAUSE}(?:,{_VERSION_CLAUSE})*$",
+        description=(
+            "The Python versions the program runs on: a version (`3.11`: any 3.11.x) or "
+            "comma-separated PEP 440 clauses on release numbers (`>3.10`, `>=3.10,<3.13`)."
+        ),
+        examples=["3.11", ">3.10", ">=3.10,<3.13"],
+    ),
+]
+
 
 class PythonProgram(Executable, frozen=True, kw_only=True, tag=PYTHON_PROGRAM_KIND):
     """voexec extension: a Python program run in its own environment.
@@ -129,15 +145,64 @@ class PythonProgram(Executable, frozen=True, kw_only=True, tag=PYTHON_PROGRAM_KI
     The program is fetched from `location` (a git repository, archive or single file URL), its
     dependencies are installed from `requirements` (a list of requirement specifiers, or the URL
     of a requirements file), and `entry_point` is run (`module:function`, a module name, or a
-    script path inside the program).
+    script path inside the program). `python_version` is what the program asks of the
+    interpreter: a platform whose Python does not satisfy it answers NO.
+
+    `location` may be left out (a developer's metadata lives in the program's own repository),
+    but a platform that runs programs for real needs it and says NO without it.
     """
 
-    location: str
+    location: str | None = None
     requirements: list[str] | str | None = None
     entry_point: str | None = None
-    python_version: (
-        Annotated[str, msgspec.Meta(pattern=r"^\d+(\.\d+){0,2}$", examples=["3.11"])] | None
-    ) = None
+    python_version: PythonConstraint | None = None
+
+
+def _release(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def _padded(version: tuple[int, ...], length: int) -> tuple[int, ...]:
+    return version + (0,) * (length - len(version))
+
+
+def _clause_allows(clause: str, have: tuple[int, ...]) -> bool:
+    found = re.match(r"===?|~=|!=|<=|>=|<|>|", clause)
+    assert found is not None  # the empty alternative always matches
+    op, text = found.group(), clause[found.end() :].strip()
+    if text.endswith(".*") or not op:  # a prefix: `3.11` or `==3.11.*` is any 3.11.x
+        prefix = _release(text.removesuffix(".*"))
+        inside = have[: len(prefix)] == prefix
+        return not inside if op == "!=" else inside
+    wanted = _release(text)
+    length = max(len(wanted), len(have))
+    mine, theirs = _padded(have, length), _padded(wanted, length)
+    if op == "~=":  # PEP 440's compatible release: ~=X.Y is >=X.Y and the same X
+        return mine >= theirs and have[: len(wanted) - 1] == wanted[:-1]
+    return _COMPARISONS[op](mine, theirs)
+
+
+_COMPARISONS: Final[dict[str, Callable[[tuple[int, ...], tuple[int, ...]], bool]]] = {
+    "==": operator.eq,
+    "===": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+def python_version_allows(constraint: str, version: str) -> bool:
+    """True when the interpreter `version` (`3.11.7`) satisfies `constraint` (`>3.10`).
+
+    Release numbers only: pre-, post- and dev-release suffixes of `version` are ignored.
+    """
+    release = re.match(r"\d+(?:\.\d+)*", version.strip())
+    if release is None:
+        return False
+    have = _release(release.group())
+    return all(_clause_allows(clause.strip(), have) for clause in constraint.split(","))
 
 
 AnyExecutable = DockerContainer | SingularityContainer | JupyterNotebook | PythonProgram

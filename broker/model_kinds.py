@@ -3,7 +3,9 @@
 The IVOA Execution Broker schema renamed its kinds several times (`type` URIs under
 `.../EB/schema/types/`, then `.../EB/schema/v1.0/types/...-1.0`, now
 `.../Calycopis-openapi/schema/v1.0/kinds/...yaml`), the Working Draft's prose uses `uri:...`
-short names, and the reference implementation echoes compute kinds with a `computer` spelling.
+short names, the reference implementation echoes compute kinds with a `computer` spelling, and
+the forms shown in the IVOA talks used `urn:...-0.1` names (the 2024 prototype) and the IVOA
+RDF `.../rdf/executable/types/...` URIs (2023).
 `KIND_ALIASES` maps every older name to the newest URI; `broker.codec` applies it to every
 `kind` it reads, and docs/broker.md lists its patterns.
 
@@ -33,6 +35,7 @@ __all__ = ["KIND_ALIASES", "canonical_kind", "tags_of"]
 
 _EB: Final = "https://www.purl.org/ivoa.net/EB/schema/"
 _PURL: Final = "https://www.purl.org/ivoa.net/"
+_IVOA_RDF: Final = "https://www.ivoa.net/rdf/"
 
 
 def tags_of(union: Any) -> list[str]:
@@ -56,6 +59,10 @@ def _generated_aliases(kind: str) -> Iterator[str]:
         yield f"{_EB}types/{spelling}/{name}-1.0"  # mid-2025 examples, property `type`
     yield f"uri:{name}-1.0"  # the Working Draft's prose
     yield f"uri:{name}"
+    yield f"urn:{name}-0.1"  # the 2024 prototype (SRCNet demo)
+    yield f"urn:{name}"
+    if folder == "executable":
+        yield f"{_IVOA_RDF}executable/types/{name}"  # the ExecutionPlanner talk, 2023
 
 
 def _build_aliases() -> dict[str, str]:
@@ -98,6 +105,8 @@ def _build_aliases() -> dict[str, str]:
         "uri:generic-compute": compute,
         "uri:python-program-1.0": PYTHON_PROGRAM_KIND,
         "uri:python-program": PYTHON_PROGRAM_KIND,
+        "urn:python-program": PYTHON_PROGRAM_KIND,
+        _IVOA_RDF + "executable/types/python-program": PYTHON_PROGRAM_KIND,
         _PURL + "executable-types/docker-container": docker,
         _PURL + "executable-types/oci-container": docker,
         _PURL + "executable-types/singularity-container": singularity,

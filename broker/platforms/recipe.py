@@ -40,6 +40,7 @@ from broker.model import (
     JupyterNotebook,
     PythonProgram,
     SingularityContainer,
+    python_version_allows,
 )
 from broker.ports import PlatformError, SessionPlan
 
@@ -150,8 +151,10 @@ def _source_of(executable: AnyExecutable) -> str | None:
 def _python_refusals(program: PythonProgram, tools: Tools) -> list[str]:
     reasons = []
     wanted, have = program.python_version, tools.python_version
-    if wanted and have and have.split(".")[: len(wanted.split("."))] != wanted.split("."):
+    if wanted and have and not python_version_allows(wanted, have):
         reasons.append(f"runs Python {have}, not Python {wanted} as the program asks")
+    if program.location is None:
+        reasons.append("needs the program's location to fetch it from")
     entry = program.entry_point
     if entry and not any(rule.match(entry) for rule in _ENTRY_PATTERNS):
         reasons.append(
@@ -203,6 +206,8 @@ def _image_reference(container: DockerContainer) -> str:
 
 
 def _prepare_python(program: PythonProgram, tools: Tools) -> list[str]:
+    if program.location is None:
+        raise PlatformError("the Python program has no location to fetch it from")
     python, fetch = _q(tools.python), f"{_q(tools.python)} {FETCHER}"
     lines = [f"{fetch} program {_q(program.location)} program"]
     requirements = program.requirements

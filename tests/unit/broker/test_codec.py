@@ -12,6 +12,7 @@ import yaml
 from broker import codec, model
 from broker.codec import Media
 from broker.isotime import Duration, Interval
+from core.errors import Invalid
 
 K = model.KINDS
 ROOT = Path(__file__).resolve().parents[3]
@@ -423,3 +424,156 @@ def test_offer_sets_and_sessions_from_other_brokers_decode():
     single = codec.decode_session(json.dumps(session).encode(), Media.JSON).value
     assert single == offer
     assert msgspec.structs.asdict(single)["phase"] is model.SessionPhase.OFFERED
+
+
+# ------------------------------------------------------------------------- the talks' forms
+HISTORIC = ROOT / "tests" / "data" / "historic"
+NOTEBOOK = K + "executable/jupyter-notebook.yaml"
+DOCKER = K + "executable/docker-container.yaml"
+COMPUTE = K + "compute/simple-compute-resource.yaml"
+
+
+def _historic(name: str) -> dict[str, Any]:
+    decoded = codec.decode_request((HISTORIC / name).read_bytes(), Media.YAML)
+    assert decoded.unknown_kinds == ()
+    written: dict[str, Any] = codec.to_builtins(decoded.value)
+    return written
+
+
+def test_the_2023_request_wrapper_and_spec_block_read_as_a_notebook_location():
+    assert _historic("2023-11-planner-request.yaml") == {
+        "executable": {"kind": NOTEBOOK, "location": "https://example.org/notebooks/example.ipynb"}
+    }
+
+
+def test_the_2024_prototype_reads_resources_executing_and_bare_minimums():
+    assert _historic("2024-08-prototype-notebook.yaml") == {
+        "executable": {
+            "kind": NOTEBOOK,
+            "location": "http://github.com/example/notebooks/example.ipynb",
+        },
+        "compute": {"kind": COMPUTE, "cores": {"min": 4}, "memory": {"min": 8}},
+        "schedule": {"requested": {"start": "2024-08-29T10:00:00Z/PT1H", "duration": "PT4H"}},
+    }
+
+
+def test_the_2024_prototype_names_become_meta_names_and_volumes_get_their_one_kind():
+    written = _historic("2024-08-prototype-data.yaml")
+    assert written["compute"]["meta"] == {"name": "Compute 001"}
+    assert written["compute"]["volumes"] == [
+        {
+            "kind": K + "volume/simple-volume-mount.yaml",
+            "meta": {"name": "Volume 001"},
+            "path": "/my-data",
+            "resource": "Resource 001",
+        }
+    ]
+    assert written["data"] == [
+        {
+            "kind": K + "data/simple-data-resource.yaml",
+            "meta": {"name": "Resource 001"},
+            "location": "http://data.example.org/downloads/data-001",
+        }
+    ]
+
+
+def test_the_packagers_repository_image_tag_and_digest_are_one_image_location_and_digest():
+    assert _historic("2024-12-packager-docker.yaml") == {
+        "executable": {
+            "kind": DOCKER,
+            "meta": {"name": "Newton Rahpson tool"},
+            "image": {
+                "locations": ["example.org/ivoa/analytics/Newton-Rahpson-example:2024.12.02"],
+                "digest": "sha256:ac1b5e0c2d7f4a9b8e6c3d2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4ffc70",
+            },
+        }
+    }
+
+
+def test_the_developers_requirements_map_is_an_interpreter_constraint_and_packages():
+    assert _historic("2024-12-developer-python.yaml") == {
+        "executable": {
+            "kind": model.PYTHON_PROGRAM_KIND,
+            "requirements": ["numpy>2.1.1"],
+            "python_version": ">3.10",
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("requirements", "packages", "python"),
+    [
+        ({"astropy": "6.1", "scipy": None, "numpy": "*"}, ["astropy==6.1", "scipy", "numpy"], None),
+        ({"Python": ">=3.10,<3.13", "numpy": ">=2"}, ["numpy>=2"], ">=3.10,<3.13"),
+        ({"pandas": "[performance]>=2"}, ["pandas [performance]>=2"], None),
+    ],
+)
+def test_requirement_maps_become_specifiers(requirements, packages, python):
+    document = {"executable": {"type": "uri:python-program", "location": "https://x.org/p.py"}}
+    document["executable"]["requirements"] = requirements
+    program = codec.decode_request(json.dumps(document).encode(), Media.JSON).value.executable
+    assert isinstance(program, model.PythonProgram)
+    assert program.requirements == packages
+    assert program.python_version == python
+
+
+def test_a_python_constraint_that_is_not_one_is_refused_naming_the_field():
+    body = b"executable: {type: uri:python-program, requirements: {python: newest}}\n"
+    with pytest.raises(Invalid) as raised:
+        codec.decode_request(body, Media.YAML)
+    assert raised.value.problems[0].field == "$.executable.python_version"
+
+
+def test_the_2025_request_reads_file_blocks_and_requested_minimums():
+    assert _historic("2025-02-request-notebook.yaml") == {
+        "executable": {
+            "kind": NOTEBOOK,
+            "meta": {"name": "Experiment two"},
+            "location": "https://example.org/notebooks/example.ipynb",
+        },
+        "compute": {"kind": COMPUTE, "cores": {"min": 4}, "memory": {"min": 16}},
+    }
+
+
+def test_the_2025_response_shape_reads_requested_in_a_request_and_offered_in_an_offer():
+    """`requested` and `offered` side by side: a request asks the first, an offer holds the
+    second (the newest form's offered compute has min = max = what is offered)."""
+    assert _historic("2025-02-response-notebook.yaml")["compute"] == {
+        "kind": COMPUTE,
+        "cores": {"min": 4},
+        "memory": {"min": 16},
+    }
+    document = yaml.safe_load((HISTORIC / "2025-02-response-notebook.yaml").read_text())
+    session = {
+        "kind": K + "session/simple-execution-session.yaml",
+        "phase": "OFFERED",
+        "compute": document["resources"]["compute"][0],
+    }
+    offer = codec.decode_session(json.dumps(session).encode(), Media.JSON).value
+    assert isinstance(offer.compute, model.SimpleComputeResource)
+    assert offer.compute.cores == model.SimpleComputeCores(min=8)
+    assert offer.compute.memory == model.SimpleComputeMemory(min=32)
+
+
+@pytest.mark.parametrize(
+    ("constraint", "version", "allowed"),
+    [
+        (">3.10", "3.11.7", True),
+        (">3.10", "3.10.0", False),
+        (">3.10", "3.9.18", False),
+        ("3.11", "3.11.7", True),
+        ("3.11", "3.12.0", False),
+        (">=3.10,<3.13", "3.12.1", True),
+        (">=3.10,<3.13", "3.13.0", False),
+        ("~=3.10", "3.12.0", True),
+        ("~=3.10", "4.0.0", False),
+        ("~=3.10.2", "3.11.0", False),
+        ("!=3.11.*", "3.11.2", False),
+        ("==3.11", "3.11.0", True),
+        ("==3.11", "3.11.4", False),
+        ("==3.11.*", "3.11.4", True),
+        (">3.10", "3.12.0rc1", True),
+    ],
+)
+def test_python_constraints_are_pep_440_on_release_numbers(constraint, version, allowed):
+    assert model.python_version_allows(constraint, version) is allowed

@@ -7,7 +7,8 @@ time; the CLI calls `load_settings` once and passes the result to `create_app`.
 
 Environment overrides use `__` between levels: `VOEXEC_SERVER__PORT=8001`,
 `VOEXEC_DATABASE__URL=postgresql://...`. Each value is parsed as YAML, so lists and mappings can
-be given too (`VOEXEC_CATALOGUE__PUBLISH_TOKENS='[abc, def]'`).
+be given too (`VOEXEC_CATALOGUE__PUBLISH_TOKENS='[abc, def]'`). Variables starting with
+`VOEXEC_TEST_` belong to the test suite and are ignored, as is `VOEXEC_REQUIRE_SERVICES`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ from core.errors import ConfigError
 
 ENV_PREFIX = "VOEXEC_"
 CONFIG_ENV = "VOEXEC_CONFIG"
+TEST_ENV_PREFIX = "VOEXEC_TEST_"
+"""Variables read by the test suite and the benchmarks only (`VOEXEC_TEST_SHARED`,
+`VOEXEC_TEST_POSTGRES_URL`, ...); never settings, so no setting may be named `test_...`."""
+TEST_SWITCHES = frozenset({"VOEXEC_REQUIRE_SERVICES"})
+"""The one test switch older than the prefix (CI sets it), also ignored."""
 
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
@@ -393,9 +399,11 @@ def environment_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
             continue
+        if name.startswith(TEST_ENV_PREFIX) or name in TEST_SWITCHES:
+            continue  # the test suite's switches, not settings
         path = [part.lower() for part in name.removeprefix(ENV_PREFIX).split("__") if part]
-        if not path or path[0] in {"require_services", "test_postgres_url", "test_opensearch_url"}:
-            continue  # test-suite switches, not settings
+        if not path:
+            continue
         try:
             value = yaml.safe_load(raw) if raw.strip() else raw
         except yaml.YAMLError:

@@ -3,6 +3,14 @@
 Tests that need a real server (PostgreSQL, OpenSearch, Chromium, ...) call `require_service`;
 without the service they skip with the reason, and with `VOEXEC_REQUIRE_SERVICES=1` (CI) the
 skip becomes a failure, so a missing service can never pass unnoticed.
+
+Vocabularies: tests use the snapshot that ships with the package (`SNAPSHOT`: UAT, messenger,
+product-type), so a clone with nothing beside it runs them. Only tests that need reference
+material the project does not ship (the full IVOA set, RDF serialisations, the schema) read
+`../shared` through `shared_path` and carry the `shared` marker.
+
+Variables read here start with `VOEXEC_TEST_`, which the settings loader ignores:
+`VOEXEC_TEST_SHARED` names the shared folder when it is not `../shared`.
 """
 
 from __future__ import annotations
@@ -13,9 +21,13 @@ from pathlib import Path
 import pytest
 
 from core.settings import Settings, settings_from_mapping
+from vocabularies.sources import SNAPSHOT_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("VOEXEC_SHARED", ROOT.parent / "shared"))
+SHARED_ENV = "VOEXEC_TEST_SHARED"
+SHARED = Path(os.environ.get(SHARED_ENV) or ROOT.parent / "shared")
+SNAPSHOT = SNAPSHOT_DIR
+"""The vocabulary snapshot shipped in the package (desise files named `<name>.json`)."""
 
 
 def services_required() -> bool:
@@ -36,13 +48,13 @@ def require_service(name: str, available: bool, how: str) -> None:
 def shared_path(*parts: str) -> Path:
     """A path inside ../shared, skipping (or failing in CI) when it is missing."""
     path = SHARED.joinpath(*parts)
-    require_service("shared test data", path.exists(), f"{path} not found (set VOEXEC_SHARED)")
+    require_service("shared test data", path.exists(), f"{path} not found (set {SHARED_ENV})")
     return path
 
 
 @pytest.fixture
 def tmp_settings(tmp_path: Path) -> Settings:
-    """Settings with every file under a temporary folder."""
+    """Settings with every file under a temporary folder; IVOA vocabularies from the snapshot."""
     return settings_from_mapping(
         {"data_dir": str(tmp_path / "var"), "vocabularies": {"offline": True}}
     )

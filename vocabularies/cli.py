@@ -1,10 +1,12 @@
 """`voexec vocab ...`: look at vocabularies from a terminal, and refresh the cached ones.
 
-- `voexec vocab list`: the vocabularies the service would load, where from, and what failed;
+- `voexec vocab list`: the vocabularies the service would load, which version and copy of each
+  (our own, the shipped snapshot of a date, a cached copy fetched at a time), and what failed;
 - `voexec vocab show NAME [TERM] [--depth N]`: the top level as a tree with descendant counts,
   or one concept (labels, definition, broader and narrower, path to the top, deprecation);
 - `voexec vocab refresh [NAME ...]`: fetch the configured IVOA vocabularies again and replace
-  their cached copies (the only way the cache is ever refreshed).
+  their cached copies (the only way the cache is ever refreshed); exits 1, saying so on
+  stderr, when any could not be fetched.
 
 Commands return an exit status; domain errors propagate to `voexec.cli.main`, which prints them.
 """
@@ -12,6 +14,7 @@ Commands return an exit status; domain errors propagate to `voexec.cli.main`, wh
 from __future__ import annotations
 
 import argparse
+import sys
 import textwrap
 from typing import Final
 
@@ -63,8 +66,9 @@ def _list(args: argparse.Namespace) -> int:
     registry = load_registry(settings.vocabularies, settings.data_dir)
     for vocab in registry:
         origin = registry.origin(vocab.name)
+        version = f"version {origin.version}, " if origin.version else ""
         print(f"{vocab.name:<20} {len(vocab.concepts):>5} concepts  {vocab.title}")
-        print(f"{'':<20} {origin.kind}: {origin.location}")
+        print(f"{'':<20} {origin.kind}: {version}{origin.describe()}")
     for problem in registry.problems:
         print(f"not loaded: {problem}")
     return 0
@@ -140,4 +144,13 @@ def _refresh(args: argparse.Namespace) -> int:
     )
     for outcome in outcomes:
         print(f"{outcome.name:<20} {outcome.status:<10} {outcome.detail}")
-    return 1 if any(outcome.status == "failed" for outcome in outcomes) else 0
+    failed = [outcome.name for outcome in outcomes if outcome.status == "failed"]
+    if failed:
+        print(
+            f"error: {', '.join(failed)} could not be refreshed from "
+            f"{settings.vocabularies.base_url}; what was loaded before (a cached copy, or the "
+            "snapshot shipped with voexec) stays in use",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

@@ -9,11 +9,15 @@ For each configured name, in order:
 
 1. `vocabularies.path` set: read `<path>/<name>.desise|.ttl|.rdf`; nothing else is tried.
 2. otherwise the cache under `cache_dir` (default `<data_dir>/vocabularies`), if present;
-3. otherwise, unless `offline`, fetch `<base_url>/<name>` (content negotiation) and cache it.
+3. otherwise, unless `offline`, fetch `<base_url>/<name>` (content negotiation) and cache it;
+4. when that is not possible (`offline`, or the server cannot be reached or fails), the dated
+   snapshot shipped in `vocabularies/snapshot/`, for the names it holds. The snapshot is never
+   copied into the cache, so the next start tries the network again.
 
-Whatever fails (no network, a damaged file, a 404) is logged as a warning and listed in
-`VocabularyRegistry.problems`, and start-up goes on with what did load. Our own vocabularies
-(`vocabularies/data/*.ttl`) are always there.
+Whatever fails (no network and no snapshot, a damaged file, a 404) is logged as a warning and
+listed in `VocabularyRegistry.problems`, and start-up goes on with what did load. Our own
+vocabularies (`vocabularies/data/*.ttl`) are always there. Each loaded vocabulary has an
+`Origin` saying which copy it is (version, snapshot date or fetch time, and why).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterator, Mapping
+from datetime import date, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -32,26 +37,58 @@ from core.settings import VocabularySettings
 from vocabularies.fetch import Fetcher, HttpFetcher
 from vocabularies.model import BadVocabularyData, UnknownVocabulary, Vocabulary
 from vocabularies.sources import (
+    SNAPSHOT_DIR,
+    Snapshot,
     VocabularyCache,
     builtin_files,
     check_name,
     fetch_vocabulary,
     find_in_folder,
     read_file,
+    version_from_url,
     vocabulary_url,
 )
 
 logger = logging.getLogger(__name__)
 
-OriginKind = Literal["builtin", "path", "cache", "network"]
+OriginKind = Literal["builtin", "path", "cache", "network", "snapshot"]
 
 
 class Origin(msgspec.Struct, frozen=True):
-    """Where a loaded vocabulary came from."""
+    """Where a loaded vocabulary came from, and which copy of it this is."""
 
     kind: OriginKind
     location: str
     """A file path or a URL."""
+    version: str = ""
+    """The vocabulary's version (a date) where known: from the snapshot's manifest, or from
+    the dated file ivoa.net redirected to."""
+    snapshot_date: date | None = None
+    """For `snapshot`: when the shipped snapshot was taken."""
+    fetched_at: datetime | None = None
+    """For `cache` and `network`: when the copy was fetched."""
+    url: str = ""
+    """For `cache` and `network`: where the copy was fetched from."""
+    licence: str = ""
+    """For `snapshot`: the data's licence (SPDX identifier)."""
+    note: str = ""
+    """Why this copy is used rather than a fresh one (for the snapshot: why not fetched)."""
+
+    def describe(self) -> str:
+        """Which copy this is, in a few words (`snapshot of 2026-03-19 shipped with voexec`)."""
+        match self.kind:
+            case "builtin":
+                text = "our own, shipped with voexec"
+            case "path":
+                text = f"read from {self.location}"
+            case "snapshot":
+                taken = self.snapshot_date.isoformat() if self.snapshot_date else "unknown date"
+                text = f"snapshot of {taken} shipped with voexec"
+            case "cache" | "network":
+                verb = "cached copy fetched" if self.kind == "cache" else "fetched"
+                when = f" {self.fetched_at:%Y-%m-%d %H:%M} UTC" if self.fetched_at else ""
+                text = f"{verb}{when} from {self.url or self.location}"
+        return f"{text} ({self.note})" if self.note else text
 
 
 class VocabularyRegistry:
@@ -116,6 +153,7 @@ def load_registry(
     fetch: Fetcher | None = None,
     *,
     clock: Clock | None = None,
+    snapshot: Path = SNAPSHOT_DIR,
 ) -> VocabularyRegistry:
     """Load our own vocabularies and the configured IVOA ones; never fails for lack of network.
 
@@ -124,6 +162,8 @@ def load_registry(
         data_dir: the data directory (for the default cache folder).
         fetch: how to fetch URLs (default: HTTP with httpx).
         clock: timestamps the cache entries (default: the system clock).
+        snapshot: the snapshot folder used when a vocabulary can be neither read from the
+            cache nor fetched (default: the one shipped with voexec).
 
     Returns:
         The registry; `problems` lists the vocabularies that could not be loaded.
@@ -138,7 +178,7 @@ def load_registry(
         vocabularies[path.stem] = _read_builtin(path)
         origins[path.stem] = Origin("builtin", str(path))
 
-    loader = _NetworkLoader(settings, data_dir, fetch, clock)
+    loader = _NetworkLoader(settings, data_dir, fetch, clock, snapshot)
     problems: list[str] = []
     for name in dict.fromkeys(settings.names):
         check_name(name)
@@ -167,6 +207,7 @@ def load_vocabulary(
     fetch: Fetcher | None = None,
     *,
     clock: Clock | None = None,
+    snapshot: Path = SNAPSHOT_DIR,
 ) -> tuple[Vocabulary, Origin]:
     """Load one vocabulary as `load_registry` would (for the CLI: no need to load them all).
 
@@ -182,7 +223,8 @@ def load_vocabulary(
     try:
         if folder is not None:
             return _from_folder(folder, check_name(name))
-        return _NetworkLoader(settings, data_dir, fetch, clock).load(check_name(name))
+        loader = _NetworkLoader(settings, data_dir, fetch, clock, snapshot)
+        return loader.load(check_name(name))
     except (NotFound, Unavailable, BadVocabularyData) as error:
         raise NotFound(f"vocabulary {name!r} is not available: {error.message}") from error
 
@@ -273,8 +315,17 @@ def _read_builtin(path: Path) -> Vocabulary:
     return read_file(path, path.stem)
 
 
+@functools.cache
+def _read_snapshot(folder: Path, name: str) -> Vocabulary | None:
+    # The snapshot ships with the code, like our own files: one parse per process.
+    return Snapshot(folder).read(name)
+
+
 class _NetworkLoader:
-    """Cache first, then the network; stops asking a server once it proved unreachable."""
+    """Cache first, then the network, then the snapshot.
+
+    It stops asking a server once the server proved unreachable.
+    """
 
     def __init__(
         self,
@@ -282,11 +333,13 @@ class _NetworkLoader:
         data_dir: str | Path,
         fetch: Fetcher | None,
         clock: Clock | None,
+        snapshot: Path = SNAPSHOT_DIR,
     ) -> None:
         self.settings = settings
         self.cache = VocabularyCache(cache_folder(settings, data_dir))
         self.fetch = fetch or HttpFetcher()
         self.clock = clock or SystemClock()
+        self.snapshot = Snapshot(snapshot)
         self.unreachable: str | None = None
 
     def load(self, name: str) -> tuple[Vocabulary, Origin]:
@@ -296,7 +349,23 @@ class _NetworkLoader:
             logger.warning("ignoring a damaged cache file: %s", error.message)
             cached = None
         if cached is not None:
-            return cached, Origin("cache", str(self.cache.path(name)))
+            meta = self.cache.meta(name)
+            return cached, Origin(
+                "cache",
+                str(self.cache.path(name)),
+                version=version_from_url(meta.url) if meta else "",
+                fetched_at=meta.fetched_at if meta else None,
+                url=meta.url if meta else "",
+            )
+        try:
+            return self._fetch(name)
+        except DomainError as error:
+            found = self._from_snapshot(name, error.message)
+            if found is None:
+                raise
+            return found
+
+    def _fetch(self, name: str) -> tuple[Vocabulary, Origin]:
         if self.settings.offline:
             raise NotFound("not cached, and vocabularies.offline forbids fetching it")
         if self.unreachable is not None:
@@ -309,5 +378,34 @@ class _NetworkLoader:
         except Unavailable as error:
             self.unreachable = f"{self.settings.base_url} did not answer for {name!r}"
             raise Unavailable(f"not cached, and {error.message}") from error
-        self.cache.write(vocabulary, fetched, self.clock.now())
-        return vocabulary, Origin("network", fetched.url)
+        now = self.clock.now()
+        self.cache.write(vocabulary, fetched, now)
+        origin = Origin(
+            "network",
+            fetched.url,
+            version=version_from_url(fetched.url),
+            fetched_at=now,
+            url=fetched.url,
+        )
+        return vocabulary, origin
+
+    def _from_snapshot(self, name: str, why: str) -> tuple[Vocabulary, Origin] | None:
+        """The shipped copy of `name`, or None when the snapshot has none."""
+        vocabulary = _read_snapshot(self.snapshot.folder, name)
+        entry = self.snapshot.entry(name)
+        if vocabulary is None or entry is None:
+            return None
+        if self.settings.offline:
+            note = "vocabularies.offline is set"
+        else:
+            note = self.unreachable or why
+            logger.warning("vocabulary %s: using the shipped snapshot: %s", name, why)
+        origin = Origin(
+            "snapshot",
+            str(self.snapshot.folder / entry.file),
+            version=entry.version,
+            snapshot_date=self.snapshot.manifest.taken,
+            licence=entry.licence,
+            note=note,
+        )
+        return vocabulary, origin

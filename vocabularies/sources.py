@@ -8,6 +8,10 @@
 - **The cache** (`<cache_dir>/<name>.desise` plus `<name>.meta.json`): what the network gave,
   always stored as desise. An RDF answer is converted once, so later starts never parse RDF
   (rdflib needs about a second for the UAT, desise about 50 ms).
+- **The snapshot** (`vocabularies/snapshot/`): a dated copy of the IVOA vocabularies voexec
+  uses (UAT, messenger, product-type), as compact desise JSON, with `manifest.json` giving each
+  one's version, licence and attribution. It ships with the package, so a machine that cannot
+  reach ivoa.net still has them.
 
 This module reads and writes files and calls a `Fetcher`; deciding *when* to do which is
 `vocabularies.registry`'s job.
@@ -18,7 +22,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Final
 
@@ -32,11 +36,13 @@ from vocabularies.fetch import Fetched, Fetcher
 from vocabularies.model import BadVocabularyData, Vocabulary
 
 BUILTIN_DIR: Final = Path(__file__).parent / "data"
+SNAPSHOT_DIR: Final = Path(__file__).parent / "snapshot"
 NEGOTIATION: Final = (DESISE, "application/rdf+xml", "text/turtle")
 """What is asked of a vocabulary URL, one request at a time, until an answer is readable."""
 FOLDER_SUFFIXES: Final = (".desise", ".ttl", ".rdf")
 _DESISE_TYPES: Final = frozenset({DESISE, "application/json"})
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)*")
+_DATED_FOLDER: Final = re.compile(r"/(\d{4}-\d{2}-\d{2})/[^/]*$")
 
 
 def check_name(name: str) -> str:
@@ -103,6 +109,16 @@ def vocabulary_url(base_url: str, name: str) -> str:
     return f"{base_url.rstrip('/')}/{check_name(name)}"
 
 
+def version_from_url(url: str) -> str:
+    """The version a fetched document's URL names, or `""`.
+
+    ivoa.net answers `/rdf/uat` with a redirect to the dated file of the current version
+    (`/rdf/uat/2026-01-02/uat.desise`); that date is the vocabulary's version.
+    """
+    match = _DATED_FOLDER.search(url)
+    return match.group(1) if match else ""
+
+
 def fetch_vocabulary(url: str, name: str, fetch: Fetcher) -> tuple[Vocabulary, Fetched]:
     """Get a vocabulary from its URL by content negotiation.
 
@@ -122,6 +138,78 @@ def fetch_vocabulary(url: str, name: str, fetch: Fetcher) -> tuple[Vocabulary, F
             return vocabulary, fetched
         answered.append(fetched.media_type or "nothing")
     raise BadVocabularyData(url, f"answered {', '.join(answered)}; no vocabulary format")
+
+
+class SnapshotEntry(msgspec.Struct, frozen=True):
+    """One vocabulary of the shipped snapshot, as `manifest.json` describes it."""
+
+    file: str
+    """The desise file, relative to the snapshot folder."""
+    uri: str
+    version: str
+    """The vocabulary's own version (its publication date upstream)."""
+    licence: str
+    """SPDX identifier of the licence the data is under."""
+    licence_url: str
+    attribution: str
+    """Whom the data is credited to, as its licence asks."""
+
+
+class SnapshotManifest(msgspec.Struct, frozen=True):
+    """`manifest.json` of the snapshot folder."""
+
+    taken: date
+    """When the snapshot was taken from its source."""
+    source: str
+    vocabularies: dict[str, SnapshotEntry]
+
+
+class Snapshot:
+    """The dated copy of the IVOA vocabularies that ships with voexec (or a test's own folder)."""
+
+    def __init__(self, folder: Path = SNAPSHOT_DIR) -> None:
+        self.folder = folder
+        self._manifest: SnapshotManifest | None = None
+
+    @property
+    def manifest(self) -> SnapshotManifest:
+        """The folder's `manifest.json`.
+
+        Raises:
+            BadVocabularyData: the manifest is missing or unreadable.
+        """
+        if self._manifest is None:
+            path = self.folder / "manifest.json"
+            try:
+                self._manifest = msgspec.json.decode(path.read_bytes(), type=SnapshotManifest)
+            except (OSError, msgspec.DecodeError, msgspec.ValidationError) as error:
+                reason = f"no readable snapshot manifest ({error})"
+                raise BadVocabularyData(str(path), reason) from error
+        return self._manifest
+
+    def entry(self, name: str) -> SnapshotEntry | None:
+        """What the manifest says of `name`, or None when the snapshot does not hold it."""
+        return self.manifest.vocabularies.get(name)
+
+    def path(self, name: str) -> Path | None:
+        """The file holding `name`, or None when the snapshot does not hold it."""
+        entry = self.entry(name)
+        return None if entry is None else self.folder / entry.file
+
+    def read(self, name: str) -> Vocabulary | None:
+        """The snapshot's copy of `name`, or None when the snapshot does not hold it.
+
+        Raises:
+            BadVocabularyData: the file is missing or damaged (a broken installation).
+        """
+        path = self.path(name)
+        if path is None:
+            return None
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise BadVocabularyData(str(path), f"snapshot file unreadable ({error})") from error
+        return decode_desise(data, name, str(path))
 
 
 class CacheMeta(msgspec.Struct, frozen=True):

@@ -30,6 +30,21 @@ def test_environment_overrides_nested_values_and_unions():
     assert settings.catalogue.publish_tokens == ["abc", "def"]
 
 
+def test_test_suite_variables_are_not_settings():
+    # Any VOEXEC_TEST_* name, even one never heard of, must not be read as a setting: a
+    # developer exporting it for the tests must still be able to start the service.
+    environ = {
+        "VOEXEC_TEST_SHARED": "/elsewhere/shared",
+        "VOEXEC_TEST_POSTGRES_URL": "postgresql://127.0.0.1/test",
+        "VOEXEC_TEST_SOMETHING__NEW": "1",
+        "VOEXEC_REQUIRE_SERVICES": "1",
+        "VOEXEC_SERVER__PORT": "9002",
+    }
+    assert load_settings(None, environ).server.port == 9002
+    with pytest.raises(ConfigError, match="setting shared: unknown setting"):
+        load_settings(None, {"VOEXEC_SHARED": "/elsewhere/shared"})
+
+
 def test_environment_wins_over_file(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("server: {port: 7000, host: 0.0.0.0}\n")

@@ -1,9 +1,10 @@
-"""Loading vocabularies: from a loopback server like ivoa.net, the cache, a folder, or nothing."""
+"""Loading vocabularies: from a loopback server like ivoa.net, the cache, a folder, the shipped
+snapshot, or nothing."""
 
 import json
 import logging
 import socket
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import msgspec
 import pytest
@@ -20,9 +21,11 @@ from vocabularies.registry import (
     load_vocabulary,
     refresh_vocabularies,
 )
+from vocabularies.sources import BUILTIN_DIR, Snapshot
 
 OURS = {"accelerator-class", "executable-kind", "software-function"}
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+SHIPPED = Snapshot()
 
 
 def _settings(server=None, **changes):
@@ -51,7 +54,9 @@ def test_the_url_loader_negotiates_desise_and_caches_it(vocab_server, tmp_path, 
     assert registry.problems == ()
     assert len(registry.get("uat").concepts) == len(uat_raw["terms"])
     assert registry.origin("uat").kind == "network"
-    assert registry.origin("uat").location.endswith("/uat.desise")  # after the 303
+    assert registry.origin("uat").location.endswith("/uat.json")  # after the 303
+    assert registry.origin("uat").version == "2026-01-02"  # the dated folder redirected to
+    assert registry.origin("uat").fetched_at == NOW
     assert vocab_server.requests[0] == ("/rdf/uat", "application/x-desise+json")
     cached = tmp_path / "vocabularies" / "uat.desise"
     assert json.loads(cached.read_bytes()) == uat_raw
@@ -82,12 +87,45 @@ def test_the_cache_serves_when_the_server_is_down(vocab_server, tmp_path):
     assert offline.problems == ()
 
 
-def test_with_the_server_down_and_nothing_cached_only_our_own_load(tmp_path, caplog):
+def test_the_cache_says_when_and_whence_its_copy_was_fetched(vocab_server, tmp_path):
+    settings = _settings(vocab_server, names=["messenger"])
+    load_registry(settings, tmp_path, clock=ManualClock(NOW))
+    origin = load_registry(settings, tmp_path).origin("messenger")
+    assert (origin.kind, origin.fetched_at, origin.version) == ("cache", NOW, "2026-01-02")
+    assert origin.url == vocab_server.base_url + "/messenger/2026-01-02/messenger.json"
+    assert origin.describe() == f"cached copy fetched 2026-11-22 12:00 UTC from {origin.url}"
+
+
+def test_with_the_server_down_and_nothing_cached_the_snapshot_serves(tmp_path, caplog):
     fetcher = _CountingFetcher(HttpFetcher(timeout=2))
     settings = _settings(names=["uat", "messenger", "product-type"])
     settings = msgspec.structs.replace(settings, base_url=_closed_port_url())
     with caplog.at_level(logging.WARNING, logger="vocabularies.registry"):
         registry = load_registry(settings, tmp_path, fetch=fetcher)
+    assert registry.problems == ()
+    assert fetcher.calls == 1  # an unreachable server is asked once, not once per vocabulary
+    for name in ("uat", "messenger", "product-type"):
+        origin = registry.origin(name)
+        entry = SHIPPED.entry(name)
+        assert entry is not None
+        assert (origin.kind, origin.version) == ("snapshot", entry.version)
+        assert origin.snapshot_date == SHIPPED.manifest.taken
+        assert "did not answer" in origin.note
+        assert origin.describe().startswith(f"snapshot of {SHIPPED.manifest.taken} shipped")
+    assert len(registry.get("uat").concepts) > 2000
+    assert "shipped snapshot" in caplog.text
+    # The snapshot is not a fetched copy: nothing is cached, so the next start asks again.
+    assert not (tmp_path / "vocabularies").exists()
+
+
+def test_with_the_server_down_nothing_cached_and_no_snapshot_only_our_own_load(
+    tmp_path, caplog, empty_snapshot
+):
+    fetcher = _CountingFetcher(HttpFetcher(timeout=2))
+    settings = _settings(names=["uat", "messenger", "product-type"])
+    settings = msgspec.structs.replace(settings, base_url=_closed_port_url())
+    with caplog.at_level(logging.WARNING, logger="vocabularies.registry"):
+        registry = load_registry(settings, tmp_path, fetch=fetcher, snapshot=empty_snapshot)
     assert set(registry.names()) == OURS
     assert [p.split(":")[0] for p in registry.problems] == ["uat", "messenger", "product-type"]
     assert "not cached" in registry.problems[0]
@@ -95,12 +133,16 @@ def test_with_the_server_down_and_nothing_cached_only_our_own_load(tmp_path, cap
     assert "uat" in caplog.text
 
 
-def test_an_rdf_only_server_is_read_once_and_cached_as_desise(shared_vocabularies, tmp_path):
+def test_an_rdf_only_server_is_read_once_and_cached_as_desise(tmp_path):
+    # A Turtle-only vocabulary: one of our own files, served under another name.
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "kinds.ttl").write_bytes((BUILTIN_DIR / "executable-kind.ttl").read_bytes())
     rdf_only = ("application/rdf+xml", "text/turtle")
-    server = VocabularyServer(shared_vocabularies, formats=rdf_only).start()
+    server = VocabularyServer(served, formats=rdf_only).start()
     try:
-        settings = _settings(server, names=["messenger"])
-        loaded = load_registry(settings, tmp_path).get("messenger")
+        settings = _settings(server, names=["kinds"])
+        loaded = load_registry(settings, tmp_path).get("kinds")
         # Desise and RDF/XML were answered with HTML (not available); Turtle came third.
         assert [accept for _, accept in server.requests] == [
             "application/x-desise+json",
@@ -110,20 +152,27 @@ def test_an_rdf_only_server_is_read_once_and_cached_as_desise(shared_vocabularie
         ]
     finally:
         server.stop()
-    assert loaded.title == "Messengers"  # only the RDF carries the title
-    cached = (tmp_path / "vocabularies" / "messenger.desise").read_bytes()
-    assert decode_desise(cached, "messenger") == loaded
-    assert load_registry(settings, tmp_path).get("messenger") == loaded
+    assert loaded.title == "Executable kinds"  # from the RDF header
+    assert loaded.concepts["docker-container"].alt_labels  # only the RDF carries these
+    cached = (tmp_path / "vocabularies" / "kinds.desise").read_bytes()
+    assert decode_desise(cached, "kinds") == loaded
+    assert load_registry(settings, tmp_path).get("kinds") == loaded
 
 
-def test_a_server_that_never_sends_a_vocabulary_format_is_a_problem(tmp_path):
+def test_a_server_that_never_sends_a_vocabulary_format_is_a_problem(tmp_path, empty_snapshot):
     def html_only(url, accept):
         return Fetched(b"<html/>", "text/html", url)
 
     registry = load_registry(_settings(names=["uat"]), tmp_path, fetch=html_only)
-    (problem,) = registry.problems
+    assert registry.problems == ()
+    assert "text/html" in registry.origin("uat").note  # the snapshot stood in, saying why
+    assert registry.origin("uat").kind == "snapshot"
+    bare = load_registry(
+        _settings(names=["uat"]), tmp_path, fetch=html_only, snapshot=empty_snapshot
+    )
+    (problem,) = bare.problems
     assert "text/html" in problem
-    assert "uat" not in registry
+    assert "uat" not in bare
 
 
 def test_an_unknown_vocabulary_on_the_server_is_a_problem_not_a_crash(vocab_server, tmp_path):
@@ -133,10 +182,15 @@ def test_an_unknown_vocabulary_on_the_server_is_a_problem_not_a_crash(vocab_serv
     assert set(registry.names()) == OURS
 
 
-def test_offline_never_fetches(vocab_server, tmp_path):
-    registry = load_registry(_settings(vocab_server, names=["uat"], offline=True), tmp_path)
+def test_offline_never_fetches_and_uses_the_snapshot(vocab_server, tmp_path):
+    settings = _settings(vocab_server, names=["uat", "datalink/core"], offline=True)
+    registry = load_registry(settings, tmp_path)
     assert vocab_server.requests == []
-    assert "offline" in registry.problems[0]
+    assert registry.origin("uat").kind == "snapshot"
+    assert registry.origin("uat").note == "vocabularies.offline is set"
+    (problem,) = registry.problems  # the snapshot holds no datalink/core
+    assert problem.startswith("datalink/core:")
+    assert "offline" in problem
 
 
 def test_a_damaged_cache_file_is_fetched_again(vocab_server, tmp_path):
@@ -174,32 +228,44 @@ def test_refresh_with_the_server_down_keeps_the_cached_copy(vocab_server, tmp_pa
     assert load_registry(settings, tmp_path).origin("messenger").kind == "cache"
 
 
-def test_refresh_is_skipped_for_a_folder_or_offline(tmp_path, shared_vocabularies):
-    folder = VocabularySettings(path=str(shared_vocabularies), names=["uat"])
+def test_refresh_is_skipped_for_a_folder_or_offline(tmp_path):
+    folder = VocabularySettings(path=str(tmp_path), names=["uat"])
     offline = VocabularySettings(offline=True, names=["uat"])
     for settings in (folder, offline):
         assert [o.status for o in refresh_vocabularies(settings, tmp_path)] == ["skipped"]
 
 
 # ---------------------------------------------------------------------------- a folder
-def test_a_folder_is_read_without_the_network(shared_vocabularies, tmp_path):
+def test_a_folder_is_read_without_the_network(tmp_path):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "uat.desise").write_bytes((SHIPPED.folder / "uat.json").read_bytes())
+    (folder / "datalink-core.desise").write_text(
+        '{"uri": "http://www.ivoa.net/rdf/datalink/core", "flavour": "RDF Property",'
+        ' "terms": {"this": {"label": "This"}, "preview": {"label": "Preview"}}}',
+        encoding="utf-8",
+    )
+    (folder / "voresource-relationship_type.ttl").write_bytes(
+        (BUILTIN_DIR / "accelerator-class.ttl").read_bytes()
+    )
     settings = VocabularySettings(
-        path=str(shared_vocabularies),
+        path=str(folder),
         names=["uat", "datalink/core", "voresource/relationship_type", "missing"],
         base_url=_closed_port_url(),
     )
     registry = load_registry(settings, tmp_path)
     assert {"uat", "datalink/core", "voresource/relationship_type"} <= set(registry.names())
     assert registry.origin("uat").location.endswith("uat.desise")
+    assert registry.origin("uat").describe() == f"read from {folder / 'uat.desise'}"
     assert registry.get("datalink-core") is registry.get("datalink/core")
     (problem,) = registry.problems
-    assert problem.startswith("missing:")
+    assert problem.startswith("missing:")  # a folder is all there is: no snapshot stands in
 
 
-def test_a_folder_falls_back_to_turtle_when_there_is_no_desise(shared_vocabularies, tmp_path):
-    (tmp_path / "messenger.ttl").write_bytes((shared_vocabularies / "messenger.ttl").read_bytes())
-    registry = load_registry(VocabularySettings(path=str(tmp_path), names=["messenger"]), tmp_path)
-    assert registry.get("messenger").title == "Messengers"  # only the RDF carries the title
+def test_a_folder_falls_back_to_turtle_when_there_is_no_desise(tmp_path):
+    (tmp_path / "kinds.ttl").write_bytes((BUILTIN_DIR / "executable-kind.ttl").read_bytes())
+    registry = load_registry(VocabularySettings(path=str(tmp_path), names=["kinds"]), tmp_path)
+    assert registry.get("kinds").title == "Executable kinds"  # only the RDF carries the title
 
 
 def test_a_path_that_is_not_a_folder_is_a_configuration_error(tmp_path):
@@ -229,12 +295,41 @@ def test_our_own_names_cannot_be_shadowed(tmp_path):
     assert "our own" in registry.problems[0]
 
 
-def test_load_vocabulary_loads_one_and_explains_a_failure(vocab_server, tmp_path):
+def test_load_vocabulary_loads_one_and_explains_a_failure(vocab_server, tmp_path, empty_snapshot):
     vocab, origin = load_vocabulary(_settings(vocab_server), tmp_path, "messenger")
     assert (vocab.name, origin.kind) == ("messenger", "network")
     assert load_vocabulary(_settings(), tmp_path, "software-function")[1].kind == "builtin"
+    offline = _settings(offline=True)
+    assert load_vocabulary(offline, tmp_path, "uat")[1].kind == "snapshot"
     with pytest.raises(NotFound, match="offline"):
-        load_vocabulary(_settings(offline=True), tmp_path, "uat")
+        load_vocabulary(offline, tmp_path, "uat", snapshot=empty_snapshot)
+
+
+def test_the_shipped_snapshot_holds_the_default_vocabularies_with_their_licences():
+    # The defaults must work on a machine that never reached ivoa.net.
+    manifest = SHIPPED.manifest
+    assert set(VocabularySettings().names) <= set(manifest.vocabularies)
+    assert manifest.taken <= date.today()
+    for name, entry in manifest.vocabularies.items():
+        vocabulary = SHIPPED.read(name)
+        assert vocabulary is not None
+        assert vocabulary.uri == entry.uri == f"http://www.ivoa.net/rdf/{name}"
+        assert vocabulary.title != name  # the snapshot carries the title the RDF gives
+        assert date.fromisoformat(entry.version) <= manifest.taken
+        assert entry.licence in {"CC0-1.0", "CC-BY-SA-3.0"}
+        assert entry.licence_url.startswith(
+            ("http://creativecommons.org/", "https://creativecommons.org/")
+        )
+        assert entry.attribution
+    assert SHIPPED.entry("uat").licence == "CC-BY-SA-3.0"  # the UAT's own licence, kept
+    assert (SHIPPED.folder / "README.md").is_file()
+
+
+def test_a_snapshot_with_the_default_vocabularies_is_small():
+    # Compact JSON: the package carries it to every installation.
+    files = [SHIPPED.folder / entry.file for entry in SHIPPED.manifest.vocabularies.values()]
+    assert sum(path.stat().st_size for path in files) < 1_000_000
+    assert b"\n  " not in files[0].read_bytes()
 
 
 class _CountingFetcher:

@@ -22,12 +22,14 @@ def _essence(vocab):
     }
 
 
+@pytest.mark.shared  # the RDF serialisations are not shipped
 def test_uat_rdf_and_uat_desise_are_the_same_vocabulary(uat_from_rdf, uat):
     assert _essence(uat_from_rdf) == _essence(uat)
     assert uat_from_rdf.root_terms == uat.root_terms
     assert uat_from_rdf.uri == uat.uri
 
 
+@pytest.mark.shared  # the RDF serialisations are not shipped
 def test_rdf_gives_what_desise_lacks(uat_from_rdf):
     assert uat_from_rdf.title.startswith("Unified Astronomy Thesaurus")
     assert uat_from_rdf.description
@@ -38,6 +40,7 @@ def test_rdf_gives_what_desise_lacks(uat_from_rdf):
     )
 
 
+@pytest.mark.shared  # the RDF serialisations are not shipped
 def test_has_top_concept_is_ignored_in_favour_of_computed_roots(uat_from_rdf, shared_vocabularies):
     text = (shared_vocabularies / "uat.rdf").read_text(encoding="utf-8")
     declared = set(re.findall(r'hasTopConcept rdf:resource="[^"]*#([^"]+)"', text))
@@ -50,6 +53,7 @@ def test_has_top_concept_is_ignored_in_favour_of_computed_roots(uat_from_rdf, sh
     assert not wrongly_declared & roots
 
 
+@pytest.mark.shared  # the RDF serialisations are not shipped
 def test_every_ivoa_turtle_file_matches_its_desise_twin(shared_vocabularies):
     for path in sorted(shared_vocabularies.glob("*.ttl")):
         from_turtle = parse_rdf(path.read_bytes(), path.stem, "turtle", path.as_uri())
@@ -69,6 +73,7 @@ def test_every_ivoa_turtle_file_matches_its_desise_twin(shared_vocabularies):
             )
 
 
+@pytest.mark.shared  # the RDF serialisations are not shipped
 def test_rdf_class_and_rdf_property_flavours_use_their_own_predicates(shared_vocabularies):
     messenger = parse_rdf((shared_vocabularies / "messenger.ttl").read_bytes(), "m", "turtle")
     assert messenger.flavour == "RDF Class"

@@ -3,7 +3,8 @@
 `GET /rdf/<name>` negotiates on `Accept` and answers 303 to a versioned file
 (`/rdf/<name>/2026-01-02/<stem>.<ext>`) that is served with its media type; with no acceptable
 type it answers HTML, as the IVOA server does for browsers. Files come from a folder laid out
-like `../shared/vocabularies/` (`datalink/core` is `datalink-core.desise`). Every request is
+like `../shared/vocabularies/` (`datalink/core` is `datalink-core.desise`) or like the shipped
+snapshot (`uat.json`). Every request is
 recorded, so tests can count them.
 """
 
@@ -14,11 +15,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 FORMATS = {
-    "application/x-desise+json": ".desise",
-    "application/rdf+xml": ".rdf",
-    "text/turtle": ".ttl",
+    "application/x-desise+json": (".desise", ".json"),
+    "application/rdf+xml": (".rdf",),
+    "text/turtle": (".ttl",),
 }
-MEDIA_TYPE_OF = {suffix: media for media, suffix in FORMATS.items()}
+"""Media type -> file suffixes holding it (`.json` for the shipped snapshot's desise files)."""
+MEDIA_TYPE_OF = {suffix: media for media, suffixes in FORMATS.items() for suffix in suffixes}
 
 
 class VocabularyServer:
@@ -53,8 +55,11 @@ class VocabularyServer:
     def _choose(self, stem: str, accept: str) -> str | None:
         for part in accept.split(","):
             media = part.split(";")[0].strip().lower()
-            if media in self.formats and (self.folder / f"{stem}{FORMATS[media]}").is_file():
-                return FORMATS[media]
+            if media not in self.formats:
+                continue
+            for suffix in FORMATS[media]:
+                if (self.folder / f"{stem}{suffix}").is_file():
+                    return suffix
         return None
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:

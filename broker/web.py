@@ -16,7 +16,9 @@ Handlers take the raw body and decode it with `broker.codec`, so JSON, YAML and 
 dialects all work and every error names its JSON path. Every answer, errors included, is a
 broker document in the negotiated media type: problems with the input are an `ErrorResponse`
 whose `meta.messages` name the path and the reason (400, 404, 409, 413, 415), never a framework
-page or a stack trace (401 and 403 included). All HTTP concerns live here: the service never
+page or a stack trace (401 and 403 included). A browser opening a broker URL (a GET whose
+`Accept` names `text/html` and no JSON or YAML type) gets the YAML as `text/plain`, to read
+rather than download. All HTTP concerns live here: the service never
 sees a request, and the codec never sees a header.
 
 Imports Litestar, `core` and the `broker` modules.
@@ -91,6 +93,35 @@ def _answer_media(request: Request[Any, Any, Any]) -> Media:
     return codec.negotiate(request.headers.get("accept"), request.headers.get("content-type"))
 
 
+BROWSER_TEXT: Final = "text/plain"
+"""What a browser is answered in: the YAML document, shown as text instead of downloaded
+(Litestar adds `charset=utf-8` to text types)."""
+
+
+def _names_a_document_type(media_range: str) -> bool:
+    essence = media_range.split(";", 1)[0].strip().lower()
+    return (
+        essence in codec.JSON_TYPES
+        or essence in codec.YAML_TYPES
+        or essence.endswith(("+json", "+yaml"))
+    )
+
+
+def _is_browser_read(request: Request[Any, Any, Any]) -> bool:
+    """A browser opening a broker URL: a read whose `Accept` prefers pages, not documents.
+
+    Browsers send `text/html,...,*/*;q=0.8`, which names neither JSON nor YAML; answered
+    `application/yaml` they offer a download. Machine clients (no `Accept`, `*/*`, or a JSON or
+    YAML type) are unchanged.
+    """
+    if request.method not in READ_METHODS:
+        return False
+    ranges = (request.headers.get("accept") or "").split(",")
+    return any(r.split(";", 1)[0].strip().lower() == "text/html" for r in ranges) and not any(
+        _names_a_document_type(r) for r in ranges
+    )
+
+
 def _answer(
     request: Request[Any, Any, Any],
     document: object,
@@ -98,10 +129,11 @@ def _answer(
     headers: Mapping[str, str] | None = None,
 ) -> Response[bytes]:
     media = _answer_media(request)
+    media_type = BROWSER_TEXT if _is_browser_read(request) else media.value
     return Response(
         codec.encode(document, media),
         status_code=status,
-        media_type=media.value,
+        media_type=media_type,
         headers={"Vary": "Accept", **(headers or {})},
     )
 

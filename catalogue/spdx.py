@@ -1,54 +1,37 @@
 """SPDX licence identifiers and expressions: checking what packagers write in `licence`.
 
-Pure. Knows the identifiers research software actually uses (not the whole SPDX list of ~600:
-an id outside this list is almost always a typo here, and `LicenseRef-...` remains available for
-the rest). Matching is case-insensitive as the SPDX specification says; answers use the
-canonical spelling. Deprecated ids (`GPL-3.0`) are accepted with a warning naming the
-replacement.
+The one module that imports license-expression, whose data carries the whole SPDX licence and
+exception lists. An expression is checked by that library's parser (ids joined with `AND`,
+`OR`, `WITH` an exception, in parentheses); its ids must be SPDX ids, or `LicenseRef-...` for a
+licence outside the list. Matching is case-insensitive as the SPDX specification says; answers
+use the canonical spelling. Outdated ids (`GPL-3.0`, `GPL-2.0+`) are accepted with a warning
+naming the current one. An unknown id is refused with the closest known ids.
+
+No I/O but reading the SPDX list shipped with license-expression, once, on first use.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-LICENCES: Final[tuple[str, ...]] = (
-    "0BSD", "AFL-3.0", "AGPL-3.0-only", "AGPL-3.0-or-later", "Apache-1.1", "Apache-2.0",
-    "APSL-2.0", "Artistic-1.0", "Artistic-2.0", "BlueOak-1.0.0", "BSD-1-Clause",
-    "BSD-2-Clause", "BSD-2-Clause-Patent", "BSD-3-Clause", "BSD-3-Clause-Clear",
-    "BSD-3-Clause-LBNL", "BSD-4-Clause", "BSL-1.0", "CC-BY-3.0", "CC-BY-4.0", "CC-BY-NC-4.0",
-    "CC-BY-NC-SA-4.0", "CC-BY-ND-4.0", "CC-BY-SA-3.0", "CC-BY-SA-4.0", "CC0-1.0",
-    "CDDL-1.0", "CDDL-1.1", "CECILL-2.1", "CECILL-B", "CECILL-C", "ECL-2.0", "EPL-1.0",
-    "EPL-2.0", "EUPL-1.1", "EUPL-1.2", "GFDL-1.3-only", "GFDL-1.3-or-later", "GPL-1.0-only",
-    "GPL-1.0-or-later", "GPL-2.0-only", "GPL-2.0-or-later", "GPL-3.0-only",
-    "GPL-3.0-or-later", "HPND", "ISC", "LGPL-2.0-only", "LGPL-2.0-or-later", "LGPL-2.1-only",
-    "LGPL-2.1-or-later", "LGPL-3.0-only", "LGPL-3.0-or-later", "LPPL-1.3c", "MIT", "MIT-0",
-    "MPL-1.1", "MPL-2.0", "MS-PL", "MS-RL", "MulanPSL-2.0", "NCSA", "ODbL-1.0", "OFL-1.1",
-    "OSL-3.0", "PDDL-1.0", "PostgreSQL", "PSF-2.0", "Python-2.0", "Unlicense", "UPL-1.0",
-    "Vim", "W3C", "WTFPL", "X11", "Zlib", "ZPL-2.1",
-)  # fmt: skip
+from license_expression import (  # type: ignore[import-untyped]
+    PARSE_INVALID_EXCEPTION,
+    PARSE_INVALID_SYMBOL_AS_EXCEPTION,
+    PARSE_INVALID_SYMBOL_SEQUENCE,
+    ExpressionError,
+    LicenseSymbol,
+    Licensing,
+    get_spdx_licensing,
+)
 
-EXCEPTIONS: Final[tuple[str, ...]] = (
-    "Autoconf-exception-3.0", "Bison-exception-2.2", "Classpath-exception-2.0",
-    "GCC-exception-3.1", "LLVM-exception", "OpenJDK-assembly-exception-1.0",
-)  # fmt: skip
-
-DEPRECATED: Final[dict[str, str]] = {
-    "AGPL-3.0": "AGPL-3.0-only",
-    "GPL-2.0": "GPL-2.0-only",
-    "GPL-2.0+": "GPL-2.0-or-later",
-    "GPL-3.0": "GPL-3.0-only",
-    "GPL-3.0+": "GPL-3.0-or-later",
-    "LGPL-2.1": "LGPL-2.1-only",
-    "LGPL-2.1+": "LGPL-2.1-or-later",
-    "LGPL-3.0": "LGPL-3.0-only",
-    "LGPL-3.0+": "LGPL-3.0-or-later",
-    "GFDL-1.3": "GFDL-1.3-only",
-}
-
-# What people write instead of an SPDX id, mapped to what they most likely mean.
+# What people write instead of an SPDX id, mapped to what they most likely mean. These names
+# are never accepted as they are, even where the library knows them as an alias (it reads a
+# bare `GPL` as GPL-1.0-or-later, which is rarely what the packager meant).
 _COMMON_NAMES: Final[dict[str, tuple[str, ...]]] = {
     "apache": ("Apache-2.0",),
     "apache2": ("Apache-2.0",),
@@ -66,10 +49,14 @@ _COMMON_NAMES: Final[dict[str, tuple[str, ...]]] = {
     "cc0": ("CC0-1.0",),
 }
 
-_OPERATORS: Final = {"AND", "OR", "WITH"}
-_TOKEN = re.compile(r"\(|\)|[^\s()]+")
-_BY_FOLDED: Final = {name.casefold(): name for name in (*LICENCES, *EXCEPTIONS)}
-_DEPRECATED_FOLDED: Final = {name.casefold(): name for name in DEPRECATED}
+_LICENSE_REF: Final = "LicenseRef-"
+_LICENSE_REF_PREFIX: Final = re.compile(r"(?i)(?<![\w.:-])licenseref-")
+_TOKEN: Final = re.compile(r"[^\s()]+")
+_PART: Final = re.compile(r"\(|\)|[^\s()]+")
+_OPERATORS: Final = frozenset({"AND", "OR", "WITH"})
+# A trailing version (`-2.0`, `.1`, `+`), so `MIT-2.0` also suggests `MIT`.
+_VERSION_SUFFIX: Final = re.compile(r"(?:[-.]?\d[\w.]*|\+)$")
+_SUGGESTIONS: Final = 3
 
 
 @dataclass(frozen=True)
@@ -83,12 +70,108 @@ class LicenceCheck:
     warnings: tuple[str, ...] = field(default=())
 
 
+@dataclass(frozen=True)
+class _Spdx:
+    """The SPDX ids, their outdated names, and a parser that knows exactly these."""
+
+    licensing: Licensing
+    licences: dict[str, str]
+    """Case-folded licence id -> its canonical spelling."""
+    exceptions: dict[str, str]
+    """Case-folded exception id -> its canonical spelling."""
+    outdated: dict[str, str]
+    """Case-folded outdated id (`gpl-3.0`) -> the current canonical id (`GPL-3.0-only`)."""
+    spellings: dict[str, str]
+    """Case-folded licence or outdated licence id -> the canonical licence id it names."""
+
+
+@functools.cache
+def _spdx() -> _Spdx:
+    # The library's list also carries ScanCode's own `LicenseRef-scancode-...` keys and aliases
+    # (`LicenseRef-MIT-Bootstrap` reads as MIT): a packager's `LicenseRef-` is their own
+    # licence, so those are left out, as are aliases with spaces and the common names above.
+    symbols: list[LicenseSymbol] = []
+    licences: dict[str, str] = {}
+    exceptions: dict[str, str] = {}
+    outdated: dict[str, str] = {}
+    for key, symbol in get_spdx_licensing().known_symbols.items():
+        if key.startswith(_LICENSE_REF):
+            continue
+        aliases = tuple(
+            alias
+            for alias in symbol.aliases
+            if not alias.startswith(_LICENSE_REF)
+            and " " not in alias
+            and alias.casefold() not in _COMMON_NAMES
+        )
+        symbols.append(LicenseSymbol(key, aliases=aliases, is_exception=symbol.is_exception))
+        (exceptions if symbol.is_exception else licences)[key.casefold()] = key
+        outdated.update({alias.casefold(): key for alias in aliases})
+    # Outdated names count as spellings of their current id, so `GPL-3` is near `GPL-3.0`.
+    spellings = {
+        **{name: key for name, key in outdated.items() if key.casefold() in licences},
+        **licences,
+    }
+    return _Spdx(Licensing(symbols), licences, exceptions, outdated, spellings)
+
+
+def _closest(text: str, known: dict[str, str]) -> tuple[str, ...]:
+    """Up to three known ids spelled like `text`, the id without its version first."""
+    folded = text.strip().casefold()
+    found: list[str] = []
+    stem = _VERSION_SUFFIX.sub("", folded)
+    if stem != folded and stem in known:
+        found.append(known[stem])
+    found.extend(known[name] for name in difflib.get_close_matches(folded, list(known), n=3))
+    return tuple(dict.fromkeys(found))[:_SUGGESTIONS]
+
+
 def _suggest(text: str) -> tuple[str, ...]:
     folded = text.strip().casefold()
     if folded in _COMMON_NAMES:
         return _COMMON_NAMES[folded]
-    close = difflib.get_close_matches(folded, list(_BY_FOLDED), n=3, cutoff=0.6)
-    return tuple(_BY_FOLDED[name] for name in close)
+    return _closest(text, _spdx().spellings)
+
+
+def _unknown_ids(ids: Iterable[str], spdx: _Spdx) -> list[str]:
+    """The ids that are neither SPDX ids nor a well-formed `LicenseRef-...` of the packager."""
+    return [
+        key
+        for key in ids
+        if key.casefold() not in spdx.licences
+        and key.casefold() not in spdx.exceptions
+        and not (key.startswith(_LICENSE_REF) and len(key) > len(_LICENSE_REF) and " " not in key)
+    ]
+
+
+def _refused(text: str, error: ExpressionError) -> LicenceCheck:
+    """The problem for an expression the parser refused, in the packager's terms."""
+    code = getattr(error, "error_code", None)
+    token = str(getattr(error, "token_string", "") or "")
+    spdx = _spdx()
+    if code == PARSE_INVALID_EXCEPTION:
+        return LicenceCheck(
+            None,
+            f"{token!r} is a licence exception: write it after the licence it amends, with WITH"
+            f" (`GPL-2.0-or-later WITH {token}`)",
+        )
+    if code == PARSE_INVALID_SYMBOL_AS_EXCEPTION and token.casefold() in spdx.licences:
+        return LicenceCheck(
+            None, f"{token!r} is a licence, not an exception: join licences with AND or OR"
+        )
+    if code == PARSE_INVALID_SYMBOL_AS_EXCEPTION:
+        return LicenceCheck(
+            None,
+            f"{token!r} is not an SPDX licence exception",
+            _closest(token, spdx.exceptions),
+        )
+    if code == PARSE_INVALID_SYMBOL_SEQUENCE:
+        return LicenceCheck(None, f"{text!r}: join licences with AND, OR or WITH", _suggest(text))
+    return LicenceCheck(
+        None,
+        f"{text!r} is not a complete SPDX licence expression: join ids with AND, OR or WITH",
+        _suggest(text),
+    )
 
 
 def check_licence(text: str) -> LicenceCheck:
@@ -96,48 +179,45 @@ def check_licence(text: str) -> LicenceCheck:
 
     Returns the canonical expression, or a problem with suggestions for the likely intent.
     """
-    tokens = _TOKEN.findall(text.strip())
+    tokens = _TOKEN.findall(text)
     if not tokens:
         return LicenceCheck(
             None, "is empty: give an SPDX licence identifier", ("MIT", "Apache-2.0")
         )
-    canonical: list[str] = []
-    warnings: list[str] = []
-    expect_id = True
-    depth = 0
-    for token in tokens:
-        if token == "(":  # noqa: S105  (a parenthesis, not a password)
-            depth += 1
-            canonical.append(token)
-            continue
-        if token == ")":  # noqa: S105
-            depth -= 1
-            if depth < 0:
-                return LicenceCheck(None, f"{text!r}: unbalanced parentheses")
-            canonical.append(token)
-            continue
-        if token.upper() in _OPERATORS and not expect_id:
-            canonical.append(token.upper())
-            expect_id = True
-            continue
-        if not expect_id:
-            return LicenceCheck(
-                None, f"{text!r}: join licences with AND, OR or WITH", _suggest(text)
-            )
-        folded = token.casefold()
-        if folded in _BY_FOLDED:
-            canonical.append(_BY_FOLDED[folded])
-        elif folded in _DEPRECATED_FOLDED:
-            old = _DEPRECATED_FOLDED[folded]
-            canonical.append(DEPRECATED[old])
-            warnings.append(f"{old} is a deprecated SPDX id; recorded as {DEPRECATED[old]}")
-        elif folded.startswith("licenseref-") and len(token) > len("LicenseRef-"):
-            canonical.append("LicenseRef-" + token[len("LicenseRef-") :])
+    spdx = _spdx()
+    written = _LICENSE_REF_PREFIX.sub(_LICENSE_REF, text.strip())
+    try:
+        parsed = spdx.licensing.parse(written, strict=True)
+    except ExpressionError as error:
+        return _refused(text, error)
+    ids = [symbol.key for symbol in spdx.licensing.license_symbols(parsed, decompose=True)]
+    unknown = _unknown_ids(ids, spdx)
+    if unknown:
+        # The parser keeps words with spaces as one id, so `Apache 2` is matched as written.
+        return LicenceCheck(
+            None, f"{unknown[0]!r} is not an SPDX licence identifier", _suggest(unknown[0])
+        )
+    warnings = tuple(
+        f"{token} is not the current SPDX id; recorded as {spdx.outdated[token.casefold()]}"
+        for token in dict.fromkeys(tokens)
+        if token.casefold() in spdx.outdated
+    )
+    return LicenceCheck(_canonical(written, spdx), warnings=warnings)
+
+
+def _canonical(written: str, spdx: _Spdx) -> str:
+    """A valid expression with each id and operator spelled canonically, its grouping kept.
+
+    Written out here rather than by the library's renderer, which adds parentheses wherever
+    AND and OR meet: the same licence must keep the same spelling as entries already stored,
+    or choosing it in the licence facet would miss them.
+    """
+    parts: list[str] = []
+    for part in _PART.findall(written):
+        folded = part.casefold()
+        if folded.upper() in _OPERATORS:
+            parts.append(folded.upper())
         else:
-            known = _suggest(token) if len(tokens) > 1 else _suggest(text)
-            return LicenceCheck(None, f"{token!r} is not an SPDX licence identifier", known)
-        expect_id = False
-    if expect_id or depth:
-        return LicenceCheck(None, f"{text!r} is not a complete SPDX licence expression")
-    expression = " ".join(canonical).replace("( ", "(").replace(" )", ")")
-    return LicenceCheck(expression, warnings=tuple(warnings))
+            known = spdx.licences.get(folded) or spdx.exceptions.get(folded)
+            parts.append(known or spdx.outdated.get(folded) or part)
+    return " ".join(parts).replace("( ", "(").replace(" )", ")")

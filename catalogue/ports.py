@@ -7,7 +7,7 @@ through `BrokerGateway`, with ExecutionRequest documents as plain mappings (the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -94,6 +94,19 @@ class SearchResult(msgspec.Struct, frozen=True, kw_only=True):
     next_cursor: str | None = None
 
 
+class IndexChanges(msgspec.Struct, frozen=True, kw_only=True):
+    """What changed in the store since an instant, as the index needs it."""
+
+    documents: list[IndexDocument] = []
+    """Documents of the entries stored (new or changed) since then and still searchable."""
+    removed: list[str] = []
+    """Ids of the entries withdrawn since then."""
+
+
+ChangesSince = Callable[[datetime], IndexChanges]
+"""Reads the store's changes since an instant (the service's, for a rebuild to catch up)."""
+
+
 class SearchIndex(Protocol):
     """A derived, rebuildable search index over the catalogue (the SQL store is the truth)."""
 
@@ -109,8 +122,30 @@ class SearchIndex(Protocol):
         """Run a faceted query. Raises `core.errors.Invalid` for a bad cursor or facet."""
         ...
 
-    def rebuild(self, documents: Iterable[IndexDocument]) -> int:
-        """Replace the whole index with `documents` (no downtime where the backend allows)."""
+    def rebuild(
+        self,
+        documents: Iterable[IndexDocument],
+        *,
+        started: datetime | None = None,
+        changes: ChangesSince | None = None,
+    ) -> int:
+        """Replace the whole index with `documents`, with no downtime; returns how many it holds.
+
+        `started` is when reading `documents` from the store began: entries stored after it may
+        be missing from them. With `changes`, the adapter applies `changes(started)` where no
+        write can slip between (tantivy: into the new index before it serves; OpenSearch: through
+        the alias right after it moved), and processes serving the same index learn of the
+        rebuild through `follow`.
+        """
+        ...
+
+    def follow(self) -> datetime | None:
+        """Serve the index another process has rebuilt since this one last looked, if any.
+
+        Cheap enough to call before every search and write. Returns the rebuild's `started`
+        when this process has just switched (the caller applies the store's changes since then
+        again), or None when nothing changed (and always for a backend that needs no switch).
+        """
         ...
 
     def count(self) -> int:

@@ -17,8 +17,10 @@ orders and cursor walks as the tantivy adapter, and the exact name first. Releva
 Lucene's BM25, not tantivy's, so text hits after the first may come in another order.
 
 Across processes: upserts that another process makes while this one rebuilds go to the old
-index and are lost with it; the periodic `voexec reindex` repairs such drift (the SQL store is
-the truth). Within one process, writes wait for a rebuild to finish.
+index; given `changes`, `rebuild` re-applies the store's changes since it started through the
+alias right after the move, so none is lost (writes after the move reach the new index anyway).
+Within one process, writes wait for a rebuild to finish. Every process writes through the alias,
+so none has anything to switch: `follow` is a no-op.
 
 Must not import: the broker, web frameworks, SQL, tantivy.
 """
@@ -56,7 +58,7 @@ from catalogue.opensearch_queries import (
     read_result,
     to_dsl,
 )
-from catalogue.ports import IndexDocument, SearchQuery, SearchResult
+from catalogue.ports import ChangesSince, IndexDocument, SearchQuery, SearchResult
 from core.errors import Unavailable
 from core.settings import OpenSearchSearch
 
@@ -178,13 +180,33 @@ class OpenSearchIndex:
             ignore_status=(404,),  # not there: nothing to delete
         )
 
-    def rebuild(self, documents: Iterable[IndexDocument]) -> int:
-        """Load `documents` into a new index and move the alias to it; returns how many.
+    def rebuild(
+        self,
+        documents: Iterable[IndexDocument],
+        *,
+        started: datetime | None = None,
+        changes: ChangesSince | None = None,
+    ) -> int:
+        """Load `documents` into a new index and move the alias to it; returns how many it holds.
 
         Searches keep answering from the old index until the alias moves. If the cluster fails
         (`Unavailable`) or `documents` raises (re-raised as it is), the new index is deleted and
-        the alias stays where it was.
+        the alias stays where it was. Then `changes(started)`, when given, is written through
+        the alias: what other processes stored while this one read `documents`.
         """
+        held = self._rebuild(documents)
+        if changes is None or started is None:
+            return len(held)
+        caught = changes(started)
+        self.upsert(caught.documents)
+        self.delete(caught.removed)
+        return len((held | {doc.id for doc in caught.documents}) - set(caught.removed))
+
+    def follow(self) -> datetime | None:
+        """Nothing to follow: every process searches and writes through the alias."""
+        return None
+
+    def _rebuild(self, documents: Iterable[IndexDocument]) -> set[str]:
         with self._lock:
             name = f"{self.alias}-{datetime.now(UTC):%Y%m%d%H%M%S%f}"
             with self._answering(f"create the index {name}"):
@@ -214,7 +236,7 @@ class OpenSearchIndex:
             self._alias_ready = True
             self._delete_indices(replaced, why="the rebuild replaced it")
             log.info("search index %s rebuilt as %s: %d entries", self.alias, name, len(seen))
-            return len(seen)
+            return seen
 
     # ------------------------------------------------------------------ reads
     def search(self, query: SearchQuery) -> SearchResult:

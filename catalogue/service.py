@@ -5,7 +5,12 @@ faceted search with facet trees, rebuild the index from the store, and hand an e
 Execution Broker as an ExecutionRequest.
 
 The SQL store is the source of truth: the service commits to it first, then updates the search
-index; an index failure after the commit is reported as a warning and repaired by `reindex()`.
+index. An index failure after the commit is reported as a warning, never as an error: the
+service remembers since when the index may lack changes and re-applies the store's changes since
+then (minus `CATCH_UP_MARGIN`) on a later publish or search, at most every
+`index_retry_seconds`; `reindex()` repairs everything. Before each search and index write it
+also asks the index to `follow` a rebuild another process (`voexec reindex`) has swapped in, and
+then re-applies what was stored while that rebuild ran.
 Takes its collaborators as ports (`CatalogueStore`, `SearchIndex`, `BrokerGateway`, a
 vocabulary registry, a clock); imports nothing from Litestar, the broker or SQLAlchemy.
 """
@@ -13,8 +18,10 @@ vocabulary registry, a clock); imports nothing from Litestar, the broker or SQLA
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 
 import msgspec
@@ -41,7 +48,15 @@ from catalogue.model import (
     content_hash,
     entry_id,
 )
-from catalogue.ports import BrokerGateway, IndexDocument, OfferAnswer, SearchIndex, SearchQuery
+from catalogue.oai import ChangedEntry
+from catalogue.ports import (
+    BrokerGateway,
+    IndexChanges,
+    IndexDocument,
+    OfferAnswer,
+    SearchIndex,
+    SearchQuery,
+)
 from catalogue.publisher import (
     FUNCTIONS,
     MESSENGERS,
@@ -50,7 +65,7 @@ from catalogue.publisher import (
     check_document,
 )
 from core.clock import Clock
-from core.errors import Conflict, DomainError, Invalid, NotFound, Problem, Unavailable
+from core.errors import Conflict, DomainError, Invalid, NotFound, Problem
 from vocabularies.expand import with_ancestors
 from vocabularies.model import UnknownVocabulary
 from vocabularies.registry import VocabularyRegistry
@@ -58,6 +73,13 @@ from vocabularies.registry import VocabularyRegistry
 log = logging.getLogger(__name__)
 
 MAX_LABEL_LENGTH: Final = 64
+CATCH_UP_MARGIN: Final = timedelta(minutes=2)
+"""Changes are re-applied from this long before the instant asked for: an entry's stamp is taken
+just before its transaction commits, which may wait for the database (SQLite waits up to 30 s),
+and processes sharing a store may disagree a little about the time."""
+CATCH_UP_PAGE: Final = 500
+INDEX_RETRY_SECONDS: Final = 5.0
+"""Least time between two attempts to catch a failing index up."""
 
 
 class CatalogueStore(Protocol):
@@ -95,6 +117,18 @@ class CatalogueStore(Protocol):
         """How many entries."""
         ...
 
+    def changed_entries(
+        self,
+        *,
+        after: tuple[datetime, str] | None,
+        since: datetime | None,
+        until: datetime | None,
+        limit: int,
+        with_versions: bool,
+    ) -> list[ChangedEntry]:
+        """Entries, withdrawn ones too, in (updated_at, id) order, from `since` on."""
+        ...
+
 
 def _items(problems: Sequence[Problem]) -> list[ProblemItem]:
     return [
@@ -115,6 +149,7 @@ class CatalogueService:
         clock: Clock,
         *,
         page_size: int = 20,
+        index_retry_seconds: float = INDEX_RETRY_SECONDS,
     ) -> None:
         self.store = store
         self.index = index
@@ -122,6 +157,14 @@ class CatalogueService:
         self.broker = broker
         self.clock = clock
         self.page_size = min(page_size, MAX_PAGE_SIZE)
+        self.index_retry_seconds = index_retry_seconds
+        self._behind_since: datetime | None = None
+        """The index may lack changes stored since this instant (None: it is up to date)."""
+        self._behind_marks = 0
+        """Bumped by every mark, so a catch-up clears only the marks it has covered."""
+        self._next_attempt = 0.0
+        self._state = threading.Lock()
+        self._catching_up = threading.Lock()
 
     # ------------------------------------------------------------------------ publishing
     def check(
@@ -163,16 +206,17 @@ class CatalogueService:
         What a batch (the demo catalogue, a harvest) uses: one index commit instead of one per
         document. `require_vocabularies=False` is for the bundled demo only (see `check`).
         """
+        started = self.clock.now()
         reports = [
             self._store(document, provenance, require_vocabularies=require_vocabularies)
             for document, provenance in documents
         ]
         changed = [o.id for report in reports for o in report.entries if o.status != "unchanged"]
-        if changed and not self._index_entries(changed):
+        if changed and not self._index_entries(changed, stored_since=started):
             warning = ProblemItem(
                 field="(index)",
-                reason="stored, but the search index could not be updated; "
-                "it will show the change after the next reindex",
+                reason="stored, but the search index could not be updated yet; "
+                "it is updated again shortly and search shows the change then",
             )
             reports = [
                 msgspec.structs.replace(r, warnings=[*r.warnings, warning]) if r.entries else r
@@ -241,12 +285,15 @@ class CatalogueService:
         Raises:
             NotFound: no such entry.
         """
-        if not self.store.withdraw(entry_id, now=self.clock.now()):
+        started = self.clock.now()
+        if not self.store.withdraw(entry_id, now=started):
             raise NotFound(f"no catalogue entry {entry_id!r}")
+        self.follow_index()
         try:
             self.index.delete([entry_id])
-        except Unavailable:
-            log.warning("withdrew %s but could not remove it from the index", entry_id)
+        except Exception as error:  # noqa: BLE001 - stored already: the index catches up later
+            log.warning("withdrew %s but could not remove it from the index: %s", entry_id, error)
+            self._mark_behind(started)
         entry = self.store.entry(entry_id)
         assert entry is not None  # withdrawn entries are kept
         return entry
@@ -319,6 +366,7 @@ class CatalogueService:
         if not 1 <= limit <= MAX_PAGE_SIZE:
             raise Invalid("bad limit", [Problem("limit", f"must be 1 to {MAX_PAGE_SIZE}")])
         filters = resolve_filters(request.filters, self.vocabularies)
+        self.follow_index()
         result = self.index.search(
             SearchQuery(
                 text=request.text.strip(),
@@ -390,22 +438,101 @@ class CatalogueService:
         except UnknownVocabulary:
             return tuple(terms)
 
-    def _index_entries(self, ids: Sequence[str]) -> bool:
-        versions = self.store.current_versions(ids)
+    def _index_entries(self, ids: Sequence[str], *, stored_since: datetime) -> bool:
+        self.follow_index()
         try:
+            versions = self.store.current_versions(ids)
             self.index.upsert(self.index_document(key, v) for key, v in versions.items())
-        except Unavailable as error:
+        except Exception as error:  # noqa: BLE001 - stored already: never fail the publish
             log.warning("search index not updated for %d entries: %s", len(ids), error)
+            self._mark_behind(stored_since)
             return False
         return True
+
+    def follow_index(self) -> None:
+        """Bring the index up to date before using it: cheap when there is nothing to do.
+
+        Switches to a generation another process has rebuilt (then re-applies what was stored
+        while that rebuild ran), and retries a catch-up left pending by a failed index update.
+        """
+        try:
+            started = self.index.follow()
+        except Exception as error:  # noqa: BLE001 - the index in use still answers
+            log.warning("search index: cannot look for a newer generation: %s", error)
+            started = None
+        if started is not None:
+            self._mark_behind(started, retry_now=True)
+        self._catch_up()
+
+    def _mark_behind(self, since: datetime, *, retry_now: bool = False) -> None:
+        with self._state:
+            behind = self._behind_since
+            self._behind_since = since if behind is None else min(behind, since)
+            self._behind_marks += 1
+            if retry_now:
+                self._next_attempt = 0.0
+
+    def _catch_up(self) -> None:
+        """Re-apply the store's changes since the index fell behind (one thread at a time)."""
+        with self._state:
+            since, marks = self._behind_since, self._behind_marks
+            if since is None or time.monotonic() < self._next_attempt:
+                return
+            self._next_attempt = time.monotonic() + self.index_retry_seconds
+        if not self._catching_up.acquire(blocking=False):
+            return  # another thread is at it
+        try:
+            changes = self.changes_since(since)
+            self.index.upsert(changes.documents)
+            self.index.delete(changes.removed)
+        except Exception as error:  # noqa: BLE001 - tried again later; searches still answer
+            log.warning("search index still behind the store since %s: %s", since, error)
+            return
+        finally:
+            self._catching_up.release()
+        with self._state:
+            if self._behind_marks == marks:  # nothing fell behind while this ran
+                self._behind_since = None
+        log.info(
+            "search index caught up: %d changed and %d withdrawn entries since %s",
+            len(changes.documents),
+            len(changes.removed),
+            since,
+        )
+
+    def changes_since(self, since: datetime) -> IndexChanges:
+        """What the index needs of the store's changes since `since` (minus the margin)."""
+        earliest = datetime.min.replace(tzinfo=UTC) + CATCH_UP_MARGIN
+        start = since - CATCH_UP_MARGIN if since > earliest else None
+        documents: list[IndexDocument] = []
+        removed: list[str] = []
+        after: tuple[datetime, str] | None = None
+        while True:
+            page = self.store.changed_entries(
+                after=after, since=start, until=None, limit=CATCH_UP_PAGE, with_versions=True
+            )
+            for changed in page:
+                if changed.withdrawn or changed.version is None:
+                    removed.append(changed.id)
+                else:
+                    documents.append(self.index_document(changed.id, changed.version))
+            if len(page) < CATCH_UP_PAGE:
+                return IndexChanges(documents=documents, removed=removed)
+            after = (page[-1].updated_at, page[-1].id)
 
     def reindex(self) -> int:
         """Rebuild the whole search index from the store; returns how many entries it holds.
 
-        Also refreshes the "runnable on" facet, which depends on the broker's platforms.
+        Safe while a server uses the same index: the new index is built beside the old one and
+        swapped in; what is stored while it is built is applied too (here before or right after
+        the swap, and by the server when it follows the swap). Also refreshes the "runnable on"
+        facet, which depends on the broker's platforms.
         """
+        started = self.clock.now()
         return self.index.rebuild(
-            self.index_document(key, version) for key, version in self.store.iter_current()
+            (self.index_document(key, version) for key, version in self.store.iter_current()),
+            started=started,
+            changes=self.changes_since,
         )
 
     def ensure_index(self) -> int | None:
@@ -414,6 +541,7 @@ class CatalogueService:
         Returns:
             The number of documents indexed, or None when nothing had to be done.
         """
+        self.follow_index()
         if self.index.count() == self.store.count():
             return None
         return self.reindex()

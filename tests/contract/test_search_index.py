@@ -10,6 +10,7 @@ Expected results come from a plain-Python oracle over the same documents (`match
 from __future__ import annotations
 
 import random
+import shutil
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
@@ -29,10 +30,17 @@ from catalogue.facets import (
     order_key,
     updated_micros,
 )
-from catalogue.ports import FACETS, IndexDocument, SearchIndex, SearchQuery, SearchResult
+from catalogue.ports import (
+    FACETS,
+    IndexChanges,
+    IndexDocument,
+    SearchIndex,
+    SearchQuery,
+    SearchResult,
+)
 from catalogue.search_opensearch import OpenSearchIndex
 from catalogue.search_tantivy import TantivySearchIndex
-from core.errors import Invalid
+from core.errors import Invalid, Unavailable
 from core.settings import OpenSearchSearch
 from tests.integration.conftest import delete_opensearch_indices, opensearch_server_url
 
@@ -561,6 +569,22 @@ def test_failed_rebuild_leaves_the_old_index_serving(search_index: SearchIndex) 
     assert search_index.search(SearchQuery(text="sextractor")).hits[0].id == SEXTRACTOR
 
 
+def test_rebuild_applies_the_changes_stored_while_it_ran(search_index: SearchIndex) -> None:
+    started = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
+    asked: list[datetime] = []
+
+    def changes(since: datetime) -> IndexChanges:
+        asked.append(since)
+        return IndexChanges(documents=[CATALOGUE[7]], removed=[CATALOGUE[0].id])
+
+    held = search_index.rebuild(iter(CATALOGUE[:5]), started=started, changes=changes)
+    assert asked == [started]
+    expected = {doc.id for doc in CATALOGUE[1:5]} | {CATALOGUE[7].id}
+    assert held == len(expected) == search_index.count()
+    assert {hit.id for hit in search_index.search(SearchQuery(limit=100)).hits} == expected
+    assert search_index.follow() is None  # this process made the rebuild: nothing to follow
+
+
 def test_empty_index_answers_with_empty_facets(search_index: SearchIndex) -> None:
     result = search_index.search(SearchQuery(text="anything", filters={"kind": ("x",)}))
     assert result.total == 0
@@ -626,4 +650,68 @@ def test_tantivy_searches_run_while_writing() -> None:
         reader.join()
     assert errors == []
     assert index.count() == len(CATALOGUE)
+    index.close()
+
+
+def test_tantivy_rebuild_by_another_process_is_followed(tmp_path: Path) -> None:
+    """`voexec reindex` beside a serving process: no shared writer, a switch, no lost folder."""
+    root = tmp_path / "search"
+    server = TantivySearchIndex(root)
+    server.upsert(CATALOGUE[:10])  # the server now holds the writer of its generation
+    reindex = TantivySearchIndex(root)
+    assert reindex.count() == 10
+    assert server.follow() is None
+    started = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
+    assert reindex.rebuild(iter(CATALOGUE[10:15]), started=started) == 5
+    reindex.close()
+    assert server.search(SearchQuery()).total == 10  # still the old generation, still answering
+    server.upsert([CATALOGUE[15]])  # and still writable until it follows
+    assert server.follow() == started
+    assert server.follow() is None
+    assert server.count() == 5
+    server.upsert([CATALOGUE[0]])  # the writer of the new generation is free for the server
+    assert server.search(SearchQuery(text="sextractor")).hits[0].id == SEXTRACTOR
+    generations = [p.name for p in root.iterdir() if p.is_dir()]
+    assert generations == [(root / "CURRENT").read_text().split()[0]]  # the old one is deleted
+    server.close()
+    reopened = TantivySearchIndex(root)
+    assert reopened.count() == 6
+    reopened.close()
+
+
+def test_tantivy_keeps_a_generation_another_process_still_uses(tmp_path: Path) -> None:
+    root = tmp_path / "search"
+    server = TantivySearchIndex(root)
+    server.upsert(CATALOGUE[:3])
+    used = (root / "CURRENT").read_text().split()[0]
+    first = TantivySearchIndex(root)
+    first.rebuild(iter(CATALOGUE[3:5]))
+    second = TantivySearchIndex(root)  # opening sweeps unused generations, not the server's
+    second.rebuild(iter(CATALOGUE[5:9]))
+    assert (root / used).is_dir()
+    assert server.search(SearchQuery()).total == 3
+    assert server.follow() is not None
+    assert server.count() == 4
+    for index in (first, second, server):
+        index.close()
+    assert not (root / used).exists()
+
+
+def test_tantivy_write_into_a_vanished_folder_is_unavailable_then_recovers(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "search"
+    index = TantivySearchIndex(root)
+    index.upsert(CATALOGUE[:3])
+    shutil.rmtree(root / (root / "CURRENT").read_text().split()[0])  # what a careless tool does
+    with pytest.raises(Unavailable):
+        index.upsert(CATALOGUE[3:4])
+    with pytest.raises(Unavailable):
+        index.upsert(CATALOGUE[3:4])  # its writer was dropped: still a clear error, not tantivy's
+    other = TantivySearchIndex(root)
+    other.rebuild(iter(CATALOGUE[:4]), started=datetime(2026, 5, 4, tzinfo=UTC))
+    other.close()
+    assert index.follow() is not None
+    index.upsert(CATALOGUE[4:5])
+    assert index.count() == 5
     index.close()

@@ -1,6 +1,8 @@
 """HTTP routes for browsing vocabularies: a Litestar `Router` mounted at `/vocabularies`.
 
-- `GET /vocabularies`: the loaded vocabularies, and those that could not be loaded and why;
+- `GET /vocabularies`: the loaded vocabularies with the copy of each in use (version, and the
+  shipped snapshot's date or when the cached copy was fetched), and those that could not be
+  loaded and why;
 - `GET /vocabularies/{name}?depth=&root=`: one vocabulary with its computed top level (or the
   branch under `root`) as a tree;
 - `GET /vocabularies/{name}/concepts/{term}`: a concept with broader, narrower and a path to
@@ -15,6 +17,7 @@ turns into problem details (an unknown vocabulary or concept is a 404 naming it)
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Annotated
 
 import msgspec
@@ -25,7 +28,7 @@ from litestar.params import FromPath, QueryParameter
 from vocabularies import expand
 from vocabularies.expand import TreeNode
 from vocabularies.model import Concept, UnknownConcept, Vocabulary
-from vocabularies.registry import OriginKind, VocabularyRegistry
+from vocabularies.registry import Origin, OriginKind, VocabularyRegistry
 from vocabularies.resolve import Resolution, Suggestion, resolve, suggest
 
 Registry = NamedDependency[VocabularyRegistry]
@@ -33,6 +36,38 @@ Registry = NamedDependency[VocabularyRegistry]
 
 MAX_DEPTH = 10
 """Deepest tree served at once (the UAT is 10 levels deep)."""
+
+
+class OriginView(msgspec.Struct, frozen=True):
+    """Which copy of a vocabulary is in use, and where it came from."""
+
+    kind: OriginKind
+    summary: str
+    """In words: `snapshot of 2026-03-19 shipped with voexec`, `cached copy fetched ... from
+    ...`, `our own, shipped with voexec`."""
+    version: str | None
+    """The vocabulary's version (a date), where known."""
+    snapshot_date: date | None
+    """For `snapshot`: when the shipped snapshot was taken."""
+    fetched_at: datetime | None
+    """For `cache` and `network`: when the copy was fetched."""
+    url: str | None
+    """For `cache` and `network`: where it was fetched from."""
+    licence: str | None
+    """For `snapshot`: the data's licence (SPDX identifier)."""
+
+    @classmethod
+    def of(cls, origin: Origin) -> OriginView:
+        """The public view of an `Origin` (never the server's file paths)."""
+        return cls(
+            kind=origin.kind,
+            summary=origin.describe() if origin.kind != "path" else "read from a local folder",
+            version=origin.version or None,
+            snapshot_date=origin.snapshot_date,
+            fetched_at=origin.fetched_at,
+            url=origin.url or None,
+            licence=origin.licence or None,
+        )
 
 
 class VocabularySummary(msgspec.Struct, frozen=True):
@@ -46,7 +81,9 @@ class VocabularySummary(msgspec.Struct, frozen=True):
     concepts: int
     """How many concepts it has (deprecated ones included)."""
     source: OriginKind
-    """Where it was loaded from: `builtin` (ours), `path`, `cache` or `network`."""
+    """Where it was loaded from: `builtin` (ours), `path`, `cache`, `network` or `snapshot`."""
+    origin: OriginView
+    """Which copy it is: version, snapshot date or fetch time, source."""
 
 
 class VocabularyList(msgspec.Struct, frozen=True):
@@ -66,6 +103,7 @@ class VocabularyDetail(msgspec.Struct, frozen=True):
     flavour: str
     concepts: int
     source: OriginKind
+    origin: OriginView
     roots: list[TreeNode]
 
 
@@ -133,6 +171,7 @@ def list_vocabularies(vocabularies: Registry) -> VocabularyList:
             flavour=vocab.flavour,
             concepts=len(vocab.concepts),
             source=vocabularies.origin(vocab.name).kind,
+            origin=OriginView.of(vocabularies.origin(vocab.name)),
         )
         for vocab in vocabularies
     ]
@@ -163,6 +202,7 @@ def show_vocabulary(
         flavour=vocab.flavour,
         concepts=len(vocab.concepts),
         source=vocabularies.origin(vocab.name).kind,
+        origin=OriginView.of(vocabularies.origin(vocab.name)),
         roots=expand.tree(vocab, root=root, depth=depth),
     )
 

@@ -88,6 +88,7 @@ def search_page(
         kind_labels=KIND_LABELS,
         open_branches=search_state.open_branches(result.facets)
         | search_state.opened(request.headers.get(OPEN_HEADER, "")),
+        vocabularies=catalogue.vocabularies,  # the footer says which copy of each is in use
     )
 
 

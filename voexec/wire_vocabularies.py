@@ -1,9 +1,11 @@
 """Wires the `vocabularies` package into the app and the CLI (see `voexec/wiring.py`).
 
 The registry is loaded once here, at start-up, from the settings: our own vocabularies always,
-the configured IVOA ones from the folder, the cache or the network. Loading never fails for lack
+the configured IVOA ones from the folder, the cache or the network, and, when neither cache nor
+network has them, from the dated snapshot shipped in the package. Loading never fails for lack
 of network (what is missing is logged and listed at `GET /vocabularies`), so an offline machine
-starts with our own vocabularies. Later parts find the registry as
+starts with our own vocabularies and the snapshot's UAT, messenger and product-type; the search
+page's footer and `GET /vocabularies` say which copy of each is in use. Later parts find the registry as
 `services.components["vocabularies"]`; handlers get it as the dependency `vocabularies`.
 """
 

@@ -1,4 +1,7 @@
-"""The /vocabularies routes through the real app (create_app builds the registry via wiring)."""
+"""The /vocabularies routes through the real app (create_app builds the registry via wiring).
+
+The IVOA vocabularies come from the snapshot shipped in the package: the app runs offline.
+"""
 
 import itertools
 import json
@@ -8,31 +11,25 @@ import pytest
 from litestar.testing import TestClient
 
 from core.settings import settings_from_mapping
-from tests.conftest import shared_path
+from tests.conftest import SNAPSHOT
+from vocabularies.sources import Snapshot
 from voexec.app import create_app
 
 OURS = {"accelerator-class", "executable-kind", "software-function"}
+IVOA = {"uat", "messenger", "product-type"}
 
 
 @pytest.fixture(scope="module")
-def shared_folder():
-    return shared_path("vocabularies")
+def uat_raw():
+    return json.loads((SNAPSHOT / "uat.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
-def uat_raw(shared_folder):
-    return json.loads((shared_folder / "uat.desise").read_text(encoding="utf-8"))
-
-
-@pytest.fixture(scope="module")
-def client(tmp_path_factory, shared_folder):
+def client(tmp_path_factory):
     settings = settings_from_mapping(
         {
             "data_dir": str(tmp_path_factory.mktemp("var")),
-            "vocabularies": {
-                "path": str(shared_folder),
-                "names": ["uat", "messenger", "product-type", "datalink/core"],
-            },
+            "vocabularies": {"offline": True, "names": sorted(IVOA)},
         }
     )
     with TestClient(create_app(settings)) as test_client:
@@ -45,15 +42,34 @@ def _problem(response, status):
     return response.json()
 
 
-def test_list_names_every_loaded_vocabulary_with_its_source(client, uat_raw):
+def test_list_names_every_loaded_vocabulary_with_its_source_and_version(client, uat_raw):
     body = client.get("/vocabularies").json()
     by_name = {v["name"]: v for v in body["vocabularies"]}
-    assert set(by_name) == OURS | {"uat", "messenger", "product-type", "datalink/core"}
+    assert set(by_name) == OURS | IVOA
     assert by_name["uat"]["concepts"] == len(uat_raw["terms"])
-    assert by_name["uat"]["source"] == "path"
+    assert by_name["uat"]["source"] == "snapshot"
     assert by_name["software-function"]["source"] == "builtin"
     assert by_name["software-function"]["title"] == "Software functions"
+    assert by_name["software-function"]["origin"]["summary"] == "our own, shipped with voexec"
     assert body["problems"] == []
+    shipped = Snapshot(SNAPSHOT)
+    taken = shipped.manifest.taken.isoformat()
+    for name in IVOA:
+        entry = shipped.entry(name)
+        assert entry is not None
+        origin = by_name[name]["origin"]
+        assert origin["kind"] == "snapshot"
+        assert origin["version"] == entry.version
+        assert origin["snapshot_date"] == taken
+        assert origin["licence"] == entry.licence
+        assert origin["summary"].startswith(f"snapshot of {taken} shipped with voexec")
+        assert origin["fetched_at"] is None
+
+
+def test_a_vocabulary_shows_which_copy_it_is(client):
+    body = client.get("/vocabularies/messenger", params={"depth": 0}).json()
+    assert body["origin"]["kind"] == "snapshot"
+    assert body["origin"]["version"] == "2020-08-26"
 
 
 def test_a_vocabulary_shows_its_computed_top_level(client, uat_raw):
@@ -104,10 +120,25 @@ def test_unknown_vocabulary_and_concept_are_404_problems_naming_them(client):
     assert "galaxy-clusters" in typo["detail"]
 
 
-def test_names_with_a_slash_are_reachable_with_a_dash(client):
-    body = client.get("/vocabularies/datalink-core").json()
-    assert body["name"] == "datalink/core"
-    assert client.get("/vocabularies/datalink-core/concepts/calibration").status_code == 200
+def test_names_with_a_slash_are_reachable_with_a_dash(tmp_path):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "datalink-core.desise").write_text(
+        '{"uri": "http://www.ivoa.net/rdf/datalink/core", "flavour": "RDF Property",'
+        ' "terms": {"calibration": {"label": "Calibration"}}}',
+        encoding="utf-8",
+    )
+    settings = settings_from_mapping(
+        {
+            "data_dir": str(tmp_path / "var"),
+            "vocabularies": {"path": str(folder), "names": ["datalink/core"]},
+        }
+    )
+    with TestClient(create_app(settings)) as app:
+        body = app.get("/vocabularies/datalink-core").json()
+        assert body["name"] == "datalink/core"
+        assert body["origin"]["summary"] == "read from a local folder"  # no server path shown
+        assert app.get("/vocabularies/datalink-core/concepts/calibration").status_code == 200
 
 
 def test_suggest_autocompletes_on_labels_ranked_and_limited(client):
@@ -145,19 +176,51 @@ def test_the_routes_are_in_the_openapi_document(client):
     assert "/vocabularies/{name}/suggest" in paths
 
 
-def test_the_app_starts_with_no_network_and_no_cache(tmp_path):
+def test_the_app_starts_with_no_network_and_no_cache_on_the_snapshot(tmp_path):
     with socket.socket() as probe:  # a loopback port where nothing listens
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     settings = settings_from_mapping(
         {
             "data_dir": str(tmp_path / "var"),
-            "vocabularies": {"base_url": f"http://127.0.0.1:{port}/rdf"},
+            "vocabularies": {
+                "base_url": f"http://127.0.0.1:{port}/rdf",
+                "names": ["uat", "messenger", "product-type", "datalink/core"],
+            },
         }
     )
     with TestClient(create_app(settings)) as offline:
         body = offline.get("/vocabularies").json()
-        assert {v["name"] for v in body["vocabularies"]} == OURS
-        assert {p.split(":")[0] for p in body["problems"]} == set(settings.vocabularies.names)
-        assert offline.get("/vocabularies/executable-kind").status_code == 200
-        _problem(offline.get("/vocabularies/uat"), 404)
+        by_name = {v["name"]: v for v in body["vocabularies"]}
+        assert set(by_name) == OURS | IVOA
+        assert "did not answer" in by_name["uat"]["origin"]["summary"]
+        # Only what the snapshot does not hold is missing, and the reason is given.
+        assert [p.split(":")[0] for p in body["problems"]] == ["datalink/core"]
+        assert "not cached" in body["problems"][0]
+        tree = offline.get("/vocabularies/uat", params={"depth": 1}).json()
+        assert any(root["children"] for root in tree["roots"])  # a hierarchy, not flat slugs
+        _problem(offline.get("/vocabularies/datalink-core"), 404)
+
+
+def test_the_search_page_footer_says_which_copy_of_each_vocabulary_is_used(client):
+    page = client.get("/")
+    assert page.status_code == 200
+    footer = page.text.split('id="vocabulary-sources"', 1)[1].split("</div>", 1)[0]
+    taken = Snapshot(SNAPSHOT).manifest.taken.isoformat()
+    uat = footer.split('data-vocabulary="uat">', 1)[1].split("</span>", 1)[0]
+    assert uat.startswith("Unified Astronomy Thesaurus (IVOA rendering), version 2026-01-02: ")
+    assert f"snapshot of {taken} shipped with voexec" in uat
+    assert "our own: Accelerator classes, Executable kinds, Software functions" in footer
+    assert "not loaded" not in footer
+
+
+def test_the_search_page_footer_says_why_a_vocabulary_is_missing(tmp_path):
+    settings = settings_from_mapping(
+        {
+            "data_dir": str(tmp_path / "var"),
+            "vocabularies": {"offline": True, "names": ["uat", "datalink/core"]},
+        }
+    )
+    with TestClient(create_app(settings)) as app:
+        footer = app.get("/").text.split('id="vocabulary-sources"', 1)[1].split("</div>", 1)[0]
+    assert "not loaded: datalink/core: not cached, and vocabularies.offline forbids" in footer

@@ -52,7 +52,12 @@ def executable_kind(spec: ExecutableSpec, registry: VocabularyRegistry) -> str:
 
 
 def canonical_block(block: dict[str, Any], vocabulary: Vocabulary | None) -> dict[str, Any]:
-    """The block with a kind written by name (`docker-container`) replaced by its kind URI."""
+    """The block with a kind written by name (`docker-container`) replaced by its kind URI.
+
+    Older metadata named the kind `type`; it is read as `kind` (the broker reads it so too).
+    """
+    if "kind" not in block and isinstance(block.get("type"), str):
+        block = {"kind": block["type"], **{k: v for k, v in block.items() if k != "type"}}
     kind = block.get("kind")
     if vocabulary is None or not isinstance(kind, str) or "://" in kind or ":" in kind:
         return block

@@ -7,7 +7,13 @@ suggestions where we can guess the intent. Every field is checked, not just the 
 so one round trip fixes a file. Warnings (a deprecated subject and its replacement, a deprecated
 SPDX id) are kept apart: they never stop a publication.
 
-Pure: no I/O. The Execution Broker check comes in as a function (the catalogue never imports
+Older forms of the `executable` block (the packagers' and developers' metadata shown in the
+IVOA talks: `type`, `repository`/`image`/`tag`/`digest`, a `requirements` map) are read too:
+the broker's codec rewrites the block to the newest form (`normalise_executable`), so what is
+stored, indexed and handed off is the newest form. Such metadata has no entry name: it falls
+back to the name of the repository the file is published from.
+
+Pure: no I/O. The Execution Broker check comes in as functions (the catalogue never imports
 the broker); vocabularies come in as a registry.
 """
 
@@ -37,6 +43,8 @@ SUBJECTS, FUNCTIONS, MESSENGERS = "uat", "software-function", "messenger"
 
 ExecutableValidator = Callable[[Mapping[str, Any]], list[Problem]]
 """Checks an Execution Broker `executable` block; problem fields are relative to the block."""
+ExecutableNormaliser = Callable[[Mapping[str, Any]], dict[str, Any]]
+"""An `executable` block in the broker's newest form (unchanged when it cannot be read)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,8 @@ def check_document(
     vocabularies: VocabularyRegistry,
     validate_executable: ExecutableValidator,
     require_vocabularies: bool = True,
+    normalise_executable: ExecutableNormaliser | None = None,
+    repository: str | None = None,
 ) -> CheckedDocument:
     """Parse and check a publisher's document; see the module docstring.
 
@@ -78,6 +88,10 @@ def check_document(
         require_vocabularies: when False, values of a vocabulary this server has not loaded
             are kept as written, with a warning, instead of raising `Unavailable` (for the
             bundled demo on an offline machine; never for what packagers publish).
+        normalise_executable: the broker's rewriting of an `executable` block to its newest
+            form; without it, blocks are kept as written.
+        repository: URL of the repository the document is published from; its name is the
+            entry name of an executable that gives none.
 
     Returns:
         The normalised executables when there are no problems; otherwise the problems
@@ -92,6 +106,9 @@ def check_document(
         return result
     items = _executable_items(data, result.problems)
     checker = _Checker(vocabularies, validate_executable, result, require_vocabularies)
+    checker.normalise_executable = normalise_executable
+    checker.repository = repository
+    checker.default_name = repository_name(repository) if repository else None
     for where, raw in items:
         spec = checker.executable(raw, where)
         if spec is not None:
@@ -100,6 +117,16 @@ def check_document(
     if result.problems:
         result.executables = []
     return result
+
+
+def repository_name(url: str) -> str | None:
+    """A repository's name as an entry name (None when nothing of it makes one).
+
+    `https://gitlab.example.org/group/Newton-Rahpson.git` gives `newton-rahpson`.
+    """
+    last = url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
+    slug = re.sub(r"[^a-z0-9]+", "-", last.lower()).strip("-")[:64].strip("-")
+    return slug or None
 
 
 def _executable_items(data: Any, problems: list[Problem]) -> list[tuple[str, Any]]:
@@ -156,6 +183,11 @@ class _Checker:
         self.validate_executable = validate_executable
         self.result = result
         self.require_vocabularies = require_vocabularies
+        self.normalise_executable: ExecutableNormaliser | None = None
+        self.repository: str | None = None
+        """Where the document is published from: the location of a program that gives none."""
+        self.default_name: str | None = None
+        """The repository's name: the entry name of an executable that gives none."""
 
     def problem(self, where: str, reason: str, suggestions: tuple[str, ...] = ()) -> None:
         self.result.problems.append(Problem(where, reason, suggestions))
@@ -163,6 +195,8 @@ class _Checker:
     def executable(self, raw: Any, where: str) -> ExecutableSpec | None:
         """The normalised spec, or None after recording its problems."""
         before = len(self.result.problems)
+        if isinstance(raw, dict) and "name" not in raw and self.default_name is not None:
+            raw = {"name": self.default_name, **raw}
         spec = documents.convert(raw, ExecutableSpec, where, self.result.problems)
         self._explain_name(before, where)
         if spec is None:
@@ -343,16 +377,22 @@ class _Checker:
     def _executable_block(self, block: dict[str, Any], where: str) -> dict[str, Any]:
         vocabulary = kinds_vocabulary(self.vocabularies)
         known = tuple(sorted(vocabulary.concepts)) if vocabulary is not None else ()
+        block = canonical_block(block, vocabulary)
+        if self.normalise_executable is not None:
+            block = self.normalise_executable(block)
         kind = block.get("kind")
         if not isinstance(kind, str) or not kind.strip():
             self.problem(
                 f"{where}.kind", "is required: the Execution Broker kind of the executable", known
             )
             return block
-        block = canonical_block(block, vocabulary)
+        term = kind_of(kind, vocabulary)
+        if term == "python-program" and "location" not in block and self.repository:
+            # A developer's metadata lives in the program's own repository.
+            block = {**block, "location": self.repository}
         problems = self.validate_executable(block)
         if not problems:
-            problems = pinning_problems(kind_of(block["kind"], vocabulary), block)
+            problems = pinning_problems(term, block)
         for problem in problems:
             suggestions = problem.suggestions or (known if problem.field == "kind" else ())
             self.problem(documents.join(where, problem.field), problem.reason, suggestions)

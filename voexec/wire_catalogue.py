@@ -71,6 +71,21 @@ class InProcessBroker:
             ]
         return []
 
+    def normalise_executable(self, block: Mapping[str, Any]) -> dict[str, Any]:
+        """The block in the broker's newest form, older forms rewritten.
+
+        As given when the codec cannot read it, so that `validate_executable` names the fault.
+        """
+        from broker import codec
+        from broker.model import AnyExecutable
+
+        try:
+            decoded = codec.convert(dict(block), AnyExecutable)
+        except Invalid:
+            return dict(block)
+        newest: dict[str, Any] = codec.to_builtins(decoded.value)
+        return newest
+
     def runnable_on(self, kind: str, needs: Needs) -> list[str]:
         """The configured platforms whose kinds, capacity and limits fit (time aside)."""
         return [p.name for p in self.platforms if _fits(p, kind_term(kind), needs)]

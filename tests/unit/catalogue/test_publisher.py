@@ -292,3 +292,90 @@ def test_any_value_in_any_field_gives_problems_not_exceptions(check, field, valu
 def test_any_text_gives_problems_not_exceptions(check, text):
     checked = check(text)
     assert checked.executables == [] or checked.ok
+
+
+# ------------------------------------------------------------------ the talks' metadata forms
+HISTORIC = ROOT / "tests" / "data" / "historic"
+REPOSITORY = "https://gitlab.example.org/ivoa/analytics/Newton-Rahpson-example.git"
+
+
+@pytest.fixture
+def check_from(vocabularies):
+    """The check as the catalogue service runs it: with the broker's rewriting to the newest
+    form, and the repository the document is published from."""
+    gateway = InProcessBroker(None, [])
+
+    def run(document, repository: str | None = REPOSITORY) -> CheckedDocument:
+        return check_document(
+            document,
+            vocabularies=vocabularies,
+            validate_executable=gateway.validate_executable,
+            normalise_executable=gateway.normalise_executable,
+            repository=repository,
+        )
+
+    return run
+
+
+def _historic_block(name: str) -> dict:
+    block = yaml.safe_load((HISTORIC / name).read_text(encoding="utf-8"))["executable"]
+    assert "kind" not in block  # the talks' form: `type`
+    return block
+
+
+def test_the_packagers_metadata_alone_lacks_only_catalogue_fields(check_from):
+    checked = check_from((HISTORIC / "2024-12-packager-docker.yaml").read_text())
+    assert sorted(fields(checked)) == ["authors", "licence", "summary", "title", "version"]
+
+
+def test_the_developers_metadata_alone_lacks_only_catalogue_fields(check_from):
+    checked = check_from((HISTORIC / "2024-12-developer-python.yaml").read_text())
+    assert sorted(fields(checked)) == ["authors", "licence", "summary", "title", "version"]
+
+
+def test_the_packagers_executable_is_stored_in_the_newest_form_named_after_the_repository(
+    check_from,
+):
+    document = executable(executable=_historic_block("2024-12-packager-docker.yaml"))
+    del document["name"]
+    checked = check_from(document)
+    assert checked.problems == []
+    [item] = checked.executables
+    assert item.spec.name == "newton-rahpson-example"
+    assert item.spec.executable == {
+        "kind": DOCKER,
+        "meta": {"name": "Newton Rahpson tool"},
+        "image": {
+            "locations": ["example.org/ivoa/analytics/Newton-Rahpson-example:2024.12.02"],
+            "digest": "sha256:ac1b5e0c2d7f4a9b8e6c3d2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4ffc70",
+        },
+    }
+
+
+def test_the_developers_program_is_fetched_from_its_repository(check_from):
+    document = executable(executable=_historic_block("2024-12-developer-python.yaml"))
+    del document["name"]
+    checked = check_from(document, repository="https://gitlab.example.org/dev/fit-lines")
+    assert checked.problems == []
+    [item] = checked.executables
+    assert item.spec.name == "fit-lines"
+    assert item.spec.executable == {
+        "kind": "https://voexec.org/broker/kinds/executable/python-program.yaml",
+        "location": "https://gitlab.example.org/dev/fit-lines",
+        "requirements": ["numpy>2.1.1"],
+        "python_version": ">3.10",
+    }
+
+
+def test_without_a_repository_a_nameless_executable_needs_its_name(check_from):
+    document = executable(executable=_historic_block("2024-12-packager-docker.yaml"))
+    del document["name"]
+    checked = check_from(document, repository=None)
+    assert fields(checked) == {"name": "is required"}
+
+
+def test_a_mistake_in_an_older_form_is_reported_at_its_field_in_the_newest_form(check_from):
+    block = _historic_block("2024-12-packager-docker.yaml")
+    block["digest"] = "sha256:short"
+    checked = check_from(executable(executable=block))
+    assert list(fields(checked)) == ["executable.image.digest"]

@@ -1,10 +1,13 @@
 """Time intervals and usage timelines: the arithmetic under the broker's scheduling.
 
-Two levels, both pure (no I/O, no clock; imports only the standard library and msgspec):
+Two levels, both pure (no I/O, no clock; imports the standard library, msgspec and
+`core.time`):
 
 * `Interval` is a half-open UTC interval `[start, end)` of aware datetimes, with `union`,
   `intersection` and `subtract` over lists of them, and `parse_interval` for the three
-  ISO-8601 forms (`start/end`, `start/duration`, `duration/end`).
+  ISO-8601 forms (`start/end`, `start/duration`, `duration/end`). The text is read by
+  `core.time`, the one ISO-8601 parser, bounds included; `format_duration` is its writer,
+  re-exported for the scheduler's messages.
 * `UsageTimeline` is a step function of time: sorted breakpoints with the summed usage of each
   dimension (cores, memory units, one per GPU model...) between them. It is built by one sweep
   over the bookings, so its cost depends on the number of bookings, never on the length of the
@@ -26,6 +29,27 @@ from operator import neg
 from typing import TypeAlias
 
 import msgspec
+
+from core.time import Interval as TextInterval
+from core.time import InvalidTime, format_duration, format_instant
+
+__all__ = [
+    "BEGINNING",
+    "ENDING",
+    "EPOCH",
+    "ExcessScan",
+    "Interval",
+    "Span",
+    "UsageTimeline",
+    "duration_micros",
+    "format_duration",
+    "from_micros",
+    "intersection",
+    "parse_interval",
+    "subtract",
+    "to_micros",
+    "union",
+]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -65,7 +89,8 @@ class Interval(msgspec.Struct, frozen=True, order=True):
             raise ValueError(f"interval {self.start}/{self.end} needs timezone-aware instants")
         if self.end < self.start:
             raise ValueError(
-                f"interval ends before it starts: {self.start.isoformat()}/{self.end.isoformat()}"
+                "interval ends before it starts: "
+                f"{format_instant(self.start)}/{format_instant(self.end)}"
             )
 
     @classmethod
@@ -97,8 +122,8 @@ class Interval(msgspec.Struct, frozen=True, order=True):
         return Interval(start, end) if start < end else None
 
     def isoformat(self) -> str:
-        """The ISO-8601 `start/end` form."""
-        return f"{self.start.isoformat()}/{self.end.isoformat()}"
+        """The ISO-8601 `start/end` form, both ends in UTC with `Z`."""
+        return f"{format_instant(self.start)}/{format_instant(self.end)}"
 
 
 def union(intervals: Iterable[Interval]) -> list[Interval]:
@@ -150,57 +175,22 @@ def subtract(minuend: Iterable[Interval], subtrahend: Iterable[Interval]) -> lis
     return result
 
 
-def parse_instant(text: str) -> datetime:
-    """An ISO-8601 date or date-time; a time without a zone is taken as UTC."""
-    instant = datetime.fromisoformat(text.strip())
-    return instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant
-
-
-def parse_duration(text: str) -> timedelta:
-    """An ISO-8601 duration in days, hours, minutes and seconds (`P2D`, `PT1H30M`)."""
-    try:
-        return msgspec.convert(text.strip(), timedelta)
-    except msgspec.ValidationError as error:
-        raise ValueError(f"not an ISO-8601 duration: {text!r}") from error
-
-
-def format_duration(duration: timedelta) -> str:
-    """The ISO-8601 form of a non-negative duration in days, hours, minutes, seconds (`PT5M`)."""
-    if duration < timedelta(0):
-        raise ValueError(f"negative duration: {duration}")
-    hours, rest = divmod(duration - timedelta(days=duration.days), timedelta(hours=1))
-    minutes, rest = divmod(rest, timedelta(minutes=1))
-    seconds = rest.total_seconds()
-    date = f"{duration.days}D" if duration.days else ""
-    time = (
-        (f"{hours}H" if hours else "")
-        + (f"{minutes}M" if minutes else "")
-        + (f"{seconds:g}S" if seconds else "")
-    )
-    if not date and not time:
-        return "PT0S"
-    return "P" + date + (f"T{time}" if time else "")
-
-
 def parse_interval(text: str) -> Interval:
-    """An ISO-8601 interval: `start/end`, `start/duration` or `duration/end`.
+    """An ISO-8601 interval with both ends: `start/end`, `start/duration` or `duration/end`.
+
+    Read by `core.time` (its bounds included; a time without a zone is taken as UTC). Unlike
+    a requested start, a single instant is refused: a maintenance window has a length.
 
     Raises:
-        ValueError: naming the text, when it is none of the three forms.
+        InvalidTime: naming the text, when it is none of the three forms or out of bounds.
     """
-    first, slash, second = text.partition("/")
-    if not slash or not first.strip() or not second.strip():
-        raise ValueError(f"not an ISO-8601 interval (expected start/end): {text!r}")
+    if "/" not in text:
+        raise InvalidTime(f"not an ISO-8601 interval (expected start/end): {text!r}")
     try:
-        if first.strip().startswith("P"):
-            end = parse_instant(second)
-            return Interval(end - parse_duration(first), end)
-        start = parse_instant(first)
-        if second.strip().startswith("P"):
-            return Interval.of(start, parse_duration(second))
-        return Interval(start, parse_instant(second))
-    except ValueError as error:
-        raise ValueError(f"not a valid ISO-8601 interval {text!r}: {error}") from error
+        parsed = TextInterval.parse(text)
+    except InvalidTime as error:
+        raise InvalidTime(f"not a valid ISO-8601 interval {text!r}: {error}") from error
+    return Interval(parsed.start, parsed.end)
 
 
 # ------------------------------------------------------------------------- usage timeline

@@ -1,103 +1,71 @@
 """ISO-8601 durations, instants and start intervals as the publisher's file and hand-off use them.
 
-Pure: parsing and formatting only, no clock. Errors are `ValueError`s whose message is a reason
-a person can act on; callers attach the field name.
+The text is read and written by `core.time`, the one ISO-8601 module (its bounds included);
+this module keeps the catalogue's own rules on top of it: a duration here must be longer than
+zero (a runtime or a requested duration), and an instant must carry its time zone (a publisher
+or researcher types it, and a guessed zone would silently move the start by hours).
+
+Pure: parsing and formatting only, no clock. Errors are `core.time.InvalidTime` (a
+`ValueError`) whose message is a reason a person can act on; callers attach the field name.
 """
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
-import msgspec
+from core import time
+from core.time import InvalidTime, format_duration, format_instant
+
+__all__ = [
+    "DURATION_EXAMPLES",
+    "format_duration",
+    "format_instant",
+    "parse_duration",
+    "parse_instant",
+    "parse_start",
+]
 
 DURATION_EXAMPLES: Final = "e.g. PT30M, PT2H, P1DT6H"
-_WEEKS = re.compile(r"^P(\d+)W$", re.IGNORECASE)
+_ZONE_EXAMPLE: Final = "e.g. Z for UTC: 2026-09-01T10:00Z"
 
 
 def parse_duration(text: str) -> timedelta:
     """A positive ISO-8601 duration (`PT2H`, `P1DT6H`, `P2W`); years and months are refused.
 
     Raises:
-        ValueError: when `text` is not a positive ISO-8601 duration in days or less.
+        InvalidTime: when `text` is not a positive ISO-8601 duration within
+            `core.time.LONGEST_DURATION`.
     """
-    text = text.strip()
-    weeks = _WEEKS.match(text)
-    if weeks:
-        value = timedelta(weeks=int(weeks.group(1)))
-    else:
-        try:
-            value = msgspec.convert(text, timedelta)
-        except msgspec.ValidationError as error:
-            if "Only units" in str(error):
-                reason = "years and months have no fixed length; use days"
-                raise ValueError(f"{text!r}: {reason} ({DURATION_EXAMPLES})") from error
-            raise ValueError(
-                f"{text!r} is not an ISO-8601 duration ({DURATION_EXAMPLES})"
-            ) from error
+    value = time.parse_duration(text)
     if value <= timedelta(0):
-        raise ValueError(f"{text!r}: a duration must be longer than zero")
+        raise InvalidTime(f"{text!r}: a duration must be longer than zero ({DURATION_EXAMPLES})")
     return value
-
-
-def format_duration(value: timedelta) -> str:
-    """The canonical ISO-8601 form of a duration (`PT1H30M`, `P1DT2H`)."""
-    seconds = int(value.total_seconds())
-    days, seconds = divmod(seconds, 86_400)
-    hours, seconds = divmod(seconds, 3_600)
-    minutes, seconds = divmod(seconds, 60)
-    date = f"{days}D" if days else ""
-    time = "".join(
-        f"{amount}{unit}"
-        for amount, unit in ((hours, "H"), (minutes, "M"), (seconds, "S"))
-        if amount
-    )
-    if not date and not time:
-        return "PT0S"
-    return f"P{date}" + (f"T{time}" if time else "")
 
 
 def parse_instant(text: str) -> datetime:
     """An ISO-8601 instant with a time zone (`2026-09-01T10:00Z`), returned in UTC.
 
     Raises:
-        ValueError: when it cannot be read or has no time zone.
+        InvalidTime: when it cannot be read, is out of bounds or has no time zone.
     """
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError as error:
-        raise ValueError(
-            f"{text!r} is not an ISO-8601 date and time (e.g. 2026-09-01T10:00Z)"
-        ) from error
-    if value.tzinfo is None:
-        raise ValueError(f"{text!r} has no time zone: add one (e.g. Z for UTC)")
-    return value.astimezone(UTC)
-
-
-def format_instant(value: datetime) -> str:
-    """An instant as `YYYY-MM-DDTHH:MM:SSZ`."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    value, assumed_utc = time.parse_instant(text)
+    if assumed_utc:
+        raise InvalidTime(f"{text!r} has no time zone: add one ({_ZONE_EXAMPLE})")
+    return value
 
 
 def parse_start(text: str) -> str:
-    """Normalise a requested start: an interval (`start/end`, `start/duration`) or an instant.
+    """Normalise a requested start: an ISO-8601 interval (any of the three forms) or an instant.
 
     Returns the interval in the `start/duration` form the Execution Broker schema uses; an
     instant means "start exactly then" (`<instant>/PT0S`).
 
     Raises:
-        ValueError: when neither part can be read, or the interval ends before it starts.
+        InvalidTime: when a part cannot be read or has no time zone, the interval ends before
+            it starts, or it reaches out of bounds.
     """
-    first, slash, second = text.strip().partition("/")
-    begin = parse_instant(first)
-    if not slash:
-        return f"{format_instant(begin)}/PT0S"
-    if second.upper().startswith("P"):
-        length = parse_duration(second) if second.upper() != "PT0S" else timedelta(0)
-    else:
-        end = parse_instant(second)
-        if end < begin:
-            raise ValueError(f"{text!r}: the interval ends before it starts")
-        length = end - begin
-    return f"{format_instant(begin)}/{format_duration(length)}"
+    interval = time.Interval.parse(text)
+    if interval.assumed_utc:
+        raise InvalidTime(f"{text!r} has no time zone: add one ({_ZONE_EXAMPLE})")
+    return interval.iso()

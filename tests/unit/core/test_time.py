@@ -1,4 +1,4 @@
-"""ISO-8601 durations, instants and intervals as the broker reads and writes them."""
+"""ISO-8601 durations, instants and intervals: the one parser every part of voexec uses."""
 
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -6,9 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.isotime import (
+from core.time import (
+    EARLIEST_INSTANT,
+    LATEST_INSTANT,
+    LONGEST_DURATION,
     Duration,
     Interval,
+    InvalidTime,
     format_duration,
     format_instant,
     parse_duration,
@@ -53,7 +57,10 @@ def test_fixed_length_durations_parse(text, expected):
         ("PT1H30", "not an ISO-8601 duration"),
         ("PT1.5H", "not an ISO-8601 duration"),
         ("", "not an ISO-8601 duration"),
-        ("PT99999999999999999999H", "too long"),
+        ("PT99999999999999999999H", "longer than the longest"),
+        ("P3000000D", "longer than the longest"),
+        ("P3661D", "longer than the longest"),
+        ("PT" + "9" * 5000 + "S", "characters long"),
     ],
 )
 def test_durations_without_fixed_length_or_malformed_are_refused_with_a_reason(text, reason):
@@ -89,7 +96,7 @@ def test_negative_durations_cannot_be_written():
         format_duration(timedelta(seconds=-1))
 
 
-@given(st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=100_000)))
+@given(st.timedeltas(min_value=timedelta(0), max_value=LONGEST_DURATION))
 def test_every_duration_survives_a_round_trip(delta):
     assert parse_duration(format_duration(delta)) == delta
 
@@ -183,11 +190,115 @@ def test_intervals_are_written_as_start_and_duration_and_compare_by_their_ends()
 
 
 instants = st.datetimes(
-    min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+    min_value=datetime(1970, 1, 1), max_value=datetime(2989, 1, 1), timezones=st.just(UTC)
 )
 
 
-@given(instants, st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=3650)))
+@given(instants, st.timedeltas(min_value=timedelta(0), max_value=LONGEST_DURATION))
 def test_every_interval_survives_a_round_trip(start, length):
     interval = Interval.starting(start, length)
     assert Interval.parse(interval.iso()) == interval
+
+
+# ------------------------------------------------------------------------- bounds and errors
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0144-07-02T10:00:00Z",
+        "0001-01-01T00:00:00Z",
+        "0001-01-01T00:00:00+01:00",  # moving it to UTC leaves the calendar
+        "1969-12-31T23:59:59Z",
+        "3000-01-01T00:00:00Z",
+        "9999-12-31T23:59:59Z",
+        "9999-12-31T23:59:59-01:00",
+    ],
+)
+def test_instants_out_of_bounds_are_refused_with_the_bounds(text):
+    with pytest.raises(InvalidTime, match="out of range.*1970-01-01T00:00:00Z.*2999-12-31"):
+        parse_instant(text)
+
+
+def test_the_bounds_themselves_are_accepted():
+    assert parse_instant("1970-01-01T00:00:00Z")[0] == EARLIEST_INSTANT
+    assert parse_instant("2999-12-31T23:59:59.999999Z")[0] == LATEST_INSTANT
+    assert parse_duration(format_duration(LONGEST_DURATION)) == LONGEST_DURATION
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("2999-12-31T00:00:00Z/P2D", "out of range"),
+        ("P2D/1970-01-01T10:00:00Z", "out of range"),
+        ("0144-07-02T10:00:00Z/PT1H", "out of range"),
+        ("2026-09-01T10:00:00Z/P3000000D", "longer than the longest"),
+        ("9999-12-31T10:00:00Z/PT1H", "out of range"),
+        ("2026-09-01T10:00:00Z/" + "P1D" * 40, "characters long"),
+    ],
+)
+def test_intervals_reaching_out_of_bounds_are_refused(text, reason):
+    with pytest.raises(InvalidTime, match=reason):
+        Interval.parse(text)
+
+
+def test_every_error_is_one_type_and_still_a_value_error():
+    for call, value in [
+        (parse_duration, "-PT1H"),
+        (parse_duration, 3600),
+        (parse_instant, "yesterday"),
+        (Interval.parse, "PT1H/PT2H"),
+    ]:
+        with pytest.raises(InvalidTime) as caught:
+            call(value)
+        assert isinstance(caught.value, ValueError)
+
+
+def test_years_are_written_with_four_digits_and_read_back():
+    early = datetime(144, 7, 2, 10, tzinfo=UTC)
+    assert format_instant(early) == "0144-07-02T10:00:00Z"
+    assert datetime.fromisoformat(format_instant(early).replace("Z", "+00:00")) == early
+
+
+@given(st.datetimes(timezones=st.just(UTC)))
+def test_every_written_instant_is_iso_and_parses_exactly_when_within_bounds(instant):
+    text = format_instant(instant)
+    assert datetime.fromisoformat(text[:-1] + "+00:00") == instant
+    if EARLIEST_INSTANT <= instant <= LATEST_INSTANT:
+        assert parse_instant(text) == (instant, False)
+    else:
+        with pytest.raises(InvalidTime, match="out of range"):
+            parse_instant(text)
+
+
+@given(st.text(max_size=40))
+def test_any_text_parses_or_raises_invalid_time(text):
+    for parse in (parse_duration, parse_instant, Interval.parse):
+        try:
+            parse(text)
+        except InvalidTime:
+            pass
+
+
+@given(
+    st.from_regex(
+        r"\A-?[Pp]([0-9]{1,14}[WwDdYyMm]){0,2}([Tt]([0-9]{1,14}([.,][0-9]{1,12})?[HhMmSs]){0,3})?\Z"
+    )
+)
+def test_duration_lookalikes_parse_within_bounds_or_raise_invalid_time(text):
+    try:
+        parsed = parse_duration(text)
+    except InvalidTime:
+        return
+    assert timedelta(0) <= parsed <= LONGEST_DURATION
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("PT0.5S", timedelta(milliseconds=500)),
+        ("PT0.0000005S", timedelta(microseconds=1)),  # rounded to the microsecond
+        ("PT0.000001S", timedelta(microseconds=1)),
+        ("PT59.999999S", timedelta(seconds=59, microseconds=999_999)),
+    ],
+)
+def test_fractional_seconds_are_exact_to_the_microsecond(text, expected):
+    assert parse_duration(text) == expected

@@ -1,10 +1,11 @@
 """Numbers, durations and instants as people read them on the pages.
 
 The broker's wire format writes instants as ISO-8601 strings (`2026-11-22T03:40:10Z`), start
-intervals as `start/duration` and durations as `PT2M`; these helpers read them leniently (a
-value that cannot be read gives None, never an exception: a page must render even when a
-field is odd) and write them in a short, readable form. Times are shown in UTC on the server;
-the browser rewrites `<time data-local>` elements to local time.
+intervals as `start/duration` and durations as `PT2M`; these helpers read them through
+`core.time` (the one ISO-8601 parser, so a page reads exactly what the broker wrote) but
+leniently (a value that cannot be read gives None, never an exception: a page must render
+even when a field is odd) and write them in a short, readable form. Times are shown in UTC on
+the server; the browser rewrites `<time data-local>` elements to local time.
 
 Pure: no I/O, no clock (`now` is an argument).
 """
@@ -14,23 +15,25 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-import msgspec
+from core import time
+from core.time import InvalidTime
 
 _UNITS: Final = (("d", 86_400), ("h", 3_600), ("min", 60), ("s", 1))
 
 
 def parse_instant(value: object) -> datetime | None:
-    """An aware UTC datetime from a datetime or an ISO-8601 string (None when unreadable)."""
+    """An aware UTC datetime from a datetime or an ISO-8601 string (None when unreadable).
+
+    A start interval (`start/duration`) gives its first instant.
+    """
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if not isinstance(value, str) or not value.strip():
         return None
-    text = value.strip().partition("/")[0]  # a start interval begins at its first instant
     try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
+        return time.parse_instant(value.strip().partition("/")[0])[0]
+    except InvalidTime:
         return None
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def parse_duration(value: object) -> timedelta | None:
@@ -40,29 +43,32 @@ def parse_duration(value: object) -> timedelta | None:
     if not isinstance(value, str) or not value.strip():
         return None
     try:
-        return msgspec.convert(value.strip(), timedelta)
-    except msgspec.ValidationError:
+        return time.parse_duration(value)
+    except InvalidTime:
+        return None
+
+
+def _interval(value: object) -> time.Interval | None:
+    if not isinstance(value, str) or "/" not in value:
+        return None
+    try:
+        return time.Interval.parse(value)
+    except InvalidTime:
         return None
 
 
 def interval_length(value: object) -> timedelta:
-    """The length of a `start/duration` or `start/end` interval (zero for an instant)."""
-    if not isinstance(value, str) or "/" not in value:
-        return timedelta(0)
-    first, _, second = value.partition("/")
-    if second.upper().startswith("P"):
-        return parse_duration(second) or timedelta(0)
-    begin, end = parse_instant(first), parse_instant(second)
-    return end - begin if begin and end and end > begin else timedelta(0)
+    """The length of an interval in any of its three forms (zero for an instant or junk)."""
+    interval = _interval(value)
+    return interval.duration if interval is not None else timedelta(0)
 
 
 def parse_interval(value: object) -> tuple[datetime, datetime] | None:
-    """The bounds of a `start/end` or `start/duration` interval (None when unreadable)."""
-    if not isinstance(value, str) or "/" not in value:
+    """The bounds of an interval that lasts some time (None when unreadable or of length zero)."""
+    interval = _interval(value)
+    if interval is None or interval.end == interval.start:
         return None
-    begin = parse_instant(value)
-    length = interval_length(value)
-    return (begin, begin + length) if begin is not None and length else None
+    return interval.start, interval.end
 
 
 def duration_text(value: object, *, parts: int = 2) -> str:
@@ -95,7 +101,7 @@ def instant_text(value: object, *, seconds: bool = False) -> str:
 def iso(value: object) -> str:
     """The instant as `2026-11-22T03:40:10Z`, for `datetime` attributes and scripts."""
     moment = parse_instant(value)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else ""
+    return time.format_instant(moment.replace(microsecond=0)) if moment else ""
 
 
 def relative_text(value: object, now: datetime) -> str:

@@ -184,6 +184,10 @@ class BrokerGateway(Protocol):
         """Problems with an Execution Broker `executable` block (empty when it is valid)."""
         ...
 
+    def normalise_executable(self, block: Mapping[str, Any]) -> dict[str, Any]:
+        """The block in the broker's newest form (older forms rewritten; as given if unreadable)."""
+        ...
+
     def request_offers(self, request: Mapping[str, Any], base_url: str) -> OfferAnswer:
         """Send an ExecutionRequest document; return the offer set and its URL."""
         ...

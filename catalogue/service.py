@@ -168,11 +168,16 @@ class CatalogueService:
 
     # ------------------------------------------------------------------------ publishing
     def check(
-        self, document: str | bytes | Mapping[str, Any], *, require_vocabularies: bool = True
+        self,
+        document: str | bytes | Mapping[str, Any],
+        *,
+        require_vocabularies: bool = True,
+        repository: str | None = None,
     ) -> CheckedDocument:
         """Validate a publisher's document without storing anything (a packager's pre-flight).
 
-        `require_vocabularies=False` keeps values of vocabularies this server lacks, unchecked
+        `require_vocabularies=False` keeps values of vocabularies this server lacks, unchecked;
+        `repository` (where the document comes from) names executables that give no name
         (see `catalogue.publisher.check_document`).
         """
         return check_document(
@@ -180,6 +185,8 @@ class CatalogueService:
             vocabularies=self.vocabularies,
             validate_executable=self.broker.validate_executable,
             require_vocabularies=require_vocabularies,
+            normalise_executable=self.broker.normalise_executable,
+            repository=repository,
         )
 
     def publish(
@@ -231,7 +238,9 @@ class CatalogueService:
         *,
         require_vocabularies: bool,
     ) -> PublishReport:
-        checked = self.check(document, require_vocabularies=require_vocabularies)
+        checked = self.check(
+            document, require_vocabularies=require_vocabularies, repository=provenance.repository
+        )
         warnings = _items(checked.warnings)
         if not checked.ok:
             return PublishReport(problems=_items(checked.problems), warnings=warnings)

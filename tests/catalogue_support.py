@@ -1,8 +1,8 @@
 """Helpers shared by the catalogue's unit, contract and API tests.
 
-Vocabularies come from ../shared (the IVOA UAT and messenger files) plus our own, loaded once
-per session; documents are built from one valid template so each test changes only what it is
-about.
+Vocabularies are the IVOA UAT and messenger of the snapshot shipped in the package (offline,
+nothing cached) plus our own, loaded once per session; documents are built from one valid
+template so each test changes only what it is about.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import Settings, VocabularySettings, settings_from_mapping
-from tests.conftest import ROOT, shared_path
+from tests.conftest import ROOT
 from vocabularies.registry import VocabularyRegistry, load_registry
 from voexec.demo import DEMO_PLATFORMS
 
@@ -25,14 +25,14 @@ DIGEST = "sha256:" + "ab" * 32
 
 
 @functools.cache
-def _registry(folder: str, cache: str) -> VocabularyRegistry:
-    settings = VocabularySettings(path=folder, names=["uat", "messenger"], offline=True)
+def _registry(cache: str) -> VocabularyRegistry:
+    settings = VocabularySettings(names=["uat", "messenger"], offline=True)
     return load_registry(settings, cache)
 
 
 def registry(tmp_root: Path) -> VocabularyRegistry:
-    """The vocabularies of the shared folder (loaded once per process)."""
-    return _registry(str(shared_path("vocabularies")), str(tmp_root))
+    """The shipped snapshot's UAT and messenger, and our own (loaded once per process)."""
+    return _registry(str(tmp_root))
 
 
 def executable(**changes: Any) -> dict[str, Any]:
@@ -61,15 +61,11 @@ def executable(**changes: Any) -> dict[str, Any]:
 
 
 def app_settings(data_dir: Path, **catalogue: Any) -> Settings:
-    """Settings for an app with the shared vocabularies, the demo platforms and a token."""
+    """Settings for an app with the snapshot's vocabularies, the demo platforms and a token."""
     return settings_from_mapping(
         {
             "data_dir": str(data_dir),
-            "vocabularies": {
-                "offline": True,
-                "path": str(shared_path("vocabularies")),
-                "names": ["uat", "messenger"],
-            },
+            "vocabularies": {"offline": True, "names": ["uat", "messenger"]},
             "catalogue": {"publish_tokens": ["s3cret"], **catalogue},
             "broker": {"platforms": DEMO_PLATFORMS},
         }

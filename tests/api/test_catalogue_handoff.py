@@ -18,7 +18,6 @@ from litestar.testing import transport as litestar_transport
 from broker import cli as broker_cli
 from catalogue import cli as catalogue_cli
 from tests.catalogue_support import app_settings, executable
-from tests.conftest import shared_path
 from voexec.app import create_app
 from voexec.cli import main
 from voexec.wire_catalogue import offer_set_text
@@ -93,11 +92,7 @@ def config(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("cli")
     settings = {
         "data_dir": str(folder / "var"),
-        "vocabularies": {
-            "offline": True,
-            "path": str(shared_path("vocabularies")),
-            "names": ["uat", "messenger"],
-        },
+        "vocabularies": {"offline": True, "names": ["uat", "messenger"]},
         "catalogue": {"demo": True},
         "broker": {
             "platforms": yaml.safe_load(

@@ -15,7 +15,7 @@ The fake GitLab shares this process (and the GIL) with the harvest, so these num
 floor for a real instance on the same machine, not a ceiling. `run()` is what `python -m bench`
 calls; `python -m bench.bench_harvest [--projects N] [--write-docs]` runs it alone, and
 `--write-docs` replaces the `## Harvest` section of docs/benchmarks.md. The real-catalogue
-measurement needs ../shared/vocabularies (or `$VOEXEC_SHARED`); without it, it is skipped.
+measurement needs ../shared/vocabularies (or `$VOEXEC_TEST_SHARED`); without it, it is skipped.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from harvest.store_sql import HarvestStore
 from tests.fakes.gitlab import FakeGitLab
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("VOEXEC_SHARED", ROOT.parent / "shared")) / "vocabularies"
+SHARED = Path(os.environ.get("VOEXEC_TEST_SHARED", ROOT.parent / "shared")) / "vocabularies"
 HEADING = "## Harvest"
 TOKEN = "glpat-bench"
 FILE = "ivoa-executable.yaml"

@@ -7,7 +7,7 @@ a catalogue-sized batch, and `rollup` of counts over the whole UAT.
 
 `run()` is what `python -m bench` calls; `python -m bench.bench_vocabularies [--write-docs]`
 runs it alone, and `--write-docs` replaces the `## Vocabularies` section of docs/benchmarks.md.
-Reads ../shared/vocabularies (or `$VOEXEC_SHARED/vocabularies`).
+Reads ../shared/vocabularies (or `$VOEXEC_TEST_SHARED/vocabularies`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from vocabularies.model import Vocabulary
 from vocabularies.resolve import resolve, suggest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("VOEXEC_SHARED", ROOT.parent / "shared")) / "vocabularies"
+SHARED = Path(os.environ.get("VOEXEC_TEST_SHARED", ROOT.parent / "shared")) / "vocabularies"
 HEADING = "## Vocabularies"
 TARGET_LOAD_S = 2.0
 
@@ -169,7 +169,7 @@ def section(rows: list[tuple[str, str]]) -> str:
 def run() -> str:
     """Run the benchmark, print the section and return it (markdown)."""
     if not (SHARED / "uat.desise").is_file():
-        message = f"{HEADING}\n\nSkipped: {SHARED} not found (set VOEXEC_SHARED).\n"
+        message = f"{HEADING}\n\nSkipped: {SHARED} not found (set VOEXEC_TEST_SHARED).\n"
         print(message)
         return message
     markdown = section(measure())

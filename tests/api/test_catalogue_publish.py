@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import msgspec
 import pytest
 import yaml
 from litestar.testing import TestClient
 
+from catalogue.store_sql import SqlCatalogueStore
 from tests.catalogue_support import DOCKER, EXAMPLES, app_settings, executable
+from voexec import cli as voexec_cli
 from voexec.app import create_app
 
 EXECUTABLES = "/catalogue/executables"
@@ -124,3 +131,100 @@ def test_unknown_entries_and_versions_are_404_problems(client):
         response = client.get(path)
         assert response.status_code == 404
         assert response.headers["content-type"].startswith("application/problem+json")
+
+
+# ------------------------------------------------------------------ reindex beside the server
+def config_file(tmp_path: Path) -> Path:
+    """The app's settings as the YAML file `voexec reindex --config` reads."""
+    path = tmp_path / "voexec.yaml"
+    path.write_text(yaml.safe_dump(msgspec.to_builtins(app_settings(tmp_path))))
+    return path
+
+
+def all_names(client: TestClient) -> list[str]:
+    page = client.get("/catalogue/search", params={"sort": "name", "limit": 100})
+    assert page.status_code == 200, page.text
+    return [hit["name"] for hit in page.json()["hits"]]
+
+
+def test_reindex_while_the_app_serves_loses_nothing_and_never_fails(tmp_path, capsys, monkeypatch):
+    config = config_file(tmp_path)
+    answers: list[tuple[str, int, list[dict]]] = []
+    published: list[str] = []
+    lock = threading.Lock()
+    with TestClient(create_app(app_settings(tmp_path))) as client:
+
+        def publish_one(name: str) -> None:
+            response = publish(client, executable(name=name))
+            body = response.json() if response.status_code < 500 else {}
+            with lock:
+                answers.append(("publish", response.status_code, body.get("warnings", [])))
+                published.append(name)
+
+        for n in range(5):
+            publish_one(f"before-{n}")
+        # One entry is published while a rebuild reads the store, after its first entry.
+        reading = SqlCatalogueStore.iter_current
+
+        def iter_current(store: SqlCatalogueStore):
+            for n, item in enumerate(reading(store)):
+                yield item
+                if n == 0 and "during-rebuild" not in published:
+                    publish_one("during-rebuild")
+
+        monkeypatch.setattr(SqlCatalogueStore, "iter_current", iter_current)
+        exits: list[int] = []
+        reindexing = threading.Thread(
+            target=lambda: exits.extend(
+                voexec_cli.main(["reindex", "--config", str(config)]) for _ in range(3)
+            )
+        )
+        reindexing.start()
+        deadline = time.monotonic() + 120
+        n = 0
+        while reindexing.is_alive() and time.monotonic() < deadline:
+            publish_one(f"while-{n}")
+            n += 1
+            found = client.get("/catalogue/search", params={"q": "cube", "limit": 5})
+            answers.append(("search", found.status_code, []))
+        reindexing.join(timeout=max(deadline - time.monotonic(), 1))
+        assert not reindexing.is_alive(), "voexec reindex did not finish"
+        assert exits == [0, 0, 0]
+        assert "during-rebuild" in published
+        assert [a for a in answers if a[1] >= 500 or a[2]] == []  # no 5xx, no index warning
+        assert all(status in (200, 201) for _, status, _ in answers)
+        assert sorted(all_names(client)) == sorted(published)
+        total = client.get("/catalogue/search").json()["total"]
+    counts = [
+        int(c) for c in re.findall(r"search index rebuilt: (\d+) entries", capsys.readouterr().out)
+    ]
+    assert len(counts) == 3
+    assert total == len(published)
+    assert all(6 <= count <= total for count in counts)
+    with TestClient(create_app(app_settings(tmp_path))) as restarted:  # and after a restart
+        assert sorted(all_names(restarted)) == sorted(published)
+
+
+def test_a_publish_whose_index_update_fails_answers_its_stored_state(tmp_path):
+    config = config_file(tmp_path)
+    with TestClient(create_app(app_settings(tmp_path))) as client:
+        assert publish(client, executable(name="first")).status_code == 201
+        search = tmp_path / "search"
+        # The live generation vanishes under the server (what `voexec reindex` used to do).
+        shutil.rmtree(search / (search / "CURRENT").read_text().split()[0])
+        for name in ("kept", "also-kept"):
+            response = publish(client, executable(name=name))
+            assert response.status_code == 201, response.text
+            assert response.headers["content-type"].startswith("application/json")
+            body = response.json()
+            assert body["entries"][0]["status"] == "new"
+            assert [w["field"] for w in body["warnings"]] == ["(index)"]
+            stored = client.get(response.headers["location"])
+            assert stored.status_code == 200
+            assert stored.json()["name"] == name
+        assert voexec_cli.main(["reindex", "--config", str(config)]) == 0
+        assert sorted(all_names(client)) == ["also-kept", "first", "kept"]
+        later = publish(client, executable(name="later"))
+        assert later.status_code == 201
+        assert later.json()["warnings"] == []
+        assert client.get("/catalogue/search", params={"q": "later"}).json()["total"] == 1

@@ -249,3 +249,67 @@ def test_without_the_uat_publishing_is_unavailable_but_the_demo_still_loads(
     assert any("not checked" in w.reason for r in reports for w in r.warnings)
     assert catalogue.search(SearchRequest(filters={"subject": ("radio-astronomy",)})).total > 0
     engine.dispose()
+
+
+# ------------------------------------------------------------------------ index failures
+class FailingWrites:
+    """A search index whose writes fail while `failing` is set (a full disk, a cluster away)."""
+
+    def __init__(self, index: TantivySearchIndex) -> None:
+        self.index = index
+        self.failing = True
+
+    def __getattr__(self, name: str):
+        return getattr(self.index, name)
+
+    def upsert(self, documents) -> None:
+        if self.failing:
+            raise ValueError("No space left on device")  # what tantivy raises, not ours
+        self.index.upsert(documents)
+
+    def delete(self, ids) -> None:
+        if self.failing:
+            raise OSError("No space left on device")
+        self.index.delete(ids)
+
+
+def test_a_failed_index_update_is_a_warning_and_is_caught_up_later(tmp_path, vocabularies, clock):
+    engine = make_engine(f"sqlite:///{tmp_path / 'catalogue.db'}")
+    store = SqlCatalogueStore(engine)
+    store.migrate()
+    index = FailingWrites(TantivySearchIndex(None))
+    catalogue = CatalogueService(
+        store, index, vocabularies, InProcessBroker(None, []), clock, index_retry_seconds=0
+    )
+    report = catalogue.publish(executable(name="stored-anyway"), API)
+    assert report.ok
+    assert [e.status for e in report.entries] == ["new"]
+    assert [w.field for w in report.warnings] == ["(index)"]
+    assert catalogue.get(report.entries[0].id).name == "stored-anyway"
+    assert catalogue.search(SearchRequest(text="stored-anyway")).total == 0  # still failing
+    index.failing = False
+    assert names(catalogue) == ["stored-anyway"]  # the search caught the index up first
+    again = catalogue.publish(executable(name="later"), API)
+    assert again.warnings == []
+    assert sorted(names(catalogue)) == ["later", "stored-anyway"]
+    engine.dispose()
+
+
+def test_a_failed_withdrawal_leaves_search_once_the_index_answers(tmp_path, vocabularies, clock):
+    engine = make_engine(f"sqlite:///{tmp_path / 'catalogue.db'}")
+    store = SqlCatalogueStore(engine)
+    store.migrate()
+    index = FailingWrites(TantivySearchIndex(None))
+    index.failing = False
+    catalogue = CatalogueService(
+        store, index, vocabularies, InProcessBroker(None, []), clock, index_retry_seconds=0
+    )
+    entry = catalogue.publish(executable(name="going"), API).entries[0]
+    catalogue.publish(executable(name="staying"), API)
+    index.failing = True
+    assert catalogue.withdraw(entry.id).withdrawn
+    assert catalogue.search(SearchRequest()).total == 2  # the index still counts it
+    index.failing = False
+    page = catalogue.search(SearchRequest())
+    assert (page.total, [hit.name for hit in page.hits]) == (1, ["staying"])
+    engine.dispose()

@@ -35,7 +35,6 @@ import httpx
 
 from broker import codec
 from broker.codec import Media
-from broker.isotime import format_duration, format_instant
 from broker.model import (
     TERMINAL_PHASES,
     AcceleratedComputeResource,
@@ -48,6 +47,7 @@ from broker.model import (
     SessionPhase,
 )
 from core.errors import Invalid, Unavailable
+from core.time import format_duration, format_instant
 
 __all__ = ["DEFAULT_BROKER", "TOKEN_ENV", "offer_table", "register"]
 

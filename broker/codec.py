@@ -45,7 +45,6 @@ from typing import Any, Final, Generic, Literal, TypeVar
 import msgspec
 import yaml
 
-from broker.isotime import Duration, Interval, format_duration, format_instant, parse_duration
 from broker.model import (
     KINDS,
     PYTHON_PROGRAM_KIND,
@@ -57,6 +56,7 @@ from broker.model import (
 )
 from broker.model_kinds import canonical_kind
 from core.errors import Invalid, Problem
+from core.time import Duration, Interval, format_duration, format_instant, parse_duration
 
 T = TypeVar("T")
 

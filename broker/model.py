@@ -20,7 +20,6 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import ClassVar, Final, Literal
 
-from broker.isotime import Duration, Interval
 from broker.model_common import (
     EXTENSION_KINDS,
     KINDS,
@@ -107,6 +106,7 @@ from broker.model_components import (
     VolumeMount,
     python_version_allows,
 )
+from core.time import Duration, Interval
 
 __all__ = [
     "ACCELERATED_COMPUTE_KIND",

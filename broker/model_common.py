@@ -6,7 +6,7 @@ and `kinds/{costs,metrics}` of the IVOA Execution Broker schema (Calycopis-opena
 Import the public names from `broker.model`, which re-exports this module; this one exists only
 to keep each file to one concern.
 
-Pure data: imports msgspec and `broker.isotime` only.
+Pure data: imports msgspec and `core.time` only.
 
 Conventions kept by every wire Struct (`WireStruct`):
 
@@ -29,7 +29,7 @@ from uuid import UUID
 
 import msgspec
 
-from broker.isotime import Duration, Interval, format_duration, format_instant
+from core.time import Duration, Interval, format_duration, format_instant
 
 KINDS: Final = "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/"
 """Base of every kind URI in the IVOA schema."""

@@ -18,7 +18,6 @@ from typing import Final
 import msgspec
 
 from broker.intervals import Interval as SchedulingInterval
-from broker.isotime import Interval
 from broker.model import (
     AcceleratedComputeResource,
     AcceleratorCount,
@@ -36,6 +35,7 @@ from broker.model import (
 )
 from broker.resources import Demand, GpuDemand
 from core.settings import BrokerSettings
+from core.time import Interval
 
 __all__ = ["Reading", "kind_of", "read_request"]
 

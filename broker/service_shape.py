@@ -17,7 +17,6 @@ from uuid import UUID
 import msgspec
 
 from broker import lifecycle
-from broker.isotime import Duration, Interval
 from broker.lifecycle import Phase, SessionState
 from broker.model import (
     AcceleratedComputeResource,
@@ -49,6 +48,7 @@ from broker.model import (
 from broker.offers import Offer
 from broker.resources import PlatformSpec
 from core.errors import Invalid, Problem
+from core.time import Duration, Interval
 
 __all__ = [
     "CLIENT_UPDATES",

@@ -31,7 +31,6 @@ from litestar.openapi.spec import (
     SecurityScheme,
 )
 
-from broker.isotime import Duration, Interval
 from broker.model import (
     ERROR_RESPONSE_KIND,
     AnySession,
@@ -43,6 +42,7 @@ from broker.model import (
     OfferSetResponse,
 )
 from broker.model_kinds import tags_of
+from core.time import Duration, Interval
 
 __all__ = [
     "WRITE_SECURITY_SCHEME",

@@ -11,8 +11,8 @@ import yaml
 
 from broker import codec, model
 from broker.codec import Media
-from broker.isotime import Duration, Interval
 from core.errors import Invalid
+from core.time import Duration, Interval
 
 K = model.KINDS
 ROOT = Path(__file__).resolve().parents[3]

@@ -150,6 +150,9 @@ class SimulatedBehaviour(_Settings, frozen=True):
     """How long the work runs before it finishes by itself; `null` runs to the offered end."""
     fail_in: Literal["PREPARING", "AVAILABLE", "RUNNING", "RELEASING"] | None = None
     """Scripted failure: the session fails in this phase."""
+    python_version: str | None = None
+    """The Python it pretends to run programs with (`3.11.7`); a program whose `python_version`
+    it does not satisfy gets NO. None: any."""
 
 
 ContainerRuntime = Literal["apptainer", "singularity", "podman"]

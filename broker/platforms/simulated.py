@@ -1,10 +1,11 @@
 """The simulated platform: runs nothing, walks every phase with configured delays and outcomes.
 
 For the demo and the tests. Its behaviour comes from `PlatformSettings.simulated`: how long
-preparing and releasing take, how long the work runs (`run`, or until the offered end), and a
-scripted failure in one phase (`fail_in`). It keeps no state: every answer is a report of what
-will happen and when, which the service queues in the database, so it is never asked to
-`observe`. It runs every executable kind it is configured for.
+preparing and releasing take, how long the work runs (`run`, or until the offered end), a
+scripted failure in one phase (`fail_in`), and the Python it pretends to have (`python_version`).
+It keeps no state: every answer is a report of what will happen and when, which the service
+queues in the database, so it is never asked to `observe`. It runs every executable kind it is
+configured for.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from broker.lifecycle import Failed, ReleaseDone, ResourcesReady, WorkFinished
-from broker.model import AnyExecutable
+from broker.model import AnyExecutable, PythonProgram, python_version_allows
 from broker.ports import PlatformReport, SessionPlan
 from core.settings import PlatformSettings
 
@@ -34,7 +35,13 @@ class SimulatedPlatform:
         return [PlatformReport(at, Failed(reason=reason))]
 
     def accepts(self, executable: AnyExecutable) -> Sequence[str]:
-        """Nothing to check: it runs nothing, so it can pretend to run anything."""
+        """It pretends to run anything, with the Python it is configured to pretend to have."""
+        have = self._behaviour.python_version
+        match executable:
+            case PythonProgram(python_version=wanted) if (
+                wanted and have and not python_version_allows(wanted, have)
+            ):
+                return [f"runs Python {have}, not Python {wanted} as the program asks"]
         return []
 
     def prepare(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+import msgspec
 import pytest
 import yaml
 from litestar.testing import TestClient
@@ -187,3 +188,46 @@ def test_the_copies_are_the_forms_of_the_shared_folder():
     assert sorted(path.name for path in shared.glob("*.yaml")) == FORMS
     for name in FORMS:
         assert (HISTORIC / name).read_bytes() == (shared / name).read_bytes(), name
+
+
+@pytest.mark.parametrize(("python", "result"), [("3.11.9", "YES"), ("3.9.18", "NO")])
+def test_the_developers_python_constraint_is_met_or_named_in_the_no(tmp_path, python, result):
+    platform = {**PLATFORM, "simulated": {"python_version": python}}
+    for client in _client(tmp_path, platform):
+        answer = _offer_set(_post(client, "2024-12-developer-python.yaml", Media.JSON))
+        assert answer.result == result
+        if result == "NO":
+            assert answer.meta is not None
+            texts = [m.message or "" for m in answer.meta.messages]
+            assert any("Python 3.9.18" in t and ">3.10" in t for t in texts), texts
+
+
+def test_the_local_platform_installs_the_developers_packages_in_the_sessions_environment():
+    from broker.platforms.recipe import Layout, Tools, prepare_script, refusals
+    from broker.ports import SessionPlan
+
+    document = yaml.safe_load((HISTORIC / "2024-12-developer-python.yaml").read_text())
+    request = codec.convert(document, model.ExecutionRequest).value
+    program = request.executable
+    assert isinstance(program, model.PythonProgram)
+    tools = Tools(python="/usr/bin/python3", python_version="3.12.3")
+    # the talk's metadata names no program location: a platform that runs it for real says so
+    assert refusals(program, tools) == ["needs the program's location to fetch it from"]
+    assert refusals(program, Tools(python="python3", python_version="3.9.18")) == [
+        "runs Python 3.9.18, not Python >3.10 as the program asks",
+        "needs the program's location to fetch it from",
+    ]
+    located = msgspec.structs.replace(program, location="https://example.org/fit.py")
+    plan = SessionPlan(
+        session_id="s1",
+        executable=located,
+        cores=1,
+        memory=1.0,
+        gpus=0,
+        start=NOW,
+        end=NOW,
+    )
+    script = prepare_script(plan, tools, Layout(PurePosixPath("/work/s1")))
+    assert "/usr/bin/python3 -m venv venv\n" in script
+    assert "venv/bin/python -m pip install" in script
+    assert "'numpy>2.1.1'" in script

@@ -51,7 +51,9 @@ from broker.model import (
     AnySession,
     AnyUpdate,
     ExecutionRequest,
+    LifecyclePhase,
     MinMaxCount,
+    SessionPhase,
     UnknownKind,
 )
 from broker.model_kinds import canonical_kind
@@ -278,6 +280,17 @@ def _json_type(value: object) -> str:
 
 # ------------------------------------------------------------------------- old dialects
 _DROPPED: Final = object()
+OLDER_PHASES: Final = {
+    "PROPOSED": "INITIAL",
+    "PENDING": "WAITING",
+    "SETUP": "PREPARING",
+    "READY": "AVAILABLE",
+    "TEARDOWN": "RELEASING",
+}
+"""Phase names of the Working Draft and the talks, read as the newest ones in sessions and
+components that other brokers send (clients never set these phases: updates set ACCEPTED,
+REJECTED or CANCELLED only)."""
+_PHASES: Final = (SessionPhase, LifecyclePhase)
 
 
 @dataclass
@@ -297,6 +310,8 @@ class _Normaliser:
     kept: dict[str, list[int]] = field(default_factory=dict)
 
     def value(self, node: Any, info: msgspec.inspect.Type, path: str) -> Any:
+        if isinstance(info, msgspec.inspect.EnumType) and info.cls in _PHASES:
+            return OLDER_PHASES.get(node, node) if isinstance(node, str) else node
         if isinstance(info, msgspec.inspect.UnionType):
             return self.union(node, info, path)
         if isinstance(info, msgspec.inspect.StructType):

@@ -577,3 +577,29 @@ def test_the_2025_response_shape_reads_requested_in_a_request_and_offered_in_an_
 )
 def test_python_constraints_are_pep_440_on_release_numbers(constraint, version, allowed):
     assert model.python_version_allows(constraint, version) is allowed
+
+
+@pytest.mark.parametrize(
+    ("older", "newest"),
+    [
+        ("PENDING", "WAITING"),
+        ("SETUP", "PREPARING"),
+        ("READY", "AVAILABLE"),
+        ("TEARDOWN", "RELEASING"),
+    ],
+)
+def test_older_phase_names_in_sessions_from_other_brokers_read_as_the_newest(older, newest):
+    session = {
+        "kind": K + "session/scheduled-execution-session.yaml",
+        "phase": older,
+        "executable": {
+            "type": "uri:jupyter-notebook-1.0",
+            "notebook": "https://x.org/a.ipynb",
+            "phase": older,
+        },
+    }
+    decoded = codec.decode_session(json.dumps(session).encode(), Media.JSON).value
+    assert decoded.phase is model.SessionPhase(newest)
+    assert decoded.executable is not None
+    assert decoded.executable.phase is model.LifecyclePhase(newest)
+    assert codec.to_builtins(decoded)["phase"] == newest

@@ -376,7 +376,7 @@ class _NetworkLoader:
         try:
             vocabulary, fetched = fetch_vocabulary(url, name, self.fetch)
         except Unavailable as error:
-            self.unreachable = f"{self.settings.base_url} did not answer for {name!r}"
+            self.unreachable = f"{self.settings.base_url} could not be reached"
             raise Unavailable(f"not cached, and {error.message}") from error
         now = self.clock.now()
         self.cache.write(vocabulary, fetched, now)
@@ -395,16 +395,19 @@ class _NetworkLoader:
         entry = self.snapshot.entry(name)
         if vocabulary is None or entry is None:
             return None
+        taken = self.snapshot.manifest.taken
         if self.settings.offline:
             note = "vocabularies.offline is set"
         else:
             note = self.unreachable or why
-            logger.warning("vocabulary %s: using the shipped snapshot: %s", name, why)
+            logger.warning(
+                "vocabulary %s: using the snapshot of %s shipped with voexec (%s)", name, taken, why
+            )
         origin = Origin(
             "snapshot",
             str(self.snapshot.folder / entry.file),
             version=entry.version,
-            snapshot_date=self.snapshot.manifest.taken,
+            snapshot_date=taken,
             licence=entry.licence,
             note=note,
         )

@@ -193,7 +193,7 @@ def test_the_app_starts_with_no_network_and_no_cache_on_the_snapshot(tmp_path):
         body = offline.get("/vocabularies").json()
         by_name = {v["name"]: v for v in body["vocabularies"]}
         assert set(by_name) == OURS | IVOA
-        assert "did not answer" in by_name["uat"]["origin"]["summary"]
+        assert "could not be reached" in by_name["uat"]["origin"]["summary"]
         # Only what the snapshot does not hold is missing, and the reason is given.
         assert [p.split(":")[0] for p in body["problems"]] == ["datalink/core"]
         assert "not cached" in body["problems"][0]

@@ -110,10 +110,10 @@ def test_with_the_server_down_and_nothing_cached_the_snapshot_serves(tmp_path, c
         assert entry is not None
         assert (origin.kind, origin.version) == ("snapshot", entry.version)
         assert origin.snapshot_date == SHIPPED.manifest.taken
-        assert "did not answer" in origin.note
+        assert "could not be reached" in origin.note
         assert origin.describe().startswith(f"snapshot of {SHIPPED.manifest.taken} shipped")
     assert len(registry.get("uat").concepts) > 2000
-    assert "shipped snapshot" in caplog.text
+    assert "using the snapshot of" in caplog.text
     # The snapshot is not a fetched copy: nothing is cached, so the next start asks again.
     assert not (tmp_path / "vocabularies").exists()
 

@@ -152,7 +152,10 @@ class WorkItem:
 
 
 def _document(text: str) -> AnySession:
-    return codec.decode_session(text.encode(), codec.Media.JSON).value
+    # Decoded without the body-size cap: the cap bounds what clients send, while a stored
+    # document (an offer echoes the request's components) may be larger and must read back.
+    session: AnySession = codec.convert(msgspec.json.decode(text), AnySession).value
+    return session
 
 
 def _booking(row: Any) -> Booking:
@@ -338,9 +341,8 @@ class StoreTransaction:
         row = self._run(select(offerset_table).where(offerset_table.c.id == offerset_id)).first()
         if row is None:
             return None
-        document = codec.decode_document(
-            row.document.encode(), codec.Media.JSON, OfferSetResponse
-        ).value
+        # Without the body-size cap, as `_document` says.
+        document = codec.convert(msgspec.json.decode(row.document), OfferSetResponse).value
         sessions = self._run(
             select(session_table)
             .where(session_table.c.offerset_id == offerset_id)

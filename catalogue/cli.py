@@ -102,7 +102,10 @@ def register(
     _common(publish)
     publish.set_defaults(func=lambda args: _reporting(lambda: _publish(args, open_catalogue)))
 
-    reindex = commands.add_parser("reindex", help="rebuild the search index from the store")
+    reindex = commands.add_parser(
+        "reindex",
+        help="rebuild the search index from the store (safe while voexec serves: it switches)",
+    )
     reindex.add_argument("--config", help="YAML settings file (default: $VOEXEC_CONFIG)")
     reindex.set_defaults(func=lambda args: _reporting(lambda: _reindex(args, open_catalogue)))
 

@@ -428,7 +428,7 @@ class Resources(msgspec.Struct, frozen=True, kw_only=True):
 
     def __str__(self) -> str:
         parts = [
-            f"{self.cores} cores" if self.cores else "",
+            f"{self.cores} core{'s' if self.cores > 1 else ''}" if self.cores else "",
             f"{self.memory:g} GiB" if self.memory else "",
         ]
         if self.gpus:

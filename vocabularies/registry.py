@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterator, Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -84,9 +84,10 @@ class Origin(msgspec.Struct, frozen=True):
             case "snapshot":
                 taken = self.snapshot_date.isoformat() if self.snapshot_date else "unknown date"
                 text = f"snapshot of {taken} shipped with voexec"
-            case "cache" | "network":
+            case _:  # "cache" or "network"
                 verb = "cached copy fetched" if self.kind == "cache" else "fetched"
-                when = f" {self.fetched_at:%Y-%m-%d %H:%M} UTC" if self.fetched_at else ""
+                at = self.fetched_at.astimezone(UTC) if self.fetched_at else None
+                when = f" {at:%Y-%m-%d %H:%M} UTC" if at else ""
                 text = f"{verb}{when} from {self.url or self.location}"
         return f"{text} ({self.note})" if self.note else text
 

@@ -13,13 +13,17 @@ body is read and covers every write route, present and future. Reads stay open; 
 configured tokens (local use) writes are open too.
 
 Handlers take the raw body and decode it with `broker.codec`, so JSON, YAML and the older
-dialects all work and every error names its JSON path. Every answer, errors included, is a
-broker document in the negotiated media type: problems with the input are an `ErrorResponse`
-whose `meta.messages` name the path and the reason (400, 404, 409, 413, 415), never a framework
-page or a stack trace (401 and 403 included). A browser opening a broker URL (a GET whose
-`Accept` names `text/html` and no JSON or YAML type) gets the YAML as `text/plain`, to read
-rather than download. All HTTP concerns live here: the service never
-sees a request, and the codec never sees a header.
+dialects all work and every error names its JSON path. A request may list at most
+`MAX_LISTED_RESOURCES` data resources, storage resources and volume mounts (each list): every
+offer echoes them, so the count bounds the answer as the body limit bounds the request. Stored
+offer sets and sessions are read back without the body limit (`broker.store_sql`).
+
+Every answer, errors included, is a broker document in the negotiated media type: problems with
+the input are an `ErrorResponse` whose `meta.messages` name the path and the reason (400, 404,
+409, 413, 415), never a framework page or a stack trace (401 and 403 included). A browser
+opening a broker URL (a GET whose `Accept` names `text/html` and no JSON or YAML type) gets the
+YAML as `text/plain`, to read rather than download. All HTTP concerns live here: the service
+never sees a request, and the codec never sees a header.
 
 Imports Litestar, `core` and the `broker` modules.
 """
@@ -47,6 +51,7 @@ from broker.model import (
     ComponentMetadata,
     EnumValueOption,
     ErrorResponse,
+    ExecutionRequest,
     MessageItem,
     MessageLevel,
     message_item,
@@ -54,7 +59,15 @@ from broker.model import (
 from broker.service import BrokerService, DirectExecutionFailed, IllegalUpdate
 from broker.web_openapi import document_openapi
 from core.auth import BEARER_CHALLENGE, require_bearer
-from core.errors import DomainError, Forbidden, Invalid, NotFound, Unauthorized, Unavailable
+from core.errors import (
+    DomainError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Problem,
+    Unauthorized,
+    Unavailable,
+)
 from core.settings import ServerSettings
 
 __all__ = ["BROKER_PATH", "BrokerHttp", "broker_router", "write_guard"]
@@ -62,6 +75,12 @@ __all__ = ["BROKER_PATH", "BrokerHttp", "broker_router", "write_guard"]
 BROKER_PATH: Final = "/broker"
 READ_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 """Methods that change nothing; every other method on `/broker` is a write."""
+MAX_LISTED_RESOURCES: Final = 100
+"""Most data resources, storage resources or volume mounts one request may list.
+
+Every offer echoes each of them with metadata of its own (and answers an unknown or incomplete
+one with a message), so without a count a small body could make an answer and stored sessions
+many times its size; real requests list a handful."""
 GUARDED_WRITES: Final = "broker_guarded_writes"
 """The router's `opt` key saying whether writes need a bearer token (read when documenting)."""
 WRITE_PERMISSION: Final = "change offers and sessions on this broker"
@@ -258,9 +277,40 @@ def _uuid(text: str, what: str) -> UUID:
         raise NotFound(f"no {what} has the identifier {text!r} (not a UUID)") from None
 
 
-def _read_request(request: Request[Any, Any, Any], body: bytes, http: BrokerHttp) -> Any:
+def _read_request(
+    request: Request[Any, Any, Any], body: bytes, http: BrokerHttp
+) -> codec.Decoded[ExecutionRequest]:
     media = codec.media_for_body(request.headers.get("content-type"))
-    return codec.decode_request(body, media, max_bytes=http.max_body_bytes)
+    decoded = codec.decode_request(body, media, max_bytes=http.max_body_bytes)
+    _check_listed_resources(decoded)
+    return decoded
+
+
+def _check_listed_resources(decoded: codec.Decoded[ExecutionRequest]) -> None:
+    """Refuse a request listing more than `MAX_LISTED_RESOURCES` items in one list.
+
+    Items of unknown kinds count too: the codec set them aside, but each would get a message.
+
+    Raises:
+        Invalid: one problem per list that is too long, naming its path.
+    """
+    compute = decoded.value.compute
+    counts = {
+        "$.data": len(decoded.value.data),
+        "$.storage": len(decoded.value.storage),
+        "$.compute.volumes": len(getattr(compute, "volumes", None) or ()),
+    }
+    for unknown in decoded.unknown_kinds:
+        for path in counts:
+            if unknown.path.startswith(path + "["):
+                counts[path] += 1
+    problems = [
+        Problem(path, f"lists {count} items; a request may list at most {MAX_LISTED_RESOURCES}")
+        for path, count in counts.items()
+        if count > MAX_LISTED_RESOURCES
+    ]
+    if problems:
+        raise Invalid("the request lists too many resources", problems)
 
 
 def _offers(

@@ -13,6 +13,7 @@ from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 
 import voexec
 from core.settings import Settings
+from voexec.api_reference import ReferenceRenderPlugin
 from voexec.problems import EXCEPTION_HANDLERS
 from voexec.wiring import Services, build_services
 
@@ -51,7 +52,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             version=voexec.__version__,
             description="Catalogue of astronomy executables and IVOA Execution Broker.",
             path="/schema",
-            render_plugins=[JsonRenderPlugin(), PlainYamlRenderPlugin()],
+            # The page at /schema is rendered here: Litestar's viewers need a CDN.
+            render_plugins=[ReferenceRenderPlugin(), JsonRenderPlugin(), PlainYamlRenderPlugin()],
         ),
     )
     app = Litestar.from_config(config)

@@ -151,6 +151,7 @@ class ReferenceRenderPlugin(OpenAPIRenderPlugin):
 
     def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
         """The reference page for the app's current OpenAPI document."""
-        root = request.app.openapi_config.path if request.app.openapi_config else "/schema"
+        config = request.app.openapi_config
+        root = config.path if config and config.path else "/schema"
         page = reference_page(openapi_schema, root + self.json_path, root + self.yaml_path)
         return page.encode("utf-8")

@@ -341,7 +341,11 @@ def _hand_off(
     try:
         wanted = msgspec.convert({k: v for k, v in overrides.items() if v is not None}, HandOff)
     except msgspec.ValidationError as error:
-        raise InvalidInput(str(error), [Message(text=str(error))]) from None
+        # msgspec says where: "Expected `int` >= 1 - at `$.cores`".
+        reason, _, path = str(error).rpartition(" - at `$.")
+        field = path.rstrip("`") or None
+        message = Message(text=f"{field}: {reason}" if field else str(error), field=field)
+        raise InvalidInput(message.text, [message]) from None
     spec = _as(entry.spec, ExecutableSpec, "entry's document")
     try:
         return handoff.execution_request(spec, wanted, name=f"{entry.name}-{entry.version}")

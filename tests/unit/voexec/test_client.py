@@ -547,10 +547,13 @@ def test_offers_for_refuses_wrong_overrides_and_withdrawn_entries() -> None:
 
     with pytest.raises(InvalidInput) as bad_data:
         broker.offers_for(catalogue.entry("lsp-1"), data=["ftp:/nowhere"])
+    with pytest.raises(InvalidInput) as no_cores:
+        broker.offers_for(catalogue.entry("lsp-1"), cores=0)
     with pytest.raises(InvalidInput, match="withdrawn"):
         broker.offers_for(catalogue.entry("old-1"))
 
     assert [m.field for m in bad_data.value.messages] == ["data[0]"]
+    assert [m.field for m in no_cores.value.messages] == ["cores"]
     assert not any(r.url.path.startswith("/broker") for r in server.requests)
 
 

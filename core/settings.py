@@ -8,7 +8,8 @@ time; the CLI calls `load_settings` once and passes the result to `create_app`.
 Environment overrides use `__` between levels: `VOEXEC_SERVER__PORT=8001`,
 `VOEXEC_DATABASE__URL=postgresql://...`. Each value is parsed as YAML, so lists and mappings can
 be given too (`VOEXEC_CATALOGUE__PUBLISH_TOKENS='[abc, def]'`). Variables starting with
-`VOEXEC_TEST_` belong to the test suite and are ignored, as is `VOEXEC_REQUIRE_SERVICES`.
+`VOEXEC_TEST_` belong to the test suite and are ignored, as are `VOEXEC_REQUIRE_SERVICES` and
+the client and session variables in `NOT_SETTINGS`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,22 @@ TEST_ENV_PREFIX = "VOEXEC_TEST_"
 """Variables read by the test suite and the benchmarks only (`VOEXEC_TEST_SHARED`,
 `VOEXEC_TEST_POSTGRES_URL`, ...); never settings, so no setting may be named `test_...`."""
 TEST_SWITCHES = frozenset({"VOEXEC_REQUIRE_SERVICES"})
+NOT_SETTINGS = frozenset(
+    {
+        # what clients read (the CLI and `voexec.client`): a server's address and a token
+        "VOEXEC_URL",
+        "VOEXEC_BROKER_TOKEN",
+        "VOEXEC_TOKEN",
+        # what a platform hands a running session, which may itself run `voexec`
+        "VOEXEC_SESSION",
+        "VOEXEC_DATA",
+        "VOEXEC_OUTPUT",
+        "VOEXEC_CORES",
+        "VOEXEC_MEMORY_GIB",
+    }
+)
+"""Variables of the `VOEXEC_` family that are not settings, so exporting one never stops a
+server from starting with "unknown setting"."""
 """The one test switch older than the prefix (CI sets it), also ignored."""
 
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
@@ -404,6 +421,8 @@ def environment_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
             continue
         if name.startswith(TEST_ENV_PREFIX) or name in TEST_SWITCHES:
             continue  # the test suite's switches, not settings
+        if name in NOT_SETTINGS:
+            continue
         path = [part.lower() for part in name.removeprefix(ENV_PREFIX).split("__") if part]
         if not path:
             continue

@@ -45,6 +45,19 @@ def test_test_suite_variables_are_not_settings():
         load_settings(None, {"VOEXEC_SHARED": "/elsewhere/shared"})
 
 
+def test_client_and_session_variables_are_not_settings():
+    # A researcher who exported the client's token, or a session that runs `voexec` inside a
+    # platform's environment, must still be able to start a server.
+    environ = {
+        "VOEXEC_URL": "http://127.0.0.1:8000",
+        "VOEXEC_BROKER_TOKEN": "a-token",
+        "VOEXEC_SESSION": "/var/sessions/abc",
+        "VOEXEC_CORES": "2",
+        "VOEXEC_SERVER__PORT": "9003",
+    }
+    assert load_settings(None, environ).server.port == 9003
+
+
 def test_environment_wins_over_file(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("server: {port: 7000, host: 0.0.0.0}\n")

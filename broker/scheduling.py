@@ -60,6 +60,7 @@ from broker.resources import (
     reason,
     units_to_gib,
 )
+from core.time import LONGEST_DURATION
 
 __all__ = [
     "Booking",
@@ -210,7 +211,9 @@ class _Plan:
         self.platform, self.demand, self.policy = platform, demand, policy
         self.layout = _Layout(platform)
         self.duration = duration_micros(demand.duration)
-        longest = int(self.duration * policy.stretch)
+        # Whatever the stretch, no offer lasts longer than `core.time` reads back: offers are
+        # stored and read through its bounded parser (and `datetime` must hold their end).
+        longest = min(int(self.duration * policy.stretch), duration_micros(LONGEST_DURATION))
         if platform.limits.duration is not None:
             longest = min(longest, duration_micros(platform.limits.duration))
         self.longest = max(self.duration, longest)

@@ -26,15 +26,19 @@ from broker.store_sql import from_micros, to_micros
 __all__ = ["committed", "overbooked"]
 
 _COMMITTED: Final = text(
-    "SELECT b.platform, b.slot_start, b.slot_end, b.cores, b.memory, b.storage, b.gpus, b.kind"
-    " FROM broker_booking b JOIN broker_session s ON s.id = b.session_id"
+    "SELECT b.platform, b.slot_start, b.slot_end, b.cores, b.memory, b.storage, b.gpus, b.kind,"
+    " s.offerset_id FROM broker_booking b JOIN broker_session s ON s.id = b.session_id"
     " WHERE b.kind = 'booking' OR (s.phase = 'OFFERED' AND s.expires > :now)"
 )
 _gpus: Final = msgspec.json.Decoder(tuple[GpuShare, ...])
 
 
 def committed(engine: Engine, now: datetime) -> list[Booking]:
-    """Every booking, and the hold of every offer still OFFERED and unexpired at `now`."""
+    """Every booking, and the hold of every offer still OFFERED and unexpired at `now`.
+
+    Holds carry their offer set (`Booking.group`), so that the audit counts them as the broker
+    promises: the holds of one set by their maximum.
+    """
     with engine.connect() as connection:
         rows = list(connection.execute(_COMMITTED, {"now": to_micros(now)}))
     return [
@@ -45,6 +49,8 @@ def committed(engine: Engine, now: datetime) -> list[Booking]:
                 cores=row.cores, memory=row.memory, storage=row.storage, gpus=_gpus.decode(row.gpus)
             ),
             kind=BookingKind(row.kind),
+            # The holds of one offer set are alternatives: the audit counts their maximum.
+            group=row.offerset_id if row.kind == BookingKind.HOLD.value else None,
         )
         for row in rows
     ]

@@ -1,6 +1,10 @@
 """Capacity audits: does what a platform has promised ever exceed what it has?
 
-Owns two checks over bookings and holds:
+Owns two checks over bookings and holds, which count as the broker promises: bookings add
+up; the holds of one offer set (`Booking.group`) are alternatives — accepting one rejects the
+others — so they take, per platform, resource and instant, the most any one of them takes.
+
+The checks:
 
 * `overbookings`: each resource of a platform whose bookings and holds together exceed its
   capacity at some instant, and from when. The tests and `bench/capacity.py` run it over the
@@ -32,6 +36,7 @@ from broker.intervals import from_micros, to_micros
 from broker.resources import (
     MEMORY_UNITS_PER_GIB,
     Booking,
+    BookingKind,
     PlatformSpec,
     Resources,
     capacity_units,
@@ -95,52 +100,88 @@ class _Dimensions:
         return vector
 
 
+class _Alternatives:
+    """The holds of one offer set, swept in time order: what they take together, now."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.edges: dict[int, list[tuple[int, list[int]]]] = {}
+        self.active: list[list[int]] = []
+        self.most = [0] * width
+
+    def add(self, start: int, end: int, amounts: list[int]) -> None:
+        self.edges.setdefault(start, []).append((1, amounts))
+        self.edges.setdefault(end, []).append((-1, amounts))
+
+    def move(self, at: int) -> list[int]:
+        """Apply what starts and ends at `at`; returns the change of what the set takes."""
+        for sign, amounts in self.edges.get(at, ()):
+            if sign > 0:
+                self.active.append(amounts)
+            else:
+                self.active.remove(amounts)
+        most = [max(column) for column in zip(*self.active, strict=True)] or [0] * self.width
+        change = [new - old for new, old in zip(most, self.most, strict=True)]
+        self.most = most
+        return change
+
+
 def _levels(
     platform: PlatformSpec,
     dimensions: _Dimensions,
     bookings: Iterable[Booking],
-    holds: Sequence[Booking] = (),
-) -> Iterator[tuple[int, list[int], list[int]]]:
+    hold: Booking | None = None,
+) -> Iterator[tuple[int, list[int], list[bool]]]:
     """Sweep the platform's commitments in time order.
 
     Yields, at each instant where something starts or ends, what is used of each dimension
-    from that instant on (bookings, holds and maintenance) and how many of `holds` cover it
-    taking some of that dimension. Use is constant between two instants and intervals are
-    half-open, so these levels are every level the use ever takes.
+    from that instant on (bookings, holds, maintenance and `hold`) and, per dimension, whether
+    `hold` covers that instant taking some of it. Use is constant between two instants and
+    intervals are half-open, so these levels are every level the use ever takes.
+
+    Bookings add up. The holds of one offer set (same `group`) are alternatives: per
+    dimension they take, at each instant, the most any one of them covering it takes.
     """
     width = len(dimensions.capacity)
-    used: dict[int, list[int]] = {}
-    held: dict[int, list[int]] = {}
+    changes: dict[int, list[int]] = {}
+    sets: dict[str, _Alternatives] = {}
 
-    def change(changes: dict[int, list[int]], at: int, vector: Sequence[int], sign: int) -> None:
-        row = changes.setdefault(at, [0] * width)
-        for index, amount in enumerate(vector):
-            row[index] += sign * amount
-
-    def commit(start: datetime, end: datetime, vector: Sequence[int]) -> None:
-        change(used, to_micros(start), vector, 1)
-        change(used, to_micros(end), vector, -1)
+    def commit(start: int, end: int, vector: Sequence[int]) -> None:
+        for at, sign in ((start, 1), (end, -1)):
+            row = changes.setdefault(at, [0] * width)
+            for index, amount in enumerate(vector):
+                row[index] += sign * amount
 
     for booking in bookings:
-        if booking.platform == platform.name:
-            commit(
-                booking.interval.start, booking.interval.end, dimensions.amounts(booking.resources)
-            )
+        if booking.platform != platform.name:
+            continue
+        start, end = to_micros(booking.interval.start), to_micros(booking.interval.end)
+        amounts = dimensions.amounts(booking.resources)
+        if booking.group is None or booking.kind is not BookingKind.HOLD:
+            commit(start, end, amounts)
+        else:
+            sets.setdefault(booking.group, _Alternatives(width)).add(start, end, amounts)
+            commit(start, end, [0] * width)  # no amount of its own: the set's sweep says
     for window in platform.maintenance:
-        commit(window.start, window.end, dimensions.capacity)
-    for hold in holds:
-        amounts = dimensions.amounts(hold.resources)
-        commit(hold.interval.start, hold.interval.end, amounts)
-        taking = [1 if amount > 0 else 0 for amount in amounts]
-        change(held, to_micros(hold.interval.start), taking, 1)
-        change(held, to_micros(hold.interval.end), taking, -1)
-    level, covering = [0] * width, [0] * width
-    for at in sorted(used.keys() | held.keys()):
-        for index, amount in enumerate(used.get(at, ())):
+        commit(to_micros(window.start), to_micros(window.end), dimensions.capacity)
+    taking, covered = [False] * width, (0, 0)
+    if hold is not None:
+        covered = (to_micros(hold.interval.start), to_micros(hold.interval.end))
+        commit(*covered, dimensions.amounts(hold.resources))
+        taking = [amount > 0 for amount in dimensions.amounts(hold.resources)]
+    moving: dict[int, list[str]] = {}  # the sets whose holds start or end at an instant
+    for group, alternatives in sets.items():
+        for at in alternatives.edges:
+            moving.setdefault(at, []).append(group)
+    level = [0] * width
+    for at in sorted(changes):
+        for index, amount in enumerate(changes[at]):
             level[index] += amount
-        for index, count in enumerate(held.get(at, ())):
-            covering[index] += count
-        yield at, level, covering
+        for group in moving.get(at, ()):
+            for index, amount in enumerate(sets[group].move(at)):
+                level[index] += amount
+        inside = covered[0] <= at < covered[1]
+        yield at, level, [inside and takes for takes in taking]
 
 
 def overbookings(platform: PlatformSpec, bookings: Iterable[Booking]) -> list[Overbooking]:
@@ -173,16 +214,18 @@ def overbookings(platform: PlatformSpec, bookings: Iterable[Booking]) -> list[Ov
 def holds_fit(
     platform: PlatformSpec, bookings: Iterable[Booking], holds: Sequence[Booking]
 ) -> bool:
-    """True when `holds` fit on `platform` next to `bookings` (and to each other).
+    """True when each of `holds` fits on `platform` next to `bookings`.
 
-    A hold fits when, at every instant it covers, every resource it takes some of is within
-    capacity once everything is counted; see the module docstring.
+    `holds` are the offers of one new set: alternatives, so each must fit on its own and
+    together they take their maximum. A hold fits when, at every instant it covers, every
+    resource it takes some of is within capacity once everything is counted; see the module
+    docstring.
 
     Args:
         platform: the platform the holds are on.
         bookings: the platform's live bookings and holds over the holds' intervals (at least);
             those of other platforms are ignored.
-        holds: the new holds, all on `platform`.
+        holds: the new holds, all on `platform`, all of one offer set.
 
     Raises:
         ValueError: a hold is on another platform.
@@ -191,8 +234,9 @@ def holds_fit(
     if strangers:
         raise ValueError(f"holds of {', '.join(strangers)} checked on {platform.name}")
     dimensions = _Dimensions(platform)
-    for _, level, covering in _levels(platform, dimensions, bookings, holds):
-        for use, total, count in zip(level, dimensions.capacity, covering, strict=True):
-            if count and use > total:
-                return False
+    for hold in holds:  # alternatives: each must fit on its own
+        for _, level, covering in _levels(platform, dimensions, bookings, hold):
+            for use, total, takes in zip(level, dimensions.capacity, covering, strict=True):
+                if takes and use > total:
+                    return False
     return True

@@ -21,10 +21,15 @@ platform listed first):
 
 Offers are chosen one at a time, taking the strategies in the configured order, round after
 round, so that each strategy contributes; an offer already chosen (same platform, start and
-resources) is not chosen twice, and the strategy takes its next best instead. Every offer is
-a hold on capacity until it is accepted or expires, and all offers of one set are held at
-once: after each choice, the offer is added to its platform's bookings and that platform's
-slots are searched again, so that the holds of one set together never exceed capacity.
+resources) is not chosen twice, and the strategy takes its next best instead.
+
+Every offer is a hold on capacity until it is accepted or expires. The offers of one set are
+alternatives — accepting one rejects the others — so together they hold, per platform and
+resource, their pointwise maximum over time, not their sum (`broker.resources.counted`). Each
+offer therefore needs only to fit next to the bookings and the other sets' holds, whatever its
+siblings take: a set of four offers on a small platform holds what one of them would. When the
+soonest starts are taken (booked, or held by other sets), the search moves on to the next free
+starts inside the requested start range: a busy platform answers later, not NO.
 """
 
 from __future__ import annotations
@@ -75,13 +80,14 @@ class Offer(msgspec.Struct, frozen=True, kw_only=True):
     strategy: Strategy
     """The strategy that chose it."""
 
-    def hold(self) -> Booking:
-        """The capacity this offer holds while it is open."""
+    def hold(self, group: str | None = None) -> Booking:
+        """The capacity this offer holds while it is open, as a hold of offer set `group`."""
         return Booking(
             platform=self.platform,
             interval=Interval(self.start, self.end),
             resources=self.resources,
             kind=BookingKind.HOLD,
+            group=group,
         )
 
 
@@ -205,7 +211,9 @@ def make_offers(
     now: datetime,
     policy: OfferPolicy | None = None,
 ) -> OfferSet:
-    """Offers for one demand across platforms, at most `policy.max_offers`, all held at once.
+    """Offers for one demand across platforms, at most `policy.max_offers`: alternatives.
+
+    Each offer fits next to `bookings` on its own; the set holds their pointwise maximum.
 
     Args:
         platforms: every platform the broker offers, in their configured order (it breaks
@@ -238,10 +246,12 @@ def make_offers(
             best = _best(ranker, strategy, searches, slots, taken)
             if best is None:
                 continue
+            # Siblings are alternatives: a choice takes nothing from the next one, which only
+            # has to differ from those already chosen (`_best` skips them); the next may start
+            # when this one ends, as consecutive start times.
             chosen.append(best)
             taken.add(_key(best))
-            # The new hold changes what the platform has left: search it again.
-            searches[best.platform].hold(best.hold())
+            searches[best.platform].start_after(best.end)
             slots[best.platform] = searches[best.platform].slots()
             progressed = True
     return OfferSet(offers=tuple(chosen), reasons=tuple(reasons))

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
+from itertools import pairwise
 
 import msgspec
 
@@ -295,6 +296,80 @@ class Booking(msgspec.Struct, frozen=True, kw_only=True):
     interval: Interval
     resources: Resources
     kind: BookingKind = BookingKind.BOOKING
+    group: str | None = None
+    """The offer set a hold belongs to. The offers of one set are alternatives (accepting one
+    rejects the others), so their holds take together, per platform, resource and instant, the
+    most any one of them takes, not the sum (`counted`). None: counted on its own."""
+
+
+def most_of(amounts: Iterable[Resources]) -> Resources:
+    """Per resource, the largest amount of any of `amounts` (GPUs model by model)."""
+    items = list(amounts)
+    gpus: dict[str, int] = {}
+    for item in items:
+        for share in item.gpus:
+            gpus[share.model] = max(gpus.get(share.model, 0), share.count)
+    return Resources(
+        cores=max((item.cores for item in items), default=0),
+        memory=max((item.memory for item in items), default=0.0),
+        storage=max((item.storage for item in items), default=0.0),
+        gpus=tuple(GpuShare(model, count) for model, count in sorted(gpus.items())),
+    )
+
+
+def envelope(holds: Sequence[Booking]) -> list[Booking]:
+    """Holds of one set on one platform as what they take together: their pointwise maximum.
+
+    Returns pieces (holds of the same platform and group) with the largest amount of each
+    resource any hold takes over each piece; adjacent pieces that take the same are merged.
+    """
+    if len(holds) < 2:
+        return list(holds)
+    first = holds[0]
+    instants = sorted({at for hold in holds for at in (hold.interval.start, hold.interval.end)})
+    pieces: list[Booking] = []
+    for start, end in pairwise(instants):
+        # Every hold's ends are among the instants: a hold covers all of [start, end) or none.
+        covering = [
+            hold.resources
+            for hold in holds
+            if hold.interval.start <= start and hold.interval.end >= end
+        ]
+        if not covering:
+            continue
+        most = most_of(covering)
+        last = pieces[-1] if pieces else None
+        if last is not None and last.resources == most and last.interval.end == start:
+            pieces[-1] = msgspec.structs.replace(last, interval=Interval(last.interval.start, end))
+        else:
+            pieces.append(
+                Booking(
+                    platform=first.platform,
+                    interval=Interval(start, end),
+                    resources=most,
+                    kind=BookingKind.HOLD,
+                    group=first.group,
+                )
+            )
+    return pieces
+
+
+def counted(bookings: Iterable[Booking]) -> list[Booking]:
+    """The bookings as capacity counts them: the holds of each offer set by their envelope.
+
+    Bookings and holds without a group count on their own; the holds of one group on one
+    platform count as `envelope` says (a group's holds on two platforms never meet).
+    """
+    alone: list[Booking] = []
+    groups: dict[tuple[str, str], list[Booking]] = {}
+    for booking in bookings:
+        if booking.group is None or booking.kind is not BookingKind.HOLD:
+            alone.append(booking)
+        else:
+            groups.setdefault((booking.platform, booking.group), []).append(booking)
+    for holds in groups.values():
+        alone.extend(envelope(holds))
+    return alone
 
 
 class Slot(msgspec.Struct, frozen=True, kw_only=True):

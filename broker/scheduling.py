@@ -54,6 +54,7 @@ from broker.resources import (
     SlotPolicy,
     assess,
     capacity_units,
+    counted,
     gpu_models,
     kind_name,
     memory_units,
@@ -146,7 +147,8 @@ def usage_timeline(
     """The platform's usage over time (bookings, holds and maintenance) and its capacity.
 
     Only bookings of this platform that overlap `within` are counted, which is exact for every
-    instant inside `within`. Dimensions: cores, memory (MiB), managed storage (MiB), then one
+    instant inside `within`; the holds of one offer set count as their pointwise maximum
+    (`broker.resources.counted`). Dimensions: cores, memory (MiB), managed storage (MiB), then one
     per GPU model in the platform's order.
 
     Returns:
@@ -155,13 +157,14 @@ def usage_timeline(
     layout = _Layout(platform)
     name, first, last = platform.name, within.start, within.end
     # Inlined `Interval.overlaps`: this line sees every booking, the hot path of a search.
-    taken = [
+    # The holds of one offer set are alternatives: they count by their envelope (`counted`).
+    taken = counted(
         booking
         for booking in bookings
         if booking.interval.start < last
         and booking.interval.end > first
         and booking.platform == name
-    ]
+    )
     closed = [interval for interval in platform.maintenance if interval.overlaps(within)]
     starts = [to_micros(b.interval.start) for b in taken] + [to_micros(c.start) for c in closed]
     ends = [to_micros(b.interval.end) for b in taken] + [to_micros(c.end) for c in closed]
@@ -230,6 +233,8 @@ class _Plan:
             else:
                 windows.append((first, last))
         self.windows = windows
+        self.extra_starts: set[int] = set()
+        """Starts to try besides the breakpoints: where an alternative already offered ends."""
         self.clipped_by_horizon = any(to_micros(w.end) > self.latest for w in demand.windows)
 
     def range_of_interest(self) -> Interval:
@@ -241,8 +246,9 @@ class _Plan:
     def candidates(self, timeline: UsageTimeline) -> list[int]:
         starts: list[int] = []
         for first, last in self.windows:
-            starts.append(first)
-            starts.extend(timeline.breakpoints(first, last))
+            found = [first, *timeline.breakpoints(first, last)]
+            found.extend(at for at in self.extra_starts if first < at <= last)
+            starts.extend(sorted(set(found)) if self.extra_starts else found)
         return starts
 
     def minimum(self, gpu: Gpu | None) -> dict[int, int]:
@@ -387,6 +393,15 @@ class SlotSearch:
         if not self.reasons and self._plan.windows:
             within = self._plan.range_of_interest()
             self._timeline, _ = usage_timeline(platform, bookings, within)
+
+    def start_after(self, end: datetime) -> None:
+        """Try `end` as a start too: an offer chosen for this demand ends then.
+
+        The offers of one set are alternatives and take nothing from each other; offering
+        the next one right after the last one gives the consecutive start times a client
+        can choose among, where the calendar alone (no booking ending then) has no breakpoint.
+        """
+        self._plan.extra_starts.add(to_micros(end))
 
     def hold(self, booking: Booking) -> None:
         """Count one more booking (an offer just chosen) in the rest of the search."""

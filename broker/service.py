@@ -528,4 +528,5 @@ def _booking(record: SessionRecord, kind: BookingKind) -> Booking:
         interval=Interval(record.state.start, record.state.end),
         resources=record.resources,
         kind=kind,
+        group=record.offerset_id if kind is BookingKind.HOLD else None,
     )

@@ -158,8 +158,13 @@ def _document(text: str) -> AnySession:
     return session
 
 
-def _booking(row: Any) -> Booking:
-    """The hold or booking of a `broker_booking` row, GPU shares included."""
+def _booking(row: Any, offerset: str | None = None) -> Booking:
+    """The hold or booking of a `broker_booking` row, GPU shares included.
+
+    A hold belongs to its session's offer set (`offerset`): the holds of one set are
+    alternatives and count together by their maximum (`broker.resources.counted`).
+    """
+    kind = BookingKind(row.kind)
     return Booking(
         platform=row.platform,
         interval=Interval(from_micros(row.slot_start), from_micros(row.slot_end)),
@@ -169,7 +174,8 @@ def _booking(row: Any) -> Booking:
             storage=row.storage,
             gpus=_gpus_decoder.decode(row.gpus),
         ),
-        kind=BookingKind(row.kind),
+        kind=kind,
+        group=offerset if kind is BookingKind.HOLD else None,
     )
 
 
@@ -257,6 +263,8 @@ class StoreTransaction:
     ) -> list[Booking]:
         """Holds of unexpired offers and bookings of accepted sessions that end after `now`.
 
+        Each hold carries its offer set as its `group` (the holds of one set are alternatives).
+
         Args:
             now: the instant that decides which holds are live and which slots have ended.
             platforms: the platforms whose bookings are wanted.
@@ -264,7 +272,12 @@ class StoreTransaction:
         """
         at = to_micros(now)
         query = (
-            select(booking_table, session_table.c.phase, session_table.c.expires)
+            select(
+                booking_table,
+                session_table.c.phase,
+                session_table.c.expires,
+                session_table.c.offerset_id,
+            )
             .join(session_table, session_table.c.id == booking_table.c.session_id)
             .where(booking_table.c.platform.in_(list(platforms)))
             .where(booking_table.c.slot_end > at)
@@ -283,7 +296,7 @@ class StoreTransaction:
                 booking_table.c.slot_start < to_micros(within.end),
                 booking_table.c.slot_end > to_micros(within.start),
             )
-        return [_booking(row) for row in self._run(query)]
+        return [_booking(row, row.offerset_id) for row in self._run(query)]
 
     def add_booking(self, session_id: str, booking: Booking) -> None:
         """Store the hold or booking of one session."""
@@ -318,11 +331,12 @@ class StoreTransaction:
     def bookings_of(self, platform: str) -> list[tuple[str, Booking]]:
         """Every stored hold and booking of a platform, with its session (for checks)."""
         rows = self._run(
-            select(booking_table)
+            select(booking_table, session_table.c.offerset_id)
+            .join(session_table, session_table.c.id == booking_table.c.session_id)
             .where(booking_table.c.platform == platform)
             .order_by(booking_table.c.slot_start, booking_table.c.session_id)
         )
-        return [(row.session_id, _booking(row)) for row in rows]
+        return [(row.session_id, _booking(row, row.offerset_id)) for row in rows]
 
     # -------------------------------------------------------------- offer sets, sessions
     def add_offerset(self, offerset_id: str, created: datetime, document: OfferSetResponse) -> None:

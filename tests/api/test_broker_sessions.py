@@ -154,13 +154,19 @@ def test_offers_hold_capacity_until_rejected_or_expired(client, clock):
         "kind": model.KINDS + "executable/jupyter-notebook.yaml",
         "location": "x",
     }
-    first = offer_url(client, exact)
+    first = offerset_of(post_request(client, exact))
+    assert first.result == "YES"
     refused = offerset_of(post_request(client, exact))
     assert refused.result == "NO"
     assert refused.meta is not None
     reasons = [message.message or "" for message in refused.meta.messages]
     assert any(reason.startswith("small: no free 8 cores") for reason in reasons), reasons
-    update(client, first, REJECT)
+    # The set holds until every one of its offers (alternatives) is rejected.
+    *others, last = [offer.meta.url for offer in first.offers if offer.meta and offer.meta.url]
+    for url in others:
+        update(client, url, REJECT)
+        assert offerset_of(post_request(client, exact)).result == "NO"
+    update(client, last, REJECT)
     second = offer_url(client, exact)
     assert offerset_of(post_request(client, exact)).result == "NO"
     clock.advance(timedelta(minutes=6))  # the second offer expires
@@ -169,22 +175,29 @@ def test_offers_hold_capacity_until_rejected_or_expired(client, clock):
 
 
 def test_a_later_slot_is_offered_when_the_earliest_is_held(client):
-    window = docker(cores=8, start="2026-09-01T09:00:00Z/PT3H", duration="PT1H")
+    window = docker(cores=8, start="2026-09-01T09:00:00Z/PT6H", duration="PT1H")
     window["executable"] = {
         "kind": model.KINDS + "executable/jupyter-notebook.yaml",
         "location": "x",
     }
-    starts = []
-    # The offers of one set hold capacity together: each whole-platform offer takes a later hour.
-    for offer in offerset_of(post_request(client, window)).offers:
-        assert isinstance(offer, model.ScheduledExecutionSession)
-        assert offer.schedule is not None
-        assert offer.schedule.available is not None
-        assert offer.schedule.available.start is not None
-        starts.append(offer.schedule.available.start.start)
-    assert len(starts) >= 2
-    assert len(set(starts)) == len(starts)
-    assert sorted(starts)[1] - sorted(starts)[0] >= timedelta(hours=1)
+    held_until = NOW
+    for _ in range(3):
+        offers = offerset_of(post_request(client, window)).offers
+        slots = []
+        for offer in offers:
+            assert isinstance(offer, model.ScheduledExecutionSession)
+            assert offer.phase is model.SessionPhase.OFFERED
+            assert offer.schedule is not None
+            assert offer.schedule.available is not None
+            assert offer.schedule.available.start is not None
+            assert offer.schedule.available.duration is not None
+            start = offer.schedule.available.start.start
+            slots.append((start, start + offer.schedule.available.duration))
+        # Whole-platform offers of one set are alternatives at consecutive hours; a new
+        # request is pushed past every hour the earlier sets still hold, not refused.
+        assert len({start for start, _ in slots}) >= 2
+        assert min(start for start, _ in slots) >= held_until
+        held_until = max(end for _, end in slots)
 
 
 @pytest.mark.parametrize(

@@ -178,11 +178,13 @@ def record(
 
 
 def booking_of(stored: SessionRecord, kind: BookingKind = BookingKind.HOLD) -> Booking:
+    """The session's hold (of its offer set, as the store reads it back) or booking."""
     return Booking(
         platform=stored.platform,
         interval=Interval(stored.state.start, stored.state.end),
         resources=stored.resources,
         kind=kind,
+        group=stored.offerset_id if kind is BookingKind.HOLD else None,
     )
 
 

@@ -2,8 +2,9 @@
 
 `overbookings` is what the concurrency tests and the accepts benchmark trust to say that nothing
 was double-booked; `holds_fit` is what the broker trusts, under a platform's lock, to store
-offers it computed without the lock. Both are compared here with a brute force that sums the
-commitments covering each instant of a fine grid, and `holds_fit` with the scheduler itself:
+offers it computed without the lock. Both are compared here with a brute force that, at each
+instant of a fine grid, sums the bookings and adds, per offer set, the most any of its holds
+takes (the holds of one set are alternatives), and `holds_fit` with the scheduler itself:
 offers made from some bookings always fit next to those bookings.
 """
 
@@ -70,8 +71,15 @@ def hold(
     *,
     platform: str = "a",
     gpus: tuple[GpuShare, ...] = (),
+    group: str | None = None,
 ) -> Booking:
-    return booking(start, end, cores, memory, platform=platform, gpus=gpus, kind=BookingKind.HOLD)
+    return Booking(
+        platform=platform,
+        interval=Interval(at(start), at(end)),
+        resources=Resources(cores=cores, memory=memory, gpus=gpus),
+        kind=BookingKind.HOLD,
+        group=group,
+    )
 
 
 # ------------------------------------------------------------------------- overbookings
@@ -135,10 +143,49 @@ def test_a_hold_fits_where_the_bookings_leave_room_and_not_where_they_do_not():
     assert holds_fit(PLATFORM, bookings, [hold(60, 120, cores=8, memory=32.0)])
 
 
-def test_the_holds_of_one_set_are_counted_together():
+def test_the_holds_of_one_new_set_are_alternatives_each_fitting_on_its_own():
     bookings = [booking(0, 60, cores=4)]
     assert holds_fit(PLATFORM, bookings, [hold(0, 60, cores=2)])
-    assert not holds_fit(PLATFORM, bookings, [hold(0, 60, cores=2), hold(30, 60, cores=3)])
+    # 2 + 3 cores next to 4 would be 9 of 8, but only one of them can be accepted.
+    assert holds_fit(PLATFORM, bookings, [hold(0, 60, cores=2), hold(30, 60, cores=3)])
+    assert holds_fit(PLATFORM, bookings, [hold(0, 60, cores=4), hold(0, 60, cores=4)])
+    assert not holds_fit(PLATFORM, bookings, [hold(0, 60, cores=2), hold(30, 60, cores=5)])
+
+
+def test_the_holds_of_a_stored_set_count_by_their_maximum_per_resource():
+    # One set: 4 cores and 8 GiB, or 2 cores and 24 GiB; it takes 4 cores and 24 GiB at most.
+    stored = [
+        hold(0, 60, cores=4, memory=8.0, group="s"),
+        hold(0, 60, cores=2, memory=24.0, group="s"),
+    ]
+    assert overbookings(PLATFORM, [*stored, booking(0, 60, cores=4, memory=8.0)]) == []
+    [excess] = overbookings(PLATFORM, [*stored, booking(30, 60, cores=5, memory=8.0)])
+    assert (excess.resource, excess.start, excess.used) == ("cores", at(30), 9)
+    [excess] = overbookings(PLATFORM, [*stored, booking(0, 60, cores=1, memory=9.0)])
+    assert (excess.resource, excess.used) == ("GiB of memory", 33)
+    # Two sets, or holds without a set, add up.
+    other = [hold(0, 60, cores=4, group="t")]
+    assert [e.resource for e in overbookings(PLATFORM, [*stored, *other, *other])] == []
+    assert [
+        e.resource for e in overbookings(PLATFORM, [*stored, *other, hold(0, 9, memory=0.0)])
+    ] == ["cores"]
+    assert holds_fit(PLATFORM, [*stored, *other], [hold(0, 60, cores=0, memory=8.0)]) is False
+    assert holds_fit(PLATFORM, stored, [hold(0, 60, cores=4, memory=8.0)]) is True
+
+
+def test_an_accepted_booking_counts_in_full_whatever_its_set():
+    # Once accepted, the session's booking is no alternative: it adds up with its set's holds
+    # (which the accept releases in the same transaction).
+    accepted = Booking(
+        platform="a",
+        interval=Interval(at(0), at(60)),
+        resources=Resources(cores=4, memory=8.0),
+        group="s",
+    )
+    assert overbookings(PLATFORM, [accepted, hold(0, 60, cores=4, group="s")]) == []
+    assert [
+        e.resource for e in overbookings(PLATFORM, [accepted, hold(0, 60, cores=5, group="s")])
+    ] == ["cores"]
 
 
 def test_a_resource_the_hold_does_not_take_never_stops_it():
@@ -165,13 +212,14 @@ SMALL = PlatformSpec(
     name="a", cores=4, memory=16.0, gpus=(Gpu(model="A100", memory=80.0, count=2),)
 )
 commitment = st.builds(
-    lambda platform, start, length, cores, memory, gpus: booking(
-        start,
-        start + length,
-        cores,
-        float(memory),
+    lambda platform, start, length, cores, memory, gpus, group: Booking(
         platform=platform,
-        gpus=(GpuShare("A100", gpus),) if gpus else (),
+        interval=Interval(at(start), at(start + length)),
+        resources=Resources(
+            cores=cores, memory=float(memory), gpus=(GpuShare("A100", gpus),) if gpus else ()
+        ),
+        kind=BookingKind.BOOKING if group is None else BookingKind.HOLD,
+        group=group,
     ),
     st.sampled_from(["a", "a", "b"]),
     st.integers(0, 30),
@@ -179,18 +227,34 @@ commitment = st.builds(
     st.integers(0, 3),
     st.integers(0, 10),
     st.integers(0, 2),
+    st.sampled_from([None, None, "s", "t"]),
 )
 
 
+def amounts(item: Booking) -> tuple[int, int, int]:
+    return (
+        item.resources.cores,
+        memory_units(item.resources.memory),
+        sum(share.count for share in item.resources.gpus),
+    )
+
+
 def load_at(items: list[Booking], minute: int) -> tuple[int, int, int]:
+    """Bookings add up; the holds of one set add, per resource, the most any of them takes."""
     covering = [
         item for item in items if item.platform == "a" and item.interval.contains(at(minute))
     ]
-    return (
-        sum(item.resources.cores for item in covering),
-        sum(memory_units(item.resources.memory) for item in covering),
-        sum(share.count for item in covering for share in item.resources.gpus),
-    )
+    load = [0, 0, 0]
+    sets: dict[str, list[int]] = {}
+    for item in covering:
+        if item.group is None:
+            load = [a + b for a, b in zip(load, amounts(item), strict=True)]
+        else:
+            most = sets.setdefault(item.group, [0, 0, 0])
+            sets[item.group] = [max(a, b) for a, b in zip(most, amounts(item), strict=True)]
+    for most in sets.values():
+        load = [a + b for a, b in zip(load, most, strict=True)]
+    return load[0], load[1], load[2]
 
 
 CAPACITY = (SMALL.cores, capacity_units(SMALL.memory), 2)
@@ -218,18 +282,16 @@ def test_holds_fit_agrees_with_a_brute_force_over_every_minute(
         Booking(platform="a", interval=h.interval, resources=h.resources, kind=BookingKind.HOLD)
         for h in drawn
     ]
-    everything = [*bookings, *holds]
+    # The new holds are one set's alternatives: each must fit on its own.
     fits = True
-    for minute in range(41):
-        covering = [h for h in holds if h.interval.contains(at(minute))]
-        taken = [
-            (sum(h.resources.cores for h in covering) > 0),
-            (sum(memory_units(h.resources.memory) for h in covering) > 0),
-            (sum(share.count for h in covering for share in h.resources.gpus) > 0),
-        ]
-        used = load_at(everything, minute)
-        if any(t and u > c for t, u, c in zip(taken, used, CAPACITY, strict=True)):
-            fits = False
+    for new in holds:
+        for minute in range(41):
+            if not new.interval.contains(at(minute)):
+                continue
+            used = load_at([*bookings, new], minute)
+            taken = [amount > 0 for amount in amounts(new)]
+            if any(t and u > c for t, u, c in zip(taken, used, CAPACITY, strict=True)):
+                fits = False
     assert holds_fit(SMALL, bookings, holds) is fits
 
 

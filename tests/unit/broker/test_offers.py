@@ -1,12 +1,12 @@
 """Offers across platforms: strategies, prices, de-duplication, holds, and the NO answer."""
 
 from datetime import UTC, datetime, timedelta
-from itertools import pairwise
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from broker.audit import overbookings
 from broker.intervals import Interval
 from broker.offers import STRATEGIES, Cost, OfferPolicy, make_offers, price
 from broker.scheduling import (
@@ -162,13 +162,35 @@ def test_every_offer_expires_after_the_ttl():
     assert all(o.hold().kind is BookingKind.HOLD for o in offers)
 
 
-def test_offers_of_one_set_are_all_held_at_once():
-    """Room for one session at a time: offers of one set never overlap on the platform."""
+def test_offers_of_one_set_are_alternatives_at_consecutive_starts():
+    """Room for one session at a time: the set still offers several starts, one after another."""
     tight = platform("alpha", cores=4, memory=8)
-    offers = make_offers([tight], [], demand(), NOW, OfferPolicy(max_offers=6)).offers
-    assert len(offers) >= 2
-    holds = sorted((o.start, o.end) for o in offers)
-    assert all(a_end <= b_start for (_, a_end), (b_start, _) in pairwise(holds))
+    offers = make_offers([tight], [], demand(), NOW, OfferPolicy(max_offers=4)).offers
+    assert len(offers) == 4
+    assert offers[0].start == NOW
+    # Each later offer starts when an earlier one ends: consecutive start times.
+    for index, offer in enumerate(offers[1:], start=1):
+        assert offer.start in {earlier.end for earlier in offers[:index]}
+    # Together they hold only what one of them takes: the platform is not over-committed.
+    assert overbookings(tight, [o.hold("set") for o in offers]) == []
+
+
+def test_other_sets_hold_their_maximum_so_a_new_request_still_starts_now():
+    """Seven sets of four 2-core offers each on 16 cores: the eighth request still starts now."""
+    sixteen = platform("alpha", cores=16, memory=64)
+    two = demand(cores_min=2, cores_max=2, memory_min=2.0, memory_max=2.0)
+    held: list[Booking] = []
+    for number in range(7):
+        offers = make_offers([sixteen], held, two, NOW, OfferPolicy(max_offers=4)).offers
+        assert offers[0].start == NOW, number
+        held.extend(offer.hold(f"set-{number}") for offer in offers)
+    eighth = make_offers([sixteen], held, two, NOW, OfferPolicy(max_offers=4)).offers
+    assert eighth[0].start == NOW
+    held.extend(offer.hold("set-8") for offer in eighth)
+    assert overbookings(sixteen, held) == []
+    ninth = make_offers([sixteen], held, two, NOW, OfferPolicy(max_offers=4))
+    assert ninth.result == "YES"
+    assert min(o.start for o in ninth.offers) > NOW  # pushed past the held ones
 
 
 @settings(max_examples=40, deadline=None)
@@ -177,16 +199,18 @@ def test_offers_of_one_set_are_all_held_at_once():
     cores_min=st.integers(1, 4),
     window_hours=st.integers(0, 8),
     max_offers=st.integers(2, 6),
+    busy_cores=st.integers(0, 8),
 )
-def test_holds_of_one_set_fit_together_on_a_small_platform(
-    cores, cores_min, window_hours, max_offers
+def test_each_offer_of_a_set_fits_on_its_own_next_to_the_bookings(
+    cores, cores_min, window_hours, max_offers, busy_cores
 ):
     small = platform("alpha", cores=cores, memory=64)
+    bookings = [busy("alpha", 0.5, 2.5, min(busy_cores, cores))]
     wanted = demand(cores_min=cores_min, windows=(Interval(NOW, at(window_hours)),))
-    offers = make_offers([small], [], wanted, NOW, OfferPolicy(max_offers=max_offers)).offers
+    offers = make_offers([small], bookings, wanted, NOW, OfferPolicy(max_offers=max_offers)).offers
     for offer in offers:
-        overlapping = [o for o in offers if o.start <= offer.start < o.end]
-        assert sum(o.resources.cores for o in overlapping) <= cores
+        assert overbookings(small, [*bookings, offer.hold()]) == []
+    assert overbookings(small, [*bookings, *(o.hold("set") for o in offers)]) == []
 
 
 # ------------------------------------------------------------------------- NO, and GPUs

@@ -191,17 +191,29 @@ class LocalPlatformSettings(_Settings, frozen=True):
     jupyter: str = "jupyter"
     """The `jupyter` command (its `nbconvert` runs notebooks); notebooks are refused when it is
     not found."""
-    container_runtime: ContainerRuntime | Literal["auto", "none"] = "auto"
-    """What runs containers: `auto` takes the first of apptainer, singularity, podman found on
-    PATH; `none` refuses containers."""
+    container_engine: str = "podman"
+    """The Docker-compatible command that runs docker-container images (`podman`, `docker`, or
+    a path); `none` refuses them. Images are pulled by digest, run with the offered cores,
+    memory and `container_pids` as limits and without network unless they publish ports."""
+    registries: list[str] = []
+    """Registries docker-container images may come from, as `host[:port]` (`docker.io`,
+    `ghcr.io`, `127.0.0.1:5000`); an image from any other is refused at offer time. Empty
+    refuses every image."""
+    container_pids: PositiveInt = 4096
+    """Most processes (and threads) a container may have at once (`--pids-limit`)."""
+    container_runtime: Literal["auto", "apptainer", "singularity", "none"] = "auto"
+    """What runs singularity-container images: `auto` takes apptainer or singularity, the first
+    found on PATH; `none` refuses them."""
     sources: list[str] = []
-    """URL prefixes programs, notebooks and images must start with; empty allows any."""
+    """URL prefixes programs, notebooks and Singularity images must start with; empty allows
+    any (docker-container images are governed by `registries`)."""
     poll: timedelta = timedelta(seconds=2)
     """How often a running session is looked at."""
     grace: timedelta = timedelta(seconds=10)
-    """How long a stopped program has between SIGTERM and SIGKILL."""
+    """How long a stopped program (or container) has between SIGTERM and SIGKILL."""
     limit_memory: bool = True
-    """Cap each program's address space at the offered memory (RLIMIT_AS)."""
+    """Cap each program's address space at the offered memory (RLIMIT_AS); containers get the
+    offered memory as their memory limit instead."""
 
 
 class SlurmPlatformSettings(_Settings, frozen=True):

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 from sqlalchemy import (
@@ -26,6 +26,7 @@ from sqlalchemy import (
     String,
     Text,
     and_,
+    bindparam,
     func,
     or_,
     select,
@@ -126,21 +127,84 @@ def _maybe_aware(value: datetime | None) -> datetime | None:
 
 
 def _to_version(row: VersionRow) -> EntryVersion:
+    return _version_from_columns(
+        (
+            row.version,
+            row.document,
+            row.content_hash,
+            row.source,
+            row.repository,
+            row.path,
+            row.ref,
+            row.ref_kind,
+            row.commit,
+            row.harvested_at,
+            row.published_at,
+            row.updated_at,
+        )
+    )
+
+
+_VERSION_COLUMNS: Final = (
+    VersionRow.version,
+    VersionRow.document,
+    VersionRow.content_hash,
+    VersionRow.source,
+    VersionRow.repository,
+    VersionRow.path,
+    VersionRow.ref,
+    VersionRow.ref_kind,
+    VersionRow.commit,
+    VersionRow.harvested_at,
+    VersionRow.published_at,
+    VersionRow.updated_at,
+)
+"""What `_version_from_columns` takes, in its order: read as plain rows, no ORM objects."""
+
+
+_CURRENT_VERSIONS: Final = (
+    select(VersionRow.entry_id, *_VERSION_COLUMNS)
+    .join(EntryRow, EntryRow.id == VersionRow.entry_id)
+    .where(
+        EntryRow.id.in_(bindparam("ids", expanding=True)),
+        EntryRow.withdrawn.is_(False),
+        VersionRow.version == EntryRow.current_version,
+    )
+)
+"""The current versions of some entries (`ids`); built once, so its compiled form is reused."""
+
+
+def _version_from_columns(columns: Sequence[Any]) -> EntryVersion:
+    """A version from a plain row of `_VERSION_COLUMNS`, in that order."""
+    (
+        version,
+        document,
+        digest,
+        source,
+        repository,
+        path,
+        ref,
+        ref_kind,
+        commit,
+        harvested_at,
+        published_at,
+        updated_at,
+    ) = columns
     return EntryVersion(
-        version=row.version,
-        spec=_spec_decoder.decode(row.document),
-        content_hash=row.content_hash,
+        version=version,
+        spec=_spec_decoder.decode(document),
+        content_hash=digest,
         provenance=Provenance(
-            source=row.source,
-            repository=row.repository,
-            path=row.path,
-            ref=row.ref,
-            ref_kind=row.ref_kind,  # type: ignore[arg-type]  # written from the same Literal
-            commit=row.commit,
-            harvested_at=_maybe_aware(row.harvested_at),
+            source=source,
+            repository=repository,
+            path=path,
+            ref=ref,
+            ref_kind=ref_kind,  # type: ignore[arg-type]  # written from the same Literal
+            commit=commit,
+            harvested_at=_maybe_aware(harvested_at),
         ),
-        published_at=_aware(row.published_at),
-        updated_at=_aware(row.updated_at),
+        published_at=_aware(published_at),
+        updated_at=_aware(updated_at),
     )
 
 
@@ -312,32 +376,30 @@ class SqlCatalogueStore:
             return None if row is None else _to_version(row)
 
     def current_versions(self, entry_ids: Sequence[str]) -> dict[str, EntryVersion]:
-        """The current version of each listed entry that exists and is not withdrawn."""
+        """The current version of each listed entry that exists and is not withdrawn.
+
+        One plain select per 500 ids (columns, not ORM objects, through a statement built
+        once): a search page loads its hits here, and building ORM objects and statements cost
+        more than the query itself.
+        """
         if not entry_ids:
             return {}
         found: dict[str, EntryVersion] = {}
-        with read_transaction(self._sessions) as session:
+        with self.engine.connect() as connection:
             for start in range(0, len(entry_ids), _BATCH):
-                chunk = list(entry_ids[start : start + _BATCH])
-                rows = session.scalars(
-                    select(VersionRow)
-                    .join(EntryRow, EntryRow.id == VersionRow.entry_id)
-                    .where(
-                        EntryRow.id.in_(chunk),
-                        EntryRow.withdrawn.is_(False),
-                        VersionRow.version == EntryRow.current_version,
-                    )
+                rows = connection.execute(
+                    _CURRENT_VERSIONS, {"ids": list(entry_ids[start : start + _BATCH])}
                 )
-                found.update((row.entry_id, _to_version(row)) for row in rows)
+                found.update((key, _version_from_columns(columns)) for key, *columns in rows)
         return found
 
     def iter_current(self) -> Iterator[tuple[str, EntryVersion]]:
         """Every searchable entry with its current version, by id, in batches (for reindex)."""
         after = ""
         while True:
-            with read_transaction(self._sessions) as session:
-                rows = session.scalars(
-                    select(VersionRow)
+            with self.engine.connect() as connection:
+                rows = connection.execute(
+                    select(VersionRow.entry_id, *_VERSION_COLUMNS)
                     .join(EntryRow, EntryRow.id == VersionRow.entry_id)
                     .where(
                         EntryRow.withdrawn.is_(False),
@@ -347,7 +409,7 @@ class SqlCatalogueStore:
                     .order_by(EntryRow.id)
                     .limit(_BATCH)
                 ).all()
-                batch = [(row.entry_id, _to_version(row)) for row in rows]
+            batch = [(key, _version_from_columns(columns)) for key, *columns in rows]
             yield from batch
             if len(batch) < _BATCH:
                 return

@@ -1,31 +1,39 @@
-"""The `voexec` command: a root parser onto which each package mounts its commands.
+"""The `voexec` command: a root parser with the client, local and server commands mounted.
 
-Each package's `cli.py` exposes `register(subparsers)`; each command sets `func(args) -> int`.
-Only `main()` turns errors into exit codes.
+- client commands (`search`, `entry`, `publish`, `offers`, `request`, `accept`, `reject`,
+  `cancel`, `session`, `watch`) speak HTTP to one server through `voexec.client`:
+  `voexec/cli_client.py`;
+- local commands (`reindex`, `harvest`, `vocab`) open what the settings describe:
+  `voexec/cli_local.py`, over the packages' own `cli.py`;
+- `serve` and `openapi` are here; `validate` is `voexec/validate/command.py`.
+
+Each command sets `func(args) -> int`; only `main()` turns errors into exit codes. Building the
+parser imports argparse and our light modules only: Litestar, SQLAlchemy, tantivy, rdflib and
+httpx are imported by the command that needs them, so `voexec --help` answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import sys
-import tempfile
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
-
-import msgspec
-
-from core.errors import ConfigError, DomainError
-from core.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from litestar import Litestar
 
+    from core.settings import Settings
+
+EX_CONFIG = 78
+
 
 def _serve(args: argparse.Namespace) -> int:
+    import logging
+
+    import msgspec
     import uvicorn
 
+    from core.settings import load_settings
     from voexec.app import create_app
 
     settings = load_settings(args.config)
@@ -56,13 +64,21 @@ async def _started_document(app: Litestar) -> dict[str, Any]:
 
 def openapi_document(settings: Settings) -> dict[str, Any]:
     """The OpenAPI document the app built from `settings` serves at /schema/openapi.json."""
+    import asyncio
+
     from voexec.app import create_app
 
     return asyncio.run(_started_document(create_app(settings)))
 
 
 def _openapi(args: argparse.Namespace) -> int:
+    import logging
+    import tempfile
+
+    import msgspec
     import yaml
+
+    from core.settings import load_settings
 
     # stdout carries the document; warnings about data it does not depend on (vocabularies not
     # cached while offline) would only be noise on stderr.
@@ -114,10 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     openapi.add_argument("--yaml", action="store_true", help="print YAML instead of JSON")
     openapi.set_defaults(func=_openapi)
 
-    from voexec.wiring import PARTS
+    from voexec.validate.command import register as register_validate
 
-    for part in PARTS:
-        part.register_commands(commands)
+    register_validate(commands)
+
+    from voexec import cli_client, cli_local
+
+    cli_client.register(commands)
+    cli_local.register(commands)
     return parser
 
 
@@ -128,13 +148,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from core.errors import ConfigError, DomainError, Invalid
+
     try:
         return int(args.func(args))
     except ConfigError as error:
         print(f"voexec: configuration error: {error.message}", file=sys.stderr)
-        return 78  # EX_CONFIG
+        return EX_CONFIG
     except DomainError as error:
         print(f"voexec: {error.message}", file=sys.stderr)
+        for problem in error.problems if isinstance(error, Invalid) else ():
+            hint = (
+                f" (did you mean: {', '.join(problem.suggestions)}?)" if problem.suggestions else ""
+            )
+            print(f"  {problem.field}: {problem.reason}{hint}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -47,7 +47,6 @@ __all__ = [
     "Duration",
     "Interval",
     "InvalidTime",
-    "check_duration",
     "check_instant",
     "format_duration",
     "format_instant",
@@ -137,20 +136,6 @@ class Duration(timedelta):
 
     def __str__(self) -> str:
         return format_duration(self)
-
-
-def check_duration(delta: timedelta, text: str | None = None) -> Duration:
-    """`delta` as a `Duration` when it is within bounds (0 to `LONGEST_DURATION`).
-
-    Raises:
-        InvalidTime: it is negative or longer than `LONGEST_DURATION`.
-    """
-    shown = repr(text) if text is not None else format_duration(abs(delta))
-    if delta < timedelta(0):
-        raise InvalidTime(f"negative durations are not allowed: {shown}")
-    if delta > LONGEST_DURATION:
-        raise InvalidTime(_too_long(shown))
-    return Duration.of(delta)
 
 
 def _too_long(shown: str) -> str:

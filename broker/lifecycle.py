@@ -74,7 +74,15 @@ class AcceptedDirectly(Event, frozen=True):
 
 
 class OfferAccepted(Event, frozen=True):
-    """The client accepted this offer."""
+    """The client accepted this offer.
+
+    `start`, when given, is the session's new start: the offer was accepted too late for its
+    preparation to begin on time, and the service found room for the whole slot later. The
+    session keeps its duration; it never starts with less preparation than the platform needs
+    nor runs shorter than offered (`step` refuses a late accept without a new start).
+    """
+
+    start: datetime | None = None
 
 
 class OfferRejected(Event, frozen=True):
@@ -272,6 +280,8 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True):
     preparation: timedelta = timedelta(0)
     expires: datetime | None = None
     """When the offer stops holding capacity (set by `OffersMade`)."""
+    latest_start: datetime | None = None
+    """The end of the requested start range: how late an offer accepted late may start."""
     message: str | None = None
     """Why the session failed."""
     history: tuple[Transition, ...] = ()
@@ -326,6 +336,23 @@ class OfferHasExpired(InvalidTransition):
             state.history,
             message=f"session {state.session_id}: the offer expired at {expired} "
             f"(now {now.isoformat()}) and can no longer be accepted",
+        )
+
+
+class OfferStartPassed(InvalidTransition):
+    """An accept came after preparation should have begun, and no later start was given."""
+
+    def __init__(self, state: SessionState, now: datetime) -> None:
+        begin = state.start - state.preparation
+        super().__init__(
+            state.session_id,
+            state.phase,
+            OfferAccepted(),
+            state.history,
+            message=f"session {state.session_id}: the offer starts at "
+            f"{state.start.isoformat()}, and its preparation had to begin at "
+            f"{begin.isoformat()} (now {now.isoformat()}); it can only be accepted with a later "
+            "start",
         )
 
 
@@ -517,24 +544,49 @@ def _instant(state: SessionState, anchor: Anchor, now: datetime) -> datetime:
 def _note(source: Phase, target: Phase, event: Event, state: SessionState) -> str:
     if isinstance(event, Failed):
         return event.reason
+    if isinstance(event, OfferAccepted) and event.start is not None:
+        return (
+            f"{source} -> {target} (OfferAccepted late: the start moved to "
+            f"{state.start.isoformat()}, the session keeps its full duration)"
+        )
     if isinstance(event, ComponentCancelled) and event.reason:
         return f"{source} -> {target} ({event.reason})"
     return f"{source} -> {target} ({type(event).__name__})"
 
 
-def step(state: SessionState, event: Event, now: datetime) -> Step:
+def _accepting(state: SessionState, event: OfferAccepted, now: datetime) -> dict[str, object]:
+    """Check an accept against the offer's expiry and start; the new slot when it moved."""
+    if state.expires is not None and now >= state.expires:
+        raise OfferHasExpired(state, now)
+    if (event.start or state.start) - state.preparation < now:
+        raise OfferStartPassed(state, now)
+    if event.start is None:
+        return {}
+    return {"start": event.start, "end": event.start + (state.end - state.start)}
+
+
+def step(state: SessionState, event: Event, now: datetime, *, at: datetime | None = None) -> Step:
     """Apply one event to a session: the new state and the effects, in the order to run them.
+
+    Args:
+        state: the session.
+        event: what happened.
+        now: the instant the event takes effect: timers anchored at "now" and the expiry of
+            an offer are measured from it (the work queue delivers a late event at the
+            instant it fell due).
+        at: when the change is recorded in the history: the clock at the transition (default
+            `now`). Never earlier than the last recorded change, so that the history stays in
+            order even if a clock steps back (another process, a restart).
 
     Raises:
         OfferHasExpired: an accept at or after the offer's `expires`.
+        OfferStartPassed: an accept after preparation should have begun, without a new start.
         InvalidTransition: the table has no row for the phase and the event.
     """
     rule = TRANSITIONS.get((state.phase, type(event)))
     if rule is None:
         raise InvalidTransition(state.session_id, state.phase, event, state.history)
-    if isinstance(event, OfferAccepted) and state.expires is not None and now >= state.expires:
-        raise OfferHasExpired(state, now)
-    changes: dict[str, object] = {}
+    changes = _accepting(state, event, now) if isinstance(event, OfferAccepted) else {}
     if isinstance(event, OffersMade):
         changes["expires"] = event.expires
     if isinstance(event, Failed):
@@ -544,10 +596,13 @@ def step(state: SessionState, event: Event, now: datetime) -> Step:
         # is unchanged and nothing is remembered.
         asked = (effect for effect in rule.effects if isinstance(effect, type))
         return Step(state, tuple(cast("AnyEffect", effect()) for effect in asked))
+    recorded = at or now
+    if state.history:
+        recorded = max(recorded, state.history[-1].at)
     new = msgspec.structs.replace(
         state,
         phase=rule.to,
-        history=(*state.history, Transition(now, type(event).__name__, state.phase, rule.to)),
+        history=(*state.history, Transition(recorded, type(event).__name__, state.phase, rule.to)),
         **changes,
     )
     effects: list[AnyEffect] = []

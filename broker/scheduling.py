@@ -80,6 +80,7 @@ __all__ = [
     "SlotSearch",
     "assess",
     "booking_range",
+    "earliest_start",
     "explain_no_slots",
     "find_slots",
     "free_capacity",
@@ -197,6 +198,38 @@ def free_capacity(
             )
         )
     return pieces
+
+
+def earliest_start(
+    platform: PlatformSpec,
+    bookings: Iterable[Booking],
+    resources: Resources,
+    duration: timedelta,
+    starts: Interval,
+) -> datetime | None:
+    """The earliest start in `starts` (closed) where `resources` fit for `duration`, or None.
+
+    For moving an accepted session whose start has passed: the same resources, the same
+    duration, next to `bookings` (which must not include the session's own hold or its
+    siblings'). A resource it takes none of never stops it, as in `broker.audit.holds_fit`.
+    """
+    first, last, length = to_micros(starts.start), to_micros(starts.end), duration_micros(duration)
+    if first > last or length <= 0:
+        return None
+    layout = _Layout(platform)
+    timeline, capacity = usage_timeline(
+        platform, bookings, Interval(starts.start, starts.end + duration)
+    )
+    amounts = layout.amounts(resources)
+    dimensions = [index for index, amount in enumerate(amounts) if amount > 0]
+    if not dimensions:
+        return starts.start
+    candidates = [first, *timeline.breakpoints(first, last)]
+    peaks = timeline.window_peaks(candidates, length, dimensions)
+    for start, peak in zip(candidates, peaks, strict=True):
+        if all(used + amounts[d] <= capacity[d] for used, d in zip(peak, dimensions, strict=True)):
+            return from_micros(start)
+    return None
 
 
 # ------------------------------------------------------------------------- the search

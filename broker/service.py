@@ -36,7 +36,8 @@ from uuid import UUID, uuid4
 import msgspec
 
 from broker import lifecycle
-from broker.intervals import Interval
+from broker.audit import holds_fit
+from broker.intervals import Interval, format_duration
 from broker.lifecycle import (
     AcceptedDirectly,
     AnyEffect,
@@ -47,6 +48,7 @@ from broker.lifecycle import (
     InvalidTransition,
     Notify,
     ObservePlatform,
+    OfferAccepted,
     OfferExpired,
     OffersMade,
     Phase,
@@ -76,10 +78,12 @@ from broker.model import (
 from broker.offers import Offer, OfferPolicy, OfferSet
 from broker.ports import Platform
 from broker.resources import Booking, BookingKind, PlatformSpec
+from broker.scheduling import earliest_start
 from broker.service_offers import Question, answer_messages, place_offers, read_question
 from broker.service_platforms import call_platform
 from broker.service_shape import (
     CLIENT_UPDATES,
+    moved_session,
     new_session,
     options_for,
     requested_phase,
@@ -111,6 +115,19 @@ class IllegalUpdate(Conflict):
             f"session {session} is {phase}; it cannot become {requested} "
             f"(allowed updates of phase: {allowed})"
         )
+
+
+class AcceptRefused(Conflict):
+    """An offer cannot be accepted as it stands: its platform has no room for its slot.
+
+    Said when an offer accepted after its preparation should have begun finds no room for the
+    whole session later in its requested start range (the session is never shortened), and
+    when an accept's check against the bookings and the other sets' holds fails.
+    """
+
+
+class _NeedsExclusiveLock(Exception):
+    """The accept turned out late under a shared platform lock: do it again, exclusively."""
 
 
 class DirectExecutionFailed(DomainError):
@@ -174,6 +191,9 @@ class BrokerService:
         now = self._now()
         offerset_id = uuid4()
         question = self._question(request, unknown_kinds, now)
+        demand = question.demand
+        # How late an offer accepted late may start: the end of the requested start range.
+        latest_start = max(w.end for w in demand.windows) if demand is not None else None
 
         def keep(tx: StoreTransaction, found: OfferSet) -> OfferSetResponse:
             meta = ComponentMetadata(
@@ -188,7 +208,16 @@ class BrokerService:
             )
             tx.add_offerset(str(offerset_id), now, document)
             sessions = [
-                self._open(tx, request, offer, base_url, now, offerset=str(offerset_id), position=i)
+                self._open(
+                    tx,
+                    request,
+                    offer,
+                    base_url,
+                    now,
+                    offerset=str(offerset_id),
+                    position=i,
+                    latest_start=latest_start,
+                )
                 for i, offer in enumerate(found.offers)
             ]
             return msgspec.structs.replace(document, offers=[s.document for s in sessions])
@@ -261,7 +290,18 @@ class BrokerService:
             IllegalUpdate: the current phase does not allow it (e.g. accepting an EXPIRED offer).
         """
         target = requested_phase(update)
-        refusal: IllegalUpdate | None = None
+        try:
+            return self._update(uuid, target, exclusive=False)
+        except _NeedsExclusiveLock:
+            return self._update(uuid, target, exclusive=True)
+
+    def _update(self, uuid: UUID, target: SessionPhase, *, exclusive: bool) -> AnySession:
+        """`update_session` in one transaction.
+
+        `exclusive` locks an offer's platform exclusively, for a late accept: it takes capacity
+        at new times.
+        """
+        refusal: Conflict | None = None
         with self._store.write() as tx:
             tx.lock_offerset_of(str(uuid))  # first: accepting one offer rejects its siblings
             record = tx.session(str(uuid), lock=True)
@@ -271,10 +311,12 @@ class BrokerService:
                 # Whether the offer has expired decides whether its hold may become a booking.
                 # The clock is read once the platform's lock is granted: an offer request that
                 # counted this hold as expired (and may have reused its capacity) committed
-                # before, at an instant no later. Shared: accepts take no capacity, so they
-                # wait only for (and hold up only) offer requests storing holds here. Other
-                # updates only free capacity (a cancel may call the platform): no lock.
-                tx.lock_platforms([record.platform], shared=True)
+                # before, at an instant no later. Shared: an accept on time takes no capacity
+                # (its booking is one of the alternatives its set held), so accepts wait only
+                # for (and hold up only) offer requests storing holds here. A late accept
+                # moves its slot, taking capacity at new times: exclusive, as offers are.
+                # Other updates only free capacity (a cancel may call the platform): no lock.
+                tx.lock_platforms([record.platform], shared=not exclusive)
             now = self._now()
             expires = record.state.expires
             if record.phase is Phase.OFFERED and expires is not None and now >= expires:
@@ -284,10 +326,70 @@ class BrokerService:
                 refusal = IllegalUpdate(uuid, phase, target)  # raised after the commit
             else:
                 event = lifecycle.update_event(record.state, "phase", target.value)
-                record = self._apply(tx, record, event, now)
+                if isinstance(event, OfferAccepted):
+                    accepted = self._accepting(tx, record, now, exclusive=exclusive)
+                    if isinstance(accepted, AcceptRefused):
+                        refusal = accepted
+                    else:
+                        record, event = accepted
+                if refusal is None:
+                    record = self._apply(tx, record, event, now)
         if refusal is not None:
             raise refusal
         return record.document
+
+    def _accepting(
+        self, tx: StoreTransaction, record: SessionRecord, now: datetime, *, exclusive: bool
+    ) -> tuple[SessionRecord, OfferAccepted] | AcceptRefused:
+        """Check an accept firmly, moving a late offer's slot when there is room for it.
+
+        The session's booking is checked against the platform's bookings and the other sets'
+        holds (never its own set's: one of those alternatives is this offer). An offer whose
+        preparation should already have begun moves to the earliest start, with the
+        preparation, where its whole slot fits, within its requested start range; without
+        one, the accept is refused, saying why: a session never runs shorter than offered.
+
+        Raises:
+            _NeedsExclusiveLock: the offer is late and the platform is locked only shared.
+        """
+        spec = self._spec[record.platform]
+        state = record.state
+        duration = state.end - state.start
+        earliest = now + spec.preparation
+        late = state.start < earliest
+        if late and not exclusive and self._store.engine.dialect.name == "postgresql":
+            raise _NeedsExclusiveLock
+        start = state.start
+        latest = max(state.latest_start or state.start, earliest)
+        others = [
+            booking
+            for booking in tx.live_bookings(
+                now, [record.platform], Interval(min(start, earliest), latest + duration)
+            )
+            if record.offerset_id is None or booking.group != record.offerset_id
+        ]
+        if late:
+            moved = earliest_start(
+                spec, others, record.resources, duration, Interval(earliest, latest)
+            )
+            if moved is None:
+                return AcceptRefused(_late_refusal(record, spec, earliest))
+            start = moved
+        booking = Booking(
+            platform=record.platform,
+            interval=Interval(start, start + duration),
+            resources=record.resources,
+        )
+        if not holds_fit(spec, others, [booking]):
+            return AcceptRefused(
+                f"session {record.id}: {record.platform} has no room for this offer's slot "
+                f"from {start.isoformat()} any more; ask for new offers"
+            )
+        if not late:
+            return record, OfferAccepted()
+        tx.move_slot(record.id, start, start + duration)
+        document = moved_session(record.document, spec, start, start + duration)
+        return msgspec.structs.replace(record, document=document), OfferAccepted(start=start)
 
     def direct(
         self,
@@ -350,7 +452,9 @@ class BrokerService:
                 # bookings do, under the lock), and a platform call made here (say, a job
                 # submitted to Slurm) must not hold up the offer requests of its platform.
                 try:
-                    self._apply(tx, record, item.event, min(item.due_at, now))
+                    # The event takes effect when it fell due (a late tick replays what the
+                    # platform would have done, in order); the history records the clock.
+                    self._apply(tx, record, item.event, min(item.due_at, now), at=self._now())
                 except InvalidTransition as error:
                     log.warning("dropped a queued event: %s", error)
                 delivered += 1
@@ -382,6 +486,7 @@ class BrokerService:
         *,
         offerset: str | None,
         position: int = 0,
+        latest_start: datetime | None = None,
     ) -> SessionRecord:
         """Store a new session for `offer`: OFFERED in an offer set, else ACCEPTED at once."""
         session_id = uuid4()
@@ -391,6 +496,7 @@ class BrokerService:
             start=offer.start,
             end=offer.end,
             preparation=spec.preparation,
+            latest_start=latest_start,
         )
         event: AnyEvent = (
             OffersMade(expires=offer.expires) if offerset is not None else AcceptedDirectly()
@@ -415,30 +521,41 @@ class BrokerService:
             document=document,
         )
         # Effects first, so that the session is inserted once, with their notes.
-        record = self._carry_out(tx, record, result.effects, now)
+        record = self._carry_out(tx, record, result.effects, now, now)
         tx.add_session(record, position=position, start=offer.start, end=offer.end)
         return record
 
     def _apply(
-        self, tx: StoreTransaction, record: SessionRecord, event: AnyEvent, now: datetime
+        self,
+        tx: StoreTransaction,
+        record: SessionRecord,
+        event: AnyEvent,
+        now: datetime,
+        *,
+        at: datetime | None = None,
     ) -> SessionRecord:
-        """One lifecycle step for a stored session: the new state, its effects, stored."""
-        result = lifecycle.step(record.state, event, now)
+        """One lifecycle step for a stored session: the new state, its effects, stored.
+
+        `now` is when the event takes effect; `at` when it happened (the clock at the
+        transition; default `now`): the history, the phase notes and `modified` say `at`.
+        """
+        result = lifecycle.step(record.state, event, now, at=at)
         if result.state is record.state:
             # Ignored in this phase, or a poll: the platform's answer is all there is to do.
             if result.effects:
-                noted = self._carry_out(tx, record, result.effects, now)
+                noted = self._carry_out(tx, record, result.effects, now, at or now)
                 if noted is not record:
                     tx.save_session(noted)
                 return noted
             return record
         phase = result.state.phase
+        recorded = result.state.history[-1].at
         document = record.document
         meta = document.meta or ComponentMetadata()
         document = msgspec.structs.replace(
             document,
             phase=phase,
-            meta=msgspec.structs.replace(meta, modified=now, options=options_for(phase)),
+            meta=msgspec.structs.replace(meta, modified=recorded, options=options_for(phase)),
         )
         record = SessionRecord(
             id=record.id,
@@ -448,7 +565,7 @@ class BrokerService:
             state=result.state,
             document=document,
         )
-        record = self._carry_out(tx, record, result.effects, now)
+        record = self._carry_out(tx, record, result.effects, now, recorded)
         tx.save_session(record)
         return record
 
@@ -458,8 +575,13 @@ class BrokerService:
         record: SessionRecord,
         effects: Sequence[AnyEffect],
         now: datetime,
+        at: datetime,
     ) -> SessionRecord:
-        """Carry out a step's effects in the same transaction; returns the noted record."""
+        """Carry out a step's effects in the same transaction; returns the noted record.
+
+        `now` is when the step takes effect (platforms are called with it, timers set from it);
+        `at` is when it happened, the time of the notes.
+        """
         platform = self._platforms[record.platform]
         notes: list[MessageItem] = []
         for effect in effects:
@@ -475,24 +597,24 @@ class BrokerService:
                 case RejectSiblings():
                     for sibling in tx.siblings(record):
                         if sibling.phase is Phase.OFFERED:
-                            self._apply(tx, sibling, SiblingAccepted(), now)
+                            self._apply(tx, sibling, SiblingAccepted(), now, at=at)
                 case StartPreparation() | StartWork() | ObservePlatform() | StopWork() | Release():
                     reports, trouble = call_platform(platform, effect, record, now)
                     for report in reports:
                         tx.enqueue(record.id, report.at, report.event)
                         if report.note:
-                            notes.append(_platform_note(platform.name, report.note, now))
+                            notes.append(_platform_note(platform.name, report.note, at))
                     if trouble is not None:
                         notes.append(trouble)
-                case ScheduleTimer(at=at, event=event):
-                    tx.enqueue(record.id, at, event)
+                case ScheduleTimer(at=due, event=event):
+                    tx.enqueue(record.id, due, event)
                 case Notify(phase=phase, message=text):
                     failed = phase in (Phase.FAILED,)
                     notes.append(
                         message_item(
                             "urn:voexec:phase",
                             "{phase}: {note}",
-                            time=now,
+                            time=at,
                             level=MessageLevel.ERROR if failed else MessageLevel.INFO,
                             phase=phase.value,
                             note=text,
@@ -514,6 +636,27 @@ class BrokerService:
             state=record.state,
             document=document,
         )
+
+
+def _late_refusal(record: SessionRecord, spec: PlatformSpec, earliest: datetime) -> str:
+    state = record.state
+    latest = state.latest_start or state.start
+    where = (
+        f"no room for its {_hours(state.end - state.start)} on {record.platform} between "
+        f"{earliest.isoformat()} and {latest.isoformat()} (the end of the requested start range)"
+        if latest >= earliest
+        else f"the requested start range ended at {latest.isoformat()}"
+    )
+    return (
+        f"session {record.id}: the offer starts at {state.start.isoformat()} and its "
+        f"preparation ({_hours(spec.preparation)}) had to begin by "
+        f"{(state.start - spec.preparation).isoformat()}; it cannot move later: {where}. "
+        "The session would run shorter than offered, so the accept is refused; ask for new offers"
+    )
+
+
+def _hours(span: timedelta) -> str:
+    return format_duration(span)
 
 
 def _platform_note(platform: str, note: str, now: datetime) -> MessageItem:

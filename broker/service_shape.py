@@ -53,6 +53,7 @@ from core.time import Duration, Interval
 __all__ = [
     "CLIENT_UPDATES",
     "RELEASE_TIME",
+    "moved_session",
     "new_session",
     "offered_session",
     "options_for",
@@ -90,17 +91,7 @@ def offered_session(
     now: datetime,
 ) -> ScheduledExecutionSession:
     """The session for an offer: the request's components as offered, with the slot's schedule."""
-    schedule = ScheduledExecutionSchedule(
-        preparing=LifecycleStartDurationInstant(
-            start=offer.start - platform.preparation, duration=Duration.of(platform.preparation)
-        ),
-        available=LifecycleStartDurationInterval(
-            start=Interval.at(offer.start), duration=Duration.of(offer.end - offer.start)
-        ),
-        releasing=LifecycleStartDurationInstant(
-            start=offer.end, duration=Duration.of(RELEASE_TIME)
-        ),
-    )
+    schedule = _schedule(platform, offer.start, offer.end)
     return ScheduledExecutionSession(
         meta=meta,
         phase=phase,
@@ -111,6 +102,32 @@ def offered_session(
         data=[_offered(data, now) for data in request.data],
         schedule=schedule,
         costs=_costs(offer),
+    )
+
+
+def moved_session(
+    document: AnySession, platform: PlatformSpec, start: datetime, end: datetime
+) -> AnySession:
+    """The session with its slot moved to `[start, end)` (an offer accepted late)."""
+    if not isinstance(document, ScheduledExecutionSession):
+        return document
+    schedule = _schedule(platform, start, end)
+    compute = document.compute
+    if compute is not None and compute.schedule is not None:
+        compute = msgspec.structs.replace(compute, schedule=schedule)
+    return msgspec.structs.replace(document, schedule=schedule, compute=compute)
+
+
+def _schedule(platform: PlatformSpec, start: datetime, end: datetime) -> ScheduledExecutionSchedule:
+    """Preparing before `start`, available over `[start, end)`, releasing after."""
+    return ScheduledExecutionSchedule(
+        preparing=LifecycleStartDurationInstant(
+            start=start - platform.preparation, duration=Duration.of(platform.preparation)
+        ),
+        available=LifecycleStartDurationInterval(
+            start=Interval.at(start), duration=Duration.of(end - start)
+        ),
+        releasing=LifecycleStartDurationInstant(start=end, duration=Duration.of(RELEASE_TIME)),
     )
 
 

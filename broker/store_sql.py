@@ -324,6 +324,14 @@ class StoreTransaction:
             .values(kind=BookingKind.BOOKING.value)
         )
 
+    def move_slot(self, session_id: str, start: datetime, end: datetime) -> None:
+        """Move a session's slot, and its hold or booking with it (a late accept)."""
+        slot = {"slot_start": to_micros(start), "slot_end": to_micros(end)}
+        self._run(
+            update(booking_table).where(booking_table.c.session_id == session_id).values(slot)
+        )
+        self._run(update(session_table).where(session_table.c.id == session_id).values(slot))
+
     def release(self, session_id: str) -> None:
         """Free the session's hold or booking."""
         self._run(delete(booking_table).where(booking_table.c.session_id == session_id))

@@ -11,6 +11,13 @@ Limits: the offered memory caps the program's address space; the offered cores a
 down); a cancel sends SIGTERM to everything of the session and SIGKILL after `grace`. Programs
 run with a clean environment (no voexec settings or secrets), `HOME` in their directory.
 
+Docker-container images run with the configured engine (podman; `containers` builds the
+lines): pulled by digest during preparation, the offered cores, memory and the pids setting as
+the container's limits, no network, the data read-only. The container runs under the engine's
+own monitor, outside the runner's process group, so a cancel or the offered end asks the runner
+to stop it by name (`<engine> stop`, then `rm --force`), and the adapter removes it itself
+when the runner is gone.
+
 It runs whatever an accepted request names, as the user running voexec: offer it only to
 trusted clients (`broker.write_tokens`) and limit `local.sources`.
 
@@ -38,8 +45,9 @@ from broker.lifecycle import (
     ResourcesReady,
     WorkFinished,
 )
-from broker.model import AnyExecutable, JupyterNotebook, PythonProgram
+from broker.model import AnyExecutable, DockerContainer, JupyterNotebook, PythonProgram
 from broker.platforms import processes
+from broker.platforms.containers import ContainerEngine, container_name
 from broker.platforms.recipe import FETCHER, Layout, Tools, prepare_script, refusals, run_script
 from broker.ports import PlatformError, PlatformReport, SessionPlan
 from core.errors import ConfigError
@@ -56,11 +64,14 @@ DEADLINE_MARGIN: Final = timedelta(seconds=30)
 """The runner stops the work this long after the offered end by itself: voexec's own release
 comes first while it runs, the runner's deadline is for when it does not."""
 _KEPT_ENVIRONMENT: Final = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")
-_RUNTIMES: Final[tuple[Literal["apptainer", "singularity", "podman"], ...]] = (
-    "apptainer",
-    "singularity",
-    "podman",
-)
+_RUNTIMES: Final[tuple[Literal["apptainer", "singularity"], ...]] = ("apptainer", "singularity")
+_ENGINE_ENVIRONMENT: Final = ("DOCKER_HOST", "DOCKER_CONFIG", "REGISTRY_AUTH_FILE")
+"""The engine's own configuration variables (with every `CONTAINERS_*` one): voexec's values
+are handed to the engine's calls, and to nothing else of the session."""
+CONTAINER_MARGIN: Final = timedelta(seconds=20)
+"""Beyond the grace period, how long the engine may take to stop and remove a container."""
+ENGINE_TIMEOUT: Final = 30
+"""Seconds one engine call of the adapter (removing a container) may take."""
 
 
 def _python_version(python: str, setting: str) -> str:
@@ -93,13 +104,14 @@ def local_tools(settings: LocalPlatformSettings, setting: str = "local") -> Tool
         jupyter = None  # jupyter without nbconvert cannot execute notebooks
     wanted = settings.container_runtime
     runtime = None
-    why = "containers are turned off (local.container_runtime: none)"
+    why = f"Singularity images are turned off ({setting}.container_runtime: none)"
     if wanted == "auto":
         runtime = next((name for name in _RUNTIMES if shutil.which(name)), None)
-        why = "none of apptainer, singularity or podman was found on PATH"
+        why = "neither apptainer nor singularity was found on PATH"
     elif wanted != "none":
         runtime = wanted if shutil.which(wanted) else None
         why = f"{wanted} was not found on PATH"
+    engine, no_engine = _engine(settings, setting)
     return Tools(
         python=python,
         python_version=_python_version(python, f"{setting}.python"),
@@ -107,7 +119,32 @@ def local_tools(settings: LocalPlatformSettings, setting: str = "local") -> Tool
         container_runtime=runtime,
         sources=tuple(settings.sources),
         no_containers=why,
+        engine=engine,
+        no_engine=no_engine,
     )
+
+
+def _engine(settings: LocalPlatformSettings, setting: str) -> tuple[ContainerEngine | None, str]:
+    """The container engine the settings name, or why there is none."""
+    command = settings.container_engine.strip()
+    if command in {"", "none"}:
+        return None, f"containers are turned off ({setting}.container_engine: none)"
+    found = shutil.which(command)
+    if found is None:
+        return None, f"{command} was not found on PATH ({setting}.container_engine)"
+    environment = tuple(
+        (name, value)
+        for name, value in sorted(os.environ.items())
+        if name.startswith("CONTAINERS_") or name in _ENGINE_ENVIRONMENT
+    )
+    engine = ContainerEngine(
+        command=found,
+        registries=tuple(settings.registries),
+        pids=settings.container_pids,
+        environment=environment,
+        setting=setting,
+    )
+    return engine, ""
 
 
 def _read(path: Path) -> str | None:
@@ -203,6 +240,39 @@ class LocalPlatform:
         runs_here = isinstance(plan.executable, PythonProgram | JupyterNotebook)
         return self._settings.limit_memory and runs_here
 
+    def _engine_runs(self, plan: SessionPlan) -> bool:
+        return isinstance(plan.executable, DockerContainer) and self.tools.engine is not None
+
+    def _engine_of(self) -> ContainerEngine:
+        if self.tools.engine is None:
+            raise PlatformError(f"cannot run containers: {self.tools.no_engine}")
+        return self.tools.engine
+
+    def _container_options(self, plan: SessionPlan, step: str) -> list[str]:
+        """The runner stops the work's container by name: it runs outside the runner's group."""
+        if step != "run" or not self._engine_runs(plan):
+            return []
+        engine = self._engine_of().command
+        margin = str(CONTAINER_MARGIN.total_seconds())
+        name = container_name(plan.session_id)
+        return ["--container", name, "--engine", engine, "--container-margin", margin]
+
+    def _remove_container(self, plan: SessionPlan) -> None:
+        """Stop and remove the session's container when nothing else will (no runner left)."""
+        if not self._engine_runs(plan):
+            return
+        engine = self._engine_of()
+        try:
+            subprocess.run(  # noqa: S603 - the configured engine, our container's name
+                [engine.command, "rm", "--force", container_name(plan.session_id)],
+                env={**os.environ, **dict(engine.environment)},
+                capture_output=True,
+                timeout=ENGINE_TIMEOUT,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise PlatformError(f"cannot remove the session's container: {error}") from error
+
     def _launch(self, plan: SessionPlan, layout: Layout, step: str, *, memory: int | None) -> None:
         """Start `<step>.sh` under the runner; returns once its pid is recorded."""
         root = Path(layout.root)
@@ -225,12 +295,15 @@ class LocalPlatform:
             "--grace",
             str(self._settings.grace.total_seconds()),
             *(["--memory", str(memory)] if memory else []),
+            *self._container_options(plan, step),
             "--",
             "/bin/sh",
             f"{step}.sh",
         ]
         environment = {name: os.environ[name] for name in _KEPT_ENVIRONMENT if name in os.environ}
         environment |= {"HOME": str(root), processes.MARK: plan.session_id}
+        if self._engine_runs(plan):
+            environment |= dict(self._engine_of().environment)
         try:
             launched = subprocess.run(  # noqa: S603 - our runner, with the session's script
                 command,
@@ -262,17 +335,24 @@ class LocalPlatform:
         released = state / "released"
         if not released.exists():
             released.write_text(f"{time.time()}\n")
-        runners = [
-            pid
+        runners = {
+            step: pid
             for step in ("prepare", "run")
             if (pid := self._runner(state, step)) and processes.is_running(pid, plan.session_id)
-        ]
+        }
+        if "run" in runners and self._engine_runs(plan):
+            # The runner stops the container by name; signalling the engine's client or the
+            # container's processes ourselves would only race with it.
+            processes.signal_processes([runners["run"]], signal.SIGTERM)
+            return
         others = processes.session_processes(plan.session_id)
+        if not runners:
+            self._remove_container(plan)
         if runners:
-            for runner in runners:  # each runner stops its group, and kills it after the grace
+            for runner in runners.values():  # each stops its group, kills it after the grace
                 processes.signal_processes([], signal.SIGTERM, group=runner)
             processes.signal_processes(
-                [pid for pid in others if pid not in runners], signal.SIGTERM
+                [pid for pid in others if pid not in runners.values()], signal.SIGTERM
             )
         else:
             processes.signal_processes(others, signal.SIGKILL)
@@ -283,8 +363,11 @@ class LocalPlatform:
         left = processes.session_processes(plan.session_id)
         if not left:
             return [PlatformReport(now, ReleaseDone())]
-        overdue = time.time() - since > 2 * self._settings.grace.total_seconds()
-        if overdue:  # the runner did not finish the job: finish it
+        allowed = 2 * self._settings.grace
+        if self._engine_runs(plan):
+            allowed += CONTAINER_MARGIN
+        if time.time() - since > allowed.total_seconds():  # the runner did not finish the job
+            self._remove_container(plan)
             processes.signal_processes(left, signal.SIGKILL)
         return [self._poll_report(now)]
 

@@ -14,7 +14,9 @@ How each kind runs:
   single-file program runs itself and a folder runs its `__main__.py`.
 - jupyter-notebook: `jupyter nbconvert --to notebook --execute`, the executed notebook kept as
   `output/executed.ipynb`.
-- docker-container: pulled and run by apptainer/singularity (`docker://` image) or podman.
+- docker-container: with a Docker-compatible engine (`Tools.engine`, the local platform's
+  podman): pinned to a digest, pulled by digest, run with limits (see `containers`); without
+  one (Slurm), pulled and run by apptainer/singularity (`docker://` image) or podman.
 - singularity-container: pulled (or downloaded) and run by apptainer/singularity.
 
 Every program runs in `output/` with `VOEXEC_SESSION`, `VOEXEC_DATA` (the staged data, one file
@@ -42,14 +44,20 @@ from broker.model import (
     SingularityContainer,
     python_version_allows,
 )
+from broker.platforms.containers import (
+    CONTAINER_DATA,
+    CONTAINER_OUTPUT,
+    ContainerEngine,
+    engine_refusals,
+    prepare_lines,
+    run_lines,
+)
 from broker.ports import PlatformError, SessionPlan
 
 __all__ = ["FETCHER", "Layout", "Tools", "job_script", "prepare_script", "refusals", "run_script"]
 
 FETCHER: Final = "session_fetch.py"
 """The fetch helper's file name, in the session's directory."""
-CONTAINER_DATA: Final = "/voexec/data"
-CONTAINER_OUTPUT: Final = "/voexec/output"
 _MODULE: Final = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
 _ENTRY_FUNCTION: Final = re.compile(rf"^{_MODULE}:[A-Za-z_]\w*$")
 _ENTRY_MODULE: Final = re.compile(rf"^{_MODULE}$")
@@ -76,6 +84,17 @@ class Tools:
     """URL prefixes programs, notebooks and images must start with; empty allows any."""
     no_containers: str = "no container runtime (apptainer, singularity or podman) is configured"
     """Why containers are refused, when `container_runtime` is None."""
+    engine: ContainerEngine | None = None
+    """The Docker-compatible engine docker-container images run with; when it is given, or
+    `no_engine` is, `container_runtime` runs Singularity images only."""
+    no_engine: str | None = None
+    """Why docker-container images are refused: the platform runs them with an engine only,
+    and has none."""
+
+    @property
+    def runs_docker_with_engine(self) -> bool:
+        """True when docker-container images are the engine's business."""
+        return self.engine is not None or self.no_engine is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +167,11 @@ def _source_of(executable: AnyExecutable) -> str | None:
             return None
 
 
+def _governed_by_sources(executable: AnyExecutable, tools: Tools) -> bool:
+    # With an engine, images come from the registries of its allow-list instead.
+    return not (isinstance(executable, DockerContainer) and tools.runs_docker_with_engine)
+
+
 def _python_refusals(program: PythonProgram, tools: Tools) -> list[str]:
     reasons = []
     wanted, have = program.python_version, tools.python_version
@@ -171,13 +195,24 @@ def refusals(executable: AnyExecutable, tools: Tools) -> list[str]:
     """Why a platform with `tools` cannot run `executable`; empty when it can."""
     reasons: list[str] = []
     source = _source_of(executable)
-    if tools.sources and source is not None and not source.startswith(tools.sources):
+    if (
+        tools.sources
+        and source is not None
+        and _governed_by_sources(executable, tools)
+        and not source.startswith(tools.sources)
+    ):
         reasons.append(f"does not run code from {source}; allowed: {', '.join(tools.sources)}")
     match executable:
         case PythonProgram():
             reasons += _python_refusals(executable, tools)
         case JupyterNotebook() if tools.jupyter is None:
             reasons.append("runs no Jupyter notebooks: `jupyter nbconvert` was not found")
+        case DockerContainer() if tools.runs_docker_with_engine:
+            reasons += engine_refusals(executable, tools.engine, tools.no_engine or "")
+        case SingularityContainer() if tools.runs_docker_with_engine and (
+            tools.container_runtime is None
+        ):
+            reasons.append(f"runs no Singularity images: {tools.no_containers}")
         case DockerContainer() | SingularityContainer() if tools.container_runtime is None:
             reasons.append(f"runs no containers: {tools.no_containers}")
         case SingularityContainer() if tools.container_runtime == "podman":
@@ -237,6 +272,10 @@ def _prepare_executable(plan: SessionPlan, tools: Tools) -> list[str]:
             lines = [
                 f"{pull} {_q(location)}" if pulled else f"{fetch} file {_q(location)} {_IMAGE}"
             ]
+        case DockerContainer() as container if tools.engine is not None:
+            lines = prepare_lines(container, tools.engine, tools.python, FETCHER)
+        case DockerContainer() if tools.runs_docker_with_engine:
+            raise PlatformError(f"cannot run docker-container images: {tools.no_engine}")
         case DockerContainer() as container if tools.container_runtime == "podman":
             lines = [f"podman pull --quiet {_q(_image_reference(container))}"]
         case DockerContainer() as container:
@@ -357,6 +396,8 @@ def run_script(plan: SessionPlan, tools: Tools, layout: Layout) -> str:
                 f"{_q(layout.program / 'notebook.ipynb')} --output-dir {_q(layout.output)} "
                 "--output executed"
             )
+        case DockerContainer() if tools.engine is not None:
+            lines += run_lines(plan, tools.engine, layout, list(exports.items()))
         case DockerContainer() | SingularityContainer():
             lines += _container_command(plan, tools, layout)
     return "\n".join(lines) + "\n"

@@ -6,21 +6,31 @@ the standard library only and nothing of ours.
 
     python session_fetch.py program SOURCE DEST_DIR   # a program: one file, a tree, an archive
     python session_fetch.py file SOURCE DEST_FILE     # one file, byte for byte (data, notebook)
+    python session_fetch.py image REGISTRY REPOSITORY TAG DIGEST|- DEST_FILE
 
 SOURCE is a local path, a `file://`, `http://` or `https://` URL, or a git repository
 (`git+https://...[@ref]`, or any URL ending in `.git`, cloned with `git`). A program archive
 (`.tar.gz`, `.tgz`, `.tar`, `.tar.bz2`, `.tar.xz`, `.zip`) is unpacked; when an archive or a
 tree holds a single top folder, its content becomes DEST_DIR. Exits non-zero with one line
 saying why when the source cannot be fetched.
+
+`image` pins a container image's tag to its digest: it asks the registry (Docker's registry
+API v2; an anonymous token when the registry wants one; plain HTTP only for a registry on
+loopback that does not speak HTTPS) which digest the tag names now, fails naming both digests
+when DIGEST is given and differs, and writes `REGISTRY/REPOSITORY@<digest>` to DEST_FILE: the
+reference the image is then pulled and run by.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
@@ -138,13 +148,107 @@ def fetch_file(source: str, destination: Path) -> None:
         raise FetchError(f"cannot fetch {source}: no such file")
 
 
-def main(argv: list[str]) -> int:
-    """Run as a script: `program|file SOURCE DEST`."""
-    if len(argv) != 3 or argv[0] not in {"program", "file"}:
-        sys.stderr.write("usage: session_fetch.py program|file SOURCE DEST\n")
-        return 2
-    mode, source, destination = argv
+MANIFESTS = ", ".join(
+    [
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ]
+)
+"""Every manifest kind, so that the registry answers with the digest `pull` would get."""
+
+
+def _is_loopback(registry: str) -> bool:
+    host = registry.rsplit(":", 1)[0] if registry.count(":") == 1 else registry
+    return host == "localhost" or host.startswith("127.") or host in {"[::1]", "::1"}
+
+
+def _token(challenge: str) -> str | None:
+    """An anonymous bearer token, when the registry's 401 asks for one (Docker Hub, GHCR)."""
+    scheme, _, parameters = challenge.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    fields = {
+        key.strip(): value.strip().strip('"')
+        for key, _, value in (part.partition("=") for part in parameters.split(","))
+    }
+    realm = fields.pop("realm", "")
+    if not realm.startswith("https://"):
+        return None
+    url = f"{realm}?{urllib.parse.urlencode(fields)}"
     try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT) as answer:  # noqa: S310 - https only
+            document = json.load(answer)
+    except (OSError, ValueError) as error:
+        raise FetchError(f"cannot get a token from {realm}: {error}") from error
+    token = document.get("token") or document.get("access_token")
+    return str(token) if token else None
+
+
+def _manifest_digest(url: str, token: str | None = None) -> str:
+    headers = {"Accept": MANIFESTS} | ({"Authorization": f"Bearer {token}"} if token else {})
+    request = urllib.request.Request(url, headers=headers, method="GET")  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as answer:  # noqa: S310 - http(s)
+            body = answer.read()
+            said = answer.headers.get("Docker-Content-Digest")
+    except urllib.error.HTTPError as error:
+        challenge = error.headers.get("WWW-Authenticate", "")
+        if error.code == 401 and token is None and (token := _token(challenge)):
+            return _manifest_digest(url, token)
+        raise
+    return said or f"sha256:{hashlib.sha256(body).hexdigest()}"
+
+
+def resolve_tag(registry: str, repository: str, tag: str) -> str:
+    """The digest `registry/repository:tag` names at its registry now."""
+    host = "registry-1.docker.io" if registry == "docker.io" else registry
+    schemes = ("https", "http") if _is_loopback(registry) else ("https",)
+    image = f"{registry}/{repository}:{tag}"
+    for scheme in schemes:
+        url = f"{scheme}://{host}/v2/{repository}/manifests/{tag}"
+        try:
+            return _manifest_digest(url)
+        except urllib.error.HTTPError as error:
+            raise FetchError(f"the registry has no image {image} (HTTP {error.code})") from error
+        except OSError as error:
+            if scheme != schemes[-1]:
+                continue  # a loopback registry without TLS
+            raise FetchError(f"cannot ask {registry} for {image}: {error}") from error
+    raise FetchError(f"cannot ask {registry} for {image}")  # pragma: no cover - never empty
+
+
+def pin_image(registry: str, repository: str, tag: str, wanted: str | None, out: Path) -> str:
+    """Resolve the tag, check it against the wanted digest, write the pinned reference."""
+    found = resolve_tag(registry, repository, tag)
+    image = f"{registry}/{repository}:{tag}"
+    if wanted and found != wanted:
+        raise FetchError(
+            f"the image {image} is {found} at its registry, not {wanted} as the request says"
+        )
+    pinned = f"{registry}/{repository}@{found}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(pinned + "\n", encoding="utf-8")
+    print(f"{image} is {found}: pulled and run as {pinned}")  # noqa: T201 - the step's log
+    return pinned
+
+
+def main(argv: list[str]) -> int:
+    """Run as a script: `program|file SOURCE DEST`, or `image ...` (see the module)."""
+    try:
+        if argv[:1] == ["image"] and len(argv) == 6:
+            _, registry, repository, tag, wanted, destination = argv
+            expected = None if wanted == "-" else wanted
+            pin_image(registry, repository, tag, expected, Path(destination))
+            return 0
+        if len(argv) != 3 or argv[0] not in {"program", "file"}:
+            sys.stderr.write(
+                "usage: session_fetch.py program|file SOURCE DEST\n"
+                "       session_fetch.py image REGISTRY REPOSITORY TAG DIGEST|- DEST\n"
+            )
+            return 2
+        mode, source, destination = argv
         (fetch_program if mode == "program" else fetch_file)(source, Path(destination))
     except FetchError as error:
         sys.stderr.write(f"{error}\n")

@@ -13,6 +13,11 @@ It also enforces the session's limits while voexec is away: at `--deadline` (a l
 offered end) or on SIGTERM it sends SIGTERM to its whole process group, and `--grace` seconds
 later SIGKILL, leaving `<state>/<step>.deadline` when the deadline did it; `--memory` caps the
 command's address space (RLIMIT_AS).
+
+With `--container NAME --engine ENGINE` the command runs a container, which the engine keeps
+outside the runner's process group: stopping then means `ENGINE stop --time <grace> NAME`
+(the container's stop signal, SIGKILL after the grace), and when the command has not ended
+`--container-margin` seconds after that, `ENGINE rm --force NAME` and SIGKILL to the group.
 """
 
 from __future__ import annotations
@@ -47,38 +52,73 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--deadline", type=float, help="epoch seconds: stop the command then")
     parser.add_argument("--grace", type=float, default=10.0, help="seconds from SIGTERM to KILL")
     parser.add_argument("--memory", type=int, help="address-space limit of the command, bytes")
+    parser.add_argument("--container", help="name of the container the command runs")
+    parser.add_argument("--engine", help="the engine running it (podman, docker)")
+    parser.add_argument(
+        "--container-margin", type=float, default=20.0, help="seconds the engine may add"
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command")
     options = parser.parse_args(argv)
     if options.command[:1] == ["--"]:
         options.command = options.command[1:]
     if not options.command:
         parser.error("no command given")
+    if bool(options.container) != bool(options.engine):
+        parser.error("--container and --engine go together")
     return options
 
 
 class _Stopper:
-    """Stops the whole process group: SIGTERM first, SIGKILL after the grace period."""
+    """Stops the whole process group: SIGTERM first, SIGKILL after the grace period.
 
-    def __init__(self, grace: float) -> None:
-        self.grace = grace
+    For a container, the engine stops it instead (its processes are not in the group), and
+    removes it when the stop takes too long.
+    """
+
+    def __init__(self, options: argparse.Namespace) -> None:
+        self.stop_time: float = options.grace
+        self.grace: float = options.grace
+        self.container: str | None = options.container
+        self.engine: str | None = options.engine
+        if self.container:
+            self.grace += options.container_margin
         self.since: float | None = None
+        self._stopping: subprocess.Popen[bytes] | None = None
+
+    def _engine(self, *arguments: str, wait: bool) -> None:
+        command = [str(self.engine), *arguments, str(self.container)]
+        try:
+            if wait:
+                subprocess.run(command, capture_output=True, timeout=30, check=False)  # noqa: S603
+            else:
+                self._stopping = subprocess.Popen(  # noqa: S603 - the configured engine
+                    command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                )
+        except (OSError, subprocess.TimeoutExpired):
+            pass  # the group's SIGKILL and the adapter's own removal come next
 
     def terminate(self, *_: object) -> None:
-        if self.since is None:
-            self.since = time.monotonic()
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the group's SIGTERM reaches us too
+        if self.since is not None:
+            return
+        self.since = time.monotonic()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the group's SIGTERM reaches us too
+        if self.container:
+            # The command (the engine's client) returns once the container has stopped.
+            self._engine("stop", "--time", str(max(1, round(self.stop_time))), wait=False)
+        else:
             os.killpg(os.getpgrp(), signal.SIGTERM)
 
     def overdue(self) -> bool:
         return self.since is not None and time.monotonic() - self.since >= self.grace
 
-    @staticmethod
-    def kill_group() -> None:
+    def kill_group(self) -> None:
+        if self.container and self.since is not None:
+            self._engine("rm", "--force", wait=True)
         os.killpg(os.getpgrp(), signal.SIGKILL)  # ourselves included: nothing is left
 
 
 def _run(options: argparse.Namespace) -> int:
-    stopper = _Stopper(options.grace)
+    stopper = _Stopper(options)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stopper.terminate()

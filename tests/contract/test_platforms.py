@@ -1,4 +1,5 @@
-"""One suite over every platform adapter: simulated, local, and slurm (marked `slurm`).
+"""One suite over every platform adapter: simulated, local, slurm (marked `slurm`), and local
+running OCI containers with podman (`containers`, marked `containers`).
 
 Each test drives a session through the real `BrokerService` (SQLite store, the system clock,
 the work queue ticked in a loop) from offer to its end, the way a client sees it: a Python
@@ -9,8 +10,15 @@ nothing, so its outcomes are scripted in its settings, and the checks on files a
 apply to the adapters that run for real.
 
 Slurm tests use the cluster `SLURM_CONF` names (`scripts/services/slurm start`); its node is
-this machine, so the program's processes are checked here too. No timed assertions: every wait
-polls with a generous deadline.
+this machine, so the program's processes are checked here too. Container tests use podman and
+the loopback registry of `scripts/services/containers start` (`VOEXEC_TEST_REGISTRY`,
+`VOEXEC_TEST_IMAGE`, `VOEXEC_TEST_IMAGE_DIGEST`, and the `CONTAINERS_*` configuration): the
+same programs are shell scripts run in its busybox image, pinned by digest.
+
+No timed assertions: every wait polls with a generous deadline. Slurm starts a job on its next
+scheduling pass, which may come many seconds after the offered start: where a test needs the
+program to run before the offered end, the broker's clock stops short of that end until the
+program runs, then moves past it.
 """
 
 from __future__ import annotations
@@ -19,18 +27,21 @@ import os
 import shutil
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import msgspec
 import pytest
 
 from broker import codec, model
 from broker.platforms import build_platform
-from broker.platforms.processes import is_running
+from broker.platforms.containers import container_name
+from broker.platforms.processes import is_running, session_processes
 from broker.ports import Platform
 from broker.service import BrokerService
 from broker.store_sql import SqlBrokerStore
@@ -53,6 +64,12 @@ DEADLINE = 150.0
 """Seconds any one wait may take before the test fails (a loaded CI machine is slow)."""
 LIVE = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED"})
 
+REGISTRY = os.environ.get("VOEXEC_TEST_REGISTRY", "")
+IMAGE = os.environ.get("VOEXEC_TEST_IMAGE", "")
+IMAGE_DIGEST = os.environ.get("VOEXEC_TEST_IMAGE_DIGEST", "")
+IMAGE_TAG = "1"
+GIB = 2**30
+
 PROGRAMS = {
     "ok.py": (
         "import os, pathlib\n"
@@ -68,6 +85,60 @@ PROGRAMS = {
         "pathlib.Path('woke-up').write_text('should never happen')\n"
     ),
 }
+
+
+CONTAINER_SCRIPTS = {
+    "ok.py": (
+        'printf "read: %s" "$(cat "$VOEXEC_DATA/input")" > result.txt\n'
+        "{ touch /voexec/data/probe 2>/dev/null && echo data-writable || echo data-read-only\n"
+        "  ls /sys/class/net | tr '\\n' ' '; echo\n"
+        "  cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null"
+        " || cat /sys/fs/cgroup/memory.max\n"
+        "  cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max\n"
+        "} > checks.txt\n"
+        "echo done\n"
+    ),
+    "fail.py": "echo 'something went wrong' >&2\nexit 1\n",
+    "sleep.py": "echo started > pid\nsleep 600\necho 'should never happen' > woke-up\n",
+    "hog.py": "kept=$(head -c 1600000000 /dev/zero | tr '\\0' x)\necho 'still here' > woke-up\n",
+}
+"""The programs as shell scripts for the test image (`hog.py` outgrows the offered memory)."""
+
+
+def containers_available() -> None:
+    how = "start them with `scripts/services/containers start` and `source .services/env`"
+    require_service("podman", shutil.which("podman") is not None, f"podman is not on PATH; {how}")
+    present = bool(REGISTRY and IMAGE and IMAGE_DIGEST and os.environ.get("CONTAINERS_CONF"))
+    require_service(
+        "the test image registry",
+        present,
+        f"VOEXEC_TEST_REGISTRY, VOEXEC_TEST_IMAGE(_DIGEST) or CONTAINERS_CONF are not set; {how}",
+    )
+    try:
+        urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=5).close()
+        answers = True
+    except OSError:
+        answers = False
+    require_service("the test image registry", answers, f"{REGISTRY} does not answer; {how}")
+
+
+def command_of(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+    except OSError:
+        return ""  # gone meanwhile
+
+
+def container_exists(session: UUID) -> bool:
+    name = container_name(str(session))
+    answer = subprocess.run(
+        ["podman", "ps", "--all", "--quiet", "--filter", f"name=^{name}$"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return bool(answer.stdout.strip())
 
 
 def slurm_available() -> None:
@@ -86,6 +157,31 @@ def slurm_available() -> None:
     )
 
 
+class CappedClock:
+    """The wall clock, which a test can keep from passing an instant, then run on from a later one.
+
+    While capped, no timer of the broker falls due after the cap, so the broker waits for the
+    test there; the programs, Slurm and the runner's own deadline keep real time.
+    """
+
+    def __init__(self) -> None:
+        self._offset = timedelta()
+        self._cap: datetime | None = None
+
+    def now(self) -> datetime:
+        now = datetime.now(UTC) + self._offset
+        return now if self._cap is None else min(now, self._cap)
+
+    def cap(self, instant: datetime) -> None:
+        self._cap = instant
+
+    def run_from(self, instant: datetime) -> None:
+        """Lift the cap and run on from `instant`, which must not be before the instant now."""
+        assert instant >= self.now()
+        self._offset = instant - datetime.now(UTC)
+        self._cap = None
+
+
 @dataclass
 class Harness:
     """One adapter under test, with the broker around it."""
@@ -94,18 +190,33 @@ class Harness:
     broker: BrokerService
     platform: Platform
     programs: Path
+    clock: CappedClock = field(default_factory=CappedClock)
 
     @property
     def runs_for_real(self) -> bool:
         return self.adapter != "simulated"
 
-    def request(self, program: str, duration: str = "PT3M", kind: str = "python") -> Any:
+    def request(
+        self,
+        program: str,
+        duration: str = "PT3M",
+        kind: str = "python",
+        image: dict[str, Any] | None = None,
+    ) -> Any:
         now = datetime.now(UTC).replace(microsecond=0)
         executable: dict[str, Any] = {
             "kind": model.PYTHON_PROGRAM_KIND,
             "meta": {"name": program.removesuffix(".py")},
             "location": (self.programs / program).as_uri(),
         }
+        if self.adapter == "containers" and kind == "python":
+            executable = {
+                "kind": K + "executable/docker-container.yaml",
+                "meta": {"name": program.removesuffix(".py")},
+                "image": image or {"locations": [f"{IMAGE}:{IMAGE_TAG}"]},
+                "entrypoint": "/bin/sh",
+                "command": ["-c", CONTAINER_SCRIPTS[program]],
+            }
         if kind == "docker":
             executable = {
                 "kind": K + "executable/docker-container.yaml",
@@ -129,8 +240,10 @@ class Harness:
         }
         return codec.convert(document, model.ExecutionRequest).value
 
-    def accepted(self, program: str, duration: str = "PT3M") -> UUID:
-        offers = self.broker.request_offers(self.request(program, duration), BASE)
+    def accepted(
+        self, program: str, duration: str = "PT3M", image: dict[str, Any] | None = None
+    ) -> UUID:
+        offers = self.broker.request_offers(self.request(program, duration, image=image), BASE)
         assert offers.result == "YES", [m.message for m in offers.meta.messages]  # type: ignore[union-attr]
         uuid = offers.offers[0].meta.uuid  # type: ignore[union-attr]
         assert uuid is not None
@@ -166,11 +279,12 @@ def wait_for(check: Any, what: str) -> None:
 
 
 def platform_settings(adapter: str, **simulated: Any) -> PlatformSettings:
+    containers = adapter == "containers"
     return PlatformSettings(
         name=f"{adapter}-platform",
-        adapter=adapter,  # type: ignore[arg-type]
+        adapter="local" if containers else adapter,  # type: ignore[arg-type]
         capacity=Capacity(cores=2, memory=3),
-        executables=["python-program", "docker-container"]
+        executables=["python-program", "docker-container", "singularity-container"]
         if adapter != "simulated"
         else ["python-program"],
         preparation=timedelta(seconds=1),
@@ -178,16 +292,30 @@ def platform_settings(adapter: str, **simulated: Any) -> PlatformSettings:
             prepare=timedelta(seconds=1), release=timedelta(seconds=1), **simulated
         ),
         local=LocalPlatformSettings(
-            poll=timedelta(milliseconds=200), grace=timedelta(seconds=2), container_runtime="none"
+            poll=timedelta(milliseconds=200),
+            grace=timedelta(seconds=2),
+            container_runtime="none",
+            container_engine="podman" if containers else "none",
+            registries=[REGISTRY] if containers else [],
+            container_pids=64,
         ),
         slurm=SlurmPlatformSettings(poll=timedelta(milliseconds=500)),
     )
 
 
-@pytest.fixture(params=["simulated", "local", pytest.param("slurm", marks=pytest.mark.slurm)])
+@pytest.fixture(
+    params=[
+        "simulated",
+        "local",
+        pytest.param("slurm", marks=pytest.mark.slurm),
+        pytest.param("containers", marks=pytest.mark.containers),
+    ]
+)
 def adapter(request: pytest.FixtureRequest) -> str:
     if request.param == "slurm":
         slurm_available()
+    if request.param == "containers":
+        containers_available()
     return str(request.param)
 
 
@@ -208,8 +336,9 @@ def harness_for(adapter: str, tmp_path: Path) -> Iterator[Any]:
         store.migrate()
         platform = build_platform(settings, tmp_path / "var")
         broker_settings = BrokerSettings(platforms=[settings], max_offers=1)
-        broker = BrokerService(broker_settings, SystemClock(), store, {settings.name: platform})
-        return Harness(adapter, broker, platform, programs)
+        clock = CappedClock()
+        broker = BrokerService(broker_settings, clock, store, {settings.name: platform})
+        return Harness(adapter, broker, platform, programs, clock)
 
     yield make
     for engine in engines:
@@ -226,6 +355,19 @@ def test_a_program_that_exits_0_completes_and_keeps_its_output(harness_for):
         assert (folder / "output" / "result.txt").read_text() == "read: twelve bytes"
         assert (folder / "logs" / "run.out").read_text() == "done\n"
         assert any(f"working directory {folder}" in text for text in messages(done))
+    if harness.adapter == "containers":
+        # Pulled by the digest the tag names; the offered memory and the pids setting are the
+        # container's limits; the data is read-only; no network but loopback.
+        pinned = (folder / "program" / "image.ref").read_text().strip()
+        assert pinned == f"{IMAGE}@{IMAGE_DIGEST}"
+        read_only, interfaces, memory, pids = (
+            (folder / "output" / "checks.txt").read_text().splitlines()
+        )
+        assert read_only == "data-read-only"
+        assert interfaces.split() == ["lo"]
+        assert int(memory) == 1 * GIB
+        assert pids == "64"
+        assert not container_exists(session)
 
 
 def test_a_program_that_exits_1_fails_with_the_reason(harness_for):
@@ -240,20 +382,36 @@ def test_a_program_that_exits_1_fails_with_the_reason(harness_for):
         assert any("failed while running" in text for text in errors), errors
 
 
-def program_pid(harness: Harness, session: UUID, *phases: P) -> int:
-    """Tick until the session runs (or reaches one of `phases`) and, on a real platform, its
-    program has recorded its pid."""
-    harness.run_until(session, P.RUNNING, *phases)
-    if not harness.runs_for_real:
-        return 0
+def recorded_pid(harness: Harness, session: UUID) -> int:
+    """Tick until the session's program has recorded its pid, whatever the session's phase."""
     pid_file = harness.folder(session) / "output" / "pid"
 
     def recorded() -> bool:
         harness.broker.tick()
+        found = harness.broker.get_session(session)
+        assert found.phase not in model.TERMINAL_PHASES, " / ".join(messages(found)[-3:])
         return pid_file.exists() and pid_file.read_text().strip().isdigit()
 
+    if harness.adapter == "containers":  # the pid inside is the container's: find it here
+        found: list[int] = []
+
+        def sleeping() -> bool:
+            harness.broker.tick()
+            found[:] = [
+                pid for pid in session_processes(str(session)) if command_of(pid) == "sleep"
+            ]
+            return pid_file.exists() and bool(found)
+
+        wait_for(sleeping, "the container's program to start")
+        return found[0]
     wait_for(recorded, "the program to record its pid")
     return int(pid_file.read_text())
+
+
+def program_pid(harness: Harness, session: UUID) -> int:
+    """Tick until the session runs and, on a real platform, its program has recorded its pid."""
+    harness.run_until(session, P.RUNNING)
+    return recorded_pid(harness, session) if harness.runs_for_real else 0
 
 
 def job_state(harness: Harness, session: UUID) -> str:
@@ -272,6 +430,8 @@ def assert_really_stopped(harness: Harness, session: UUID, pid: int) -> None:
     wait_for(lambda: not is_running(pid, str(session)), f"program {pid} to be gone")
     if harness.adapter == "slurm":
         wait_for(lambda: job_state(harness, session) not in LIVE, "the Slurm job to end")
+    if harness.adapter == "containers":
+        wait_for(lambda: not container_exists(session), "the container to be removed")
     assert not (harness.folder(session) / "output" / "woke-up").exists()
 
 
@@ -291,15 +451,29 @@ def test_a_cancel_really_stops_a_long_running_program(harness_for):
 
 def test_the_offered_end_really_ends_the_program(harness_for):
     harness = harness_for()
-    # Long enough for a Slurm job to leave the queue and start even on a busy machine.
-    session = harness.accepted("sleep.py", duration="PT30S")
-    # A slow tick may deliver the start, the end and the release at once: the program's pid
-    # file says it ran, whichever phase the session is in when the test looks.
-    pid = program_pid(harness, session, P.RELEASING, P.COMPLETED)
+    offered = timedelta(minutes=2)
+    asked = harness.clock.now()
+    # The offered start is at or after the requested one (`asked`, to the second), so the end is
+    # after this cap: however long a Slurm job queues, the end cannot come before the program
+    # runs. Short, because the broker replays every poll of the platform up to the end.
+    harness.clock.cap(asked + offered - timedelta(seconds=10))
+    session = harness.accepted("sleep.py", duration="PT2M")
+    if harness.runs_for_real:
+        pid = recorded_pid(harness, session)
+        assert is_running(pid, str(session)), "the program ended before its offered end"
+    else:
+        harness.run_until(session, P.RUNNING)
+        pid = 0
+    harness.clock.run_from(asked + offered + timedelta(seconds=30))
     ended = harness.run_until(session, P.COMPLETED)
     assert any("RUNNING -> RELEASING (EndReached)" in text for text in messages(ended))
     if harness.runs_for_real:
         assert_really_stopped(harness, session, pid)
+        # Stopped by the broker at the end, not by a backstop of the platform's own: the
+        # runner's deadline or Slurm's time limit, both later than the offered end.
+        assert not (harness.folder(session) / "state" / "run.deadline").exists()
+    if harness.adapter == "slurm":
+        assert job_state(harness, session) != "TIMEOUT"
 
 
 def test_a_request_the_platform_cannot_run_is_answered_no_with_a_reason(harness_for):
@@ -309,8 +483,9 @@ def test_a_request_the_platform_cannot_run_is_answered_no_with_a_reason(harness_
     texts = [m.message or "" for m in offers.meta.messages]  # type: ignore[union-attr]
     expected = {
         "simulated": "does not run docker containers",
-        "local": "runs no containers: containers are turned off",
+        "local": "runs no docker-container images: containers are turned off",
         "slurm": "runs no containers: no container runtime is configured for this cluster",
+        "containers": f"does not pull images from ghcr.io; allowed registries: {REGISTRY}",
     }[harness.adapter]
     assert any(expected in text for text in texts), texts
 
@@ -336,3 +511,57 @@ def test_the_work_survives_a_restart_of_the_broker(harness_for, tmp_path):
     assert again.run_until(session, P.COMPLETED).phase is P.COMPLETED
     if harness.runs_for_real:
         assert (harness.folder(session) / "output" / "result.txt").exists()
+
+
+# ------------------------------------------------------------------------- containers only
+@pytest.fixture
+def containers(tmp_path: Path) -> Iterator[Any]:
+    """The `containers` harness maker, for what only a container engine does."""
+    containers_available()
+    yield from harness_for.__wrapped__("containers", tmp_path)  # type: ignore[attr-defined]
+
+
+@pytest.mark.containers
+def test_a_digest_that_is_not_the_tags_fails_naming_both(containers):
+    harness = containers()
+    wrong = "sha256:" + "0" * 64
+    image = {"locations": [f"{IMAGE}:{IMAGE_TAG}"], "digest": wrong}
+    session = harness.accepted("ok.py", image=image)
+    failed = harness.run_until(session, P.FAILED)
+    errors = [m.message or "" for m in failed.meta.messages if m.level.value == "ERROR"]  # type: ignore[union-attr]
+    assert any(wrong in text and IMAGE_DIGEST in text for text in errors), errors
+    assert not (harness.folder(session) / "output" / "result.txt").exists()
+
+
+@pytest.mark.containers
+def test_an_image_given_by_its_digest_runs_by_that_digest(containers):
+    harness = containers()
+    image = {"locations": [f"{IMAGE}:{IMAGE_TAG}"], "digest": IMAGE_DIGEST}
+    session = harness.accepted("ok.py", image=image)
+    harness.run_until(session, P.COMPLETED)
+    pinned = (harness.folder(session) / "program" / "image.ref").read_text().strip()
+    assert pinned == f"{IMAGE}@{IMAGE_DIGEST}"
+
+
+@pytest.mark.containers
+def test_a_container_outgrowing_the_offered_memory_is_killed(containers):
+    harness = containers()
+    session = harness.accepted("hog.py")
+    failed = harness.run_until(session, P.FAILED)
+    errors = [m.message or "" for m in failed.meta.messages if m.level.value == "ERROR"]  # type: ignore[union-attr]
+    assert any("exited with code 137" in text and "1024 MiB" in text for text in errors), errors
+    assert not (harness.folder(session) / "output" / "woke-up").exists()
+    assert not container_exists(session)
+
+
+@pytest.mark.containers
+def test_singularity_images_are_refused_without_apptainer(containers):
+    harness = containers()
+    request = harness.request("ok.py")
+    singularity = model.SingularityContainer(location="library://example/tool:1")
+    offers = harness.broker.request_offers(
+        msgspec.structs.replace(request, executable=singularity), BASE
+    )
+    assert offers.result == "NO"
+    texts = [m.message or "" for m in offers.meta.messages]  # type: ignore[union-attr]
+    assert any("runs no Singularity images" in text for text in texts), texts

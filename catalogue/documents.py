@@ -9,12 +9,13 @@
   rewritten in words (`expected a whole number, got text`).
 - `locate(text, field)`: the line of a field path in a YAML document, for error listings.
 
-Pure: pyyaml and msgspec only.
+Pure: pyyaml (through `core.yaml_safe`, libyaml's parser) and msgspec only.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import types
 from collections.abc import Mapping
@@ -22,9 +23,9 @@ from typing import Annotated, Any, Final, TypeVar, Union, get_args, get_origin
 
 import msgspec
 import yaml
-from yaml.constructor import ConstructorError
 
 from core.errors import Problem
+from core.yaml_safe import StrictLoader, without_resolvers
 
 MAX_BYTES: Final = 1_048_576
 MAX_DEPTH: Final = 32
@@ -48,44 +49,13 @@ _TYPE_WORDS: Final = {
 _PATH_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
-class _AliasRefused(yaml.MarkedYAMLError):
-    """A YAML alias (`*name`) was found; publisher files have no use for them."""
-
-
-class _SafeLoader(yaml.SafeLoader):
-    """`yaml.SafeLoader` without aliases and with duplicate keys reported."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
-            raise _AliasRefused(
-                problem="YAML aliases (*name) are not allowed here; repeat the value instead",
-                problem_mark=event.start_mark,
-            )
-        return super().compose_node(parent, index)
-
-    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if not isinstance(key, str | int | float | bool):
-                raise ConstructorError(
-                    None, None, "a mapping key must be plain text", key_node.start_mark
-                )
-            if key in seen:
-                raise ConstructorError(
-                    None, None, f"the key {key!r} appears twice", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+class _Loader(StrictLoader):
+    """The shared strict loader (libyaml; no aliases, no duplicate keys), dates kept as text."""
 
 
 # Dates and times stay text: a version `2024-03-01` or a start `2026-09-01T10:00Z` is a string in
 # every schema we read, and YAML 1.1's implicit timestamps would turn them into other types.
-_SafeLoader.yaml_implicit_resolvers = {
-    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
+without_resolvers(_Loader, ["tag:yaml.org,2002:timestamp"])
 
 
 def _yaml_reason(error: yaml.YAMLError) -> str:
@@ -147,13 +117,15 @@ def _parse(source: str | bytes, problems: list[Problem]) -> Any:
     if text is None:
         return None
     try:
-        return yaml.load(text, Loader=_SafeLoader)  # noqa: S506  (a SafeLoader subclass)
+        return yaml.load(text, Loader=_Loader)  # noqa: S506  (a CSafeLoader subclass)
     except yaml.YAMLError as error:
-        problems.append(Problem(DOCUMENT, _yaml_reason(error)))
+        if "maximum nesting depth" in str(error):  # libyaml's own bound, 1,000 levels
+            problems.append(Problem(DOCUMENT, f"is nested more than {MAX_DEPTH} levels deep"))
+        else:
+            problems.append(Problem(DOCUMENT, _yaml_reason(error)))
         return None
     except RecursionError:
-        # The pure-Python parser recurses once per nesting level; a hostile document nested
-        # thousands deep ends here (libyaml's C parser would overflow its stack instead).
+        # libyaml stops at 1,000 levels (a YAMLError); this is a guard should that change.
         problems.append(Problem(DOCUMENT, "is nested too deeply"))
         return None
 
@@ -208,12 +180,19 @@ def _msgspec_problem(error: msgspec.ValidationError, where: str, value: Any) -> 
     return Problem(field or DOCUMENT, _words(reason))
 
 
+@functools.cache
+def _fields(struct: type[msgspec.Struct]) -> dict[str, msgspec.structs.FieldInfo]:
+    # msgspec.structs.fields resolves the type annotations on every call: a third of a
+    # publish's conversion time before it was kept per Struct type.
+    return {info.encode_name: info for info in msgspec.structs.fields(struct)}
+
+
 def convert(data: Any, struct: type[S], where: str, problems: list[Problem]) -> S | None:
     """Convert `data` to `struct`, recording a problem for every wrong field (see module doc)."""
     if not isinstance(data, dict):
         problems.append(Problem(where or DOCUMENT, f"expected a mapping, got {_kind(data)}"))
         return None
-    fields = {info.encode_name: info for info in msgspec.structs.fields(struct)}
+    fields = _fields(struct)
     ok = True
     for key in data:
         if key not in fields:
@@ -301,7 +280,7 @@ def _kind(value: Any) -> str:
 def locate(text: str, field: str) -> int | None:
     """The 1-based line where `field` (`executables[0].needs.cores`) is written, if found."""
     try:
-        node = yaml.compose(text, Loader=_SafeLoader)
+        node = yaml.compose(text, Loader=_Loader)
     except (yaml.YAMLError, RecursionError):
         return None
     line = None

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Prepare a fresh CI machine (Debian 12, root) for the whole test suite, then start the services.
 #
-#   bash scripts/services/ci-setup.sh          install what is missing, start PostgreSQL and
-#                                               OpenSearch, write .services/env
-#   bash scripts/services/ci-setup.sh stop     stop both and remove .services/env
+#   bash scripts/services/ci-setup.sh          install what is missing, start PostgreSQL,
+#                                               OpenSearch, Slurm, DaCHS and the container
+#                                               registry, write .services/env
+#   bash scripts/services/ci-setup.sh stop     stop them and remove .services/env
 #
 # `.ci/run` calls it and then sources .services/env, which holds
 #   export VOEXEC_TEST_POSTGRES_URL=...
@@ -20,6 +21,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 cmd_stop() {
   local status=0
+  bash "$SERVICES_SCRIPTS/containers" stop || status=1
   bash "$SERVICES_SCRIPTS/opensearch" stop || status=1
   bash "$SERVICES_SCRIPTS/slurm" stop || status=1
   bash "$SERVICES_SCRIPTS/dachs" stop || status=1 # before PostgreSQL, which holds its database
@@ -35,6 +37,7 @@ missing_packages() {
     bash "$SERVICES_SCRIPTS/opensearch" packages
     bash "$SERVICES_SCRIPTS/slurm" packages
     bash "$SERVICES_SCRIPTS/dachs" packages
+    bash "$SERVICES_SCRIPTS/containers" packages
     if [ "${SERVICES_SKIP_CHROMIUM:-0}" != 1 ] && ! command -v chromium >/dev/null 2>&1; then
       # fonts-liberation: metric-compatible Arial/Times/Courier, so screenshots look as in a
       # desktop browser (it is only a recommendation of the chromium package).
@@ -87,6 +90,8 @@ cmd_start() {
   bash "$SERVICES_SCRIPTS/slurm" start >/dev/null || die "Slurm did not start"
   # DaCHS (a throwaway OAI-PMH registry in the PostgreSQL above) adds its own line to the file.
   bash "$SERVICES_SCRIPTS/dachs" start >/dev/null || die "DaCHS did not start"
+  # Podman's private configuration, the loopback registry and the test image's digest.
+  bash "$SERVICES_SCRIPTS/containers" start >/dev/null || die "the container registry did not start"
   say "wrote $SERVICES_ENV_FILE; total $(elapsed_since "$total")"
 }
 

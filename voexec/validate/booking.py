@@ -79,18 +79,6 @@ def check_accept_siblings(check: Check) -> None:
                 f"sibling {sibling} is {phase_of(s_doc)!r}",
                 [s_at],
             )
-        if siblings:
-            x_at, late, _ = check.set_phase(str(siblings[0]), "ACCEPTED")
-            g_at, _, g_doc = check.session(str(siblings[0]))
-            double = phase_of(g_doc) in ACCEPTED_OR_LATER
-            if double:
-                accepted.append(str(siblings[0]))
-            check.must(
-                not double,
-                "Once one offer of a set is accepted, a sibling MUST NOT be accepted too",
-                f"{late.brief()}; the sibling reads {phase_of(g_doc)!r}",
-                [x_at, g_at],
-            )
         if ok:
             c_at, cancel, c_doc = check.set_phase(chosen, "CANCELLED")
             check.must(

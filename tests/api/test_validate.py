@@ -1,0 +1,176 @@
+"""`voexec validate`: voexec passes its own validator; a broken broker fails exactly its defects.
+
+Both brokers are real HTTP servers: voexec is `voexec serve --demo` in a subprocess on a free
+port with its own data directory (offers live six seconds, so the expiry scenario runs), the
+broken broker (`tests.api.test_validate_brokers`) is served by uvicorn in a thread. The reports are
+read as a CI system reads them: JUnit XML through `xml.etree`, the JSON report by its fields.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.api.test_tutorial import free_port, wait_until_answering
+from tests.api.test_validate_brokers import BROKEN, broken_broker, serving
+from voexec.validate import command
+from voexec.validate.checks import Options
+from voexec.validate.exchange import Credentials
+from voexec.validate.report import FORMAT
+from voexec.validate.suite import SCENARIOS, run_suite
+
+TOKEN = "validate-write-token-for-the-test-server-only"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def voexec_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    home = tmp_path_factory.mktemp("validate-voexec")
+    config = home / "voexec.yaml"
+    config.write_text(
+        f"data_dir: {home / 'var'}\n"
+        "vocabularies:\n  offline: true\n"
+        f"broker:\n  offer_ttl: PT6S\n  write_tokens: [{TOKEN}]\n"
+    )
+    port = free_port()
+    log = home / "server.log"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("VOEXEC_")}
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "voexec", "serve", "--demo"),
+                *("--config", str(config), "--host", "127.0.0.1", "--port", str(port)),
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            cwd=home,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answering(url, server, log)
+        yield url + "/broker"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def broken() -> Iterator[str]:
+    with serving(broken_broker()) as url:
+        yield url
+
+
+def _failures(report: object) -> dict[str, list[str]]:
+    return {
+        outcome.id: [f"{f.level}: {f.requirement} ({f.observed})" for f in outcome.findings
+                     if f.status == "fail"]
+        for outcome in report.outcomes  # type: ignore[attr-defined]
+        if outcome.status == "fail"
+    }  # fmt: skip
+
+
+def test_voexec_passes_its_own_validator_including_booking(voexec_broker: str) -> None:
+    report = run_suite(
+        voexec_broker,
+        credentials=Credentials(token=TOKEN),
+        options=Options(booking=True, expiry_wait=30),
+    )
+
+    assert _failures(report) == {}
+    assert report.exit_status == 0
+    statuses = {outcome.id: outcome.status for outcome in report.outcomes}
+    assert set(statuses) == {scenario.id for scenario in SCENARIOS}
+    # Every scenario really ran: none was skipped for want of a prerequisite.
+    assert "skip" not in statuses.values(), statuses
+
+
+def test_without_the_token_voexec_refuses_and_the_report_says_why(voexec_broker: str) -> None:
+    report = run_suite(
+        voexec_broker, options=Options(expiry_wait=0), only=["offers-endpoint", "json"]
+    )
+
+    first, second = report.outcomes
+    assert first.must_failed
+    assert "401" in first.findings[0].observed and "--token" in first.findings[0].observed  # noqa: PT018
+    assert second.status == "skip"
+    assert report.exit_status == 1
+
+
+def test_the_broken_broker_fails_exactly_its_five_defects(broken: str) -> None:
+    report = run_suite(broken, options=Options(expiry_wait=20))
+
+    failed = _failures(report)
+    assert sorted(failed) == sorted(BROKEN), failed
+    must = {outcome.id for outcome in report.outcomes if outcome.must_failed}
+    assert must == set(BROKEN) - {"see-other"}  # 200 instead of 303 breaks a SHOULD
+    assert report.exit_status == 1
+    see_other = next(o for o in report.outcomes if o.id == "see-other")
+    finding = next(f for f in see_other.findings if f.status == "fail")
+    # The finding shows the exchange that showed it.
+    exchange = see_other.exchanges[finding.exchanges[0]]
+    assert (exchange.method, exchange.status) == ("POST", 200)
+    assert exchange.url.endswith("/requests") and '"result"' in exchange.body  # noqa: PT018
+
+
+def _validate(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    parser = argparse.ArgumentParser(prog="voexec")
+    command.register(parser.add_subparsers())
+    parsed = parser.parse_args(["validate", *args])
+    status = parsed.func(parsed)
+    return status, capsys.readouterr().out
+
+
+def test_junit_and_json_reports_are_read_by_their_tools(
+    broken: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    junit = tmp_path / "validate.xml"
+
+    status, out = _validate(
+        [broken, "--json", "--junit", str(junit), "--expiry-wait", "20"], capsys
+    )
+
+    assert status == 1
+    suite = ET.parse(junit).getroot()
+    cases = suite.findall("testcase")
+    failed = [case for case in cases if case.find("failure") is not None]
+    skipped = [case for case in cases if case.find("skipped") is not None]
+    assert suite.tag == "testsuite" and len(cases) == int(suite.get("tests", "")) == len(SCENARIOS)  # noqa: PT018
+    assert len(failed) == int(suite.get("failures", "")) == len(BROKEN)
+    assert len(skipped) == int(suite.get("skipped", "")) == 2  # the capacity scenarios
+    assert {case.get("name", "").split(":")[0] for case in failed} == set(BROKEN)
+    assert {case.find("failure").get("type") for case in failed} == {"MUST", "SHOULD"}  # type: ignore[union-attr]
+
+    document = json.loads(out)
+    assert document["format"] == FORMAT and document["exit_status"] == 1  # noqa: PT018
+    assert document["summary"]["fail"] == len(BROKEN)
+    assert document["summary"]["must_failures"] == len(BROKEN) - 1
+    by_id = {scenario["id"]: scenario for scenario in document["scenarios"]}
+    expiry = by_id["offer-expiry"]
+    failing = [f for f in expiry["findings"] if f["status"] == "fail" and f["level"] == "MUST"]
+    assert failing
+    shown = [expiry["exchanges"][i] for i in failing[0]["exchanges"]]
+    assert [(e["method"], e["status"]) for e in shown] == [("POST", 200), ("GET", 200)]
+
+
+def test_text_report_names_each_failure_with_its_word(
+    broken: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out = _validate([broken, "--expiry-wait", "0", "--only", "no-with-reasons"], capsys)
+
+    assert status == 1
+    assert "FAIL [MUST] no-with-reasons" in out
+    assert "-> 500" in out

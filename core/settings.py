@@ -394,6 +394,14 @@ class VocabularySettings(_Settings, frozen=True):
     """Never fetch; use the cache or the folder only."""
 
 
+class ValidateSettings(_Settings, frozen=True):
+    """The conformance validator's web page, `/validate?url=`."""
+
+    allowed_urls: list[str] = []
+    """Broker base URLs the page may validate besides this server's own broker (always
+    allowed); the page never calls any other URL."""
+
+
 class Settings(_Settings, frozen=True):
     """Root of all configuration."""
 
@@ -408,6 +416,7 @@ class Settings(_Settings, frozen=True):
     registry: RegistrySettings = RegistrySettings()
     harvest: HarvestSettings = HarvestSettings()
     vocabularies: VocabularySettings = VocabularySettings()
+    validate: ValidateSettings = ValidateSettings()
 
     @property
     def database_url(self) -> str:

@@ -89,6 +89,12 @@ class CatalogueStore(Protocol):
         """Store versions all-or-none; new / updated / unchanged for each."""
         ...
 
+    def save_all(
+        self, documents: Sequence[Sequence[VersionWrite]], *, now: datetime
+    ) -> list[list[PublishStatus]]:
+        """`save` for several documents, each all-or-none, in as few transactions as it can."""
+        ...
+
     def withdraw(self, entry_id: str, *, now: datetime) -> bool:
         """Withdraw an entry; False when it does not exist."""
         ...
@@ -135,6 +141,22 @@ def _items(problems: Sequence[Problem]) -> list[ProblemItem]:
         ProblemItem(field=p.field, reason=p.reason, suggestions=list(p.suggestions))
         for p in problems
     ]
+
+
+class _Prepared(msgspec.Struct, frozen=True, kw_only=True):
+    """A checked document's writes, waiting to be stored with the rest of its batch."""
+
+    writes: list[VersionWrite]
+    labels: list[str]
+    warnings: list[ProblemItem]
+
+    def report(self, statuses: Sequence[PublishStatus]) -> PublishReport:
+        """The document's report once the store said what each write did."""
+        outcomes = [
+            PublishOutcome(id=w.entry_id, name=w.version.spec.name, version=label, status=status)
+            for w, label, status in zip(self.writes, self.labels, statuses, strict=True)
+        ]
+        return PublishReport(entries=outcomes, warnings=self.warnings)
 
 
 class CatalogueService:
@@ -214,10 +236,14 @@ class CatalogueService:
         document. `require_vocabularies=False` is for the bundled demo only (see `check`).
         """
         started = self.clock.now()
-        reports = [
-            self._store(document, provenance, require_vocabularies=require_vocabularies)
+        prepared = [
+            self._prepare(document, provenance, require_vocabularies=require_vocabularies)
             for document, provenance in documents
         ]
+        # One transaction for the whole batch (the store falls back to one per document).
+        writes = [p.writes for p in prepared if isinstance(p, _Prepared)]
+        saved = iter(self.store.save_all(writes, now=self.clock.now()) if writes else [])
+        reports = [p.report(next(saved)) if isinstance(p, _Prepared) else p for p in prepared]
         changed = [o.id for report in reports for o in report.entries if o.status != "unchanged"]
         if changed and not self._index_entries(changed, stored_since=started):
             warning = ProblemItem(
@@ -231,13 +257,14 @@ class CatalogueService:
             ]
         return reports
 
-    def _store(
+    def _prepare(
         self,
         document: str | bytes | Mapping[str, Any],
         provenance: Provenance,
         *,
         require_vocabularies: bool,
-    ) -> PublishReport:
+    ) -> PublishReport | _Prepared:
+        """A document checked and turned into writes, or the report of why it cannot be."""
         checked = self.check(
             document, require_vocabularies=require_vocabularies, repository=provenance.repository
         )
@@ -247,15 +274,11 @@ class CatalogueService:
         writes, labels, problems = self._writes(checked, provenance)
         if problems:
             return PublishReport(problems=_items(problems), warnings=warnings)
-        statuses = self.store.save(
-            [VersionWrite(entry_id=key, version=version) for key, version in writes],
-            now=self.clock.now(),
+        return _Prepared(
+            writes=[VersionWrite(entry_id=key, version=version) for key, version in writes],
+            labels=labels,
+            warnings=warnings,
         )
-        outcomes = [
-            PublishOutcome(id=key, name=version.spec.name, version=label, status=status)
-            for (key, version), label, status in zip(writes, labels, statuses, strict=True)
-        ]
-        return PublishReport(entries=outcomes, warnings=warnings)
 
     def _writes(
         self, checked: CheckedDocument, provenance: Provenance

@@ -267,6 +267,32 @@ class SqlCatalogueStore:
         except OperationalError as error:
             raise Unavailable(f"the catalogue database does not answer: {error.orig}") from error
 
+    def save_all(
+        self, documents: Sequence[Sequence[VersionWrite]], *, now: datetime
+    ) -> list[list[PublishStatus]]:
+        """`save` for several documents' writes in one transaction (a harvest batch).
+
+        Each document's writes still stand or fall together: should the shared transaction fail
+        on a concurrent writer, it is rolled back and each document is saved on its own
+        (`save`), so one conflict costs only its document.
+
+        Raises:
+            Conflict: (from the one-by-one retry) a document's entry was created concurrently.
+            Unavailable: the database does not answer.
+        """
+        if len(documents) <= 1:
+            return [self.save(writes, now=now) for writes in documents]
+        try:
+            with write_transaction(self._sessions) as session:
+                return [
+                    [self._save_one(session, write, now) for write in writes]
+                    for writes in documents
+                ]
+        except IntegrityError:
+            return [self.save(writes, now=now) for writes in documents]
+        except OperationalError as error:
+            raise Unavailable(f"the catalogue database does not answer: {error.orig}") from error
+
     def _save_one(self, session: Session, write: VersionWrite, now: datetime) -> PublishStatus:
         version = write.version
         spec, origin = version.spec, version.provenance

@@ -148,3 +148,40 @@ def test_documents_and_instants_round_trip(store):
     assert stored.published_at.tzinfo is not None
     assert store.version("e1", "9.9") is None
     assert store.entry("missing") is None
+
+
+def test_a_batch_of_documents_is_saved_as_one_by_one_would_be(store):
+    save(store, "old", version())
+    statuses = store.save_all(
+        [
+            [VersionWrite("e1", version("1.0.0"))],
+            [VersionWrite("e1", version("1.1.0")), VersionWrite("e2", version())],
+            [VersionWrite("old", version())],
+            [],
+        ],
+        now=T0,
+    )
+    assert statuses == [["new"], ["updated", "new"], ["unchanged"], []]
+    assert store.entry("e1").current_version == "1.1.0"
+    assert set(store.current_versions(["e1", "e2", "old"])) == {"e1", "e2", "old"}
+
+
+def test_a_batch_hit_by_a_concurrent_writer_is_saved_document_by_document(store, monkeypatch):
+    from sqlalchemy.exc import IntegrityError
+
+    real = SqlCatalogueStore._save_one
+    calls = []
+
+    def conflict_once(self, session, write, now):
+        calls.append(write.entry_id)
+        if len(calls) == 2:  # another process created this entry meanwhile
+            raise IntegrityError("INSERT", {}, Exception("unique"))
+        return real(self, session, write, now)
+
+    monkeypatch.setattr(SqlCatalogueStore, "_save_one", conflict_once)
+    statuses = store.save_all(
+        [[VersionWrite("e1", version())], [VersionWrite("e2", version())]], now=T0
+    )
+    assert statuses == [["new"], ["new"]]
+    assert calls == ["e1", "e2", "e1", "e2"]  # the shared transaction, then one each
+    assert store.count() == 2

@@ -7,6 +7,7 @@ Each page module's docstring lists its routes:
 - `voexec.pages_broker`: offers (`/offersets/{uuid}`), a session and its accept, reject and
   cancel buttons (`/sessions/{uuid}`), the platforms' capacity and bookings (`/platforms`);
 - `voexec.pages_harvest`: harvest sources, runs and a run's problems (`/harvest`);
+- `voexec.pages_validate`: the broker validator's report (`/validate?url=`);
 - `voexec.page_auth`: signing in with a broker token (`/sign-in`, `/sign-out`).
 
 The first view of each page is rendered from the services (no HTTP round trip), then the
@@ -38,6 +39,7 @@ from voexec.pages import Pages
 from voexec.pages_broker import offers_page, platforms_page, session_page, update_session
 from voexec.pages_catalogue import entry_page, request_offers, search_page
 from voexec.pages_harvest import harvest_page
+from voexec.pages_validate import validate_page
 from voexec.problems import status_of
 
 __all__ = ["page_router"]
@@ -69,6 +71,7 @@ def page_router(pages: Pages) -> Router:
             update_session,
             platforms_page,
             harvest_page,
+            validate_page,
             *sign_in_handlers(pages.auth, pages.html),
         ],
         dependencies={"pages": Provide(lambda: pages, use_cache=True, sync_to_thread=False)},

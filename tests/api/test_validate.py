@@ -17,6 +17,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.api.test_tutorial import free_port, wait_until_answering
@@ -174,3 +175,36 @@ def test_text_report_names_each_failure_with_its_word(
     assert status == 1
     assert "FAIL [MUST] no-with-reasons" in out
     assert "-> 500" in out
+
+
+def test_the_page_validates_the_local_broker_for_a_signed_in_reader(voexec_broker: str) -> None:
+    root = voexec_broker.removesuffix("/broker")
+    page = httpx.get(
+        f"{root}/validate",
+        params={"url": voexec_broker},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=120,
+    )
+
+    assert page.status_code == 200, page.text[:500]
+    assert 'id="scenario-see-other"' in page.text
+    assert "no MUST failed" in page.text
+    # Booking scenarios are never run from the page.
+    assert "books (and cancels) a session: not run here" in page.text
+
+
+def test_the_page_refuses_urls_it_is_not_allowed_and_asks_for_a_sign_in(
+    voexec_broker: str,
+) -> None:
+    root = voexec_broker.removesuffix("/broker")
+    elsewhere = httpx.get(
+        f"{root}/validate", params={"url": "http://169.254.169.254/latest"}, timeout=30
+    )
+    anonymous = httpx.get(f"{root}/validate", params={"url": voexec_broker}, timeout=30)
+    form = httpx.get(f"{root}/validate", timeout=30)
+
+    assert elsewhere.status_code == 403
+    assert "validate.allowed_urls" in elsewhere.text
+    assert anonymous.status_code == 401
+    assert form.status_code == 200
+    assert f'<option value="{voexec_broker}" selected>' in form.text

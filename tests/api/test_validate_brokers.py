@@ -80,7 +80,7 @@ class _Store:
         self.lock = threading.Lock()
 
 
-def _decode(request: Request[Any, Any, Any], body: RawBody) -> Any:
+def _decode(request: Request[Any, Any, Any], body: bytes) -> Any:
     if "json" in (request.headers.get("content-type") or ""):
         return json.loads(body)
     return yaml.safe_load(body)
@@ -183,11 +183,11 @@ def broken_broker() -> Litestar:
                     [start + timedelta(minutes=10)] if end >= start + timedelta(minutes=10) else []
                 )
                 low_cores, low_memory = cores.get("min", 1), memory.get("min", 1)
-                made = [
+                alternatives = [
                     session(request, document, at, duration, low_cores, low_memory, "OFFERED")
                     for at in starts
                 ]
-                offerset.update(result="YES", offers=made)
+                offerset.update(result="YES", offers=alternatives)
             store.offersets[ident] = offerset
         return _answer(request, offerset, 200)  # Defect 2: never 303.
 

@@ -27,6 +27,7 @@ Imports `core`, the `broker` model, the pure modules, the ports and the store; n
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -94,7 +95,14 @@ from core.clock import Clock
 from core.errors import Conflict, DomainError, NotFound
 from core.settings import BrokerSettings
 
-__all__ = ["CLIENT_UPDATES", "BrokerService", "DirectExecutionFailed", "IllegalUpdate"]
+__all__ = [
+    "CLIENT_UPDATES",
+    "AcceptRefused",
+    "BrokerService",
+    "DirectExecutionFailed",
+    "IllegalUpdate",
+    "TooManyHeldOffers",
+]
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +132,19 @@ class AcceptRefused(Conflict):
     whole session later in its requested start range (the session is never shortened), and
     when an accept's check against the bookings and the other sets' holds fails.
     """
+
+
+class TooManyHeldOffers(Conflict):
+    """The requester already holds `broker.held_offersets_per_requester` offer sets."""
+
+    def __init__(self, limit: int, expiries: Sequence[datetime]) -> None:
+        self.limit = limit
+        soonest = min(expiries).isoformat() if expiries else "soon"
+        super().__init__(
+            f"you hold {len(expiries)} offer sets with open offers, the most one client may "
+            f"hold at once is {limit}: accept or reject their offers, or wait until they "
+            f"expire (the first at {soonest}), then ask again"
+        )
 
 
 class _NeedsExclusiveLock(Exception):
@@ -176,6 +197,7 @@ class BrokerService:
         base_url: str,
         *,
         unknown_kinds: Sequence[UnknownKind] = (),
+        requester: str | None = None,
     ) -> OfferSetResponse:
         """Answer a request with an offer set (not idempotent: each call makes new offers).
 
@@ -183,12 +205,21 @@ class BrokerService:
             request: the decoded request.
             base_url: the broker's absolute base URL (ending in `/broker`, no slash).
             unknown_kinds: components the codec set aside because their kind is unknown.
+            requester: who asks (a token's or an address's identity), for the limit on offer
+                sets one requester may hold at once; None: no limit (in-process callers).
 
         Returns:
             `result: YES` with offers (sessions in phase OFFERED, each holding its capacity
             until `expires`), or `result: NO` with `meta.messages` saying why, per platform.
+
+        Raises:
+            TooManyHeldOffers: the requester already holds as many offer sets as allowed.
         """
         now = self._now()
+        limit = self._settings.held_offersets_per_requester
+        if requester is not None and limit:
+            with self._store.read() as tx:
+                self._check_held(tx, requester, limit, now)  # before any work
         offerset_id = uuid4()
         question = self._question(request, unknown_kinds, now)
         demand = question.demand
@@ -206,7 +237,11 @@ class BrokerService:
             document = OfferSetResponse(
                 meta=meta, result="YES" if found.offers else "NO", offers=[]
             )
-            tx.add_offerset(str(offerset_id), now, document)
+            if found.offers and requester is not None and limit:
+                # Again under the platforms' locks: two requests of one client racing for one
+                # platform are serialised here, so they cannot both pass.
+                self._check_held(tx, requester, limit, now)
+            tx.add_offerset(str(offerset_id), now, document, requester=requester)
             sessions = [
                 self._open(
                     tx,
@@ -360,18 +395,20 @@ class BrokerService:
         if late and not exclusive and self._store.engine.dialect.name == "postgresql":
             raise _NeedsExclusiveLock
         start = state.start
-        latest = max(state.latest_start or state.start, earliest)
+        latest = state.latest_start or state.start  # never past the requested start range
         others = [
             booking
             for booking in tx.live_bookings(
-                now, [record.platform], Interval(min(start, earliest), latest + duration)
+                now, [record.platform], Interval(start, max(latest, start) + duration)
             )
             if record.offerset_id is None or booking.group != record.offerset_id
         ]
         if late:
-            moved = earliest_start(
-                spec, others, record.resources, duration, Interval(earliest, latest)
-            )
+            moved = None
+            if latest >= earliest:
+                moved = earliest_start(
+                    spec, others, record.resources, duration, Interval(earliest, latest)
+                )
             if moved is None:
                 return AcceptRefused(_late_refusal(record, spec, earliest))
             start = moved
@@ -389,7 +426,7 @@ class BrokerService:
             return record, OfferAccepted()
         tx.move_slot(record.id, start, start + duration)
         document = moved_session(record.document, spec, start, start + duration)
-        return msgspec.structs.replace(record, document=document), OfferAccepted(start=start)
+        return dataclasses.replace(record, document=document), OfferAccepted(start=start)
 
     def direct(
         self,
@@ -460,6 +497,13 @@ class BrokerService:
                 delivered += 1
 
     # ----------------------------------------------------------------- internals
+    @staticmethod
+    def _check_held(tx: StoreTransaction, requester: str, limit: int, now: datetime) -> None:
+        """Refuse a requester who already holds `limit` offer sets with open offers."""
+        expiries = tx.held_offersets(requester, now)
+        if len(expiries) >= limit:
+            raise TooManyHeldOffers(limit, expiries)
+
     def _now(self) -> datetime:
         return self._clock.now().replace(microsecond=0)
 

@@ -38,6 +38,7 @@ from sqlalchemy import (
     Text,
     and_,
     delete,
+    func,
     insert,
     or_,
     select,
@@ -77,6 +78,7 @@ offerset_table = Table(
     Column("id", String(36), primary_key=True),
     Column("created", BigInteger, nullable=False),
     Column("document", Text, nullable=False),
+    Column("requester", String(200), nullable=True, index=True),
 )
 session_table = Table(
     "broker_session",
@@ -347,16 +349,41 @@ class StoreTransaction:
         return [(row.session_id, _booking(row, row.offerset_id)) for row in rows]
 
     # -------------------------------------------------------------- offer sets, sessions
-    def add_offerset(self, offerset_id: str, created: datetime, document: OfferSetResponse) -> None:
-        """Store an offer set's own document (its offers are sessions)."""
+    def add_offerset(
+        self,
+        offerset_id: str,
+        created: datetime,
+        document: OfferSetResponse,
+        *,
+        requester: str | None = None,
+    ) -> None:
+        """Store an offer set's own document (its offers are sessions) and who asked for it."""
         self._insert(
             offerset_table,
             {
                 "id": offerset_id,
                 "created": to_micros(created),
                 "document": codec.encode(document, codec.Media.JSON).decode(),
+                "requester": requester,
             },
         )
+
+    def held_offersets(self, requester: str, now: datetime) -> list[datetime]:
+        """When each offer set of `requester` still holding capacity at `now` stops holding it.
+
+        A set holds while one of its offers is OFFERED and unexpired; the answer is, per such
+        set, the latest expiry of its open offers, soonest first.
+        """
+        at = to_micros(now)
+        query = (
+            select(func.max(session_table.c.expires))
+            .select_from(offerset_table)
+            .join(session_table, session_table.c.offerset_id == offerset_table.c.id)
+            .where(offerset_table.c.requester == requester)
+            .where(session_table.c.phase == Phase.OFFERED.value, session_table.c.expires > at)
+            .group_by(offerset_table.c.id)
+        )
+        return sorted(from_micros(expires) for expires in self._run(query).scalars())
 
     def offerset(self, offerset_id: str) -> tuple[OfferSetResponse, list[SessionRecord]] | None:
         """An offer set's document and its sessions in their order, or None."""

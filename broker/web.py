@@ -30,6 +30,7 @@ Imports Litestar, `core` and the `broker` modules.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ from broker.model import (
 )
 from broker.service import BrokerService, DirectExecutionFailed, IllegalUpdate
 from broker.web_openapi import document_openapi
-from core.auth import BEARER_CHALLENGE, require_bearer
+from core.auth import BEARER_CHALLENGE, bearer_token, require_bearer
 from core.errors import (
     DomainError,
     Forbidden,
@@ -94,11 +95,24 @@ class BrokerHttp:
 
     public_url: str | None
     max_body_bytes: int
+    tokens: bool = False
+    """Whether writes need a bearer token (`broker.write_tokens` is set)."""
 
     def base_url(self, request: Request[Any, Any, Any]) -> str:
         """The broker's absolute base URL, e.g. `https://host/broker` (for `Location`)."""
         root = self.public_url or str(request.base_url)
         return root.rstrip("/") + BROKER_PATH
+
+    def requester(self, request: Request[Any, Any, Any]) -> str:
+        """Who asks, for the limit on offer sets held at once.
+
+        The bearer token (the guard let it in) when writes need one, else the client's
+        address. A token is kept only as a digest, never itself.
+        """
+        token = bearer_token(request.headers.get("authorization")) if self.tokens else None
+        if token is not None:
+            return "token:" + hashlib.sha256(token.encode("utf-8")).hexdigest()[:32]
+        return "address:" + (request.client.host if request.client else "unknown")
 
 
 Broker = NamedDependency[BrokerService]
@@ -318,7 +332,10 @@ def _offers(
 ) -> Response[bytes]:
     decoded = _read_request(request, body, http)
     offerset = broker.request_offers(
-        decoded.value, http.base_url(request), unknown_kinds=decoded.unknown_kinds
+        decoded.value,
+        http.base_url(request),
+        unknown_kinds=decoded.unknown_kinds,
+        requester=http.requester(request),
     )
     location = offerset.meta.url if offerset.meta and offerset.meta.url else ""
     return _answer(request, offerset, 303, {"Location": location})
@@ -447,7 +464,11 @@ def broker_router(server: ServerSettings, *, write_tokens: Sequence[str] = ()) -
         write_tokens: bearer tokens allowed to write (`broker.write_tokens`); empty leaves
             writes open (local use).
     """
-    http = BrokerHttp(public_url=server.public_url, max_body_bytes=server.max_body_bytes)
+    http = BrokerHttp(
+        public_url=server.public_url,
+        max_body_bytes=server.max_body_bytes,
+        tokens=bool(write_tokens),
+    )
     return Router(
         path=BROKER_PATH,
         route_handlers=[

@@ -131,6 +131,19 @@ def test_a_running_session_carries_on_after_the_process_is_killed(tmp_path: Path
     process.clock.set(FINISHED)
     process.broker.tick()
     assert_completed_once(process, url)
+    # Each change is recorded at the clock of the process that made it, when it made it (the
+    # first process ticked at 08:00 and 09:10, the second at FINISHED), not when it was due.
+    history = phase_history(session_of(process.client.get(url)))
+    assert history == [
+        (NOW, P.OFFERED),
+        (NOW, P.ACCEPTED),
+        (NOW, P.WAITING),
+        (RUNNING_AT, P.PREPARING),
+        (RUNNING_AT, P.AVAILABLE),
+        (RUNNING_AT, P.RUNNING),
+        (FINISHED, P.RELEASING),
+        (FINISHED, P.COMPLETED),
+    ]
 
 
 def test_an_event_claimed_by_a_killed_process_is_delivered_once_by_the_next(

@@ -12,7 +12,8 @@ instance-wide topic listing uses keyset pagination (`order_by=id`), which GitLab
 50,000 results. Every call is retried on 429 (waiting as long as `Retry-After` says) and on
 5xx or network failures (exponential backoff), up to `max_retries` times; python-gitlab's own
 retry loop is switched off because it sleeps with `time.sleep`, which tests must not wait for.
-Library exceptions are translated into `harvest.model.SourceError`s at this boundary.
+Library exceptions are translated into `harvest.model.SourceError`s at this boundary. One
+client may serve several threads: the wait a 429 asks for holds every thread's next request.
 
 Requests go only to the configured instance: pagination links are rewritten to its base URL
 (`keep_base_url`) and a redirect to another host is refused.
@@ -181,6 +182,10 @@ class GitLabClient:
         self._allowed_hosts = {urlsplit(self.url).netloc, *allowed_hosts}
         # The last 429's Retry-After, per thread: python-gitlab's exceptions drop the headers.
         self._seen = threading.local()
+        # Several threads may read through one client (harvest.pipeline.READERS): a 429 or a
+        # failure seen by one pauses them all, so that together they honour Retry-After.
+        self._pause_lock = threading.Lock()
+        self._paused_until = 0.0
         self._session = requests.Session()
         self._session.hooks["response"].append(self._on_response)
         self._gl = gitlab.Gitlab(
@@ -355,6 +360,7 @@ class GitLabClient:
     def _call(self, what: str, operation: Callable[[], T]) -> T:
         attempt = 0
         while True:
+            self._wait_for_pause()
             self._seen.retry_after = None
             try:
                 return operation()
@@ -373,7 +379,27 @@ class GitLabClient:
                         f"{what}: GitLab did not answer after {attempt + 1} attempts ({error})"
                     ) from error
             attempt += 1
+            self._pause_all(delay)
             self._sleep(delay)
+
+    def _pause_all(self, delay: float) -> None:
+        """Hold every thread's next request for `delay` seconds: GitLab limits per user."""
+        until = time.monotonic() + delay
+        with self._pause_lock:
+            self._paused_until = max(self._paused_until, until)
+        # This thread waits its own delay right away; it owes no second wait for it.
+        self._seen.waited_until = max(getattr(self._seen, "waited_until", 0.0), until)
+
+    def _wait_for_pause(self) -> None:
+        """Wait out a pause another thread's 429 (or failure) asked for, if any."""
+        with self._pause_lock:
+            until = self._paused_until
+        if until <= getattr(self._seen, "waited_until", 0.0):
+            return
+        remaining = until - time.monotonic()
+        if remaining > 0:
+            self._seen.waited_until = until
+            self._sleep(remaining)
 
     def _delay(self, status: int | None, attempt: int) -> float | None:
         """How long to wait before retrying, or None when the failure is final."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -179,3 +180,30 @@ def test_retry_after_is_read_as_seconds_or_as_an_http_date():
     assert retry_after_seconds("Sun, 01 Mar 2026 11:00:00 GMT", now) == 0.0
     assert retry_after_seconds("soon", now) is None
     assert retry_after_seconds(None, now) is None
+
+
+def test_a_429_seen_by_one_thread_holds_the_next_request_of_every_thread(gitlab):
+    project = gitlab.add_project("astro/tool", {"f": "x"}, tags=("v1",))
+    gitlab.fail("/repository/tags", status=429, times=1, retry_after=7)
+    waits: list[tuple[str, float]] = []
+    shared = GitLabClient(
+        gitlab.url,
+        TOKEN,
+        max_retries=3,
+        sleep=lambda seconds: waits.append((threading.current_thread().name, seconds)),
+    )
+
+    def read(name: str, call) -> None:
+        thread = threading.Thread(target=call, name=name)
+        thread.start()
+        thread.join(timeout=30)
+
+    read("first", lambda: shared.tags(project.id))
+    read("second", lambda: shared.branch(project.id, "main"))
+
+    assert waits[0] == ("first", 7.0)
+    assert len(waits) == 2
+    name, seconds = waits[1]
+    assert name == "second"
+    assert 5.0 < seconds <= 7.0, "what is left of the 7 s GitLab asked for"
+    assert gitlab.count(f"/projects/{project.id}/repository/tags") == 2

@@ -18,15 +18,17 @@ import argparse
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-import msgspec
-
-from core.settings import Settings, load_settings
 from harvest.model import Counts, HarvestReport, ProjectReport, ProjectTotals, ReportProblem
-from harvest.pipeline import HarvestPipeline
 
-PipelineFactory = Callable[[Settings], AbstractContextManager[HarvestPipeline]]
+if TYPE_CHECKING:
+    # The pipeline and the settings are imported when the command runs, not when the `voexec`
+    # parser is built (the pipeline brings SQLAlchemy and httpx).
+    from core.settings import Settings
+    from harvest.pipeline import HarvestPipeline
+
+PipelineFactory = Callable[["Settings"], AbstractContextManager["HarvestPipeline"]]
 """Opens the pipeline for some settings, and closes what it needed when the command ends."""
 EXIT_STATUS = {"succeeded": 0, "running": 0, "failed": 1, "partial": 2}
 BAR_WIDTH = 30
@@ -60,6 +62,10 @@ def register(
 
 
 def _run(args: argparse.Namespace, factory: PipelineFactory) -> int:
+    import msgspec
+
+    from core.settings import load_settings
+
     with factory(load_settings(args.config)) as pipeline:
         if args.list:
             for source in pipeline.sources():

@@ -16,14 +16,14 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from core.settings import Settings, load_settings
-from vocabularies import expand
-from vocabularies.expand import TreeNode
-from vocabularies.model import Concept, UnknownConcept, Vocabulary
-from vocabularies.registry import load_registry, load_vocabulary, refresh_vocabularies
-from vocabularies.resolve import resolve
+if TYPE_CHECKING:
+    # Imported when a command runs, not when the `voexec` parser is built: loading
+    # vocabularies brings rdflib and httpx.
+    from core.settings import Settings
+    from vocabularies.expand import TreeNode
+    from vocabularies.model import Concept, Vocabulary
 
 WIDTH: Final = 100
 _FIELD: Final = 13  # width of the field names in `show NAME TERM`
@@ -58,10 +58,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from core.settings import load_settings
+
     return load_settings(args.config)
 
 
 def _list(args: argparse.Namespace) -> int:
+    from vocabularies.registry import load_registry
+
     settings = _settings(args)
     registry = load_registry(settings.vocabularies, settings.data_dir)
     for vocab in registry:
@@ -75,6 +79,9 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from vocabularies import expand
+    from vocabularies.registry import load_vocabulary
+
     settings = _settings(args)
     vocab, origin = load_vocabulary(settings.vocabularies, settings.data_dir, args.name)
     if args.term is None:
@@ -90,6 +97,9 @@ def _show(args: argparse.Namespace) -> int:
 
 def _find_concept(vocab: Vocabulary, text: str) -> Concept:
     """The concept `text` names: exactly by term (deprecated ones too), else as resolved."""
+    from vocabularies.model import UnknownConcept
+    from vocabularies.resolve import resolve
+
     if text in vocab.concepts:
         return vocab.concepts[text]
     resolution = resolve(vocab, text)
@@ -117,6 +127,8 @@ def _print_concept(vocab: Vocabulary, concept: Concept) -> None:
             for line in lines[1:]:
                 print(f"{'':<{_FIELD}}{line}")
 
+    from vocabularies import expand
+
     def named(terms: tuple[str, ...] | list[str]) -> str:
         return "; ".join(f"{vocab.label_of(t)} [{t}]" for t in terms)
 
@@ -138,6 +150,8 @@ def _print_concept(vocab: Vocabulary, concept: Concept) -> None:
 
 
 def _refresh(args: argparse.Namespace) -> int:
+    from vocabularies.registry import refresh_vocabularies
+
     settings = _settings(args)
     outcomes = refresh_vocabularies(
         settings.vocabularies, settings.data_dir, names=list(args.names) or None

@@ -1,8 +1,7 @@
-"""Wires the `broker` package into the app and the CLI (see `voexec/wiring.py`)."""
+"""Wires the `broker` package into the app (see `voexec/wiring.py`)."""
 
 from __future__ import annotations
 
-import argparse
 from typing import TYPE_CHECKING
 
 from core.clock import ManualClock
@@ -42,10 +41,3 @@ def build(services: Services) -> None:
         runner = WorkQueueRunner(broker, settings.broker.tick)
         services.on_startup.append(runner.start)
         services.on_shutdown.append(runner.stop)
-
-
-def register_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Mount the broker's client commands: request, accept, reject, cancel, session."""
-    from broker.cli import register
-
-    register(commands)

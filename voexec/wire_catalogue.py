@@ -1,12 +1,12 @@
-"""Wires the `catalogue` package into the app and the CLI (see `voexec/wiring.py`).
+"""Wires the `catalogue` package into the app (see `voexec/wiring.py`).
 
 Builds the SQL store (migrated), the search index the settings choose, and the in-process
 `BrokerGateway` over the broker part's `BrokerService` (the only place where catalogue and
 broker meet: the catalogue side may not import the broker). Provides `CatalogueService` as
 `catalogue`, mounts `/catalogue` and the OAI-PMH publishing registry under `/registry`, and at
 start-up loads the demo catalogue when asked, rebuilds the index when it does not match the
-store, and stores the datestamps of the registry's fixed records. Mounts `voexec search`,
-`offers`, `publish` and `reindex`.
+store, and stores the datestamps of the registry's fixed records. `open_catalogue`
+serves `voexec reindex` (`voexec/cli_local.py`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from catalogue import cli
 from catalogue.model import Provenance, PublishReport, kind_term
 from catalogue.oai_repository import OaiRepository
 from catalogue.ports import Needs, OfferAnswer, SearchIndex
@@ -288,7 +287,8 @@ def load_demo(catalogue: CatalogueService, folder: Path = DEMO_FOLDER) -> list[P
 
 # ----------------------------------------------------------------------------- commands
 @contextmanager
-def _open_catalogue(args: argparse.Namespace) -> Iterator[CatalogueService]:
+def open_catalogue(args: argparse.Namespace) -> Iterator[CatalogueService]:
+    """The catalogue `--config` describes, prepared as `voexec serve` prepares it (`reindex`)."""
     from core.settings import load_settings
     from voexec.wiring import build_services  # wiring imports this module: import late
 
@@ -300,22 +300,3 @@ def _open_catalogue(args: argparse.Namespace) -> Iterator[CatalogueService]:
         yield catalogue
     finally:
         services.stop()
-
-
-def offer_set_text(offer_set: Mapping[str, Any]) -> str:
-    """An offer set as the broker's own CLI shows it: its table of offers, or why there are none."""
-    from broker import cli as broker_cli
-    from broker import codec
-    from broker.model import OfferSetResponse
-
-    decoded = codec.convert(dict(offer_set), OfferSetResponse).value
-    lines = [broker_cli.offer_table(decoded)] if decoded.offers else ["No offers:"]
-    for message in decoded.meta.messages if decoded.meta else []:
-        level = message.level.value if message.level else "INFO"
-        lines.append(f"  {level}: {message.message or message.template or message.kind}")
-    return "\n".join(lines)
-
-
-def register_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Mount `voexec search`, `offers`, `publish` and `reindex`."""
-    cli.register(commands, open_catalogue=_open_catalogue, print_offer_set=offer_set_text)

@@ -4,12 +4,12 @@ Builds the harvest pipeline from the settings and the catalogue service the cata
 in `services.components["catalogue"]`: the harvest tables are migrated, GitLab clients are
 made per source (token from the environment variable the source names, retries from
 `harvest.max_retries`), webhooks run on a worker thread stopped at shutdown. Handlers get the
-pipeline as `harvest` and the worker as `harvest_background`; `voexec harvest` is mounted.
+pipeline as `harvest` and the worker as `harvest_background`; `open_pipeline` serves
+`voexec harvest` (`voexec/cli_local.py`).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 
 from core.errors import Unavailable
 from core.settings import GitLabSource, Settings
-from harvest import cli
 from harvest.gitlab import GitLabClient
 from harvest.pipeline import HarvestPipeline, Publisher
 from harvest.store_sql import HarvestStore
@@ -70,7 +69,8 @@ def build(services: Services) -> None:
 
 
 @contextmanager
-def _open_pipeline(settings: Settings) -> Iterator[HarvestPipeline]:
+def open_pipeline(settings: Settings) -> Iterator[HarvestPipeline]:
+    """The harvest pipeline the settings describe (`voexec harvest`), closed after use."""
     from voexec.wiring import build_services  # wiring imports this module: import late
 
     services = build_services(settings)
@@ -81,8 +81,3 @@ def _open_pipeline(settings: Settings) -> Iterator[HarvestPipeline]:
         yield pipeline
     finally:
         services.stop()
-
-
-def register_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Mount `voexec harvest` on the root parser."""
-    cli.register(commands, _open_pipeline)

@@ -8,7 +8,6 @@ pages read the catalogue, broker and harvest services through their dependencies
 
 from __future__ import annotations
 
-import argparse
 from typing import TYPE_CHECKING, Final
 
 from litestar.datastructures import CacheControlHeader
@@ -43,7 +42,3 @@ def build(services: Services) -> None:
             include_in_schema=False,
         )
     )
-
-
-def register_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The pages add no commands (`voexec serve` serves them)."""

@@ -1,4 +1,4 @@
-"""Wires the `vocabularies` package into the app and the CLI (see `voexec/wiring.py`).
+"""Wires the `vocabularies` package into the app (see `voexec/wiring.py`).
 
 The registry is loaded once here, at start-up, from the settings: our own vocabularies always,
 the configured IVOA ones from the folder, the cache or the network, and, when neither cache nor
@@ -11,10 +11,8 @@ page's footer and `GET /vocabularies` say which copy of each is in use. Later pa
 
 from __future__ import annotations
 
-import argparse
 from typing import TYPE_CHECKING
 
-from vocabularies import cli
 from vocabularies.registry import load_registry
 from vocabularies.web import router
 
@@ -28,8 +26,3 @@ def build(services: Services) -> None:
     registry = load_registry(settings.vocabularies, settings.data_dir, clock=services.clock)
     services.provide("vocabularies", registry)
     services.route_handlers.append(router())
-
-
-def register_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Mount `voexec vocab ...` on the root parser."""
-    cli.register(commands)

@@ -5,8 +5,11 @@ tantivy or OpenSearch, simulated or real platforms). Each package is wired by it
 `voexec/wire_<package>.py`, which exposes:
 
 - `build(services)`: construct the package's service(s), register them in `services.components`
-  for later parts, and add its routes, dependencies and start/stop hooks;
-- `register_commands(subparsers)`: mount the package's CLI commands.
+  for later parts, and add its routes, dependencies and start/stop hooks.
+
+The command line does not go through here (importing this module imports Litestar and
+SQLAlchemy): `voexec/cli.py` mounts the commands, and opens what a local command needs through
+`wire_catalogue.open_catalogue` and `wire_harvest.open_pipeline`.
 
 Parts are built in dependency order: vocabularies, broker, catalogue (needs both), harvest,
 then the web pages (which use them all).

@@ -20,6 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -29,7 +30,7 @@ from broker import codec, model
 from broker.codec import Media
 from broker.platforms.simulated import SimulatedPlatform
 from broker.resources import Booking, PlatformSpec
-from broker.service import BrokerService, DirectExecutionFailed, IllegalUpdate
+from broker.service import AcceptRefused, BrokerService, DirectExecutionFailed, IllegalUpdate
 from broker.store_sql import SqlBrokerStore, StoreTransaction
 from core.clock import ManualClock
 from core.db import make_engine
@@ -125,6 +126,7 @@ class Process:
 
     engine: Engine
     broker: BrokerService
+    clock: ManualClock
 
 
 Build = Callable[..., list[Process]]
@@ -157,10 +159,9 @@ def processes(database_url: str) -> Iterator[Build]:
             if not engines[:-1]:
                 store.migrate()
             platforms = {p.name: SimulatedPlatform(p) for p in settings.platforms}
-            broker = BrokerService(
-                settings, ManualClock(NOW), store, platforms, worker_id=f"worker-{index}"
-            )
-            built.append(Process(engine, broker))
+            clock = ManualClock(NOW)
+            broker = BrokerService(settings, clock, store, platforms, worker_id=f"worker-{index}")
+            built.append(Process(engine, broker, clock))
         return built
 
     yield build
@@ -371,4 +372,96 @@ def test_accepting_different_offers_of_one_set_at_once_accepts_exactly_one(
         phase = model.SessionPhase.ACCEPTED if lost_race else model.SessionPhase.REJECTED
         assert refusal.phase is phase
     assert stored_bookings(brokers[0].engine) == {str(winner): "booking"}
+    assert_within_capacity(brokers[0].engine, settings)
+
+
+def test_eight_racing_requesters_all_start_now_as_their_sets_are_alternatives(
+    processes: Build,
+) -> None:
+    sixteen = {"name": "sixteen", "cores": 16, "memory": 64}
+    settings = broker_settings(sixteen, max_offers=4)
+    brokers = processes(9, settings)
+    request = request_for("2026-09-01T08:00:00Z/2026-09-02T08:00:00Z")
+    soonest = datetime(2026, 9, 1, 8, 1, tzinfo=UTC)  # now + the platform's preparation
+    # Eight sets of alternatives, each holding 2 cores: the sixteen cores fill exactly.
+    answers = race([partial(p.broker.request_offers, request, BASE_URL) for p in brokers[:8]])
+    sets = [answer for answer in answers if isinstance(answer, model.OfferSetResponse)]
+    assert len(sets) == 8, answers
+    assert all(min(start_of(offer) for offer in s.offers) == soonest for s in sets), [
+        [start_of(offer) for offer in s.offers] for s in sets
+    ]
+    assert all(len(s.offers) > 1 for s in sets)
+    assert_within_capacity(brokers[0].engine, settings)
+    ninth = brokers[8].broker.request_offers(request, BASE_URL)
+    assert ninth.result == "YES"
+    assert min(start_of(offer) for offer in ninth.offers) > soonest
+    # Every process accepts an offer at once, several of them racing for the same sets.
+    offers = [offer for s in [*sets, ninth] for offer in s.offers]
+    uuids = [offer.meta.uuid for offer in offers if offer.meta and offer.meta.uuid]
+    outcomes = race(
+        [
+            partial(p.broker.update_session, uuids[(7 * i) % len(uuids)], ACCEPT)
+            for i, p in enumerate(brokers)
+        ]
+        + [
+            partial(p.broker.update_session, uuids[(5 * i + 1) % len(uuids)], ACCEPT)
+            for i, p in enumerate(brokers)
+        ]
+    )
+    unexpected = [
+        o for o in outcomes if isinstance(o, Exception) and not isinstance(o, IllegalUpdate)
+    ]
+    assert not unexpected, unexpected
+    accepted = {
+        o.meta.uuid for o in outcomes if isinstance(o, model.ScheduledExecutionSession) and o.meta
+    }
+    print(f"eight sets and a ninth: {len(accepted)} accepted by 18 racing accepts")
+    assert accepted
+    commitments = assert_within_capacity(brokers[0].engine, settings)
+    assert sum(1 for c in commitments if c.kind.value == "booking") == len(accepted)
+
+
+def test_racing_late_accepts_move_or_are_refused_and_never_exceed_capacity(
+    processes: Build,
+) -> None:
+    sixteen = {"name": "sixteen", "cores": 16, "memory": 64}
+    settings = broker_settings(sixteen, max_offers=1)
+    brokers = processes(12, settings)
+    # Eight sessions fill the platform from 08:01; they may start until 08:10 at the latest.
+    request = request_for("2026-09-01T08:00:00Z/2026-09-01T08:10:00Z")
+    sets = [brokers[0].broker.request_offers(request, BASE_URL) for _ in range(8)]
+    assert [s.result for s in sets] == ["YES"] * 8
+    # Someone books half the platform from 09:02: the moved hours (08:04-09:04) overlap it,
+    # so only four of the eight sessions can move; the range allows no start after 08:10.
+    blocker = request_for("2026-09-01T09:02:00Z")
+    assert blocker.compute is not None
+    blocker_document = msgspec.structs.replace(
+        blocker,
+        compute=msgspec.structs.replace(blocker.compute, cores=model.MinMaxCount(min=8, max=8)),
+    )
+    brokers[0].broker.direct(blocker_document, BASE_URL)
+    for process in brokers:
+        process.clock.set(datetime(2026, 9, 1, 8, 3, tzinfo=UTC))  # every offer is late now
+    uuids = [s.offers[0].meta.uuid for s in sets if s.offers[0].meta and s.offers[0].meta.uuid]
+    outcomes = race(
+        [
+            partial(p.broker.update_session, uuids[i % len(uuids)], ACCEPT)
+            for i, p in enumerate(brokers)
+        ]
+    )
+    moved = [o for o in outcomes if isinstance(o, model.ScheduledExecutionSession)]
+    refused = [o for o in outcomes if isinstance(o, AcceptRefused)]
+    repeated = [o for o in outcomes if isinstance(o, IllegalUpdate)]
+    unexpected = [o for o in outcomes if isinstance(o, Exception) and o not in refused + repeated]
+    print(f"late accepts: moved {len(moved)}, refused {len(refused)}, repeated {len(repeated)}")
+    assert not unexpected, unexpected
+    # Moved to 08:04 (now + preparation) with the whole hour, or refused: never shortened.
+    assert all(start_of(session) == datetime(2026, 9, 1, 8, 4, tzinfo=UTC) for session in moved)
+    assert len({session.meta.uuid for session in moved if session.meta}) == len(moved) == 4
+    left = [uuid for uuid in uuids if uuid not in {s.meta.uuid for s in moved if s.meta}]
+    assert len(refused) >= len(left) == 4  # a refused offer stays open: others may try too
+    assert {brokers[0].broker.get_session(uuid).phase for uuid in left} == {
+        model.SessionPhase.OFFERED
+    }
+    assert all("would run shorter than offered" in str(refusal) for refusal in refused)
     assert_within_capacity(brokers[0].engine, settings)

@@ -199,7 +199,7 @@ def _version_from_columns(columns: Sequence[Any]) -> EntryVersion:
             repository=repository,
             path=path,
             ref=ref,
-            ref_kind=ref_kind,  # type: ignore[arg-type]  # written from the same Literal
+            ref_kind=ref_kind,  # read back as written, from the same Literal
             commit=commit,
             harvested_at=_maybe_aware(harvested_at),
         ),

@@ -57,7 +57,7 @@ class StrictLoader(yaml.CSafeLoader):
         """A mapping, refused when a key is repeated or is not a plain scalar."""
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=True)
             if not isinstance(key, _PLAIN_KEY):
                 raise ConstructorError(
                     None, None, "a mapping key must be plain text", key_node.start_mark
@@ -67,7 +67,7 @@ class StrictLoader(yaml.CSafeLoader):
                     None, None, f"the key {key!r} appears twice", key_node.start_mark
                 )
             seen.add(key)
-        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
+        return super().construct_mapping(node, deep=deep)
 
 
 def _shares_a_node(root: Node) -> bool:

@@ -405,6 +405,55 @@ def test_release_frees_only_that_sessions_capacity(store):
         assert tx.bookings_of("small") == [(second.id, kept)]
 
 
+def test_move_slot_moves_the_session_and_its_hold_together(store):
+    moved = record(1, offerset=str(UUID(int=1000)))
+    add(store, moved)
+    later = NOW + HOUR + timedelta(minutes=3)
+    with store.write() as tx:
+        tx.move_slot(moved.id, later, later + HOUR)
+    [hold] = live(store, NOW)
+    assert hold.interval == Interval(later, later + HOUR)
+    assert hold.group == moved.offerset_id  # still one of its set's alternatives
+    with store.engine.connect() as connection:
+        row = connection.execute(
+            text("SELECT slot_start, slot_end FROM broker_session WHERE id = :id"),
+            {"id": moved.id},
+        ).one()
+    assert (row.slot_start, row.slot_end) == (
+        int(later.timestamp() * 1_000_000),
+        int((later + HOUR).timestamp() * 1_000_000),
+    )
+
+
+def test_held_offersets_are_a_requesters_sets_with_an_open_offer(store):
+    def offerset(number: int, requester: str | None, expires: list[datetime]) -> None:
+        identifier = str(UUID(int=1000 + number))
+        with store.write() as tx:
+            tx.add_offerset(identifier, NOW, offerset_document(identifier), requester=requester)
+        for index, expiry in enumerate(expires):
+            add(store, record(10 * number + index, offerset=identifier, expires=expiry))
+
+    soon, later = NOW + timedelta(minutes=2), NOW + timedelta(minutes=5)
+    offerset(1, "token:a", [soon, later])  # one set: its last open offer says until when
+    offerset(2, "token:a", [soon])
+    offerset(3, "token:b", [later])
+    offerset(4, None, [later])
+    offerset(5, "token:a", [NOW])  # expired already
+    with store.read() as tx:
+        assert tx.held_offersets("token:a", NOW) == [soon, later]
+        assert tx.held_offersets("token:b", NOW) == [later]
+        assert tx.held_offersets("token:a", soon) == [later]
+        assert tx.held_offersets("token:c", NOW) == []
+    # A set whose offers were all answered holds nothing.
+    with store.write() as tx:
+        for number in (10, 11):
+            stored = tx.session(session_id(number))
+            assert stored is not None
+            tx.save_session(with_phase(stored, Phase.REJECTED))
+    with store.read() as tx:
+        assert tx.held_offersets("token:a", NOW) == [soon]
+
+
 # ------------------------------------------------------------------------- offer sets, sessions
 def offerset_document(identifier: str) -> model.OfferSetResponse:
     """An offer set as the service stores it: its own metadata and messages, no offers."""

@@ -35,6 +35,7 @@ from broker.lifecycle import (
     OfferHasExpired,
     OfferRejected,
     OffersMade,
+    OfferStartPassed,
     Phase,
     PlatformCheckDue,
     PreparationDue,
@@ -398,6 +399,41 @@ def test_accept_after_expiry_is_refused():
             step(offered, OfferAccepted(), late)
         assert isinstance(caught.value, Conflict)
         assert "expired at 2026-06-01T09:05:00+00:00" in str(caught.value)
+
+
+def test_a_late_accept_needs_a_new_start_and_keeps_the_whole_session():
+    late_offer = session(Phase.OFFERED, expires=START + timedelta(hours=1))
+    late = START - PREPARATION + timedelta(minutes=1)  # preparation had to begin a minute ago
+    with pytest.raises(OfferStartPassed) as caught:
+        step(late_offer, OfferAccepted(), late)
+    assert isinstance(caught.value, Conflict)
+    assert "can only be accepted with a later start" in str(caught.value)
+    with pytest.raises(OfferStartPassed):  # a new start that is late too
+        step(late_offer, OfferAccepted(start=START), late)
+    moved = step(late_offer, OfferAccepted(start=late + PREPARATION), late)
+    assert (moved.state.start, moved.state.end) == (
+        late + PREPARATION,
+        late + PREPARATION + (END - START),
+    )
+    [note] = [effect for effect in moved.effects if isinstance(effect, Notify)]
+    assert "the start moved to" in note.message
+    on_time = step(late_offer, OfferAccepted(), START - PREPARATION).state
+    assert (on_time.start, on_time.end) == (START, END)
+
+
+def test_the_history_records_when_each_change_happened_in_order():
+    offered = step(session(), OffersMade(expires=EXPIRES), T0).state
+    accepted = step(offered, OfferAccepted(), T0, at=T0 + timedelta(seconds=3)).state
+    assert accepted.history[-1].at == T0 + timedelta(seconds=3)
+    # An event that fell due earlier takes effect then, but is recorded when it happened...
+    queued = step(accepted, WorkQueued(), T0, at=T0 + timedelta(seconds=5))
+    assert queued.state.history[-1].at == T0 + timedelta(seconds=5)
+    assert ScheduleTimer(at=START - PREPARATION, event=PreparationDue()) in queued.effects
+    # ... and never before the change before it, even when a clock steps back.
+    preparing = step(queued.state, PreparationDue(), START, at=T0).state
+    assert preparing.history[-1].at == T0 + timedelta(seconds=5)
+    times = [transition.at for transition in preparing.history]
+    assert times == sorted(times)
 
 
 def test_offers_made_sets_the_expiry_and_its_timer():

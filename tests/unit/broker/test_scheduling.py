@@ -20,6 +20,7 @@ from broker.scheduling import (
     SlotSearch,
     assess,
     booking_range,
+    earliest_start,
     explain_no_slots,
     find_slots,
     free_capacity,
@@ -412,3 +413,36 @@ def test_bad_maintenance_interval_is_a_config_error_naming_the_setting():
     )
     with pytest.raises(ConfigError, match=r"broker\.platforms\[hpc\]\.maintenance\[0\]\.interval"):
         PlatformSpec.from_settings(settings.broker.platforms[0])
+
+
+# ------------------------------------------------------------------------- moving a late session
+def test_earliest_start_finds_room_for_the_whole_slot_or_none():
+    spec = PlatformSpec(name="alpha", cores=8, memory=32.0, kinds=frozenset({"docker-container"}))
+    wanted = Resources(cores=4, memory=8.0)
+    hour = timedelta(hours=1)
+    base = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
+    busy = [
+        Booking(
+            platform="alpha",
+            interval=Interval(base + hour, base + 2 * hour),
+            resources=Resources(cores=6, memory=8.0),
+        )
+    ]
+    within = Interval(base, base + 3 * hour)
+    assert earliest_start(spec, busy, wanted, hour, within) == base
+    # From 09:30, the hour would meet the 6 cores at 10:00: the next room starts at 11:00.
+    later = Interval(base + hour / 2, base + 3 * hour)
+    assert earliest_start(spec, busy, wanted, hour, later) == base + 2 * hour
+    assert earliest_start(spec, busy, wanted, hour, Interval(later.start, base + hour)) is None
+    # The holds of one other offer set count by their maximum.
+    held = [
+        Booking(
+            platform="alpha",
+            interval=Interval(base, base + hour),
+            resources=Resources(cores=4, memory=8.0),
+            kind=BookingKind.HOLD,
+            group="set",
+        )
+        for _ in range(2)
+    ]
+    assert earliest_start(spec, held, wanted, hour, Interval(base, base)) == base

@@ -33,7 +33,7 @@ endef
 .DEFAULT_GOAL := help
 .PHONY: help install lock run serve test test-latest test-all lint typecheck format bench services services-stop golden openapi clean
 
-help: ## show this help
+help: ## show this help: each target and what it starts (nothing, unless it says so)
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
 # Messages go to stderr, so that `make openapi > openapi.json` on a fresh clone writes only JSON.
@@ -51,16 +51,16 @@ $(STAMP): $(UV_STAMP) pyproject.toml uv.lock
 	  echo "make: if uv says the lockfile needs to be updated, run \`make lock\` and commit uv.lock" >&2; exit 1; }
 	@touch $@
 
-install: $(STAMP) ## create .venv and install the locked dependencies (uv.lock), voexec and its development tools
+install: $(STAMP) ## create .venv and install the locked dependencies (uv.lock), voexec and its development tools; starts nothing
 
 lock: $(UV_STAMP) ## re-resolve uv.lock to the newest releases pyproject.toml allows (after adding a dependency, too)
 	$(UV) lock --upgrade
 	@echo "make: review \`git diff uv.lock\`, run \`make test\`, then commit uv.lock with pyproject.toml" >&2
 
-run: $(STAMP) ## run voexec with demo data on its embedded default (SQLite + tantivy); PORT=8100 HOST=0.0.0.0 to move it
+run: $(STAMP) ## start `voexec serve --demo` in the foreground on server.host:port, 127.0.0.1:8000 by default (demo catalogue, 3 simulated platforms, SQLite + tantivy in ./var); PORT=8100 HOST=0.0.0.0 to move it; Ctrl-C stops it
 	$(BIN)/voexec serve --demo $(strip $(RUN_ARGS))
 
-serve: run ## alias of run
+serve: run ## alias of run (starts the same server)
 
 lint: $(STAMP) ## uv.lock up to date, ruff, mypy (strict) and the import-direction contracts
 	$(UV) lock --check
@@ -76,32 +76,32 @@ format: $(STAMP) ## fix what ruff can fix and format the code
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: $(STAMP) lint ## lint, then the whole test suite (services it finds are used; set VOEXEC_REQUIRE_SERVICES=1 to insist)
+test: $(STAMP) lint ## lint, then the whole test suite; starts `voexec serve` subprocesses on free loopback ports (stopped after), uses services already running (VOEXEC_REQUIRE_SERVICES=1 to insist)
 	$(call pytest,$(BIN))
 
 # Not part of `make test`: it shows on purpose what the next `make lock` would bring, before it
 # surprises a fresh clone. uv.lock is neither read nor written.
-test-latest: $(UV_STAMP) ## the test suite against the newest releases pyproject.toml allows, in .venv-latest
+test-latest: $(UV_STAMP) ## the test suite against the newest releases pyproject.toml allows, in .venv-latest (starts what `make test` starts)
 	@test -x $(LATEST)/bin/python || $(PYTHON) -m venv $(LATEST)
 	@echo "make: what \`make lock\` would change in uv.lock:" >&2
 	@$(UV) lock --upgrade --dry-run
 	$(BIN)/uv pip install --python $(LATEST)/bin/python --upgrade --editable '.[dev]'
 	$(call pytest,$(LATEST)/bin)
 
-test-all: $(STAMP) ## start PostgreSQL, OpenSearch, Slurm and DaCHS, then the whole suite insisting on them
+test-all: $(STAMP) ## start PostgreSQL, OpenSearch, Slurm, DaCHS and a container registry, run the whole suite insisting on them, then stop those it started
 	bash scripts/services/run-with-services.sh $(MAKE) test VOEXEC_REQUIRE_SERVICES=1
 
-services: ## start PostgreSQL and OpenSearch on loopback and print their URLs
+services: ## start PostgreSQL, OpenSearch and a one-node Slurm on loopback (left running) and print their URLs
 	bash scripts/services/postgres start
 	bash scripts/services/opensearch start
 	bash scripts/services/slurm start
 
-services-stop: ## stop the services started by `make services`
+services-stop: ## stop the services started by `make services` (Slurm, OpenSearch, PostgreSQL)
 	-bash scripts/services/slurm stop
 	-bash scripts/services/opensearch stop
 	-bash scripts/services/postgres stop
 
-bench: $(STAMP) ## run the benchmarks and rewrite docs/benchmarks.md
+bench: $(STAMP) ## run the benchmarks (starts `voexec serve` subprocesses for the HTTP ones) and rewrite docs/benchmarks.md
 	$(BIN)/python -m bench
 
 golden: $(STAMP) ## regenerate recorded data (the OpenAPI snapshot, the publisher JSON Schema)

@@ -6,11 +6,15 @@
 - `POST /broker/sessions/{uuid}`: one update (accept, reject, cancel), the updated session;
 - `POST /broker/direct`: 303 to the new session, or 400 with a FAILED session saying why.
 
-Writes (every method but GET, HEAD and OPTIONS) need one of `broker.write_tokens` as a bearer
-token when any is configured: none sent answers 401 with `WWW-Authenticate: Bearer`, one that
-is not configured answers 403 (`core.auth`). The check is a router guard, so it runs before the
-body is read and covers every write route, present and future. Reads stay open; without
-configured tokens (local use) writes are open too.
+Writes (every method but GET, HEAD and OPTIONS) need an identity whose role may run
+(`core.auth`: a named token of `auth.tokens` or an OpenID Connect JWT) when any is configured:
+none sent answers 401 with `WWW-Authenticate: Bearer`, a token that is not configured or a role
+that may not answers 403, an expired or foreign JWT 401. The check is a router guard, so it runs
+before the body is read and covers every write route, present and future; the identity it found
+is kept in the request's state for the handlers (the requester, the owner). Offer requests and
+direct executions are rate-limited per identity (429 with `Retry-After`). Reads stay open unless
+`auth.owner_only_reads`; without identities configured (local use) writes are open too, each
+caller being its client address.
 
 Handlers take the raw body and decode it with `broker.codec`, so JSON, YAML and the older
 dialects all work and every error names its JSON path. A request may list at most
@@ -30,9 +34,8 @@ Imports Litestar, `core` and the `broker` modules.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -59,13 +62,14 @@ from broker.model import (
 )
 from broker.service import BrokerService, DirectExecutionFailed, IllegalUpdate
 from broker.web_openapi import document_openapi
-from core.auth import BEARER_CHALLENGE, bearer_token, require_bearer
+from core.auth import BEARER_CHALLENGE, Identity, Permission, Security
 from core.errors import (
     DomainError,
     Forbidden,
     Invalid,
     NotFound,
     Problem,
+    TooManyRequests,
     Unauthorized,
     Unavailable,
 )
@@ -86,6 +90,8 @@ GUARDED_WRITES: Final = "broker_guarded_writes"
 """The router's `opt` key saying whether writes need a bearer token (read when documenting)."""
 WRITE_PERMISSION: Final = "change offers and sessions on this broker"
 """What a write token allows, as the 401 and 403 messages say it."""
+IDENTITY_STATE: Final = "voexec_identity"
+"""The request-state key under which the write guard leaves the identity it found."""
 _log = logging.getLogger(__name__)
 
 
@@ -95,24 +101,29 @@ class BrokerHttp:
 
     public_url: str | None
     max_body_bytes: int
-    tokens: bool = False
-    """Whether writes need a bearer token (`broker.write_tokens` is set)."""
+    security: Security
+    """Who may write, how often, who may read."""
 
     def base_url(self, request: Request[Any, Any, Any]) -> str:
         """The broker's absolute base URL, e.g. `https://host/broker` (for `Location`)."""
         root = self.public_url or str(request.base_url)
         return root.rstrip("/") + BROKER_PATH
 
-    def requester(self, request: Request[Any, Any, Any]) -> str:
-        """Who asks, for the limit on offer sets held at once.
+    def identity(self, request: Request[Any, Any, Any]) -> Identity:
+        """Who sent `request`: what the write guard found, else read from its header now."""
+        found = request.state.get(IDENTITY_STATE)
+        if isinstance(found, Identity):
+            return found
+        address = request.client.host if request.client else None
+        return self.security.auth.identify(request.headers.get("authorization"), address)
 
-        The bearer token (the guard let it in) when writes need one, else the client's
-        address. A token is kept only as a digest, never itself.
+    def requester(self, request: Request[Any, Any, Any]) -> str:
+        """Who asks, as recorded on an offer set and counted by the limits.
+
+        The identity's key: `token:alice`, `oidc:<sub>`, or `address:<client address>` when
+        anonymous.
         """
-        token = bearer_token(request.headers.get("authorization")) if self.tokens else None
-        if token is not None:
-            return "token:" + hashlib.sha256(token.encode("utf-8")).hexdigest()[:32]
-        return "address:" + (request.client.host if request.client else "unknown")
+        return self.identity(request).key
 
 
 Broker = NamedDependency[BrokerService]
@@ -212,6 +223,7 @@ _STATUS_OF: Final[tuple[tuple[type[DomainError], int, str, str], ...]] = (
     (NotFound, 404, "Not Found", "urn:voexec:not-found"),
     (Unauthorized, 401, "Unauthorized", "urn:voexec:unauthorized"),
     (Forbidden, 403, "Forbidden", "urn:voexec:forbidden"),
+    (TooManyRequests, 429, "Too Many Requests", "urn:voexec:too-many-requests"),
     (Unavailable, 503, "Service Unavailable", "urn:voexec:unavailable"),
 )
 """The broker's answers to the other domain errors; anything else is a conflict (409)."""
@@ -254,9 +266,12 @@ def _on_domain_error(request: Request[Any, Any, Any], error: DomainError) -> Res
     reason = message_item(
         kind, "{reason}", time=_now(), level=MessageLevel.ERROR, reason=error.message
     )
-    # A 401 says how to authenticate (RFC 9110 §11.6.1): with a bearer token.
-    challenge = {"WWW-Authenticate": BEARER_CHALLENGE} if status == 401 else None
-    return _error(request, status, title, [reason], challenge)
+    # A 401 says how to authenticate (RFC 9110 §11.6.1): with a bearer token; a 429 when to
+    # come back (RFC 9110 §10.2.3).
+    headers = {"WWW-Authenticate": BEARER_CHALLENGE} if status == 401 else {}
+    if isinstance(error, TooManyRequests):
+        headers["Retry-After"] = str(error.retry_after)
+    return _error(request, status, title, [reason], headers)
 
 
 def _on_http_error(request: Request[Any, Any, Any], error: HTTPException) -> Response[bytes]:
@@ -330,12 +345,14 @@ def _check_listed_resources(decoded: codec.Decoded[ExecutionRequest]) -> None:
 def _offers(
     request: Request[Any, Any, Any], body: bytes, broker: BrokerService, http: BrokerHttp
 ) -> Response[bytes]:
+    requester = http.requester(request)
+    http.security.limiter.take("offers", requester)
     decoded = _read_request(request, body, http)
     offerset = broker.request_offers(
         decoded.value,
         http.base_url(request),
         unknown_kinds=decoded.unknown_kinds,
-        requester=http.requester(request),
+        requester=requester,
     )
     location = offerset.meta.url if offerset.meta and offerset.meta.url else ""
     return _answer(request, offerset, 303, {"Location": location})
@@ -432,6 +449,7 @@ def direct(
     request: Request[Any, Any, Any], body: RawBody, broker: Broker, http: Http
 ) -> Response[bytes]:
     """Run at once without offers: 303 to the session, or 400 with a FAILED session."""
+    http.security.limiter.take("offers", http.requester(request))
     decoded = _read_request(request, body, http)
     session = broker.direct(
         decoded.value, http.base_url(request), unknown_kinds=decoded.unknown_kinds
@@ -440,35 +458,42 @@ def direct(
     return _answer(request, session, 303, {"Location": location})
 
 
-def write_guard(write_tokens: Sequence[str]) -> Guard:
-    """A guard letting writes through only with one of `write_tokens` (all, when none is set).
+def write_guard(security: Security) -> Guard:
+    """A guard letting writes through only from an identity that may run (all, when open).
 
     Raises (from the guard):
-        Unauthorized: a write without a bearer token.
-        Forbidden: a write with a token that is not one of `write_tokens`.
+        Unauthorized: a write without credentials (or with a JWT that does not verify).
+        Forbidden: a write with a token that is not configured, or a role that may not run.
     """
-    tokens = tuple(write_tokens)
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        if tokens and connection.scope.get("method", "GET") not in READ_METHODS:
-            require_bearer(connection.headers.get("authorization"), tokens, to=WRITE_PERMISSION)
+        if connection.scope.get("method", "GET") in READ_METHODS:
+            return
+        address = connection.client.host if connection.client else None
+        identity = security.auth.require(
+            connection.headers.get("authorization"),
+            address,
+            Permission.RUN,
+            to=WRITE_PERMISSION,
+        )
+        connection.state[IDENTITY_STATE] = identity
 
     return guard
 
 
-def broker_router(server: ServerSettings, *, write_tokens: Sequence[str] = ()) -> Router:
+def broker_router(server: ServerSettings, *, security: Security) -> Router:
     """The `/broker` router; the `BrokerService` comes from the app as dependency `broker`.
 
     Args:
         server: the public URL and the body limit.
-        write_tokens: bearer tokens allowed to write (`broker.write_tokens`); empty leaves
-            writes open (local use).
+        security: who may write (`auth`); with nobody configured writes are open (local use).
     """
     http = BrokerHttp(
         public_url=server.public_url,
         max_body_bytes=server.max_body_bytes,
-        tokens=bool(write_tokens),
+        security=security,
     )
+    guarded = not security.auth.anonymous_may_run
     return Router(
         path=BROKER_PATH,
         route_handlers=[
@@ -480,8 +505,8 @@ def broker_router(server: ServerSettings, *, write_tokens: Sequence[str] = ()) -
             direct,
         ],
         dependencies={"http": Provide(lambda: http, use_cache=True, sync_to_thread=False)},
-        guards=[write_guard(write_tokens)],
-        opt={GUARDED_WRITES: bool(write_tokens)},
+        guards=[write_guard(security)],
+        opt={GUARDED_WRITES: guarded},
         exception_handlers={
             DomainError: _on_domain_error,
             HTTPException: _on_http_error,

@@ -2,21 +2,23 @@
 
 | route | what |
 |---|---|
-| `POST /catalogue/executables` | publish a YAML or JSON document (bearer token) -> 201 report |
-| `DELETE /catalogue/executables/{id}` | withdraw an entry (bearer token) |
+| `POST /catalogue/executables` | publish a YAML or JSON document (packager) -> 201 report |
+| `DELETE /catalogue/executables/{id}` | withdraw an entry (packager) |
 | `GET /catalogue/executables/{id}` | an entry, current version |
 | `GET /catalogue/executables/{id}/versions/{version}` | one version of it |
 | `GET /catalogue/search` | faceted search: hits, facet trees, next cursor |
 | `POST /catalogue/executables/{id}/offers` | hand-off: 303 to the broker's offer set |
 
 Handlers are thin: parse the request, call one `CatalogueService` method (injected as the
-dependency `catalogue`), answer a Struct. Errors are `core.errors` exceptions, turned into
+dependency `catalogue`), answer a Struct. Who may write is asked of `core.auth.Security`:
+publishing and withdrawing need a packager (or operator) identity, the hand-off one that may
+run (anybody on a voexec without identities, like the broker); each is rate-limited per
+identity (429 with `Retry-After`). Errors are `core.errors` exceptions, turned into
 problem details by `voexec/problems.py`; nothing here answers 500 for bad input.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -38,9 +40,11 @@ from catalogue.model import (
 )
 from catalogue.ports import SortOrder
 from catalogue.service import CatalogueService
-from core.auth import require_bearer
+from core.auth import Identity, Permission, Security
 from core.errors import Invalid, Problem
 
+PUBLISH_PERMISSION: Final = "publish to the catalogue"
+"""What a packager's token allows, as the 401 and 403 messages say it."""
 API_SOURCE: Final = "api"
 """Provenance source of documents published by hand (the API and `voexec publish`)."""
 
@@ -74,26 +78,24 @@ def _base_url(request: Request[Any, Any, Any], public_url: str | None) -> str:
     return (public_url or str(request.base_url)).rstrip("/")
 
 
-def catalogue_router(
-    *,
-    publish_tokens: Sequence[str],
-    offer_tokens: Sequence[str] = (),
-    public_url: str | None = None,
-) -> Router:
+def catalogue_router(*, security: Security, public_url: str | None = None) -> Router:
     """The `/catalogue` routes.
 
     Args:
-        publish_tokens: Bearer tokens that may publish and withdraw (none: nobody may).
-        offer_tokens: Bearer tokens that may ask for offers, which hold platform capacity: the
-            broker's `write_tokens`, so the hand-off is guarded like the broker's own routes
-            (none: anybody may, as on the broker).
+        security: who may publish (packagers, operators) and ask for offers (who may run, as on
+            the broker: anybody when no identity is configured); the rate limits.
         public_url: The server's public base URL, for the offer set's `location`.
     """
-    tokens = tuple(publish_tokens)
-    broker_tokens = tuple(offer_tokens)
 
-    def authorise(request: Request[Any, Any, Any], allowed: Sequence[str], to: str) -> None:
-        require_bearer(request.headers.get("authorization"), allowed, to=to)
+    def authorise(
+        request: Request[Any, Any, Any], permission: Permission, kind: str, to: str
+    ) -> Identity:
+        address = request.client.host if request.client else None
+        identity = security.auth.require(
+            request.headers.get("authorization"), address, permission, to=to
+        )
+        security.limiter.take(kind, identity.key)
+        return identity
 
     @post("/executables", status_code=HTTP_201_CREATED)
     async def publish(
@@ -104,7 +106,7 @@ def catalogue_router(
         201 when an entry was created or changed, 200 when everything was unchanged, 400 with
         every problem by field when the document is wrong (nothing is stored then).
         """
-        authorise(request, tokens, "publish to the catalogue")
+        authorise(request, Permission.PUBLISH, "publish", PUBLISH_PERMISSION)
         document = await _document(request)
         if document is None:
             raise Invalid("empty body", [Problem(documents.DOCUMENT, "is empty")])
@@ -123,7 +125,7 @@ def catalogue_router(
         request: Request[Any, Any, Any], catalogue: Catalogue, entry_id: FromPath[str]
     ) -> Entry:
         """Withdraw an entry: readable, marked withdrawn, gone from search."""
-        authorise(request, tokens, "publish to the catalogue")
+        authorise(request, Permission.PUBLISH, "publish", PUBLISH_PERMISSION)
         return await sync_to_thread(catalogue.withdraw, entry_id)
 
     @get("/executables/{entry_id:str}", sync_to_thread=True)
@@ -181,10 +183,9 @@ def catalogue_router(
 
         The optional body (JSON or YAML) overrides the schedule (`start`, `duration`), the
         resources (`cores`, `memory`, `gpus`), the `version` and adds `data` locations.
-        With broker write tokens configured, one of them is needed as a bearer token.
+        With identities configured, one that may run is needed (a bearer token or JWT).
         """
-        if broker_tokens:
-            authorise(request, broker_tokens, "ask the broker for offers")
+        authorise(request, Permission.RUN, "offers", "ask the broker for offers")
         overrides = _overrides(await _document(request))
         answer = await sync_to_thread(
             catalogue.hand_off, entry_id, overrides, _base_url(request, public_url)

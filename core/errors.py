@@ -10,6 +10,7 @@ DomainError                  something the caller can act on
  ├── Invalid                 the input is wrong; carries field problems -> 400 / 422
  ├── Forbidden               the caller may not do this                 -> 403
  ├── Unauthorized            the caller did not say who they are        -> 401
+ ├── TooManyRequests         the caller asks faster than allowed        -> 429 + Retry-After
  ├── Unavailable             a service we depend on is down             -> 503
  └── ConfigError             a setting is wrong (start-up only)
 ```
@@ -59,6 +60,14 @@ class Forbidden(DomainError):
 
 class Unauthorized(DomainError):
     """The caller did not authenticate (or the token is wrong)."""
+
+
+class TooManyRequests(DomainError):
+    """The caller asked more often than its rate limit allows; `retry_after` is in seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Unavailable(DomainError):

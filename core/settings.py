@@ -7,13 +7,14 @@ time; the CLI calls `load_settings` once and passes the result to `create_app`.
 
 Environment overrides use `__` between levels: `VOEXEC_SERVER__PORT=8001`,
 `VOEXEC_DATABASE__URL=postgresql://...`. Each value is parsed as YAML, so lists and mappings can
-be given too (`VOEXEC_CATALOGUE__PUBLISH_TOKENS='[abc, def]'`). Variables starting with
+be given too (`VOEXEC_HARVEST__ALLOWED_HOSTS='[a.org, b.org]'`). Variables starting with
 `VOEXEC_TEST_` belong to the test suite and are ignored, as are `VOEXEC_REQUIRE_SERVICES` and
 the client and session variables in `NOT_SETTINGS`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from datetime import timedelta
@@ -299,19 +300,105 @@ class BrokerSettings(_Settings, frozen=True):
     held_offersets_per_requester: NonNegativeInt = 3
     """Most offer sets one requester may hold at once (with an offer still open); 0: no limit.
 
-    The requester is the bearer token when `write_tokens` are set, else the client address."""
+    The requester is the identity that asked (`auth`): a named token or an OpenID Connect
+    subject, or the client's address on a voexec without identities."""
     tick: timedelta = timedelta(seconds=1)
     """How often the work queue is polled."""
-    write_tokens: list[str] = []
-    """Bearer tokens for writes; empty means anonymous writes are allowed (local use)."""
+    allow_anonymous_runs: bool = False
+    """Callers without credentials may ask for offers and run (each as its address) even
+    though `auth` configures identities; and a platform that runs code (`local`, `slurm`) may
+    serve a voexec without identities. Only for a machine nobody else can reach. Without
+    identities, writes are open whatever this says; it only lets such a voexec start."""
+
+
+# ------------------------------------------------------------------------- who may do what
+Role = Literal["researcher", "packager", "operator"]
+"""What an identity may do (`core.auth.ROLE_PERMISSIONS`): a researcher asks for offers and
+runs sessions; a packager also publishes to the catalogue; an operator may also act on anybody's
+offers, sessions and entries."""
+
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+"""The SHA-256 of the empty token: never a valid entry."""
+
+
+class NamedToken(_Settings, frozen=True):
+    """One bearer token, kept as its SHA-256 only (`voexec token new NAME` prints the entry)."""
+
+    name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")]
+    """Who holds it: recorded as the owner of what it asks for, and shown in logs."""
+    sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+    """Lower-case hex SHA-256 of the token's UTF-8 bytes; the token itself is never stored."""
+    role: Role = "researcher"
+
+
+class OidcSettings(_Settings, frozen=True):
+    """Bearer JWTs from an OpenID Connect provider, checked against its published keys."""
+
+    issuer: str
+    """The `iss` every token must carry, e.g. `https://login.example.org/realms/astro`."""
+    audience: str
+    """The `aud` every token must name (the client id voexec is registered as)."""
+    jwks_url: str
+    """Where the provider publishes its signing keys (its `jwks_uri`)."""
+    name_claim: str = "sub"
+    """The claim that names the identity (`sub`, or e.g. `preferred_username`)."""
+    role_claim: str | None = None
+    """A claim holding a role name or a list of them (e.g. `groups`); mapped by `roles`."""
+    roles: dict[str, Role] = {}
+    """Claim value -> role; the strongest role any value maps to wins."""
+    default_role: Role | None = "researcher"
+    """The role of a valid token whose claim maps to none; `null` refuses such tokens (403)."""
+    algorithms: list[str] = msgspec.field(default_factory=lambda: ["RS256", "ES256", "EdDSA"])
+    """Signature algorithms accepted; `none` and HMAC are never accepted."""
+    leeway: timedelta = timedelta(seconds=30)
+    """Clock skew tolerated on `exp` and `nbf`."""
+    jwks_cache: timedelta = timedelta(hours=1)
+    """How long fetched keys are used before being fetched again."""
+    jwks_refetch_after: timedelta = timedelta(minutes=1)
+    """A token signed by an unknown key (`kid`) fetches the keys again at most this often."""
+    timeout: timedelta = timedelta(seconds=5)
+    """Longest wait for the provider's keys."""
+
+
+class RateLimit(_Settings, frozen=True):
+    """At most `requests` in any `per`, with bursts up to `requests` (a token bucket)."""
+
+    requests: PositiveInt
+    per: timedelta
+
+
+class RateLimits(_Settings, frozen=True):
+    """Per identity (or per client address when anonymous), per kind of request; 429 past it."""
+
+    enabled: bool = True
+    offers: RateLimit = RateLimit(requests=30, per=timedelta(minutes=1))
+    """Offer requests (API, catalogue hand-off, pages) and direct executions: each holds
+    capacity."""
+    sign_in: RateLimit = RateLimit(requests=10, per=timedelta(minutes=1))
+    """Attempts at `POST /sign-in`, per client address."""
+    publish: RateLimit = RateLimit(requests=60, per=timedelta(minutes=1))
+    """Publishing and withdrawing catalogue entries."""
+    webhooks: RateLimit = RateLimit(requests=60, per=timedelta(minutes=1))
+    """Harvest webhook calls, per source and client address."""
+
+
+class AuthSettings(_Settings, frozen=True):
+    """Who may write: named tokens, OpenID Connect, rate limits (see docs/operator.md)."""
+
+    tokens: list[NamedToken] = []
+    """Named bearer tokens, as hashes. With neither tokens nor `oidc`, broker writes are open
+    to anyone (local use) and nobody may publish."""
+    oidc: OidcSettings | None = None
+    owner_only_reads: bool = False
+    """Offer sets and sessions are readable by their owner and operators only (else by anyone
+    who knows their UUID)."""
+    limits: RateLimits = RateLimits()
 
 
 # ------------------------------------------------------------------------- catalogue & co
 class CatalogueSettings(_Settings, frozen=True):
     """The catalogue of executables."""
 
-    publish_tokens: list[str] = []
-    """Bearer tokens allowed to publish and withdraw over the API."""
     demo: bool = False
     """Load the demo catalogue and platforms at start (what `make run` does)."""
     page_size: PositiveInt = 20
@@ -411,6 +498,7 @@ class Settings(_Settings, frozen=True):
     server: ServerSettings = ServerSettings()
     database: DatabaseSettings = DatabaseSettings()
     search: SearchSettings = TantivySearch()
+    auth: AuthSettings = AuthSettings()
     broker: BrokerSettings = BrokerSettings()
     catalogue: CatalogueSettings = CatalogueSettings()
     registry: RegistrySettings = RegistrySettings()
@@ -473,11 +561,95 @@ def _setting_name(error: msgspec.ValidationError) -> tuple[str, str]:
 
 def settings_from_mapping(data: Mapping[str, Any]) -> Settings:
     """Validate a plain mapping as `Settings`; `ConfigError` names the bad setting."""
+    _refuse_plain_tokens(data)
     try:
-        return msgspec.convert(dict(data), Settings, strict=False)
+        settings = msgspec.convert(dict(data), Settings, strict=False)
     except msgspec.ValidationError as error:
         name, reason = _setting_name(error)
         raise ConfigError(f"setting {name}: {reason}") from error
+    check_auth(settings)
+    return settings
+
+
+MIN_TOKEN_CHARS = 32
+"""Shortest token worth keeping; `voexec token new` makes 47 characters (256 random bits)."""
+PLAIN_TOKEN_LISTS = {
+    ("broker", "write_tokens"): "researcher",
+    ("catalogue", "publish_tokens"): "packager",
+}
+"""The lists of plain tokens of earlier releases, and the role their holders had."""
+RUNS_CODE = frozenset({"local", "slurm"})
+"""Platform adapters that run what a request names."""
+
+
+def _refuse_plain_tokens(data: Mapping[str, Any]) -> None:
+    """Refuse the plain token lists of earlier releases, printing the entries to paste instead.
+
+    Tokens kept in the clear in a settings file end up in backups, repositories and process
+    listings; refusing them at once (rather than reading them for a while) means no voexec runs
+    with them unnoticed. The message carries each strong token's hashed entry, so the move is
+    one paste; a short one is not carried over: it must be replaced.
+    """
+    lines: list[str] = []
+    found: list[str] = []
+    for (group, key), role in PLAIN_TOKEN_LISTS.items():
+        section = data.get(group)
+        if not isinstance(section, Mapping) or key not in section:
+            continue
+        found.append(f"{group}.{key}")
+        tokens = section[key] if isinstance(section[key], list) else [section[key]]
+        for number, token in enumerate(tokens, start=1):
+            text = "" if token is None else str(token)
+            name = f"{key.removesuffix('_tokens')}-{number}"
+            if len(text) < MIN_TOKEN_CHARS:
+                lines.append(
+                    f"    # {group}.{key}[{number - 1}] is too short ({len(text)} characters) "
+                    f"to keep: run `voexec token new {name} --role {role}`"
+                )
+                continue
+            digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+            lines.append(f"    - {{name: {name}, sha256: {digest}, role: {role}}}")
+    if found and not lines:
+        raise ConfigError(
+            f"setting {found[0]}: plain tokens are no longer read (they are kept as hashes under "
+            f"auth.tokens, see `voexec token new`): remove {' and '.join(found)}"
+        )
+    if found:
+        raise ConfigError(
+            f"setting {found[0]}: plain tokens are no longer read; tokens are kept as hashes "
+            f"under auth.tokens. Remove {' and '.join(found)} and paste instead (rename as you "
+            "like):\nauth:\n  tokens:\n" + "\n".join(lines)
+        )
+
+
+def check_auth(settings: Settings) -> None:
+    """Refuse settings that would let the wrong people in (called by `settings_from_mapping`).
+
+    Raises:
+        ConfigError: an empty token's hash, a name or hash given twice, or a platform that runs
+            code on a broker anybody may write to without `broker.allow_anonymous_runs`.
+    """
+    names: set[str] = set()
+    digests: set[str] = set()
+    for number, token in enumerate(settings.auth.tokens):
+        where = f"setting auth.tokens[{number}]"
+        if token.sha256 == EMPTY_SHA256:
+            raise ConfigError(f"{where}.sha256: is the hash of an empty token")
+        if token.name in names:
+            raise ConfigError(f"{where}.name: {token.name!r} names two tokens")
+        if token.sha256 in digests:
+            raise ConfigError(f"{where}.sha256: the same token is listed twice")
+        names.add(token.name)
+        digests.add(token.sha256)
+    anonymous = not settings.auth.tokens and settings.auth.oidc is None
+    running = [p.name for p in settings.broker.platforms if p.adapter in RUNS_CODE]
+    if anonymous and running and not settings.broker.allow_anonymous_runs:
+        raise ConfigError(
+            f"setting auth.tokens: platform {running[0]!r} runs what a request names, and with "
+            "no auth.tokens and no auth.oidc anybody who reaches this voexec may ask it to. "
+            "Add tokens (`voexec token new NAME`), or set broker.allow_anonymous_runs: true "
+            "if nobody else can reach this machine"
+        )
 
 
 def load_settings(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import Settings, VocabularySettings, settings_from_mapping
+from tests.auth_support import PUBLISH_TOKEN, named
 from tests.conftest import ROOT
 from vocabularies.registry import VocabularyRegistry, load_registry
 from voexec.demo import DEMO_PLATFORMS
@@ -66,7 +67,9 @@ def app_settings(data_dir: Path, **catalogue: Any) -> Settings:
         {
             "data_dir": str(data_dir),
             "vocabularies": {"offline": True, "names": ["uat", "messenger"]},
-            "catalogue": {"publish_tokens": ["s3cret"], **catalogue},
-            "broker": {"platforms": DEMO_PLATFORMS},
+            "auth": {"tokens": [named("publisher", PUBLISH_TOKEN, "packager")]},
+            "catalogue": catalogue,
+            # Offers stay open to anonymous callers, as on a voexec whose tokens only publish.
+            "broker": {"platforms": DEMO_PLATFORMS, "allow_anonymous_runs": True},
         }
     )

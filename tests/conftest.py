@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from core.limits import RateLimiter
 from core.settings import Settings, settings_from_mapping
 from vocabularies.sources import SNAPSHOT_DIR
 
@@ -58,3 +59,20 @@ def tmp_settings(tmp_path: Path) -> Settings:
     return settings_from_mapping(
         {"data_dir": str(tmp_path / "var"), "vocabularies": {"offline": True}}
     )
+
+
+_REAL_TAKE = RateLimiter.take
+
+
+@pytest.fixture(autouse=True)
+def _no_rate_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rate limits (`core.limits`) count real time, so tests sending many requests from one
+    client would meet them by chance: they are off, except in tests that ask for the fixture
+    `rate_limits` (the tests of the limits themselves)."""
+    monkeypatch.setattr(RateLimiter, "take", lambda self, kind, key: None)
+
+
+@pytest.fixture
+def rate_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rate limits as configured."""
+    monkeypatch.setattr(RateLimiter, "take", _REAL_TAKE)

@@ -134,10 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_validate(commands)
 
-    from voexec import cli_client, cli_local
+    from voexec import cli_client, cli_local, cli_token
 
     cli_client.register(commands)
     cli_local.register(commands)
+    cli_token.register(commands)
     return parser
 
 

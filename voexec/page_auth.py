@@ -1,25 +1,27 @@
-"""Who may write from the web pages: the same-site check, and signing in with a broker token.
+"""Who may write from the web pages: the same-site check, and signing in with a named token.
 
 The pages' writes (asking for offers, which holds capacity; accepting, rejecting, cancelling)
-call the broker in-process, so they need the same permission as the broker's own write routes.
-When `broker.write_tokens` is empty (local use, the demo) everybody may write and nothing here
-shows. When tokens are set, a page write needs either
+call the broker in-process, so they need the same permission as the broker's own write routes
+(`core.auth.Security`). On a voexec without identities (local use, the demo) everybody may
+write, as their address, and nothing here shows. Otherwise a page write needs either
 
-- a sign-in: the person pastes one of the tokens at `/sign-in`; the browser then keeps a signed
-  value (`core.auth.sign_in_value`, never the token) in the cookie `voexec_sign_in`: HttpOnly,
+- a sign-in: the person pastes their token at `/sign-in`; the browser then keeps a signed value
+  (`core.auth.sign_in_value`, never the token) in the cookie `voexec_sign_in`: HttpOnly,
   SameSite=Strict, Path=/, Secure when the page is served over https (or `server.public_url`
   is https), for `LIFETIME`. `POST /sign-out` forgets it; or
-- the header `Authorization: Bearer <token>`, as for the broker's API.
+- the header `Authorization: Bearer <token or JWT>`, as for the broker's API.
 
-The value is signed with a key derived from the token itself (why: `core.auth`), so every
-process behind a load balancer accepts it with no new setting, and removing a token from the
-settings ends the sign-ins made with it. Nothing is stored on the server.
+The value is signed with a key derived from the token's configured hash (why: `core.auth`), so
+every process behind a load balancer accepts it with no new setting, and removing a token from
+the settings ends the sign-ins made with it. Nothing is stored on the server. Sign-in attempts
+are rate-limited per client address (`auth.limits.sign_in`: 429 past it).
 
 Without either, a form answers a readable 401 page with a way to sign in (`SignInNeeded`), a
 script a 401 problem naming the sign-in page. Every page POST, sign-in and sign-out included, is
-refused when the browser says another site sent it (`check_same_site`). SameSite=Strict already
-keeps the cookie off such requests; the check also covers voexecs without tokens, whose writes
-are open, and `/sign-in` itself, where another site could otherwise sign the reader in with a
+refused when the browser says another site sent it, or an opaque origin (`Origin: null`: a
+sandboxed frame, a `data:` page) did (`check_same_site`). SameSite=Strict already keeps the
+cookie off such requests; the check also covers voexecs without identities, whose writes are
+open, and `/sign-in` itself, where another site could otherwise sign the reader in with a
 token of its own choosing.
 
 Imports Litestar and `core`; not the page modules (`voexec.pages*`), which import this one:
@@ -41,10 +43,16 @@ from litestar.datastructures import Cookie
 from litestar.handlers import HTTPRouteHandler
 from litestar.response import Redirect
 
-from core.auth import BEARER_CHALLENGE, bearer_token, sign_in_value, signed_in_until, token_allowed
+from core.auth import (
+    BEARER_CHALLENGE,
+    Identity,
+    Permission,
+    Security,
+    sign_in_value,
+    signed_in_by,
+)
 from core.clock import Clock
-from core.errors import Forbidden, Unauthorized
-from core.settings import Settings
+from core.errors import Forbidden, TooManyRequests, Unauthorized
 
 __all__ = [
     "COOKIE",
@@ -69,14 +77,22 @@ def check_same_site(request: Request[Any, Any, Any]) -> None:
     """Refuse a form POST another site made the browser send (cross-site request forgery).
 
     Raises:
-        Forbidden: `Sec-Fetch-Site` says another site, or `Origin` names another host.
+        Forbidden: `Sec-Fetch-Site` says another site, or `Origin` names another host or is
+            opaque (`null`: a sandboxed frame, a `data:` or `file:` page, a cross-origin
+            redirect), which could be anybody's.
     """
     fetch_site = request.headers.get("sec-fetch-site")
     if fetch_site in {"cross-site", "same-site"}:
         raise Forbidden("this form can only be sent from voexec's own pages")
     origin = request.headers.get("origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
+    if origin is not None and (
+        origin.strip().lower() == "null" or urlsplit(origin).netloc != request.headers.get("host")
+    ):
         raise Forbidden("this form can only be sent from voexec's own pages")
+
+
+def _address(request: Request[Any, Any, Any]) -> str | None:
+    return request.client.host if request.client else None
 
 
 def local_path(target: str | None, default: str) -> str:
@@ -111,6 +127,8 @@ class SignIn:
     """When the sign-in cookie ends (None without one, or for a bearer token)."""
     here: str
     """The page to come back to after signing in or out."""
+    name: str | None = None
+    """Who is signed in (the token's name or the JWT's subject)."""
 
     @property
     def can_write(self) -> bool:
@@ -125,69 +143,83 @@ class SignIn:
 
 @dataclass(frozen=True)
 class PageAuth:
-    """Checks and issues page sign-ins against the broker's write tokens."""
+    """Checks and issues page sign-ins against the configured named tokens."""
 
-    tokens: tuple[str, ...]
+    security: Security
     clock: Clock
     public_url: str | None = None
     lifetime: timedelta = LIFETIME
 
-    @classmethod
-    def from_settings(cls, settings: Settings, clock: Clock) -> PageAuth:
-        """The sign-in of an app: `broker.write_tokens`, `server.public_url`, its clock."""
-        return cls(
-            tokens=tuple(settings.broker.write_tokens),
-            clock=clock,
-            public_url=settings.server.public_url,
-        )
-
     @property
     def required(self) -> bool:
-        """Whether page writes need a sign-in (tokens are configured)."""
-        return bool(self.tokens)
+        """Whether page writes need a sign-in (anonymous callers may not run)."""
+        return not self.security.auth.anonymous_may_run
 
-    def token_allowed(self, token: str) -> bool:
-        """Whether `token` is one of the write tokens (constant time)."""
-        return 0 < len(token) <= LONGEST_TOKEN and token_allowed(token, self.tokens)
-
-    def cookie_until(self, request: Request[Any, Any, Any]) -> datetime | None:
-        """When the request's sign-in cookie ends, or None when it has no valid one."""
-        return signed_in_until(
-            request.cookies.get(COOKIE), self.tokens, self.clock.now(), longest=self.lifetime
+    def cookie_identity(self, request: Request[Any, Any, Any]) -> tuple[Identity, datetime] | None:
+        """Who the request's sign-in cookie names and when it ends, or None without a valid one."""
+        tokens = self.security.auth.tokens
+        found = signed_in_by(
+            request.cookies.get(COOKIE),
+            [token.sha256 for token in tokens],
+            self.clock.now(),
+            longest=self.lifetime,
         )
+        if found is None:
+            return None
+        token = tokens[found[0]]
+        return Identity(kind="token", name=token.name, role=token.role), found[1]
+
+    def _header_identity(self, request: Request[Any, Any, Any]) -> Identity | None:
+        if request.headers.get("authorization") is None:
+            return None
+        try:
+            identity = self.security.auth.identify(
+                request.headers.get("authorization"), _address(request)
+            )
+        except (Unauthorized, Forbidden):
+            return None
+        return None if identity.anonymous else identity
 
     def state(self, request: Request[Any, Any, Any], here: str) -> SignIn:
         """What the page answering `request` shows about signing in."""
         if not self.required:
             return SignIn(required=False, signed_in=False, until=None, here=here)
-        until = self.cookie_until(request)
-        token = bearer_token(request.headers.get("authorization"))
-        by_header = token is not None and self.token_allowed(token)
+        cookie = self.cookie_identity(request)
+        who = self._header_identity(request) or (cookie[0] if cookie else None)
         return SignIn(
-            required=True, signed_in=until is not None or by_header, until=until, here=here
+            required=True,
+            signed_in=who is not None,
+            until=cookie[1] if cookie else None,
+            here=here,
+            name=who.name if who else None,
         )
 
-    def require_write(self, request: Request[Any, Any, Any], *, to: str, come_back: str) -> None:
-        """Let a page write through when tokens are unset, or with a sign-in or bearer token.
+    def require_write(
+        self, request: Request[Any, Any, Any], *, to: str, come_back: str
+    ) -> Identity:
+        """Who may make this page write: anybody when open, else a sign-in or bearer token.
 
         Args:
             request: the page POST.
             to: what the write does, completing "sign in to ...", e.g. "request offers".
             come_back: the page to return to after signing in.
 
+        Returns:
+            The identity (the client's address on a voexec without identities).
+
         Raises:
             SignInNeeded: no bearer token and no valid sign-in cookie (401).
-            Forbidden: a bearer token that is not one of the write tokens (403).
+            Forbidden: a bearer token that is not configured, or a role that may not run (403).
+            Unauthorized: a bearer JWT that does not verify (401).
         """
-        if not self.required:
-            return
-        token = bearer_token(request.headers.get("authorization"))
-        if token is not None:
-            if not self.token_allowed(token):
-                raise Forbidden(f"this bearer token may not {to}")
-            return
-        if self.cookie_until(request) is not None:
-            return
+        auth = self.security.auth
+        authorization = request.headers.get("authorization")
+        if not self.required or authorization is not None:  # as the broker's API would
+            return auth.require(authorization, _address(request), Permission.RUN, to=to)
+        cookie = self.cookie_identity(request)
+        if cookie is not None:
+            auth.check(cookie[0], Permission.RUN, to=to)
+            return cookie[0]
         if request.cookies.get(COOKIE):
             raise SignInNeeded(
                 f"your sign-in has expired or is no longer valid: sign in again to {to}",
@@ -202,12 +234,12 @@ class PageAuth:
         public = urlsplit(self.public_url or "").scheme
         return request.url.scheme == "https" or public == "https"
 
-    def sign_in_cookie(self, token: str, request: Request[Any, Any, Any]) -> Cookie:
-        """The cookie that keeps a sign-in with `token` (already allowed) for `lifetime`."""
+    def sign_in_cookie(self, sha256: str, request: Request[Any, Any, Any]) -> Cookie:
+        """The cookie that keeps a sign-in with the token of hash `sha256` for `lifetime`."""
         expires = self.clock.now() + self.lifetime
         return Cookie(
             key=COOKIE,
-            value=sign_in_value(token, expires),
+            value=sign_in_value(sha256, expires),
             max_age=int(self.lifetime.total_seconds()),
             path="/",
             secure=self._secure(request),
@@ -259,13 +291,16 @@ def sign_in_handlers(auth: PageAuth, render: RenderPage) -> list[HTTPRouteHandle
         *,
         status: int = 200,
         error: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Response[str]:
+        answer = {"www-authenticate": BEARER_CHALLENGE} if status == 401 else {}
+        answer.update(headers or {})
         return render(
             request,
             time.perf_counter(),
             "sign_in.html",
             status=status,
-            headers={"www-authenticate": BEARER_CHALLENGE} if status == 401 else None,
+            headers=answer,
             here=come_back,
             page="sign-in",
             nav="sign-in",
@@ -287,18 +322,31 @@ def sign_in_handlers(auth: PageAuth, render: RenderPage) -> list[HTTPRouteHandle
         come_back = local_path(str(sent.get("next", "")), "/")
         if not auth.required:
             return Redirect(come_back, status_code=303)
+        try:
+            auth.security.limiter.take("sign_in", f"address:{_address(request)}")
+        except TooManyRequests as error:
+            return page(
+                request,
+                come_back,
+                status=429,
+                error=f"Too many attempts from here. Wait {error.retry_after} s and try again.",
+                headers={"retry-after": str(error.retry_after)},
+            )
         token = str(sent.get("token", "")).strip()
         if not token:
-            return page(request, come_back, status=400, error="Paste one of the broker's tokens.")
-        if not auth.token_allowed(token):
+            return page(request, come_back, status=400, error="Paste your voexec token.")
+        named = auth.security.auth.named_token(token) if len(token) <= LONGEST_TOKEN else None
+        if named is None:
             return page(
                 request,
                 come_back,
                 status=401,
-                error="That is not one of this broker's write tokens. Check it with whoever "
-                "runs this voexec, and paste it whole.",
+                error="That is not one of this voexec's tokens. Check it with whoever runs "
+                "this voexec, and paste it whole.",
             )
-        return Redirect(come_back, status_code=303, cookies=[auth.sign_in_cookie(token, request)])
+        return Redirect(
+            come_back, status_code=303, cookies=[auth.sign_in_cookie(named.sha256, request)]
+        )
 
     @post("/sign-out", name="page-sign-out")
     async def sign_out(request: Request[Any, Any, Any]) -> Response[Any]:

@@ -29,6 +29,7 @@ from litestar.di import NamedDependency
 import voexec
 from broker.service import BrokerService
 from catalogue.service import CatalogueService
+from core.auth import Security
 from core.clock import Clock
 from core.settings import Settings
 from harvest.pipeline import HarvestPipeline
@@ -59,6 +60,7 @@ class Pages:
     renderer: PageRenderer
     settings: Settings
     clock: Clock
+    security: Security
 
     def now(self) -> datetime:
         """The current time (the app's clock, so tests can move it)."""
@@ -66,8 +68,8 @@ class Pages:
 
     @cached_property
     def auth(self) -> PageAuth:
-        """Who may write from the pages (`broker.write_tokens`)."""
-        return PageAuth.from_settings(self.settings, self.clock)
+        """Who may write from the pages (`auth`: the same identities as the API)."""
+        return PageAuth(self.security, self.clock, public_url=self.settings.server.public_url)
 
     def html(
         self,

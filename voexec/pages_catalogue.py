@@ -157,9 +157,10 @@ async def request_offers(
     started = time.perf_counter()
     check_same_site(request)
     # Offers hold platform capacity: the same permission as the broker's own writes.
-    pages.auth.require_write(
+    identity = pages.auth.require_write(
         request, to="request offers", come_back=f"/executables/{entry_id}#request"
     )
+    pages.security.limiter.take("offers", identity.key)
     sent = await request.form()
     form = OfferForm.from_form(
         {key: value for key, value in sent.items() if isinstance(value, str)}

@@ -17,6 +17,7 @@ from typing import Any, Final
 from litestar import Request, Response, get
 from litestar.params import FromQuery
 
+from core.auth import bearer_token
 from core.errors import Forbidden
 from voexec.pages import PagesDependency
 from voexec.validate.checks import Options
@@ -55,11 +56,13 @@ def validate_page(
                 f" not {chosen}: add it to validate.allowed_urls, or run 'voexec validate' yourself"
             )
         credentials = Credentials()
-        if chosen == local and settings.broker.write_tokens:
+        if chosen == local and pages.auth.required:
             pages.auth.require_write(
                 request, to="validate this broker", come_back=f"/validate?url={chosen}"
             )
-            credentials = Credentials(token=settings.broker.write_tokens[0])
+            # Tokens are kept as hashes: the suite writes with the reader's own bearer token
+            # when the request carries one (a cookie sign-in has none to hand on).
+            credentials = Credentials(token=bearer_token(request.headers.get("authorization")))
         report = report_dict(run_suite(chosen, credentials=credentials, options=PAGE_OPTIONS))
     return pages.html(
         request,

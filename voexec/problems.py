@@ -22,6 +22,7 @@ from core.errors import (
     Forbidden,
     Invalid,
     NotFound,
+    TooManyRequests,
     Unauthorized,
     Unavailable,
 )
@@ -35,6 +36,7 @@ STATUS_OF: Final[dict[type[DomainError], tuple[int, str]]] = {
     Invalid: (400, "Bad Request"),
     Forbidden: (403, "Forbidden"),
     Unauthorized: (401, "Unauthorized"),
+    TooManyRequests: (429, "Too Many Requests"),
     Unavailable: (503, "Service Unavailable"),
     ConfigError: (500, "Configuration Error"),
 }
@@ -77,7 +79,10 @@ def domain_error_handler(request: Request[Any, Any, Any], error: DomainError) ->
             }
             for p in error.problems
         ]
-    return problem(status, title, error.message, request.url.path, **extra)
+    answer = problem(status, title, error.message, request.url.path, **extra)
+    if isinstance(error, TooManyRequests):
+        answer.headers["retry-after"] = str(error.retry_after)  # when to come back (RFC 9110)
+    return answer
 
 
 def http_error_handler(request: Request[Any, Any, Any], error: HTTPException) -> Response[bytes]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from core.clock import ManualClock
+from voexec.security import security_of
 
 if TYPE_CHECKING:
     from voexec.wiring import Services
@@ -34,9 +35,7 @@ def build(services: Services) -> None:
     }
     broker = BrokerService(settings.broker, services.clock, store, platforms)
     services.provide("broker", broker)
-    services.route_handlers.append(
-        broker_router(settings.server, write_tokens=settings.broker.write_tokens)
-    )
+    services.route_handlers.append(broker_router(settings.server, security=security_of(services)))
     if not isinstance(services.clock, ManualClock):
         runner = WorkQueueRunner(broker, settings.broker.tick)
         services.on_startup.append(runner.start)

@@ -33,6 +33,7 @@ from core.errors import ConfigError, DomainError, Invalid, Problem, Unavailable
 from core.settings import OpenSearchSearch, PlatformSettings, Settings, TantivySearch
 from vocabularies.model import UnknownVocabulary
 from vocabularies.registry import VocabularyRegistry
+from voexec.security import security_of
 
 if TYPE_CHECKING:
     from broker.service import BrokerService
@@ -196,8 +197,7 @@ def build(services: Services) -> None:
     services.provide("catalogue", catalogue)
     services.route_handlers.append(
         catalogue_router(
-            publish_tokens=settings.catalogue.publish_tokens,
-            offer_tokens=settings.broker.write_tokens,
+            security=security_of(services),
             public_url=settings.server.public_url,
         )
     )

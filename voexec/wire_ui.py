@@ -15,6 +15,7 @@ from litestar.static_files import create_static_files_router
 
 from voexec.pages import Pages
 from voexec.pages_router import page_router
+from voexec.security import security_of
 from voexec.ui.render import STATIC, STATIC_PATH, Assets, PageRenderer
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ def build(services: Services) -> None:
         renderer=renderer,
         settings=services.settings,
         clock=services.clock,
+        security=security_of(services),
     )
     services.components["pages"] = pages
     services.route_handlers.append(page_router(pages))

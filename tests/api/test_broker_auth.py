@@ -1,4 +1,4 @@
-"""Write authorisation on `/broker`: with `broker.write_tokens`, every write needs a bearer token.
+"""Write authorisation on `/broker`: with `auth.tokens`, every write needs a bearer token.
 
 No token answers 401 with `WWW-Authenticate: Bearer`; a token that is not configured answers
 403; either way nothing changes, and the body is the broker's own error document in the
@@ -24,10 +24,11 @@ from broker.codec import Media
 from core.clock import ManualClock
 from core.settings import Settings, settings_from_mapping
 from tests.api.test_broker_requests import NOW, PLATFORMS, docker, offerset_of
+from tests.auth_support import researchers
 from voexec.app import create_app
 from voexec.wiring import build_services
 
-TOKENS = ["s3cret-alpha", "s3cret-beta"]
+TOKENS = ["s3cret-alpha-long-enough-for-voexec-to-take", "s3cret-beta-long-enough-for-voexec-too"]
 ACCEPT = {"kind": "uri:enum-value-update", "path": "phase", "value": "ACCEPTED"}
 JSON = {"content-type": Media.JSON.value, "accept": Media.JSON.value}
 
@@ -37,7 +38,8 @@ def broker_settings(tmp_path: Path, tokens: list[str]) -> Settings:
         {
             "data_dir": str(tmp_path / "var"),
             "vocabularies": {"offline": True},
-            "broker": {"platforms": PLATFORMS, "write_tokens": tokens},
+            "auth": {"tokens": researchers(*tokens)},
+            "broker": {"platforms": PLATFORMS},
         }
     )
 

@@ -11,7 +11,7 @@
 - The phase history records when each change happened, in order.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,13 +27,14 @@ from core.settings import settings_from_mapping
 from tests.api.test_broker_requests import NOW, offerset_of
 from tests.api.test_broker_restart import phase_history
 from tests.api.test_broker_sessions import ACCEPT, REJECT, session_of, update
+from tests.auth_support import researchers
 from voexec.app import create_app
 from voexec.wiring import build_services
 
 P = model.SessionPhase
 K = model.KINDS
 PREPARATION = timedelta(minutes=1)
-TOKENS = [f"researcher-{number}-token-long-enough" for number in range(10)]
+TOKENS = [f"researcher-{number}-token-long-enough-for-voexec" for number in range(10)]
 
 
 def sixteen_cores(**more: Any) -> dict[str, Any]:
@@ -48,12 +49,13 @@ def sixteen_cores(**more: Any) -> dict[str, Any]:
 
 
 def client_for(
-    tmp_path: Path, clock: ManualClock, **broker: Any
+    tmp_path: Path, clock: ManualClock, tokens: Sequence[str] = (), **broker: Any
 ) -> Iterator[tuple[TestClient, BrokerService]]:
     settings = settings_from_mapping(
         {
             "data_dir": str(tmp_path / "var"),
             "vocabularies": {"offline": True},
+            "auth": {"tokens": researchers(*tokens)},
             "broker": {"platforms": [sixteen_cores()], **broker},
         }
     )
@@ -129,7 +131,7 @@ def phases_in(client: TestClient, offerset: model.OfferSetResponse) -> set[P]:
 
 # ------------------------------------------------------------------------- holds
 def test_eight_researchers_each_get_an_offer_now_and_a_ninth_later_starts(tmp_path, clock):
-    for client, _broker in client_for(tmp_path, clock, write_tokens=TOKENS):
+    for client, _broker in client_for(tmp_path, clock, tokens=TOKENS):
         soonest = NOW + PREPARATION
         sets = []
         for token in TOKENS[:8]:
@@ -172,7 +174,7 @@ def test_one_client_may_hold_only_so_many_offer_sets(tmp_path, clock):
 
 def test_clients_are_told_apart_by_their_token(tmp_path, clock):
     for client, _broker in client_for(
-        tmp_path, clock, held_offersets_per_requester=1, write_tokens=TOKENS
+        tmp_path, clock, held_offersets_per_requester=1, tokens=TOKENS
     ):
         assert ask(client, notebook(), TOKENS[0]).status_code == 303
         assert ask(client, notebook(), TOKENS[0]).status_code == 409

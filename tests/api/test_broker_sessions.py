@@ -17,9 +17,10 @@ from broker.store_sql import SqlBrokerStore
 from broker.web import broker_router
 from core.clock import ManualClock
 from core.db import make_engine
-from core.settings import ServerSettings, settings_from_mapping
+from core.settings import ServerSettings, Settings, settings_from_mapping
 from tests.api.test_broker_requests import NOW, PLATFORMS, docker, offerset_of, post_request
 from voexec.app import create_app
+from voexec.security import build_security
 from voexec.wiring import build_services
 
 ACCEPT = {"kind": "uri:enum-value-update", "path": "phase", "value": "ACCEPTED"}
@@ -296,7 +297,7 @@ def test_the_broker_router_registers_without_deprecated_litestar_usage(recwarn, 
     store.migrate()
     broker = BrokerService(settings_from_mapping({}).broker, ManualClock(NOW), store, {})
     app = Litestar(
-        route_handlers=[broker_router(ServerSettings())],
+        route_handlers=[broker_router(ServerSettings(), security=build_security(Settings()))],
         dependencies={"broker": Provide(lambda: broker, sync_to_thread=False)},
     )
     assert [str(w.message) for w in recwarn] == []

@@ -15,6 +15,8 @@ import pytest
 import yaml
 from litestar.testing import TestClient
 
+from core.settings import NamedToken
+from tests.auth_support import named
 from tests.catalogue_support import app_settings, executable
 from voexec.app import create_app
 from voexec.cli import main
@@ -120,11 +122,19 @@ def test_cli_publish_check_lists_problems_with_lines(config, tmp_path, capsys):
     assert "search index rebuilt" in capsys.readouterr().out
 
 
-def test_with_broker_write_tokens_the_hand_off_needs_one(tmp_path):
+BOOKER = "booker-token-long-enough-for-voexec-to-take"
+
+
+def test_with_identities_the_hand_off_needs_one_that_may_run(tmp_path):
     """Offers hold platform capacity, so the hand-off is guarded like the broker's writes."""
     settings = app_settings(tmp_path, demo=True)
     settings = msgspec.structs.replace(
-        settings, broker=msgspec.structs.replace(settings.broker, write_tokens=["b-token"])
+        settings,
+        auth=msgspec.structs.replace(
+            settings.auth,
+            tokens=[*settings.auth.tokens, msgspec.convert(named("booker", BOOKER), NamedToken)],
+        ),
+        broker=msgspec.structs.replace(settings.broker, allow_anonymous_runs=False),
     )
     with TestClient(create_app(settings)) as client:
         path = f"/catalogue/executables/{entry_id(client, 'aoflagger')}/offers"
@@ -132,10 +142,10 @@ def test_with_broker_write_tokens_the_hand_off_needs_one(tmp_path):
         missing = client.post(path, json={}, follow_redirects=False)
         assert missing.status_code == 401
         assert missing.headers["www-authenticate"] == "Bearer"
-        publish_token = {"authorization": "Bearer s3cret"}  # may publish, not book
-        assert client.post(path, json={}, headers=publish_token).status_code == 403
+        unknown = {"authorization": f"Bearer {BOOKER}-not"}
+        assert client.post(path, json={}, headers=unknown).status_code == 403
         booked = client.post(
-            path, json={}, headers={"authorization": "Bearer b-token"}, follow_redirects=False
+            path, json={}, headers={"authorization": f"Bearer {BOOKER}"}, follow_redirects=False
         )
         assert booked.status_code == 303
         # Reading stays open.

@@ -20,7 +20,7 @@ from voexec import cli as voexec_cli
 from voexec.app import create_app
 
 EXECUTABLES = "/catalogue/executables"
-TOKEN = {"authorization": "Bearer s3cret"}
+TOKEN = {"authorization": "Bearer s3cret-publisher-token-for-the-tests-only"}
 YAML = {**TOKEN, "content-type": "application/yaml"}
 
 

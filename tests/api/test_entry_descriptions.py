@@ -21,7 +21,7 @@ from tests.catalogue_support import app_settings, executable
 from voexec.app import create_app
 from voexec.ui import text
 
-TOKEN = {"authorization": "Bearer s3cret"}
+TOKEN = {"authorization": "Bearer s3cret-publisher-token-for-the-tests-only"}
 YAML = {**TOKEN, "content-type": "application/yaml"}
 DESCRIPTION = re.compile(r'<div class="description">(.*?)</div>', re.DOTALL)
 

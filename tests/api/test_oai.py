@@ -28,7 +28,10 @@ from voexec.wiring import build_services
 OAI_URL = "/registry/oai"
 NS = f"{{{oai.OAI}}}"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-YAML = {"authorization": "Bearer s3cret", "content-type": "application/yaml"}
+YAML = {
+    "authorization": "Bearer s3cret-publisher-token-for-the-tests-only",
+    "content-type": "application/yaml",
+}
 BASE = "http://127.0.0.1:8000"
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.auth import token_sha256
 from tests.api.test_tutorial import free_port, wait_until_answering
 from tests.api.test_validate_brokers import BROKEN, broken_broker, serving
 from voexec.validate import command
@@ -40,7 +41,10 @@ def voexec_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     config.write_text(
         f"data_dir: {home / 'var'}\n"
         "vocabularies:\n  offline: true\n"
-        f"broker:\n  offer_ttl: PT6S\n  write_tokens: [{TOKEN}]\n"
+        f"auth:\n  tokens: [{{name: validator, sha256: {token_sha256(TOKEN)}}}]\n"
+        # The suite asks for many offers in a few seconds, as one identity.
+        "  limits: {offers: {requests: 10000, per: PT1M}}\n"
+        "broker:\n  offer_ttl: PT6S\n"
     )
     port = free_port()
     log = home / "server.log"

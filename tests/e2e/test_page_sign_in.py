@@ -1,7 +1,7 @@
 """Signing in on the pages when the broker's writes need a token, over HTTP without a browser.
 
 Two real apps (demo catalogue, demo platforms) under Litestar's test client: one with
-`broker.write_tokens` set, whose page writes (offers, accept, reject, cancel) need a sign-in
+`auth.tokens` set, whose page writes (offers, accept, reject, cancel) need a sign-in
 cookie or a bearer header, and one without, whose pages must behave exactly as before. The
 cookie is checked for what it carries (never the token) and how it is set (HttpOnly,
 SameSite=Strict, Secure over https), and forged, expired and foreign cookies are refused.
@@ -22,7 +22,9 @@ import msgspec
 import pytest
 from litestar.testing import TestClient
 
-from core.auth import sign_in_value
+from core.auth import sign_in_value, token_sha256
+from core.settings import NamedToken
+from tests.auth_support import researchers
 from tests.catalogue_support import app_settings
 from voexec.app import create_app
 from voexec.page_auth import COOKIE, LIFETIME
@@ -30,16 +32,20 @@ from voexec.wiring import Services, build_services
 
 pytestmark = pytest.mark.shared
 
-TOKEN = "page-token-4f9c1d7e2b8a"
-OTHER_TOKEN = "portal-token-0b6e5a3c9d1f"
+TOKEN = "page-token-4f9c1d7e2b8a-long-enough-for-voexec"
+OTHER_TOKEN = "portal-token-0b6e5a3c9d1f-long-enough-too"
 JSON = {"Accept": "application/json"}
 OFFER_FORM = {"cores": "2", "memory": "4", "gpus": "0", "duration": "1", "unit": "h", "data": ""}
 
 
 def _app(folder: Path, tokens: list[str]) -> tuple[Any, Services]:
     settings = app_settings(folder, demo=True)
-    broker = msgspec.structs.replace(settings.broker, write_tokens=tokens)
-    settings = msgspec.structs.replace(settings, broker=broker)
+    entries = [msgspec.convert(entry, NamedToken) for entry in researchers(*tokens)]
+    settings = msgspec.structs.replace(
+        settings,
+        auth=msgspec.structs.replace(settings.auth, tokens=[*settings.auth.tokens, *entries]),
+        broker=msgspec.structs.replace(settings.broker, allow_anonymous_runs=not tokens),
+    )
     services = build_services(settings)
     return create_app(settings, services), services
 
@@ -244,13 +250,13 @@ def test_a_wrong_or_empty_token_is_refused_with_a_message_and_no_cookie(client: 
     assert 'name="next" value="/platforms"' in form.text
     wrong = sign_in(client, "guessed-token-123", "/platforms")
     assert wrong.status_code == 401
-    assert "not one of this broker's write tokens" in html.unescape(wrong.text)
+    assert "not one of this voexec's tokens" in html.unescape(wrong.text)
     assert 'aria-invalid="true"' in wrong.text
     assert "guessed-token-123" not in wrong.text  # what was pasted is never shown back
     assert "set-cookie" not in wrong.headers
     empty = sign_in(client, "   ")
     assert empty.status_code == 400
-    assert "Paste one of the broker's tokens" in html.unescape(empty.text)
+    assert "Paste your voexec token" in html.unescape(empty.text)
     assert "set-cookie" not in empty.headers
 
 
@@ -322,14 +328,14 @@ def test_signed_in_the_pages_request_offers_accept_and_cancel(client: TestClient
 def test_forged_foreign_and_expired_cookies_are_refused(client: TestClient[Any]):
     offer = offers_by_api(client)["offers"][0]["meta"]["uuid"]
     now = datetime.now(UTC)
-    valid = sign_in_value(TOKEN, now + timedelta(hours=1))
+    valid = sign_in_value(token_sha256(TOKEN), now + timedelta(hours=1))
     _, expiry, mac = valid.split(".")
     forged = {
         "expiry moved": f"1.{int(expiry) + 86400}.{mac}",
         "MAC changed": f"1.{expiry}.{mac[:-1]}{'A' if mac[-1] != 'A' else 'B'}",
         "unknown token": sign_in_value("not-configured-token", now + timedelta(hours=1)),
-        "expired": sign_in_value(TOKEN, now - timedelta(seconds=1)),
-        "longer than a sign-in lasts": sign_in_value(TOKEN, now + LIFETIME * 3),
+        "expired": sign_in_value(token_sha256(TOKEN), now - timedelta(seconds=1)),
+        "longer than a sign-in lasts": sign_in_value(token_sha256(TOKEN), now + LIFETIME * 3),
         "the token itself": TOKEN,
     }
     for what, value in forged.items():

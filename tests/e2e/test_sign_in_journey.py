@@ -1,7 +1,7 @@
 """Signing in, in a real browser, on a voexec whose broker writes need a token.
 
 A second live app (the demo catalogue and the journey's fast simulated platforms, with
-`broker.write_tokens` set) under uvicorn on a loopback port, driven by Debian's Chromium: the
+`auth.tokens` set) under uvicorn on a loopback port, driven by Debian's Chromium: the
 researcher finds the write buttons disabled with a way to sign in, pastes a wrong token and
 then the right one, requests offers, accepts one (through the page script), cancels the
 session, and signs out. The sign-in page passes the same accessibility checks as every page.
@@ -21,6 +21,7 @@ import uvicorn
 from playwright.sync_api import Browser, Page, expect
 
 from core.settings import settings_from_mapping
+from tests.auth_support import researchers
 from tests.conftest import shared_path
 from tests.e2e.conftest import DESKTOP, PHONE, PLATFORMS, screenshot
 from voexec.app import create_app
@@ -30,7 +31,7 @@ from voexec.wiring import build_services
 
 pytestmark = [pytest.mark.chromium, pytest.mark.shared, pytest.mark.slow]
 
-TOKEN = "e2e-write-token-7d3f0a9c5b1e"
+TOKEN = "e2e-write-token-7d3f0a9c5b1e-long-enough-for-voexec"
 ACTIVE = re.compile(r"^(ACCEPTED|WAITING|PREPARING|AVAILABLE|RUNNING)$")
 CHECKS = (Path(__file__).parent / "page_checks.js").read_text(encoding="utf-8")
 
@@ -47,7 +48,8 @@ def guarded_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     "path": str(shared_path("vocabularies")),
                     "names": ["uat", "messenger"],
                 },
-                "broker": {"platforms": PLATFORMS, "offer_ttl": "PT10M", "write_tokens": [TOKEN]},
+                "auth": {"tokens": researchers(TOKEN)},
+                "broker": {"platforms": PLATFORMS, "offer_ttl": "PT10M"},
             }
         )
     )

@@ -31,7 +31,10 @@ from tests.conftest import require_service
 from voexec.app import create_app
 from voexec.wiring import Services, build_services
 
-YAML = {"authorization": "Bearer s3cret", "content-type": "application/yaml"}
+YAML = {
+    "authorization": "Bearer s3cret-publisher-token-for-the-tests-only",
+    "content-type": "application/yaml",
+}
 DACHS_URL_ENV = "DACHS_TEST_OAI_URL"
 
 

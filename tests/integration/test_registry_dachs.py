@@ -52,7 +52,10 @@ NAMESPACES = {
     "http://www.ivoa.net/xml/VOSIAvailability/v1.0": "VOSIAvailability.xsd",
 }
 OAI = "{http://www.openarchives.org/OAI/2.0/}"
-YAML = {"authorization": "Bearer s3cret", "content-type": "application/yaml"}
+YAML = {
+    "authorization": "Bearer s3cret-publisher-token-for-the-tests-only",
+    "content-type": "application/yaml",
+}
 HOW = "install DaCHS's schemas and xmllint with `scripts/services/dachs install`"
 
 

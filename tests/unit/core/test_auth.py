@@ -10,17 +10,24 @@ from hypothesis import strategies as st
 
 from core.auth import (
     BEARER_CHALLENGE,
+    Authenticator,
+    Identity,
+    Permission,
     bearer_token,
-    require_bearer,
+    looks_like_jwt,
+    new_token,
     sign_in_value,
+    signed_in_by,
     signed_in_until,
-    token_allowed,
+    token_sha256,
 )
 from core.errors import Forbidden, Unauthorized
+from core.settings import MIN_TOKEN_CHARS, NamedToken, Role
 
 NOW = datetime(2030, 5, 6, 7, 8, 9, tzinfo=UTC)
-TOKEN = "a-long-random-token"
-OTHER = "another-for-the-portal"
+TOKEN = "a-long-random-token-for-the-researcher"
+OTHER = "another-for-the-portal-a-packager-holds"
+OPS = "the-operators-token-long-enough-for-voexec"
 tokens = st.text(min_size=1, max_size=64)
 
 
@@ -50,35 +57,98 @@ def test_the_challenge_names_the_bearer_scheme():
     assert BEARER_CHALLENGE == "Bearer"
 
 
-def test_only_a_configured_token_is_allowed():
-    allowed = [TOKEN, OTHER]
-    assert token_allowed(TOKEN, allowed)
-    assert token_allowed(OTHER, allowed)
-    assert not token_allowed(TOKEN[:-1], allowed)  # a prefix is not the token
-    assert not token_allowed(TOKEN + "x", allowed)
-    assert not token_allowed(TOKEN.upper(), allowed)
-    assert not token_allowed(TOKEN, [])
+def entry(name: str, token: str, role: Role = "researcher") -> NamedToken:
+    return NamedToken(name=name, sha256=token_sha256(token), role=role)
 
 
-@given(token=tokens, allowed=st.lists(tokens, max_size=5))
-def test_token_allowed_is_membership(token: str, allowed: list[str]):
-    assert token_allowed(token, allowed) == (token in allowed)
+AUTH = Authenticator(
+    tokens=(entry("alice", TOKEN), entry("pat", OTHER, "packager"), entry("olga", OPS, "operator"))
+)
 
 
-def test_require_bearer_lets_an_allowed_token_through():
-    require_bearer(f"Bearer {OTHER}", [TOKEN, OTHER], to="write here")
+def test_a_configured_token_names_its_holder_and_role():
+    assert AUTH.identify(f"Bearer {TOKEN}", "192.0.2.7") == Identity("token", "alice", "researcher")
+    assert AUTH.identify(f"Bearer {OTHER}", None).key == "token:pat"
+
+
+@pytest.mark.parametrize("token", [TOKEN[:-1], TOKEN + "x", TOKEN.upper(), "x" * 40])
+def test_a_token_that_is_not_configured_is_403_saying_what_it_was_for(token: str):
+    with pytest.raises(Forbidden, match="this bearer token may not run: it is not one of"):
+        AUTH.require(f"Bearer {token}", None, Permission.RUN, to="run")
+
+
+def test_a_short_token_never_matches_even_if_its_hash_is_configured():
+    weak = Authenticator(tokens=(entry("weak", "abc"),))
+    assert weak.named_token("abc") is None
+    assert len(new_token()) >= MIN_TOKEN_CHARS
+
+
+@given(token=tokens, allowed=st.lists(tokens, max_size=4, unique=True))
+def test_matching_is_membership_for_tokens_long_enough(token: str, allowed: list[str]):
+    auth = Authenticator(tokens=tuple(entry(f"n{i}", t) for i, t in enumerate(allowed)))
+    expected = token in allowed and len(token) >= MIN_TOKEN_CHARS
+    assert (auth.named_token(token) is not None) == expected
 
 
 @pytest.mark.parametrize("header", [None, "Basic dXNlcjpwYXNz", "Bearer "])
-def test_require_bearer_without_a_token_is_401_saying_what_it_is_for(header: str | None):
+def test_without_credentials_a_write_is_401_saying_what_it_is_for(header: str | None):
     with pytest.raises(Unauthorized, match="a bearer token is needed to change sessions"):
-        require_bearer(header, [TOKEN], to="change sessions")
+        AUTH.require(header, "192.0.2.7", Permission.RUN, to="change sessions")
 
 
-@pytest.mark.parametrize("allowed", [[TOKEN], []])
-def test_require_bearer_with_a_token_not_allowed_is_403(allowed: list[str]):
-    with pytest.raises(Forbidden, match="this bearer token may not publish"):
-        require_bearer(f"Bearer {OTHER}", allowed, to="publish")
+def test_roles_decide_what_each_identity_may_do():
+    assert AUTH.require(f"Bearer {TOKEN}", None, Permission.RUN, to="run").name == "alice"
+    with pytest.raises(Forbidden, match=r"alice \(researcher\) may not publish: .* packager"):
+        AUTH.require(f"Bearer {TOKEN}", None, Permission.PUBLISH, to="publish")
+    assert AUTH.require(f"Bearer {OTHER}", None, Permission.PUBLISH, to="publish").name == "pat"
+    with pytest.raises(Forbidden, match="operator"):
+        AUTH.require(f"Bearer {OTHER}", None, Permission.OPERATE, to="cancel theirs")
+    assert AUTH.require(f"Bearer {OPS}", None, Permission.OPERATE, to="x").role == "operator"
+
+
+def test_an_open_voexec_lets_anybody_run_as_their_address_but_not_publish():
+    open_ = Authenticator()
+    caller = open_.require(None, "192.0.2.7", Permission.RUN, to="run")
+    assert caller.key == "address:192.0.2.7"
+    # A client's leftover token changes nothing where nobody is configured.
+    assert open_.identify("Bearer whatever-it-is", "192.0.2.7") == caller
+    with pytest.raises(Unauthorized):
+        open_.require(None, "192.0.2.7", Permission.PUBLISH, to="publish")
+
+
+def test_anonymous_runs_can_be_allowed_beside_identities():
+    mixed = Authenticator(tokens=AUTH.tokens, anonymous_runs=True)
+    assert mixed.require(None, "192.0.2.7", Permission.RUN, to="run").anonymous
+    with pytest.raises(Forbidden):  # a wrong token is still wrong
+        mixed.require("Bearer " + "y" * 40, "192.0.2.7", Permission.RUN, to="run")
+
+
+def test_only_the_owner_or_an_operator_may_act_for_an_owner():
+    alice = AUTH.identify(f"Bearer {TOKEN}", None)
+    pat = AUTH.identify(f"Bearer {OTHER}", None)
+    olga = AUTH.identify(f"Bearer {OPS}", None)
+    assert AUTH.may_act_for(alice, "token:alice")
+    assert not AUTH.may_act_for(pat, "token:alice")
+    assert AUTH.may_act_for(olga, "token:alice")
+    assert not AUTH.may_act_for(alice, None)  # recorded before owners were: operators only
+    assert Authenticator().may_act_for(Identity("address", "a"), None)
+    assert not Authenticator().may_act_for(Identity("address", "a"), "address:b")
+
+
+def test_a_jwt_goes_to_the_verifier_and_nothing_else_does():
+    seen: list[str] = []
+
+    class Verifier:
+        def verify(self, token: str) -> Identity:
+            seen.append(token)
+            return Identity("oidc", "subject-1", "researcher")
+
+    auth = Authenticator(tokens=AUTH.tokens, jwt=Verifier())
+    assert auth.identify("Bearer aaa.bbb.ccc", None).key == "oidc:subject-1"
+    assert auth.identify(f"Bearer {TOKEN}", None).key == "token:alice"
+    assert seen == ["aaa.bbb.ccc"]
+    assert looks_like_jwt("aaa.bbb.ccc")
+    assert not looks_like_jwt(new_token())
 
 
 # ----------------------------------------------------------------------------- page sign-in
@@ -159,3 +229,8 @@ def test_every_token_signs_in_and_only_itself(token: str, hours: int):
     value = sign_in_value(token, NOW + timedelta(hours=hours))
     assert signed_in_until(value, [token], NOW) == NOW + timedelta(hours=hours)
     assert signed_in_until(value, [token + "x"], NOW) is None
+
+
+def test_a_sign_in_says_which_token_made_it():
+    value = sign_in_value(OTHER, NOW + timedelta(hours=1))
+    assert signed_in_by(value, [TOKEN, OTHER], NOW) == (1, NOW + timedelta(hours=1))

@@ -1,7 +1,9 @@
+import hashlib
 import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from core.errors import ConfigError
 from core.settings import OpenSearchSearch, load_settings, settings_from_mapping
@@ -22,12 +24,12 @@ def test_environment_overrides_nested_values_and_unions():
         {
             "VOEXEC_SERVER__PORT": "9001",
             "VOEXEC_SEARCH": "{backend: opensearch, url: 'http://127.0.0.1:9200'}",
-            "VOEXEC_CATALOGUE__PUBLISH_TOKENS": "[abc, def]",
+            "VOEXEC_HARVEST__ALLOWED_HOSTS": "[a.example, b.example]",
         },
     )
     assert settings.server.port == 9001
     assert isinstance(settings.search, OpenSearchSearch)
-    assert settings.catalogue.publish_tokens == ["abc", "def"]
+    assert settings.harvest.allowed_hosts == ["a.example", "b.example"]
 
 
 def test_test_suite_variables_are_not_settings():
@@ -124,7 +126,73 @@ def test_the_examples_commented_out_platforms_load_once_uncommented(tmp_path):
     uncommented = tmp_path / "uncommented.yaml"
     uncommented.write_text("\n".join(lines) + "\n")
 
-    platforms = load_settings(uncommented, {}).broker.platforms
+    # Platforms that run code refuse a voexec anybody may write to, unless told otherwise.
+    with pytest.raises(ConfigError, match="platform 'workstation' runs what a request names"):
+        load_settings(uncommented, {})
+    allowed = {"VOEXEC_BROKER__ALLOW_ANONYMOUS_RUNS": "true"}
+    platforms = load_settings(uncommented, allowed).broker.platforms
     adapters = {platform.name: platform.adapter for platform in platforms}
     assert adapters["workstation"] == "local"
     assert adapters["cluster"] == "slurm"
+
+
+# ----------------------------------------------------------------------------- auth
+LOCAL = {"name": "here", "adapter": "local", "capacity": {"cores": 2, "memory": 4}}
+STRONG = "a-token-long-enough-to-be-kept-as-it-is-0123"
+
+
+def test_plain_token_lists_are_refused_with_the_entries_to_paste():
+    with pytest.raises(ConfigError) as refused:
+        settings_from_mapping(
+            {"broker": {"write_tokens": [STRONG, "x"]}, "catalogue": {"publish_tokens": [STRONG]}}
+        )
+    message = str(refused.value)
+    assert message.startswith("setting broker.write_tokens: plain tokens are no longer read")
+    digest = hashlib.sha256(STRONG.encode()).hexdigest()
+    assert f"- {{name: write-1, sha256: {digest}, role: researcher}}" in message
+    assert f"- {{name: publish-1, sha256: {digest}, role: packager}}" in message
+    # A weak token is not carried over, and never printed.
+    assert "write_tokens[1] is too short (1 characters)" in message
+    assert "voexec token new write-2 --role researcher" in message
+    pasted = message[message.index("auth:") :]
+    assert yaml.safe_load(pasted)["auth"]["tokens"][0]["sha256"] == digest
+
+
+@pytest.mark.parametrize(
+    ("tokens", "named"),
+    [
+        (
+            [
+                {
+                    "name": "a",
+                    "sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                }
+            ],
+            "auth.tokens[0].sha256: is the hash of an empty token",
+        ),
+        (
+            [{"name": "a", "sha256": "0" * 64}, {"name": "a", "sha256": "1" * 64}],
+            "auth.tokens[1].name: 'a' names two tokens",
+        ),
+        (
+            [{"name": "a", "sha256": "0" * 64}, {"name": "b", "sha256": "0" * 64}],
+            "auth.tokens[1].sha256: the same token is listed twice",
+        ),
+        ([{"name": "a", "sha256": "ABC"}], "auth.tokens[0].sha256"),
+        ([{"name": "a b", "sha256": "0" * 64}], "auth.tokens[0].name"),
+        ([{"name": "a", "sha256": "0" * 64, "role": "admin"}], "auth.tokens[0].role"),
+    ],
+)
+def test_bad_token_entries_are_configuration_errors(tokens, named):
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        settings_from_mapping({"auth": {"tokens": tokens}})
+
+
+def test_a_platform_that_runs_code_needs_identities_or_an_explicit_setting():
+    with pytest.raises(ConfigError, match=r"broker\.allow_anonymous_runs: true"):
+        settings_from_mapping({"broker": {"platforms": [LOCAL]}})
+    with_tokens = {"tokens": [{"name": "a", "sha256": "0" * 64}]}
+    assert settings_from_mapping({"auth": with_tokens, "broker": {"platforms": [LOCAL]}})
+    assert settings_from_mapping({"broker": {"platforms": [LOCAL], "allow_anonymous_runs": True}})
+    simulated = {**LOCAL, "adapter": "simulated"}
+    assert settings_from_mapping({"broker": {"platforms": [simulated]}})

@@ -49,7 +49,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 
 import httpx
@@ -57,6 +57,7 @@ import msgspec
 
 import voexec
 from broker.model import ACCELERATED_COMPUTE_KIND, KINDS, SessionPhase
+from core.time import InvalidTime, format_duration, format_instant
 from voexec.client_views import (
     ERROR_OF_STATUS,
     AmbiguousName,
@@ -212,28 +213,20 @@ def _as(data: Any, kind: type[T], what: str) -> T:
 def _iso_duration(value: Length) -> str:
     if isinstance(value, str):
         return value
-    seconds = value.total_seconds()
-    if seconds < 0:
-        raise InvalidInput(
-            "durations cannot be negative", [Message(text="negative", field="duration")]
-        )
-    whole = int(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    fraction = seconds - whole
-    text = "PT" + (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
-    if secs or fraction or text == "PT":
-        text += f"{secs + fraction:g}S"
-    return text
+    try:
+        return format_duration(value)
+    except InvalidTime as error:
+        raise InvalidInput(str(error), [Message(text=str(error), field="duration")]) from None
 
 
 def _iso_instant(value: datetime) -> str:
-    if value.tzinfo is None:
+    try:
+        return format_instant(value)
+    except InvalidTime:
         raise InvalidInput(
             "a start time needs a time zone",
             [Message(text="give an aware datetime (tzinfo=UTC)", field="start")],
-        )
-    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        ) from None
 
 
 def _iso_start(value: Start) -> str:

@@ -76,9 +76,11 @@ _MARKDOWN: Final = _markdown()
 
 def inline_html(text: str) -> str:
     """One line or paragraph of text with inline Markdown turned into safe HTML."""
-    return _MARKDOWN.renderInline(text)
+    html: str = _MARKDOWN.renderInline(text)
+    return html
 
 
 def markdown_html(text: str) -> str:
     """A Markdown text (paragraphs, lists, code, links, ...) as safe HTML."""
-    return _MARKDOWN.render(text)
+    html: str = _MARKDOWN.render(text)
+    return html

@@ -245,6 +245,34 @@ class SlurmPlatformSettings(_Settings, frozen=True):
     """How often a session's job is looked at."""
 
 
+class RemotePlatformSettings(_Settings, frozen=True):
+    """How the `remote` adapter reaches another Execution Broker (federation)."""
+
+    url: str
+    """The other broker's API root, e.g. `https://broker.example.org/broker` (where its
+    `/requests` and `/sessions/{uuid}` are)."""
+    token_env: str | None = None
+    """Environment variable holding the bearer token (or, with `auth: basic`, the password);
+    none: anonymous."""
+    auth: Literal["bearer", "basic"] = "bearer"
+    """`basic` for brokers wanting HTTP Basic (the reference implementation)."""
+    username_env: str | None = None
+    """For `auth: basic`: the environment variable holding the user name."""
+    timeout: timedelta = timedelta(seconds=5)
+    """Longest wait for one answer; a request for offers never waits longer for this broker."""
+    poll: timedelta = timedelta(seconds=2)
+    """How soon an accepted session's remote phase is first looked at again."""
+    poll_max: timedelta = timedelta(minutes=1)
+    """The longest gap between looks while the remote phase stays the same (the backoff)."""
+    failures_to_open: PositiveInt = 3
+    """Failures in a row (unreachable, too slow, 5xx) after which it is not asked for a while."""
+    open_for: timedelta = timedelta(minutes=1)
+    """How long it is not asked then (the circuit is open)."""
+    give_up: timedelta = timedelta(hours=1)
+    """How long after a session's offered end an unreachable broker is still waited for before
+    the session fails."""
+
+
 class PlatformSettings(_Settings, frozen=True):
     """One compute platform the broker offers."""
 
@@ -265,8 +293,8 @@ class PlatformSettings(_Settings, frozen=True):
     """For `local`: how sessions run on this machine."""
     slurm: SlurmPlatformSettings = SlurmPlatformSettings()
     """For `slurm`: how sessions are submitted to the cluster."""
-    url: str | None = None
-    """For `remote`: the other broker's base URL."""
+    remote: RemotePlatformSettings | None = None
+    """For `remote`: which broker, and how to reach it."""
     description: str = ""
 
 

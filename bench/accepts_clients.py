@@ -23,10 +23,11 @@ from multiprocessing.synchronize import Barrier
 from typing import Any, Final, Literal
 from uuid import UUID
 
-from broker import codec, model
+from broker import model
+from broker.model import codec
 from broker.platforms.simulated import SimulatedPlatform
 from broker.service import BrokerService, IllegalUpdate
-from broker.store_sql import SqlBrokerStore
+from broker.store.sql import SqlBrokerStore
 from core.clock import SystemClock
 from core.db import make_engine
 from core.settings import BrokerSettings, settings_from_mapping

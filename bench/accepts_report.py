@@ -189,7 +189,7 @@ def _reading(results: Sequence[Measured]) -> list[str]:
         "others a NO for capacity), then every client accepts one of those 4 offers (4 "
         "succeed, the others are conflicts); its accepts/s is 4 per round, so it says how "
         "long a round of 32 offer requests and 32 accepts on one platform takes.",
-        "How the broker locks (`broker/service_offers.py`). An offer request reads the "
+        "How the broker locks (`broker/service/offers.py`). An offer request reads the "
         "bookings of the platforms that could serve it and computes its offers without any "
         "lock; then it locks only the platforms its offers are on, reads their bookings again, "
         "checks that the holds still fit and stores them, one statement per table, in that "
@@ -231,11 +231,11 @@ def _reading(results: Sequence[Measured]) -> list[str]:
 
 _CHECKED: Final = (
     "After every scenario the database's own rows were checked (`bench/capacity.py`, "
-    "`broker/audit.py`): at no instant do the bookings and the holds of unexpired offers on a "
-    "platform exceed its cores, memory or GPUs, and there is exactly one booking per accept "
-    "that succeeded. Bookings are never released during a run (nothing cancels and the work "
-    "queue is not run), so the rows at the end are every booking made. A violation fails the "
-    "run and publishes nothing. `python -m bench accepts` regenerates this section; it needs "
+    "`broker/scheduling/audit.py`): at no instant do the bookings and the holds of unexpired "
+    "offers on a platform exceed its cores, memory or GPUs, and there is exactly one booking per "
+    "accept that succeeded. Bookings are never released during a run (nothing cancels and the "
+    "work queue is not run), so the rows at the end are every booking made. A violation fails the"
+    " run and publishes nothing. `python -m bench accepts` regenerates this section; it needs "
     "`VOEXEC_TEST_POSTGRES_URL` (see above)."
 )
 

@@ -73,9 +73,9 @@ from bench.accepts_server import (
 )
 from bench.capacity import committed, overbooked
 from broker.platforms.simulated import SimulatedPlatform
-from broker.resources import BookingKind, PlatformSpec
+from broker.scheduling.resources import BookingKind, PlatformSpec
 from broker.service import BrokerService
-from broker.store_sql import SqlBrokerStore
+from broker.store.sql import SqlBrokerStore
 from core.clock import SystemClock
 from core.db import make_engine
 

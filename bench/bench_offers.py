@@ -1,10 +1,10 @@
 """Broker offers benchmark: one request over 10 platforms holding 10,000 bookings.
 
-Times `broker.offers.make_offers` in this process, the pure part of `POST /broker/requests`
-(no HTTP, no database): grouping the bookings, one sweep per platform, the slot searches, and
-four offers chosen one by one, each held before the next is chosen. The bookings are 1,000 per
-platform, from 10 minutes to 10 hours long, starting from 10 hours ago to the end of the 7-day
-horizon, each with 1-8 cores and 1-32 GiB (one in ten on a GPU platform also takes a GPU),
+Times `broker.scheduling.offers.make_offers` in this process, the pure part of `POST
+/broker/requests` (no HTTP, no database): grouping the bookings, one sweep per platform, the slot
+searches, and four offers chosen one by one, each held before the next is chosen. The bookings are
+1,000 per platform, from 10 minutes to 10 hours long, starting from 10 hours ago to the end of the
+7-day horizon, each with 1-8 cores and 1-32 GiB (one in ten on a GPU platform also takes a GPU),
 generated from a fixed seed.
 
 Scenarios: the default request (a start window of 2 hours, as `default_start_window`) for a
@@ -34,12 +34,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench import percentile, write_sections
-from broker import codec, model
-from broker.intervals import Interval
+from broker import model
 from broker.lifecycle import Phase, SessionState
-from broker.offers import OfferPolicy, make_offers
+from broker.model import codec
 from broker.platforms.simulated import SimulatedPlatform
-from broker.resources import (
+from broker.scheduling.intervals import Interval
+from broker.scheduling.offers import OfferPolicy, make_offers
+from broker.scheduling.resources import (
     Booking,
     Demand,
     Gpu,
@@ -50,7 +51,7 @@ from broker.resources import (
     Resources,
 )
 from broker.service import BrokerService
-from broker.store_sql import SessionRecord, SqlBrokerStore
+from broker.store.sql import SessionRecord, SqlBrokerStore
 from core.clock import ManualClock
 from core.db import make_engine
 from core.settings import BrokerSettings, Capacity, CostModel, GpuModel, PlatformSettings
@@ -310,7 +311,8 @@ def section(results: list[Measured], runs: int) -> str:
         "The last scenario is the whole request but HTTP, on the embedded database: reading",
         "the bookings that overlap the start range (an index on platform and end), the search,",
         "then storing the offer set, its sessions and holds in one write transaction, where the",
-        "holds are checked again against the bookings (`broker.audit.holds_fit`). At commit",
+        "holds are checked again against the bookings",
+        "(`broker.scheduling.audit.holds_fit`). At commit",
         f"{SERVICE_BEFORE[0]}, which read every live booking of every platform for each request,",
         f"this took {SERVICE_BEFORE[1]} (p50, two runs on this machine, the same day).",
         "",

@@ -2,8 +2,8 @@
 
 `committed` reads `broker_booking` straight from the database (bookings, and the holds of
 offers still OFFERED and unexpired) without going through the store's own queries, and
-`overbooked` runs the broker's pure audit (`broker.audit.overbookings`) over them, platform by
-platform. Used by `bench.bench_accepts` after each run and by
+`overbooked` runs the broker's pure audit (`broker.scheduling.audit.overbookings`) over them,
+platform by platform. Used by `bench.bench_accepts` after each run and by
 `tests/integration/test_broker_concurrency.py` after each race: one checker for both.
 Imports SQLAlchemy, the store's time encoding and the pure audit; no broker service.
 """
@@ -18,10 +18,10 @@ import msgspec
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from broker.audit import overbookings
-from broker.intervals import Interval
-from broker.resources import Booking, BookingKind, GpuShare, PlatformSpec, Resources
-from broker.store_sql import from_micros, to_micros
+from broker.scheduling.audit import overbookings
+from broker.scheduling.intervals import Interval
+from broker.scheduling.resources import Booking, BookingKind, GpuShare, PlatformSpec, Resources
+from broker.store.sql import from_micros, to_micros
 
 __all__ = ["committed", "overbooked"]
 

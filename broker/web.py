@@ -16,11 +16,11 @@ direct executions are rate-limited per identity (429 with `Retry-After`). Reads 
 `auth.owner_only_reads`; without identities configured (local use) writes are open too, each
 caller being its client address.
 
-Handlers take the raw body and decode it with `broker.codec`, so JSON, YAML and the older
+Handlers take the raw body and decode it with `broker.model.codec`, so JSON, YAML and the older
 dialects all work and every error names its JSON path. A request may list at most
 `MAX_LISTED_RESOURCES` data resources, storage resources and volume mounts (each list): every
 offer echoes them, so the count bounds the answer as the body limit bounds the request. Stored
-offer sets and sessions are read back without the body limit (`broker.store_sql`).
+offer sets and sessions are read back without the body limit (`broker.store.sql`).
 
 Every answer, errors included, is a broker document in the negotiated media type: problems with
 the input are an `ErrorResponse` whose `meta.messages` name the path and the reason (400, 404,
@@ -49,8 +49,6 @@ from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
 from litestar.params import FromPath, RawBody
 from litestar.types import Guard
 
-from broker import codec
-from broker.codec import BodyTooLarge, Media, UnsupportedMediaType
 from broker.model import (
     ComponentMetadata,
     EnumValueOption,
@@ -58,8 +56,10 @@ from broker.model import (
     ExecutionRequest,
     MessageItem,
     MessageLevel,
+    codec,
     message_item,
 )
+from broker.model.codec import BodyTooLarge, Media, UnsupportedMediaType
 from broker.service import BrokerService, DirectExecutionFailed, IllegalUpdate
 from broker.web_openapi import document_openapi
 from core.auth import BEARER_CHALLENGE, Identity, Permission, Security

@@ -41,7 +41,7 @@ from broker.model import (
     ExecutionRequest,
     OfferSetResponse,
 )
-from broker.model_kinds import tags_of
+from broker.model.kinds import tags_of
 from core.time import Duration, Interval
 
 __all__ = [

@@ -27,8 +27,7 @@ from litestar.concurrency import sync_to_thread
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect
 
-from broker import codec
-from broker.model import EnumValueUpdate
+from broker.model import EnumValueUpdate, codec
 from broker.service import BrokerService
 from core.errors import Conflict, DomainError, Invalid, NotFound
 from voexec.page_auth import SignInNeeded, check_same_site, local_path

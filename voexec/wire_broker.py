@@ -19,11 +19,11 @@ def build(services: Services) -> None:
     caller drives time, and with it the ticks (`services.components["broker"].tick()`).
     """
     from broker.platforms import build_platform
-    from broker.ports import Platform
+    from broker.platforms.port import Platform
     from broker.service import BrokerService
-    from broker.store_sql import SqlBrokerStore
+    from broker.service.worker import WorkQueueRunner
+    from broker.store.sql import SqlBrokerStore
     from broker.web import broker_router
-    from broker.worker import WorkQueueRunner
 
     settings = services.settings
     engine = services.database()

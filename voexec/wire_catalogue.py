@@ -59,8 +59,7 @@ class InProcessBroker:
 
     def validate_executable(self, block: Mapping[str, Any]) -> list[Problem]:
         """The broker codec's verdict on an `executable` block (fields relative to it)."""
-        from broker import codec
-        from broker.model import AnyExecutable
+        from broker.model import AnyExecutable, codec
 
         try:
             codec.convert(dict(block), AnyExecutable)
@@ -76,8 +75,7 @@ class InProcessBroker:
 
         As given when the codec cannot read it, so that `validate_executable` names the fault.
         """
-        from broker import codec
-        from broker.model import AnyExecutable
+        from broker.model import AnyExecutable, codec
 
         try:
             decoded = codec.convert(dict(block), AnyExecutable)
@@ -94,8 +92,7 @@ class InProcessBroker:
         """Decode the ExecutionRequest as the broker's HTTP layer would, and ask for offers."""
         if self.broker is None:
             raise Unavailable("the Execution Broker is not running in this process")
-        from broker import codec
-        from broker.model import ExecutionRequest
+        from broker.model import ExecutionRequest, codec
 
         decoded = codec.convert(dict(request), ExecutionRequest)
         offer_set = self.broker.request_offers(

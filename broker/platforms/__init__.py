@@ -1,4 +1,4 @@
-"""One adapter per platform technology, each implementing `broker.ports.Platform`.
+"""One adapter per platform technology, each implementing `broker.platforms.port.Platform`.
 
 `simulated` runs nothing (demo, tests); `local` runs sessions as processes of this machine;
 `slurm` submits them as batch jobs to a Slurm cluster. `build_platform` picks the adapter a
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from broker.ports import Platform
+    from broker.platforms.port import Platform
     from core.settings import PlatformSettings
 
 __all__ = ["build_platform"]

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from broker.model import DockerContainer
-from broker.ports import PlatformError, SessionPlan
+from broker.platforms.port import PlatformError, SessionPlan
 
 if TYPE_CHECKING:
     from broker.platforms.recipe import Layout

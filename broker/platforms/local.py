@@ -48,8 +48,8 @@ from broker.lifecycle import (
 from broker.model import AnyExecutable, DockerContainer, JupyterNotebook, PythonProgram
 from broker.platforms import processes
 from broker.platforms.containers import ContainerEngine, container_name
+from broker.platforms.port import PlatformError, PlatformReport, SessionPlan
 from broker.platforms.recipe import FETCHER, Layout, Tools, prepare_script, refusals, run_script
-from broker.ports import PlatformError, PlatformReport, SessionPlan
 from core.errors import ConfigError
 from core.settings import LocalPlatformSettings, PlatformSettings
 

@@ -52,7 +52,7 @@ from broker.platforms.containers import (
     prepare_lines,
     run_lines,
 )
-from broker.ports import PlatformError, SessionPlan
+from broker.platforms.port import PlatformError, SessionPlan
 
 __all__ = ["FETCHER", "Layout", "Tools", "job_script", "prepare_script", "refusals", "run_script"]
 

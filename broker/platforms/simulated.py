@@ -15,7 +15,7 @@ from datetime import datetime
 
 from broker.lifecycle import Failed, ReleaseDone, ResourcesReady, WorkFinished
 from broker.model import AnyExecutable, PythonProgram, python_version_allows
-from broker.ports import PlatformReport, SessionPlan
+from broker.platforms.port import PlatformReport, SessionPlan
 from core.settings import PlatformSettings
 
 __all__ = ["SimulatedPlatform"]

@@ -44,6 +44,7 @@ from broker.lifecycle import (
     WorkFinished,
 )
 from broker.model import AnyExecutable
+from broker.platforms.port import PlatformError, PlatformReport, SessionPlan
 from broker.platforms.recipe import (
     FETCHER,
     Layout,
@@ -53,7 +54,6 @@ from broker.platforms.recipe import (
     refusals,
     run_script,
 )
-from broker.ports import PlatformError, PlatformReport, SessionPlan
 from core.settings import PlatformSettings
 
 __all__ = ["CommandResult", "SlurmPlatform", "job_reports", "run_command"]

@@ -19,8 +19,9 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from sqlalchemy import text
 
-from broker import codec, model
-from broker.codec import Media
+from broker import model
+from broker.model import codec
+from broker.model.codec import Media
 from core.clock import ManualClock
 from core.settings import Settings, settings_from_mapping
 from tests.api.test_broker_requests import NOW, PLATFORMS, docker, offerset_of

@@ -19,8 +19,9 @@ import pytest
 import yaml
 from litestar.testing import TestClient
 
-from broker import codec, model
-from broker.codec import Media
+from broker import model
+from broker.model import codec
+from broker.model.codec import Media
 from core.clock import ManualClock
 from core.settings import settings_from_mapping
 from tests.conftest import shared_path
@@ -203,8 +204,8 @@ def test_the_developers_python_constraint_is_met_or_named_in_the_no(tmp_path, py
 
 
 def test_the_local_platform_installs_the_developers_packages_in_the_sessions_environment():
+    from broker.platforms.port import SessionPlan
     from broker.platforms.recipe import Layout, Tools, prepare_script, refusals
-    from broker.ports import SessionPlan
 
     document = yaml.safe_load((HISTORIC / "2024-12-developer-python.yaml").read_text())
     request = codec.convert(document, model.ExecutionRequest).value

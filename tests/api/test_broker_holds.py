@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from broker import codec, model
-from broker.codec import Media
+from broker import model
+from broker.model import codec
+from broker.model.codec import Media
 from broker.service import BrokerService
 from core.clock import ManualClock
 from core.settings import settings_from_mapping

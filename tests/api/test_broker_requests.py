@@ -10,8 +10,9 @@ import pytest
 import yaml
 from litestar.testing import TestClient
 
-from broker import codec, model
-from broker.codec import Media
+from broker import model
+from broker.model import codec
+from broker.model.codec import Media
 from core.clock import ManualClock
 from core.settings import settings_from_mapping
 from voexec.app import create_app

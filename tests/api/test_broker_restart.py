@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from broker import model
 from broker.service import BrokerService
-from broker.store_sql import SqlBrokerStore
+from broker.store.sql import SqlBrokerStore
 from core.clock import ManualClock
 from core.settings import settings_from_mapping
 from tests.api.test_broker_lifecycle import accepted

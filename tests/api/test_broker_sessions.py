@@ -10,10 +10,11 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.testing import TestClient
 
-from broker import codec, model
-from broker.codec import Media
+from broker import model
+from broker.model import codec
+from broker.model.codec import Media
 from broker.service import BrokerService
-from broker.store_sql import SqlBrokerStore
+from broker.store.sql import SqlBrokerStore
 from broker.web import broker_router
 from core.clock import ManualClock
 from core.db import make_engine

@@ -25,9 +25,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from broker import codec, model
-from broker.codec import Media
-from broker.intervals import Interval
+from broker import model
 from broker.lifecycle import (
     OfferExpired,
     Phase,
@@ -37,8 +35,11 @@ from broker.lifecycle import (
     Transition,
     WorkQueued,
 )
-from broker.resources import Booking, BookingKind, GpuShare, Resources
-from broker.store_sql import VERSION_TABLE, SessionRecord, SqlBrokerStore, StoreTransaction
+from broker.model import codec
+from broker.model.codec import Media
+from broker.scheduling.intervals import Interval
+from broker.scheduling.resources import Booking, BookingKind, GpuShare, Resources
+from broker.store.sql import VERSION_TABLE, SessionRecord, SqlBrokerStore, StoreTransaction
 from core.db import make_engine
 from tests.integration.conftest import fresh_postgres_database, postgres_server_url
 from tests.threads import race

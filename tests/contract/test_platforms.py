@@ -38,13 +38,14 @@ from uuid import UUID
 import msgspec
 import pytest
 
-from broker import codec, model
+from broker import model
+from broker.model import codec
 from broker.platforms import build_platform
 from broker.platforms.containers import container_name
+from broker.platforms.port import Platform
 from broker.platforms.processes import is_running, session_processes
-from broker.ports import Platform
 from broker.service import BrokerService
-from broker.store_sql import SqlBrokerStore
+from broker.store.sql import SqlBrokerStore
 from core.clock import SystemClock
 from core.db import make_engine
 from core.settings import (

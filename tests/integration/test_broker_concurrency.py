@@ -6,8 +6,8 @@ computes offers from bookings it read without locks, then checks and stores them
 locks of their platforms: the races fill a platform from many processes at once, and
 `StoreWithInterloper` makes another process take the room at exactly the worst moment, between
 the read and the write. The checks read `broker_booking` straight from the database
-(`bench.capacity.committed`) and sweep every interval endpoint (`broker.audit`), so they do not
-trust the store's own queries. Runs on a SQLite file and on PostgreSQL (`postgres`).
+(`bench.capacity.committed`) and sweep every interval endpoint (`broker.scheduling.audit`), so
+they do not trust the store's own queries. Runs on a SQLite file and on PostgreSQL (`postgres`).
 """
 
 from __future__ import annotations
@@ -26,12 +26,13 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from bench.capacity import committed, overbooked
-from broker import codec, model
-from broker.codec import Media
+from broker import model
+from broker.model import codec
+from broker.model.codec import Media
 from broker.platforms.simulated import SimulatedPlatform
-from broker.resources import Booking, PlatformSpec
+from broker.scheduling.resources import Booking, PlatformSpec
 from broker.service import AcceptRefused, BrokerService, DirectExecutionFailed, IllegalUpdate
-from broker.store_sql import SqlBrokerStore, StoreTransaction
+from broker.store.sql import SqlBrokerStore, StoreTransaction
 from core.clock import ManualClock
 from core.db import make_engine
 from core.settings import BrokerSettings, settings_from_mapping

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from broker import model
+from broker.platforms.port import SessionPlan
 from broker.platforms.slurm import SlurmPlatform
-from broker.ports import SessionPlan
 from core.settings import Capacity, PlatformSettings, SlurmPlatformSettings
 from tests.contract.test_platforms import slurm_available
 

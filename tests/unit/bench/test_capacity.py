@@ -1,16 +1,16 @@
 """The benchmark's capacity check reports every platform over capacity, and nothing else.
 
 `overbooked` must be right for `bench.bench_accepts` to refuse to publish numbers from a run that
-double-booked. The sweep itself is `broker.audit.overbookings`, tested against a brute force in
-`tests/unit/broker/test_audit.py`; here, what the benchmark adds: several platforms at once,
-platforms missing from the configuration, and the words of the report.
+double-booked. The sweep itself is `broker.scheduling.audit.overbookings`, tested against a brute
+force in `tests/unit/broker/test_audit.py`; here, what the benchmark adds: several platforms at
+once, platforms missing from the configuration, and the words of the report.
 """
 
 from datetime import UTC, datetime, timedelta
 
 from bench.capacity import overbooked
-from broker.intervals import Interval
-from broker.resources import Booking, PlatformSpec, Resources
+from broker.scheduling.intervals import Interval
+from broker.scheduling.resources import Booking, PlatformSpec, Resources
 
 T0 = datetime(2026, 9, 1, 8, 0, tzinfo=UTC)
 PLATFORMS = [

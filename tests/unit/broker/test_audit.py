@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from broker.audit import holds_fit, overbookings
-from broker.intervals import Interval
-from broker.offers import make_offers
-from broker.resources import (
+from broker.scheduling.audit import holds_fit, overbookings
+from broker.scheduling.intervals import Interval
+from broker.scheduling.offers import make_offers
+from broker.scheduling.resources import (
     Booking,
     BookingKind,
     Gpu,

@@ -9,8 +9,9 @@ import msgspec
 import pytest
 import yaml
 
-from broker import codec, model
-from broker.codec import Media
+from broker import model
+from broker.model import codec
+from broker.model.codec import Media
 from core.errors import Invalid
 from core.time import Duration, Interval
 

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from broker import codec, model
-from broker.codec import MAX_DEPTH, BodyTooLarge, Media
+from broker import model
+from broker.model import codec
+from broker.model.codec import MAX_DEPTH, BodyTooLarge, Media
 from core.errors import Invalid
 
 K = model.KINDS

@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from broker import codec, model
-from broker.codec import Media
-from broker.model_kinds import KIND_ALIASES, canonical_kind, tags_of
+from broker import model
+from broker.model import codec
+from broker.model.codec import Media
+from broker.model.kinds import KIND_ALIASES, canonical_kind, tags_of
 from core.errors import Invalid
 
 K = model.KINDS

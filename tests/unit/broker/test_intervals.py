@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.intervals import (
+from broker.scheduling.intervals import (
     BEGINNING,
     ENDING,
     ExcessScan,

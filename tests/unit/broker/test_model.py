@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from broker import model
-from broker.model_kinds import tags_of
+from broker.model.kinds import tags_of
 from tests.conftest import shared_path
 
 FAMILIES = {

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.audit import overbookings
-from broker.intervals import Interval
-from broker.offers import STRATEGIES, Cost, OfferPolicy, make_offers, price
-from broker.scheduling import (
+from broker.scheduling.audit import overbookings
+from broker.scheduling.intervals import Interval
+from broker.scheduling.offers import STRATEGIES, Cost, OfferPolicy, make_offers, price
+from broker.scheduling.slots import (
     Booking,
     BookingKind,
     Demand,

@@ -10,8 +10,8 @@ import pytest
 
 from broker import model
 from broker.platforms.containers import ContainerEngine, ImageReference, parse_image
+from broker.platforms.port import PlatformError, SessionPlan
 from broker.platforms.recipe import Layout, Tools, prepare_script, refusals, run_script
-from broker.ports import PlatformError, SessionPlan
 
 NOW = datetime(2026, 9, 1, 8, 0, tzinfo=UTC)
 DIGEST = "sha256:" + "ab" * 32

@@ -18,9 +18,9 @@ from broker.lifecycle import (
     ResourcesReady,
     WorkFinished,
 )
+from broker.platforms.port import DataSource, PlatformError, SessionPlan
 from broker.platforms.recipe import Layout, Tools, prepare_script, refusals, run_script
 from broker.platforms.slurm import CommandResult, JobFiles, SlurmPlatform, job_reports
-from broker.ports import DataSource, PlatformError, SessionPlan
 from core.settings import Capacity, PlatformSettings, SlurmPlatformSettings
 
 NOW = datetime(2026, 9, 1, 8, 0, tzinfo=UTC)

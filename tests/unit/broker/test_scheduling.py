@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from broker.intervals import Interval
-from broker.scheduling import (
+from broker.scheduling.intervals import Interval
+from broker.scheduling.slots import (
     Booking,
     BookingKind,
     Demand,

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from broker.intervals import Interval
-from broker.offers import STRATEGIES, OfferPolicy, make_offers
-from broker.scheduling import (
+from broker.scheduling.intervals import Interval
+from broker.scheduling.offers import STRATEGIES, OfferPolicy, make_offers
+from broker.scheduling.slots import (
     Booking,
     BookingKind,
     Demand,

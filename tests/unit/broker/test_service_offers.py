@@ -13,13 +13,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from broker import codec, model
-from broker.intervals import Interval
-from broker.offers import OfferPolicy
+from broker import model
+from broker.model import codec
 from broker.platforms.simulated import SimulatedPlatform
-from broker.resources import PlatformSpec
-from broker.scheduling import booking_range
-from broker.service_offers import Question, read_question
+from broker.scheduling.intervals import Interval
+from broker.scheduling.offers import OfferPolicy
+from broker.scheduling.resources import PlatformSpec
+from broker.scheduling.slots import booking_range
+from broker.service.offers import Question, read_question
 from core.settings import BrokerSettings, settings_from_mapping
 
 NOW = datetime(2026, 9, 1, 8, 0, tzinfo=UTC)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from broker import codec, model
+from broker import model
 from broker.lifecycle import (
     AnyEvent,
     Phase,
@@ -23,10 +23,11 @@ from broker.lifecycle import (
     ResourcesReady,
     WorkFinished,
 )
-from broker.ports import PlatformReport, SessionPlan
+from broker.model import codec
+from broker.platforms.port import PlatformReport, SessionPlan
 from broker.service import BrokerService
-from broker.service_platforms import session_plan
-from broker.store_sql import SqlBrokerStore
+from broker.service.platforms import session_plan
+from broker.store.sql import SqlBrokerStore
 from core.clock import ManualClock
 from core.db import make_engine
 from core.settings import BrokerSettings, Capacity, PlatformSettings

@@ -5,8 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from broker import codec
-from broker.model import ExecutionRequest
+from broker.model import ExecutionRequest, codec
 from catalogue.handoff import ACCELERATED_COMPUTE, SIMPLE_COMPUTE, execution_request
 from catalogue.model import ExecutableSpec, HandOff
 from core.errors import Invalid

@@ -332,7 +332,7 @@ def test_the_catalogue_and_the_pages_refuse_what_core_time_refuses(text):
 
 
 def test_a_requested_start_reads_the_same_in_the_catalogue_the_broker_and_the_pages():
-    from broker.intervals import parse_interval
+    from broker.scheduling.intervals import parse_interval
     from catalogue import timing
     from voexec.ui import formats
 

@@ -1,10 +1,10 @@
 """`BrokerService`: the broker's use cases, behind the HTTP layer and the CLI.
 
-The I/O shell around the pure core: requests are read as demands (`broker.service_demand`),
-offers are made across every platform (`broker.offers`) and stored as holds
-(`broker.service_offers`), and sessions move by the lifecycle's table
+The I/O shell around the pure core: requests are read as demands (`broker.service.demand`),
+offers are made across every platform (`broker.scheduling.offers`) and stored as holds
+(`broker.service.offers`), and sessions move by the lifecycle's table
 (`broker.lifecycle.step`). Every change is one write transaction of the SQL store
-(`broker.store_sql`): the new phase, the holds and bookings, and the next due events of the
+(`broker.store.sql`): the new phase, the holds and bookings, and the next due events of the
 work queue are stored together, so a restart carries on from the database alone.
 
 Locks (PostgreSQL rows; SQLite has one writer at a time) are taken so that no two
@@ -37,8 +37,6 @@ from uuid import UUID, uuid4
 import msgspec
 
 from broker import lifecycle
-from broker.audit import holds_fit
-from broker.intervals import Interval, format_duration
 from broker.lifecycle import (
     AcceptedDirectly,
     AnyEffect,
@@ -76,13 +74,15 @@ from broker.model import (
     UnknownKind,
     message_item,
 )
-from broker.offers import Offer, OfferPolicy, OfferSet
-from broker.ports import Platform
-from broker.resources import Booking, BookingKind, PlatformSpec
-from broker.scheduling import earliest_start
-from broker.service_offers import Question, answer_messages, place_offers, read_question
-from broker.service_platforms import call_platform
-from broker.service_shape import (
+from broker.platforms.port import Platform
+from broker.scheduling.audit import holds_fit
+from broker.scheduling.intervals import Interval, format_duration
+from broker.scheduling.offers import Offer, OfferPolicy, OfferSet
+from broker.scheduling.resources import Booking, BookingKind, PlatformSpec
+from broker.scheduling.slots import earliest_start
+from broker.service.offers import Question, answer_messages, place_offers, read_question
+from broker.service.platforms import call_platform
+from broker.service.shape import (
     CLIENT_UPDATES,
     moved_session,
     new_session,
@@ -90,7 +90,7 @@ from broker.service_shape import (
     requested_phase,
     visible_session,
 )
-from broker.store_sql import SessionRecord, SqlBrokerStore, StoreTransaction
+from broker.store.sql import SessionRecord, SqlBrokerStore, StoreTransaction
 from core.clock import Clock
 from core.errors import Conflict, DomainError, NotFound
 from core.settings import BrokerSettings

@@ -24,12 +24,12 @@ round, so that each strategy contributes; an offer already chosen (same platform
 resources) is not chosen twice, and the strategy takes its next best instead.
 
 Every offer is a hold on capacity until it is accepted or expires. The offers of one set are
-alternatives — accepting one rejects the others — so together they hold, per platform and
-resource, their pointwise maximum over time, not their sum (`broker.resources.counted`). Each
-offer therefore needs only to fit next to the bookings and the other sets' holds, whatever its
-siblings take: a set of four offers on a small platform holds what one of them would. When the
-soonest starts are taken (booked, or held by other sets), the search moves on to the next free
-starts inside the requested start range: a busy platform answers later, not NO.
+alternatives — accepting one rejects the others — so together they hold, per platform and resource,
+their pointwise maximum over time, not their sum (`broker.scheduling.resources.counted`). Each offer
+therefore needs only to fit next to the bookings and the other sets' holds, whatever its siblings
+take: a set of four offers on a small platform holds what one of them would. When the soonest starts
+are taken (booked, or held by other sets), the search moves on to the next free starts inside the
+requested start range: a busy platform answers later, not NO.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from typing import Final
 
 import msgspec
 
-from broker.intervals import Interval
-from broker.resources import (
+from broker.scheduling.intervals import Interval
+from broker.scheduling.resources import (
     Booking,
     BookingKind,
     Demand,
@@ -53,7 +53,7 @@ from broker.resources import (
     Slot,
     SlotPolicy,
 )
-from broker.scheduling import SlotSearch, booking_range
+from broker.scheduling.slots import SlotSearch, booking_range
 from core.settings import BrokerSettings, Strategy
 
 STRATEGIES: Final[tuple[Strategy, ...]] = ("earliest", "largest", "longest", "cheapest")

@@ -28,9 +28,9 @@ from broker.model import (
     SkaoDataResource,
     message_item,
 )
-from broker.ports import DataSource, Platform, PlatformError, PlatformReport, SessionPlan
-from broker.resources import PlatformSpec, Reason, kind_name, reason
-from broker.store_sql import SessionRecord
+from broker.platforms.port import DataSource, Platform, PlatformError, PlatformReport, SessionPlan
+from broker.scheduling.resources import PlatformSpec, Reason, kind_name, reason
+from broker.store.sql import SessionRecord
 
 __all__ = ["PlatformEffect", "accepting_platforms", "call_platform", "session_plan"]
 

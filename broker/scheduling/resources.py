@@ -1,10 +1,10 @@
 """The scheduling domain: what a demand asks, what a platform has, what is booked or offered.
 
-Owns the value types shared by `broker.scheduling` and `broker.offers` (`Demand`,
+Owns the value types shared by `broker.scheduling.slots` and `broker.scheduling.offers` (`Demand`,
 `PlatformSpec`, `Booking`, `Slot`, `Resources`, `Reason`), building a `PlatformSpec` from the
 settings, and the static check `assess` (can this platform ever serve this demand, and if not,
-why). Pure: no I/O, no clock; imports `core` and `broker.intervals` only — never the wire model
-(`broker.model`), which the service translates into these types.
+why). Pure: no I/O, no clock; imports `core` and `broker.scheduling.intervals` only — never the
+wire model (`broker.model`), which the service translates into these types.
 
 Units: cores are counts, memory and storage are GiB, times are aware UTC datetimes.
 """
@@ -20,7 +20,7 @@ from itertools import pairwise
 
 import msgspec
 
-from broker.intervals import Interval, format_duration, parse_interval
+from broker.scheduling.intervals import Interval, format_duration, parse_interval
 from core.errors import ConfigError, Invalid, Problem
 from core.settings import PlatformSettings
 

@@ -2,17 +2,17 @@
 
 Owns how an offer request meets the database, in three steps:
 
-1. No transaction (`read_question`): the request is read as a demand (`broker.service_demand`),
+1. No transaction (`read_question`): the request is read as a demand (`broker.service.demand`),
    each platform says whether it runs the executable, and the *candidates* are kept: the
-   platforms that could ever serve the demand (`broker.resources.assess`) and can reach one of
-   its start windows. Capability and limits need no lock.
+   platforms that could ever serve the demand (`broker.scheduling.resources.assess`) and can
+   reach one of its start windows. Capability and limits need no lock.
 2. One read transaction, no lock (`place_offers`): the candidates' live bookings that can
-   matter, then the offers (`broker.offers.make_offers`), computed by this process while no
-   other waits for it.
+   matter, then the offers (`broker.scheduling.offers.make_offers`), computed by this process
+   while no other waits for it.
 3. One write transaction: the rows of the platforms the offers are on are locked (in name
    order, as every lock of `broker_platform` is taken), those platforms' bookings over the
    offers' times are read again, and the offers' holds are checked against them
-   (`broker.audit.holds_fit`). When they
+   (`broker.scheduling.audit.holds_fit`). When they
    fit, the caller stores them in that transaction. When another request took the capacity in
    the meantime, the offers are computed again with the fresh bookings of the locked platforms;
    if they are all on locked platforms they are stored. Otherwise (what is left best is on a
@@ -39,16 +39,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from broker.audit import holds_fit
-from broker.intervals import Interval
 from broker.model import ExecutionRequest, MessageItem, MessageLevel, UnknownKind, message_item
-from broker.offers import Offer, OfferPolicy, OfferSet, make_offers
-from broker.ports import Platform
-from broker.resources import Booking, Demand, PlatformSpec, Reason, assess
-from broker.scheduling import booking_range
-from broker.service_demand import read_request
-from broker.service_platforms import accepting_platforms
-from broker.store_sql import SqlBrokerStore, StoreTransaction
+from broker.platforms.port import Platform
+from broker.scheduling.audit import holds_fit
+from broker.scheduling.intervals import Interval
+from broker.scheduling.offers import Offer, OfferPolicy, OfferSet, make_offers
+from broker.scheduling.resources import Booking, Demand, PlatformSpec, Reason, assess
+from broker.scheduling.slots import booking_range
+from broker.service.demand import read_request
+from broker.service.platforms import accepting_platforms
+from broker.store.sql import SqlBrokerStore, StoreTransaction
 from core.settings import BrokerSettings
 
 __all__ = ["NO_OFFERS", "Question", "answer_messages", "place_offers", "read_question"]

@@ -2,7 +2,7 @@
 
 Owns the `Platform` protocol, the `SessionPlan` the service hands it (what to run, with what,
 when) and the `PlatformReport` it answers with. Imports `core` and the pure `broker` modules
-only; adapters live in `broker.platforms`, the SQL store in `broker.store_sql`.
+only; adapters live in `broker.platforms`, the SQL store in `broker.store.sql`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import broker.store_sql  # noqa: F401  (registers the broker's tables on the metadata)
+import broker.store.sql  # noqa: F401  (registers the broker's tables on the metadata)
 from core.db import Base, run_migrations_in_env
 
 run_migrations_in_env(Base.metadata)

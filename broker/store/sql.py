@@ -14,7 +14,7 @@ Inserts are queued and sent one statement per table (`StoreTransaction.flush`, b
 other statement and before the commit): storing an offer set of four offers costs four
 statements, not thirteen, while its transaction holds its platforms' locks.
 
-Session documents are stored in their JSON wire form (`broker.codec`). Imports `core`,
+Session documents are stored in their JSON wire form (`broker.model.codec`). Imports `core`,
 SQLAlchemy and the `broker` model and codec; no web framework.
 """
 
@@ -48,11 +48,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from broker import codec
-from broker.intervals import Interval, from_micros, to_micros
 from broker.lifecycle import AnyEvent, Phase, SessionState
-from broker.model import AnySession, OfferSetResponse
-from broker.resources import Booking, BookingKind, GpuShare, Resources
+from broker.model import AnySession, OfferSetResponse, codec
+from broker.scheduling.intervals import Interval, from_micros, to_micros
+from broker.scheduling.resources import Booking, BookingKind, GpuShare, Resources
 from core.db import Base, migrate, session_factory, write_transaction
 
 __all__ = [
@@ -164,7 +163,7 @@ def _booking(row: Any, offerset: str | None = None) -> Booking:
     """The hold or booking of a `broker_booking` row, GPU shares included.
 
     A hold belongs to its session's offer set (`offerset`): the holds of one set are
-    alternatives and count together by their maximum (`broker.resources.counted`).
+    alternatives and count together by their maximum (`broker.scheduling.resources.counted`).
     """
     kind = BookingKind(row.kind)
     return Booking(

@@ -45,8 +45,8 @@ from broker.model import (
     SimpleMinMaxFloatCost,
     message_item,
 )
-from broker.offers import Offer
-from broker.resources import PlatformSpec
+from broker.scheduling.offers import Offer
+from broker.scheduling.resources import PlatformSpec
 from core.errors import Invalid, Problem
 from core.time import Duration, Interval
 

@@ -3,7 +3,7 @@
 Owns the request-level checks that do not depend on any platform (unknown kinds, a missing or
 incomplete executable, a minimum above its maximum, volumes naming no resource, a start range
 read as UTC) and the translation to `Demand`. What a platform cannot give is the scheduler's
-business (`broker.resources.assess`, `broker.scheduling.explain_no_slots`).
+business (`broker.scheduling.resources.assess`, `broker.scheduling.explain_no_slots`).
 
 Pure: time arrives as an argument; no I/O. Imports `core` and the pure `broker` modules.
 """
@@ -17,7 +17,6 @@ from typing import Final
 
 import msgspec
 
-from broker.intervals import Interval as SchedulingInterval
 from broker.model import (
     AcceleratedComputeResource,
     AcceleratorCount,
@@ -33,7 +32,8 @@ from broker.model import (
     UnknownKind,
     message_item,
 )
-from broker.resources import Demand, GpuDemand
+from broker.scheduling.intervals import Interval as SchedulingInterval
+from broker.scheduling.resources import Demand, GpuDemand
 from core.settings import BrokerSettings
 from core.time import Interval
 

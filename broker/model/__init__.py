@@ -3,7 +3,7 @@
 Implements the shapes and exact `kind` URIs of the newest IVOA Execution Broker schema
 (Calycopis-openapi v1.0, `../shared/spec/openapi/`), plus voexec's extension kinds
 (`AcceleratedComputeResource`, `PythonProgram`, see docs/broker.md). The building blocks live in
-`broker.model_common` and the components in `broker.model_components`; this module adds the
+`broker.model.common` and the components in `broker.model.components`; this module adds the
 documents that travel whole (the request, offer sets, sessions, error bodies) and re-exports
 everything, so callers write `from broker.model import DockerContainer`.
 
@@ -12,7 +12,7 @@ sessions out). Components are shared by both: the fields the server sets (`meta.
 `schedule`, ...) are optional, and the service ignores them on input.
 
 Pure data: imports msgspec and the two model parts only; decoding, legacy aliases and encoding
-live in `broker.codec`.
+live in `broker.model.codec`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import ClassVar, Final, Literal
 
-from broker.model_common import (
+from broker.model.common import (
     EXTENSION_KINDS,
     KINDS,
     AbstractCostItem,
@@ -56,7 +56,7 @@ from broker.model_common import (
     message_item,
     render_template,
 )
-from broker.model_components import (
+from broker.model.components import (
     ACCELERATED_COMPUTE_KIND,
     PYTHON_PROGRAM_KIND,
     AcceleratedComputeResource,

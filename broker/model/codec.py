@@ -12,7 +12,7 @@ Owns everything between bytes and `broker.model` Structs:
 - **Old dialects.** `type` as the discriminator, the older `.../EB/schema/.../types/...-1.0`
   URIs, `uri:` short names, the `computer` spelling, the `update:` wrapper, a one-item
   `compute` list and a one-item `start` list are rewritten to the newest form before
-  validation. Kind aliases come from one table, `broker.model_kinds.KIND_ALIASES`.
+  validation. Kind aliases come from one table, `broker.model.kinds.KIND_ALIASES`.
 - **The forms shown in the IVOA talks (2023-2025)** are rewritten too: the `request:` wrapper
   and an executable's `spec:` block, `resources:` holding `compute`/`data`/`storage`,
   `schedule.requested.executing`, a component's `name` (now `meta.name`), volumes without a
@@ -56,7 +56,7 @@ from broker.model import (
     SessionPhase,
     UnknownKind,
 )
-from broker.model_kinds import canonical_kind
+from broker.model.kinds import canonical_kind
 from core.errors import Invalid, Problem
 from core.time import Duration, Interval, format_duration, format_instant, parse_duration
 

@@ -13,7 +13,7 @@ The checks:
   under the platform's lock before it stores offers it computed without that lock, so that an
   offer another process made in the meantime can never be double-booked.
 
-Both count as the scheduler does (`broker.scheduling`): memory and storage in whole MiB
+Both count as the scheduler does (`broker.scheduling.slots`): memory and storage in whole MiB
 (bookings rounded up, capacities rounded down), storage only on a platform that manages it, one
 resource per GPU model the platform has (a share of a model it no longer has takes nothing),
 and maintenance windows take everything. A hold fits when, at every instant it covers, every
@@ -22,7 +22,7 @@ where that resource is already over-committed (say, after the capacity was lower
 
 The code is a plain sweep over interval endpoints, independent of the scheduler's timeline on
 purpose, so that it can check the scheduler's results. Pure: no I/O, no clock. Imports
-`broker.intervals` and `broker.resources` only.
+`broker.scheduling.intervals` and `broker.scheduling.resources` only.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from datetime import datetime
 
 import msgspec
 
-from broker.intervals import from_micros, to_micros
-from broker.resources import (
+from broker.scheduling.intervals import from_micros, to_micros
+from broker.scheduling.resources import (
     MEMORY_UNITS_PER_GIB,
     Booking,
     BookingKind,

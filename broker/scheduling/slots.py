@@ -2,7 +2,7 @@
 
 Owns `find_slots`, `explain_no_slots`, `usage_timeline` and `free_capacity`. Pure: no I/O,
 no clock (`now` is an argument), no database, no globals; the same input always gives the same
-output. The domain types live in `broker.resources` and are re-exported here.
+output. The domain types live in `broker.scheduling.resources` and are re-exported here.
 
 How a search works, for one platform:
 
@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 
-from broker.intervals import (
+from broker.scheduling.intervals import (
     ExcessScan,
     Interval,
     UsageTimeline,
@@ -37,7 +37,7 @@ from broker.intervals import (
     from_micros,
     to_micros,
 )
-from broker.resources import (
+from broker.scheduling.resources import (
     MEMORY_UNITS_PER_GIB,
     Booking,
     BookingKind,
@@ -149,8 +149,8 @@ def usage_timeline(
 
     Only bookings of this platform that overlap `within` are counted, which is exact for every
     instant inside `within`; the holds of one offer set count as their pointwise maximum
-    (`broker.resources.counted`). Dimensions: cores, memory (MiB), managed storage (MiB), then one
-    per GPU model in the platform's order.
+    (`broker.scheduling.resources.counted`). Dimensions: cores, memory (MiB), managed storage
+    (MiB), then one per GPU model in the platform's order.
 
     Returns:
         The timeline and the capacity of each dimension.
@@ -211,7 +211,8 @@ def earliest_start(
 
     For moving an accepted session whose start has passed: the same resources, the same
     duration, next to `bookings` (which must not include the session's own hold or its
-    siblings'). A resource it takes none of never stops it, as in `broker.audit.holds_fit`.
+    siblings'). A resource it takes none of never stops it, as in
+    `broker.scheduling.audit.holds_fit`.
     """
     first, last, length = to_micros(starts.start), to_micros(starts.end), duration_micros(duration)
     if first > last or length <= 0:

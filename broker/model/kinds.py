@@ -6,7 +6,7 @@ The IVOA Execution Broker schema renamed its kinds several times (`type` URIs un
 short names, the reference implementation echoes compute kinds with a `computer` spelling, and
 the forms shown in the IVOA talks used `urn:...-0.1` names (the 2024 prototype) and the IVOA
 RDF `.../rdf/executable/types/...` URIs (2023).
-`KIND_ALIASES` maps every older name to the newest URI; `broker.codec` applies it to every
+`KIND_ALIASES` maps every older name to the newest URI; `broker.model.codec` applies it to every
 `kind` it reads, and docs/broker.md lists its patterns.
 
 Pure data: imports msgspec and `broker.model` only.

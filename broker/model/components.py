@@ -5,7 +5,7 @@ program extension), compute resources (simple, and our accelerated extension), v
 storage, and data resources (simple, S3, Rucio, IVOA, SKAO), each with its exact kind URI from
 `kinds/**` of the IVOA schema. Import the public names from `broker.model`.
 
-Pure data: imports msgspec and `broker.model_common` only.
+Pure data: imports msgspec and `broker.model.common` only.
 
 Each family is a closed union (`AnyExecutable`, `AnyCompute`, ...); dispatch with `match`, and
 put `AcceleratedComputeResource` before `SimpleComputeResource` since it extends it.
@@ -20,7 +20,7 @@ from typing import Annotated, ClassVar, Final, Literal
 
 import msgspec
 
-from broker.model_common import (
+from broker.model.common import (
     EXTENSION_KINDS,
     KINDS,
     Component,

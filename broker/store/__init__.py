@@ -1,0 +1,4 @@
+"""Where the broker keeps its state: offer sets, sessions, holds, bookings and the work queue.
+
+`sql` is the SQL adapter (SQLite and PostgreSQL) with its Alembic migrations in `migrations/`.
+"""

@@ -273,6 +273,44 @@ class RemotePlatformSettings(_Settings, frozen=True):
     the session fails."""
 
 
+class S3Credentials(_Settings, frozen=True):
+    """The key pair a platform reads S3 data and writes S3 results with (never a request's)."""
+
+    access_key: str = ""
+    secret_key: str = ""
+    session_token: str = ""
+    region: str = ""
+    """Signing region; empty: `AWS_REGION`, `AWS_DEFAULT_REGION`, else `us-east-1`."""
+
+
+class PlatformDataSettings(_Settings, frozen=True):
+    """How a platform reaches data: bandwidth to each source, local replicas, limits.
+
+    Platforms that stage data for real (`local`, `slurm`) ask each data source for its size at
+    offer time; their offers' preparation covers the transfer at these bandwidths.
+    """
+
+    check: Literal["auto", "always", "never"] = "auto"
+    """Ask the sources at offer time: `auto` does for `local` and `slurm` (which stage for
+    real), not for `simulated` and `remote`."""
+    bandwidth: dict[str, Annotated[float, msgspec.Meta(gt=0)]] = {}
+    """MiB/s to the hosts matching each pattern (`*.example.org`, `127.0.0.1:9000`), the
+    first match wins."""
+    default_bandwidth: Annotated[float, msgspec.Meta(gt=0)] = 100.0
+    """MiB/s to any other host."""
+    mirrors: dict[str, str] = {}
+    """URL prefix -> local folder holding replicas (`https://archive.example.org/data/:
+    /srv/mirror/`); S3 objects as `s3+ENDPOINT/BUCKET/`. A replica moves nothing."""
+    max_size: NonNegativeFloat = 100.0
+    """Largest data item staged, in GiB; 0: no limit."""
+    probe_timeout: timedelta = timedelta(seconds=3)
+    """Longest wait for one source's size at offer time."""
+    probe_cache: timedelta = timedelta(seconds=60)
+    """How long a source's answer (or failure) is kept."""
+    s3: S3Credentials = S3Credentials()
+    """Empty: the environment's `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, else unsigned."""
+
+
 class PlatformSettings(_Settings, frozen=True):
     """One compute platform the broker offers."""
 
@@ -287,7 +325,10 @@ class PlatformSettings(_Settings, frozen=True):
     cost: CostModel | None = None
     maintenance: list[MaintenanceWindow] = []
     preparation: timedelta = timedelta(seconds=30)
-    """Time needed before a session's start (image pull, data staging)."""
+    """Time needed before a session's start (making the environment, pulling an image); an
+    offer adds the time its data takes to move (`data`)."""
+    data: PlatformDataSettings = PlatformDataSettings()
+    """How the platform reaches data, and how fast."""
     simulated: SimulatedBehaviour = SimulatedBehaviour()
     local: LocalPlatformSettings = LocalPlatformSettings()
     """For `local`: how sessions run on this machine."""
@@ -298,7 +339,7 @@ class PlatformSettings(_Settings, frozen=True):
     description: str = ""
 
 
-Strategy = Literal["earliest", "largest", "longest", "cheapest"]
+Strategy = Literal["earliest", "largest", "longest", "cheapest", "nearest-data"]
 
 
 class BrokerSettings(_Settings, frozen=True):

@@ -1,0 +1,289 @@
+"""Where a request's data comes from, and how long moving it to a platform takes.
+
+Pure: reads the request's data resources and a platform's data settings, does no I/O (the
+probes are `broker.platforms.data_reach`). Shared by the offer-time check (which kinds and
+places a platform can reach, the transfer's share of the preparation) and the preparation's
+script (`broker.platforms.recipe`, which stages each item from where this module says).
+
+Every data item becomes one *source*, written as a URL:
+
+- `http(s)://...`: simple data, an IVOA resource's ObsCore or DataLink `access_url`, the first
+  http(s) replica of a SKAO object;
+- `file:///path`: a file on the platform (simple data given as a path or `file:` URL, or a
+  configured local mirror holding a replica);
+- `s3+http(s)://ENDPOINT-HOST/BUCKET/KEY`: an S3 object, path-style at its endpoint; a key
+  ending in `/` (or none: the whole bucket) is a prefix, staged as a folder.
+
+A platform's `data.mirrors` maps URL prefixes to local folders that hold replicas: a source
+under a mirrored prefix is read from the mirror and moves nothing over the network. Everything
+else moves at the bandwidth `data.bandwidth` gives its host (first matching pattern, MiB/s), or
+`data.default_bandwidth`.
+
+Imports `core.settings` and the broker's model only.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import PurePosixPath
+from typing import Final
+
+from broker.model import (
+    AnyData,
+    IvoaDataResource,
+    RucioDataResource,
+    S3DataResource,
+    SimpleDataResource,
+    SkaoDataResource,
+)
+
+__all__ = [
+    "DataItem",
+    "Move",
+    "S3Parts",
+    "data_items",
+    "from_mirror",
+    "human_bytes",
+    "moves_of",
+    "s3_parts",
+    "source_host",
+    "transfer_time",
+]
+
+MIB: Final = 1 << 20
+SIMPLE_SCHEMES: Final = ("http", "https", "file")
+S3_SCHEMES: Final = ("s3+http", "s3+https")
+
+
+@dataclass(frozen=True, slots=True)
+class DataItem:
+    """One data resource of a request, as a platform would stage it."""
+
+    name: str
+    """Its name in the request (the file name under `data/`), or `data-<n>`."""
+    kind: str
+    """Its kind's short name (`simple-data-resource`, `S3-data-resource`, ...)."""
+    source: str | None
+    """Where it is (see the module), or None when no platform can stage it."""
+    why: str = ""
+    """Why it cannot be staged, when `source` is None."""
+    size: int | None = None
+    """Bytes, when the request says (SKAO `datasize`, DataLink `content_length`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class S3Parts:
+    """An S3 source taken apart."""
+
+    endpoint: str
+    bucket: str
+    key: str
+
+    @property
+    def is_prefix(self) -> bool:
+        """True when the source names every object under a prefix (a folder)."""
+        return self.key == "" or self.key.endswith("/")
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """What staging one data item costs a platform."""
+
+    name: str
+    source: str
+    """Where the item is read from: the mirror's `file://` URL when there is a replica."""
+    host: str
+    """The host the bytes come from; `local` for a replica or a file on the platform."""
+    size: int | None
+    """Bytes; None when the source does not say."""
+    bandwidth: float | None
+    """MiB/s to `host`; None when nothing moves over the network."""
+
+    @property
+    def seconds(self) -> int:
+        """Whole seconds the transfer takes (rounded up), 0 when nothing moves."""
+        if self.bandwidth is None or not self.size:
+            return 0
+        return math.ceil(self.size / (self.bandwidth * MIB))
+
+
+def item_name(data: AnyData, index: int) -> str:
+    """The data item's name in the request, its UUID, or `data-<index>`."""
+    meta = data.meta
+    if meta is not None and meta.name:
+        return meta.name
+    if meta is not None and meta.uuid:
+        return str(meta.uuid)
+    return f"data-{index}"
+
+
+def _kind(data: AnyData) -> str:
+    return str(data.__struct_config__.tag).rsplit("/", 1)[-1].removesuffix(".yaml")
+
+
+def _simple(location: str) -> tuple[str | None, str]:
+    parsed = urllib.parse.urlsplit(location)
+    if parsed.scheme in {"http", "https"}:
+        return (location, "") if parsed.netloc else (None, f"{location} names no host")
+    if parsed.scheme == "file":
+        return location, ""
+    if parsed.scheme == "" and location.startswith("/"):
+        return PurePosixPath(location).as_uri(), ""
+    if parsed.scheme == "":
+        return None, f"{location!r} is neither a URL nor an absolute path"
+    return None, f"cannot fetch {parsed.scheme}: URLs ({location}); http, https and file only"
+
+
+def _s3(data: S3DataResource) -> tuple[str | None, str]:
+    if not data.endpoint:
+        return None, "gives no S3 endpoint"
+    if not data.bucket:
+        return None, "gives no S3 bucket"
+    endpoint = urllib.parse.urlsplit(data.endpoint)
+    if endpoint.scheme not in {"http", "https"} or not endpoint.netloc:
+        return None, f"S3 endpoint {data.endpoint!r} is not an http(s) URL"
+    base = data.endpoint.rstrip("/")
+    key = urllib.parse.quote(data.object or "", safe="/~")
+    return f"s3+{base}/{urllib.parse.quote(data.bucket, safe='')}/{key}", ""
+
+
+def _ivoa(data: IvoaDataResource | SkaoDataResource) -> tuple[str | None, str, int | None]:
+    ivoa = data.ivoa
+    if ivoa is not None and ivoa.obscore is not None and ivoa.obscore.access_url:
+        return (*_simple(ivoa.obscore.access_url), None)
+    if ivoa is not None and ivoa.datalink is not None and ivoa.datalink.access_url:
+        return (*_simple(ivoa.datalink.access_url), ivoa.datalink.content_length)
+    if ivoa is not None and ivoa.ivoid:
+        return None, f"cannot resolve the IVOA identifier {ivoa.ivoid} to an access URL", None
+    return None, "gives no ivoid and no access_url", None
+
+
+def _skao(data: SkaoDataResource) -> tuple[str | None, str, int | None]:
+    skao = data.skao
+    size = skao.datasize if skao is not None else None
+    urls = [r.dataurl for r in (skao.replicas if skao is not None else []) if r.dataurl]
+    for url in urls:
+        source, _ = _simple(url)
+        if source is not None:
+            return source, "", size
+    if urls:
+        return None, f"none of its replicas can be fetched: {', '.join(urls)}", size
+    source, why, _ = _ivoa(data)
+    return source, why, size
+
+
+def _source(data: AnyData) -> tuple[str | None, str, int | None]:
+    match data:
+        case SimpleDataResource(location=location) if location:
+            return (*_simple(location), None)
+        case SimpleDataResource():
+            return None, "gives no location", None
+        case S3DataResource():
+            return (*_s3(data), None)
+        case RucioDataResource():
+            return (
+                None,
+                "Rucio data (scope:name) is not staged by this broker yet; "
+                "give its replica's URL as simple data",
+                None,
+            )
+        case SkaoDataResource():
+            return _skao(data)
+        case IvoaDataResource():
+            return _ivoa(data)
+
+
+def data_items(data: Sequence[AnyData]) -> list[DataItem]:
+    """The request's data items, each with its source or why it has none."""
+    items = []
+    for index, resource in enumerate(data):
+        source, why, size = _source(resource)
+        items.append(DataItem(item_name(resource, index), _kind(resource), source, why, size))
+    return items
+
+
+def s3_parts(source: str) -> S3Parts:
+    """The endpoint, bucket and key of an `s3+http(s)://` source.
+
+    Raises:
+        ValueError: not an S3 source.
+    """
+    scheme, _, rest = source.partition("://")
+    if scheme not in S3_SCHEMES:
+        raise ValueError(f"not an S3 source: {source}")
+    host, _, path = rest.partition("/")
+    bucket, _, key = path.partition("/")
+    if not bucket:
+        raise ValueError(f"an S3 source names no bucket: {source}")
+    return S3Parts(
+        f"{scheme.removeprefix('s3+')}://{host}",
+        urllib.parse.unquote(bucket),
+        urllib.parse.unquote(key),
+    )
+
+
+def source_host(source: str) -> str:
+    """The host (with its port) the bytes of `source` come from; `local` for files."""
+    parsed = urllib.parse.urlsplit(source)
+    return "local" if parsed.scheme == "file" else parsed.netloc
+
+
+def from_mirror(source: str, mirrors: Mapping[str, str]) -> str | None:
+    """The `file://` URL of a local replica of `source`, when a mirror holds it.
+
+    The longest matching prefix wins; the rest of the source (URL-decoded) is the path below
+    the mirror's folder. A rest that would climb out of the folder (`..`) is no replica.
+    """
+    matches = [prefix for prefix in mirrors if prefix and source.startswith(prefix)]
+    if not matches:
+        return None
+    prefix = max(matches, key=len)
+    rest = urllib.parse.unquote(urllib.parse.urlsplit(source[len(prefix) :]).path).lstrip("/")
+    if ".." in PurePosixPath(rest).parts:
+        return None
+    folder = PurePosixPath(mirrors[prefix])
+    target = folder / rest if rest else folder
+    return target.as_uri() if target.is_absolute() else None
+
+
+def bandwidth_to(host: str, patterns: Mapping[str, float], default: float) -> float:
+    """MiB/s to `host`: the first pattern (fnmatch, on `host` or `host:port`) that matches."""
+    bare = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    for pattern, bandwidth in patterns.items():
+        if fnmatch.fnmatchcase(host, pattern) or fnmatch.fnmatchcase(bare, pattern):
+            return bandwidth
+    return default
+
+
+def moves_of(
+    items: Sequence[tuple[DataItem, str, int | None]],
+    patterns: Mapping[str, float],
+    default: float,
+) -> list[Move]:
+    """What staging each item costs: (item, where it is read from, its size) -> a `Move`."""
+    moves = []
+    for item, source, size in items:
+        host = source_host(source)
+        bandwidth = None if host == "local" else bandwidth_to(host, patterns, default)
+        moves.append(Move(item.name, source, host, size, bandwidth))
+    return moves
+
+
+def transfer_time(moves: Sequence[Move]) -> timedelta:
+    """How long staging takes: the items are fetched one after the other."""
+    return timedelta(seconds=sum(move.seconds for move in moves))
+
+
+def human_bytes(size: int) -> str:
+    """`2.0 GiB`, `512 KiB`, `17 B`."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # pragma: no cover - the loop always returns

@@ -1,0 +1,248 @@
+"""Offer-time data checks: can a platform reach each data item, and how much must move?
+
+For each data item of a request (`broker.platforms.data_plan.DataItem`) a platform that stages
+data for real asks its source how big it is: an HTTP `HEAD` (a one-byte ranged `GET` when
+`HEAD` is refused), an S3 `HeadObject` (a listing for a prefix), a `stat` for a file. A missing
+object, an unreachable host or an unknown scheme is a refusal naming the item; otherwise the
+sizes and the platform's bandwidth to each host give the transfer's time, which the offer adds
+to the platform's preparation. A platform whose configured mirror holds a replica moves
+nothing.
+
+Probes are bounded: each waits at most `data.probe_timeout`, the distinct sources of one
+request are asked at once (a few threads), and answers (failures too) are kept for
+`data.probe_cache`, so a burst of requests for the same data asks once. The service calls this
+outside any database transaction.
+
+Imports `core.settings`, the pure `data_plan` and `session_s3` (S3 requests); urllib for HTTP.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Final
+
+from broker.platforms import session_s3
+from broker.platforms.data_plan import (
+    DataItem,
+    Move,
+    from_mirror,
+    moves_of,
+    s3_parts,
+    source_host,
+    transfer_time,
+)
+from core.settings import PlatformDataSettings
+
+__all__ = ["DataAnswer", "Probe", "assess_data", "clear_probe_cache", "s3_credentials"]
+
+GIB: Final = 1 << 30
+_THREADS: Final = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """What a source said about itself."""
+
+    size: int | None = None
+    """Bytes; None when the source does not say."""
+    error: str | None = None
+    """Why it cannot be read (missing, unreachable, refused)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DataAnswer:
+    """A platform's answer for a request's data."""
+
+    refusals: tuple[str, ...] = ()
+    """Why it cannot stage some item, each naming the item; empty when it can stage all."""
+    moves: tuple[Move, ...] = ()
+
+    @property
+    def transfer(self) -> timedelta:
+        """How long staging the data takes (the items one after the other)."""
+        return transfer_time(self.moves)
+
+    @property
+    def moved_bytes(self) -> int:
+        """Bytes moved over the network (known sizes only)."""
+        return sum(move.size or 0 for move in self.moves if move.bandwidth is not None)
+
+
+# ------------------------------------------------------------------------- the cache
+_cache: dict[tuple[str, str], tuple[float, Probe]] = {}
+_cache_lock = threading.Lock()
+
+
+def clear_probe_cache() -> None:
+    """Forget every kept answer (tests; an operator's change to the data)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def _cached(key: tuple[str, str], keep: float, ask: Callable[[], Probe]) -> Probe:
+    now = time.monotonic()
+    with _cache_lock:
+        kept = _cache.get(key)
+        if kept is not None and now - kept[0] < keep:
+            return kept[1]
+    answer = ask()
+    with _cache_lock:
+        if len(_cache) > 4096:  # bounded: old answers go first
+            for stale in sorted(_cache, key=lambda k: _cache[k][0])[:1024]:
+                del _cache[stale]
+        _cache[key] = (time.monotonic(), answer)
+    return answer
+
+
+# ------------------------------------------------------------------------- the probes
+def s3_credentials(settings: PlatformDataSettings) -> session_s3.Credentials:
+    """The platform's S3 credentials: its settings, else the environment's AWS variables."""
+    from_env = session_s3.Credentials.from_environment()
+    s3 = settings.s3
+    if s3.access_key and s3.secret_key:
+        return session_s3.Credentials(
+            s3.access_key, s3.secret_key, s3.session_token, s3.region or from_env.region
+        )
+    return from_env
+
+
+def _http(url: str, timeout: float) -> Probe:
+    host = urllib.parse.urlsplit(url).netloc
+    for method, headers in (("HEAD", {}), ("GET", {"Range": "bytes=0-0"})):
+        request = urllib.request.Request(url, method=method, headers=headers)  # noqa: S310 - http(s) only
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310
+                ranged = answer.headers.get("Content-Range", "")
+                length = (
+                    ranged.rpartition("/")[2] if ranged else answer.headers.get("Content-Length")
+                )
+                size = int(length) if length and length.isdigit() else None
+                return Probe(size=size)
+        except urllib.error.HTTPError as error:
+            if method == "HEAD" and error.code in {405, 501}:
+                continue  # the server does not answer HEAD: ask for one byte instead
+            return Probe(error=f"{url} answers HTTP {error.code} {error.reason}")
+        except (OSError, ValueError) as error:
+            reason = getattr(error, "reason", error)
+            return Probe(error=f"cannot reach {host}: {reason}")
+    return Probe(error=f"{url} answers neither HEAD nor a ranged GET")  # pragma: no cover
+
+
+def _file(url: str) -> Probe:
+    path = Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
+    try:
+        if path.is_dir():
+            return Probe(size=sum(f.stat().st_size for f in path.rglob("*") if f.is_file()))
+        return Probe(size=path.stat().st_size)
+    except FileNotFoundError:
+        return Probe(error=f"no such file on the platform: {path}")
+    except OSError as error:
+        return Probe(error=f"cannot read {path}: {error.strerror}")
+
+
+def _s3(source: str, credentials: session_s3.Credentials, timeout: float) -> Probe:
+    parts = s3_parts(source)
+    try:
+        if parts.is_prefix:
+            found = session_s3.list_objects(
+                parts.endpoint, parts.bucket, parts.key, credentials, timeout=timeout
+            )
+            if not found:
+                where = f"bucket {parts.bucket!r} at {parts.endpoint}"
+                return Probe(error=f"no object under {parts.key!r} in {where}")
+            return Probe(size=sum(item.size for item in found))
+        head = session_s3.head_object(parts.endpoint, parts.bucket, parts.key, credentials, timeout)
+        return Probe(size=head.size)
+    except session_s3.S3Error as error:
+        text = str(error)
+        if error.status == 404:
+            text += " (no such object or bucket)"
+        elif error.status == 403:
+            text += " (access denied with this platform's credentials)"
+        return Probe(error=text)
+
+
+def probe(source: str, settings: PlatformDataSettings) -> Probe:
+    """Ask `source` for its size, through the cache."""
+    timeout = settings.probe_timeout.total_seconds()
+    keep = settings.probe_cache.total_seconds()
+    scheme = urllib.parse.urlsplit(source).scheme
+    if scheme == "file":
+        return _file(source)  # cheap, and it must see the file as it is now
+    if scheme.startswith("s3+"):
+        credentials = s3_credentials(settings)
+        return _cached(
+            (source, credentials.access_key), keep, lambda: _s3(source, credentials, timeout)
+        )
+    if scheme in {"http", "https"}:
+        return _cached((source, ""), keep, lambda: _http(source, timeout))
+    return Probe(error=f"cannot fetch {scheme}: URLs")
+
+
+# ------------------------------------------------------------------------- the answer
+def assess_data(
+    items: Sequence[DataItem], settings: PlatformDataSettings, *, probes: bool = True
+) -> DataAnswer:
+    """Whether a platform with `settings` can stage `items`, and what moving them costs.
+
+    Args:
+        items: the request's data.
+        settings: the platform's `data` settings.
+        probes: ask the sources (platforms that stage for real); without, sizes are the ones
+            the request gives and nothing is refused for being missing.
+    """
+    refusals: list[str] = []
+    wanted: list[tuple[DataItem, str]] = []
+    for item in items:
+        if item.source is None:
+            refusals.append(f"data {item.name!r} ({item.kind}) {item.why}")
+            continue
+        replica = from_mirror(item.source, settings.mirrors)
+        wanted.append((item, replica or item.source))
+    answers: dict[str, Probe] = {}
+    if probes:
+        distinct = sorted({where for _, where in wanted})
+        if len(distinct) == 1:
+            answers = {distinct[0]: probe(distinct[0], settings)}
+        elif distinct:
+            with ThreadPoolExecutor(min(_THREADS, len(distinct))) as pool:
+                answers = dict(
+                    zip(distinct, pool.map(lambda s: probe(s, settings), distinct), strict=True)
+                )
+    limit = int(settings.max_size * GIB) if settings.max_size else None
+    sized: list[tuple[DataItem, str, int | None]] = []
+    for item, where in wanted:
+        found = answers.get(where, Probe(size=item.size))
+        if found.error is not None:
+            refusals.append(f"data {item.name!r}: {found.error}")
+            continue
+        size = found.size if found.size is not None else item.size
+        if limit is not None and size is not None and size > limit:
+            refusals.append(
+                f"data {item.name!r} is {size} bytes, more than this platform stages "
+                f"({settings.max_size:g} GiB, data.max_size)"
+            )
+            continue
+        sized.append((item, where, size))
+    if refusals:
+        return DataAnswer(refusals=tuple(refusals))
+    moves = moves_of(sized, settings.bandwidth, settings.default_bandwidth)
+    return DataAnswer(moves=tuple(moves))
+
+
+def describe_sources(moves: Sequence[Move]) -> str:
+    """`archive.example.org (2), local replica (1)`: where the moved bytes come from."""
+    counts: dict[str, int] = {}
+    for move in moves:
+        host = "local replica" if source_host(move.source) == "local" else move.host
+        counts[host] = counts.get(host, 0) + 1
+    return ", ".join(f"{host} ({count})" for host, count in counts.items())

@@ -43,8 +43,12 @@ def build_platform(settings: PlatformSettings, data_dir: str | Path) -> Platform
             from broker.platforms.slurm import SlurmPlatform
 
             return SlurmPlatform(settings, data_dir)
+        case "remote":
+            from broker.platforms.remote import RemotePlatform
+
+            return RemotePlatform(settings)
         case _:
             raise ConfigError(
                 f"setting broker.platforms[{settings.name}].adapter: {settings.adapter!r} is not "
-                "available in this version; use simulated, local or slurm"
+                "available in this version; use simulated, local, slurm or remote"
             )

@@ -7,15 +7,23 @@ only; adapters live in `broker.platforms`, the SQL store in `broker.store.sql`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Final, Protocol
 
 from broker.lifecycle import AnyEvent
-from broker.model import AnyExecutable
+from broker.model import AnyExecutable, MessageItem
 
-__all__ = ["DataSource", "Platform", "PlatformError", "PlatformReport", "SessionPlan"]
+__all__ = [
+    "REMOTE_SESSION",
+    "DataSource",
+    "Platform",
+    "PlatformError",
+    "PlatformReport",
+    "SessionPlan",
+    "remote_session_of",
+]
 
 
 class PlatformError(Exception):
@@ -67,6 +75,24 @@ class SessionPlan:
     end: datetime
     """The offered end: nothing of the session may run after it."""
     data: tuple[DataSource, ...] = ()
+    remote: str | None = None
+    """For a platform that is another broker: the URL of the session there that this one
+    mirrors (from the session's `urn:voexec:remote-session` message)."""
+
+
+REMOTE_SESSION: Final = "urn:voexec:remote-session"
+"""The kind of the message naming the session on another broker that an offer (or session) on a
+`remote` platform stands for; its `values.url` is that session's URL."""
+
+
+def remote_session_of(messages: Iterable[MessageItem]) -> str | None:
+    """The remote session URL a session's messages name (`REMOTE_SESSION`), if any."""
+    for item in messages:
+        if item.kind == REMOTE_SESSION and item.values:
+            url = item.values.get("url")
+            if url:
+                return url
+    return None
 
 
 class Platform(Protocol):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TypeAlias
+from typing import Final, TypeAlias
 
 from broker.lifecycle import Failed, ObservePlatform, Release, StartPreparation, StartWork, StopWork
 from broker.model import (
@@ -28,11 +28,25 @@ from broker.model import (
     SkaoDataResource,
     message_item,
 )
-from broker.platforms.port import DataSource, Platform, PlatformError, PlatformReport, SessionPlan
+from broker.platforms.port import (
+    DataSource,
+    Platform,
+    PlatformError,
+    PlatformReport,
+    SessionPlan,
+    remote_session_of,
+)
 from broker.scheduling.resources import PlatformSpec, Reason, kind_name, reason
 from broker.store.sql import SessionRecord
 
-__all__ = ["PlatformEffect", "accepting_platforms", "call_platform", "session_plan"]
+__all__ = [
+    "ACTIONS",
+    "PlatformEffect",
+    "accepting_platforms",
+    "action_of",
+    "call_platform",
+    "session_plan",
+]
 
 log = logging.getLogger(__name__)
 
@@ -78,26 +92,36 @@ def session_plan(record: SessionRecord) -> SessionPlan:
         start=record.state.start,
         end=record.state.end,
         data=data,
+        remote=remote_session_of(document.meta.messages if document.meta else ()),
     )
 
 
+ACTIONS: Final[Mapping[type[PlatformEffect], str]] = {
+    StartPreparation: "prepare",
+    StartWork: "start",
+    ObservePlatform: "observe",
+    Release: "release",
+    StopWork: "stop",
+}
+"""The port's method for each platform effect: what the outbox stores."""
+
+
+def action_of(effect: PlatformEffect) -> str:
+    """The name of the platform call an effect stands for (`prepare`, `start`...)."""
+    return ACTIONS[type(effect)]
+
+
 def call_platform(
-    platform: Platform, effect: PlatformEffect, record: SessionRecord, now: datetime
+    platform: Platform, effect: PlatformEffect | str, record: SessionRecord, now: datetime
 ) -> tuple[Sequence[PlatformReport], MessageItem | None]:
-    """Carry out one platform effect for a session.
+    """Carry out one platform call for a session (an effect, or its action's name).
 
     Returns:
         The platform's reports, and None; or, when the adapter raised, one `Failed` report
         due now saying what failed, and a warning message for the session (kept even when the
         session has already ended, e.g. a release that failed during a cancel).
     """
-    action = {
-        StartPreparation: "prepare",
-        StartWork: "start",
-        ObservePlatform: "observe",
-        Release: "release",
-        StopWork: "stop",
-    }[type(effect)]
+    action = effect if isinstance(effect, str) else action_of(effect)
     try:
         plan = session_plan(record)
         call = {

@@ -18,6 +18,8 @@ platform listed first):
   the requested duration. Prices in the broker's main unit (the unit most platforms quote)
   rank first, then prices in other units (amounts in different units are not comparable),
   then platforms without a price.
+* `nearest-data` — the shortest preparation, which for a request with data includes moving
+  it to the platform (a platform holding a replica moves nothing), then the soonest start.
 
 Offers are chosen one at a time, taking the strategies in the configured order, round after
 round, so that each strategy contributes; an offer already chosen (same platform, start and
@@ -56,7 +58,13 @@ from broker.scheduling.resources import (
 from broker.scheduling.slots import SlotSearch, booking_range
 from core.settings import BrokerSettings, Strategy
 
-STRATEGIES: Final[tuple[Strategy, ...]] = ("earliest", "largest", "longest", "cheapest")
+STRATEGIES: Final[tuple[Strategy, ...]] = (
+    "earliest",
+    "largest",
+    "longest",
+    "cheapest",
+    "nearest-data",
+)
 _HOUR = timedelta(hours=1)
 
 
@@ -197,6 +205,11 @@ class _Ranker:
                 if cost is None:
                     return (2, 0.0, *tail)
                 return (0 if cost.unit == self.main_unit else 1, cost.amount, *tail)
+            case "nearest-data":
+                # The platform's preparation for this request grows with the data it must
+                # move (`broker.service.data`): the least moved, the soonest ready.
+                preparation = self.platforms[offer.platform].preparation
+                return (preparation, offer.start, -resources.cores, -resources.memory, *tail)
 
 
 def _key(offer: Offer) -> tuple[str, datetime, Resources]:

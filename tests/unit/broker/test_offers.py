@@ -1,7 +1,9 @@
 """Offers across platforms: strategies, prices, de-duplication, holds, and the NO answer."""
 
+import typing
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,7 +23,7 @@ from broker.scheduling.slots import (
     Resources,
     SlotPolicy,
 )
-from core.settings import BrokerSettings
+from core.settings import BrokerSettings, Strategy
 
 NOW = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -68,6 +70,18 @@ def test_earliest_takes_the_soonest_start_across_platforms():
     (offer,) = make_offers(platforms, bookings, demand(), NOW, one("earliest")).offers
     assert (offer.platform, offer.start, offer.end) == ("beta", NOW, at(1))
     assert (offer.resources.cores, offer.resources.memory) == (8, 16.0)  # 2 x minimum
+
+
+def test_nearest_data_takes_the_shortest_preparation_before_the_soonest_start():
+    # "far" must move its data first (its preparation for this request is 40 s longer), yet
+    # it could start sooner: "near" holds a replica and wins under nearest-data only.
+    far = msgspec.structs.replace(platform("far"), preparation=timedelta(seconds=40))
+    near = msgspec.structs.replace(platform("near"), preparation=timedelta(seconds=5))
+    bookings = [busy("near", 0, 1, 30)]
+    (offer,) = make_offers([far, near], bookings, demand(), NOW, one("nearest-data")).offers
+    assert offer.platform == "near"
+    (soonest,) = make_offers([far, near], bookings, demand(), NOW, one("earliest")).offers
+    assert soonest.platform == "far"
 
 
 def test_largest_takes_the_most_cores_then_memory():
@@ -277,4 +291,7 @@ def test_policy_refuses_nonsense(bad):
 
 
 def test_strategy_names_match_the_settings():
-    assert set(STRATEGIES) == set(BrokerSettings().strategies)
+    # Every strategy the settings can name is implemented; the defaults leave nearest-data out
+    # (an operator whose platforms hold replicas turns it on).
+    assert set(STRATEGIES) == set(typing.get_args(Strategy))
+    assert set(BrokerSettings().strategies) == set(STRATEGIES) - {"nearest-data"}

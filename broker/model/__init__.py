@@ -2,10 +2,10 @@
 
 Implements the shapes and exact `kind` URIs of the newest IVOA Execution Broker schema
 (Calycopis-openapi v1.0, `../shared/spec/openapi/`), plus voexec's extension kinds
-(`AcceleratedComputeResource`, `PythonProgram`, see docs/broker.md). The building blocks live in
-`broker.model.common` and the components in `broker.model.components`; this module adds the
-documents that travel whole (the request, offer sets, sessions, error bodies) and re-exports
-everything, so callers write `from broker.model import DockerContainer`.
+(`AcceleratedComputeResource`, `PythonProgram`, `JavaProgram`, see docs/broker.md). The
+building blocks live in `broker.model.common` and the components in `broker.model.components`;
+this module adds the documents that travel whole (the request, offer sets, sessions, error
+bodies) and re-exports everything, so callers write `from broker.model import DockerContainer`.
 
 Request and response documents are separate types (`ExecutionRequest` in, `OfferSetResponse` and
 sessions out). Components are shared by both: the fields the server sets (`meta.uuid`, `phase`,
@@ -58,6 +58,7 @@ from broker.model.common import (
 )
 from broker.model.components import (
     ACCELERATED_COMPUTE_KIND,
+    JAVA_PROGRAM_KIND,
     PYTHON_PROGRAM_KIND,
     AcceleratedComputeResource,
     AcceleratorCount,
@@ -83,6 +84,9 @@ from broker.model.components import (
     IvoaDataResource,
     IvoaDataResourceBlock,
     IvoaObsCoreItem,
+    JavaClassName,
+    JavaConstraint,
+    JavaProgram,
     JupyterNotebook,
     PythonConstraint,
     PythonProgram,
@@ -105,6 +109,7 @@ from broker.model.components import (
     StorageResource,
     VolumeMount,
     python_version_allows,
+    release_allows,
 )
 from core.time import Duration, Interval
 
@@ -112,6 +117,7 @@ __all__ = [
     "ACCELERATED_COMPUTE_KIND",
     "ERROR_RESPONSE_KIND",
     "EXTENSION_KINDS",
+    "JAVA_PROGRAM_KIND",
     "KINDS",
     "OFFERSET_KIND",
     "PYTHON_PROGRAM_KIND",
@@ -161,6 +167,9 @@ __all__ = [
     "IvoaDataResource",
     "IvoaDataResourceBlock",
     "IvoaObsCoreItem",
+    "JavaClassName",
+    "JavaConstraint",
+    "JavaProgram",
     "JupyterNotebook",
     "LifecyclePhase",
     "LifecycleSchedule",
@@ -208,6 +217,7 @@ __all__ = [
     "WireStruct",
     "message_item",
     "python_version_allows",
+    "release_allows",
     "render_template",
 ]
 

@@ -1,9 +1,9 @@
 """Wire schema, part 2: the components a request asks for and a session holds.
 
 Executables (Docker/OCI container, Singularity container, Jupyter notebook, and our Python
-program extension), compute resources (simple, and our accelerated extension), volume mounts,
-storage, and data resources (simple, S3, Rucio, IVOA, SKAO), each with its exact kind URI from
-`kinds/**` of the IVOA schema. Import the public names from `broker.model`.
+and Java program extensions), compute resources (simple, and our accelerated extension), volume
+mounts, storage, and data resources (simple, S3, Rucio, IVOA, SKAO), each with its exact kind
+URI from `kinds/**` of the IVOA schema. Import the public names from `broker.model`.
 
 Pure data: imports msgspec and `broker.model.common` only.
 
@@ -158,6 +158,51 @@ class PythonProgram(Executable, frozen=True, kw_only=True, tag=PYTHON_PROGRAM_KI
     python_version: PythonConstraint | None = None
 
 
+JAVA_PROGRAM_KIND: Final = EXTENSION_KINDS + "executable/java-program.yaml"
+
+Sha256Digest = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^sha256:[0-9a-f]{64}$",
+        description="SHA-256 of the file, as `sha256:<64 lower-case hex digits>`.",
+    ),
+]
+JavaClassName = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*$",
+        description="A fully qualified class name, e.g. `org.example.Main`.",
+    ),
+]
+JavaConstraint = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=rf"^{_VERSION_CLAUSE}(?:,{_VERSION_CLAUSE})*$",
+        description=(
+            "The Java versions the program runs on: a feature release (`17`: any 17.x) or "
+            "comma-separated clauses on release numbers (`>=11`, `>=11,<22`)."
+        ),
+        examples=["17", ">=11", ">=11,<22"],
+    ),
+]
+
+
+class JavaProgram(Executable, frozen=True, kw_only=True, tag=JAVA_PROGRAM_KIND):
+    """voexec extension: a Java program, one jar run on the platform's JVM.
+
+    The jar is fetched from `location` and, when `digest` is given, checked against it (a jar
+    with another digest fails the preparation). `main_class` is run; without it, the
+    `Main-Class` of the jar's manifest. `java_version` is what the program asks of the JVM: a
+    platform whose JVM does not satisfy it, or that has none, answers NO naming its version.
+    """
+
+    location: str | None = None
+    """URL (or local path) of the jar."""
+    digest: Sha256Digest | None = None
+    main_class: JavaClassName | None = None
+    java_version: JavaConstraint | None = None
+
+
 def _release(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split("."))
 
@@ -205,7 +250,17 @@ def python_version_allows(constraint: str, version: str) -> bool:
     return all(_clause_allows(clause.strip(), have) for clause in constraint.split(","))
 
 
-AnyExecutable = DockerContainer | SingularityContainer | JupyterNotebook | PythonProgram
+def release_allows(constraint: str, version: str) -> bool:
+    """True when the release `version` (`17.0.15`) satisfies `constraint` (`>=11,<22`).
+
+    The same clauses as Python's (`python_version_allows`), for any release-numbered runtime.
+    """
+    return python_version_allows(constraint, version)
+
+
+AnyExecutable = (
+    DockerContainer | SingularityContainer | JupyterNotebook | PythonProgram | JavaProgram
+)
 
 
 # ------------------------------------------------------------------------- volumes

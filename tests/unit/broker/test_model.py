@@ -59,8 +59,13 @@ def test_every_kind_of_the_shared_schema_is_a_struct_of_ours_with_the_exact_uri(
 @pytest.mark.shared
 def test_ours_adds_only_the_documented_extension_kinds():
     ours = {kind for family in FAMILIES.values() for kind in tags_of(family)}
-    assert ours - shared_kinds() == {model.ACCELERATED_COMPUTE_KIND, model.PYTHON_PROGRAM_KIND}
+    assert ours - shared_kinds() == {
+        model.ACCELERATED_COMPUTE_KIND,
+        model.PYTHON_PROGRAM_KIND,
+        model.JAVA_PROGRAM_KIND,
+    }
     assert model.ACCELERATED_COMPUTE_KIND.startswith(model.EXTENSION_KINDS)
+    assert model.JAVA_PROGRAM_KIND.startswith(model.EXTENSION_KINDS)
 
 
 def test_each_kind_names_its_family_for_messages():

@@ -192,6 +192,16 @@ class LocalPlatformSettings(_Settings, frozen=True):
     jupyter: str = "jupyter"
     """The `jupyter` command (its `nbconvert` runs notebooks); notebooks are refused when it is
     not found."""
+    jupyter_server: str = "jupyter-server"
+    """The command serving interactive sessions (a notebook executable without a notebook),
+    found on PATH or beside voexec's interpreter; `none` refuses them."""
+    listen: str = "127.0.0.1"
+    """The address interactive sessions' Jupyter servers listen on (each on a free port)."""
+    connector_host: str = ""
+    """The host connector URLs name; empty means the `listen` address (this machine's name
+    when it listens on every address, `0.0.0.0` or `::`)."""
+    java: str = "java"
+    """The JVM command that runs java-program executables; `none` refuses them."""
     container_engine: str = "podman"
     """The Docker-compatible command that runs docker-container images (`podman`, `docker`, or
     a path); `none` refuses them. Images are pulled by digest, run with the offered cores,

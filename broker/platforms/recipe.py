@@ -18,6 +18,9 @@ How each kind runs:
   podman): pinned to a digest, pulled by digest, run with limits (see `containers`); without
   one (Slurm), pulled and run by apptainer/singularity (`docker://` image) or podman.
 - singularity-container: pulled (or downloaded) and run by apptainer/singularity.
+- jupyter-notebook without a notebook: an interactive session; the work is a Jupyter server
+  (`jupyter.server_lines`), which the local platform starts when the preparation is done.
+- java-program: the jar fetched (and checked against its digest), run on `Tools.jvm` (`java`).
 
 Every program runs in `output/` with `VOEXEC_SESSION`, `VOEXEC_DATA` (the staged data, one file
 per data resource, named after it), `VOEXEC_OUTPUT`, `VOEXEC_CORES` (also `OMP_NUM_THREADS`)
@@ -39,11 +42,13 @@ from typing import Final, Literal
 from broker.model import (
     AnyExecutable,
     DockerContainer,
+    JavaProgram,
     JupyterNotebook,
     PythonProgram,
     SingularityContainer,
     python_version_allows,
 )
+from broker.platforms import java, jupyter
 from broker.platforms.containers import (
     CONTAINER_DATA,
     CONTAINER_OUTPUT,
@@ -56,6 +61,8 @@ from broker.platforms.port import PlatformError, SessionPlan
 
 __all__ = ["FETCHER", "Layout", "Tools", "job_script", "prepare_script", "refusals", "run_script"]
 
+NO_JVM: Final = java.Jvm(None)
+"""A platform without a JVM (Slurm's, for now)."""
 FETCHER: Final = "session_fetch.py"
 """The fetch helper's file name, in the session's directory."""
 _MODULE: Final = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
@@ -90,6 +97,14 @@ class Tools:
     no_engine: str | None = None
     """Why docker-container images are refused: the platform runs them with an engine only,
     and has none."""
+    jupyter_server: str | None = None
+    """The `jupyter-server` command of interactive sessions; None: they are refused."""
+    no_jupyter_server: str = "this platform starts no Jupyter servers"
+    """Why interactive sessions are refused, when `jupyter_server` is None."""
+    listen: str = "127.0.0.1"
+    """The address interactive sessions' servers listen on."""
+    jvm: java.Jvm = NO_JVM
+    """The JVM java-program executables run on (or why there is none)."""
 
     @property
     def runs_docker_with_engine(self) -> bool:
@@ -160,6 +175,8 @@ def _source_of(executable: AnyExecutable) -> str | None:
         case PythonProgram(location=location):
             return location
         case JupyterNotebook(location=location) | SingularityContainer(location=location):
+            return location or None  # a blank notebook comes from nowhere
+        case JavaProgram(location=location):
             return location
         case DockerContainer(image=image) if image is not None and image.locations:
             return image.locations[0]
@@ -205,8 +222,13 @@ def refusals(executable: AnyExecutable, tools: Tools) -> list[str]:
     match executable:
         case PythonProgram():
             reasons += _python_refusals(executable, tools)
+        case JupyterNotebook() if jupyter.is_interactive(executable):
+            if tools.jupyter_server is None:
+                reasons.append(f"runs no interactive Jupyter sessions: {tools.no_jupyter_server}")
         case JupyterNotebook() if tools.jupyter is None:
             reasons.append("runs no Jupyter notebooks: `jupyter nbconvert` was not found")
+        case JavaProgram():
+            reasons += java.refusals(executable, tools.jvm)
         case DockerContainer() if tools.runs_docker_with_engine:
             reasons += engine_refusals(executable, tools.engine, tools.no_engine or "")
         case SingularityContainer() if tools.runs_docker_with_engine and (
@@ -265,8 +287,12 @@ def _prepare_executable(plan: SessionPlan, tools: Tools) -> list[str]:
     match plan.executable:
         case PythonProgram() as program:
             lines = _prepare_python(program, tools)
+        case JupyterNotebook() if jupyter.is_interactive(plan.executable):
+            lines = []  # nothing to fetch: the server starts when the preparation is done
         case JupyterNotebook(location=location) if location:
             lines = [f"{fetch} file {_q(location)} program/notebook.ipynb"]
+        case JavaProgram() as program:
+            lines = java.prepare_lines(program, tools.python, FETCHER)
         case SingularityContainer(location=location) if location:
             pulled = location.startswith(_PULLABLE)
             lines = [
@@ -390,12 +416,18 @@ def run_script(plan: SessionPlan, tools: Tools, layout: Layout) -> str:
         case PythonProgram() as program:
             lines.append(f"export PYTHONPATH={_q(layout.program)}")
             lines += _python_command(program, layout)
+        case JupyterNotebook() if jupyter.is_interactive(plan.executable):
+            if tools.jupyter_server is None:
+                raise PlatformError(f"cannot start a Jupyter server: {tools.no_jupyter_server}")
+            lines += jupyter.server_lines(tools.jupyter_server, tools.listen, layout)
         case JupyterNotebook():
             lines.append(
                 f"exec {_q(tools.jupyter)} nbconvert --to notebook --execute "
                 f"{_q(layout.program / 'notebook.ipynb')} --output-dir {_q(layout.output)} "
                 "--output executed"
             )
+        case JavaProgram() as program:
+            lines += java.run_lines(plan, program, tools.jvm, layout)
         case DockerContainer() if tools.engine is not None:
             lines += run_lines(plan, tools.engine, layout, list(exports.items()))
         case DockerContainer() | SingularityContainer():

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Final, Protocol
 
 from broker.lifecycle import AnyEvent
-from broker.model import AnyExecutable, MessageItem
+from broker.model import AnyExecutable, MessageItem, SimpleSessionConnector
 
 __all__ = [
     "REMOTE_SESSION",
@@ -42,6 +42,10 @@ class PlatformReport:
     note: str | None = None
     """A message for the client (where the output goes, what failed), added to the session's
     messages when the report is given."""
+    connectors: tuple[SimpleSessionConnector, ...] | None = None
+    """The session's ways in as they are now (a Jupyter server's URL, a published port), which
+    replace those it had; None leaves them as they are. A session that ends has its connectors
+    marked FINISHED by the service."""
 
 
 @dataclass(frozen=True, slots=True)

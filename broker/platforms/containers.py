@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from broker.model import DockerContainer
+from broker.model import EXTENSION_KINDS, DockerContainer, SimpleSessionConnector
 from broker.platforms.port import PlatformError, SessionPlan
 
 if TYPE_CHECKING:
@@ -38,12 +38,15 @@ __all__ = [
     "CONTAINER_DATA",
     "CONTAINER_OUTPUT",
     "IMAGE_REF",
+    "PORT_CONNECTOR",
     "ContainerEngine",
     "ImageReference",
+    "access_ports",
     "container_name",
     "engine_refusals",
     "parse_image",
     "prepare_lines",
+    "published_connectors",
     "run_lines",
 ]
 
@@ -234,6 +237,54 @@ def _ports(container: DockerContainer) -> list[str]:
         protocol = "/udp" if port.protocol == "UDP" else ""
         published.append(f"--publish {_q(f'127.0.0.1::{port.internal.port}{protocol}')}")
     return published
+
+
+PORT_CONNECTOR: Final = EXTENSION_KINDS + "connector/published-port.yaml"
+"""The kind of a connector to a port a container publishes."""
+_PUBLISHED: Final = re.compile(r"^(\d+)/(tcp|udp)\s*->\s*(\S+):(\d+)$")
+
+
+def access_ports(container: DockerContainer) -> list[int]:
+    """The container ports the request lists as ways in (`access: true`)."""
+    ports = container.network.ports if container.network else []
+    return [p.internal.port for p in ports if p.access and p.internal and p.internal.port]
+
+
+def published_connectors(
+    container: DockerContainer, listing: str
+) -> tuple[SimpleSessionConnector, ...] | None:
+    """A connector per port asking for access, from `<engine> port NAME`'s listing.
+
+    The listing has one line per published port (`8888/tcp -> 127.0.0.1:41234`). An HTTP or
+    HTTPS port's connector is a URL with the port's `path`; any other is `tcp://host:port` (or
+    `udp://`). None until every port asking for access is published (the container starts).
+    """
+    published: dict[tuple[int, str], tuple[str, int]] = {}
+    for line in listing.splitlines():
+        found = _PUBLISHED.match(line.strip())
+        if found:
+            inside, protocol, host, outside = found.groups()
+            published[(int(inside), protocol)] = (host.strip("[]"), int(outside))
+    connectors = []
+    for port in container.network.ports if container.network else []:
+        if not (port.access and port.internal and port.internal.port):
+            continue
+        where = published.get((port.internal.port, "udp" if port.protocol == "UDP" else "tcp"))
+        if where is None:
+            return None
+        host, outside = where
+        host = f"[{host}]" if ":" in host else host
+        scheme = (port.protocol or "TCP").lower()
+        path = "/" + (port.path or "").lstrip("/") if scheme in {"http", "https"} else ""
+        connectors.append(
+            SimpleSessionConnector(
+                kind=PORT_CONNECTOR,
+                status="AVAILABLE",
+                protocol=port.protocol or "TCP",
+                location=f"{scheme}://{host}:{outside}{path}",
+            )
+        )
+    return tuple(connectors)
 
 
 def run_lines(

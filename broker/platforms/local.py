@@ -18,6 +18,13 @@ own monitor, outside the runner's process group, so a cancel or the offered end 
 to stop it by name (`<engine> stop`, then `rm --force`), and the adapter removes it itself
 when the runner is gone.
 
+An interactive session (a notebook executable without a notebook, see `jupyter`) has a Jupyter
+server as its work: it is started as soon as the preparation has succeeded, and the session
+becomes AVAILABLE, with the server's URL as its connector, once the server answers
+`/api/status` with its token. A container that publishes ports asking for access gets a
+connector per port once it runs (`<engine> port`). Connectors reported are remembered in
+`state/connectors.json`, so each is reported once.
+
 It runs whatever an accepted request names, as the user running voexec: offer it only to
 trusted clients (`broker.write_tokens`) and limit `local.sources`.
 
@@ -26,6 +33,7 @@ Imports `core`, the broker's model, lifecycle, ports and the platform helpers; r
 
 from __future__ import annotations
 
+import json
 import os
 import platform as python_platform
 import shutil
@@ -45,9 +53,20 @@ from broker.lifecycle import (
     ResourcesReady,
     WorkFinished,
 )
-from broker.model import AnyExecutable, DockerContainer, JupyterNotebook, PythonProgram
-from broker.platforms import processes
-from broker.platforms.containers import ContainerEngine, container_name
+from broker.model import (
+    AnyExecutable,
+    DockerContainer,
+    JupyterNotebook,
+    PythonProgram,
+    SimpleSessionConnector,
+)
+from broker.platforms import java, jupyter, processes
+from broker.platforms.containers import (
+    ContainerEngine,
+    access_ports,
+    container_name,
+    published_connectors,
+)
 from broker.platforms.port import PlatformError, PlatformReport, SessionPlan
 from broker.platforms.recipe import FETCHER, Layout, Tools, prepare_script, refusals, run_script
 from core.errors import ConfigError
@@ -72,6 +91,10 @@ CONTAINER_MARGIN: Final = timedelta(seconds=20)
 """Beyond the grace period, how long the engine may take to stop and remove a container."""
 ENGINE_TIMEOUT: Final = 30
 """Seconds one engine call of the adapter (removing a container) may take."""
+PORT_TIMEOUT: Final = 5
+"""Seconds `<engine> port` may take: it is asked while the service waits."""
+CONNECTORS: Final = "connectors.json"
+"""In `state/`: the connectors already reported."""
 
 
 def _python_version(python: str, setting: str) -> str:
@@ -97,11 +120,11 @@ def local_tools(settings: LocalPlatformSettings, setting: str = "local") -> Tool
         ConfigError: the configured interpreter does not run.
     """
     python = settings.python or sys.executable
-    jupyter = shutil.which(settings.jupyter)
-    if jupyter is not None and not (
-        Path(jupyter).with_name("jupyter-nbconvert").exists() or shutil.which("jupyter-nbconvert")
+    runner = shutil.which(settings.jupyter)
+    if runner is not None and not (
+        Path(runner).with_name("jupyter-nbconvert").exists() or shutil.which("jupyter-nbconvert")
     ):
-        jupyter = None  # jupyter without nbconvert cannot execute notebooks
+        runner = None  # jupyter without nbconvert cannot execute notebooks
     wanted = settings.container_runtime
     runtime = None
     why = f"Singularity images are turned off ({setting}.container_runtime: none)"
@@ -112,15 +135,28 @@ def local_tools(settings: LocalPlatformSettings, setting: str = "local") -> Tool
         runtime = wanted if shutil.which(wanted) else None
         why = f"{wanted} was not found on PATH"
     engine, no_engine = _engine(settings, setting)
+    server_command = settings.jupyter_server.strip()
+    server = None
+    no_server = f"interactive sessions are turned off ({setting}.jupyter_server: none)"
+    if server_command not in {"", "none"}:
+        server = jupyter.find_server(server_command)
+        no_server = (
+            f"{server_command} was found neither on PATH nor beside voexec's Python "
+            f"({setting}.jupyter_server; pip install jupyter-server)"
+        )
     return Tools(
         python=python,
         python_version=_python_version(python, f"{setting}.python"),
-        jupyter=jupyter,
+        jupyter=runner,
         container_runtime=runtime,
         sources=tuple(settings.sources),
         no_containers=why,
         engine=engine,
         no_engine=no_engine,
+        jupyter_server=server,
+        no_jupyter_server=no_server,
+        listen=settings.listen,
+        jvm=java.detect(settings.java, f"{setting}.java"),
     )
 
 
@@ -170,6 +206,7 @@ class LocalPlatform:
         self._settings = local
         self._poll = local.poll
         self.tools = local_tools(local, f"broker.platforms[{settings.name}].local")
+        self._connector_host = jupyter.connector_host(local.listen, local.connector_host)
 
     # ----------------------------------------------------------------- the port
     def accepts(self, executable: AnyExecutable) -> Sequence[str]:
@@ -186,6 +223,8 @@ class LocalPlatform:
             (root / "prepare.sh").write_text(prepare_script(plan, self.tools, layout))
             (root / "run.sh").write_text(run_script(plan, self.tools, layout))
             shutil.copyfile(FETCH_HELPER, root / FETCHER)
+            if jupyter.is_interactive(plan.executable):
+                jupyter.write_token(state)
             self._launch(plan, layout, "prepare", memory=None)
         note = f"working directory {layout.root}: output in output/, logs in logs/"
         return [self._poll_report(now, note)]
@@ -194,8 +233,7 @@ class LocalPlatform:
         """Start the work (once); the polls already under way will see how it goes."""
         layout, state = self._layout(plan)
         if not (state / "run.pid").exists():
-            memory = int(plan.memory * 2**30) if self._limits_memory(plan) else None
-            self._launch(plan, layout, "run", memory=memory)
+            self._launch(plan, layout, "run", memory=self._memory(plan))
         return []
 
     def observe(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:
@@ -210,8 +248,14 @@ class LocalPlatform:
             code = _read(state / f"{step}.exit")
             if code is None:
                 if self._runner_alive(plan, state, step):
-                    return [self._poll_report(now)]
+                    ways_in = self._connectors(plan, state, now) if step == "run" else []
+                    return [*ways_in, self._poll_report(now)]
                 return [PlatformReport(now, Failed(reason=self._vanished(layout, step)))]
+            if step == "prepare" and code == "0" and jupyter.is_interactive(plan.executable):
+                # The server is the work: it starts now, so that it answers when the session
+                # becomes AVAILABLE (its first answer is the report that makes it so).
+                self._launch(plan, layout, "run", memory=self._memory(plan))
+                return [self._poll_report(now)]
             if code == "0" or (step == "run" and (state / "run.deadline").exists()):
                 # A program stopped at the offered end while voexec was away ran its course.
                 return [PlatformReport(now, done), self._poll_report(now)]
@@ -234,6 +278,57 @@ class LocalPlatform:
 
     def _poll_report(self, now: datetime, note: str | None = None) -> PlatformReport:
         return PlatformReport(now + self._poll, PlatformCheckDue(), note)
+
+    def _memory(self, plan: SessionPlan) -> int | None:
+        """The address-space cap of the session's work, bytes; None for none."""
+        return int(plan.memory * 2**30) if self._limits_memory(plan) else None
+
+    def _connectors(self, plan: SessionPlan, state: Path, now: datetime) -> list[PlatformReport]:
+        """The session's ways in, reported once: when its server answers, its ports are out.
+
+        An interactive session's report also says that it is ready (it becomes AVAILABLE);
+        a container's comes when it already runs, where that is a no-op.
+        """
+        if (state / CONNECTORS).exists():
+            return []
+        found: tuple[SimpleSessionConnector, ...] | None = None
+        note = None
+        if jupyter.is_interactive(plan.executable):
+            port, token = jupyter.read_port(state), jupyter.read_token(state)
+            if port is None or token is None:
+                return []
+            if not jupyter.answers(jupyter.probe_host(self.tools.listen), port, token):
+                return []
+            found = (jupyter.connector(self._connector_host, port, token),)
+            note = f"a Jupyter server answers on port {port}; the connector carries its token"
+        elif isinstance(plan.executable, DockerContainer) and access_ports(plan.executable):
+            found = self._published(plan, plan.executable)
+            if found:
+                note = "published: " + ", ".join(c.location or "" for c in found)
+        if not found:
+            return []
+        (state / CONNECTORS).write_text(
+            json.dumps([c.location for c in found]) + "\n", encoding="utf-8"
+        )
+        return [PlatformReport(now, ResourcesReady(), note, connectors=found)]
+
+    def _published(
+        self, plan: SessionPlan, container: DockerContainer
+    ) -> tuple[SimpleSessionConnector, ...] | None:
+        """The container's ports asking for access as the engine published them, if it runs."""
+        engine = self._engine_of()
+        try:
+            listing = subprocess.run(  # noqa: S603 - the configured engine, our container's name
+                [engine.command, "port", container_name(plan.session_id)],
+                env={**os.environ, **dict(engine.environment)},
+                capture_output=True,
+                text=True,
+                timeout=PORT_TIMEOUT,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None  # asked again at the next poll
+        return published_connectors(container, listing.stdout) if listing.returncode == 0 else None
 
     def _limits_memory(self, plan: SessionPlan) -> bool:
         # Container engines reserve more address space than they use: never cap them.

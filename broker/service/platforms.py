@@ -12,10 +12,13 @@ no I/O of its own (the adapters do theirs).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Final, TypeAlias
+
+import msgspec
 
 from broker.lifecycle import Failed, ObservePlatform, Release, StartPreparation, StartWork, StopWork
 from broker.model import (
@@ -109,6 +112,17 @@ ACTIONS: Final[Mapping[type[PlatformEffect], str]] = {
 def action_of(effect: PlatformEffect) -> str:
     """The name of the platform call an effect stands for (`prepare`, `start`...)."""
     return ACTIONS[type(effect)]
+
+
+def with_connectors(
+    record: SessionRecord, reports: Sequence[PlatformReport]
+) -> SessionRecord | None:
+    """The session with the connectors its platform reported last; None when none did."""
+    reported = [report.connectors for report in reports if report.connectors is not None]
+    if not reported:
+        return None
+    document = msgspec.structs.replace(record.document, connectors=list(reported[-1]))
+    return dataclasses.replace(record, document=document)
 
 
 def call_platform(

@@ -243,14 +243,28 @@ def new_session(
     )
 
 
+_CONNECTORS_FINISHED: Final = frozenset({Phase.RELEASING, *lifecycle.TERMINAL})
+"""Phases whose session's connectors lead nowhere any more."""
+
+
 def visible_session(document: AnySession, state: SessionState, now: datetime) -> AnySession:
-    """The session as a client sees it now: an offer past `expires` reads as EXPIRED."""
+    """The session as a client sees it now.
+
+    An offer past `expires` reads as EXPIRED; the connectors of a session that is ending or has
+    ended read as FINISHED.
+    """
     expires = state.expires
     if state.phase is Phase.OFFERED and expires is not None and now >= expires:
         meta = document.meta or ComponentMetadata()
         return msgspec.structs.replace(
             document, phase=SessionPhase.EXPIRED, meta=msgspec.structs.replace(meta, options=[])
         )
+    if state.phase in _CONNECTORS_FINISHED and document.connectors:
+        finished = [
+            msgspec.structs.replace(connector, status="FINISHED")
+            for connector in document.connectors
+        ]
+        return msgspec.structs.replace(document, connectors=finished)
     return document
 
 

@@ -5,7 +5,9 @@
   source's `webhook_secret_env` names (missing: 401; wrong, or webhooks not enabled: 403). The
   project is harvested at once on a worker thread; the answer is 202 with the run's id and a
   `Location` of its report. Other events are acknowledged (200) and ignored, so GitLab does
-  not disable the hook.
+  not disable the hook. Calls are rate-limited per source and client address
+  (`auth.limits.webhooks`: 429 with `Retry-After`, counted before the secret is compared, so
+  guessing it is slow too).
 - `GET /harvest/reports?source=&limit=`: recent runs, newest first;
 - `GET /harvest/reports/{run_id}?project=&problems_only=`: one run, per project;
 - `GET /harvest/sources`: the configured sources (never a token or a secret).
@@ -24,14 +26,15 @@ import os
 import threading
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
-from litestar import Response, Router, get, post
+from litestar import Request, Response, Router, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, HeaderParameter, QueryParameter, RawBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
+from core.auth import Security
 from core.errors import Forbidden, Invalid, Problem, Unauthorized
 from core.settings import GitLabSource
 from harvest.model import HarvestReport, RunSummary
@@ -147,6 +150,8 @@ def _check_secret(source: GitLabSource, given: str | None, environ: Mapping[str,
 @post("/webhooks/gitlab/{source:str}", sync_to_thread=True, status_code=HTTP_202_ACCEPTED)
 def gitlab_webhook(
     *,
+    request: Request[Any, Any, Any],
+    security: NamedDependency[Security],
     source: FromPath[str],
     harvest: Pipeline,
     harvest_background: NamedDependency[BackgroundHarvests],
@@ -161,6 +166,8 @@ def gitlab_webhook(
     ] = None,
 ) -> Response[WebhookAnswer]:
     """Harvest the project a GitLab push or tag push event names, at once."""
+    address = request.client.host if request.client else "unknown"
+    security.limiter.take("webhooks", f"{source}:address:{address}")
     configured = harvest.source(source)
     _check_secret(configured, token, harvest_environ)
     try:

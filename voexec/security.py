@@ -36,9 +36,9 @@ def build_security(settings: Settings) -> Security:
 
 
 def security_of(services: Services) -> Security:
-    """The app's security, built on first use."""
+    """The app's security, built on first use (handlers get it as the dependency `security`)."""
     found = services.components.get("security")
     if not isinstance(found, Security):
         found = build_security(services.settings)
-        services.components["security"] = found
+        services.provide("security", found)
     return found

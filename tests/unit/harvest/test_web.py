@@ -9,9 +9,11 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.testing import TestClient
 
+from core.settings import settings_from_mapping
 from harvest.web import BackgroundHarvests, router
 from tests.unit.harvest.conftest import PipelineKit, executable
 from voexec.problems import EXCEPTION_HANDLERS
+from voexec.security import build_security
 
 SECRET = "s3cret-webhook-token"
 FILE = "ivoa-executable.yaml"
@@ -50,8 +52,12 @@ class Web:
         return self.client.post(f"/harvest/webhooks/gitlab/{source}", json=body, headers=headers)
 
 
+WEBHOOK_LIMIT = {"auth": {"limits": {"webhooks": {"requests": 3, "per": "PT1H"}}}}
+
+
 @pytest.fixture
 def web(kit: PipelineKit) -> Iterator[Web]:
+    security = build_security(settings_from_mapping(WEBHOOK_LIMIT))
     pipeline = kit.pipeline(
         kit.source(webhook_secret_env="LAB_HOOK_SECRET"),
         kit.source(name="quiet", webhook_secret_env=None),
@@ -62,6 +68,7 @@ def web(kit: PipelineKit) -> Iterator[Web]:
         dependencies={
             "harvest": Provide(lambda: pipeline, sync_to_thread=False),
             "harvest_background": Provide(lambda: background, sync_to_thread=False),
+            "security": Provide(lambda: security, sync_to_thread=False),
         },
         exception_handlers=dict(EXCEPTION_HANDLERS),  # type: ignore[arg-type]
     )
@@ -171,3 +178,13 @@ def test_sources_show_settings_but_never_secrets(web: Web):
     assert sources[1]["webhook"] is None
     assert SECRET not in web.client.get("/harvest/sources").text
     assert "LAB_TOKEN" not in web.client.get("/harvest/sources").text
+
+
+@pytest.mark.usefixtures("rate_limits")
+def test_webhook_calls_past_the_limit_get_429_with_retry_after(web: Web):
+    answers = [web.hook({"object_kind": "note"}, token="wrong") for _ in range(4)]
+    assert [a.status_code for a in answers] == [403, 403, 403, 429]
+    assert int(answers[-1].headers["retry-after"]) >= 1
+    assert "too many webhook calls" in answers[-1].json()["detail"]
+    # Another source's hook has its own bucket.
+    assert web.hook({"object_kind": "note"}, source="quiet").status_code == 403

@@ -113,7 +113,7 @@ def test_sign_in_then_accept_an_offer_and_cancel_the_session(tab: Page, guarded_
     token = tab.get_by_label("Broker token")
     token.fill("not-the-token")
     tab.get_by_role("button", name="Sign in").click()
-    expect(tab.get_by_role("alert")).to_contain_text("not one of this broker's write tokens")
+    expect(tab.get_by_role("alert")).to_contain_text("not one of this voexec's tokens")
     expect(token).to_have_value("")  # what was pasted is not sent back
     tab.get_by_label("Broker token").fill(TOKEN)
     tab.get_by_role("button", name="Sign in").click()

@@ -60,7 +60,9 @@ from broker.model import (
     message_item,
 )
 from broker.model.codec import BodyTooLarge, Media, UnsupportedMediaType
+from broker.platforms.remote_client import PATH_HEADER
 from broker.service import BrokerService, DirectExecutionFailed, IllegalUpdate
+from broker.service.federation import parse_path
 from broker.web_openapi import document_openapi
 from core.auth import BEARER_CHALLENGE, Identity, Permission, Security
 from core.errors import (
@@ -353,6 +355,7 @@ def _offers(
         http.base_url(request),
         unknown_kinds=decoded.unknown_kinds,
         requester=requester,
+        path=parse_path(request.headers.get(PATH_HEADER)),
     )
     location = offerset.meta.url if offerset.meta and offerset.meta.url else ""
     return _answer(request, offerset, 303, {"Location": location})

@@ -33,7 +33,11 @@ def build(services: Services) -> None:
         platform.name: build_platform(platform, settings.data_dir)
         for platform in settings.broker.platforms
     }
-    broker = BrokerService(settings.broker, services.clock, store, platforms)
+    # This broker's id in the paths of forwarded requests: its public URL when it has one.
+    broker_id = (
+        f"{settings.server.public_url.rstrip('/')}/broker" if settings.server.public_url else None
+    )
+    broker = BrokerService(settings.broker, services.clock, store, platforms, broker_id=broker_id)
     services.provide("broker", broker)
     services.route_handlers.append(broker_router(settings.server, security=security_of(services)))
     if not isinstance(services.clock, ManualClock):

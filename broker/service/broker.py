@@ -80,6 +80,7 @@ from broker.scheduling.intervals import Interval, format_duration
 from broker.scheduling.offers import Offer, OfferPolicy, OfferSet
 from broker.scheduling.resources import Booking, BookingKind, PlatformSpec
 from broker.scheduling.slots import earliest_start
+from broker.service.federation import Federation, with_link
 from broker.service.offers import Question, answer_messages, place_offers, read_question
 from broker.service.platforms import call_platform
 from broker.service.shape import (
@@ -176,6 +177,7 @@ class BrokerService:
         platforms: Mapping[str, Platform],
         *,
         worker_id: str | None = None,
+        broker_id: str | None = None,
     ) -> None:
         self._settings = settings
         self._clock = clock
@@ -183,6 +185,15 @@ class BrokerService:
         self._platforms = platforms
         self._specs = [PlatformSpec.from_settings(platform) for platform in settings.platforms]
         self._spec = {spec.name: spec for spec in self._specs}
+        # Remote platforms are other brokers: asked beside the local scheduler, not by it.
+        self._federation = Federation(
+            platforms,
+            self._specs,
+            broker_id=broker_id or f"urn:uuid:{uuid4()}",
+            horizon=settings.horizon,
+            max_offers=settings.max_offers,
+            offer_ttl=settings.offer_ttl,
+        )
         self._policy = OfferPolicy.from_settings(settings)
         # `direct` books the first offer chosen, which is the same whatever the number chosen.
         self._direct_policy = msgspec.structs.replace(self._policy, max_offers=1)
@@ -198,6 +209,7 @@ class BrokerService:
         *,
         unknown_kinds: Sequence[UnknownKind] = (),
         requester: str | None = None,
+        path: Sequence[str] = (),
     ) -> OfferSetResponse:
         """Answer a request with an offer set (not idempotent: each call makes new offers).
 
@@ -207,6 +219,8 @@ class BrokerService:
             unknown_kinds: components the codec set aside because their kind is unknown.
             requester: who asks (a token's or an address's identity), for the limit on offer
                 sets one requester may hold at once; None: no limit (in-process callers).
+            path: the brokers a forwarded request passed through (`X-Execution-Broker-Path`);
+                a request that passed through this one is answered NO and forwarded nowhere.
 
         Returns:
             `result: YES` with offers (sessions in phase OFFERED, each holding its capacity
@@ -222,11 +236,17 @@ class BrokerService:
                 self._check_held(tx, requester, limit, now)  # before any work
         offerset_id = uuid4()
         question = self._question(request, unknown_kinds, now)
+        gathered = self._federation.gather(request, question.demand, path, now)
+        if gathered.loop is not None:
+            question = dataclasses.replace(
+                question, messages=(*question.messages, gathered.loop), demand=None
+            )
         demand = question.demand
         # How late an offer accepted late may start: the end of the requested start range.
         latest_start = max(w.end for w in demand.windows) if demand is not None else None
 
         def keep(tx: StoreTransaction, found: OfferSet) -> OfferSetResponse:
+            found = gathered.merged(found)
             meta = ComponentMetadata(
                 uuid=offerset_id,
                 url=f"{base_url}/offersets/{offerset_id}",
@@ -252,6 +272,7 @@ class BrokerService:
                     offerset=str(offerset_id),
                     position=i,
                     latest_start=latest_start,
+                    link=gathered.link(offer),
                 )
                 for i, offer in enumerate(found.offers)
             ]
@@ -325,6 +346,11 @@ class BrokerService:
             IllegalUpdate: the current phase does not allow it (e.g. accepting an EXPIRED offer).
         """
         target = requested_phase(update)
+        with self._federation.forwarding(self._store, uuid, target):
+            return self._update_here(uuid, target)
+
+    def _update_here(self, uuid: UUID, target: SessionPhase) -> AnySession:
+        """`update_session` on this broker, once it was forwarded where it must be."""
         try:
             return self._update(uuid, target, exclusive=False)
         except _NeedsExclusiveLock:
@@ -361,7 +387,9 @@ class BrokerService:
                 refusal = IllegalUpdate(uuid, phase, target)  # raised after the commit
             else:
                 event = lifecycle.update_event(record.state, "phase", target.value)
-                if isinstance(event, OfferAccepted):
+                if isinstance(event, OfferAccepted) and not self._federation.is_remote(
+                    record.platform
+                ):  # a remote offer was accepted where it is, at its own time
                     accepted = self._accepting(tx, record, now, exclusive=exclusive)
                     if isinstance(accepted, AcceptRefused):
                         refusal = accepted
@@ -514,7 +542,8 @@ class BrokerService:
             request,
             unknown,
             settings=self._settings,
-            specs=self._specs,
+            specs=self._federation.local(self._specs),
+            forwarding=bool(self._federation.remotes),
             adapters=self._platforms,
             policy=self._policy,
             now=now,
@@ -531,6 +560,7 @@ class BrokerService:
         offerset: str | None,
         position: int = 0,
         latest_start: datetime | None = None,
+        link: str | None = None,
     ) -> SessionRecord:
         """Store a new session for `offer`: OFFERED in an offer set, else ACCEPTED at once."""
         session_id = uuid4()
@@ -566,6 +596,8 @@ class BrokerService:
         )
         # Effects first, so that the session is inserted once, with their notes.
         record = self._carry_out(tx, record, result.effects, now, now)
+        if link is not None:
+            record = with_link(record, link, now)
         tx.add_session(record, position=position, start=offer.start, end=offer.end)
         return record
 

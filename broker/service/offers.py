@@ -85,6 +85,7 @@ def read_question(
     adapters: Mapping[str, Platform],
     policy: OfferPolicy,
     now: datetime,
+    forwarding: bool = False,
 ) -> Question:
     """Read a request, ask the platforms whether they run it, and find the candidates.
 
@@ -95,7 +96,7 @@ def read_question(
     demand = reading.demand
     if demand is None or request.executable is None:
         return Question(messages, None)
-    if not specs:
+    if not specs and not forwarding:  # with remote brokers, they may still offer
         missing = message_item(
             "urn:voexec:no-platform",
             "This broker has no compute platform configured",

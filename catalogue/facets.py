@@ -81,6 +81,31 @@ def active_filters(filters: Mapping[str, Iterable[str]]) -> dict[str, tuple[str,
     return active
 
 
+def requested_facets(facets: Iterable[str] | None) -> tuple[str, ...]:
+    """The facets to count, in `FACETS` order: all of them for None, known names only otherwise.
+
+    Args:
+        facets: `SearchQuery.facets` (checked by `check_query`).
+    """
+    if facets is None:
+        return FACETS
+    wanted = set(facets)
+    return tuple(name for name in FACETS if name in wanted)
+
+
+def facet_problems(facets: Iterable[str] | None, field: str = "facets") -> list[Problem]:
+    """One problem naming `field` per unknown name in a list of facets to count."""
+    return [
+        Problem(
+            field,
+            f"unknown facet {name!r}; facets are: {', '.join(FACETS)}",
+            tuple(difflib.get_close_matches(name, FACETS, n=3)),
+        )
+        for name in facets or ()
+        if name not in FACETS
+    ]
+
+
 def check_query(query: SearchQuery) -> None:
     """Refuse a query an adapter cannot run, naming every wrong field.
 
@@ -88,8 +113,9 @@ def check_query(query: SearchQuery) -> None:
         query: The query as the caller built it.
 
     Raises:
-        Invalid: One problem per wrong field: an unknown facet (`filters.<name>`, with the closest
-            facet names as suggestions), too many values, `limit`, `sort` or `text`.
+        Invalid: One problem per wrong field: an unknown facet (`filters.<name>` or `facets`,
+            with the closest facet names as suggestions), too many values, `limit`, `sort` or
+            `text`.
     """
     problems: list[Problem] = []
     for name, values in query.filters.items():
@@ -108,6 +134,7 @@ def check_query(query: SearchQuery) -> None:
             problems.append(
                 Problem(f"filters.{name}", f"at most {MAX_VALUES_PER_FACET} values per facet")
             )
+    problems += facet_problems(query.facets)
     if isinstance(query.limit, bool) or not 1 <= query.limit <= MAX_PAGE_SIZE:
         problems.append(Problem("limit", f"must be between 1 and {MAX_PAGE_SIZE}"))
     if query.sort not in SORT_ORDERS:

@@ -377,6 +377,8 @@ class SearchRequest(msgspec.Struct, frozen=True, kw_only=True):
     sort: SortOrder = "relevance"
     cursor: str | None = None
     limit: int | None = None
+    facets: tuple[str, ...] | None = None
+    """The facets to count and show (None: all); the others are left out of the page."""
 
 
 class SearchPage(msgspec.Struct, frozen=True, kw_only=True):

@@ -31,6 +31,7 @@ from catalogue.facets import (
     facet_counts,
     name_sort_value,
     normalise_name,
+    requested_facets,
     required_terms,
     typo_distance,
     updated_micros,
@@ -411,8 +412,10 @@ def filter_clause(filters: Mapping[str, Sequence[str]]) -> dict[str, Any]:
     return {"bool": {"filter": [{"terms": {f: list(values)}} for f, values in filters.items()]}}
 
 
-def facet_aggregations(filters: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
-    """Counts of every facet, each under every selection but its own (multi-select).
+def facet_aggregations(
+    filters: Mapping[str, tuple[str, ...]], facets: tuple[str, ...] = FACETS
+) -> dict[str, Any]:
+    """Counts of `facets`, each under every selection but its own (multi-select).
 
     One `filter` aggregation per `facets.CountPlan` (the facets that share a filter set), holding
     a `terms` aggregation per facet: a selected facet's counts ignore its own selection so the
@@ -425,7 +428,7 @@ def facet_aggregations(filters: Mapping[str, tuple[str, ...]]) -> dict[str, Any]
                 facet: {"terms": {"field": facet, "size": FACET_BUCKETS}} for facet in plan.facets
             },
         }
-        for number, plan in enumerate(count_plans(filters))
+        for number, plan in enumerate(count_plans(filters, facets))
     }
 
 
@@ -448,7 +451,7 @@ def to_dsl(query: SearchQuery) -> dict[str, Any]:
         "track_total_hits": True,
         "_source": False,
         "query": text_query(query.text) or {"match_all": {}},
-        "aggs": facet_aggregations(filters),
+        "aggs": facet_aggregations(filters, requested_facets(query.facets)),
         "sort": SORTS[query.sort],
     }
     if filters:
@@ -481,9 +484,10 @@ def read_result(query: SearchQuery, response: Mapping[str, Any]) -> SearchResult
         next_cursor = encode_cursor(query, (value, last_id))
     total = int(hits_part.get("total", {}).get("value", 0))
     filters = active_filters(query.filters)
+    wanted = requested_facets(query.facets)
     aggregations = response.get("aggregations", {})
     facets: dict[str, dict[str, int]] = {}
-    for number, plan in enumerate(count_plans(filters)):
+    for number, plan in enumerate(count_plans(filters, wanted)):
         counted = aggregations.get(f"{COUNTS_AGGREGATION}{number}", {})
         for facet in plan.facets:
             buckets = counted.get(facet, {}).get("buckets", [])
@@ -492,7 +496,7 @@ def read_result(query: SearchQuery, response: Mapping[str, Any]) -> SearchResult
     return SearchResult(
         total=total,
         hits=hits,
-        facets={facet: facets[facet] for facet in FACETS},
+        facets={facet: facets[facet] for facet in wanted},
         next_cursor=next_cursor,
     )
 

@@ -7,7 +7,7 @@ through `BrokerGateway`, with ExecutionRequest documents as plain mappings (the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -74,6 +74,9 @@ class SearchQuery(msgspec.Struct, frozen=True, kw_only=True):
     cursor: str | None = None
     """Opaque token from the previous page's `next_cursor`."""
     limit: int = 20
+    facets: tuple[str, ...] | None = None
+    """The facets to count (None: all of `FACETS`); a page asks only for those it shows, since
+    counting is most of a search's cost."""
 
 
 class SearchHit(msgspec.Struct, frozen=True):
@@ -89,8 +92,9 @@ class SearchResult(msgspec.Struct, frozen=True, kw_only=True):
     total: int
     hits: list[SearchHit]
     facets: dict[str, dict[str, int]]
-    """Facet -> value -> count. Counts of a facet ignore that facet's own selection
-    (multi-select), but apply every other facet's selection and the text."""
+    """Facet -> value -> count, for the facets the query asked for, in `FACETS` order. Counts of
+    a facet ignore that facet's own selection (multi-select), but apply every other facet's
+    selection and the text."""
     next_cursor: str | None = None
 
 
@@ -150,6 +154,14 @@ class SearchIndex(Protocol):
 
     def count(self) -> int:
         """How many documents the index holds."""
+        ...
+
+    def generation(self) -> Hashable:
+        """A value that changes whenever searches may answer differently (a write, a switch).
+
+        Callers key cached answers by it: equal values mean the same query gets the same answer.
+        Cheap enough to call before every search.
+        """
         ...
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -75,6 +76,8 @@ BULK_RETRIES: Final = 3
 """Retries (with back-off) of documents the cluster rejected as too busy (429)."""
 SWAP_ATTEMPTS: Final = 3
 """Alias moves retried when another process moved the alias at the same moment."""
+GENERATION_SECONDS: Final = 1.0
+"""The serving index's refresh interval (`SERVING_SETTINGS`): how long `generation` holds."""
 INITIAL_SUFFIX: Final = "initial"
 """Name suffix of the empty index made when the alias does not exist yet. A fixed name, so two
 processes starting together make one index, not two behind one alias."""
@@ -158,6 +161,8 @@ class OpenSearchIndex:
         self._client = make_client(settings, timeout=timeout)
         self._lock = threading.Lock()
         self._alias_ready = False
+        self._writes = 0
+        """Bumped after every write and rebuild of this process (see `generation`)."""
 
     # ------------------------------------------------------------------ writes
     def upsert(self, documents: Iterable[IndexDocument]) -> None:
@@ -206,6 +211,15 @@ class OpenSearchIndex:
         """Nothing to follow: every process searches and writes through the alias."""
         return None
 
+    def generation(self) -> tuple[int, int]:
+        """This process's writes, and the current refresh interval's number.
+
+        Another process's writes become searchable at the cluster's next refresh (every
+        `GENERATION_SECONDS`), which this process cannot see: answers keyed by the value last
+        one interval at most, so they are never older than the cluster's own delay doubled.
+        """
+        return self._writes, int(time.monotonic() // GENERATION_SECONDS)
+
     def _rebuild(self, documents: Iterable[IndexDocument]) -> set[str]:
         with self._lock:
             name = f"{self.alias}-{datetime.now(UTC):%Y%m%d%H%M%S%f}"
@@ -234,6 +248,7 @@ class OpenSearchIndex:
                     self._delete_indices([name], why="the rebuild failed")
                 raise
             self._alias_ready = True
+            self._writes += 1
             self._delete_indices(replaced, why="the rebuild replaced it")
             log.info("search index %s rebuilt as %s: %d entries", self.alias, name, len(seen))
             return seen
@@ -249,7 +264,12 @@ class OpenSearchIndex:
         body = to_dsl(query)  # refuses a bad query before any request
         try:
             with self._answering("search", missing_ok=True):
-                response = self._client.search(index=self.alias, body=body, filter_path=FILTER_PATH)
+                # The shard request cache keeps the counts of a query the cluster has already
+                # answered until the next refresh that changes the index; without the flag it
+                # would only keep answers without hits.
+                response = self._client.search(
+                    index=self.alias, body=body, filter_path=FILTER_PATH, request_cache=True
+                )
         except _IndexMissing:
             return empty_result(query)
         return read_result(query, response)
@@ -328,22 +348,25 @@ class OpenSearchIndex:
         it is made again and the write retried once; `reindex` then restores the rest.
         """
         with self._lock:
-            for attempt in range(2):
-                self._ensure_alias()
-                try:
-                    with self._answering(action):
-                        self._bulk(actions(), refresh=True, require_alias=True, **options)
-                except Unavailable as error:
-                    self._alias_ready = False
-                    if isinstance(error.__cause__, ClusterUnreachable):
+            try:
+                for attempt in range(2):
+                    self._ensure_alias()
+                    try:
+                        with self._answering(action):
+                            self._bulk(actions(), refresh=True, require_alias=True, **options)
+                    except Unavailable as error:
+                        self._alias_ready = False
+                        if isinstance(error.__cause__, ClusterUnreachable):
+                            raise
+                        with self._answering(f"read the alias {self.alias}"):
+                            gone = not self._client.indices.exists_alias(name=self.alias)
+                        if attempt == 0 and gone:
+                            log.warning("search alias %s has gone; making it again", self.alias)
+                            continue
                         raise
-                    with self._answering(f"read the alias {self.alias}"):
-                        gone = not self._client.indices.exists_alias(name=self.alias)
-                    if attempt == 0 and gone:
-                        log.warning("search alias %s has gone; making it again", self.alias)
-                        continue
-                    raise
-                return
+                    return
+            finally:
+                self._writes += 1  # even a failed bulk may have written part of its documents
 
     def _ensure_alias(self) -> None:
         """Create the alias with an empty index behind it, unless it exists (lock held)."""

@@ -29,13 +29,14 @@ import msgspec
 from catalogue import handoff
 from catalogue.executables import executable_kind
 from catalogue.facet_views import facet_views, resolve_filters
-from catalogue.facets import MAX_PAGE_SIZE, MAX_TEXT_LENGTH
+from catalogue.facets import MAX_PAGE_SIZE, MAX_TEXT_LENGTH, facet_problems, requested_facets
 from catalogue.model import (
     Concept,
     Entry,
     EntryDetail,
     EntrySummary,
     EntryVersion,
+    Facet,
     HandOff,
     ProblemItem,
     Provenance,
@@ -64,6 +65,7 @@ from catalogue.publisher import (
     CheckedDocument,
     check_document,
 )
+from catalogue.search_cache import LruCache
 from core.clock import Clock
 from core.errors import Conflict, DomainError, Invalid, NotFound, Problem
 from vocabularies.expand import with_ancestors
@@ -80,6 +82,10 @@ and processes sharing a store may disagree a little about the time."""
 CATCH_UP_PAGE: Final = 500
 INDEX_RETRY_SECONDS: Final = 5.0
 """Least time between two attempts to catch a failing index up."""
+VIEWS_CACHE_SIZE: Final = 256
+"""Facet trees kept (one per text, filters and facets asked for): a few KiB each."""
+PAGES_CACHE_SIZE: Final = 512
+"""Search answers kept (a page of summaries and its facet trees, shared with the views)."""
 
 
 class CatalogueStore(Protocol):
@@ -172,6 +178,8 @@ class CatalogueService:
         *,
         page_size: int = 20,
         index_retry_seconds: float = INDEX_RETRY_SECONDS,
+        views_cache_size: int = VIEWS_CACHE_SIZE,
+        pages_cache_size: int = PAGES_CACHE_SIZE,
     ) -> None:
         self.store = store
         self.index = index
@@ -187,6 +195,10 @@ class CatalogueService:
         self._next_attempt = 0.0
         self._state = threading.Lock()
         self._catching_up = threading.Lock()
+        self._views: LruCache[list[Facet]] = LruCache(views_cache_size)
+        """Facet trees by (index generation, text, filters, facets): shared by every page."""
+        self._pages: LruCache[SearchPage] = LruCache(pages_cache_size)
+        """Whole answers by the same key plus sort, cursor and limit."""
 
     # ------------------------------------------------------------------------ publishing
     def check(
@@ -397,30 +409,53 @@ class CatalogueService:
         limit = request.limit if request.limit is not None else self.page_size
         if not 1 <= limit <= MAX_PAGE_SIZE:
             raise Invalid("bad limit", [Problem("limit", f"must be 1 to {MAX_PAGE_SIZE}")])
+        shown = facet_problems(request.facets)
+        if shown:
+            raise Invalid("unknown facets", shown)
+        facets = requested_facets(request.facets)
         filters = resolve_filters(request.filters, self.vocabularies)
         self.follow_index()
+        text = " ".join(request.text.split())
+        # Answers are kept by the index's generation, which every write and switch changes.
+        selection = tuple((name, tuple(sorted(values))) for name, values in filters.items())
+        counted_key = (self.index.generation(), text, selection, facets)
+        page_key = (counted_key, request.sort, request.cursor, limit)
+        # While the index lags behind the store, the store's summaries may change under an
+        # unchanged generation: those pages are not kept.
+        keep_page = self._behind_since is None
+        page = self._pages.get(page_key) if keep_page else None
+        if page is not None:
+            return page
         result = self.index.search(
             SearchQuery(
-                text=request.text.strip(),
+                text=text,
                 filters=filters,
                 sort=request.sort,
                 cursor=request.cursor,
                 limit=limit,
+                facets=facets,
             )
         )
+        views = self._views.get(counted_key)
+        if views is None:
+            views = facet_views(result.facets, filters, self.vocabularies)
+            self._views.put(counted_key, views)
         versions = self.store.current_versions([hit.id for hit in result.hits])
         hits = [
             self._summary(hit.id, versions[hit.id], hit.score)
             for hit in result.hits
             if hit.id in versions  # an index entry the store no longer has: reindex drift
         ]
-        return SearchPage(
+        page = SearchPage(
             total=result.total,
             hits=hits,
-            facets=facet_views(result.facets, filters, self.vocabularies),
+            facets=views,
             next_cursor=result.next_cursor,
             sort=request.sort,
         )
+        if keep_page:
+            self._pages.put(page_key, page)
+        return page
 
     def _summary(self, key: str, version: EntryVersion, score: float) -> EntrySummary:
         spec = version.spec

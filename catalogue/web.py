@@ -159,6 +159,13 @@ def catalogue_router(*, security: Security, public_url: str | None = None) -> Ro
             str | None, QueryParameter(description="the previous page's next_cursor")
         ] = None,
         limit: Annotated[int | None, QueryParameter(ge=1, le=100)] = None,
+        facets: Annotated[
+            list[str] | None,
+            QueryParameter(
+                description="Facets to count, comma-separated or repeated (default: all; "
+                "empty: none). Counting is most of a search's cost: ask for those you show."
+            ),
+        ] = None,
     ) -> SearchPage:
         """Faceted search; facet counts ignore their own facet's selection (multi-select)."""
         selected = {
@@ -171,8 +178,14 @@ def catalogue_router(*, security: Security, public_url: str | None = None) -> Ro
             "messenger": messenger,
         }
         filters = {name: tuple(values) for name, values in selected.items() if values}
+        counted: tuple[str, ...] | None = None
+        if facets is not None:
+            counted = tuple(name.strip() for given in facets for name in given.split(","))
+            counted = tuple(name for name in counted if name)
         return catalogue.search(
-            SearchRequest(text=q, filters=filters, sort=sort, cursor=cursor, limit=limit)
+            SearchRequest(
+                text=q, filters=filters, sort=sort, cursor=cursor, limit=limit, facets=counted
+            )
         )
 
     @post("/executables/{entry_id:str}/offers")

@@ -40,7 +40,13 @@ from typing import Final
 import tantivy
 from tantivy import Query
 
-from catalogue.facets import active_filters, check_query, decode_cursor, encode_cursor
+from catalogue.facets import (
+    active_filters,
+    check_query,
+    decode_cursor,
+    encode_cursor,
+    requested_facets,
+)
 from catalogue.ports import ChangesSince, IndexDocument, SearchHit, SearchQuery, SearchResult
 from catalogue.search_tantivy.pages import keyed_page, ranked_page
 from catalogue.search_tantivy.queries import (
@@ -67,6 +73,8 @@ COUNT_WORKERS: Final = 4
 """Threads counting facets while searches find their pages."""
 POINTER: Final = "CURRENT"
 """The file naming the live generation (first line) and when its rebuild started (second)."""
+META: Final = "meta.json"
+"""tantivy's list of an index's segments, rewritten by every commit and merge."""
 IN_USE: Final = ".voexec-in-use"
 """Lock file inside each generation: shared by its users, exclusive for whoever deletes it."""
 UNKNOWN_START: Final = datetime.min.replace(tzinfo=UTC)
@@ -111,6 +119,21 @@ class Generation:
         self.index = index
         self.directory = directory
         self._lock = lock
+        self.loaded: tuple[int, ...] = self.commit_stamp()
+        """`commit_stamp()` when the searcher was last reloaded."""
+
+    def commit_stamp(self) -> tuple[int, ...]:
+        """Identity of the generation's `meta.json`, which every commit and merge rewrites.
+
+        A commit by another process (a harvest beside the server) changes it too, which this
+        process's own write counter cannot see. () in memory, or while the file is being replaced.
+        """
+        if self.directory is None:
+            return ()
+        try:
+            return identity(os.stat(self.directory / META))
+        except FileNotFoundError:
+            return ()
 
     @property
     def name(self) -> str:
@@ -326,6 +349,25 @@ class TantivySearchIndex:
         """How many documents the index holds."""
         return int(self._live.index.searcher().num_docs)
 
+    def generation(self) -> tuple[str, int, tuple[int, ...]]:
+        """Changes with every write and switch of this process and every commit of another.
+
+        One `stat` of the live generation's `meta.json`; when it changed behind this process's
+        back, the searcher is reloaded first, so answers keyed by the value are never older than
+        it. (tantivy would reload on its own, but only after a delay.)
+        """
+        live = self._live
+        counter = self._generation
+        stamp = live.commit_stamp()
+        if stamp != live.loaded:
+            try:
+                live.index.reload()
+            except ValueError as error:  # the reader keeps its last state; try again next time
+                log.warning("search index not reloaded: %s", error)
+            else:
+                live.loaded = stamp
+        return live.name, counter, stamp
+
     def close(self) -> None:
         """Finish background merges, release the writer (and its directory lock) and workers.
 
@@ -346,38 +388,49 @@ class TantivySearchIndex:
         check_query(query)
         cursor = decode_cursor(query)
         filters = active_filters(query.filters)
-        generation = self._generation
+        facets = requested_facets(query.facets)
+        generation = self.generation()  # before the searcher: a key never outlives its data
         searcher = self._live.index.searcher()
         text = text_query(searcher, query.text)
         counts_key = (
             generation,
             query.text,
             tuple((f, tuple(sorted(v))) for f, v in filters.items()),
+            facets,
         )
         counted = self._counts.get(counts_key)
         # tantivy releases the GIL while it searches: count the facets on a worker thread while
         # this one finds the page (the two cost about the same).
-        counting = None if counted else self._count_in_background(searcher, text, filters)
+        counting = None
+        if counted is None and facets:
+            counting = self._count_in_background(searcher, text, filters, facets)
         base = conjunction([q for q in (text,) if q is not None] + filter_queries(filters))
         if text is not None and query.sort == "relevance":
             window = ranked_page(searcher, base, cursor, query.limit)
         else:
             window = keyed_page(searcher, base, KEYED_SORTS[query.sort], cursor, query.limit)
         if counted is None:
-            counted = counting.result() if counting else count_facets(searcher, text, filters)
+            if counting is not None:
+                counted = counting.result()
+            else:
+                counted = count_facets(searcher, text, filters, facets)
             self._counts.put(counts_key, counted)
-        facets, total = counted
+        counts, total = counted
         hits = [SearchHit(doc_id, score) for score, doc_id in window.hits]
         next_cursor = None
         if window.more and window.last is not None:
             next_cursor = encode_cursor(query, window.last, window.hint)
-        return SearchResult(total=total, hits=hits, facets=facets, next_cursor=next_cursor)
+        return SearchResult(total=total, hits=hits, facets=counts, next_cursor=next_cursor)
 
     def _count_in_background(
-        self, searcher: tantivy.Searcher, text: Query | None, filters: dict[str, tuple[str, ...]]
+        self,
+        searcher: tantivy.Searcher,
+        text: Query | None,
+        filters: dict[str, tuple[str, ...]],
+        facets: tuple[str, ...],
     ) -> Future[FacetCounts] | None:
         try:
-            return self._workers.submit(count_facets, searcher, text, filters)
+            return self._workers.submit(count_facets, searcher, text, filters, facets)
         except RuntimeError:  # closed: the caller counts in its own thread
             return None
 
@@ -398,6 +451,8 @@ class TantivySearchIndex:
                 self._live.index.reload()
             except ValueError as error:  # committed: the reader catches up on its own
                 log.warning("search index committed but not reloaded: %s", error)
+            else:
+                self._live.loaded = self._live.commit_stamp()
             self._generation += 1
 
     def _abandon(self, writer: tantivy.IndexWriter) -> None:

@@ -148,16 +148,19 @@ def _terms(plan: CountPlan) -> dict[str, Any]:
 
 
 def count_facets(
-    searcher: tantivy.Searcher, text: Query | None, filters: dict[str, tuple[str, ...]]
+    searcher: tantivy.Searcher,
+    text: Query | None,
+    filters: dict[str, tuple[str, ...]],
+    facets: tuple[str, ...] = FACETS,
 ) -> FacetCounts:
-    """Counts of every facet (multi-select: a facet ignores its own selection) and the total.
+    """Counts of `facets` (multi-select: a facet ignores its own selection) and the total.
 
     With text, one aggregation request: the text query runs once, and each count plan is a
     filter aggregation over its hits (a plan without filters counts at the top level; the plan
     with every filter also gives the total). Without text, one request per plan whose query is
     the plan's filters, so posting lists drive the count instead of a check of every entry.
     """
-    plans = count_plans(filters)
+    plans = count_plans(filters, facets)
     if text is None:
         answers = [
             searcher.aggregate(conjunction(filter_queries(plan.filters)), _terms(plan))
@@ -179,9 +182,9 @@ def count_facets(
         answer = searcher.aggregate(text, request)
         answers = [answer[f"plan{n}"] if plan.filters else answer for n, plan in enumerate(plans)]
         total = int(answer[(whole or ["total"])[0]]["doc_count"])
-    facets: dict[str, dict[str, int]] = {}
+    counts: dict[str, dict[str, int]] = {}
     for plan, answered in zip(plans, answers, strict=True):
         for facet in plan.facets:
             buckets = {b["key"]: int(b["doc_count"]) for b in answered[facet]["buckets"]}
-            facets[facet] = facet_counts(buckets, filters.get(facet, ()))
-    return {facet: facets[facet] for facet in FACETS}, total
+            counts[facet] = facet_counts(buckets, filters.get(facet, ()))
+    return {facet: counts[facet] for facet in facets}, total

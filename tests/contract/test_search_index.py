@@ -344,6 +344,38 @@ def test_facet_counts_match_the_oracle(
         assert shown == expected, facet
 
 
+@pytest.mark.parametrize("filters", SELECTIONS)
+@pytest.mark.parametrize("asked", [("subject",), ("kind", "licence"), ("messenger", "gpu"), ()])
+def test_only_the_facets_asked_for_are_counted_and_alike(
+    catalogue_index: SearchIndex, filters: dict[str, tuple[str, ...]], asked: tuple[str, ...]
+) -> None:
+    every = catalogue_index.search(SearchQuery(text="galaxy", filters=filters))
+    some = catalogue_index.search(SearchQuery(text="galaxy", filters=filters, facets=asked))
+    assert list(some.facets) == [facet for facet in FACETS if facet in asked]
+    assert some.facets == {facet: every.facets[facet] for facet in asked}
+    assert (some.total, some.hits) == (every.total, every.hits)
+
+
+def test_an_unknown_facet_to_count_is_invalid_and_named(catalogue_index: SearchIndex) -> None:
+    with pytest.raises(Invalid) as caught:
+        catalogue_index.search(SearchQuery(facets=("kind", "licences")))
+    (problem,) = caught.value.problems
+    assert problem.field == "facets"
+    assert "licence" in problem.suggestions
+
+
+def test_the_generation_changes_with_every_write(search_index: SearchIndex) -> None:
+    seen = [search_index.generation()]
+    assert search_index.generation() == seen[0]  # stable while nothing is written
+    search_index.upsert(CATALOGUE[:3])
+    seen.append(search_index.generation())
+    search_index.delete([CATALOGUE[0].id])
+    seen.append(search_index.generation())
+    search_index.rebuild(iter(CATALOGUE[3:5]))
+    seen.append(search_index.generation())
+    assert len(set(seen)) == len(seen)
+
+
 def test_multi_select_counts_ignore_their_own_facet(catalogue_index: SearchIndex) -> None:
     unfiltered = catalogue_index.search(SearchQuery())
     one_kind = catalogue_index.search(SearchQuery(filters={"kind": ("docker-container",)}))
@@ -677,6 +709,25 @@ def test_tantivy_rebuild_by_another_process_is_followed(tmp_path: Path) -> None:
     reopened = TantivySearchIndex(root)
     assert reopened.count() == 6
     reopened.close()
+
+
+def test_tantivy_sees_another_process_commit_at_once_counts_included(tmp_path: Path) -> None:
+    """A harvest beside the server writes the same generation: no stale cached counts."""
+    root = tmp_path / "search"
+    server = TantivySearchIndex(root)
+    server.rebuild(iter(CATALOGUE[1:10]))
+    query = SearchQuery(text="sextractor")
+    before = server.search(query)  # its counts are now kept
+    generation = server.generation()
+    harvest = TantivySearchIndex(root)
+    harvest.upsert([CATALOGUE[0]])
+    harvest.close()
+    assert server.generation() != generation
+    after = server.search(query)
+    assert after.hits[0].id == SEXTRACTOR
+    assert after.total == before.total + 1
+    assert after.facets["kind"] != before.facets["kind"]
+    server.close()
 
 
 def test_tantivy_keeps_a_generation_another_process_still_uses(tmp_path: Path) -> None:

@@ -33,6 +33,8 @@ FACET_TITLES: Final = {
     "platform": "Runs on",
     "messenger": "Messenger",
 }
+SHOWN_FACETS: Final = tuple(FACET_TITLES)
+"""The facets the page shows, so the only ones it asks the search to count."""
 FIELD_TITLES: Final = {**FACET_TITLES, "q": "Text", "sort": "Sort", "cursor": "Page"}
 """Names of the URL's parameters in problems shown to people."""
 SORT_TITLES: Final[dict[SortOrder, str]] = {
@@ -117,6 +119,7 @@ class SearchState:
             sort=self.sort,
             cursor=self.cursor,
             limit=limit,
+            facets=SHOWN_FACETS,
         )
 
     def params(self) -> list[tuple[str, str]]:

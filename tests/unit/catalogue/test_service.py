@@ -143,6 +143,31 @@ def test_unknown_facet_values_are_invalid_with_suggestions(catalogue):
     assert "colour" in problems
 
 
+def test_only_the_facets_asked_for_are_shown_and_unknown_ones_are_named(catalogue):
+    catalogue.publish(executable(name="imager", subjects=["radio-interferometry"]), API)
+    page = catalogue.search(SearchRequest(facets=("licence", "subject")))
+    assert [facet.name for facet in page.facets] == ["subject", "licence"]
+    assert catalogue.search(SearchRequest(facets=())).facets == []
+    with pytest.raises(Invalid) as caught:
+        catalogue.search(SearchRequest(facets=("subjects",)))
+    (problem,) = caught.value.problems
+    assert (problem.field, problem.suggestions[0]) == ("facets", "subject")
+
+
+def test_repeated_searches_never_answer_from_before_a_write(catalogue):
+    catalogue.publish(executable(name="imager", subjects=["radio-interferometry"]), API)
+    request = SearchRequest(text="cubes", filters={"subject": ("interferometry",)})
+    first = catalogue.search(request)
+    assert catalogue.search(request) == first  # kept: the same answer
+    catalogue.publish(executable(name="finder", subjects=["radio-interferometry"]), API)
+    after = catalogue.search(request)
+    assert (first.total, after.total) == (1, 2)
+    kind = next(f for f in after.facets if f.name == "kind")
+    assert kind.buckets[0].count == 2
+    catalogue.withdraw(after.hits[0].id)
+    assert catalogue.search(request).total == 1
+
+
 def test_runnable_on_follows_kind_and_needs(catalogue):
     gpu = executable(name="gpu-net", needs={"cores": 4, "memory": 8, "gpus": {"memory": 40}})
     notebook = executable(

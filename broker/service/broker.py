@@ -272,6 +272,7 @@ class BrokerService:
                     offerset=str(offerset_id),
                     position=i,
                     latest_start=latest_start,
+                    spec=question.spec(offer.platform),
                     link=gathered.link(offer),
                 )
                 for i, offer in enumerate(found.offers)
@@ -415,8 +416,9 @@ class BrokerService:
         Raises:
             _NeedsExclusiveLock: the offer is late and the platform is locked only shared.
         """
-        spec = self._spec[record.platform]
         state = record.state
+        # The session's own preparation: the platform's, plus moving this request's data.
+        spec = msgspec.structs.replace(self._spec[record.platform], preparation=state.preparation)
         duration = state.end - state.start
         earliest = now + spec.preparation
         late = state.start < earliest
@@ -478,7 +480,9 @@ class BrokerService:
         def keep(tx: StoreTransaction, found: OfferSet) -> AnySession | list[MessageItem]:
             if not found.offers:
                 return answer_messages(question, found, now)  # why not, for the failure
-            return self._open(tx, request, found.offers[0], base_url, now, offerset=None).document
+            offer = found.offers[0]
+            spec = question.spec(offer.platform)
+            return self._open(tx, request, offer, base_url, now, offerset=None, spec=spec).document
 
         booked = place_offers(self._store, question, now, self._direct_policy, keep)
         if not isinstance(booked, list):
@@ -561,10 +565,15 @@ class BrokerService:
         position: int = 0,
         latest_start: datetime | None = None,
         link: str | None = None,
+        spec: PlatformSpec | None = None,
     ) -> SessionRecord:
-        """Store a new session for `offer`: OFFERED in an offer set, else ACCEPTED at once."""
+        """Store a new session for `offer`: OFFERED in an offer set, else ACCEPTED at once.
+
+        `spec` is the platform as the request saw it: its preparation includes moving the
+        request's data there, and the session keeps that preparation.
+        """
         session_id = uuid4()
-        spec = self._spec[offer.platform]
+        spec = spec or self._spec[offer.platform]
         state = SessionState(
             session_id=str(session_id),
             start=offer.start,

@@ -46,6 +46,7 @@ from broker.scheduling.intervals import Interval
 from broker.scheduling.offers import Offer, OfferPolicy, OfferSet, make_offers
 from broker.scheduling.resources import Booking, Demand, PlatformSpec, Reason, assess
 from broker.scheduling.slots import booking_range
+from broker.service.data import data_ready
 from broker.service.demand import read_request
 from broker.service.platforms import accepting_platforms
 from broker.store.sql import SqlBrokerStore, StoreTransaction
@@ -75,6 +76,10 @@ class Question:
     span: Interval | None = None
     """Where the candidates' bookings can matter; None without candidates."""
 
+    def spec(self, name: str) -> PlatformSpec | None:
+        """The platform `name` as this request sees it (its preparation includes the data)."""
+        return next((spec for spec in self.platforms if spec.name == name), None)
+
 
 def read_question(
     request: ExecutionRequest,
@@ -89,7 +94,9 @@ def read_question(
 ) -> Question:
     """Read a request, ask the platforms whether they run it, and find the candidates.
 
-    No I/O of its own; each platform's adapter answers `accepts`.
+    No I/O of its own; each platform's adapter answers `accepts`, and the platforms that stage
+    data ask its sources for their sizes (`broker.service.data`), which sets each platform's
+    preparation for this request.
     """
     reading = read_request(request, unknown, settings, now)
     messages = tuple(reading.messages)
@@ -105,6 +112,10 @@ def read_question(
         )
         return Question((*messages, missing), None)
     able, refusals = accepting_platforms(adapters, specs, request.executable)
+    # The data's sources are asked here, outside any transaction (bounded, cached probes).
+    able, unreachable, moves = data_ready(able, request.data, settings.platforms, now)
+    refusals += unreachable
+    messages = (*messages, *moves)
     ranges = {
         spec.name: booking_range(spec, demand, now, policy.horizon, policy=policy.slots)
         for spec in able

@@ -1,0 +1,138 @@
+"""Data sources for the staging tests: a small HTTP server and buckets on the S3 service.
+
+`serve_files` serves files from a dict (path -> bytes, or an int: a size announced by HEAD
+without any body, for offers about data too large to hold), records PUTs (results uploads) and
+can send `Content-MD5`. `make_bucket` makes a fresh bucket on the S3 server of
+`scripts/services/s3` (`VOEXEC_TEST_S3_URL`), skipping without it, failing under
+`VOEXEC_REQUIRE_SERVICES=1`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import threading
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from broker.platforms import session_s3
+from tests.conftest import require_service
+
+S3_ENV = "VOEXEC_TEST_S3_URL"
+S3_KEYS = session_s3.Credentials("testing", "testing", region="us-east-1")
+"""moto accepts any key pair; the tests sign with this one."""
+
+
+@dataclass
+class HttpFiles:
+    """What the HTTP server serves and what it was sent."""
+
+    url: str
+    files: dict[str, bytes | int] = field(default_factory=dict)
+    put: dict[str, bytes] = field(default_factory=dict)
+    send_md5: bool = True
+    refuse_put: bool = False
+
+
+def _handler(state: HttpFiles) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:  # quiet tests
+            pass
+
+        def _head(self) -> bytes | None:
+            found = state.files.get(self.path)
+            if found is None:
+                self.send_error(404, "no such file")
+                return None
+            self.send_response(200)
+            size = found if isinstance(found, int) else len(found)
+            self.send_header("Content-Length", str(size))
+            if isinstance(found, bytes) and state.send_md5:
+                digest = base64.b64encode(hashlib.md5(found).digest()).decode()
+                self.send_header("Content-MD5", digest)
+            self.end_headers()
+            return found if isinstance(found, bytes) else b""
+
+        def do_HEAD(self) -> None:
+            self._head()
+
+        def do_GET(self) -> None:
+            body = self._head()
+            if body:
+                self.wfile.write(body)
+
+        def do_PUT(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            body = self.rfile.read(length)
+            if state.refuse_put:
+                self.send_error(403, "read only")
+                return
+            state.put[self.path] = body
+            self.send_response(201)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    return Handler
+
+
+def serve_files() -> Iterator[HttpFiles]:
+    """Run the HTTP server while the caller (a fixture) is suspended."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(HttpFiles("")))
+    state = HttpFiles(f"http://127.0.0.1:{server.server_address[1]}")
+    server.RequestHandlerClass = _handler(state)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+@dataclass(frozen=True)
+class Bucket:
+    endpoint: str
+    name: str
+
+    def put(self, key: str, body: bytes, tmp: Path) -> None:
+        source = tmp / f"put-{uuid.uuid4().hex}"
+        source.write_bytes(body)
+        session_s3.put_object(self.endpoint, self.name, key, source, S3_KEYS)
+
+    def get(self, key: str) -> bytes:
+        url = session_s3.object_url(self.endpoint, self.name, key)
+        headers = session_s3._signed_headers("GET", url, S3_KEYS, session_s3._EMPTY_SHA256, {})
+        request = urllib.request.Request(url, headers=headers)
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return bytes(answer.read())
+
+    def keys(self, prefix: str = "") -> dict[str, session_s3.S3Object]:
+        found = session_s3.list_objects(self.endpoint, self.name, prefix, S3_KEYS)
+        return {item.key: item for item in found}
+
+
+def s3_endpoint() -> str:
+    url = os.environ.get(S3_ENV, "")
+    require_service("S3", bool(url), f"set {S3_ENV} (scripts/services/s3 start)")
+    return url
+
+
+def make_bucket(monkeypatch: pytest.MonkeyPatch) -> Bucket:
+    """A fresh bucket, and the test's key pair in the environment."""
+    endpoint = s3_endpoint()
+    name = f"voexec-{uuid.uuid4().hex[:12]}"
+    url = session_s3.object_url(endpoint, name)
+    headers = session_s3._signed_headers("PUT", url, S3_KEYS, session_s3._EMPTY_SHA256, {})
+    request = urllib.request.Request(url, method="PUT", headers=headers)
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+    # The platform's credentials come from the environment when its settings give none.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_KEYS.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_KEYS.secret_key)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", S3_KEYS.region)
+    return Bucket(endpoint, name)

@@ -23,7 +23,6 @@ from broker.model import (
     Accelerators,
     DockerContainer,
     ExecutionRequest,
-    JupyterNotebook,
     MessageItem,
     MessageLevel,
     MinMaxCount,
@@ -132,7 +131,9 @@ def _check_components(
             reading.error(
                 "urn:not-supported", "DockerContainer - Privileged execution not supported"
             )
-        case SingularityContainer(location=None) | JupyterNotebook(location=None):
+        # A notebook without a location is an interactive session: a Jupyter server to work
+        # in, for the platforms that start one (docs/platforms.md); the others say NO.
+        case SingularityContainer(location=None):
             reading.error(
                 "urn:missing-required-value",
                 "{name} - location is required",

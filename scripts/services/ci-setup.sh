@@ -2,8 +2,8 @@
 # Prepare a fresh CI machine (Debian 12, root) for the whole test suite, then start the services.
 #
 #   bash scripts/services/ci-setup.sh          install what is missing, start PostgreSQL,
-#                                               OpenSearch, Slurm, DaCHS and the container
-#                                               registry, write .services/env
+#                                               OpenSearch, Slurm, DaCHS, the container
+#                                               registry and S3 (moto), write .services/env
 #   bash scripts/services/ci-setup.sh stop     stop them and remove .services/env
 #
 # `.ci/run` calls it and then sources .services/env, which holds
@@ -21,6 +21,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 cmd_stop() {
   local status=0
+  bash "$SERVICES_SCRIPTS/s3" stop || status=1
   bash "$SERVICES_SCRIPTS/containers" stop || status=1
   bash "$SERVICES_SCRIPTS/opensearch" stop || status=1
   bash "$SERVICES_SCRIPTS/slurm" stop || status=1
@@ -38,6 +39,7 @@ missing_packages() {
     bash "$SERVICES_SCRIPTS/slurm" packages
     bash "$SERVICES_SCRIPTS/dachs" packages
     bash "$SERVICES_SCRIPTS/containers" packages
+    bash "$SERVICES_SCRIPTS/s3" packages
     if [ "${SERVICES_SKIP_CHROMIUM:-0}" != 1 ] && ! command -v chromium >/dev/null 2>&1; then
       # fonts-liberation: metric-compatible Arial/Times/Courier, so screenshots look as in a
       # desktop browser (it is only a recommendation of the chromium package).
@@ -92,6 +94,8 @@ cmd_start() {
   bash "$SERVICES_SCRIPTS/dachs" start >/dev/null || die "DaCHS did not start"
   # Podman's private configuration, the loopback registry and the test image's digest.
   bash "$SERVICES_SCRIPTS/containers" start >/dev/null || die "the container registry did not start"
+  # moto's S3 server (its own venv under .services/s3) adds VOEXEC_TEST_S3_URL to the file.
+  bash "$SERVICES_SCRIPTS/s3" start >/dev/null || die "the S3 server did not start"
   say "wrote $SERVICES_ENV_FILE; total $(elapsed_since "$total")"
 }
 

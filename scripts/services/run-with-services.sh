@@ -3,9 +3,10 @@
 #
 #   bash scripts/services/run-with-services.sh make test VOEXEC_REQUIRE_SERVICES=1
 #
-# Starts PostgreSQL, OpenSearch, a one-node Slurm cluster, DaCHS and the container registry
-# (installing what is missing), exports VOEXEC_TEST_POSTGRES_URL, VOEXEC_TEST_OPENSEARCH_URL,
-# SLURM_CONF, DACHS_TEST_OAI_URL, VOEXEC_TEST_REGISTRY, VOEXEC_TEST_IMAGE(_DIGEST) and podman's
+# Starts PostgreSQL, OpenSearch, a one-node Slurm cluster, DaCHS, the container registry and an
+# S3 server (installing what is missing), exports VOEXEC_TEST_POSTGRES_URL,
+# VOEXEC_TEST_OPENSEARCH_URL, SLURM_CONF, DACHS_TEST_OAI_URL, VOEXEC_TEST_S3_URL,
+# VOEXEC_TEST_REGISTRY, VOEXEC_TEST_IMAGE(_DIGEST) and podman's
 # CONTAINERS_* configuration for the command, and afterwards stops the services this script started. A service that was already running (`make services`) is used and left running.
 set -uo pipefail
 # shellcheck disable=SC2034 # read by say() in common.sh
@@ -47,6 +48,7 @@ start_service opensearch VOEXEC_TEST_OPENSEARCH_URL
 start_service slurm SLURM_CONF
 start_service dachs DACHS_TEST_OAI_URL # uses the PostgreSQL above; stopped before it
 start_service containers VOEXEC_TEST_REGISTRY
+start_service s3 VOEXEC_TEST_S3_URL
 # The image's name and digest, and podman's private configuration, are in the env file.
 eval "$(grep -E '^export (CONTAINERS_[A-Z_]+|VOEXEC_TEST_IMAGE(_DIGEST)?)=' "$SERVICES_ENV_FILE")"
 say "VOEXEC_TEST_POSTGRES_URL=$VOEXEC_TEST_POSTGRES_URL"
@@ -54,6 +56,7 @@ say "VOEXEC_TEST_OPENSEARCH_URL=$VOEXEC_TEST_OPENSEARCH_URL"
 say "SLURM_CONF=$SLURM_CONF"
 say "DACHS_TEST_OAI_URL=$DACHS_TEST_OAI_URL"
 say "VOEXEC_TEST_REGISTRY=$VOEXEC_TEST_REGISTRY (image $VOEXEC_TEST_IMAGE@$VOEXEC_TEST_IMAGE_DIGEST)"
+say "VOEXEC_TEST_S3_URL=$VOEXEC_TEST_S3_URL"
 
 status=0
 "$@" || status=$?

@@ -106,8 +106,12 @@ class Platform(Protocol):
     when its preparation will be done; a real one asks for a `PlatformCheckDue` a little later
     and answers `observe` then); the service queues them in the same transaction as the
     session's new phase, so nothing is lost when the process stops. The service calls the
-    platform inside a write transaction: every call must be short (submit, query, signal) and
-    never wait for the work. A call that raises fails the session with the error as its reason.
+    platform after the transition that decided the call has committed, with no transaction
+    open (the outbox), so a slow call holds up no other request; still, a call should be short
+    (submit, query, signal) and never wait for the work. A call may be made again after the
+    process died during it: each must be idempotent per session (do the work once, as the
+    session's own files or job name tell). A call that raises fails the session with the
+    error as its reason.
     """
 
     name: str

@@ -4,8 +4,10 @@ The I/O shell around the pure core: requests are read as demands (`broker.servic
 offers are made across every platform (`broker.scheduling.offers`) and stored as holds
 (`broker.service.offers`), and sessions move by the lifecycle's table
 (`broker.lifecycle.step`). Every change is one write transaction of the SQL store
-(`broker.store.sql`): the new phase, the holds and bookings, and the next due events of the
-work queue are stored together, so a restart carries on from the database alone.
+(`broker.store.sql`): the new phase, the holds and bookings, the next due events of the work
+queue and the platform calls to make (the outbox) are stored together, so a restart carries on
+from the database alone. The calls are made after the commit (`carry_out`), with no
+transaction open, and their answers come back as events.
 
 Locks (PostgreSQL rows; SQLite has one writer at a time) are taken so that no two
 transactions wait for each other in a cycle: an offer set before any of its sessions
@@ -14,7 +16,7 @@ order. Offer requests compute without locks and hold their platforms' locks only
 store their holds; an accept shares its platform's lock with other
 accepts (it takes no capacity) and excludes only offers being stored there; other updates and
 the work queue (`tick`), which only ever free capacity, lock the session they drive and no
-platform, so that a slow platform call there holds up no offer request.
+platform; no transaction is open during a platform call.
 
 Semantic problems with a request (an unknown kind, min above max, more cores than any platform
 has, no free slot) are answers, not exceptions: an offer set with `result: NO` whose messages
@@ -82,7 +84,7 @@ from broker.scheduling.resources import Booking, BookingKind, PlatformSpec
 from broker.scheduling.slots import earliest_start
 from broker.service.federation import Federation, with_link
 from broker.service.offers import Question, answer_messages, place_offers, read_question
-from broker.service.platforms import call_platform
+from broker.service.platforms import action_of, call_platform
 from broker.service.shape import (
     CLIENT_UPDATES,
     moved_session,
@@ -91,7 +93,7 @@ from broker.service.shape import (
     requested_phase,
     visible_session,
 )
-from broker.store.sql import SessionRecord, SqlBrokerStore, StoreTransaction
+from broker.store.sql import Instruction, SessionRecord, SqlBrokerStore, StoreTransaction
 from core.clock import Clock
 from core.errors import Conflict, DomainError, NotFound
 from core.settings import BrokerSettings
@@ -353,9 +355,14 @@ class BrokerService:
     def _update_here(self, uuid: UUID, target: SessionPhase) -> AnySession:
         """`update_session` on this broker, once it was forwarded where it must be."""
         try:
-            return self._update(uuid, target, exclusive=False)
+            document = self._update(uuid, target, exclusive=False)
         except _NeedsExclusiveLock:
-            return self._update(uuid, target, exclusive=True)
+            document = self._update(uuid, target, exclusive=True)
+        # After the commit: a cancel stops the work before it is answered, and no
+        # transaction (nor any platform lock) waits for the platform meanwhile.
+        if self.carry_out(session_ids=[str(uuid)]):
+            return self.get_session(uuid)
+        return document
 
     def _update(self, uuid: UUID, target: SessionPhase, *, exclusive: bool) -> AnySession:
         """`update_session` in one transaction.
@@ -486,6 +493,8 @@ class BrokerService:
 
         booked = place_offers(self._store, question, now, self._direct_policy, keep)
         if not isinstance(booked, list):
+            if booked.meta is not None and booked.meta.uuid is not None:
+                self.carry_out(session_ids=[str(booked.meta.uuid)])
             return booked
         raise DirectExecutionFailed(
             ScheduledExecutionSession(
@@ -503,11 +512,14 @@ class BrokerService:
 
         Each event is claimed (so that no other process takes it), then applied in its own
         transaction at the instant it fell due, so that a late tick replays what happened in
-        order. Returns how many events were delivered.
+        order. Before each event, the platform calls already decided are made (`carry_out`),
+        so their reports are queued before the next event is chosen, as if each call had been
+        answered at once. Returns how many events were delivered.
         """
         now = now or self._now()
         delivered = 0
         while True:
+            self.carry_out()
             with self._store.write() as tx:
                 claimed = tx.claim(self._worker_id, now, CLAIM_LEASE, limit=1)
             if not claimed:
@@ -518,8 +530,7 @@ class BrokerService:
                 if item is None or record is None or record.phase.terminal:
                     continue
                 # No platform lock: no queued event takes capacity (only offers and direct
-                # bookings do, under the lock), and a platform call made here (say, a job
-                # submitted to Slurm) must not hold up the offer requests of its platform.
+                # bookings do, under the lock); platform calls are made after the commit.
                 try:
                     # The event takes effect when it fell due (a late tick replays what the
                     # platform would have done, in order); the history records the clock.
@@ -527,6 +538,56 @@ class BrokerService:
                 except InvalidTransition as error:
                     log.warning("dropped a queued event: %s", error)
                 delivered += 1
+
+    def carry_out(self, session_ids: Sequence[str] | None = None) -> int:
+        """Make the platform calls of the outbox, oldest first; returns how many were made.
+
+        Each call is claimed in a short transaction, made with no transaction open, and its
+        answer (the platform's reports, as events of the work queue, and its notes) stored in
+        another. A process that dies during a call leaves its claim to expire; the call is then
+        made again, which the platform port allows (its calls are idempotent per session).
+
+        Args:
+            session_ids: only these sessions' calls (a request carrying out what it decided).
+        """
+        made = 0
+        while True:
+            with self._store.write() as tx:
+                claimed = tx.claim_instructions(
+                    self._worker_id, self._now(), CLAIM_LEASE, limit=1, session_ids=session_ids
+                )
+            if not claimed:
+                return made
+            self._call(claimed[0])
+            made += 1
+
+    def _call(self, instruction: Instruction) -> None:
+        """One platform call of the outbox, then its answer fed back into the store."""
+        with self._store.read() as tx:
+            record = tx.session(instruction.session_id)
+        if record is None:  # never stored: nothing to call
+            with self._store.write() as tx:
+                tx.finish_instruction(instruction.id, self._worker_id)
+            return
+        platform = self._platforms[record.platform]
+        reports, trouble = call_platform(
+            platform, instruction.action, record, instruction.effective_at
+        )
+        at = instruction.noted_at
+        notes = [_platform_note(platform.name, r.note, at) for r in reports if r.note]
+        if trouble is not None:
+            notes.append(trouble)
+        with self._store.write() as tx:
+            if not tx.finish_instruction(instruction.id, self._worker_id):
+                return  # our claim ran out and another worker made the call again
+            current = tx.session(record.id, lock=True)
+            if current is None:
+                return
+            if not current.phase.terminal:  # events for an ended session are never delivered
+                for report in reports:
+                    tx.enqueue(current.id, report.at, report.event)
+            if notes:
+                tx.save_session(_noted(current, notes))
 
     # ----------------------------------------------------------------- internals
     @staticmethod
@@ -654,7 +715,7 @@ class BrokerService:
         tx.save_session(record)
         return record
 
-    def _carry_out(  # noqa: PLR0912 - one branch per effect of the lifecycle table
+    def _carry_out(
         self,
         tx: StoreTransaction,
         record: SessionRecord,
@@ -664,10 +725,12 @@ class BrokerService:
     ) -> SessionRecord:
         """Carry out a step's effects in the same transaction; returns the noted record.
 
+        Capacity, timers and notes are stored here; platform calls are queued in the outbox
+        and made after the commit.
+
         `now` is when the step takes effect (platforms are called with it, timers set from it);
         `at` is when it happened, the time of the notes.
         """
-        platform = self._platforms[record.platform]
         notes: list[MessageItem] = []
         for effect in effects:
             match effect:
@@ -684,13 +747,9 @@ class BrokerService:
                         if sibling.phase is Phase.OFFERED:
                             self._apply(tx, sibling, SiblingAccepted(), now, at=at)
                 case StartPreparation() | StartWork() | ObservePlatform() | StopWork() | Release():
-                    reports, trouble = call_platform(platform, effect, record, now)
-                    for report in reports:
-                        tx.enqueue(record.id, report.at, report.event)
-                        if report.note:
-                            notes.append(_platform_note(platform.name, report.note, at))
-                    if trouble is not None:
-                        notes.append(trouble)
+                    # Into the outbox, committed with the new phase; the call itself is made
+                    # after the commit (`carry_out`), so no transaction waits on a platform.
+                    tx.add_instruction(record.id, action_of(effect), now, at)
                 case ScheduleTimer(at=due, event=event):
                     tx.enqueue(record.id, due, event)
                 case Notify(phase=phase, message=text):
@@ -707,20 +766,16 @@ class BrokerService:
                     )
         if record.phase.terminal:
             tx.drop_work(record.id)  # events for an ended session are never delivered
-        if not notes:
-            return record
-        meta = record.document.meta or ComponentMetadata()
-        document = msgspec.structs.replace(
-            record.document, meta=msgspec.structs.replace(meta, messages=[*meta.messages, *notes])
-        )
-        return SessionRecord(
-            id=record.id,
-            offerset_id=record.offerset_id,
-            platform=record.platform,
-            resources=record.resources,
-            state=record.state,
-            document=document,
-        )
+        return _noted(record, notes) if notes else record
+
+
+def _noted(record: SessionRecord, notes: Sequence[MessageItem]) -> SessionRecord:
+    """The record with `notes` added to its document's messages."""
+    meta = record.document.meta or ComponentMetadata()
+    document = msgspec.structs.replace(
+        record.document, meta=msgspec.structs.replace(meta, messages=[*meta.messages, *notes])
+    )
+    return dataclasses.replace(record, document=document)
 
 
 def _late_refusal(record: SessionRecord, spec: PlatformSpec, earliest: datetime) -> str:

@@ -57,6 +57,7 @@ from core.db import Base, migrate, session_factory, write_transaction
 __all__ = [
     "MIGRATIONS",
     "VERSION_TABLE",
+    "Instruction",
     "SessionRecord",
     "SqlBrokerStore",
     "StoreTransaction",
@@ -117,6 +118,17 @@ work_table = Table(
     Column("claimed_by", String(100), nullable=True),
     Column("claimed_until", BigInteger, nullable=True),
 )
+outbox_table = Table(
+    "broker_outbox",
+    Base.metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("session_id", String(36), nullable=False, index=True),
+    Column("action", String(16), nullable=False),
+    Column("effective_at", BigInteger, nullable=False),
+    Column("noted_at", BigInteger, nullable=False),
+    Column("claimed_by", String(100), nullable=True),
+    Column("claimed_until", BigInteger, nullable=True),
+)
 
 
 _event_decoder: Final = msgspec.json.Decoder(AnyEvent)
@@ -140,6 +152,21 @@ class SessionRecord:
     def phase(self) -> Phase:
         """The stored phase (an OFFERED session past `expires` is not swept yet)."""
         return self.state.phase
+
+
+@dataclass(frozen=True, slots=True)
+class Instruction:
+    """One platform call of the outbox: what to ask the platform for one session.
+
+    `effective_at` is the instant the transition that decided it took effect (the platform is
+    called with it); `noted_at` the clock at that transition (the time of its notes).
+    """
+
+    id: int
+    session_id: str
+    action: str
+    effective_at: datetime
+    noted_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -522,6 +549,89 @@ class StoreTransaction:
         return WorkItem(
             row.id, row.session_id, from_micros(row.due_at), _event_decoder.decode(row.event)
         )
+
+    # -------------------------------------------------------------- the outbox
+    def add_instruction(
+        self, session_id: str, action: str, effective_at: datetime, noted_at: datetime
+    ) -> None:
+        """Queue a platform call, committed with the transition that decided it."""
+        self._insert(
+            outbox_table,
+            {
+                "session_id": session_id,
+                "action": action,
+                "effective_at": to_micros(effective_at),
+                "noted_at": to_micros(noted_at),
+            },
+        )
+
+    def claim_instructions(
+        self,
+        worker: str,
+        now: datetime,
+        lease: timedelta,
+        *,
+        limit: int,
+        session_ids: Sequence[str] | None = None,
+    ) -> list[Instruction]:
+        """Claim up to `limit` calls not claimed by a live worker, each its session's first.
+
+        A session's calls are made in the order they were decided: a call is claimed only when
+        no earlier call of the same session is still in the outbox (claimed or not). A claim
+        whose lease ran out (its worker died before it reported back) is claimed again: the
+        call is repeated, which the platform port allows (its calls are idempotent per
+        session). `session_ids` limits the claim to those sessions.
+        """
+        at = to_micros(now)
+        earlier = outbox_table.alias("earlier")
+        query = (
+            select(outbox_table)
+            .where(or_(outbox_table.c.claimed_until.is_(None), outbox_table.c.claimed_until <= at))
+            .where(
+                ~select(earlier.c.id)
+                .where(
+                    earlier.c.session_id == outbox_table.c.session_id,
+                    earlier.c.id < outbox_table.c.id,
+                )
+                .exists()
+            )
+            .order_by(outbox_table.c.id)
+            .limit(limit)
+        )
+        if session_ids is not None:
+            query = query.where(outbox_table.c.session_id.in_(list(session_ids)))
+        if self._postgres:
+            query = query.with_for_update(skip_locked=True, of=outbox_table)
+        rows = list(self._run(query))
+        if rows:
+            self._run(
+                update(outbox_table)
+                .where(outbox_table.c.id.in_([row.id for row in rows]))
+                .values(claimed_by=worker, claimed_until=to_micros(now + lease))
+            )
+        return [
+            Instruction(
+                row.id,
+                row.session_id,
+                row.action,
+                from_micros(row.effective_at),
+                from_micros(row.noted_at),
+            )
+            for row in rows
+        ]
+
+    def finish_instruction(self, instruction_id: int, worker: str) -> bool:
+        """Remove a call carried out; False when it is no longer ours (another took it over)."""
+        done = self._run(
+            delete(outbox_table).where(
+                outbox_table.c.id == instruction_id, outbox_table.c.claimed_by == worker
+            )
+        )
+        return bool(done.rowcount)
+
+    def outbox_size(self) -> int:
+        """How many platform calls are still to make (for tests and the health page)."""
+        return int(self._run(select(func.count()).select_from(outbox_table)).scalar_one())
 
     def pending(self, session_id: str) -> list[WorkItem]:
         """The events still queued for a session, in the order they are due."""

@@ -11,7 +11,8 @@
 
 Handlers are thin: parse the request, call one `CatalogueService` method (injected as the
 dependency `catalogue`), answer a Struct. Who may write is asked of `core.auth.Security`:
-publishing and withdrawing need a packager (or operator) identity, the hand-off one that may
+publishing and withdrawing need a packager (or operator) identity, and a packager publishes in
+its own namespace (`api_source`) and withdraws only from it, the hand-off one that may
 run (anybody on a voexec without identities, like the broker); each is rate-limited per
 identity (429 with `Retry-After`). Errors are `core.errors` exceptions, turned into
 problem details by `voexec/problems.py`; nothing here answers 500 for bad input.
@@ -41,12 +42,23 @@ from catalogue.model import (
 from catalogue.ports import SortOrder
 from catalogue.service import CatalogueService
 from core.auth import Identity, Permission, Security
-from core.errors import Invalid, Problem
+from core.errors import Forbidden, Invalid, Problem
 
 PUBLISH_PERMISSION: Final = "publish to the catalogue"
 """What a packager's token allows, as the 401 and 403 messages say it."""
 API_SOURCE: Final = "api"
 """Provenance source of documents published by hand (the API and `voexec publish`)."""
+
+
+def api_source(identity: Identity) -> str:
+    """The provenance source of what `identity` publishes: `api:token:alice`.
+
+    Entry ids derive from the source, so each publisher has a namespace of its own: publishing
+    a document another packager also published makes a separate entry, never a new version of
+    theirs, and what an identity may withdraw is what carries its source.
+    """
+    return f"{API_SOURCE}:{identity.key}"
+
 
 Catalogue = NamedDependency[CatalogueService]
 """The service, injected as the dependency `catalogue` (see voexec/wire_catalogue.py)."""
@@ -106,11 +118,12 @@ def catalogue_router(*, security: Security, public_url: str | None = None) -> Ro
         201 when an entry was created or changed, 200 when everything was unchanged, 400 with
         every problem by field when the document is wrong (nothing is stored then).
         """
-        authorise(request, Permission.PUBLISH, "publish", PUBLISH_PERMISSION)
+        identity = authorise(request, Permission.PUBLISH, "publish", PUBLISH_PERMISSION)
         document = await _document(request)
         if document is None:
             raise Invalid("empty body", [Problem(documents.DOCUMENT, "is empty")])
-        report = await sync_to_thread(catalogue.publish, document, Provenance(source=API_SOURCE))
+        provenance = Provenance(source=api_source(identity))
+        report = await sync_to_thread(catalogue.publish, document, provenance)
         if not report.ok:
             problems = [Problem(p.field, p.reason, tuple(p.suggestions)) for p in report.problems]
             raise Invalid(f"the document has {len(problems)} problem(s)", problems)
@@ -124,8 +137,18 @@ def catalogue_router(*, security: Security, public_url: str | None = None) -> Ro
     async def withdraw(
         request: Request[Any, Any, Any], catalogue: Catalogue, entry_id: FromPath[str]
     ) -> Entry:
-        """Withdraw an entry: readable, marked withdrawn, gone from search."""
-        authorise(request, Permission.PUBLISH, "publish", PUBLISH_PERMISSION)
+        """Withdraw an entry: readable, marked withdrawn, gone from search.
+
+        A packager withdraws only what it published; an operator anything.
+        """
+        identity = authorise(request, Permission.PUBLISH, "publish", PUBLISH_PERMISSION)
+        if not identity.may(Permission.OPERATE):
+            entry = await sync_to_thread(catalogue.get, entry_id)
+            if entry.provenance.source != api_source(identity):
+                raise Forbidden(
+                    f"{identity.describe()} may not withdraw {entry_id}: it was not published "
+                    "with this identity (an operator may withdraw any entry)"
+                )
         return await sync_to_thread(catalogue.withdraw, entry_id)
 
     @get("/executables/{entry_id:str}", sync_to_thread=True)

@@ -260,7 +260,8 @@ class PlatformSpec(msgspec.Struct, frozen=True, kw_only=True):
                 unit=cost.unit,
             ),
             maintenance=tuple(maintenance),
-            preparation=settings.preparation,
+            # Another broker prepares its sessions within the slots it offers.
+            preparation=timedelta(0) if settings.adapter == "remote" else settings.preparation,
         )
 
 

@@ -395,9 +395,7 @@ class BrokerService:
                 refusal = IllegalUpdate(uuid, phase, target)  # raised after the commit
             else:
                 event = lifecycle.update_event(record.state, "phase", target.value)
-                if isinstance(event, OfferAccepted) and not self._federation.is_remote(
-                    record.platform
-                ):  # a remote offer was accepted where it is, at its own time
+                if isinstance(event, OfferAccepted):
                     accepted = self._accepting(tx, record, now, exclusive=exclusive)
                     if isinstance(accepted, AcceptRefused):
                         refusal = accepted

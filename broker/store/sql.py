@@ -94,6 +94,7 @@ session_table = Table(
     Column("resources", Text, nullable=False),
     Column("state", Text, nullable=False),
     Column("document", Text, nullable=False),
+    Column("requester", String(200), nullable=True),
 )
 booking_table = Table(
     "broker_booking",
@@ -411,6 +412,25 @@ class StoreTransaction:
         )
         return sorted(from_micros(expires) for expires in self._run(query).scalars())
 
+    def owner(self, *, offerset_id: str | None = None, session_id: str | None = None) -> str | None:
+        """Who asked for an offer set, or for a session.
+
+        A session's owner is its offer set's requester, or its own when it was run directly.
+        None when nothing was recorded (before owners were kept, or an in-process caller), or
+        when there is no such set or session.
+        """
+        if session_id is not None:
+            query = (
+                select(func.coalesce(offerset_table.c.requester, session_table.c.requester))
+                .select_from(session_table)
+                .outerjoin(offerset_table, session_table.c.offerset_id == offerset_table.c.id)
+                .where(session_table.c.id == session_id)
+            )
+        else:
+            query = select(offerset_table.c.requester).where(offerset_table.c.id == offerset_id)
+        found: str | None = self._run(query).scalar()
+        return found
+
     def offerset(self, offerset_id: str) -> tuple[OfferSetResponse, list[SessionRecord]] | None:
         """An offer set's document and its sessions in their order, or None."""
         row = self._run(select(offerset_table).where(offerset_table.c.id == offerset_id)).first()
@@ -426,9 +446,15 @@ class StoreTransaction:
         return document, [_record(session) for session in sessions]
 
     def add_session(
-        self, record: SessionRecord, *, position: int = 0, start: datetime, end: datetime
+        self,
+        record: SessionRecord,
+        *,
+        position: int = 0,
+        start: datetime,
+        end: datetime,
+        requester: str | None = None,
     ) -> None:
-        """Store a new session."""
+        """Store a new session (`requester`: who asked, for a session outside any offer set)."""
         self._insert(
             session_table,
             {
@@ -443,6 +469,7 @@ class StoreTransaction:
                 "resources": msgspec.json.encode(record.resources).decode(),
                 "state": msgspec.json.encode(record.state).decode(),
                 "document": codec.encode(record.document, codec.Media.JSON).decode(),
+                "requester": requester,
             },
         )
 

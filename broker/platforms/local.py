@@ -33,6 +33,7 @@ Imports `core`, the broker's model, lifecycle, ports and the platform helpers; r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform as python_platform
@@ -67,8 +68,17 @@ from broker.platforms.containers import (
     container_name,
     published_connectors,
 )
+from broker.platforms.data_reach import s3_credentials
 from broker.platforms.port import PlatformError, PlatformReport, SessionPlan
-from broker.platforms.recipe import FETCHER, Layout, Tools, prepare_script, refusals, run_script
+from broker.platforms.recipe import (
+    FETCHER,
+    S3_CLIENT,
+    Layout,
+    Tools,
+    prepare_script,
+    refusals,
+    run_script,
+)
 from core.errors import ConfigError
 from core.settings import LocalPlatformSettings, PlatformSettings
 
@@ -77,6 +87,7 @@ __all__ = ["LocalPlatform", "local_tools"]
 HERE: Final = Path(__file__).resolve().parent
 RUNNER: Final = HERE / "session_runner.py"
 FETCH_HELPER: Final = HERE / "session_fetch.py"
+S3_HELPER: Final = HERE / "session_s3.py"
 LAUNCH_TIMEOUT: Final = 30
 """Seconds the runner's launcher may take to say the step has started."""
 DEADLINE_MARGIN: Final = timedelta(seconds=30)
@@ -205,7 +216,12 @@ class LocalPlatform:
         self.root = Path(local.workdir or Path(data_dir) / "platforms" / settings.name).resolve()
         self._settings = local
         self._poll = local.poll
-        self.tools = local_tools(local, f"broker.platforms[{settings.name}].local")
+        self.tools = dataclasses.replace(
+            local_tools(local, f"broker.platforms[{settings.name}].local"),
+            mirrors=tuple(settings.data.mirrors.items()),
+            max_data_bytes=int(settings.data.max_size * 2**30),
+        )
+        self._data = settings.data
         self._connector_host = jupyter.connector_host(local.listen, local.connector_host)
 
     # ----------------------------------------------------------------- the port
@@ -223,6 +239,7 @@ class LocalPlatform:
             (root / "prepare.sh").write_text(prepare_script(plan, self.tools, layout))
             (root / "run.sh").write_text(run_script(plan, self.tools, layout))
             shutil.copyfile(FETCH_HELPER, root / FETCHER)
+            shutil.copyfile(S3_HELPER, root / S3_CLIENT)
             if jupyter.is_interactive(plan.executable):
                 jupyter.write_token(state)
             self._launch(plan, layout, "prepare", memory=None)
@@ -273,6 +290,17 @@ class LocalPlatform:
         return []
 
     # ----------------------------------------------------------------- internals
+    def _s3_environment(self) -> dict[str, str]:
+        keys = s3_credentials(self._data)
+        if not keys.signs:
+            return {}
+        found = {
+            "AWS_ACCESS_KEY_ID": keys.access_key,
+            "AWS_SECRET_ACCESS_KEY": keys.secret_key,
+            "AWS_REGION": keys.region,
+        }
+        return found | ({"AWS_SESSION_TOKEN": keys.session_token} if keys.session_token else {})
+
     def _layout(self, plan: SessionPlan) -> tuple[Layout, Path]:
         return Layout.of_session(self.root, plan)
 
@@ -397,6 +425,10 @@ class LocalPlatform:
         ]
         environment = {name: os.environ[name] for name in _KEPT_ENVIRONMENT if name in os.environ}
         environment |= {"HOME": str(root), processes.MARK: plan.session_id}
+        if step in {"prepare", "upload"}:
+            # Only the steps that stage data or upload results get the platform's S3 keys;
+            # the preparation drops them once the data is staged (see `recipe`).
+            environment |= self._s3_environment()
         if self._engine_runs(plan):
             environment |= dict(self._engine_of().environment)
         try:

@@ -57,14 +57,35 @@ from broker.platforms.containers import (
     prepare_lines,
     run_lines,
 )
+from broker.platforms.data_plan import from_mirror
 from broker.platforms.port import PlatformError, SessionPlan
 
-__all__ = ["FETCHER", "Layout", "Tools", "job_script", "prepare_script", "refusals", "run_script"]
+__all__ = [
+    "FETCHER",
+    "S3_CLIENT",
+    "S3_VARIABLES",
+    "Layout",
+    "Tools",
+    "job_script",
+    "prepare_script",
+    "refusals",
+    "run_script",
+]
 
 NO_JVM: Final = java.Jvm(None)
 """A platform without a JVM (Slurm's, for now)."""
 FETCHER: Final = "session_fetch.py"
 """The fetch helper's file name, in the session's directory."""
+S3_CLIENT: Final = "session_s3.py"
+"""The S3 client the fetch helper imports, beside it in the session's directory."""
+S3_VARIABLES: Final = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+)
+"""The platform's S3 credentials, handed to the steps that stage data or upload results."""
 _MODULE: Final = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
 _ENTRY_FUNCTION: Final = re.compile(rf"^{_MODULE}:[A-Za-z_]\w*$")
 _ENTRY_MODULE: Final = re.compile(rf"^{_MODULE}$")
@@ -99,6 +120,11 @@ class Tools:
     and has none."""
     jupyter_server: str | None = None
     """The `jupyter-server` command of interactive sessions; None: they are refused."""
+    mirrors: tuple[tuple[str, str], ...] = ()
+    """URL prefix -> local folder of replicas (`data.mirrors`): data found there is copied
+    from the replica instead of moving over the network."""
+    max_data_bytes: int = 0
+    """Largest data item staged (`data.max_size`), in bytes; 0: no limit."""
     no_jupyter_server: str = "this platform starts no Jupyter servers"
     """Why interactive sessions are refused, when `jupyter_server` is None."""
     listen: str = "127.0.0.1"
@@ -323,15 +349,21 @@ def prepare_script(plan: SessionPlan, tools: Tools, layout: Layout) -> str:
         "set -eu",
         f"cd {_q(layout.root)}",
         "mkdir -p program data output",
-        *_prepare_executable(plan, tools),
     ]
+    # The data first: only this part needs the platform's S3 credentials, which are dropped
+    # before anything the request names (pip's builds, an image pull) runs.
     for item in plan.data:
         if not item.location:
             raise PlatformError(
                 f"data {item.name!r} ({item.kind.rsplit('/', 1)[-1]}) has no URL to fetch it from"
             )
+        source = from_mirror(item.location, dict(tools.mirrors)) or item.location
         target = f"data/{_data_file(item.name)}"
-        lines.append(f"{_q(tools.python)} {FETCHER} file {_q(item.location)} {_q(target)}")
+        lines.append(
+            f"{_q(tools.python)} {FETCHER} data {_q(source)} {_q(target)} {tools.max_data_bytes}"
+        )
+    lines.append(f"unset {' '.join(S3_VARIABLES)}")
+    lines += _prepare_executable(plan, tools)
     return "\n".join(lines) + "\n"
 
 

@@ -7,6 +7,15 @@ the standard library only and nothing of ours.
     python session_fetch.py program SOURCE DEST_DIR   # a program: one file, a tree, an archive
     python session_fetch.py file SOURCE DEST_FILE     # one file, byte for byte (data, notebook)
     python session_fetch.py image REGISTRY REPOSITORY TAG DIGEST|- DEST_FILE
+    python session_fetch.py data SOURCE DEST [MAX_BYTES]  # one data item, checked
+
+`data` stages one data item: SOURCE is an `http(s)://` or `file://` URL, or an S3 source
+`s3+http(s)://ENDPOINT-HOST/BUCKET/KEY` (a key ending in `/` is a prefix: every object under
+it lands in the folder DEST). Checksums are verified where the source gives one: the MD5 of a
+single-part S3 object (its ETag), an HTTP `Content-MD5` or `Digest: md5=/sha-256=` header; a
+mismatch, or more than MAX_BYTES, fails the step and removes the partial file. S3 requests go
+through `session_s3.py` (copied beside this script), signed with the `AWS_*` variables the
+platform hands this step; the step prints what it staged, with sizes and checksums.
 
 SOURCE is a local path, a `file://`, `http://` or `https://` URL, or a git repository
 (`git+https://...[@ref]`, or any URL ending in `.git`, cloned with `git`). A program archive
@@ -24,6 +33,7 @@ reference the image is then pulled and run by.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import shutil
 import subprocess
@@ -35,6 +45,7 @@ import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
+from types import ModuleType
 
 ARCHIVES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip")
 TIMEOUT = 300
@@ -234,9 +245,150 @@ def pin_image(registry: str, repository: str, tag: str, wanted: str | None, out:
     return pinned
 
 
+def _expected_digests(headers: object) -> dict[str, str]:
+    """What an HTTP answer says the body's checksums are (hex), by algorithm."""
+    import base64
+    import binascii
+
+    get = getattr(headers, "get", lambda _name, _default=None: None)
+    found: dict[str, str] = {}
+    try:
+        if md5 := get("Content-MD5"):
+            found["md5"] = base64.b64decode(md5).hex()
+        for part in (get("Digest") or "").split(","):
+            algorithm, _, value = part.strip().partition("=")
+            name = {"md5": "md5", "sha-256": "sha256"}.get(algorithm.lower())
+            if name and value:
+                found[name] = base64.b64decode(value).hex()
+    except (binascii.Error, ValueError) as error:
+        raise FetchError(f"the server sent a malformed checksum header: {error}") from error
+    return found
+
+
+def _download_checked(source: str, target: Path, max_bytes: int | None) -> tuple[int, str]:
+    """Download with the size bound and the checksums the server announces."""
+    hashes = {"md5": hashlib.md5(usedforsecurity=False), "sha256": hashlib.sha256()}
+    size = 0
+    try:
+        with urllib.request.urlopen(source, timeout=TIMEOUT) as answer, target.open("wb") as out:  # noqa: S310 - http(s) only, checked by the caller
+            expected = _expected_digests(answer.headers)
+            while chunk := answer.read(1 << 20):
+                size += len(chunk)
+                if max_bytes is not None and size > max_bytes:
+                    raise FetchError(f"{source} is larger than the limit of {max_bytes} bytes")
+                for digest in hashes.values():
+                    digest.update(chunk)
+                out.write(chunk)
+    except OSError as error:
+        target.unlink(missing_ok=True)
+        raise FetchError(f"cannot download {source}: {error}") from error
+    except FetchError:
+        target.unlink(missing_ok=True)
+        raise
+    for name, value in expected.items():
+        got = hashes[name].hexdigest()
+        if got != value:
+            target.unlink(missing_ok=True)
+            raise FetchError(f"{source}: the download's {name} is {got}, the server says {value}")
+    return size, hashes["md5"].hexdigest()
+
+
+def _md5_of(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _s3_module() -> ModuleType:
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    try:  # the S3 client is a sibling script, copied beside this one
+        return importlib.import_module("session_s3")
+    except ImportError as error:
+        raise FetchError("cannot read S3 data: session_s3.py is not beside this script") from error
+
+
+def _stage_s3(source: str, destination: Path, max_bytes: int | None) -> list[tuple[str, int, str]]:
+    s3 = _s3_module()
+    scheme, _, rest = source.partition("://")
+    host, _, path = rest.partition("/")
+    bucket, _, key = path.partition("/")
+    endpoint = f"{scheme.removeprefix('s3+')}://{host}"
+    bucket, key = urllib.parse.unquote(bucket), urllib.parse.unquote(key)
+    credentials = s3.Credentials.from_environment()
+    staged = []
+    try:
+        if key and not key.endswith("/"):
+            size, md5 = s3.get_object(
+                endpoint, bucket, key, destination, credentials, max_bytes=max_bytes
+            )
+            return [(destination.name, size, md5)]
+        objects = s3.list_objects(endpoint, bucket, key, credentials, timeout=TIMEOUT)
+        if not objects:
+            raise FetchError(f"no object under {key!r} in bucket {bucket!r} at {endpoint}")
+        total = 0
+        for item in objects:
+            relative = item.key[len(key) :]
+            parts = Path(relative).parts
+            if (
+                not relative
+                or relative.endswith("/")
+                or ".." in parts
+                or Path(relative).is_absolute()
+            ):
+                continue  # folder markers, and keys that would climb out of DEST
+            left = None if max_bytes is None else max_bytes - total
+            size, md5 = s3.get_object(
+                endpoint, bucket, item.key, destination / relative, credentials, max_bytes=left
+            )
+            total += size
+            staged.append((f"{destination.name}/{relative}", size, md5))
+    except s3.S3Error as error:
+        raise FetchError(str(error)) from error
+    return staged
+
+
+def stage_data(source: str, destination: Path, max_bytes: int | None) -> list[tuple[str, int, str]]:
+    """Stage one data item; returns (name, bytes, md5) of each file written."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    scheme = urllib.parse.urlparse(source).scheme
+    if scheme.startswith("s3+"):
+        return _stage_s3(source, destination, max_bytes)
+    if scheme in {"http", "https"}:
+        size, md5 = _download_checked(source, destination, max_bytes)
+        return [(destination.name, size, md5)]
+    local = _local_path(source)
+    if local is None:
+        raise FetchError(f"cannot fetch {source}: only http, https, file and S3 data")
+    if local.is_dir():
+        files = [f for f in sorted(local.rglob("*")) if f.is_file()]
+        total = sum(f.stat().st_size for f in files)
+        if max_bytes is not None and total > max_bytes:
+            raise FetchError(f"{source} is larger than the limit of {max_bytes} bytes")
+        shutil.copytree(local, destination, dirs_exist_ok=True)
+        return [
+            (f"{destination.name}/{f.relative_to(local)}", f.stat().st_size, _md5_of(f))
+            for f in files
+        ]
+    if not local.is_file():
+        raise FetchError(f"cannot fetch {source}: no such file")
+    if max_bytes is not None and local.stat().st_size > max_bytes:
+        raise FetchError(f"{source} is larger than the limit of {max_bytes} bytes")
+    shutil.copyfile(local, destination)
+    return [(destination.name, destination.stat().st_size, _md5_of(destination))]
+
+
 def main(argv: list[str]) -> int:
     """Run as a script: `program|file SOURCE DEST`, or `image ...` (see the module)."""
     try:
+        if argv[:1] == ["data"] and len(argv) in {3, 4}:
+            limit = int(argv[3]) if len(argv) == 4 and int(argv[3]) > 0 else None
+            for name, size, md5 in stage_data(argv[1], Path(argv[2]), limit):
+                print(f"staged {name}: {size} bytes, md5 {md5}")  # noqa: T201 - the step's log
+            return 0
         if argv[:1] == ["image"] and len(argv) == 6:
             _, registry, repository, tag, wanted, destination = argv
             expected = None if wanted == "-" else wanted
@@ -246,6 +398,7 @@ def main(argv: list[str]) -> int:
             sys.stderr.write(
                 "usage: session_fetch.py program|file SOURCE DEST\n"
                 "       session_fetch.py image REGISTRY REPOSITORY TAG DIGEST|- DEST\n"
+                "       session_fetch.py data SOURCE DEST [MAX_BYTES]\n"
             )
             return 2
         mode, source, destination = argv

@@ -47,6 +47,7 @@ from broker.model import AnyExecutable
 from broker.platforms.port import PlatformError, PlatformReport, SessionPlan
 from broker.platforms.recipe import (
     FETCHER,
+    S3_CLIENT,
     Layout,
     Tools,
     job_script,
@@ -210,6 +211,7 @@ class SlurmPlatform:
             (root / "run.sh").write_text(run_script(plan, self.tools, layout))
             (root / "job.sh").write_text(job_script(layout))
             shutil.copyfile(FETCH_HELPER, root / FETCHER)
+            shutil.copyfile(FETCH_HELPER.with_name(S3_CLIENT), root / S3_CLIENT)
             job = self._submit(plan, layout, now)
             (state / "job").write_text(f"{job}\n")
         note = f"Slurm job {job}; working directory {layout.root}"

@@ -22,15 +22,12 @@ import msgspec
 
 from broker.lifecycle import Failed, ObservePlatform, Release, StartPreparation, StartWork, StopWork
 from broker.model import (
-    AnyData,
     AnyExecutable,
-    IvoaDataResource,
     MessageItem,
     MessageLevel,
-    SimpleDataResource,
-    SkaoDataResource,
     message_item,
 )
+from broker.platforms.data_plan import data_items
 from broker.platforms.port import (
     DataSource,
     Platform,
@@ -56,18 +53,6 @@ log = logging.getLogger(__name__)
 PlatformEffect: TypeAlias = StartPreparation | StartWork | ObservePlatform | Release | StopWork
 
 
-def _data_location(data: AnyData) -> str | None:
-    match data:
-        case SimpleDataResource(location=location):
-            return location
-        case IvoaDataResource(ivoa=ivoa) | SkaoDataResource(ivoa=ivoa) if ivoa is not None:
-            if ivoa.obscore is not None and ivoa.obscore.access_url:
-                return ivoa.obscore.access_url
-            return ivoa.datalink.access_url if ivoa.datalink is not None else None
-        case _:
-            return None
-
-
 def session_plan(record: SessionRecord) -> SessionPlan:
     """What the platform must know to run a stored session.
 
@@ -77,14 +62,10 @@ def session_plan(record: SessionRecord) -> SessionPlan:
     document = record.document
     if document.executable is None:
         raise ValueError(f"session {record.id} has no executable")
+    # Where each item is, as `broker.platforms.data_plan` says (S3 objects included).
     data = tuple(
-        DataSource(
-            name=(item.meta.name if item.meta and item.meta.name else None)
-            or str(item.meta.uuid if item.meta and item.meta.uuid else f"data-{index}"),
-            kind=str(item.__struct_config__.tag),
-            location=_data_location(item),
-        )
-        for index, item in enumerate(document.data)
+        DataSource(name=item.name, kind=str(resource.__struct_config__.tag), location=item.source)
+        for item, resource in zip(data_items(document.data), document.data, strict=True)
     )
     return SessionPlan(
         session_id=record.id,

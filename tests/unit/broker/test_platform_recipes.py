@@ -3,6 +3,7 @@ command lines (through a recording command runner instead of the cluster)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -98,7 +99,23 @@ def test_a_python_program_is_fetched_into_a_fresh_environment_with_its_requireme
     assert "pip install --disable-pip-version-check --no-input --quiet 'numpy>=1.26' astropy" in (
         script
     )
-    assert "python3 session_fetch.py file https://d.org/x data/in_put" in script
+    assert "python3 session_fetch.py data https://d.org/x data/in_put 0" in script
+    # The data is staged first, and the S3 keys are gone before anything of the request runs.
+    assert script.index("data/in_put") < script.index("unset AWS_ACCESS_KEY_ID")
+    assert script.index("unset AWS_ACCESS_KEY_ID") < script.index("session_fetch.py program")
+
+
+def test_data_under_a_mirror_is_copied_from_the_replica_and_sizes_are_bounded():
+    tools = dataclasses.replace(
+        TOOLS, mirrors=(("https://archive.org/sky/", "/srv/mirror"),), max_data_bytes=1024
+    )
+    items = (
+        DataSource("a", "k", "https://archive.org/sky/deep/a.fits"),
+        DataSource("b", "k", "s3+http://127.0.0.1:9000/bucket/runs/"),
+    )
+    script = prepare_script(plan(program(), *items), tools, LAYOUT)
+    assert "session_fetch.py data file:///srv/mirror/deep/a.fits data/a 1024" in script
+    assert "session_fetch.py data s3+http://127.0.0.1:9000/bucket/runs/ data/b 1024" in script
 
 
 def test_data_without_a_url_cannot_be_prepared():

@@ -1,0 +1,1 @@
+"""Harvest sources that read IVOA registries other than over OAI-PMH (RegTAP)."""

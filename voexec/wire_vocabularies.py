@@ -5,8 +5,9 @@ the configured IVOA ones from the folder, the cache or the network, and, when ne
 network has them, from the dated snapshot shipped in the package. Loading never fails for lack
 of network (what is missing is logged and listed at `GET /vocabularies`), so an offline machine
 starts with our own vocabularies and the snapshot's UAT, messenger and product-type; the search
-page's footer and `GET /vocabularies` say which copy of each is in use. Later parts find the registry as
-`services.components["vocabularies"]`; handlers get it as the dependency `vocabularies`.
+page's footer and `GET /vocabularies` say which copy of each is in use. Later parts find the
+registry as `services.components["vocabularies"]`; handlers get it as the dependency
+`vocabularies`.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ pricing and de-duplication. Pure: no I/O, no clock (`now` is an argument); the s
 always gives the same offers. Imports `core` and the scheduling modules only.
 
 Strategies, each ranking every platform's slots (ties go to the earlier start, then to the
-platform listed first):
+platform listed first, counting from `rotation`):
 
 * `earliest` — the soonest start; offers what the slot policy allows above the minimum.
 * `largest` — the most cores, then the most memory (up to the policy's ceiling and the
@@ -165,10 +165,17 @@ class _Ranker:
     """Turns slots into each strategy's candidate offers and ranks them."""
 
     def __init__(
-        self, platforms: Sequence[PlatformSpec], now: datetime, policy: OfferPolicy
+        self,
+        platforms: Sequence[PlatformSpec],
+        now: datetime,
+        policy: OfferPolicy,
+        rotation: int = 0,
     ) -> None:
         self.platforms = {platform.name: platform for platform in platforms}
-        self.order = {platform.name: index for index, platform in enumerate(platforms)}
+        count = len(platforms) or 1
+        self.order = {
+            platform.name: (index - rotation) % count for index, platform in enumerate(platforms)
+        }
         self.expires = now + policy.offer_ttl
         units = Counter(p.prices.unit for p in platforms if p.prices is not None)
         # The unit most platforms quote in; ties go to the first in alphabetical order.
@@ -223,6 +230,8 @@ def make_offers(
     demand: Demand,
     now: datetime,
     policy: OfferPolicy | None = None,
+    *,
+    rotation: int = 0,
 ) -> OfferSet:
     """Offers for one demand across platforms, at most `policy.max_offers`: alternatives.
 
@@ -235,6 +244,11 @@ def make_offers(
         demand: what is asked.
         now: the current instant (aware); offers expire at `now + policy.offer_ttl`.
         policy: how many offers, by which strategies.
+        rotation: which platform breaks ties first: the platform at this position in
+            `platforms` (modulo their number), then the ones after it, wrapping round. The
+            service varies it from request to request, so that equal platforms share the
+            requests instead of the first-listed one taking them all (and every request
+            queuing for its lock).
 
     Returns:
         The offers in the order they were chosen, and the reasons of every platform that
@@ -247,7 +261,7 @@ def make_offers(
     reasons.extend(
         reason for name, found in slots.items() if not found for reason in searches[name].explain()
     )
-    ranker = _Ranker(platforms, now, policy)
+    ranker = _Ranker(platforms, now, policy, rotation)
     chosen: list[Offer] = []
     taken: set[tuple[str, datetime, Resources]] = set()
     progressed = True

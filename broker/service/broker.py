@@ -30,6 +30,7 @@ Imports `core`, the `broker` model, the pure modules, the ports and the store; n
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -200,6 +201,7 @@ class BrokerService:
         # `direct` books the first offer chosen, which is the same whatever the number chosen.
         self._direct_policy = msgspec.structs.replace(self._policy, max_offers=1)
         self._worker_id = worker_id or f"broker-{uuid4()}"
+        self._rotations = itertools.count()
         with store.write() as tx:
             tx.ensure_platforms(self._spec)
 
@@ -281,7 +283,8 @@ class BrokerService:
             ]
             return msgspec.structs.replace(document, offers=[s.document for s in sessions])
 
-        return place_offers(self._store, question, now, self._policy, keep)
+        rotation = next(self._rotations)  # equal platforms take turns (see `make_offers`)
+        return place_offers(self._store, question, now, self._policy, keep, rotation=rotation)
 
     def get_offerset(self, uuid: UUID) -> OfferSetResponse:
         """The offer set as it is now (its offers show their current phases).

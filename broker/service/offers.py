@@ -155,6 +155,8 @@ def place_offers(
     now: datetime,
     policy: OfferPolicy,
     keep: Callable[[StoreTransaction, OfferSet], T],
+    *,
+    rotation: int = 0,
 ) -> T:
     """Compute the offers for `question` and have `keep` store them, never beyond capacity.
 
@@ -166,18 +168,22 @@ def place_offers(
         keep: stores the answer; called once, inside the write transaction that holds the locks
             of the platforms its offers are on, with offers whose holds fit there. Its result
             is returned once that transaction has committed.
+        rotation: which platform wins ties (see `make_offers`); the service varies it from
+            request to request, so that equal platforms share the requests and their locks.
 
     Returns:
         What `keep` returned.
     """
     demand = question.demand
     if demand is None or not question.candidates:
-        found = NO_OFFERS if demand is None else _search(question, demand, (), now, policy)
+        found = (
+            NO_OFFERS if demand is None else _search(question, demand, (), now, policy, rotation)
+        )
         with store.write() as tx:
             return keep(tx, found)
     with store.read() as tx:
         snapshot = tx.live_bookings(now, question.candidates, question.span)
-    found = _search(question, demand, snapshot, now, policy)
+    found = _search(question, demand, snapshot, now, policy, rotation=rotation)
     locked = sorted({offer.platform for offer in found.offers})
     with store.write() as tx:
         tx.lock_platforms(locked)
@@ -189,7 +195,7 @@ def place_offers(
         # what is booked now where this request holds the locks.
         fresh = tx.live_bookings(now, locked, question.span)
         others = [booking for booking in snapshot if booking.platform not in locked]
-        found = _search(question, demand, [*fresh, *others], now, policy)
+        found = _search(question, demand, [*fresh, *others], now, policy, rotation=rotation)
         if {offer.platform for offer in found.offers} <= set(locked):
             _verify(question, found, fresh)
             return keep(tx, found)
@@ -197,7 +203,7 @@ def place_offers(
     with store.write() as tx:
         tx.lock_platforms(question.candidates)
         fresh = tx.live_bookings(now, question.candidates, question.span)
-        found = _search(question, demand, fresh, now, policy)
+        found = _search(question, demand, fresh, now, policy, rotation=rotation)
         _verify(question, found, fresh)
         return keep(tx, found)
 
@@ -208,8 +214,10 @@ def _search(
     bookings: Iterable[Booking],
     now: datetime,
     policy: OfferPolicy,
+    *,
+    rotation: int,
 ) -> OfferSet:
-    return make_offers(question.platforms, bookings, demand, now, policy)
+    return make_offers(question.platforms, bookings, demand, now, policy, rotation=rotation)
 
 
 def _covering(offers: Sequence[Offer]) -> Interval:

@@ -534,7 +534,31 @@ class OaiPmhSource(_Settings, frozen=True, tag="oai-pmh", tag_field="type"):
     set_spec: str | None = "ivo_managed"
 
 
-HarvestSource = GitLabSource | OaiPmhSource
+class RegTapSource(_Settings, frozen=True, tag="regtap", tag_field="type"):
+    """An IVOA searchable registry asked over RegTAP (TAP + ADQL on its `rr` tables).
+
+    Each run asks for what `find` names: `brokers` (resources with an Execution Broker
+    capability, listed in the report as candidate remote platforms, never configured by
+    themselves) and `software` (software resources naming a voexec entry page, published
+    into the catalogue as an `oai-pmh` source's records are).
+    """
+
+    name: str
+    url: str
+    """The registry's TAP base URL (its `/sync` endpoint is asked)."""
+    find: list[Literal["brokers", "software"]] = msgspec.field(
+        default_factory=lambda: ["brokers", "software"]
+    )
+    broker_standard_id: str = "ivo://ivoa.net/std/ExecutionBroker"
+    """`standardID` of the broker capability looked for (compared in lower case, as RegTAP
+    stores it); the default is what `registry.broker_standard_id` publishes."""
+    timeout: timedelta = timedelta(seconds=60)
+    """Longest wait for one answer of the registry (each retry waits this long again)."""
+    max_records: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 10_000
+    """Most rows asked for per question."""
+
+
+HarvestSource = GitLabSource | OaiPmhSource | RegTapSource
 
 
 class HarvestSettings(_Settings, frozen=True):

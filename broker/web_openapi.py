@@ -34,7 +34,6 @@ from litestar.openapi.spec import (
 from broker.model import (
     ERROR_RESPONSE_KIND,
     AnySession,
-    AnyStorage,
     AnyUpdate,
     AnyVolume,
     ErrorResponse,
@@ -85,7 +84,7 @@ def _schema_hook(type_: type) -> dict[str, Any]:
 
 
 def _with_discriminators_for_single_kinds(node: Any, single: Mapping[str, str]) -> Any:
-    """Give the one-member families (volume, storage) a discriminator like the schema's."""
+    """Give the one-member families (volume) a discriminator like the schema's."""
     if isinstance(node, list):
         return [_with_discriminators_for_single_kinds(item, single) for item in node]
     if not isinstance(node, dict):
@@ -115,9 +114,7 @@ def wire_schemas() -> dict[str, dict[str, Any]]:
     )
     components["AbstractExecutionSession"] = session
     components["AbstractUpdate"] = update
-    single = {
-        _REF.format(name=family.__name__): tags_of(family)[0] for family in (AnyVolume, AnyStorage)
-    }
+    single = {_REF.format(name=family.__name__): tags_of(family)[0] for family in (AnyVolume,)}
     return cast(
         "dict[str, dict[str, Any]]", _with_discriminators_for_single_kinds(components, single)
     )

@@ -293,6 +293,21 @@ class S3Credentials(_Settings, frozen=True):
     """Signing region; empty: `AWS_REGION`, `AWS_DEFAULT_REGION`, else `us-east-1`."""
 
 
+class PlatformResultsSettings(_Settings, frozen=True):
+    """Where a platform may write a session's results (results storage kinds); empty: nowhere.
+
+    Checked at offer time: a request naming a destination outside these is answered NO.
+    """
+
+    s3: list[str] = []
+    """S3 endpoints (`https://s3.example.net`, `http://127.0.0.1:9000`) results may be written
+    to, signed with `data.s3`'s keys (else voexec's `AWS_*` variables)."""
+    http: list[str] = []
+    """URL prefixes (`https://store.example.org/upload/`) under which results may be PUT."""
+    files: list[str] = []
+    """Folders on the platform under which results may be copied (`/srv/results`)."""
+
+
 class PlatformDataSettings(_Settings, frozen=True):
     """How a platform reaches data: bandwidth to each source, local replicas, limits.
 
@@ -319,6 +334,8 @@ class PlatformDataSettings(_Settings, frozen=True):
     """How long a source's answer (or failure) is kept."""
     s3: S3Credentials = S3Credentials()
     """Empty: the environment's `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, else unsigned."""
+    results: PlatformResultsSettings = PlatformResultsSettings()
+    """Where session results may be uploaded to when a request names a destination."""
 
 
 class PlatformSettings(_Settings, frozen=True):

@@ -2,7 +2,8 @@
 
 Implements the shapes and exact `kind` URIs of the newest IVOA Execution Broker schema
 (Calycopis-openapi v1.0, `../shared/spec/openapi/`), plus voexec's extension kinds
-(`AcceleratedComputeResource`, `PythonProgram`, `JavaProgram`, see docs/broker.md). The
+(`AcceleratedComputeResource`, `PythonProgram`, `JavaProgram`, the results storage kinds, see
+docs/broker.md). The
 building blocks live in `broker.model.common` and the components in `broker.model.components`;
 this module adds the documents that travel whole (the request, offer sets, sessions, error
 bodies) and re-exports everything, so callers write `from broker.model import DockerContainer`.
@@ -58,8 +59,11 @@ from broker.model.common import (
 )
 from broker.model.components import (
     ACCELERATED_COMPUTE_KIND,
+    FILE_RESULTS_KIND,
+    HTTP_RESULTS_KIND,
     JAVA_PROGRAM_KIND,
     PYTHON_PROGRAM_KIND,
+    S3_RESULTS_KIND,
     AcceleratedComputeResource,
     AcceleratorCount,
     AcceleratorMemory,
@@ -67,6 +71,7 @@ from broker.model.components import (
     AnyCompute,
     AnyData,
     AnyExecutable,
+    AnyResultsStorage,
     AnyStorage,
     AnyVolume,
     ComputeCapability,
@@ -80,6 +85,8 @@ from broker.model.components import (
     DockerNetworkSpec,
     DockerPlatformSpec,
     Executable,
+    FileResultsStorage,
+    HttpResultsStorage,
     IvoaDataLinkItem,
     IvoaDataResource,
     IvoaDataResourceBlock,
@@ -94,6 +101,7 @@ from broker.model.components import (
     RucioDataResourceBlock,
     RucioReplicaBlock,
     S3DataResource,
+    S3ResultsStorage,
     SimpleComputeCores,
     SimpleComputeMemory,
     SimpleComputeResource,
@@ -117,10 +125,13 @@ __all__ = [
     "ACCELERATED_COMPUTE_KIND",
     "ERROR_RESPONSE_KIND",
     "EXTENSION_KINDS",
+    "FILE_RESULTS_KIND",
+    "HTTP_RESULTS_KIND",
     "JAVA_PROGRAM_KIND",
     "KINDS",
     "OFFERSET_KIND",
     "PYTHON_PROGRAM_KIND",
+    "S3_RESULTS_KIND",
     "TERMINAL_PHASES",
     "AbstractCostItem",
     "AbstractMetricItem",
@@ -134,6 +145,7 @@ __all__ = [
     "AnyExecutable",
     "AnyMetric",
     "AnyOption",
+    "AnyResultsStorage",
     "AnySession",
     "AnyStorage",
     "AnyUpdate",
@@ -157,6 +169,8 @@ __all__ = [
     "Executable",
     "ExecutionRequest",
     "ExecutionSession",
+    "FileResultsStorage",
+    "HttpResultsStorage",
     "Instant",
     "IntegerDeltaOption",
     "IntegerDeltaUpdate",
@@ -188,6 +202,7 @@ __all__ = [
     "RucioDataResourceBlock",
     "RucioReplicaBlock",
     "S3DataResource",
+    "S3ResultsStorage",
     "ScheduledExecutionSchedule",
     "ScheduledExecutionSession",
     "SessionPhase",

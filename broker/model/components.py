@@ -2,13 +2,15 @@
 
 Executables (Docker/OCI container, Singularity container, Jupyter notebook, and our Python
 and Java program extensions), compute resources (simple, and our accelerated extension), volume
-mounts, storage, and data resources (simple, S3, Rucio, IVOA, SKAO), each with its exact kind
+mounts, storage (simple, and our results destinations: S3, http PUT, a folder), and data
+resources (simple, S3, Rucio, IVOA, SKAO), each with its exact kind
 URI from `kinds/**` of the IVOA schema. Import the public names from `broker.model`.
 
 Pure data: imports msgspec and `broker.model.common` only.
 
 Each family is a closed union (`AnyExecutable`, `AnyCompute`, ...); dispatch with `match`, and
-put `AcceleratedComputeResource` before `SimpleComputeResource` since it extends it.
+put `AcceleratedComputeResource` before `SimpleComputeResource` since it extends it (and the
+results storage kinds before `SimpleStorageResource`).
 """
 
 from __future__ import annotations
@@ -374,7 +376,47 @@ class SimpleStorageResource(
     size: SimpleStorageSize | None = None
 
 
-AnyStorage = SimpleStorageResource
+S3_RESULTS_KIND: Final = EXTENSION_KINDS + "storage/s3-results-storage.yaml"
+HTTP_RESULTS_KIND: Final = EXTENSION_KINDS + "storage/http-results-storage.yaml"
+FILE_RESULTS_KIND: Final = EXTENSION_KINDS + "storage/file-results-storage.yaml"
+
+
+class S3ResultsStorage(SimpleStorageResource, frozen=True, tag=S3_RESULTS_KIND):
+    """voexec extension: the session's results go to an S3 prefix when its work ends.
+
+    Every file of the output folder becomes the object `<prefix><its path in the folder>` in
+    `bucket` at `endpoint` (path-style). The platform signs with its own keys, never with
+    anything from the request; one that may not write to `endpoint` says NO.
+    """
+
+    endpoint: str | None = None
+    """The S3 service, `https://s3.example.net`."""
+    bucket: str | None = None
+    prefix: str = ""
+    """Prepended to each file's path; end it with `/` to make a folder."""
+
+
+class HttpResultsStorage(SimpleStorageResource, frozen=True, tag=HTTP_RESULTS_KIND):
+    """voexec extension: the session's results are PUT under a URL when its work ends.
+
+    Each file of the output folder is sent with `PUT <location>/<its path in the folder>`.
+    """
+
+    location: str | None = None
+    """The http(s) URL prefix the files go under."""
+
+
+class FileResultsStorage(SimpleStorageResource, frozen=True, tag=FILE_RESULTS_KIND):
+    """voexec extension: the session's results are copied to a folder on the platform."""
+
+    path: str | None = None
+    """An absolute folder path on the platform (created when missing)."""
+
+
+AnyResultsStorage = S3ResultsStorage | HttpResultsStorage | FileResultsStorage
+"""voexec's results destinations: storage kinds whose content is the session's output."""
+
+AnyStorage = S3ResultsStorage | HttpResultsStorage | FileResultsStorage | SimpleStorageResource
 
 
 # ------------------------------------------------------------------------- data

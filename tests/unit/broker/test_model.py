@@ -63,9 +63,12 @@ def test_ours_adds_only_the_documented_extension_kinds():
         model.ACCELERATED_COMPUTE_KIND,
         model.PYTHON_PROGRAM_KIND,
         model.JAVA_PROGRAM_KIND,
+        model.S3_RESULTS_KIND,
+        model.HTTP_RESULTS_KIND,
+        model.FILE_RESULTS_KIND,
     }
-    assert model.ACCELERATED_COMPUTE_KIND.startswith(model.EXTENSION_KINDS)
-    assert model.JAVA_PROGRAM_KIND.startswith(model.EXTENSION_KINDS)
+    for kind in (model.ACCELERATED_COMPUTE_KIND, model.JAVA_PROGRAM_KIND, model.S3_RESULTS_KIND):
+        assert kind.startswith(model.EXTENSION_KINDS)
 
 
 def test_each_kind_names_its_family_for_messages():

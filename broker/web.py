@@ -92,6 +92,7 @@ GUARDED_WRITES: Final = "broker_guarded_writes"
 """The router's `opt` key saying whether writes need a bearer token (read when documenting)."""
 WRITE_PERMISSION: Final = "change offers and sessions on this broker"
 """What a write token allows, as the 401 and 403 messages say it."""
+SESSION_CHANGE: Final = "accept, reject or cancel this session"
 IDENTITY_STATE: Final = "voexec_identity"
 """The request-state key under which the write guard leaves the identity it found."""
 _log = logging.getLogger(__name__)
@@ -118,6 +119,35 @@ class BrokerHttp:
             return found
         address = request.client.host if request.client else None
         return self.security.auth.identify(request.headers.get("authorization"), address)
+
+    def require_owner(self, request: Request[Any, Any, Any], owner: str | None, *, to: str) -> None:
+        """Let the request through only from `owner` (who asked) or an operator.
+
+        Raises:
+            Forbidden: another identity (403).
+        """
+        identity = self.identity(request)
+        if not self.security.auth.may_act_for(identity, owner):
+            raise Forbidden(
+                f"{identity.describe()} may not {to}: only whoever asked for it, or an "
+                "operator, may"
+            )
+
+    def require_reader(self, request: Request[Any, Any, Any], owner: str | None) -> None:
+        """With `auth.owner_only_reads`, let only `owner` or an operator read.
+
+        Raises:
+            Unauthorized: an anonymous caller where identities are configured (401).
+            Forbidden: another identity (403).
+        """
+        if not self.security.owner_only_reads:
+            return
+        identity = self.identity(request)
+        if self.security.may_read(identity, owner):
+            return
+        if identity.anonymous and not self.security.auth.open:
+            raise Unauthorized("a bearer token is needed to read this (only its owner may)")
+        raise Forbidden(f"{identity.describe()} may not read this: only its owner or an operator")
 
     def requester(self, request: Request[Any, Any, Any]) -> str:
         """Who asks, as recorded on an offer set and counted by the limits.
@@ -418,18 +448,24 @@ def request_offers_older_path(
 
 @get("/offersets/{uuid:str}", operation_id="OfferSetSelect", sync_to_thread=True)
 def get_offerset(
-    request: Request[Any, Any, Any], uuid: FromPath[str], broker: Broker
+    request: Request[Any, Any, Any], uuid: FromPath[str], broker: Broker, http: Http
 ) -> Response[bytes]:
     """An offer set, with its offers in their current phases."""
-    return _answer(request, broker.get_offerset(_uuid(uuid, "offer set")), 200)
+    offerset_id = _uuid(uuid, "offer set")
+    document = broker.get_offerset(offerset_id)
+    http.require_reader(request, broker.owner(offerset=offerset_id))
+    return _answer(request, document, 200)
 
 
 @get("/sessions/{uuid:str}", operation_id="SessionSelect", sync_to_thread=True)
 def get_session(
-    request: Request[Any, Any, Any], uuid: FromPath[str], broker: Broker
+    request: Request[Any, Any, Any], uuid: FromPath[str], broker: Broker, http: Http
 ) -> Response[bytes]:
     """A session (an offer or an accepted session) in its current phase."""
-    return _answer(request, broker.get_session(_uuid(uuid, "session")), 200)
+    session_id = _uuid(uuid, "session")
+    document = broker.get_session(session_id)
+    http.require_reader(request, broker.owner(session=session_id))
+    return _answer(request, document, 200)
 
 
 @post("/sessions/{uuid:str}", status_code=200, operation_id="SessionUpdate", sync_to_thread=True)
@@ -440,10 +476,15 @@ def update_session(
     broker: Broker,
     http: Http,
 ) -> Response[bytes]:
-    """Apply one update (accept, reject or cancel); 409 names the phase and what is allowed."""
+    """Apply one update (accept, reject or cancel); 409 names the phase and what is allowed.
+
+    Only whoever asked for the session (or its offer set), or an operator, may (403).
+    """
     session_id = _uuid(uuid, "session")
     media = codec.media_for_body(request.headers.get("content-type"))
     update = codec.decode_update(body, media, max_bytes=http.max_body_bytes)
+    broker.get_session(session_id)  # 404 before 403: say what does not exist
+    http.require_owner(request, broker.owner(session=session_id), to=SESSION_CHANGE)
     return _answer(request, broker.update_session(session_id, update), 200)
 
 
@@ -455,7 +496,10 @@ def direct(
     http.security.limiter.take("offers", http.requester(request))
     decoded = _read_request(request, body, http)
     session = broker.direct(
-        decoded.value, http.base_url(request), unknown_kinds=decoded.unknown_kinds
+        decoded.value,
+        http.base_url(request),
+        unknown_kinds=decoded.unknown_kinds,
+        requester=http.requester(request),
     )
     location = session.meta.url if session.meta and session.meta.url else ""
     return _answer(request, session, 303, {"Location": location})

@@ -200,6 +200,11 @@ class BrokerGateway(Protocol):
         """The block in the broker's newest form (older forms rewritten; as given if unreadable)."""
         ...
 
-    def request_offers(self, request: Mapping[str, Any], base_url: str) -> OfferAnswer:
-        """Send an ExecutionRequest document; return the offer set and its URL."""
+    def request_offers(
+        self, request: Mapping[str, Any], base_url: str, *, requester: str | None = None
+    ) -> OfferAnswer:
+        """Send an ExecutionRequest document; return the offer set and its URL.
+
+        `requester` is who asks (an identity's key), recorded by the broker as the owner.
+        """
         ...

@@ -614,8 +614,12 @@ class CatalogueService:
         return self.reindex()
 
     # ------------------------------------------------------------------------ hand-off
-    def hand_off(self, entry_id: str, overrides: HandOff, base_url: str) -> OfferAnswer:
+    def hand_off(
+        self, entry_id: str, overrides: HandOff, base_url: str, *, requester: str | None = None
+    ) -> OfferAnswer:
         """Ask the broker for offers to run an entry: its executable, needs and the overrides.
+
+        `requester` (who asks) becomes the offer set's owner at the broker.
 
         Raises:
             NotFound: no such entry or version.
@@ -628,4 +632,4 @@ class CatalogueService:
         request = handoff.execution_request(
             detail.spec, overrides, name=f"{detail.name}-{detail.version}"
         )
-        return self.broker.request_offers(request, base_url)
+        return self.broker.request_offers(request, base_url, requester=requester)

@@ -20,6 +20,7 @@ problem details by `voexec/problems.py`; nothing here answers 500 for bad input.
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -221,10 +222,16 @@ def catalogue_router(*, security: Security, public_url: str | None = None) -> Ro
         resources (`cores`, `memory`, `gpus`), the `version` and adds `data` locations.
         With identities configured, one that may run is needed (a bearer token or JWT).
         """
-        authorise(request, Permission.RUN, "offers", "ask the broker for offers")
+        identity = authorise(request, Permission.RUN, "offers", "ask the broker for offers")
         overrides = _overrides(await _document(request))
         answer = await sync_to_thread(
-            catalogue.hand_off, entry_id, overrides, _base_url(request, public_url)
+            functools.partial(
+                catalogue.hand_off,
+                entry_id,
+                overrides,
+                _base_url(request, public_url),
+                requester=identity.key,
+            )
         )
         return Response(
             answer.offer_set, status_code=HTTP_303_SEE_OTHER, headers={"location": answer.location}

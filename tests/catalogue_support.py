@@ -69,7 +69,13 @@ def app_settings(data_dir: Path, **catalogue: Any) -> Settings:
             "vocabularies": {"offline": True, "names": ["uat", "messenger"]},
             "auth": {"tokens": [named("publisher", PUBLISH_TOKEN, "packager")]},
             "catalogue": catalogue,
-            # Offers stay open to anonymous callers, as on a voexec whose tokens only publish.
-            "broker": {"platforms": DEMO_PLATFORMS, "allow_anonymous_runs": True},
+            # Offers stay open to anonymous callers, as on a voexec whose tokens only publish;
+            # every test client is one requester, so the cap on held offer sets (tested in
+            # tests/api/test_broker_holds.py) is lifted.
+            "broker": {
+                "platforms": DEMO_PLATFORMS,
+                "allow_anonymous_runs": True,
+                "held_offersets_per_requester": 0,
+            },
         }
     )

@@ -229,6 +229,40 @@ class PageAuth:
             f"this voexec asks you to sign in with a broker token to {to}", come_back
         )
 
+    def reader(self, request: Request[Any, Any, Any]) -> Identity:
+        """Who reads a page: the bearer token's or the sign-in's identity, else the address."""
+        found = self._header_identity(request)
+        if found is None:
+            cookie = self.cookie_identity(request)
+            found = cookie[0] if cookie else None
+        return found or Identity(kind="address", name=_address(request) or "unknown")
+
+    def require_owner(self, identity: Identity, owner: str | None, *, to: str) -> None:
+        """Raise `Forbidden` unless `identity` asked for it (`owner`) or is an operator."""
+        if not self.security.auth.may_act_for(identity, owner):
+            raise Forbidden(
+                f"{identity.describe()} may not {to}: only whoever asked for it, or an "
+                "operator, may"
+            )
+
+    def require_reader(
+        self, request: Request[Any, Any, Any], owner: str | None, *, come_back: str
+    ) -> None:
+        """With `auth.owner_only_reads`, let only `owner` or an operator read a page.
+
+        Raises:
+            SignInNeeded: nobody signed in (401, with a way to sign in).
+            Forbidden: another identity (403).
+        """
+        if not self.security.owner_only_reads:
+            return
+        identity = self.reader(request)
+        if self.security.may_read(identity, owner):
+            return
+        if identity.anonymous and self.required:
+            raise SignInNeeded("sign in to see this page: only its owner may", come_back)
+        raise Forbidden(f"{identity.describe()} may not read this: only its owner or an operator")
+
     def _secure(self, request: Request[Any, Any, Any]) -> bool:
         # Behind a proxy that ends TLS the request itself says http; the public URL tells.
         public = urlsplit(self.public_url or "").scheme

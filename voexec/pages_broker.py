@@ -17,6 +17,7 @@ modules.
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -62,7 +63,11 @@ def offers_page(
 ) -> Response[str]:
     """An offer set: offers side by side with countdowns, a timeline, the NO reasons."""
     started = time.perf_counter()
-    document = codec.to_builtins(broker.get_offerset(_uuid(uuid, "offer set")))
+    offerset_id = _uuid(uuid, "offer set")
+    document = codec.to_builtins(broker.get_offerset(offerset_id))
+    pages.auth.require_reader(
+        request, broker.owner(offerset=offerset_id), come_back=f"/offersets/{offerset_id}"
+    )
     view = offer_set_view(document)
     now = pages.now()
     back = None
@@ -90,6 +95,11 @@ def session_page(
 ) -> Response[str]:
     """A session; `X-Voexec-Partial: session` answers its changing part only."""
     started = time.perf_counter()
+    session_id = _uuid(uuid, "session")
+    broker.get_session(session_id)  # 404 before 401 or 403
+    pages.auth.require_reader(
+        request, broker.owner(session=session_id), come_back=f"/sessions/{session_id}"
+    )
     return _session_answer(request, started, uuid, broker, pages)
 
 
@@ -111,13 +121,16 @@ async def update_session(
         session_id = _uuid(uuid, "session")
         if scripted:
             come_back = f"/sessions/{session_id}"
-            pages.auth.require_write(request, to=SESSION_WRITES, come_back=come_back)
+            identity = pages.auth.require_write(request, to=SESSION_WRITES, come_back=come_back)
             update = codec.decode_update(await request.body(), codec.Media.JSON)
         else:
             sent = await request.form()
             come_back = local_path(str(sent.get("next", "")), f"/sessions/{session_id}")
-            pages.auth.require_write(request, to=SESSION_WRITES, come_back=come_back)
+            identity = pages.auth.require_write(request, to=SESSION_WRITES, come_back=come_back)
             update = EnumValueUpdate(path="phase", value=str(sent.get("phase", "")))
+        await sync_to_thread(broker.get_session, session_id)  # 404 before 403
+        owner = await sync_to_thread(functools.partial(broker.owner, session=session_id))
+        pages.auth.require_owner(identity, owner, to=SESSION_WRITES)
         session = await sync_to_thread(broker.update_session, session_id, update)
     except DomainError as error:
         if scripted:

@@ -14,6 +14,7 @@ Imports the catalogue and harvest services, `voexec.pages`, `voexec.page_auth` a
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any, Final
 from urllib.parse import quote
@@ -170,7 +171,11 @@ async def request_offers(
     if hand_off is not None:
         base_url = pages.settings.server.public_url or str(request.base_url)
         try:
-            answer = await sync_to_thread(catalogue.hand_off, entry_id, hand_off, base_url)
+            answer = await sync_to_thread(
+                functools.partial(
+                    catalogue.hand_off, entry_id, hand_off, base_url, requester=identity.key
+                )
+            )
         except Invalid as error:
             problems = [
                 Problem(form_field(p.field), p.reason, p.suggestions) for p in error.problems

@@ -88,7 +88,9 @@ class InProcessBroker:
         """The configured platforms whose kinds, capacity and limits fit (time aside)."""
         return [p.name for p in self.platforms if _fits(p, kind_term(kind), needs)]
 
-    def request_offers(self, request: Mapping[str, Any], base_url: str) -> OfferAnswer:
+    def request_offers(
+        self, request: Mapping[str, Any], base_url: str, *, requester: str | None = None
+    ) -> OfferAnswer:
         """Decode the ExecutionRequest as the broker's HTTP layer would, and ask for offers."""
         if self.broker is None:
             raise Unavailable("the Execution Broker is not running in this process")
@@ -96,7 +98,10 @@ class InProcessBroker:
 
         decoded = codec.convert(dict(request), ExecutionRequest)
         offer_set = self.broker.request_offers(
-            decoded.value, base_url.rstrip("/") + BROKER_PATH, unknown_kinds=decoded.unknown_kinds
+            decoded.value,
+            base_url.rstrip("/") + BROKER_PATH,
+            unknown_kinds=decoded.unknown_kinds,
+            requester=requester,
         )
         body = codec.to_builtins(offer_set)
         return OfferAnswer(

@@ -85,7 +85,7 @@ from broker.scheduling.resources import Booking, BookingKind, PlatformSpec
 from broker.scheduling.slots import earliest_start
 from broker.service.federation import Federation, with_link
 from broker.service.offers import Question, answer_messages, place_offers, read_question
-from broker.service.platforms import action_of, call_platform
+from broker.service.platforms import action_of, call_platform, with_connectors
 from broker.service.shape import (
     CLIENT_UPDATES,
     moved_session,
@@ -326,6 +326,18 @@ class BrokerService:
                     )
         return items
 
+    def owner(self, *, offerset: UUID | None = None, session: UUID | None = None) -> str | None:
+        """Who asked for this offer set or session.
+
+        The `requester` given to `request_offers` or `direct`; None when none was recorded or
+        nothing has this UUID.
+        """
+        with self._store.read() as tx:
+            return tx.owner(
+                offerset_id=str(offerset) if offerset else None,
+                session_id=str(session) if session else None,
+            )
+
     def get_session(self, uuid: UUID) -> AnySession:
         """The session (or offer) as it is now; an offer past `expires` reads as EXPIRED.
 
@@ -472,8 +484,11 @@ class BrokerService:
         base_url: str,
         *,
         unknown_kinds: Sequence[UnknownKind] = (),
+        requester: str | None = None,
     ) -> AnySession:
         """Book the best offer at once and run it, skipping the offer round-trip.
+
+        `requester` (who asks) is recorded as the session's owner (`owner`).
 
         Returns:
             The new session, ACCEPTED, at `<base_url>/sessions/<uuid>`.
@@ -490,7 +505,9 @@ class BrokerService:
                 return answer_messages(question, found, now)  # why not, for the failure
             offer = found.offers[0]
             spec = question.spec(offer.platform)
-            return self._open(tx, request, offer, base_url, now, offerset=None, spec=spec).document
+            return self._open(
+                tx, request, offer, base_url, now, offerset=None, spec=spec, requester=requester
+            ).document
 
         booked = place_offers(self._store, question, now, self._direct_policy, keep)
         if not isinstance(booked, list):
@@ -587,8 +604,12 @@ class BrokerService:
             if not current.phase.terminal:  # events for an ended session are never delivered
                 for report in reports:
                     tx.enqueue(current.id, report.at, report.event)
+            # The ways in the platform reported (a Jupyter server's URL) go on the session.
+            current = with_connectors(current, reports) or current
             if notes:
-                tx.save_session(_noted(current, notes))
+                current = _noted(current, notes)
+            if notes or any(report.connectors is not None for report in reports):
+                tx.save_session(current)
 
     # ----------------------------------------------------------------- internals
     @staticmethod
@@ -628,8 +649,11 @@ class BrokerService:
         latest_start: datetime | None = None,
         link: str | None = None,
         spec: PlatformSpec | None = None,
+        requester: str | None = None,
     ) -> SessionRecord:
         """Store a new session for `offer`: OFFERED in an offer set, else ACCEPTED at once.
+
+        `requester` is kept on a session outside any offer set (an offer set keeps its own).
 
         `spec` is the platform as the request saw it: its preparation includes moving the
         request's data there, and the session keeps that preparation.
@@ -669,7 +693,13 @@ class BrokerService:
         record = self._carry_out(tx, record, result.effects, now, now)
         if link is not None:
             record = with_link(record, link, now)
-        tx.add_session(record, position=position, start=offer.start, end=offer.end)
+        tx.add_session(
+            record,
+            position=position,
+            start=offer.start,
+            end=offer.end,
+            requester=requester if offerset is None else None,
+        )
         return record
 
     def _apply(

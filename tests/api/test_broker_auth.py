@@ -141,7 +141,9 @@ def test_a_token_that_is_not_configured_answers_403_and_changes_nothing(app, cli
         assert (error.status, error.title) == (403, "Forbidden")
         assert error.meta.messages[0].kind == "urn:voexec:forbidden"
     assert count(app, "broker_session") == sessions
-    accepted = accept(client, offer, **bearer(TOKENS[1]))  # the offer is still there to accept
+    # The offer is still there for its owner to accept (another token may not: 403).
+    assert accept(client, offer, **bearer(TOKENS[1])).status_code == 403
+    accepted = accept(client, offer, **bearer(TOKENS[0]))
     assert accepted.status_code == 200
 
 
@@ -191,7 +193,7 @@ def test_any_configured_token_writes_and_the_scheme_is_case_insensitive(client):
     offer = offerset_of(created).offers[0]
     assert offer.meta is not None
     assert offer.meta.url is not None
-    accepted = accept(client, offer.meta.url, **bearer(TOKENS[0]))
+    accepted = accept(client, offer.meta.url, authorization=f"BEARER {TOKENS[1]}")
     assert accepted.status_code == 200
     assert accepted.json()["phase"] == "ACCEPTED"
     direct = client.post(

@@ -6,6 +6,9 @@
 - `voexec harvest --report RUN_ID [--json] [--all]`: print a stored report again;
 - `voexec harvest --list`: the configured sources and their last run.
 
+A `regtap` source's report also lists the Execution Brokers the registry knows, each with the
+`broker.platforms` block that would add it as a remote platform.
+
 Exit status: 0 when the run succeeded, 2 when some projects failed (partial), 1 when the
 source itself failed. Problems in packagers' files do not change it: they are the report's
 content, not a failure of the harvest. The pipeline comes from a factory passed in by
@@ -20,7 +23,14 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, TextIO
 
-from harvest.model import Counts, HarvestReport, ProjectReport, ProjectTotals, ReportProblem
+from harvest.model import (
+    CandidatePlatform,
+    Counts,
+    HarvestReport,
+    ProjectReport,
+    ProjectTotals,
+    ReportProblem,
+)
 
 if TYPE_CHECKING:
     # The pipeline and the settings are imported when the command runs, not when the `voexec`
@@ -40,8 +50,10 @@ def register(
     """Mount `harvest` on the root parser; `pipeline` opens the pipeline for the settings."""
     harvest = commands.add_parser(
         "harvest",
-        help="harvest a GitLab source into the catalogue and print its report",
-        description="Harvest ivoa-executable.yaml files from a configured GitLab source.",
+        help="harvest a source (GitLab, OAI-PMH, RegTAP) into the catalogue; print its report",
+        description="Harvest a configured source: ivoa-executable.yaml files from GitLab, or an "
+        "IVOA registry over OAI-PMH or RegTAP (whose report also lists the Execution Brokers "
+        "it found as candidate remote platforms).",
     )
     harvest.add_argument("--config", help="YAML settings file (default: $VOEXEC_CONFIG)")
     what = harvest.add_mutually_exclusive_group(required=True)
@@ -162,6 +174,17 @@ def _project_block(project: ProjectReport) -> list[str]:
     return lines
 
 
+def _platforms_block(platforms: list[CandidatePlatform]) -> list[str]:
+    """Brokers a registry lists, each with the settings that would add it as a platform."""
+    if not platforms:
+        return []
+    lines = ["", f"candidate remote platforms: {len(platforms)} (add one with its settings):"]
+    for platform in platforms:
+        lines.append(f"  {platform.title} <{platform.ivoid}>  {platform.url}")
+        lines += [f"    {line}" for line in platform.settings.rstrip().splitlines()]
+    return lines
+
+
 def format_report(report: HarvestReport, *, everything: bool = False) -> str:
     """The report as a packager reads it: totals, then each project with its problems.
 
@@ -179,6 +202,7 @@ def format_report(report: HarvestReport, *, everything: bool = False) -> str:
         _counts_line(report.counts),
     ]
     lines += [_problem_line(problem) for problem in report.problems]
+    lines += _platforms_block(report.platforms)
     shown = [
         project
         for project in report.project_reports

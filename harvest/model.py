@@ -157,6 +157,23 @@ class ProjectTotals(msgspec.Struct, kw_only=True):
         setattr(self, name, getattr(self, name) + 1)
 
 
+class CandidatePlatform(msgspec.Struct, frozen=True, kw_only=True):
+    """An Execution Broker an IVOA registry lists: a platform the operator may add.
+
+    Nothing is configured by itself: `settings` is the block to paste into the settings file
+    (`broker.platforms`) to offer that broker's platforms here (docs/federation.md).
+    """
+
+    ivoid: str
+    title: str
+    url: str
+    """The broker capability's access URL (the `remote.url` of the platform)."""
+    name: str
+    """A platform name derived from the ivoid."""
+    settings: str
+    """YAML for `broker.platforms`, with `adapter: remote` and `remote.url`."""
+
+
 class RunSummary(msgspec.Struct, kw_only=True):
     """One harvest run over one source, without its per-project detail."""
 
@@ -170,6 +187,8 @@ class RunSummary(msgspec.Struct, kw_only=True):
     counts: Counts = msgspec.field(default_factory=Counts)
     problems: list[ReportProblem] = []
     """Source-level problems (the project listing failed, the token was refused...)."""
+    platforms: list[CandidatePlatform] = []
+    """Execution Brokers a registry (a `regtap` source) lists: candidate remote platforms."""
 
 
 class HarvestReport(RunSummary, kw_only=True):

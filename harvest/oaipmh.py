@@ -38,7 +38,7 @@ import msgspec
 from catalogue.model import Provenance, PublishReport
 from core.clock import Clock
 from core.errors import DomainError, NotFound
-from core.settings import HarvestSettings, OaiPmhSource
+from core.settings import HarvestSettings, HarvestSource, OaiPmhSource
 from harvest.model import (
     EntryOutcome,
     HarvestReport,
@@ -331,7 +331,7 @@ class OaiPmhHarvest:
     def _publish(
         self,
         run: RunSummary,
-        source: OaiPmhSource,
+        source: HarvestSource,
         items: list[tuple[ProjectReport, HarvestedRecord, Any]],
     ) -> None:
         if not items:

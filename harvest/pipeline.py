@@ -13,7 +13,9 @@ each project:
 4. withdraws entries that no ref publishes any more, and the entries of projects that are gone.
 
 An `oai-pmh` source (an IVOA publishing registry) is handed to `harvest.oaipmh.OaiPmhHarvest`,
-which writes its reports, one per record, into the same store.
+which writes its reports, one per record, into the same store; a `regtap` source (an IVOA
+searchable registry) to `harvest.sources.regtap.RegTapHarvest`, whose report also lists the
+Execution Brokers it found as candidate remote platforms.
 
 One project's failure (GitLab kept failing, the catalogue was unavailable) is reported and the
 run goes on; that project's stored state is left as it was, so the next run reads it again.
@@ -38,14 +40,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import msgspec
 
 from catalogue.model import Provenance, PublishReport
 from core.clock import Clock
 from core.errors import DomainError, Invalid, NotFound, Problem, Unavailable
-from core.settings import GitLabSource, HarvestSettings, HarvestSource, OaiPmhSource
+from core.settings import (
+    GitLabSource,
+    HarvestSettings,
+    HarvestSource,
+    OaiPmhSource,
+    RegTapSource,
+)
 from harvest import mapping
 from harvest.model import (
     MAX_FILE_BYTES,
@@ -67,6 +75,9 @@ from harvest.model import (
 )
 from harvest.oaipmh import OaiPmhHarvest, RegistryCatalogue
 from harvest.store_sql import HarvestStore
+
+if TYPE_CHECKING:
+    from harvest.sources.regtap import RegTapHarvest
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +221,8 @@ class HarvestPipeline:
         """
         if isinstance(self.source_named(source_name), OaiPmhSource):
             return self._registry_harvest().run(source_name, trigger=trigger, full=full)
+        if isinstance(self.source_named(source_name), RegTapSource):
+            return self._regtap_harvest().run(source_name, trigger=trigger, full=full)
         run = self.begin(source_name, trigger)
         source = self.source(run.source)
         reports: list[ProjectReport] = []
@@ -273,6 +286,16 @@ class HarvestPipeline:
         if not isinstance(self.publisher, RegistryCatalogue):
             raise Unavailable("this catalogue cannot list harvested entries (entry_ids)")
         return OaiPmhHarvest(
+            self.settings, self.publisher, self.store, self.clock, keep_runs=self.keep_runs
+        )
+
+    def _regtap_harvest(self) -> RegTapHarvest:
+        # Imported here: pyvo brings astropy, which only RegTAP sources need.
+        from harvest.sources.regtap import RegTapHarvest
+
+        if not isinstance(self.publisher, RegistryCatalogue):
+            raise Unavailable("this catalogue cannot list harvested entries (entry_ids)")
+        return RegTapHarvest(
             self.settings, self.publisher, self.store, self.clock, keep_runs=self.keep_runs
         )
 

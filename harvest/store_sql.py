@@ -38,6 +38,7 @@ from sqlalchemy.types import TypeDecorator
 
 from core.db import Base, migrate, read_transaction, session_factory, write_transaction
 from harvest.model import (
+    CandidatePlatform,
     Counts,
     HarvestReport,
     ProjectReport,
@@ -122,6 +123,7 @@ class _Summary(msgspec.Struct, kw_only=True):
     projects: ProjectTotals
     counts: Counts
     problems: list[ReportProblem] = []
+    platforms: list[CandidatePlatform] = []
 
 
 _encode = msgspec.json.encode
@@ -296,7 +298,12 @@ class HarvestStore:
     # ---------------------------------------------------------------------- plumbing
     @staticmethod
     def _summary(run: RunSummary) -> str:
-        summary = _Summary(projects=run.projects, counts=run.counts, problems=run.problems)
+        summary = _Summary(
+            projects=run.projects,
+            counts=run.counts,
+            problems=run.problems,
+            platforms=run.platforms,
+        )
         return _encode(summary).decode()
 
     @staticmethod
@@ -312,5 +319,6 @@ class HarvestStore:
             "projects": summary.projects,
             "counts": summary.counts,
             "problems": summary.problems,
+            "platforms": summary.platforms,
         }
         return msgspec.convert(fields, RunSummary, from_attributes=True)

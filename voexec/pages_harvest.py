@@ -1,5 +1,8 @@
 """The harvest web page: `GET /harvest?run=`, the sources, recent runs, and one run's report.
 
+A RegTAP run's report also lists the Execution Brokers the registry knows (candidate remote
+platforms), each with the settings block that would add it.
+
 A run's report lists the projects with problems first (failed, or with problems or warnings),
 then the others. Imports Litestar, `core.settings` and `voexec.pages` (the pipeline comes in as
 the dependency `harvest`); not the other page modules.
@@ -13,11 +16,17 @@ from typing import Any, Final
 from litestar import Request, Response, get
 from litestar.params import FromQuery
 
-from core.settings import GitLabSource
+from core.settings import GitLabSource, OaiPmhSource, RegTapSource
 from voexec.pages import Harvest, PagesDependency
 
 __all__ = ["harvest_page"]
 
+SOURCE_TYPES: Final[dict[type, str]] = {
+    GitLabSource: "GitLab",
+    OaiPmhSource: "OAI-PMH",
+    RegTapSource: "RegTAP",
+}
+"""How the page names each kind of source."""
 RUN_TONES: Final = {"succeeded": "success", "partial": "warning", "failed": "danger"}
 """The badge colour of a run's outcome."""
 
@@ -46,7 +55,7 @@ def harvest_page(
         sources=[
             (
                 source,
-                "GitLab" if isinstance(source, GitLabSource) else "OAI-PMH",
+                SOURCE_TYPES.get(type(source), "registry"),
                 last[0] if last else None,
             )
             for source, last in sources

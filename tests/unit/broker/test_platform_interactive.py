@@ -18,7 +18,7 @@ import pytest
 
 from broker import model
 from broker.model import codec
-from broker.platforms import java, jupyter
+from broker.platforms import containers, java, jupyter
 from broker.platforms.port import SessionPlan
 from broker.platforms.recipe import Layout, Tools, prepare_script, refusals, run_script
 from core.errors import Invalid
@@ -274,3 +274,32 @@ def test_a_java_program_is_read_and_written_under_its_kind():
     program = codec.convert(document, model.AnyExecutable).value
     assert isinstance(program, model.JavaProgram)
     assert codec.to_builtins(program) == document
+
+
+# ------------------------------------------------------------------------- published ports
+def test_a_container_gets_a_connector_per_port_asking_for_access():
+    ports = [
+        {"access": True, "internal": {"port": 8888}, "protocol": "HTTP", "path": "lab"},
+        {"access": True, "internal": {"port": 5432}},
+        {"internal": {"port": 9000}},  # published, not a way in
+    ]
+    container = codec.convert(
+        {
+            "kind": model.KINDS + "executable/docker-container.yaml",
+            "image": {"locations": ["127.0.0.1:5000/tool:1"]},
+            "network": {"ports": ports},
+        },
+        model.AnyExecutable,
+    ).value
+    assert containers.access_ports(container) == [8888, 5432]
+    assert containers.published_connectors(container, "8888/tcp -> 127.0.0.1:41000\n") is None
+    listing = (
+        "8888/tcp -> 127.0.0.1:41000\n5432/tcp -> 127.0.0.1:41001\n9000/tcp -> 127.0.0.1:41002\n"
+    )
+    found = containers.published_connectors(container, listing)
+    assert found is not None
+    assert [(c.protocol, c.location, c.status) for c in found] == [
+        ("HTTP", "http://127.0.0.1:41000/lab", "AVAILABLE"),
+        ("TCP", "tcp://127.0.0.1:41001", "AVAILABLE"),
+    ]
+    assert {c.kind for c in found} == {containers.PORT_CONNECTOR}

@@ -498,6 +498,9 @@ class CatalogueSettings(_Settings, frozen=True):
     demo: bool = False
     """Load the demo catalogue and platforms at start (what `make run` does)."""
     page_size: PositiveInt = 20
+    runnable_on_cache: timedelta = timedelta(seconds=30)
+    """How long the broker's answer to "which platforms can run this kind with these needs"
+    (the "runnable on" facet) is kept before the broker is asked again."""
 
 
 class RegistrySettings(_Settings, frozen=True):

@@ -14,9 +14,10 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -45,6 +46,8 @@ DEMO_FOLDER: Final = Path(__file__).resolve().parents[1] / "catalogue" / "demo"
 DEMO_SOURCE: Final = "demo"
 SYNONYM_VOCABULARIES: Final = ("uat", "software-function", "executable-kind")
 _SYNONYM_UNSAFE: Final = re.compile(r"[^\w\s-]")
+RUNNABLE_KEPT: Final = 4096
+"""Most (kind, needs) answers kept; a catalogue has far fewer distinct ones."""
 BROKER_PATH: Final = "/broker"
 """Where `broker.web.broker_router` is mounted (not imported: the gateway needs no web layer)."""
 
@@ -53,9 +56,19 @@ BROKER_PATH: Final = "/broker"
 class InProcessBroker:
     """`catalogue.ports.BrokerGateway` over the broker service of this process."""
 
-    def __init__(self, broker: BrokerService | None, platforms: Sequence[PlatformSettings]) -> None:
+    def __init__(
+        self,
+        broker: BrokerService | None,
+        platforms: Sequence[PlatformSettings],
+        *,
+        cache_for: timedelta = timedelta(seconds=30),
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.broker = broker
         self.platforms = tuple(platforms)
+        self.cache_for = cache_for.total_seconds()
+        self._monotonic = monotonic
+        self._runnable: dict[tuple[str, Needs], tuple[float, tuple[str, ...]]] = {}
 
     def validate_executable(self, block: Mapping[str, Any]) -> list[Problem]:
         """The broker codec's verdict on an `executable` block (fields relative to it)."""
@@ -85,8 +98,44 @@ class InProcessBroker:
         return newest
 
     def runnable_on(self, kind: str, needs: Needs) -> list[str]:
-        """The configured platforms whose kinds, capacity and limits fit (time aside)."""
-        return [p.name for p in self.platforms if _fits(p, kind_term(kind), needs)]
+        """The platforms, local and remote, that the broker says could run this (time aside).
+
+        The broker's own judgement (`broker.scheduling.resources.assess`, what a request for
+        offers refuses a platform for: kind, limits, totals, GPUs), kept `cache_for` per kind
+        and needs, so indexing and entry pages read a dict instead of asking again.
+        """
+        key = (kind_term(kind), needs)
+        now = self._monotonic()
+        kept = self._runnable.get(key)
+        if kept is None or kept[0] <= now:
+            if len(self._runnable) >= RUNNABLE_KEPT:
+                self._runnable = {k: v for k, v in self._runnable.items() if v[0] > now}
+            kept = (now + self.cache_for, self._ask_runnable(key[0], needs))
+            if len(self._runnable) < RUNNABLE_KEPT:
+                self._runnable[key] = kept
+        return list(kept[1])
+
+    def _ask_runnable(self, kind: str, needs: Needs) -> tuple[str, ...]:
+        from broker.scheduling.intervals import Interval
+        from broker.scheduling.resources import Demand, GpuDemand, PlatformSpec, assess
+
+        duration = _duration(needs.duration)
+        now = datetime.now(UTC)
+        try:
+            demand = Demand(
+                kind=kind,
+                duration=duration,
+                windows=(Interval(now, now),),
+                cores_min=needs.cores,
+                memory_min=needs.memory,
+                gpus=GpuDemand(count_min=needs.gpus, memory_min=needs.gpu_memory or 0.0)
+                if needs.gpus
+                else None,
+            )
+        except Invalid:  # stored needs were checked; odd ones run nowhere
+            return ()
+        specs = [PlatformSpec.from_settings(p) for p in self.platforms]
+        return tuple(spec.name for spec in specs if not assess(spec, demand))
 
     def request_offers(
         self, request: Mapping[str, Any], base_url: str, *, requester: str | None = None
@@ -109,31 +158,16 @@ class InProcessBroker:
         )
 
 
-def _fits(platform: PlatformSettings, kind: str, needs: Needs) -> bool:
-    capacity, limits = platform.capacity, platform.limits
-    usable_gpus = sum(
-        gpu.count
-        for gpu in capacity.gpus
-        if needs.gpu_memory is None or gpu.memory >= needs.gpu_memory
-    )
-    return all(
-        (
-            kind in {kind_term(k) for k in platform.executables},
-            needs.cores <= min(capacity.cores, limits.cores or capacity.cores),
-            needs.memory <= min(capacity.memory, limits.memory or capacity.memory),
-            needs.gpus <= min(usable_gpus, usable_gpus if limits.gpus is None else limits.gpus),
-            _within(needs.duration, limits.duration),
-        )
-    )
-
-
-def _within(duration: str | None, longest: timedelta | None) -> bool:
-    if duration is None or longest is None:
-        return True
-    try:
-        return parse_duration(duration) <= longest
-    except ValueError:  # stored documents were checked; an odd one must not hide platforms
-        return True
+def _duration(text: str | None) -> timedelta:
+    """A declared duration; none (or an unreadable one) asks for the shortest."""
+    if text is not None:
+        try:
+            declared = parse_duration(text)
+        except ValueError:  # stored documents were checked; an odd one must not hide platforms
+            declared = timedelta(0)
+        if declared > timedelta(0):
+            return declared
+    return timedelta(seconds=1)
 
 
 # ----------------------------------------------------------------------------- building
@@ -192,7 +226,11 @@ def build(services: Services) -> None:
         store,
         index,
         vocabularies,
-        InProcessBroker(services.components.get("broker"), settings.broker.platforms),
+        InProcessBroker(
+            services.components.get("broker"),
+            settings.broker.platforms,
+            cache_for=settings.catalogue.runnable_on_cache,
+        ),
         services.clock,
         page_size=settings.catalogue.page_size,
     )

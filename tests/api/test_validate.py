@@ -21,8 +21,8 @@ import httpx
 import pytest
 
 from core.auth import token_sha256
-from tests.api.test_tutorial import free_port, wait_until_answering
 from tests.api.test_validate_brokers import BROKEN, broken_broker, serving
+from tests.live_server import free_port, wait_until_answering
 from voexec.validate import command
 from voexec.validate.checks import Options
 from voexec.validate.exchange import Credentials

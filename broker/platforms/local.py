@@ -47,6 +47,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Final, Literal
 
+import msgspec
+
 from broker.lifecycle import (
     Failed,
     PlatformCheckDue,
@@ -58,8 +60,10 @@ from broker.model import (
     AnyExecutable,
     DockerContainer,
     JupyterNotebook,
+    MessageItem,
     PythonProgram,
     SimpleSessionConnector,
+    message_item,
 )
 from broker.platforms import java, jupyter, processes
 from broker.platforms.containers import (
@@ -68,6 +72,7 @@ from broker.platforms.containers import (
     container_name,
     published_connectors,
 )
+from broker.platforms.data_plan import human_bytes
 from broker.platforms.data_reach import s3_credentials
 from broker.platforms.port import PlatformError, PlatformReport, SessionPlan
 from broker.platforms.recipe import (
@@ -78,7 +83,9 @@ from broker.platforms.recipe import (
     prepare_script,
     refusals,
     run_script,
+    upload_script,
 )
+from broker.platforms.results_plan import checked_targets
 from core.errors import ConfigError
 from core.settings import LocalPlatformSettings, PlatformSettings
 
@@ -106,6 +113,14 @@ PORT_TIMEOUT: Final = 5
 """Seconds `<engine> port` may take: it is asked while the service waits."""
 CONNECTORS: Final = "connectors.json"
 """In `state/`: the connectors already reported."""
+UPLOAD_WANTED: Final = "upload.wanted"
+"""In `state/`: the release asked for the results to be uploaded once the work has stopped."""
+UPLOAD_TIME: Final = timedelta(hours=6)
+"""The longest an upload of results may take (from its start)."""
+RESULTS_LISTED: Final = 200
+"""Objects listed one message each; beyond, the session says how many more the log lists."""
+RESULTS_MESSAGE: Final = "urn:voexec:results"
+"""The kind of the message naming one object written to a results destination."""
 
 
 def _python_version(python: str, setting: str) -> str:
@@ -194,6 +209,23 @@ def _engine(settings: LocalPlatformSettings, setting: str) -> tuple[ContainerEng
     return engine, ""
 
 
+_STEP_NAMES: Final = {"prepare": "preparation", "run": "program", "upload": "upload of the results"}
+
+
+def _results_written(log: Path) -> list[dict[str, object]]:
+    """The objects the upload step wrote, from its `result {json}` lines."""
+    written = []
+    for line in (_read(log) or "").splitlines():
+        if line.startswith("result "):
+            try:
+                record = json.loads(line.removeprefix("result "))
+            except ValueError:
+                continue  # not one of the step's own lines
+            if isinstance(record, dict):
+                written.append(record)
+    return written
+
+
 def _read(path: Path) -> str | None:
     try:
         return path.read_text(encoding="utf-8", errors="replace").strip()
@@ -280,7 +312,15 @@ class LocalPlatform:
         raise PlatformError("nothing was started for this session on this machine")
 
     def release(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:
-        """Stop what still runs (SIGTERM, SIGKILL after the grace period); observed until gone."""
+        """Stop what still runs (SIGTERM, SIGKILL after the grace period); observed until gone.
+
+        With results destinations, the upload starts once nothing of the work is left.
+        """
+        _, state = self._layout(plan)
+        if (state / "upload.pid").exists():
+            return [self._poll_report(now)]  # asked again while uploading: let it finish
+        if plan.results and state.exists():
+            (state / UPLOAD_WANTED).write_text("yes\n")
         self._terminate(plan)
         return [self._poll_report(now)]
 
@@ -396,8 +436,19 @@ class LocalPlatform:
         except (OSError, subprocess.TimeoutExpired) as error:
             raise PlatformError(f"cannot remove the session's container: {error}") from error
 
-    def _launch(self, plan: SessionPlan, layout: Layout, step: str, *, memory: int | None) -> None:
-        """Start `<step>.sh` under the runner; returns once its pid is recorded."""
+    def _launch(
+        self,
+        plan: SessionPlan,
+        layout: Layout,
+        step: str,
+        *,
+        memory: int | None,
+        deadline: datetime | None = None,
+    ) -> None:
+        """Start `<step>.sh` under the runner; returns once its pid is recorded.
+
+        The runner stops it at `deadline`, by default a little after the offered end.
+        """
         root = Path(layout.root)
         command = [
             sys.executable,
@@ -414,7 +465,7 @@ class LocalPlatform:
             "--err",
             str(layout.log(step, "err")),
             "--deadline",
-            str((plan.end + DEADLINE_MARGIN).timestamp()),
+            str((deadline or plan.end + DEADLINE_MARGIN).timestamp()),
             "--grace",
             str(self._settings.grace.total_seconds()),
             *(["--memory", str(memory)] if memory else []),
@@ -487,7 +538,11 @@ class LocalPlatform:
     def _observe_release(
         self, plan: SessionPlan, state: Path, since: float, now: datetime
     ) -> list[PlatformReport]:
+        if (state / "upload.pid").exists():
+            return self._observe_upload(plan, state, now)
         left = processes.session_processes(plan.session_id)
+        if not left and plan.results and (state / UPLOAD_WANTED).exists():
+            return self._start_upload(plan, now)
         if not left:
             return [PlatformReport(now, ReleaseDone())]
         allowed = 2 * self._settings.grace
@@ -498,15 +553,75 @@ class LocalPlatform:
             processes.signal_processes(left, signal.SIGKILL)
         return [self._poll_report(now)]
 
+    def _start_upload(self, plan: SessionPlan, now: datetime) -> list[PlatformReport]:
+        """Write the upload step for the destinations as the settings allow them now, start it."""
+        layout, _ = self._layout(plan)
+        targets, refused = checked_targets(plan.results, self._data.results)
+        if refused:
+            why = "; ".join(refused)
+            reason = f"the results were not uploaded: {why}; the output is kept in {layout.output}"
+            return [PlatformReport(now, Failed(reason=reason))]
+        plan = dataclasses.replace(plan, results=targets)
+        Path(layout.script("upload")).write_text(upload_script(plan, self.tools, layout))
+        deadline = max(plan.end, now) + UPLOAD_TIME
+        self._launch(plan, layout, "upload", memory=None, deadline=deadline)
+        where = ", ".join(target.destination for target in targets)
+        return [self._poll_report(now, f"uploading the output folder to {where}")]
+
+    def _observe_upload(
+        self, plan: SessionPlan, state: Path, now: datetime
+    ) -> list[PlatformReport]:
+        layout, _ = self._layout(plan)
+        code = _read(state / "upload.exit")
+        if code is None:
+            if self._runner_alive(plan, state, "upload"):
+                return [self._poll_report(now)]
+            why = self._vanished(layout, "upload")
+        elif code == "0":
+            return [self._uploaded(plan, layout, now)]
+        else:
+            why = self._failure(layout, state, "upload", code)
+        reason = f"{why}; the output is kept in {layout.output}"
+        return [PlatformReport(now, Failed(reason=reason))]
+
+    def _uploaded(self, plan: SessionPlan, layout: Layout, now: datetime) -> PlatformReport:
+        """The release is done: each object written is a message, with its checksums."""
+        written = _results_written(Path(layout.log("upload", "out")))
+        messages: list[MessageItem] = []
+        for record in written[:RESULTS_LISTED]:
+            item = message_item(
+                RESULTS_MESSAGE,
+                "{platform}: {name} written to {location} ({bytes} bytes, sha256 {sha256})",
+                time=now,
+                platform=self.name,
+                name=record.get("name", ""),
+                location=record.get("location", ""),
+                bytes=record.get("bytes", ""),
+                sha256=record.get("sha256", ""),
+            )
+            if record.get("etag"):  # what the store says it holds (S3: its ETag)
+                values = {**item.values, "etag": str(record["etag"])}
+                item = msgspec.structs.replace(item, values=values)
+            messages.append(item)
+        total = sum(int(str(record.get("bytes", 0))) for record in written)
+        where = ", ".join(target.destination for target in plan.results)
+        note = f"results: {len(written)} file(s), {human_bytes(total)}, written to {where}"
+        if len(written) > RESULTS_LISTED:
+            note += (
+                f"; {len(written) - RESULTS_LISTED} more than listed here are in "
+                f"{layout.log('upload', 'out')}"
+            )
+        return PlatformReport(now, ReleaseDone(), note, messages=tuple(messages))
+
     def _vanished(self, layout: Layout, step: str) -> str:
-        what = "preparation" if step == "prepare" else "program"
+        what = _STEP_NAMES.get(step, "program")
         return (
             f"the {what} ended without an exit code (killed from outside?); "
             f"logs: {layout.log(step, 'err')}"
         )
 
     def _failure(self, layout: Layout, state: Path, step: str, code: str) -> str:
-        what = "preparation" if step == "prepare" else "program"
+        what = _STEP_NAMES.get(step, "program")
         number = int(code) if code.lstrip("-").isdigit() else None
         said = (
             f"was killed by signal {-number}"

@@ -21,6 +21,7 @@ __all__ = [
     "Platform",
     "PlatformError",
     "PlatformReport",
+    "ResultsTarget",
     "SessionPlan",
     "remote_session_of",
 ]
@@ -46,6 +47,9 @@ class PlatformReport:
     """The session's ways in as they are now (a Jupyter server's URL, a published port), which
     replace those it had; None leaves them as they are. A session that ends has its connectors
     marked FINISHED by the service."""
+    messages: tuple[MessageItem, ...] = ()
+    """Messages with values for the session (the results written, each with its checksum),
+    added to the session's messages when the report is given."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +62,20 @@ class DataSource:
     """Its kind URI."""
     location: str | None
     """The URL to fetch it from; None when its kind names no single URL (S3, Rucio)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResultsTarget:
+    """Where a session's output goes when its work ends (a results storage resource)."""
+
+    name: str
+    kind: str
+    """Its kind's short name (`s3-results-storage`, ...)."""
+    destination: str
+    """`s3+http(s)://HOST/BUCKET/PREFIX`, an `http(s)://` URL prefix or a `file://` folder
+    (`broker.platforms.results_plan`)."""
+    root: str | None = None
+    """For a folder: the allowed folder (`data.results.files`) it must stay under."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +100,8 @@ class SessionPlan:
     remote: str | None = None
     """For a platform that is another broker: the URL of the session there that this one
     mirrors (from the session's `urn:voexec:remote-session` message)."""
+    results: tuple[ResultsTarget, ...] = ()
+    """Where the output folder is copied when the work ends (during RELEASING)."""
 
 
 REMOTE_SESSION: Final = "urn:voexec:remote-session"

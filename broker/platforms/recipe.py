@@ -22,6 +22,9 @@ How each kind runs:
   (`jupyter.server_lines`), which the local platform starts when the preparation is done.
 - java-program: the jar fetched (and checked against its digest), run on `Tools.jvm` (`java`).
 
+When the request names results destinations (voexec's results storage kinds), `upload.sh`
+copies the output folder to each during the release (`upload_script`).
+
 Every program runs in `output/` with `VOEXEC_SESSION`, `VOEXEC_DATA` (the staged data, one file
 per data resource, named after it), `VOEXEC_OUTPUT`, `VOEXEC_CORES` (also `OMP_NUM_THREADS`)
 and `VOEXEC_MEMORY_GIB` set; containers see the data at `/voexec/data` (read-only) and the
@@ -70,6 +73,7 @@ __all__ = [
     "prepare_script",
     "refusals",
     "run_script",
+    "upload_script",
 ]
 
 NO_JVM: Final = java.Jvm(None)
@@ -464,6 +468,28 @@ def run_script(plan: SessionPlan, tools: Tools, layout: Layout) -> str:
             lines += run_lines(plan, tools.engine, layout, list(exports.items()))
         case DockerContainer() | SingularityContainer():
             lines += _container_command(plan, tools, layout)
+    return "\n".join(lines) + "\n"
+
+
+def upload_script(plan: SessionPlan, tools: Tools, layout: Layout) -> str:
+    """The release's upload step: copy the output folder to each results destination.
+
+    Run with the platform's S3 keys (and nothing of the request runs in it); each object
+    written is a `result {json}` line of its output, and the first that fails stops it.
+    """
+    lines = [
+        "#!/bin/sh",
+        f"# The results of session {plan.session_id}: the output folder, uploaded.",
+        "set -eu",
+        f"cd {_q(layout.root)}",
+    ]
+    for target in plan.results:
+        root = [_q(target.root)] if target.root else []
+        lines.append(
+            " ".join(
+                [_q(tools.python), FETCHER, "results", "output", _q(target.destination), *root]
+            )
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -593,6 +593,7 @@ class BrokerService:
         )
         at = instruction.noted_at
         notes = [_platform_note(platform.name, r.note, at) for r in reports if r.note]
+        notes += [message for report in reports for message in report.messages]
         if trouble is not None:
             notes.append(trouble)
         with self._store.write() as tx:

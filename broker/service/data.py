@@ -8,6 +8,10 @@ for an item a local mirror holds), so the scheduler's starts, the offers' prepar
 `nearest-data` strategy all see it. Each platform that moves data says how much and from where
 in a message with its values.
 
+The request's results destinations (voexec's results storage kinds) are checked here too, from
+the platform's `data.results` settings only (no probe, no write): a platform that may not write
+to one answers NO naming it, never YES and then a failed upload.
+
 Called by `broker.service.offers.read_question`, outside any database transaction.
 Imports `core`, the broker's model and scheduling types, and the platforms' data modules.
 """
@@ -20,13 +24,18 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-from broker.model import AnyData, MessageItem, MessageLevel, message_item
+from broker.model import AnyData, AnyStorage, MessageItem, MessageLevel, message_item
 from broker.platforms.data_plan import data_items, human_bytes
 from broker.platforms.data_reach import DataAnswer, assess_data, describe_sources
+from broker.platforms.results_plan import results_items, results_refusals
 from broker.scheduling.resources import PlatformSpec, Reason, reason
 from core.settings import PlatformSettings
 
-__all__ = ["data_ready", "probes_data"]
+__all__ = ["data_ready", "probes_data", "results_writable"]
+
+UPLOADS_RESULTS = frozenset({"local", "simulated"})
+"""Adapters that write results destinations (the simulated one pretends to); `remote` platforms
+are asked by their own broker, which the request is forwarded to."""
 
 log = logging.getLogger(__name__)
 
@@ -37,25 +46,59 @@ def probes_data(settings: PlatformSettings) -> bool:
     return check == "always" or (check == "auto" and settings.adapter in {"local", "slurm"})
 
 
+def results_writable(
+    able: Sequence[PlatformSpec],
+    storage: Sequence[AnyStorage],
+    settings: Sequence[PlatformSettings],
+) -> tuple[list[PlatformSpec], list[Reason]]:
+    """Which of `able` may write every results destination of `storage`, and why not the others."""
+    items = results_items(storage)
+    if not items:
+        return list(able), []
+    configured = {platform.name: platform for platform in settings}
+    writable: list[PlatformSpec] = []
+    refusals: list[Reason] = []
+    for spec in able:
+        platform = configured.get(spec.name)
+        if platform is None or platform.adapter == "remote":
+            writable.append(spec)
+            continue
+        if platform.adapter not in UPLOADS_RESULTS:
+            why = [f"uploads no results ({platform.adapter} platforms do not yet)"]
+        else:
+            why = results_refusals(items, platform.data.results)
+        if why:
+            refusals.extend(
+                reason(spec, "results-unwritable", "{platform}: {why}", why=text) for text in why
+            )
+        else:
+            writable.append(spec)
+    return writable, refusals
+
+
 def data_ready(
     able: Sequence[PlatformSpec],
     data: Sequence[AnyData],
     settings: Sequence[PlatformSettings],
     now: datetime,
+    *,
+    storage: Sequence[AnyStorage] = (),
 ) -> tuple[list[PlatformSpec], list[Reason], list[MessageItem]]:
-    """Which of `able` can stage `data`, with their preparation for it.
+    """Which of `able` can stage `data` and write `storage`'s results, with their preparation.
 
     Returns:
         The platforms that can (their `preparation` now includes the transfer), why each
-        other one cannot (one reason per data item it cannot reach), and, per platform that
-        stages data, a message saying how much moves and from where.
+        other one cannot (one reason per data item it cannot reach or results destination it
+        may not write), and, per platform that stages data, a message saying how much moves
+        and from where.
     """
+    able, unwritable = results_writable(able, storage, settings)
     if not data:
-        return list(able), [], []
+        return able, unwritable, []
     items = data_items(data)
     configured = {platform.name: platform for platform in settings}
     ready: list[PlatformSpec] = []
-    refusals: list[Reason] = []
+    refusals: list[Reason] = list(unwritable)
     notes: list[MessageItem] = []
     for spec in able:
         platform = configured.get(spec.name)

@@ -113,7 +113,9 @@ def read_question(
         return Question((*messages, missing), None)
     able, refusals = accepting_platforms(adapters, specs, request.executable)
     # The data's sources are asked here, outside any transaction (bounded, cached probes).
-    able, unreachable, moves = data_ready(able, request.data, settings.platforms, now)
+    able, unreachable, moves = data_ready(
+        able, request.data, settings.platforms, now, storage=request.storage
+    )
     refusals += unreachable
     messages = (*messages, *moves)
     ranges = {

@@ -36,6 +36,7 @@ from broker.platforms.port import (
     SessionPlan,
     remote_session_of,
 )
+from broker.platforms.results_plan import results_targets
 from broker.scheduling.resources import PlatformSpec, Reason, kind_name, reason
 from broker.store.sql import SessionRecord
 
@@ -76,6 +77,7 @@ def session_plan(record: SessionRecord) -> SessionPlan:
         start=record.state.start,
         end=record.state.end,
         data=data,
+        results=results_targets(document.storage),
         remote=remote_session_of(document.meta.messages if document.meta else ()),
     )
 

@@ -1,0 +1,297 @@
+"""Results destinations on the local platform: the output folder uploaded during RELEASING.
+
+A Python program reads an S3 object and an HTTP file (staged by the preparation), writes their
+SHA-256 checksums to its output, and the release copies the output folder to the request's
+results destination: an S3 prefix (moto), an http(s) URL prefix (a small local PUT server) or
+a folder on the platform. The session lists each object written with its size and SHA-256 (and
+the store's ETag) in `urn:voexec:results` messages. An upload that fails (a missing bucket)
+fails the session with the reason and keeps the output; a destination the platform may not
+write to is a NO at offer time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from broker import model
+from broker.model import SessionPhase as P
+from broker.model import codec
+from broker.platforms import build_platform
+from broker.platforms.data_reach import clear_probe_cache
+from broker.service import BrokerService
+from broker.store.sql import SqlBrokerStore
+from core.clock import SystemClock
+from core.db import make_engine
+from core.settings import (
+    BrokerSettings,
+    Capacity,
+    LocalPlatformSettings,
+    PlatformDataSettings,
+    PlatformResultsSettings,
+    PlatformSettings,
+)
+from tests.data_support import Bucket, HttpFiles, make_bucket, serve_files
+
+K = model.KINDS
+BASE = "http://broker.test/broker"
+DEADLINE = 120.0
+PROGRAM = """\
+import hashlib, os, pathlib
+data = pathlib.Path(os.environ["VOEXEC_DATA"])
+lines = []
+for name in sorted(p.name for p in data.iterdir()):
+    body = (data / name).read_bytes()
+    lines.append(f"{name} {len(body)} {hashlib.sha256(body).hexdigest()}")
+pathlib.Path("checksums.txt").write_text("\\n".join(lines) + "\\n")
+pathlib.Path("plots").mkdir()
+pathlib.Path("plots/sky map.txt").write_text("a map of the sky\\n")
+"""
+
+
+@pytest.fixture
+def http_files() -> Iterator[HttpFiles]:
+    yield from serve_files()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_probes() -> Iterator[None]:
+    clear_probe_cache()
+    yield
+    clear_probe_cache()
+
+
+class Broker:
+    def __init__(self, tmp_path: Path, results: PlatformResultsSettings) -> None:
+        settings = PlatformSettings(
+            name="workstation",
+            adapter="local",
+            capacity=Capacity(cores=2, memory=3),
+            executables=["python-program"],
+            preparation=timedelta(seconds=1),
+            local=LocalPlatformSettings(
+                poll=timedelta(milliseconds=200),
+                container_runtime="none",
+                container_engine="none",
+            ),
+            data=PlatformDataSettings(results=results),
+        )
+        self.engine = make_engine(f"sqlite:///{tmp_path / 'broker.db'}")
+        store = SqlBrokerStore(self.engine)
+        store.migrate()
+        self.platform = build_platform(settings, tmp_path / "var")
+        self.service = BrokerService(
+            BrokerSettings(platforms=[settings], max_offers=1),
+            SystemClock(),
+            store,
+            {settings.name: self.platform},
+        )
+        self.program = tmp_path / "checksums.py"
+        self.program.write_text(PROGRAM)
+
+    def offers(self, storage: list[dict[str, Any]], data: list[dict[str, Any]]) -> Any:
+        now = datetime.now(UTC).replace(microsecond=0)
+        document = {
+            "executable": {"kind": model.PYTHON_PROGRAM_KIND, "location": self.program.as_uri()},
+            "data": data,
+            "storage": storage,
+            "schedule": {"requested": {"start": f"{now.isoformat()}/PT10M", "duration": "PT2M"}},
+        }
+        request = codec.convert(document, model.ExecutionRequest).value
+        return self.service.request_offers(request, BASE)
+
+    def run(
+        self, storage: list[dict[str, Any]], data: list[dict[str, Any]] | None = None
+    ) -> model.AnySession:
+        offers = self.offers(storage, data or [])
+        assert offers.result == "YES", said(offers)
+        uuid = offers.offers[0].meta.uuid
+        assert uuid is not None
+        self.service.update_session(uuid, model.EnumValueUpdate(path="phase", value="ACCEPTED"))
+        return self.until_done(uuid)
+
+    def until_done(self, uuid: UUID) -> model.AnySession:
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            self.service.tick()
+            found = self.service.get_session(uuid)
+            if found.phase in model.TERMINAL_PHASES:
+                return found
+            assert time.monotonic() < deadline, f"still {found.phase}"
+            time.sleep(0.2)
+
+    def output(self, session: model.AnySession) -> Path:
+        assert session.meta is not None
+        return Path(self.platform.root) / str(session.meta.uuid) / "output"  # type: ignore[attr-defined]
+
+
+def said(document: Any) -> str:
+    return " | ".join(m.message or "" for m in (document.meta.messages if document.meta else []))
+
+
+def listed(session: model.AnySession) -> dict[str, dict[str, str]]:
+    """The objects the session says were written, by name."""
+    messages = session.meta.messages if session.meta else []
+    return {m.values["name"]: m.values for m in messages if m.kind == "urn:voexec:results"}
+
+
+def sha256(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def s3_results(bucket: Bucket, prefix: str, name: str = "results") -> dict[str, Any]:
+    return {
+        "kind": model.S3_RESULTS_KIND,
+        "meta": {"name": name},
+        "endpoint": bucket.endpoint,
+        "bucket": bucket.name,
+        "prefix": prefix,
+    }
+
+
+def http_results(location: str) -> dict[str, Any]:
+    return {"kind": model.HTTP_RESULTS_KIND, "meta": {"name": "results"}, "location": location}
+
+
+def file_results(path: Path | str) -> dict[str, Any]:
+    return {"kind": model.FILE_RESULTS_KIND, "meta": {"name": "results"}, "path": str(path)}
+
+
+@pytest.mark.s3
+@pytest.mark.slow
+def test_a_program_reading_s3_and_http_data_writes_results_under_the_s3_prefix(
+    tmp_path, http_files, monkeypatch
+):
+    bucket = make_bucket(monkeypatch)
+    cube, table = b"cube " * 2000, b"ra,dec\n10.5,-3.2\n"
+    bucket.put("obs/cube.fits", cube, tmp_path)
+    http_files.files["/table.csv"] = table
+    broker = Broker(tmp_path, PlatformResultsSettings(s3=[bucket.endpoint]))
+    data = [
+        {
+            "kind": K + "data/S3-data-resource.yaml",
+            "meta": {"name": "cube"},
+            "endpoint": bucket.endpoint,
+            "bucket": bucket.name,
+            "object": "obs/cube.fits",
+        },
+        {
+            "kind": K + "data/simple-data-resource.yaml",
+            "meta": {"name": "table"},
+            "location": f"{http_files.url}/table.csv",
+        },
+    ]
+    session = broker.run([s3_results(bucket, "runs/first/")], data)
+    assert session.phase is P.COMPLETED, said(session)
+
+    stored = bucket.keys("runs/first/")
+    assert set(stored) == {"runs/first/checksums.txt", "runs/first/plots/sky map.txt"}
+    checksums = bucket.get("runs/first/checksums.txt").decode().splitlines()
+    assert f"cube {len(cube)} {sha256(cube)}" in checksums
+    assert f"table {len(table)} {sha256(table)}" in checksums
+    written = listed(session)
+    assert set(written) == {"checksums.txt", "plots/sky map.txt"}
+    for name, values in written.items():
+        body = bucket.get(f"runs/first/{name}")
+        assert values["bytes"] == str(len(body))
+        assert values["sha256"] == sha256(body)
+        assert values["etag"] == stored[f"runs/first/{name}"].etag
+    assert "2 file(s)" in said(session)
+
+
+def test_results_are_put_under_an_http_url_with_their_checksums(tmp_path, http_files):
+    broker = Broker(tmp_path, PlatformResultsSettings(http=[f"{http_files.url}/upload/"]))
+    session = broker.run([http_results(f"{http_files.url}/upload/run-1")])
+    assert session.phase is P.COMPLETED, said(session)
+    assert set(http_files.put) == {
+        "/upload/run-1/checksums.txt",
+        "/upload/run-1/plots/sky%20map.txt",
+    }
+    sky = http_files.put["/upload/run-1/plots/sky%20map.txt"]
+    assert sky == b"a map of the sky\n"
+    values = listed(session)["plots/sky map.txt"]
+    assert values["sha256"] == sha256(sky)
+    assert values["bytes"] == str(len(sky))
+    assert values["location"] == f"{http_files.url}/upload/run-1/plots/sky%20map.txt"
+
+
+def test_results_are_copied_to_a_folder_under_an_allowed_root(tmp_path):
+    root = tmp_path / "results"
+    broker = Broker(tmp_path, PlatformResultsSettings(files=[str(root)]))
+    session = broker.run([file_results(root / "run-1")])
+    assert session.phase is P.COMPLETED, said(session)
+    copied = root / "run-1" / "plots" / "sky map.txt"
+    assert copied.read_bytes() == b"a map of the sky\n"
+    values = listed(session)["plots/sky map.txt"]
+    assert values["location"] == copied.as_uri()
+    assert values["sha256"] == sha256(copied.read_bytes())
+
+
+@pytest.mark.s3
+def test_an_upload_to_a_missing_bucket_fails_the_session_and_keeps_the_output(
+    tmp_path, monkeypatch
+):
+    bucket = make_bucket(monkeypatch)
+    missing = Bucket(bucket.endpoint, bucket.name + "-missing")
+    broker = Broker(tmp_path, PlatformResultsSettings(s3=[bucket.endpoint]))
+    session = broker.run([s3_results(missing, "runs/")])
+    assert session.phase is P.FAILED
+    text = said(session)
+    assert "upload of the results" in text
+    assert "HTTP 404" in text
+    assert missing.name in text
+    output = broker.output(session)
+    assert f"the output is kept in {output}" in text
+    assert (output / "checksums.txt").is_file()
+
+
+@pytest.mark.parametrize(
+    ("allowed", "storage", "why"),
+    [
+        (
+            PlatformResultsSettings(s3=["http://127.0.0.1:9"]),
+            {
+                "kind": model.S3_RESULTS_KIND,
+                "endpoint": "https://s3.elsewhere.example",
+                "bucket": "b",
+            },
+            "does not write to the S3 endpoint https://s3.elsewhere.example",
+        ),
+        (
+            PlatformResultsSettings(files=["/srv/results"]),
+            {"kind": model.FILE_RESULTS_KIND, "path": "/etc/cron.d"},
+            "does not write results to /etc/cron.d",
+        ),
+        (
+            PlatformResultsSettings(files=["/srv/results"]),
+            {"kind": model.FILE_RESULTS_KIND, "path": "/srv/results/../../etc"},
+            "climbs with '..'",
+        ),
+        (
+            PlatformResultsSettings(http=["https://store.example/upload/"]),
+            {"kind": model.HTTP_RESULTS_KIND, "location": "ftp://store.example/upload/x"},
+            "cannot PUT results to 'ftp://store.example/upload/x' (ftp)",
+        ),
+        (
+            PlatformResultsSettings(),
+            {"kind": model.HTTP_RESULTS_KIND, "location": "https://store.example/upload/"},
+            "does not PUT results under https://store.example/upload/; it does under none",
+        ),
+    ],
+)
+def test_a_destination_the_platform_may_not_write_is_a_no_at_offer_time(
+    tmp_path, allowed, storage, why
+):
+    broker = Broker(tmp_path, allowed)
+    offers = broker.offers([storage], [])
+    assert offers.result == "NO"
+    kinds = {m.kind for m in offers.meta.messages}
+    assert "urn:voexec:results-unwritable" in kinds
+    assert why in said(offers)

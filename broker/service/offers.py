@@ -179,7 +179,9 @@ def place_offers(
     demand = question.demand
     if demand is None or not question.candidates:
         found = (
-            NO_OFFERS if demand is None else _search(question, demand, (), now, policy, rotation=rotation)
+            NO_OFFERS
+            if demand is None
+            else _search(question, demand, (), now, policy, rotation=rotation)
         )
         with store.write() as tx:
             return keep(tx, found)

@@ -2,8 +2,9 @@
 
 The request carries the entry's `executable` block as published, a compute resource with the
 entry's declared minimum cores and memory (GPUs through voexec's accelerated compute kind when
-the entry needs them), the researcher's data mounted read-only under `/data/<name>`, and the
-requested schedule. The researcher's overrides win over the entry's declarations.
+the entry needs them), the researcher's data mounted read-only under `/data/<name>`, where
+the results go (voexec's results storage kinds), and the requested schedule. The researcher's
+overrides win over the entry's declarations.
 
 Pure: builds a plain mapping in the wire format (the catalogue never imports the broker); the
 kind URIs below are the IVOA schema's, copied, as any client of the broker would.
@@ -28,6 +29,10 @@ SIMPLE_DATA: Final = KINDS + "data/simple-data-resource.yaml"
 S3_DATA: Final = KINDS + "data/S3-data-resource.yaml"
 IVOA_DATA: Final = KINDS + "data/ivoa-data-resource.yaml"
 VOLUME: Final = KINDS + "volume/simple-volume-mount.yaml"
+EXTENSIONS: Final = "https://voexec.org/broker/kinds/"
+S3_RESULTS: Final = EXTENSIONS + "storage/s3-results-storage.yaml"
+HTTP_RESULTS: Final = EXTENSIONS + "storage/http-results-storage.yaml"
+FILE_RESULTS: Final = EXTENSIONS + "storage/file-results-storage.yaml"
 MAX_DATA: Final = 50
 
 
@@ -47,6 +52,7 @@ def execution_request(spec: ExecutableSpec, overrides: HandOff, *, name: str) ->
     if len(overrides.data) > MAX_DATA:
         problems.append(Problem("data", f"at most {MAX_DATA} locations"))
     schedule = _schedule(spec, overrides, problems)
+    results = _results(overrides.results, problems) if overrides.results else None
     if problems:
         raise Invalid("cannot build the execution request", problems)
     executable = dict(spec.executable)
@@ -57,6 +63,8 @@ def execution_request(spec: ExecutableSpec, overrides: HandOff, *, name: str) ->
     }
     if data:
         request["data"] = [d for d in data if d]
+    if results:
+        request["storage"] = [results]
     if schedule:
         request["schedule"] = {"requested": schedule}
     return request
@@ -125,6 +133,32 @@ def _data_resource(location: str, index: int, problems: list[Problem]) -> dict[s
         Problem(
             f"data[{index}]",
             f"{location!r} is not a data location: use http(s)://, s3://bucket/key or ivo://",
+        )
+    )
+    return {}
+
+
+def _results(location: str, problems: list[Problem]) -> dict[str, Any]:
+    """The results destination: an S3 prefix, an http(s) URL prefix, or a platform folder."""
+    text = location.strip()
+    meta = {"name": "results", "description": text}
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme in {"s3+http", "s3+https"} and parts.netloc:
+        bucket, _, prefix = parts.path.lstrip("/").partition("/")
+        if bucket:
+            endpoint = f"{scheme.removeprefix('s3+')}://{parts.netloc}"
+            resource = {"kind": S3_RESULTS, "meta": meta, "endpoint": endpoint, "bucket": bucket}
+            return resource | ({"prefix": prefix} if prefix else {})
+    elif scheme in {"http", "https"} and parts.netloc:
+        return {"kind": HTTP_RESULTS, "meta": meta, "location": text}
+    elif (scheme == "file" and not parts.netloc) or (not scheme and text.startswith("/")):
+        return {"kind": FILE_RESULTS, "meta": meta, "path": parts.path if scheme else text}
+    problems.append(
+        Problem(
+            "results",
+            f"{location!r} is not a results destination: use s3+https://endpoint/bucket/prefix, "
+            "an http(s):// URL or an absolute folder path",
         )
     )
     return {}

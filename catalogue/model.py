@@ -406,6 +406,10 @@ class HandOff(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     gpus: Annotated[int, Meta(ge=0)] | None = None
     data: list[str] = []
     """Input locations: http(s)://, s3://bucket/key or ivo:// URIs."""
+    results: str | None = None
+    """Where the results go when the run ends: `s3+https://ENDPOINT/BUCKET/PREFIX`, an
+    http(s):// URL prefix each file is PUT under, or a folder on the platform (`/path` or
+    `file:///path`)."""
 
 
 # ----------------------------------------------------------------------- pure helpers

@@ -96,3 +96,53 @@ def test_bad_overrides_name_their_field(overrides, field):
     with pytest.raises(Invalid) as caught:
         execution_request(spec(), overrides, name="x")
     assert [p.field for p in caught.value.problems] == [field]
+
+
+@pytest.mark.parametrize(
+    ("results", "expected"),
+    [
+        (
+            "s3+https://s3.example.net/survey/runs/42/",
+            {
+                "kind": "https://voexec.org/broker/kinds/storage/s3-results-storage.yaml",
+                "endpoint": "https://s3.example.net",
+                "bucket": "survey",
+                "prefix": "runs/42/",
+            },
+        ),
+        (
+            "https://store.example.org/upload/run-42",
+            {
+                "kind": "https://voexec.org/broker/kinds/storage/http-results-storage.yaml",
+                "location": "https://store.example.org/upload/run-42",
+            },
+        ),
+        (
+            "/srv/results/run-42",
+            {
+                "kind": "https://voexec.org/broker/kinds/storage/file-results-storage.yaml",
+                "path": "/srv/results/run-42",
+            },
+        ),
+        (
+            "file:///srv/results/run-42",
+            {
+                "kind": "https://voexec.org/broker/kinds/storage/file-results-storage.yaml",
+                "path": "/srv/results/run-42",
+            },
+        ),
+    ],
+)
+def test_the_results_destination_becomes_a_results_storage_kind_the_broker_reads(results, expected):
+    request = execution_request(spec(), HandOff(results=results), name="x")
+    (storage,) = request["storage"]
+    assert {k: v for k, v in storage.items() if k != "meta"} == expected
+    (decoded_storage,) = decoded(request).storage
+    assert decoded_storage.__struct_config__.tag == expected["kind"]
+
+
+@pytest.mark.parametrize("results", ["ftp://x.example/y", "relative/folder", "s3+https://host/"])
+def test_a_results_destination_that_cannot_be_read_is_a_problem_naming_the_field(results):
+    with pytest.raises(Invalid) as raised:
+        execution_request(spec(), HandOff(results=results), name="x")
+    assert [p.field for p in raised.value.problems] == ["results"]

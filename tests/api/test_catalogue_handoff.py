@@ -86,6 +86,22 @@ def test_overrides_in_yaml_and_their_problems(client):
 
 
 # ------------------------------------------------------------------------ the local commands
+def test_a_results_destination_no_platform_may_write_is_a_no_naming_it(client):
+    path = f"/catalogue/executables/{entry_id(client, 'galaxy-morphology-cnn')}/offers"
+    answer = client.post(
+        path, json={"duration": "PT30M", "results": "https://store.example.org/upload/run-1"}
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["result"] == "NO"
+    refusals = [m for m in body["meta"]["messages"] if m["kind"] == "urn:voexec:results-unwritable"]
+    assert refusals
+    assert "https://store.example.org/upload/run-1" in refusals[0]["message"]
+    bad = client.post(path, json={"results": "ftp://store.example.org/x"})
+    assert bad.status_code == 400
+    assert [p["field"] for p in bad.json()["problems"]] == ["results"]
+
+
 @pytest.fixture(scope="module")
 def config(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("cli")

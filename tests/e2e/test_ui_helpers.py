@@ -370,6 +370,7 @@ def test_the_form_becomes_a_hand_off():
             "earliest": "2026-09-02T08:00",
             "latest": "",
             "data": " https://x.org/a \n\n",
+            "results": " s3+https://s3.example.net/runs/a/ ",
         }
     )
     hand_off, problems = form.hand_off(NOW, timedelta(hours=3))
@@ -383,6 +384,8 @@ def test_the_form_becomes_a_hand_off():
     )
     assert hand_off.start == "2026-09-02T08:00:00Z/2026-09-02T11:00:00Z"  # earliest + the window
     assert hand_off.data == ["https://x.org/a"]
+    assert hand_off.results == "s3+https://s3.example.net/runs/a/"
+    assert OfferForm.from_form({}).hand_off(NOW, timedelta(hours=3))[0].results is None  # type: ignore[union-attr]
     only_latest, _ = OfferForm.from_form({"latest": "2026-09-01T12:00"}).hand_off(
         NOW, timedelta(hours=3)
     )

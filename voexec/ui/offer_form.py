@@ -41,6 +41,8 @@ class OfferForm:
     earliest: str = ""
     latest: str = ""
     data: str = ""
+    results: str = ""
+    """Where the results go (empty: they stay on the platform)."""
 
     @classmethod
     def prefilled(cls, entry: EntryDetail) -> OfferForm:
@@ -93,6 +95,7 @@ class OfferForm:
                 memory=memory,
                 gpus=gpus,
                 data=locations,
+                results=self.results or None,
             ),
             [],
         )

@@ -207,15 +207,22 @@ def _children(pid: int) -> list[int]:
     return [int(line) for line in found.stdout.split()]
 
 
-def queries(count: int, specs_seed: int = 11) -> list[str]:
-    """Search paths: a word, two words or none, with zero to two facet filters."""
+def queries(
+    count: int, specs_seed: int = 11, *, distinct: bool = False, facets: str | None = None
+) -> list[str]:
+    """Search paths: a word, two words or none, with zero to two facet filters.
+
+    With `distinct`, no path repeats (so no answer can come from a cache); `facets` is sent as
+    the `facets` parameter (the facets to count; all when None).
+    """
     rng = random.Random(specs_seed)
     demo = [yaml.safe_load(p.read_text()) for p in sorted(DEMO.glob("*.yaml"))]
     subjects = sorted({s for d in demo for s in d.get("subjects", [])})
     licences = sorted({d["licence"] for d in demo if "licence" in d})
     kinds = ["docker-container", "jupyter-notebook", "python-program", "singularity-container"]
-    paths = []
-    for _ in range(count):
+    paths: list[str] = []
+    seen: set[str] = set()
+    while len(paths) < count:
         parameters: list[tuple[str, str]] = []
         shape = rng.random()
         if shape < 0.6:
@@ -227,7 +234,13 @@ def queries(count: int, specs_seed: int = 11) -> list[str]:
         if rng.random() < 0.2:
             parameters.append(("licence", rng.choice(licences)))
         parameters.append(("limit", "20"))
-        paths.append("/catalogue/search?" + urlencode(parameters))
+        if facets is not None:
+            parameters.append(("facets", facets))
+        path = "/catalogue/search?" + urlencode(parameters)
+        if distinct and path in seen:
+            continue
+        seen.add(path)
+        paths.append(path)
     return paths
 
 
@@ -267,16 +280,36 @@ def load(
     return len(flat), sum(errors), flat, sum(totals) / max(len(flat), 1)
 
 
-def measure(entries: int, clients: int, seconds: float, extra: Sequence[str] = ()) -> Run:
-    """Populate, serve, warm up, then load the server; returns the numbers."""
+def measure(
+    entries: int,
+    clients: int,
+    seconds: float,
+    extra: Sequence[str] = (),
+    *,
+    distinct: bool = False,
+    keep: Path | None = None,
+    facets: str | None = None,
+) -> Run:
+    """Populate, serve, warm up, then load the server; returns the numbers.
+
+    `distinct`: every request of the run asks something no earlier request asked (warm-up
+    included), so the server's caches never answer. `keep`: the catalogue's folder, filled on
+    the first run and reused by later ones (with the same `entries`).
+    """
     with tempfile.TemporaryDirectory() as name:
-        folder = Path(name)
-        took = populate(folder, entries)
-        print(f"populated {entries} entries in {took:.0f} s", flush=True)
+        folder = keep or Path(name)
+        if not (folder / "var").exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            took = populate(folder, entries)
+            print(f"populated {entries} entries in {took:.0f} s", flush=True)
         server, port = serve(folder, extra)
         try:
-            paths = queries(500)
-            load(port, paths, clients, min(3.0, seconds))  # warm-up: caches, connections
+            if distinct:
+                many = queries(40_000, distinct=True, facets=facets)
+                warm, paths = many[:2_000], many[2_000:]
+            else:
+                warm = paths = queries(500, facets=facets)
+            load(port, warm, clients, min(3.0, seconds))  # warm-up: connections, first reads
             pids = [server.pid, *_children(server.pid)]
             cpu_before = sum(_cpu_seconds(pid) for pid in pids)
             load_before = os.getloadavg()
@@ -336,10 +369,20 @@ def section(rows: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(entries: int = 10_000, clients: int = 4, seconds: float = 10.0, label: str = "") -> str:
+def run(
+    entries: int = 10_000,
+    clients: int = 4,
+    seconds: float = 10.0,
+    label: str = "",
+    *,
+    distinct: bool = False,
+    keep: Path | None = None,
+    extra: Sequence[str] = (),
+    facets: str | None = None,
+) -> str:
     """Run the benchmark, print the section and return it (markdown)."""
     warnings.simplefilter("ignore", DeprecationWarning)
-    result = measure(entries, clients, seconds)
+    result = measure(entries, clients, seconds, extra, distinct=distinct, keep=keep, facets=facets)
     line = row(result, label or "one worker")
     print(line, flush=True)
     markdown = section([line])
@@ -353,9 +396,25 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--label", default="")
+    parser.add_argument(
+        "--distinct", action="store_true", help="no query repeats: the caches never answer"
+    )
+    parser.add_argument("--keep", type=Path, help="fill this folder once and reuse it")
+    parser.add_argument("--workers", type=int, help="voexec serve --workers N")
+    parser.add_argument("--facets", help="facets to count, comma-separated (default: all)")
     parser.add_argument("--write-docs", action="store_true", help=f"update {DOCS.name}")
     arguments = parser.parse_args()
-    markdown = run(arguments.entries, arguments.clients, arguments.seconds, arguments.label)
+    extra = ["--workers", str(arguments.workers)] if arguments.workers else []
+    markdown = run(
+        arguments.entries,
+        arguments.clients,
+        arguments.seconds,
+        arguments.label,
+        distinct=arguments.distinct,
+        keep=arguments.keep,
+        extra=extra,
+        facets=arguments.facets,
+    )
     if arguments.write_docs:
         write_sections([markdown])
 

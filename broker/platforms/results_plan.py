@@ -108,8 +108,9 @@ def _http(storage: HttpResultsStorage) -> tuple[str | None, str]:
         return None, f"cannot PUT results to {location!r} ({scheme}); http and https only"
     if not parts.netloc:
         return None, f"{location!r} names no host"
-    if _climbs(urllib.parse.unquote(parts.path)) or parts.query or parts.fragment:
-        return None, f"{location!r} is not a plain URL prefix (no '..', query or fragment)"
+    plain = not any(c.isspace() for c in location) and not parts.query and not parts.fragment
+    if _climbs(urllib.parse.unquote(parts.path)) or not plain:
+        return None, f"{location!r} is not a plain URL prefix (no '..', spaces, query or fragment)"
     return location, ""
 
 

@@ -14,4 +14,3 @@ def first_platform(rotation: int) -> str:
 
 def test_ties_go_to_the_platform_the_rotation_points_at_then_wrap_round():
     assert [first_platform(r) for r in range(4)] == ["a", "b", "c", "a"]
-

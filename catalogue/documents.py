@@ -7,7 +7,9 @@
   `msgspec.convert`, does not stop at the first error: each field of each nested Struct is
   converted on its own, unknown keys get close-match suggestions, and msgspec's messages are
   rewritten in words (`expected a whole number, got text`).
-- `locate(text, field)`: the line of a field path in a YAML document, for error listings.
+- `locate(text, field)`: the line of a field path in a YAML document, for error listings;
+  `in_source_order(text, problems)`: problems sorted by the line they are about, values quoted
+  as the file writes them (`version: 1.10` is read as 1.1; the hint says "1.10").
 
 Pure: pyyaml (through `core.yaml_safe`, libyaml's parser) and msgspec only.
 """
@@ -237,13 +239,20 @@ def _convert_value(value: Any, annotation: Any, at: str, problems: list[Problem]
     except msgspec.ValidationError as error:
         problem = _msgspec_problem(error, at, value)
         if at.endswith("version") and isinstance(value, int | float):
-            problem = Problem(
-                at,
-                f'write the version in quotes (version: "{value}"): unquoted, YAML reads it '
-                "as a number and 1.10 becomes 1.1",
-            )
+            problem = Problem(at, version_hint(str(value), value))
         problems.append(problem)
         return _FAILED
+
+
+_VERSION_HINT: Final = "write the version in quotes"
+
+
+def version_hint(written: str, read: float) -> str:
+    """Why an unquoted version is refused, quoting it `written` as in the file."""
+    return (
+        f'{_VERSION_HINT} (version: "{written}"): unquoted, YAML reads it as the number {read!r}'
+        + (f", not {written}" if str(read) != written else "")
+    )
 
 
 _KIND_WORDS: Final = {
@@ -275,6 +284,74 @@ def _convert_struct_list(
 
 def _kind(value: Any) -> str:
     return _KIND_WORDS.get(type(value), type(value).__name__)
+
+
+class SourceMap:
+    """Where each field of a YAML document is written, and how its plain scalars read.
+
+    Built from the text once (one more parse, made only when there is something to report).
+    Field paths are those of problems: `executables[0].needs.gpus.vendor`.
+    """
+
+    def __init__(self, text: str) -> None:
+        self._lines: dict[str, int] = {}
+        self._written: dict[str, str] = {}
+        try:
+            root = yaml.compose(text, Loader=_Loader)
+        except (yaml.YAMLError, RecursionError):
+            return
+        stack: list[tuple[str, yaml.Node]] = [("", root)] if root is not None else []
+        while stack:
+            path, node = stack.pop()
+            if isinstance(node, yaml.MappingNode):
+                for key, value in node.value:
+                    below = join(path, str(key.value))
+                    self._lines.setdefault(below, key.start_mark.line + 1)
+                    stack.append((below, value))
+            elif isinstance(node, yaml.SequenceNode):
+                for index, item in enumerate(node.value):
+                    below = join(path, f"[{index}]")
+                    self._lines.setdefault(below, item.start_mark.line + 1)
+                    stack.append((below, item))
+            elif isinstance(node, yaml.ScalarNode) and not node.style:  # plain: None or ""
+                self._written[path] = node.value
+
+    def line(self, field: str) -> int | None:
+        """The 1-based line of `field`, or of its nearest written parent (a missing field)."""
+        while field:
+            if field in self._lines:
+                return self._lines[field]
+            parent = re.sub(r"(\.[^.\[\]]+|\[\d+\])$", "", field)
+            if parent == field:
+                break
+            field = parent
+        return None
+
+    def written(self, field: str) -> str | None:
+        """A plain (unquoted) scalar value exactly as the file writes it."""
+        return self._written.get(field)
+
+
+def in_source_order(text: str, problems: list[Problem]) -> list[Problem]:
+    """Problems in the order of the lines they are about, with values quoted as written.
+
+    Problems about the document as a whole, or a field missing at its top, come first.
+    """
+    if not problems:
+        return problems
+    source = SourceMap(text)
+
+    def as_written(problem: Problem) -> Problem:
+        written = source.written(problem.field)
+        if written is None or not problem.reason.startswith(_VERSION_HINT):
+            return problem
+        read = yaml.load(written, Loader=_Loader)  # noqa: S506  (a CSafeLoader subclass)
+        if not isinstance(read, int | float):
+            return problem
+        return Problem(problem.field, version_hint(written, read), problem.suggestions)
+
+    shown = [as_written(problem) for problem in problems]
+    return sorted(shown, key=lambda problem: source.line(problem.field) or 0)
 
 
 def locate(text: str, field: str) -> int | None:

@@ -39,6 +39,7 @@ from vocabularies.resolve import resolve
 MAX_EXECUTABLES: Final = 100
 GPU_VENDORS: Final = ("nvidia", "amd", "intel")
 DATA_SCHEMES: Final = ("http", "https", "s3", "ivo", "ftp", "rucio")
+LINK_URLS: Final = ("homepage", "documentation", "source", "issues")
 SUBJECTS, FUNCTIONS, MESSENGERS = "uat", "software-function", "messenger"
 
 ExecutableValidator = Callable[[Mapping[str, Any]], list[Problem]]
@@ -116,6 +117,10 @@ def check_document(
     _check_unique_names(result)
     if result.problems:
         result.executables = []
+    if isinstance(source, str | bytes):
+        text = source if isinstance(source, str) else source.decode("utf-8")
+        result.problems = documents.in_source_order(text, result.problems)
+        result.warnings = documents.in_source_order(text, result.warnings)
     return result
 
 
@@ -241,9 +246,28 @@ class _Checker:
         for index, author in enumerate(authors if isinstance(authors, list) else []):
             if isinstance(author, dict) and isinstance(author.get("orcid"), str):
                 self._orcid(author["orcid"], documents.join(where, f"authors[{index}].orcid"))
+        gpus = needs.get("gpus") if isinstance(needs, dict) else None
+        if isinstance(gpus, dict) and isinstance(gpus.get("vendor"), str):
+            self._gpu_vendor(gpus["vendor"], documents.join(where, "needs.gpus.vendor"))
+        self._loose_links_and_data(raw, where)
         block = raw.get("executable")
         if isinstance(block, dict):
             self._executable_block(block, documents.join(where, "executable"))
+
+    def _loose_links_and_data(self, raw: dict[str, Any], where: str) -> None:
+        links = raw.get("links")
+        if isinstance(links, dict):
+            for name in LINK_URLS:
+                if isinstance(links.get(name), str):
+                    self._url(links[name], documents.join(where, f"links.{name}"))
+            if isinstance(links.get("doi"), str):
+                self._doi(links["doi"], documents.join(where, "links.doi"))
+        data = raw.get("data")
+        for i, expected in enumerate(data if isinstance(data, list) else []):
+            examples = expected.get("examples") if isinstance(expected, dict) else None
+            for j, location in enumerate(examples if isinstance(examples, list) else []):
+                if isinstance(location, str):
+                    self._location(location, documents.join(where, f"data[{i}].examples[{j}]"))
 
     def _normalise(self, spec: ExecutableSpec, where: str) -> ExecutableSpec:
 
@@ -262,13 +286,7 @@ class _Checker:
                 needs, duration=self._duration(needs.duration, at("needs.duration"))
             )
         if needs.gpus is not None and needs.gpus.vendor is not None:
-            vendor = needs.gpus.vendor.strip().lower()
-            if vendor not in GPU_VENDORS:
-                self.problem(
-                    at("needs.gpus.vendor"),
-                    f"{needs.gpus.vendor!r} is not a GPU vendor we know",
-                    GPU_VENDORS,
-                )
+            vendor = self._gpu_vendor(needs.gpus.vendor, at("needs.gpus.vendor"))
             needs = msgspec.structs.replace(
                 needs, gpus=msgspec.structs.replace(needs.gpus, vendor=vendor)
             )
@@ -360,19 +378,32 @@ class _Checker:
 
     def _links(self, spec: ExecutableSpec, where: str) -> Links:
         links = spec.links
-        for name in ("homepage", "documentation", "source", "issues"):
+        for name in LINK_URLS:
             url = getattr(links, name)
-            if url is not None and not re.match(r"^https?://[^\s/]+", url):
-                self.problem(f"{where}.{name}", f"{url!r} is not an http(s) URL")
+            if url is not None:
+                self._url(url, f"{where}.{name}")
         if links.doi is None:
             return links
-        doi = re.sub(r"^(https?://(dx\.)?doi\.org/|doi:)", "", links.doi.strip(), flags=re.I)
+        doi = self._doi(links.doi, f"{where}.doi")
+        return links if doi is None else msgspec.structs.replace(links, doi=doi)
+
+    def _url(self, url: str, where: str) -> None:
+        if not re.match(r"^https?://[^\s/]+", url):
+            self.problem(where, f"{url!r} is not an http(s) URL")
+
+    def _doi(self, text: str, where: str) -> str | None:
+        """The bare DOI, or None after recording a problem."""
+        doi = re.sub(r"^(https?://(dx\.)?doi\.org/|doi:)", "", text.strip(), flags=re.I)
         if not re.fullmatch(r"10\.\d{4,9}/\S+", doi):
-            self.problem(
-                f"{where}.doi", f"{links.doi!r} is not a DOI (e.g. 10.5281/zenodo.1234567)"
-            )
-            return links
-        return msgspec.structs.replace(links, doi=doi)
+            self.problem(where, f"{text!r} is not a DOI (e.g. 10.5281/zenodo.1234567)")
+            return None
+        return doi
+
+    def _gpu_vendor(self, text: str, where: str) -> str:
+        vendor = text.strip().lower()
+        if vendor not in GPU_VENDORS:
+            self.problem(where, f"{text!r} is not a GPU vendor we know", GPU_VENDORS)
+        return vendor
 
     def _executable_block(self, block: dict[str, Any], where: str) -> dict[str, Any]:
         vocabulary = kinds_vocabulary(self.vocabularies)

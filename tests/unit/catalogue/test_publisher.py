@@ -195,10 +195,64 @@ def test_every_problem_of_a_file_is_reported_at_once(check):
     assert name.suggestions == ("cube-finder",)
 
 
-def test_unquoted_version_gets_a_hint(check):
-    text = yaml.safe_dump(executable()).replace("version: 1.0.0", "version: 1.10")
+@pytest.mark.parametrize(("written", "read"), [("1.10", "1.1"), ("2.50", "2.5"), ("3", "3")])
+def test_unquoted_version_gets_a_hint_quoting_it_as_written(check, written, read):
+    text = yaml.safe_dump(executable()).replace("version: 1.0.0", f"version: {written}")
+    reason = fields(check(text))["version"]
+    assert f'(version: "{written}")' in reason
+    assert f"reads it as the number {read}" in reason
+
+
+def test_every_problem_is_listed_at_once_in_the_order_of_the_file(check):
+    # A wrong type (needs.cores) stops msgspec at once; the other fields are still checked.
+    text = """\
+name: cube-finder
+title: Cube source finder
+summary: Finds sources.
+version: 1.10
+authors: [{name: A. Packager}]
+licence: MITT
+needs:
+  cores: many
+  gpus: {vendor: acme}
+data:
+  - description: cubes
+    examples: [somewhere/cube.fits]
+links:
+  homepage: not a url
+  doi: 10.1/x
+executable:
+  kind: docker-container
+  image: {locations: [registry.example.org/x:1], digest: "sha256:abab"}
+"""
     checked = check(text)
-    assert "quotes" in fields(checked)["version"]
+    assert [p.field for p in checked.problems] == [
+        "version",
+        "licence",
+        "needs.cores",
+        "needs.gpus.vendor",
+        "data[0].examples[0]",
+        "links.homepage",
+        "links.doi",
+        "executable.image.digest",
+    ]
+
+
+def test_problems_of_several_executables_follow_the_file(check):
+    document = {
+        "executables": [
+            executable(name="one", licence="nope", needs={"cores": "x", "gpus": {"vendor": "z"}}),
+            executable(name="two", title=""),
+        ]
+    }
+    text = yaml.safe_dump(document, sort_keys=False)
+    lines = [locate(text, p.field) for p in check(text).problems]
+    assert lines == sorted(lines)
+    assert set(fields(check(text))) >= {
+        "executables[0].licence",
+        "executables[0].needs.gpus.vendor",
+        "executables[1].title",
+    }
 
 
 def test_unknown_field_suggests_the_known_one(check):

@@ -7,14 +7,19 @@ OAI-PMH harvester.
   XML catalog that maps the schemas' remote locations to the local files.
 - DaCHS's OAI-PMH client (`gavo.protocols.oaiclient`, run by the system Python that has DaCHS)
   harvests a live voexec over HTTP, following resumption tokens.
+- The throwaway DaCHS of `scripts/services/dachs` becomes a RegTAP 1.1 service holding a live
+  voexec's records (`scripts/services/dachs regtap URL`), and pyvo's own registry search, run
+  against that TAP service, finds the broker by its capability and the entries by subject.
 
-Both need `python3-gavo` and `libxml2-utils` (installed by `scripts/services/dachs`); without
-them the tests skip, and fail under `VOEXEC_REQUIRE_SERVICES=1`.
+The first two need `python3-gavo` and `libxml2-utils` (installed by `scripts/services/dachs`),
+the last a running DaCHS (`scripts/services/dachs start`, DACHS_TEST_OAI_URL); without them the
+tests skip, and fail under `VOEXEC_REQUIRE_SERVICES=1`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -26,10 +31,12 @@ from pathlib import Path
 import httpx
 import msgspec
 import pytest
+import pyvo
 import uvicorn
 import yaml
 from defusedxml import ElementTree
 from litestar.testing import TestClient
+from pyvo.registry import regtap
 
 from core.settings import RegistrySettings, Settings
 from tests.catalogue_support import app_settings, executable
@@ -38,6 +45,9 @@ from voexec.app import create_app
 
 pytestmark = pytest.mark.dachs
 
+REPOSITORY = Path(__file__).resolve().parents[2]
+DACHS_URL_ENV = "DACHS_TEST_OAI_URL"
+BROKER_STANDARD = "ivo://ivoa.net/std/executionbroker"  # as RegTAP stores it: lower case
 SCHEMATA = Path("/usr/lib/python3/dist-packages/gavo/resources/schemata")
 DACHS_PYTHON = Path("/usr/bin/python3")
 SCHEMA_HOSTS = ("http://docs.g-vo.org/schemata/", "http://vo.ari.uni-heidelberg.de/docs/schemata/")
@@ -276,3 +286,70 @@ def test_dachs_harvests_voexec_over_oai_pmh(live_voexec):
         f"{live_voexec}/broker/availability",
     ]
     assert harvested["one"] == {"id": f"ivo://voexec.test/{ids[0]}", "title": "Alpha tool"}
+
+
+# ----------------------------------------------------------------------------- found over RegTAP
+def dachs_regtap(oai_url: str) -> str:
+    """Load a registry's records into the running DaCHS's rr tables; its TAP endpoint."""
+    require_service(
+        "DaCHS",
+        bool(os.environ.get(DACHS_URL_ENV)),
+        f"start it with `scripts/services/dachs start` ({DACHS_URL_ENV})",
+    )
+    result = subprocess.run(
+        ["bash", str(REPOSITORY / "scripts/services/dachs"), "regtap", oai_url],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    tap: str = result.stdout.strip().splitlines()[-1]
+    return tap
+
+
+def registry_search(tap: str, **constraints: object) -> regtap.RegistryResults:
+    """pyvo's `registry.search`, sent to this TAP service instead of the default registry."""
+    service = pyvo.dal.TAPService(tap)
+    query = regtap.get_RegTAP_query(service=service, **constraints)
+    return regtap.RegistryQuery(service.baseurl, query).execute()
+
+
+def test_pyvo_finds_voexec_through_a_regtap_service(live_voexec):
+    entries = {}
+    with httpx.Client(base_url=live_voexec, timeout=30) as client:
+        for name, subject in (
+            ("radio-finder", "radio-interferometry"),
+            ("line-fitter", "spectroscopy"),
+        ):
+            document = executable(name=name, title=f"{name} tool", subjects=[subject])
+            response = client.post(
+                "/catalogue/executables", content=yaml.safe_dump(document), headers=YAML
+            )
+            assert response.status_code == 201, response.text
+            entries[subject] = f"ivo://voexec.test/{response.json()['entries'][0]['id']}"
+    tap = dachs_regtap(f"{live_voexec}/registry/oai")
+
+    brokers = registry_search(tap, servicetype=BROKER_STANDARD)
+    assert [(r.ivoid, r.res_type, r.access_url) for r in brokers] == [
+        ("ivo://voexec.test/broker", "vr:service", f"{live_voexec}/broker")
+    ]
+    assert brokers[0].res_title == "voexec Execution Broker"
+    # the registry itself is found as the standard says: by its OAI-PMH harvesting capability
+    registries = registry_search(tap, servicetype="ivo://ivoa.net/std/registry")
+    assert [(r.ivoid, r.access_url) for r in registries] == [
+        ("ivo://voexec.test/registry", f"{live_voexec}/registry/oai")
+    ]
+
+    radio = registry_search(tap, keywords=["radio-interferometry"])
+    assert [r.ivoid for r in radio] == [entries["radio-interferometry"]]
+    assert radio[0].res_type == "vr:resource"
+    assert radio[0].res_title == "radio-finder tool"
+    spectra = registry_search(tap, keywords=["spectroscopy"])
+    assert [r.ivoid for r in spectra] == [entries["spectroscopy"]]
+    software = registry_search(tap, keywords=["astronomy-software"])
+    assert {r.ivoid for r in software} == {
+        "ivo://voexec.test/broker",
+        "ivo://voexec.test/registry",
+        *entries.values(),
+    }

@@ -1,11 +1,15 @@
-"""The RegTAP source (pyvo) against a minimal TAP server on loopback.
+"""The RegTAP source (pyvo) against a minimal TAP server on loopback, and against DaCHS.
 
-No RegTAP service ships with the test services (DaCHS has no `rr` tables loaded), so this
-server answers TAP's synchronous endpoint (`POST <base>/sync`, form-encoded REQUEST, LANG,
-QUERY, MAXREC) with real VOTables built by astropy from `REGISTRY` below: the rows a RegTAP 1.1
-service holds for two Execution Brokers, a software resource voexec can run, software it cannot
-run, and a data service. It reads just enough of the ADQL to pick the table the query joins and
-the `standard_id` it asks for; the ADQL itself is checked to name the RegTAP columns.
+The minimal server answers TAP's synchronous endpoint (`POST <base>/sync`, form-encoded REQUEST,
+LANG, QUERY, MAXREC) with real VOTables built by astropy from `REGISTRY` below: the rows a RegTAP
+1.1 service holds for two Execution Brokers, a software resource voexec can run, software it
+cannot run, and a data service. It reads just enough of the ADQL to pick the table the query
+joins and the `standard_id` it asks for; the ADQL itself is checked to name the RegTAP columns.
+It makes failures (503s, a dead service) easy to stage.
+
+The last test asks a real RegTAP service: the throwaway DaCHS of `scripts/services/dachs`, whose
+rr tables `scripts/services/dachs regtap URL` fills from a publishing voexec's OAI-PMH records
+(marker `dachs`; it skips without DaCHS, and fails under `VOEXEC_REQUIRE_SERVICES=1`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from core.settings import BrokerSettings, RegTapSource, Settings
 from harvest.cli import format_report
 from harvest.sources.regtap import RegTapClient, RegTapError
 from tests.catalogue_support import app_settings, executable
+from tests.integration.test_registry_dachs import dachs_regtap
 from voexec.app import create_app
 from voexec.wiring import build_services
 
@@ -331,3 +336,36 @@ def test_a_busy_registry_is_asked_again_and_a_dead_one_reported(tap_server, tap,
     assert report.status == "failed"
     assert {p.field for p in report.problems} == {"brokers", "software"}
     assert all("127.0.0.1:9" in p.reason for p in report.problems)
+
+
+@pytest.mark.dachs
+def test_a_regtap_source_reads_dachs_holding_a_publishers_records(publisher, tmp_path):
+    alpha = publish(publisher, "alpha")
+    alpha_ivoid = f"ivo://voexec.example/{alpha}"
+    tap = dachs_regtap(f"{publisher}/registry/oai")
+    services = build_services(harvest_settings(tmp_path, tap))
+    pipeline = services.components["harvest"]
+    catalogue = services.components["catalogue"]
+
+    report = pipeline.run("registry")
+    assert report.status == "succeeded", report.problems
+    assert [(p.ivoid, p.url) for p in report.platforms] == [
+        ("ivo://voexec.example/broker", f"{publisher}/broker")
+    ]
+    # the broker and registry records are services, not plain software resources
+    records = {r.path: r for r in report.project_reports}
+    assert set(records) == {alpha_ivoid}
+    assert records[alpha_ivoid].status == "harvested", records[alpha_ivoid].problems
+    assert records[alpha_ivoid].counts.new == 1
+    [entry_id] = catalogue.entry_ids("registry", alpha_ivoid)
+    assert catalogue.get(entry_id).spec.title == "Alpha tool"
+
+    # withdrawn by its publisher: once the registry no longer lists it, withdrawn here
+    with httpx.Client(base_url=publisher, timeout=30) as client:
+        gone = client.delete(f"/catalogue/executables/{alpha}", headers=YAML)
+        assert gone.status_code in {200, 204}, gone.text
+    dachs_regtap(f"{publisher}/registry/oai")
+    again = pipeline.run("registry")
+    assert again.status == "succeeded", again.problems
+    assert {r.path: r for r in again.project_reports}[alpha_ivoid].status == "deleted"
+    assert catalogue.entry_ids("registry") == []

@@ -86,6 +86,7 @@ from broker.scheduling.slots import earliest_start
 from broker.service.federation import Federation, with_link
 from broker.service.offers import Question, answer_messages, place_offers, read_question
 from broker.service.platforms import action_of, call_platform, with_connectors
+from broker.service.reads import DocumentRead, read_offerset, read_session
 from broker.service.shape import (
     CLIENT_UPDATES,
     moved_session,
@@ -337,6 +338,29 @@ class BrokerService:
                 offerset_id=str(offerset) if offerset else None,
                 session_id=str(session) if session else None,
             )
+
+    @property
+    def reads_are_local(self) -> bool:
+        """True when `read_session` and `read_offerset` wait on no network (SQLite)."""
+        return self._store.reads_are_local
+
+    def read_session(self, uuid: UUID) -> DocumentRead:
+        """`get_session` as JSON ready to send, and its owner, in one plain select.
+
+        The stored bytes when they read as they were stored, as most do (`broker.service.reads`).
+
+        Raises:
+            NotFound: no session has this UUID.
+        """
+        return read_session(self._store, uuid, self._now())
+
+    def read_offerset(self, uuid: UUID) -> DocumentRead:
+        """`get_offerset` as JSON ready to send, and its owner (`broker.service.reads`).
+
+        Raises:
+            NotFound: no offer set has this UUID.
+        """
+        return read_offerset(self._store, uuid, self._now())
 
     def get_session(self, uuid: UUID) -> AnySession:
         """The session (or offer) as it is now; an offer past `expires` reads as EXPIRED.

@@ -253,19 +253,36 @@ def visible_session(document: AnySession, state: SessionState, now: datetime) ->
     An offer past `expires` reads as EXPIRED; the connectors of a session that is ending or has
     ended read as FINISHED.
     """
-    expires = state.expires
-    if state.phase is Phase.OFFERED and expires is not None and now >= expires:
+    return visible_document(document, state.phase, state.expires, now)
+
+
+def visible_document(
+    document: AnySession, phase: Phase, expires: datetime | None, now: datetime
+) -> AnySession:
+    """`visible_session` from the stored phase and expiry alone."""
+    if phase is Phase.OFFERED and expires is not None and now >= expires:
         meta = document.meta or ComponentMetadata()
         return msgspec.structs.replace(
             document, phase=SessionPhase.EXPIRED, meta=msgspec.structs.replace(meta, options=[])
         )
-    if state.phase in _CONNECTORS_FINISHED and document.connectors:
+    if phase in _CONNECTORS_FINISHED and document.connectors:
         finished = [
             msgspec.structs.replace(connector, status="FINISHED")
             for connector in document.connectors
         ]
         return msgspec.structs.replace(document, connectors=finished)
     return document
+
+
+def reads_as_stored(phase: Phase, expires: datetime | None, document: bytes, now: datetime) -> bool:
+    """Whether `visible_document` would leave this stored JSON document as it is.
+
+    False for an offer past `expires`, and for a session that is ending with connectors (by a
+    look at the bytes: a false alarm only costs a decode).
+    """
+    if phase is Phase.OFFERED and expires is not None and now >= expires:
+        return False
+    return phase not in _CONNECTORS_FINISHED or b'"connectors"' not in document
 
 
 def options_for(phase: SessionPhase) -> list[AnyOption]:

@@ -20,6 +20,7 @@ SQLAlchemy and the `broker` model and codec; no web framework.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ __all__ = [
     "SessionRecord",
     "SqlBrokerStore",
     "StoreTransaction",
+    "StoredSession",
     "WorkItem",
     "from_micros",
     "to_micros",
@@ -156,6 +158,20 @@ class SessionRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredSession:
+    """A session as stored, for reads that send it on: its phase, expiry, owner and document.
+
+    `document` is the JSON wire form exactly as stored (`codec.encode(..., Media.JSON)`).
+    """
+
+    id: str
+    phase: Phase
+    expires: datetime | None
+    document: bytes
+    owner: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Instruction:
     """One platform call of the outbox: what to ask the platform for one session.
 
@@ -183,7 +199,7 @@ class WorkItem:
 def _document(text: str) -> AnySession:
     # Decoded without the body-size cap: the cap bounds what clients send, while a stored
     # document (an offer echoes the request's components) may be larger and must read back.
-    session: AnySession = codec.convert(msgspec.json.decode(text), AnySession).value
+    session: AnySession = codec.decode_stored(text, AnySession)
     return session
 
 
@@ -437,7 +453,7 @@ class StoreTransaction:
         if row is None:
             return None
         # Without the body-size cap, as `_document` says.
-        document = codec.convert(msgspec.json.decode(row.document), OfferSetResponse).value
+        document: OfferSetResponse = codec.decode_stored(row.document, OfferSetResponse)
         sessions = self._run(
             select(session_table)
             .where(session_table.c.offerset_id == offerset_id)
@@ -675,12 +691,101 @@ class StoreTransaction:
         ]
 
 
+_SESSION_READ: Final = (
+    "SELECT s.id, s.phase, s.expires, s.document, COALESCE(o.requester, s.requester)"
+    " FROM broker_session s LEFT JOIN broker_offerset o ON o.id = s.offerset_id"
+    " WHERE s.id = {mark}"
+)
+_OFFERSET_READ: Final = "SELECT document, requester FROM broker_offerset WHERE id = {mark}"
+_OFFERS_READ: Final = (
+    "SELECT id, phase, expires, document FROM broker_session"
+    " WHERE offerset_id = {mark} ORDER BY position"
+)
+
+
+def _text_bytes(value: str | bytes) -> bytes:
+    return value.encode("utf-8") if isinstance(value, str) else value
+
+
+def _stored(row: Sequence[Any], owner: str | None = None) -> StoredSession:
+    return StoredSession(
+        id=row[0],
+        phase=Phase(row[1]),
+        expires=None if row[2] is None else from_micros(row[2]),
+        document=_text_bytes(row[3]),
+        owner=owner,
+    )
+
+
 class SqlBrokerStore:
     """The broker's tables on one engine (shared with the catalogue and the harvest)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = session_factory(engine)
+        # Reads that send documents on use the driver directly: one statement, no ORM session
+        # and no SQL compilation, on a pooled connection (WAL: SQLite readers never wait for
+        # the writer; PostgreSQL readers never wait for row locks).
+        self._local = threading.local()
+        mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+        self._session_read = _SESSION_READ.format(mark=mark)
+        self._offerset_read = _OFFERSET_READ.format(mark=mark)
+        self._offers_read = _OFFERS_READ.format(mark=mark)
+
+    @property
+    def reads_are_local(self) -> bool:
+        """True when a read waits on no network (SQLite): cheaper to run than to hand off."""
+        return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def _cursor(self) -> Iterator[Any]:
+        if self.reads_are_local:
+            # One connection per thread, kept: taking one from the pool costs as much as the
+            # read itself. Each statement commits by itself (pysqlite's transaction handling
+            # is off, see `core.db`), so a kept connection holds no snapshot between reads.
+            connection = getattr(self._local, "connection", None)
+            if connection is None:
+                connection = self._local.connection = self.engine.raw_connection()
+                connection.detach()  # ours for the thread's life, not the pool's
+            cursor = connection.cursor()
+            try:
+                yield cursor
+            finally:
+                cursor.close()
+            return
+        pooled = self.engine.raw_connection()
+        try:
+            cursor = pooled.cursor()
+            try:
+                yield cursor
+            finally:
+                cursor.close()
+        finally:
+            pooled.close()  # back to the pool, which ends the transaction the read began
+
+    def stored_session(self, session_id: str) -> StoredSession | None:
+        """A session's stored document, phase, expiry and owner, in one plain select."""
+        with self._cursor() as cursor:
+            cursor.execute(self._session_read, (session_id,))
+            row = cursor.fetchone()
+        return None if row is None else _stored(row, row[4])
+
+    def stored_offerset(
+        self, offerset_id: str
+    ) -> tuple[bytes, str | None, list[StoredSession]] | None:
+        """An offer set's stored document, its requester and its sessions as stored, in order.
+
+        Two plain selects: a set and its sessions are committed together, so the second
+        finds every offer of a set the first found.
+        """
+        with self._cursor() as cursor:
+            cursor.execute(self._offerset_read, (offerset_id,))
+            found = cursor.fetchone()
+            if found is None:
+                return None
+            cursor.execute(self._offers_read, (offerset_id,))
+            offers = [_stored(row) for row in cursor.fetchall()]
+        return _text_bytes(found[0]), found[1], offers
 
     def migrate(self) -> None:
         """Bring the broker's tables to the newest revision."""

@@ -48,6 +48,7 @@ from harvest.model import (
     SourceNotFound,
     SourceUnavailable,
 )
+from harvest.sources.port import exponential, with_retries
 
 T = TypeVar("T")
 Sleep = Callable[[float], None]
@@ -358,29 +359,40 @@ class GitLabClient:
             yield dict(item.attributes)
 
     def _call(self, what: str, operation: Callable[[], T]) -> T:
-        attempt = 0
-        while True:
+        def attempt() -> T:
             self._wait_for_pause()
             self._seen.retry_after = None
-            try:
-                return operation()
-            except gitlab.exceptions.GitlabParsingError as error:
-                message = f"{what}: GitLab sent an answer that is not JSON"
-                raise SourceUnavailable(message) from error
-            except gitlab.exceptions.GitlabError as error:
-                status = error.response_code
-                delay = self._delay(status, attempt)
-                if delay is None:
-                    raise self._translate(what, status, str(error), attempt) from error
-            except _NETWORK_FAILURES as error:
-                delay = self._delay(None, attempt)
-                if delay is None:
-                    raise SourceUnavailable(
-                        f"{what}: GitLab did not answer after {attempt + 1} attempts ({error})"
-                    ) from error
-            attempt += 1
+            return operation()
+
+        def wait(error: Exception, attempt: int) -> float | None:
+            if isinstance(error, gitlab.exceptions.GitlabParsingError):
+                return None
+            status = (
+                error.response_code if isinstance(error, gitlab.exceptions.GitlabError) else None
+            )
+            return self._delay(status, attempt)
+
+        def give_up(error: Exception, attempts: int) -> SourceError:
+            if isinstance(error, gitlab.exceptions.GitlabParsingError):
+                return SourceUnavailable(f"{what}: GitLab sent an answer that is not JSON")
+            if isinstance(error, gitlab.exceptions.GitlabError):
+                return self._translate(what, error.response_code, str(error), attempts)
+            return SourceUnavailable(
+                f"{what}: GitLab did not answer after {attempts} attempts ({error})"
+            )
+
+        def pause(delay: float) -> None:
             self._pause_all(delay)
             self._sleep(delay)
+
+        return with_retries(
+            attempt,
+            retries=self._max_retries,
+            retry_on=(gitlab.exceptions.GitlabError, *_NETWORK_FAILURES),
+            wait=wait,
+            give_up=give_up,
+            sleep=pause,
+        )
 
     def _pause_all(self, delay: float) -> None:
         """Hold every thread's next request for `delay` seconds: GitLab limits per user."""
@@ -403,29 +415,27 @@ class GitLabClient:
 
     def _delay(self, status: int | None, attempt: int) -> float | None:
         """How long to wait before retrying, or None when the failure is final."""
-        if attempt >= self._max_retries:
-            return None
-        exponential = min(self._backoff * 2.0**attempt, self._max_wait)
+        pause = exponential(attempt, first=self._backoff, longest=self._max_wait)
         if status == TOO_MANY_REQUESTS:
             asked = retry_after_seconds(getattr(self._seen, "retry_after", None), datetime.now(UTC))
             if asked is None:
-                return exponential
+                return pause
             return asked if asked <= self._max_wait else None
         if status is None or status in TRANSIENT_STATUSES:
-            return exponential
+            return pause
         return None
 
-    def _translate(self, what: str, status: int | None, detail: str, attempt: int) -> SourceError:
+    def _translate(self, what: str, status: int | None, detail: str, attempts: int) -> SourceError:
         if status == 404:
             return SourceNotFound(f"{what}: not found", status)
         if status in {401, 403}:
             return SourceDenied(f"{what}: GitLab refused our token ({detail})", status)
         if status == TOO_MANY_REQUESTS:
             return SourceUnavailable(
-                f"{what}: GitLab kept rate-limiting us (429) after {attempt + 1} attempts", status
+                f"{what}: GitLab kept rate-limiting us (429) after {attempts} attempts", status
             )
         if status is not None and status >= 500:
             return SourceUnavailable(
-                f"{what}: GitLab kept answering {status} after {attempt + 1} attempts", status
+                f"{what}: GitLab kept answering {status} after {attempts} attempts", status
             )
         return SourceUnavailable(f"{what}: GitLab answered {detail}", status)

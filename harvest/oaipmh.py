@@ -60,6 +60,7 @@ from harvest.registry_records import (
     parse_identify,
     parse_list,
 )
+from harvest.sources.port import exponential, with_retries
 from harvest.store_sql import HarvestStore
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,10 @@ class RegistryCatalogue(Protocol):
 
 
 # ----------------------------------------------------------------------------- the client
+class _Busy(Exception):
+    """No answer, a 429 or a 5xx: asking again may help."""
+
+
 class OaiPmhClient:
     """OAI-PMH over HTTP: GET with retries, bounded answers, allowed hosts only."""
 
@@ -126,25 +131,30 @@ class OaiPmhClient:
         host = urlsplit(url).hostname or ""
         if host not in self.hosts:
             raise SourceUnavailable(f"{host!r} is not the registry's host nor an allowed host")
-        failure = ""
-        for attempt in range(self.max_retries + 1):
+
+        def attempt() -> bytes:
             try:
                 with self.http.stream("GET", url, params=params, headers=headers) as response:
                     if response.status_code in {404, 410}:
                         raise SourceNotFound(f"{url} answered {response.status_code}", 404)
-                    retry = response.status_code == 429 or response.status_code >= 500
-                    if not retry and response.status_code >= 400:
+                    if response.status_code == 429 or response.status_code >= 500:
+                        raise _Busy(f"{url} answered {response.status_code}")
+                    if response.status_code >= 400:
                         raise SourceUnavailable(
                             f"{url} answered {response.status_code}", response.status_code
                         )
-                    if not retry:
-                        return self._body(response, url)
-                    failure = f"{url} answered {response.status_code}"
+                    return self._body(response, url)
             except httpx.HTTPError as error:
-                failure = f"{url} did not answer: {error}"
-            if attempt < self.max_retries:
-                self.sleep(min(2.0**attempt, 60.0))
-        raise SourceUnavailable(f"{failure} ({self.max_retries + 1} attempts)")
+                raise _Busy(f"{url} did not answer: {error}") from error
+
+        return with_retries(
+            attempt,
+            retries=self.max_retries,
+            retry_on=(_Busy,),
+            wait=lambda _error, number: exponential(number),
+            give_up=lambda error, attempts: SourceUnavailable(f"{error} ({attempts} attempts)"),
+            sleep=self.sleep,
+        )
 
     @staticmethod
     def _body(response: httpx.Response, url: str) -> bytes:

@@ -54,6 +54,7 @@ from harvest.model import (
 )
 from harvest.oaipmh import OaiPmhClient, OaiPmhHarvest, RegistryCatalogue
 from harvest.registry_records import SOFTWARE_SUBJECTS, HarvestedRecord, description_url
+from harvest.sources.port import exponential, with_retries
 from harvest.store_sql import HarvestStore
 
 __all__ = [
@@ -147,20 +148,21 @@ class RegTapClient:
         A network failure, 429 or 5xx is retried with growing pauses (as the OAI-PMH client
         does); an ADQL error is not.
         """
-        table = None
-        for attempt in range(self.max_retries + 1):
-            try:
-                table = self._service.run_sync(adql, maxrec=self.max_records).to_table()
-                break
-            except Exception as error:  # noqa: BLE001 - pyvo raises many kinds (network, DAL, VOTable)
-                failure = f"{self.url}: {type(error).__name__}: {error}"
-                if not _transient(error) or attempt == self.max_retries:
-                    suffix = f" ({attempt + 1} attempts)" if attempt else ""
-                    raise RegTapError(failure + suffix) from None
-            self.sleep(min(2.0**attempt, 60.0))
-        assert table is not None  # the loop either broke with a table or raised
+        table = with_retries(
+            lambda: self._service.run_sync(adql, maxrec=self.max_records).to_table(),
+            retries=self.max_retries,
+            # pyvo raises many kinds (network, DAL, VOTable): each is judged by _transient
+            retry_on=(Exception,),
+            wait=lambda error, attempt: exponential(attempt) if _transient(error) else None,
+            give_up=self._failure,
+            sleep=self.sleep,
+        )
         names = table.colnames
         return [{name: _text(row[name]) for name in names} for row in table]
+
+    def _failure(self, error: Exception, attempts: int) -> RegTapError:
+        suffix = f" ({attempts} attempts)" if attempts > 1 else ""
+        return RegTapError(f"{self.url}: {type(error).__name__}: {error}{suffix}")
 
     def brokers(self, standard_id: str = BROKER_STANDARD) -> list[BrokerCandidate]:
         """Resources with an Execution Broker capability, with its access URL."""

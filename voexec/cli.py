@@ -27,8 +27,13 @@ if TYPE_CHECKING:
 EX_CONFIG = 78
 
 
+SETTINGS_ENV = "VOEXEC_SERVE_SETTINGS"
+"""Where `voexec serve --workers N` hands each worker process the settings it resolved."""
+
+
 def _serve(args: argparse.Namespace) -> int:
     import logging
+    import os
 
     import msgspec
     import uvicorn
@@ -49,10 +54,48 @@ def _serve(args: argparse.Namespace) -> int:
         settings, server=msgspec.structs.replace(settings.server, host=host, port=port)
     )
     logging.basicConfig(level=settings.log_level)
-    app = create_app(settings)
-    print(f"voexec serving on http://{host}:{port}", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
+    workers = args.workers
+    print(f"voexec serving on http://{host}:{port} ({workers} worker(s))", flush=True)
+    # httptools and uvloop (uvicorn[standard]) parse and schedule in C; "auto" takes them.
+    options: dict[str, Any] = {"http": "auto", "loop": "auto", "access_log": False}
+    if workers == 1:
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level=settings.log_level.lower(),
+            **options,
+        )
+        return 0
+    # Several processes over one database: every worker builds the app from the settings
+    # resolved here (the command line and --demo included), through the factory below. The
+    # database is migrated once, here, so that the workers do not race on it.
+    from voexec.wiring import build_services
+
+    build_services(settings).stop()
+    os.environ[SETTINGS_ENV] = msgspec.json.encode(settings).decode()
+    uvicorn.run(
+        "voexec.cli:worker_app",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        **options,
+    )
     return 0
+
+
+def worker_app() -> Litestar:
+    """The app of one worker process of `voexec serve --workers N` (uvicorn's factory)."""
+    import os
+
+    import msgspec
+
+    from core.settings import Settings
+    from voexec.app import create_app
+
+    return create_app(msgspec.json.decode(os.environ[SETTINGS_ENV], type=Settings))
 
 
 async def _started_document(app: Litestar) -> dict[str, Any]:
@@ -103,6 +146,16 @@ def _openapi(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The root parser with every package's commands mounted."""
     parser = argparse.ArgumentParser(
@@ -117,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default: server.port)")
     serve.add_argument(
         "--demo", action="store_true", help="load the demo catalogue and three simulated platforms"
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="worker processes sharing the port and the database (default: 1)",
     )
     serve.set_defaults(func=_serve)
 

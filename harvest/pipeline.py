@@ -12,10 +12,12 @@ each project:
    per entry version: new, updated, unchanged; per file: the problems with field and reason;
 4. withdraws entries that no ref publishes any more, and the entries of projects that are gone.
 
-An `oai-pmh` source (an IVOA publishing registry) is handed to `harvest.oaipmh.OaiPmhHarvest`,
-which writes its reports, one per record, into the same store; a `regtap` source (an IVOA
-searchable registry) to `harvest.sources.regtap.RegTapHarvest`, whose report also lists the
-Execution Brokers it found as candidate remote platforms.
+Every source type is run through the same port, `harvest.sources.port.Source`
+(`HarvestPipeline.harvester` picks it): GitLab sources by this pipeline; an `oai-pmh` source (an
+IVOA publishing registry) by `harvest.oaipmh.OaiPmhHarvest`, which writes its reports, one per
+record, into the same store; a `regtap` source (an IVOA searchable registry) by
+`harvest.sources.regtap.RegTapHarvest`, whose report also lists the Execution Brokers it found
+as candidate remote platforms. All three retry through `harvest.sources.port.with_retries`.
 
 One project's failure (GitLab kept failing, the catalogue was unavailable) is reported and the
 run goes on; that project's stored state is left as it was, so the next run reads it again.
@@ -74,6 +76,7 @@ from harvest.model import (
     UnknownSource,
 )
 from harvest.oaipmh import OaiPmhHarvest, RegistryCatalogue
+from harvest.sources.port import Source
 from harvest.store_sql import HarvestStore
 
 if TYPE_CHECKING:
@@ -204,25 +207,41 @@ class HarvestPipeline:
         trigger: Trigger = "manual",
         full: bool = False,
     ) -> HarvestReport:
-        """Harvest every project of a source; see the module docstring.
+        """Harvest a source; see the module docstring.
 
         Args:
-            source_name: A configured GitLab source.
-            progress: Told (done, total) after each batch of projects.
+            source_name: A configured source.
+            progress: Told (done, total) after each batch of projects (GitLab sources).
             trigger: Who asked, for the report.
             full: Read every ref and publish every file again, changed or not (after a
                 catalogue change that may accept files it rejected before).
 
-        An IVOA registry (an `oai-pmh` source) is harvested by `harvest.oaipmh.OaiPmhHarvest`
-        into the same store, with one report per record.
+        The source's `Source` (`harvester`) runs it: this pipeline for GitLab, an
+        `harvest.oaipmh.OaiPmhHarvest` for an IVOA registry over OAI-PMH (one report per
+        record), a `harvest.sources.regtap.RegTapHarvest` for one over RegTAP.
 
         Raises:
             UnknownSource: no such source.
         """
-        if isinstance(self.source_named(source_name), OaiPmhSource):
-            return self._registry_harvest().run(source_name, trigger=trigger, full=full)
-        if isinstance(self.source_named(source_name), RegTapSource):
-            return self._regtap_harvest().run(source_name, trigger=trigger, full=full)
+        return self.harvester(source_name, progress).run(source_name, trigger=trigger, full=full)
+
+    def harvester(self, source_name: str, progress: Progress | None = None) -> Source:
+        """What runs the source of that name, chosen by its type.
+
+        Raises:
+            UnknownSource: no such source.
+        """
+        source = self.source_named(source_name)
+        if isinstance(source, OaiPmhSource):
+            return self._registry_harvest()
+        if isinstance(source, RegTapSource):
+            return self._regtap_harvest()
+        return _GitLabHarvest(self, progress)
+
+    def _run_gitlab(
+        self, source_name: str, progress: Progress | None, trigger: Trigger, full: bool
+    ) -> HarvestReport:
+        """Harvest every project of a GitLab source; see the module docstring."""
         run = self.begin(source_name, trigger)
         source = self.source(run.source)
         reports: list[ProjectReport] = []
@@ -442,6 +461,19 @@ class HarvestPipeline:
         )
         reports.sort(key=lambda r: (not r.problems, r.path))
         return HarvestReport(**msgspec.structs.asdict(run), project_reports=reports)
+
+
+class _GitLabHarvest:
+    """The `Source` of GitLab sources: the pipeline's own run, telling `progress` as it goes."""
+
+    def __init__(self, pipeline: HarvestPipeline, progress: Progress | None) -> None:
+        self.pipeline = pipeline
+        self.progress = progress
+
+    def run(
+        self, source_name: str, *, trigger: Trigger = "manual", full: bool = False
+    ) -> HarvestReport:
+        return self.pipeline._run_gitlab(source_name, self.progress, trigger, full)
 
 
 def _guard(reader: _ProjectRead, step: Callable[[], None]) -> None:

@@ -1,1 +1,1 @@
-"""Harvest sources that read IVOA registries other than over OAI-PMH (RegTAP)."""
+"""Harvest sources: the `Source` port and retry loop (`port`), and the RegTAP source (`regtap`)."""

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 import yaml
 
 from core.errors import Unavailable
-from tests.unit.harvest.conftest import PipelineKit, executable
+from core.settings import HarvestSettings, OaiPmhSource, RegTapSource
+from harvest.model import UnknownSource
+from harvest.pipeline import HarvestPipeline
+from harvest.sources.port import Source
+from tests.unit.harvest.conftest import MemoryCatalogue, PipelineKit, executable
 
 FILE = "ivoa-executable.yaml"
 
@@ -415,3 +420,41 @@ def test_a_push_gitlab_does_not_record_as_activity_is_still_found(kit: PipelineK
     kit.gitlab.reset_counts()
     assert pipeline.run("lab").projects.unchanged == 1
     assert kit.gitlab.count(f"/projects/{tool.id}") == 0
+
+
+# ----------------------------------------------------------------------------- one port
+class ListingCatalogue(MemoryCatalogue):
+    """A catalogue registry harvests can use: it lists harvested entries (none here)."""
+
+    def entry_ids(self, source: str, repository: str | None = None) -> list[str]:
+        return []
+
+
+def test_every_source_type_is_run_through_the_source_port(kit: PipelineKit):
+    from harvest.oaipmh import OaiPmhHarvest
+    from harvest.sources.regtap import RegTapHarvest
+
+    sources = [
+        kit.source(),
+        OaiPmhSource(name="oai", url="https://registry.example/oai"),
+        RegTapSource(name="rr", url="https://registry.example/tap"),
+    ]
+    pipeline = HarvestPipeline(
+        HarvestSettings(sources=sources),
+        ListingCatalogue(),
+        kit.store,
+        kit.pipeline().clients,
+        kit.clock,
+    )
+    harvesters = {name: pipeline.harvester(name) for name in ("lab", "oai", "rr")}
+    assert all(isinstance(h, Source) for h in harvesters.values())
+    assert type(harvesters["oai"]) is OaiPmhHarvest
+    assert type(harvesters["rr"]) is RegTapHarvest
+    # the GitLab one is the pipeline's own run: driven through the port, it harvests
+    kit.gitlab.add_project("astro/tool", {FILE: executable("tool")})
+    report = harvesters["lab"].run("lab", trigger="schedule")
+    assert report.status == "succeeded", report.problems
+    assert report.trigger == "schedule"
+    assert report.counts.new == 1
+    with pytest.raises(UnknownSource):
+        pipeline.harvester("nope")

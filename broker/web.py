@@ -308,11 +308,13 @@ def _on_domain_error(request: Request[Any, Any, Any], error: DomainError) -> Res
         allowed = [f"phase={phase}" for phase in error.allowed]
         message = message_item(
             "urn:voexec:illegal-update",
-            "The session is {phase}; it cannot become {requested}. Allowed updates: {allowed}",
+            "The session is {phase}; it cannot become {requested}: {why}. "
+            "Allowed updates: {allowed}",
             time=_now(),
             level=MessageLevel.ERROR,
             phase=error.phase,
             requested=error.requested,
+            why=error.why,
             allowed=allowed or "none",
         )
         options = [EnumValueOption(path="phase", values=list(error.allowed))] if allowed else []

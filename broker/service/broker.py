@@ -54,6 +54,7 @@ from broker.lifecycle import (
     OfferExpired,
     OffersMade,
     Phase,
+    PlatformCheckDue,
     RejectSiblings,
     Release,
     ReleaseCapacity,
@@ -92,8 +93,10 @@ from broker.service.shape import (
     moved_session,
     new_session,
     options_for,
+    refused_because,
     requested_phase,
     visible_session,
+    with_component_phases,
 )
 from broker.store.sql import Instruction, SessionRecord, SqlBrokerStore, StoreTransaction
 from core.clock import Clock
@@ -118,14 +121,18 @@ CLAIM_LEASE: Final = timedelta(minutes=1)
 class IllegalUpdate(Conflict):
     """The session's phase does not allow the update; says which updates it does allow."""
 
-    def __init__(self, session: UUID, phase: SessionPhase, requested: str) -> None:
+    def __init__(
+        self, session: UUID, phase: SessionPhase, requested: str, *, why: str = ""
+    ) -> None:
         self.session = session
         self.phase = phase
         self.requested = requested
+        self.why = why or f"a session that is {phase} cannot become {requested}"
+        """What happened to the session, in words (`shape.refused_because`)."""
         self.allowed: tuple[SessionPhase, ...] = CLIENT_UPDATES.get(phase, ())
         allowed = ", ".join(self.allowed) or "none"
         super().__init__(
-            f"session {session} is {phase}; it cannot become {requested} "
+            f"session {session} is {phase}; it cannot become {requested}: {self.why} "
             f"(allowed updates of phase: {allowed})"
         )
 
@@ -431,7 +438,8 @@ class BrokerService:
                 record = self._apply(tx, record, OfferExpired(), now)
             phase = record.phase
             if target not in CLIENT_UPDATES.get(phase, ()):
-                refusal = IllegalUpdate(uuid, phase, target)  # raised after the commit
+                why = refused_because(record.state, target)
+                refusal = IllegalUpdate(uuid, phase, target, why=why)  # raised after the commit
             else:
                 event = lifecycle.update_event(record.state, "phase", target.value)
                 if isinstance(event, OfferAccepted):
@@ -567,7 +575,7 @@ class BrokerService:
             if not claimed:
                 return delivered
             with self._store.write() as tx:
-                item = tx.take(claimed[0], self._worker_id)
+                item = tx.take(claimed[0], self._worker_id, now)
                 record = tx.session(item.session_id, lock=True) if item else None
                 if item is None or record is None or record.phase.terminal:
                     continue
@@ -575,8 +583,12 @@ class BrokerService:
                 # bookings do, under the lock); platform calls are made after the commit.
                 try:
                     # The event takes effect when it fell due (a late tick replays what the
-                    # platform would have done, in order); the history records the clock.
-                    self._apply(tx, record, item.event, min(item.due_at, now), at=self._now())
+                    # platform would have done, in order); the history records the clock. A
+                    # poll asks how the work goes now: it takes effect now, so the next poll
+                    # is due from now and missed polls are not replayed one by one (the store
+                    # took the session's other due polls with this one).
+                    due = now if isinstance(item.event, PlatformCheckDue) else item.due_at
+                    self._apply(tx, record, item.event, min(due, now), at=self._now())
                 except InvalidTransition as error:
                     log.warning("dropped a queued event: %s", error)
                 delivered += 1
@@ -755,7 +767,7 @@ class BrokerService:
         document = record.document
         meta = document.meta or ComponentMetadata()
         document = msgspec.structs.replace(
-            document,
+            with_component_phases(document, phase),
             phase=phase,
             meta=msgspec.structs.replace(meta, modified=recorded, options=options_for(phase)),
         )

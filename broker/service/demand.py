@@ -34,7 +34,7 @@ from broker.model import (
 from broker.scheduling.intervals import Interval as SchedulingInterval
 from broker.scheduling.resources import Demand, GpuDemand
 from core.settings import BrokerSettings
-from core.time import Interval
+from core.time import Interval, format_instant
 
 __all__ = ["Reading", "kind_of", "read_request"]
 
@@ -221,6 +221,15 @@ def read_request(
         )
     if duration <= timedelta(0):
         reading.error("urn:invalid-value", "The requested duration must be longer than PT0S")
+    if window.end <= now:
+        # Every platform would say "too early"; the request itself is what is wrong.
+        reading.error(
+            "urn:voexec:start-in-the-past",
+            "$.schedule.requested.start: the requested start range ({start}) ended before now "
+            "({now}); ask for a start range in the future",
+            start=window.iso(),
+            now=format_instant(now),
+        )
     if reading.failed or request.executable is None:
         return reading
     reading.demand = Demand(

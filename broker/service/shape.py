@@ -48,7 +48,7 @@ from broker.model import (
 from broker.scheduling.offers import Offer
 from broker.scheduling.resources import PlatformSpec
 from core.errors import Invalid, Problem
-from core.time import Duration, Interval
+from core.time import Duration, Interval, format_instant
 
 __all__ = [
     "CLIENT_UPDATES",
@@ -57,8 +57,10 @@ __all__ = [
     "new_session",
     "offered_session",
     "options_for",
+    "refused_because",
     "requested_phase",
     "visible_session",
+    "with_component_phases",
 ]
 
 RELEASE_TIME: Final = timedelta(seconds=10)
@@ -102,6 +104,42 @@ def offered_session(
         data=[_offered(data, now) for data in request.data],
         schedule=schedule,
         costs=_costs(offer),
+    )
+
+
+_COMPONENT_PHASE: Final[dict[SessionPhase, LifecyclePhase]] = {
+    SessionPhase.WAITING: LifecyclePhase.WAITING,
+    SessionPhase.PREPARING: LifecyclePhase.PREPARING,
+    SessionPhase.AVAILABLE: LifecyclePhase.AVAILABLE,
+    SessionPhase.RUNNING: LifecyclePhase.RUNNING,
+    SessionPhase.RELEASING: LifecyclePhase.RELEASING,
+    SessionPhase.COMPLETED: LifecyclePhase.COMPLETED,
+    SessionPhase.FAILED: LifecyclePhase.FAILED,
+    SessionPhase.CANCELLED: LifecyclePhase.CANCELLED,
+}
+"""A component's phase in each session phase once work is booked (before: INITIALIZING)."""
+
+
+def with_component_phases(document: AnySession, phase: SessionPhase) -> AnySession:
+    """The session with its components in the phase the session's phase gives them.
+
+    The components are prepared, available and released with the session. While it runs,
+    the executable and the compute resource run; its data and storage stay available.
+    """
+    component_phase = _COMPONENT_PHASE.get(phase)
+    if component_phase is None:  # an offer, or an offer that ended: nothing was set up
+        return document
+    passive = LifecyclePhase.AVAILABLE if component_phase is LifecyclePhase.RUNNING else None
+
+    def moved(component: C, to: LifecyclePhase) -> C:
+        return msgspec.structs.replace(component, phase=to)  # type: ignore[call-arg]
+
+    return msgspec.structs.replace(
+        document,
+        executable=moved(document.executable, component_phase) if document.executable else None,
+        compute=moved(document.compute, component_phase) if document.compute else None,
+        storage=[moved(item, passive or component_phase) for item in document.storage],
+        data=[moved(item, passive or component_phase) for item in document.data],
     )
 
 
@@ -283,6 +321,31 @@ def reads_as_stored(phase: Phase, expires: datetime | None, document: bytes, now
     if phase is Phase.OFFERED and expires is not None and now >= expires:
         return False
     return phase not in _CONNECTORS_FINISHED or b'"connectors"' not in document
+
+
+def refused_because(state: SessionState, requested: SessionPhase) -> str:
+    """What happened to a session that refuses the update to `requested`, in words.
+
+    Read from its story: an offer whose sibling was accepted, one that expired (and when), a
+    session already cancelled or ended.
+    """
+    last = state.history[-1] if state.history else None
+    when = f" at {format_instant(last.at)}" if last is not None else ""
+    phase = state.phase
+    if phase is Phase.EXPIRED:
+        expired = state.expires or (last.at if last is not None else None)
+        return "this offer expired" + (f" at {format_instant(expired)}" if expired else "")
+    sibling = last is not None and last.event == "SiblingAccepted"
+    told = {  # the phases named below say more than "already" does
+        requested: f"the session was already {phase.lower()}",
+        Phase.REJECTED: "another offer of this set was accepted"
+        if sibling
+        else "this offer was already rejected",
+        Phase.CANCELLED: "the session was already cancelled",
+        Phase.COMPLETED: "the session already ended: COMPLETED",
+        Phase.FAILED: "the session already ended: FAILED",
+    }.get(phase)
+    return told + when if told else f"a session that is {phase} cannot become {requested}"
 
 
 def options_for(phase: SessionPhase) -> list[AnyOption]:

@@ -319,6 +319,13 @@ def test_an_unknown_kind_is_a_no_naming_the_kind_and_where_it_was(client):
         ),
         (
             lambda r: r.update(schedule={"requested": {"start": "2026-08-01T00:00:00Z/PT1H"}}),
+            [
+                "$.schedule.requested.start: the requested start range "
+                "(2026-08-01T00:00:00Z/PT1H) ended before now (2026-09-01T08:00:00Z)"
+            ],
+        ),
+        (
+            lambda r: r.update(schedule={"requested": {"start": "2026-09-01T08:00:00Z/PT30S"}}),
             ["small: the requested start range ends before the earliest possible start"],
         ),
         (

@@ -104,10 +104,12 @@ def test_an_illegal_update_is_409_naming_the_phase_and_the_allowed_updates(clien
     assert message["values"] == {
         "phase": "ACCEPTED",
         "requested": "ACCEPTED",
+        "why": "the session was already accepted at 2026-09-01T08:00:00Z",
         "allowed": "phase=CANCELLED",
     }
     assert message["message"] == (
-        "The session is ACCEPTED; it cannot become ACCEPTED. Allowed updates: phase=CANCELLED"
+        "The session is ACCEPTED; it cannot become ACCEPTED: the session was already accepted "
+        "at 2026-09-01T08:00:00Z. Allowed updates: phase=CANCELLED"
     )
     assert answer["meta"]["options"] == [
         {"kind": "uri:enum-value-option", "path": "phase", "values": ["CANCELLED"]}

@@ -54,6 +54,7 @@ from broker.lifecycle import (
     OfferExpired,
     OffersMade,
     Phase,
+    PlatformCheckDue,
     RejectSiblings,
     Release,
     ReleaseCapacity,
@@ -574,7 +575,7 @@ class BrokerService:
             if not claimed:
                 return delivered
             with self._store.write() as tx:
-                item = tx.take(claimed[0], self._worker_id)
+                item = tx.take(claimed[0], self._worker_id, now)
                 record = tx.session(item.session_id, lock=True) if item else None
                 if item is None or record is None or record.phase.terminal:
                     continue
@@ -582,8 +583,12 @@ class BrokerService:
                 # bookings do, under the lock); platform calls are made after the commit.
                 try:
                     # The event takes effect when it fell due (a late tick replays what the
-                    # platform would have done, in order); the history records the clock.
-                    self._apply(tx, record, item.event, min(item.due_at, now), at=self._now())
+                    # platform would have done, in order); the history records the clock. A
+                    # poll asks how the work goes now: it takes effect now, so the next poll
+                    # is due from now and missed polls are not replayed one by one (the store
+                    # took the session's other due polls with this one).
+                    due = now if isinstance(item.event, PlatformCheckDue) else item.due_at
+                    self._apply(tx, record, item.event, min(due, now), at=self._now())
                 except InvalidTransition as error:
                     log.warning("dropped a queued event: %s", error)
                 delivered += 1

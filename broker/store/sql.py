@@ -49,7 +49,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from broker.lifecycle import AnyEvent, Phase, SessionState
+from broker.lifecycle import AnyEvent, Phase, PlatformCheckDue, SessionState
 from broker.model import AnySession, OfferSetResponse, codec
 from broker.scheduling.intervals import Interval, from_micros, to_micros
 from broker.scheduling.resources import Booking, BookingKind, GpuShare, Resources
@@ -135,6 +135,8 @@ outbox_table = Table(
 
 
 _event_decoder: Final = msgspec.json.Decoder(AnyEvent)
+_POLL_EVENT: Final = msgspec.json.encode(PlatformCheckDue()).decode()
+"""A queued poll as stored (polls carry no fields, so they are all alike)."""
 _state_decoder: Final = msgspec.json.Decoder(SessionState)
 _resources_decoder: Final = msgspec.json.Decoder(Resources)
 _gpus_decoder: Final = msgspec.json.Decoder(tuple[GpuShare, ...])
@@ -561,17 +563,32 @@ class StoreTransaction:
         self._run(delete(work_table).where(work_table.c.session_id == session_id))
 
     def claim(self, worker: str, now: datetime, lease: timedelta, limit: int) -> list[int]:
-        """Claim up to `limit` due items not claimed by a live worker, oldest first."""
+        """Claim up to `limit` due items not claimed by a live worker, oldest first.
+
+        An item whose session has another item claimed by a live worker waits for it: two
+        processes never drive one session at once, so a session's events are delivered in
+        the order they fell due.
+        """
         at = to_micros(now)
+        other = work_table.alias("other")
         query = (
             select(work_table.c.id)
             .where(work_table.c.due_at <= at)
             .where(or_(work_table.c.claimed_until.is_(None), work_table.c.claimed_until <= at))
+            .where(
+                ~select(other.c.id)
+                .where(
+                    other.c.session_id == work_table.c.session_id,
+                    other.c.id != work_table.c.id,
+                    other.c.claimed_until > at,
+                )
+                .exists()
+            )
             .order_by(work_table.c.due_at, work_table.c.id)
             .limit(limit)
         )
         if self._postgres:
-            query = query.with_for_update(skip_locked=True)
+            query = query.with_for_update(skip_locked=True, of=work_table)
         ids = list(self._run(query).scalars())
         if ids:
             self._run(
@@ -581,14 +598,27 @@ class StoreTransaction:
             )
         return ids
 
-    def take(self, item_id: int, worker: str) -> WorkItem | None:
-        """Remove a claimed item and return it; None when it is not (or no longer) ours."""
+    def take(self, item_id: int, worker: str, now: datetime | None = None) -> WorkItem | None:
+        """Remove a claimed item and return it; None when it is not (or no longer) ours.
+
+        A poll (`PlatformCheckDue`) taken at `now` takes every other poll of its session that
+        is due by then with it: after a pause (a broker that was down, a clock that jumped)
+        the platform is asked once how the work goes now, not once per poll it missed.
+        """
         row = self._run(
             select(work_table).where(work_table.c.id == item_id, work_table.c.claimed_by == worker)
         ).first()
         if row is None:
             return None
         self._run(delete(work_table).where(work_table.c.id == item_id))
+        if now is not None and row.event == _POLL_EVENT:
+            self._run(
+                delete(work_table).where(
+                    work_table.c.session_id == row.session_id,
+                    work_table.c.event == _POLL_EVENT,
+                    work_table.c.due_at <= to_micros(now),
+                )
+            )
         return WorkItem(
             row.id, row.session_id, from_micros(row.due_at), _event_decoder.decode(row.event)
         )

@@ -509,25 +509,31 @@ def booking_range(
 
 def _resource_needs(
     plan: _Plan, options: Sequence[Gpu | None]
-) -> Iterator[tuple[str, list[dict[int, int]]]]:
-    """Each resource the demand needs, in words, with its need per GPU option."""
+) -> Iterator[tuple[str, str, list[dict[int, int]]]]:
+    """Each resource the demand needs: its name, in words, and its need per GPU option."""
     layout, demand = plan.layout, plan.demand
     yield (
+        "cores",
         (f"{demand.cores_min} core" + "s" * (demand.cores_min != 1)),
         [{layout.CORES: demand.cores_min}],
     )
     if demand.memory_min:
         yield (
+            "memory",
             f"{demand.memory_min:g} GiB of memory",
             [{layout.MEMORY: memory_units(demand.memory_min)}],
         )
     if layout.storage is not None and demand.storage:
-        yield f"{demand.storage:g} GiB of storage", [{layout.storage: memory_units(demand.storage)}]
+        yield (
+            "storage",
+            f"{demand.storage:g} GiB of storage",
+            [{layout.storage: memory_units(demand.storage)}],
+        )
     if demand.gpus is not None:
         count = demand.gpus.count_min
         models = " or ".join(gpu.model for gpu in options if gpu is not None)
         needs = [{layout.gpu[gpu.model]: count} for gpu in options if gpu is not None]
-        yield f"{count} {models} GPU" + "s" * (count != 1), needs
+        yield "gpus", f"{count} {models} GPU" + "s" * (count != 1), needs
 
 
 def _in_words(phrases: Sequence[str]) -> str:
@@ -598,9 +604,11 @@ def _capacity_reasons(plan: _Plan, timeline: UsageTimeline, horizon: timedelta) 
         return []
     # Name each resource that is short even on its own; if none is, they are short together.
     wanted = list(_resource_needs(plan, options))
-    short = [phrase for phrase, needs in wanted if not fits(needs)]
+    short = [(name, phrase) for name, phrase, needs in wanted if not fits(needs)]
     resources = (
-        _in_words(short) if short else _in_words([p for p, _ in wanted]) + " at the same time"
+        _in_words([phrase for _, phrase in short])
+        if short
+        else _in_words([phrase for _, phrase, _ in wanted]) + " at the same time"
     )
     where = (
         "within the booking horizon ({horizon} from now)"
@@ -613,6 +621,8 @@ def _capacity_reasons(plan: _Plan, timeline: UsageTimeline, horizon: timedelta) 
             "no-capacity",
             "{platform}: no free {resources} " + where,
             resources=resources,
+            # Which resources to ask less of: those short on their own, else all of them.
+            short=",".join(name for name, _ in short) or ",".join(n for n, _, _ in wanted),
             horizon=format_duration(horizon),
             duration=format_duration(plan.demand.duration),
         )

@@ -1,13 +1,24 @@
-"""What a client is told when an update is refused, and the phases a session's parts show."""
+"""What a client is told when an update or a request is refused; the phases of its parts."""
 
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from core.clock import ManualClock
 from tests.api.test_broker_lifecycle import accepted, client_for
-from tests.api.test_broker_requests import NOW, docker, offerset_of, post_request
+from tests.api.test_broker_requests import (
+    NOW,
+    broker_client,
+    docker,
+    offerset_of,
+    post_request,
+)
 from tests.api.test_broker_sessions import ACCEPT, CANCEL, REJECT, update
+from tests.conftest import ROOT
+from voexec.ui.broker_views import offer_set_view
 
 
 def refusal(response: Any) -> str:
@@ -74,3 +85,37 @@ def test_components_follow_the_session_through_its_phases(tmp_path: Path):
             document = client.get(url, headers={"accept": "application/json"}).json()
             assert document["phase"] == phase
             assert _component_phases(client, url) == {"executable": phase, "compute": phase}
+
+
+def _gpu_request(client: Any) -> Any:
+    gpu = yaml.safe_load((ROOT / "docs/examples/request-gpu.yaml").read_text(encoding="utf-8"))
+    gpu["schedule"] = {"requested": {"start": "2026-09-01T10:00:00Z/PT1H", "duration": "PT4H"}}
+    return client.post(
+        "/broker/requests",
+        content=json.dumps(gpu),
+        headers={"content-type": "application/json", "accept": "application/json"},
+    ).json()
+
+
+def test_a_no_for_want_of_gpus_advises_fewer_gpus_not_fewer_cores(tmp_path: Path):
+    for client in broker_client(tmp_path):
+        # The gpu platform has two A100s; two sessions of one each take them for the window.
+        for _ in range(2):
+            answer = _gpu_request(client)
+            assert answer["result"] == "YES"
+            update(client, answer["offers"][0]["meta"]["url"], ACCEPT)
+        answer = _gpu_request(client)
+        assert answer["result"] == "NO"
+        (short,) = [m for m in answer["meta"]["messages"] if m["kind"] == "urn:voexec:no-capacity"]
+        assert short["values"]["short"] == "gpus"
+        advice = offer_set_view(answer).advice
+        assert "fewer GPUs" in advice
+        assert "cores" not in advice
+        assert "memory" not in advice
+
+
+def test_a_no_for_want_of_cores_advises_fewer_cores(tmp_path: Path):
+    for client in broker_client(tmp_path):
+        answer = post_request(client, docker(cores=100)).json()
+        assert answer["result"] == "NO"
+        assert offer_set_view(answer).advice.startswith("fewer cores")

@@ -14,7 +14,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -217,6 +217,52 @@ class Refusal:
     reasons: list[str] = field(default_factory=list)
 
 
+GENERIC_ADVICE: Final = (
+    "fewer cores or less memory, a shorter run, or a later or wider start window"
+)
+_ASK_LESS: Final = {
+    "cores": "fewer cores",
+    "memory": "less memory",
+    "GiB of memory": "less memory",
+    "storage": "less storage",
+    "GiB of storage": "less storage",
+    "gpus": "fewer GPUs or another GPU model",
+    "GPUs": "fewer GPUs or another GPU model",
+}
+_WINDOW_ADVICE: Final = {
+    "no-capacity": "a later or wider start window",
+    "start-too-early": "a later start window",
+    "start-in-the-past": "a start window in the future",
+    "start-beyond-horizon": "an earlier start window",
+}
+
+
+def no_offer_advice(refusals: Iterable[Message]) -> str:
+    """What to ask differently, naming the resources that were short (GPUs, not cores).
+
+    Read from the reasons' codes and values (`short` of a no-capacity reason, `resource` of a
+    limit); the generic advice when no reason says.
+    """
+    less: list[str] = []
+    other: list[str] = []
+    for item in refusals:
+        code = item.kind.rpartition(":")[2]
+        names = item.values.get("short", "").split(",") if code == "no-capacity" else []
+        if code in {"over-capacity", "over-limit"}:
+            names = [item.values.get("resource", "")]
+            if "duration" in item.values:
+                other.append("a shorter run")
+        if code in {"gpu-none", "gpu-mismatch"}:
+            names = ["gpus"]
+        less += [_ASK_LESS[name] for name in names if name in _ASK_LESS]
+        if code in _WINDOW_ADVICE:
+            other.append(_WINDOW_ADVICE[code])
+    phrases = list(dict.fromkeys([*less, *other]))
+    if not phrases:
+        return GENERIC_ADVICE
+    return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + ", or " + phrases[-1]
+
+
 @dataclass(frozen=True)
 class OfferSetView:
     """An offer set, ready to show."""
@@ -228,6 +274,8 @@ class OfferSetView:
     refusals: list[Refusal]
     notes: list[Message]
     """Messages that are not refusals (warnings, assumptions the broker made)."""
+    advice: str = GENERIC_ADVICE
+    """What to change in the request when nothing is offered, from the refusals' reasons."""
 
     @property
     def open_offers(self) -> list[SessionView]:
@@ -373,9 +421,11 @@ def offer_set_view(document: Mapping[str, Any]) -> OfferSetView:
     meta = _map(document.get("meta"))
     refusals: dict[str | None, Refusal] = {}
     notes: list[Message] = []
+    errors: list[Message] = []
     for item in _list(meta.get("messages")):
         note = message(_map(item))
         if note.level in {"ERROR", "FATAL"}:
+            errors.append(note)
             # Shown under the platform's name: "alpha: needs 2 GPUs" reads "needs 2 GPUs".
             reason = note.text.removeprefix(f"{note.platform}: ") if note.platform else note.text
             refusals.setdefault(note.platform, Refusal(note.platform)).reasons.append(reason)
@@ -391,4 +441,5 @@ def offer_set_view(document: Mapping[str, Any]) -> OfferSetView:
             refusals.values(), key=lambda r: (r.platform is not None, r.platform or "")
         ),
         notes=notes,
+        advice=no_offer_advice(errors),
     )

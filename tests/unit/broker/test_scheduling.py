@@ -327,6 +327,13 @@ def test_resources_short_only_together_are_named_together():
     staggered = [booking(0, 1.5, cores=30), booking(1.5, 3, cores=0, memory=125)]
     (reason,) = explain_no_slots(platform(), staggered, demand(), NOW, HORIZON)
     assert reason.values["resources"] == "4 cores and 8 GiB of memory at the same time"
+    assert reason.values["short"] == "cores,memory"
+
+
+def test_the_short_resource_is_named_for_advice():
+    memory_short = [booking(0, 1, cores=30), booking(1, 3, cores=0, memory=125)]
+    (reason,) = explain_no_slots(platform(), memory_short, demand(), NOW, HORIZON)
+    assert reason.values["short"] == "memory"
 
 
 def test_explain_is_empty_when_there_is_a_slot():

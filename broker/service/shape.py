@@ -132,7 +132,7 @@ def with_component_phases(document: AnySession, phase: SessionPhase) -> AnySessi
     passive = LifecyclePhase.AVAILABLE if component_phase is LifecyclePhase.RUNNING else None
 
     def moved(component: C, to: LifecyclePhase) -> C:
-        return msgspec.structs.replace(component, phase=to)  # type: ignore[call-arg]
+        return msgspec.structs.replace(component, phase=to)
 
     return msgspec.structs.replace(
         document,

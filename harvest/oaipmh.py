@@ -28,6 +28,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, Final, Protocol, runtime_checkable
 from urllib.parse import urlsplit
@@ -72,6 +73,8 @@ MAX_ANSWER_BYTES: Final = 64 * 1024 * 1024
 MAX_PAGES: Final = 100_000
 """A registry that never ends its list stops the run here instead of looping for ever."""
 TIMEOUT: Final = httpx.Timeout(60.0, connect=10.0)
+READERS: Final = 4
+"""Entry descriptions read at once (one request per executable record)."""
 
 
 @runtime_checkable
@@ -209,6 +212,7 @@ class OaiPmhHarvest:
         *,
         clients: ClientFactory | None = None,
         keep_runs: int = 100,
+        readers: int = READERS,
     ) -> None:
         self.settings = settings
         self.catalogue = catalogue
@@ -216,6 +220,9 @@ class OaiPmhHarvest:
         self.clock = clock
         self.clients = clients or self._client
         self.keep_runs = keep_runs
+        self.readers = max(1, readers)
+        self._had_entries = True
+        """Whether the source had entries when the current run started."""
 
     def _client(self, source: OaiPmhSource) -> OaiPmhClient:
         return OaiPmhClient(
@@ -258,6 +265,9 @@ class OaiPmhHarvest:
         self.store.start_run(run)
         reports: list[ProjectReport] = []
         client = self.clients(source)
+        # Whether the source has entries at all: on a first harvest no record can have
+        # published anything before, so nothing is looked up to withdraw.
+        self._had_entries = bool(self.catalogue.entry_ids(source.name))
         try:
             identify = client.identify()
             arguments = {"metadataPrefix": "ivo_vor"}
@@ -291,7 +301,7 @@ class OaiPmhHarvest:
         first: int,
     ) -> list[ProjectReport]:
         reports: list[ProjectReport] = []
-        to_publish: list[tuple[ProjectReport, HarvestedRecord, Any]] = []
+        to_read: list[tuple[ProjectReport, HarvestedRecord, str]] = []
         for number, record in enumerate(records, start=first):
             report = ProjectReport(project_id=number, path=record.identifier, status="harvested")
             reports.append(report)
@@ -305,12 +315,20 @@ class OaiPmhHarvest:
                 report.status = "skipped"
                 report.warnings.append(ReportProblem(field="record", reason=decision.reason))
                 continue
-            document = self._description(report, client, decision.description_url)
-            if document is not None:
-                to_publish.append((report, record, document))
+            to_read.append((report, record, decision.description_url))
+        # One request per description: several at once, since each mostly waits for the
+        # registry (httpx's client is safe to share between threads).
+        with ThreadPoolExecutor(self.readers, thread_name_prefix="oai-read") as pool:
+            documents = list(
+                pool.map(lambda item: self._description(item[0], client, item[2]), to_read)
+            )
+        to_publish = [
+            (report, record, document)
+            for (report, record, _), document in zip(to_read, documents, strict=True)
+            if document is not None
+        ]
         self._publish(run, source, to_publish)
-        for report in reports:
-            self.store.save_project(run.run_id, report, source=source.name)
+        self.store.save_reports(run.run_id, reports)
         return reports
 
     def _description(
@@ -388,6 +406,8 @@ class OaiPmhHarvest:
         self, report: ProjectReport, source: str, identifier: str, *, keep: set[str]
     ) -> None:
         """Withdraw what this record published before and publishes no more."""
+        if not self._had_entries:
+            return
         for entry_id in self.catalogue.entry_ids(source, identifier):
             if entry_id in keep:
                 continue

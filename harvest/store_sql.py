@@ -17,6 +17,7 @@ Imports SQLAlchemy; must not import python-gitlab, Litestar or the catalogue.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -30,6 +31,7 @@ from sqlalchemy import (
     String,
     Text,
     delete,
+    insert,
     select,
 )
 from sqlalchemy.engine import Dialect, Engine
@@ -220,6 +222,28 @@ class HarvestStore:
                         body=_encode(state).decode(),
                     )
                 )
+
+    def save_reports(self, run_id: str, reports: Sequence[ProjectReport]) -> None:
+        """Record many new reports of a run (no stored state) in one transaction.
+
+        What a registry harvest does once per page: one commit instead of one per record. Each
+        (run, project number) must be new to the run; `save_project` replaces one instead.
+        """
+        if not reports:
+            return
+        rows = [
+            {
+                "run_id": run_id,
+                "project_id": report.project_id,
+                "path": report.path,
+                "status": report.status,
+                "has_problems": bool(report.problems),
+                "body": _encode(report).decode(),
+            }
+            for report in reports
+        ]
+        with write_transaction(self._sessions) as session:
+            session.execute(insert(ProjectReportRow), rows)
 
     def finish_run(self, run: RunSummary) -> None:
         """Record a run's end: status, time, totals."""

@@ -254,3 +254,69 @@ def test_a_dachs_registry_is_harvested_and_its_records_skipped(tmp_path):
     assert any("vg:Authority" in reason for reason in reasons)
     assert report.counts.new == 0
     services.stop()
+
+
+# ----------------------------------------------------------------------------- many records
+def paged_registry(count: int, deleted: frozenset[int] = frozenset()) -> httpx.MockTransport:
+    """`count` executable records, 10 a page, each with its description; some deleted."""
+    host = "http://registry.test"
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oai":
+            params = request.url.params
+            if params.get("verb") == "Identify":
+                identify = "<Identify><granularity>YYYY-MM-DDThh:mm:ssZ</granularity></Identify>"
+                body = f'<OAI-PMH xmlns="{OAI}">{identify}</OAI-PMH>'
+            else:
+                start = int(params.get("resumptionToken", "0"))
+                records = ""
+                for number in range(start, min(start + 10, count)):
+                    identifier = f"ivo://registry.test/tool-{number:02d}"
+                    if number in deleted:
+                        records += (
+                            f'<record><header status="deleted"><identifier>{identifier}'
+                            "</identifier><datestamp>2026-03-02T12:00:00Z</datestamp></header>"
+                            "</record>"
+                        )
+                    else:
+                        reference = f"{host}/executables/tool-{number:02d}"
+                        records += _record(identifier, reference)
+                token = str(start + 10) if start + 10 < count else ""
+                body = (
+                    f'<OAI-PMH xmlns="{OAI}"><ListRecords>{records}'
+                    f"<resumptionToken>{token}</resumptionToken></ListRecords></OAI-PMH>"
+                )
+            return httpx.Response(200, content=body.encode(), headers={"content-type": "text/xml"})
+        name = request.url.path.rsplit("/", 1)[1]
+        return httpx.Response(200, json={"spec": executable(name=name, title=f"Tool {name}")})
+
+    return httpx.MockTransport(answer)
+
+
+def test_records_read_several_at_once_are_reported_in_order_and_withdrawn_when_deleted(tmp_path):
+    services = local_services(tmp_path, OaiPmhSource(name="paged", url="http://registry.test/oai"))
+    catalogue = services.components["catalogue"]
+    registry = {"transport": paged_registry(25)}
+
+    def client(source: OaiPmhSource) -> OaiPmhClient:
+        return OaiPmhClient(source.url, max_retries=0, transport=registry["transport"])
+
+    harvest = harvester(services, clients=client, readers=4)
+    first = harvest.run("paged")
+    assert first.status == "succeeded", first.problems
+    assert first.counts.new == 25
+    stored = HarvestStore(services.components["engine"]).report(first.run_id)
+    listed = sorted(stored.project_reports, key=lambda r: r.project_id)
+    assert [r.path for r in listed] == [f"ivo://registry.test/tool-{n:02d}" for n in range(25)]
+    assert all(r.counts.new == 1 for r in listed)
+    assert len(catalogue.entry_ids("paged")) == 25
+
+    again = harvest.run("paged", full=True)
+    assert (again.counts.unchanged, again.counts.withdrawn) == (25, 0)
+
+    registry["transport"] = paged_registry(25, deleted=frozenset({3, 17}))
+    later = harvest.run("paged", full=True)
+    assert later.counts.withdrawn == 2
+    assert len(catalogue.entry_ids("paged")) == 23
+    assert catalogue.entry_ids("paged", "ivo://registry.test/tool-03") == []
+    services.stop()

@@ -128,6 +128,26 @@ def test_runs_are_listed_newest_first_and_reports_put_problems_first(store):
     assert [p.path for p in store.report("r2", problems_only=True).project_reports] == ["astro/z"]
 
 
+def test_a_page_of_reports_is_saved_at_once_and_read_back_as_saved(store):
+    store.start_run(run("r1", T0))
+    reports = [
+        ProjectReport(project_id=n, path=f"ivo://registry.test/r{n}", status="harvested")
+        for n in range(1, 4)
+    ]
+    reports[1].problems.append(ReportProblem(field="licence", reason="unknown"))
+    store.save_reports("r1", reports)
+    store.save_reports("r1", [])
+
+    read = store.report("r1").project_reports
+    assert [r.path for r in read] == [
+        "ivo://registry.test/r2",
+        "ivo://registry.test/r1",
+        "ivo://registry.test/r3",
+    ]
+    assert read[0].problems[0].field == "licence"
+    assert store.states("lab") == {}
+
+
 def test_an_unknown_run_is_not_found(store):
     with pytest.raises(RunNotFound):
         store.report("nope")

@@ -5,6 +5,10 @@ without any body, for offers about data too large to hold), records PUTs (result
 can send `Content-MD5`. `make_bucket` makes a fresh bucket on the S3 server of
 `scripts/services/s3` (`VOEXEC_TEST_S3_URL`), skipping without it, failing under
 `VOEXEC_REQUIRE_SERVICES=1`.
+
+The fixtures `http_files`, `s3_bucket` and `fresh_probes` (registered for every test by
+`tests/conftest.py`) wrap them; `LocalBroker` is a broker service with one local platform that
+runs a Python program without containers, as the staging and results tests drive it.
 """
 
 from __future__ import annotations
@@ -13,16 +17,34 @@ import base64
 import hashlib
 import os
 import threading
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 import pytest
 
-from broker.platforms import session_s3
+from broker import model
+from broker.model import codec
+from broker.platforms import build_platform, session_s3
+from broker.platforms.data_reach import clear_probe_cache
+from broker.service import BrokerService
+from broker.store.sql import SqlBrokerStore
+from core.clock import SystemClock
+from core.db import make_engine
+from core.settings import (
+    BrokerSettings,
+    Capacity,
+    LocalPlatformSettings,
+    PlatformDataSettings,
+    PlatformSettings,
+)
 from tests.conftest import require_service
 
 S3_ENV = "VOEXEC_TEST_S3_URL"
@@ -139,3 +161,95 @@ def make_bucket(monkeypatch: pytest.MonkeyPatch) -> Bucket:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_KEYS.secret_key)
     monkeypatch.setenv("AWS_DEFAULT_REGION", S3_KEYS.region)
     return Bucket(endpoint, name)
+
+
+@pytest.fixture
+def http_files() -> Iterator[HttpFiles]:
+    yield from serve_files()
+
+
+@pytest.fixture
+def s3_bucket(monkeypatch: pytest.MonkeyPatch) -> Bucket:
+    return make_bucket(monkeypatch)
+
+
+@pytest.fixture
+def fresh_probes() -> Iterator[None]:
+    """Each test's servers are new: no probe answer of another test may linger."""
+    clear_probe_cache()
+    yield
+    clear_probe_cache()
+
+
+BROKER_BASE = "http://broker.test/broker"
+RUN_DEADLINE = 120.0
+
+
+def said(document: Any) -> str:
+    """The messages of a session or an offer set, joined."""
+    return " | ".join(m.message or "" for m in (document.meta.messages if document.meta else []))
+
+
+class LocalBroker:
+    """A broker service whose one local platform runs `program` (Python, no containers)."""
+
+    def __init__(self, tmp_path: Path, data: PlatformDataSettings, program: str) -> None:
+        settings = PlatformSettings(
+            name="workstation",
+            adapter="local",
+            capacity=Capacity(cores=2, memory=3),
+            executables=["python-program"],
+            preparation=timedelta(seconds=1),
+            local=LocalPlatformSettings(
+                poll=timedelta(milliseconds=200),
+                container_runtime="none",
+                container_engine="none",
+            ),
+            data=data,
+        )
+        self.engine = make_engine(f"sqlite:///{tmp_path / 'broker.db'}")
+        store = SqlBrokerStore(self.engine)
+        store.migrate()
+        self.platform = build_platform(settings, tmp_path / "var")
+        self.service = BrokerService(
+            BrokerSettings(platforms=[settings], max_offers=1),
+            SystemClock(),
+            store,
+            {settings.name: self.platform},
+        )
+        self.program = tmp_path / "program.py"
+        self.program.write_text(program)
+
+    def offers(self, **parts: list[dict[str, Any]]) -> model.OfferSetResponse:
+        """Offers for running the program now; `parts` are the request's `data`, `storage`..."""
+        now = datetime.now(UTC).replace(microsecond=0)
+        document = {
+            "executable": {"kind": model.PYTHON_PROGRAM_KIND, "location": self.program.as_uri()},
+            **parts,
+            "schedule": {"requested": {"start": f"{now.isoformat()}/PT10M", "duration": "PT2M"}},
+        }
+        request = codec.convert(document, model.ExecutionRequest).value
+        return self.service.request_offers(request, BROKER_BASE)
+
+    def run(self, **parts: list[dict[str, Any]]) -> model.AnySession:
+        """Accept the first offer and drive the session until it ends."""
+        offers = self.offers(**parts)
+        assert offers.result == "YES", said(offers)
+        uuid = offers.offers[0].meta.uuid  # type: ignore[union-attr]
+        assert uuid is not None
+        self.service.update_session(uuid, model.EnumValueUpdate(path="phase", value="ACCEPTED"))
+        return self.until_done(uuid)
+
+    def until_done(self, uuid: UUID) -> model.AnySession:
+        deadline = time.monotonic() + RUN_DEADLINE
+        while True:
+            self.service.tick()
+            found = self.service.get_session(uuid)
+            if found.phase in model.TERMINAL_PHASES:
+                return found
+            assert time.monotonic() < deadline, f"still {found.phase}"
+            time.sleep(0.2)  # between ticks of a condition with a deadline
+
+    def output(self, session: model.AnySession) -> Path:
+        assert session.meta is not None
+        return Path(self.platform.root) / str(session.meta.uuid) / "output"  # type: ignore[attr-defined]

@@ -11,7 +11,6 @@ nothing) with `data.check: always`, so the offer path is the one a real platform
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,9 @@ from litestar.testing import TestClient
 from broker import model
 from broker.model import codec
 from broker.model.codec import Media
-from broker.platforms.data_reach import clear_probe_cache
 from core.clock import ManualClock
 from core.settings import settings_from_mapping
-from tests.data_support import Bucket, HttpFiles, make_bucket, serve_files
+from tests.data_support import Bucket
 from voexec.app import create_app
 from voexec.wiring import build_services
 
@@ -56,21 +54,7 @@ def client_for(tmp_path: Path, *platforms: dict[str, Any], strategies: list[str]
     return TestClient(create_app(settings, services))
 
 
-@pytest.fixture
-def http_files() -> Iterator[HttpFiles]:
-    yield from serve_files()
-
-
-@pytest.fixture
-def s3_bucket(monkeypatch: pytest.MonkeyPatch) -> Bucket:
-    return make_bucket(monkeypatch)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_probes() -> Iterator[None]:
-    clear_probe_cache()  # each test's servers are new: no answer of another test may linger
-    yield
-    clear_probe_cache()
+pytestmark = pytest.mark.usefixtures("fresh_probes")
 
 
 def ask(client: TestClient, *data: dict[str, Any]) -> model.OfferSetResponse:

@@ -12,37 +12,17 @@ write to is a NO at offer time.
 from __future__ import annotations
 
 import hashlib
-import time
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import pytest
 
 from broker import model
 from broker.model import SessionPhase as P
-from broker.model import codec
-from broker.platforms import build_platform
-from broker.platforms.data_reach import clear_probe_cache
-from broker.service import BrokerService
-from broker.store.sql import SqlBrokerStore
-from core.clock import SystemClock
-from core.db import make_engine
-from core.settings import (
-    BrokerSettings,
-    Capacity,
-    LocalPlatformSettings,
-    PlatformDataSettings,
-    PlatformResultsSettings,
-    PlatformSettings,
-)
-from tests.data_support import Bucket, HttpFiles, make_bucket, serve_files
+from core.settings import PlatformDataSettings, PlatformResultsSettings
+from tests.data_support import Bucket, LocalBroker, said
 
 K = model.KINDS
-BASE = "http://broker.test/broker"
-DEADLINE = 120.0
 PROGRAM = """\
 import hashlib, os, pathlib
 data = pathlib.Path(os.environ["VOEXEC_DATA"])
@@ -55,85 +35,11 @@ pathlib.Path("plots").mkdir()
 pathlib.Path("plots/sky map.txt").write_text("a map of the sky\\n")
 """
 
-
-@pytest.fixture
-def http_files() -> Iterator[HttpFiles]:
-    yield from serve_files()
+pytestmark = pytest.mark.usefixtures("fresh_probes")
 
 
-@pytest.fixture(autouse=True)
-def _fresh_probes() -> Iterator[None]:
-    clear_probe_cache()
-    yield
-    clear_probe_cache()
-
-
-class Broker:
-    def __init__(self, tmp_path: Path, results: PlatformResultsSettings) -> None:
-        settings = PlatformSettings(
-            name="workstation",
-            adapter="local",
-            capacity=Capacity(cores=2, memory=3),
-            executables=["python-program"],
-            preparation=timedelta(seconds=1),
-            local=LocalPlatformSettings(
-                poll=timedelta(milliseconds=200),
-                container_runtime="none",
-                container_engine="none",
-            ),
-            data=PlatformDataSettings(results=results),
-        )
-        self.engine = make_engine(f"sqlite:///{tmp_path / 'broker.db'}")
-        store = SqlBrokerStore(self.engine)
-        store.migrate()
-        self.platform = build_platform(settings, tmp_path / "var")
-        self.service = BrokerService(
-            BrokerSettings(platforms=[settings], max_offers=1),
-            SystemClock(),
-            store,
-            {settings.name: self.platform},
-        )
-        self.program = tmp_path / "checksums.py"
-        self.program.write_text(PROGRAM)
-
-    def offers(self, storage: list[dict[str, Any]], data: list[dict[str, Any]]) -> Any:
-        now = datetime.now(UTC).replace(microsecond=0)
-        document = {
-            "executable": {"kind": model.PYTHON_PROGRAM_KIND, "location": self.program.as_uri()},
-            "data": data,
-            "storage": storage,
-            "schedule": {"requested": {"start": f"{now.isoformat()}/PT10M", "duration": "PT2M"}},
-        }
-        request = codec.convert(document, model.ExecutionRequest).value
-        return self.service.request_offers(request, BASE)
-
-    def run(
-        self, storage: list[dict[str, Any]], data: list[dict[str, Any]] | None = None
-    ) -> model.AnySession:
-        offers = self.offers(storage, data or [])
-        assert offers.result == "YES", said(offers)
-        uuid = offers.offers[0].meta.uuid
-        assert uuid is not None
-        self.service.update_session(uuid, model.EnumValueUpdate(path="phase", value="ACCEPTED"))
-        return self.until_done(uuid)
-
-    def until_done(self, uuid: UUID) -> model.AnySession:
-        deadline = time.monotonic() + DEADLINE
-        while True:
-            self.service.tick()
-            found = self.service.get_session(uuid)
-            if found.phase in model.TERMINAL_PHASES:
-                return found
-            assert time.monotonic() < deadline, f"still {found.phase}"
-            time.sleep(0.2)
-
-    def output(self, session: model.AnySession) -> Path:
-        assert session.meta is not None
-        return Path(self.platform.root) / str(session.meta.uuid) / "output"  # type: ignore[attr-defined]
-
-
-def said(document: Any) -> str:
-    return " | ".join(m.message or "" for m in (document.meta.messages if document.meta else []))
+def uploading(tmp_path: Path, results: PlatformResultsSettings) -> LocalBroker:
+    return LocalBroker(tmp_path, PlatformDataSettings(results=results), PROGRAM)
 
 
 def listed(session: model.AnySession) -> dict[str, dict[str, str]]:
@@ -167,13 +73,13 @@ def file_results(path: Path | str) -> dict[str, Any]:
 @pytest.mark.s3
 @pytest.mark.slow
 def test_a_program_reading_s3_and_http_data_writes_results_under_the_s3_prefix(
-    tmp_path, http_files, monkeypatch
+    tmp_path, http_files, s3_bucket
 ):
-    bucket = make_bucket(monkeypatch)
+    bucket = s3_bucket
     cube, table = b"cube " * 2000, b"ra,dec\n10.5,-3.2\n"
     bucket.put("obs/cube.fits", cube, tmp_path)
     http_files.files["/table.csv"] = table
-    broker = Broker(tmp_path, PlatformResultsSettings(s3=[bucket.endpoint]))
+    broker = uploading(tmp_path, PlatformResultsSettings(s3=[bucket.endpoint]))
     data = [
         {
             "kind": K + "data/S3-data-resource.yaml",
@@ -188,7 +94,7 @@ def test_a_program_reading_s3_and_http_data_writes_results_under_the_s3_prefix(
             "location": f"{http_files.url}/table.csv",
         },
     ]
-    session = broker.run([s3_results(bucket, "runs/first/")], data)
+    session = broker.run(storage=[s3_results(bucket, "runs/first/")], data=data)
     assert session.phase is P.COMPLETED, said(session)
 
     stored = bucket.keys("runs/first/")
@@ -207,8 +113,8 @@ def test_a_program_reading_s3_and_http_data_writes_results_under_the_s3_prefix(
 
 
 def test_results_are_put_under_an_http_url_with_their_checksums(tmp_path, http_files):
-    broker = Broker(tmp_path, PlatformResultsSettings(http=[f"{http_files.url}/upload/"]))
-    session = broker.run([http_results(f"{http_files.url}/upload/run-1")])
+    broker = uploading(tmp_path, PlatformResultsSettings(http=[f"{http_files.url}/upload/"]))
+    session = broker.run(storage=[http_results(f"{http_files.url}/upload/run-1")])
     assert session.phase is P.COMPLETED, said(session)
     assert set(http_files.put) == {
         "/upload/run-1/checksums.txt",
@@ -224,8 +130,8 @@ def test_results_are_put_under_an_http_url_with_their_checksums(tmp_path, http_f
 
 def test_results_are_copied_to_a_folder_under_an_allowed_root(tmp_path):
     root = tmp_path / "results"
-    broker = Broker(tmp_path, PlatformResultsSettings(files=[str(root)]))
-    session = broker.run([file_results(root / "run-1")])
+    broker = uploading(tmp_path, PlatformResultsSettings(files=[str(root)]))
+    session = broker.run(storage=[file_results(root / "run-1")])
     assert session.phase is P.COMPLETED, said(session)
     copied = root / "run-1" / "plots" / "sky map.txt"
     assert copied.read_bytes() == b"a map of the sky\n"
@@ -235,13 +141,11 @@ def test_results_are_copied_to_a_folder_under_an_allowed_root(tmp_path):
 
 
 @pytest.mark.s3
-def test_an_upload_to_a_missing_bucket_fails_the_session_and_keeps_the_output(
-    tmp_path, monkeypatch
-):
-    bucket = make_bucket(monkeypatch)
+def test_an_upload_to_a_missing_bucket_fails_the_session_and_keeps_the_output(tmp_path, s3_bucket):
+    bucket = s3_bucket
     missing = Bucket(bucket.endpoint, bucket.name + "-missing")
-    broker = Broker(tmp_path, PlatformResultsSettings(s3=[bucket.endpoint]))
-    session = broker.run([s3_results(missing, "runs/")])
+    broker = uploading(tmp_path, PlatformResultsSettings(s3=[bucket.endpoint]))
+    session = broker.run(storage=[s3_results(missing, "runs/")])
     assert session.phase is P.FAILED
     text = said(session)
     assert "upload of the results" in text
@@ -289,8 +193,8 @@ def test_an_upload_to_a_missing_bucket_fails_the_session_and_keeps_the_output(
 def test_a_destination_the_platform_may_not_write_is_a_no_at_offer_time(
     tmp_path, allowed, storage, why
 ):
-    broker = Broker(tmp_path, allowed)
-    offers = broker.offers([storage], [])
+    broker = uploading(tmp_path, allowed)
+    offers = broker.offers(storage=[storage])
     assert offers.result == "NO"
     kinds = {m.kind for m in offers.meta.messages}
     assert "urn:voexec:results-unwritable" in kinds

@@ -401,17 +401,20 @@ class BrokerService:
     def _update_here(self, uuid: UUID, target: SessionPhase) -> AnySession:
         """`update_session` on this broker, once it was forwarded where it must be."""
         try:
-            document = self._update(uuid, target, exclusive=False)
+            document, calls = self._update(uuid, target, exclusive=False)
         except _NeedsExclusiveLock:
-            document = self._update(uuid, target, exclusive=True)
+            document, calls = self._update(uuid, target, exclusive=True)
         # After the commit: a cancel stops the work before it is answered, and no
-        # transaction (nor any platform lock) waits for the platform meanwhile.
-        if self.carry_out(session_ids=[str(uuid)]):
+        # transaction (nor any platform lock) waits for the platform meanwhile. An update
+        # that called for no platform call (an accept, a reject) looks for none.
+        if calls and self.carry_out(session_ids=[str(uuid)]):
             return self.get_session(uuid)
         return document
 
-    def _update(self, uuid: UUID, target: SessionPhase, *, exclusive: bool) -> AnySession:
-        """`update_session` in one transaction.
+    def _update(
+        self, uuid: UUID, target: SessionPhase, *, exclusive: bool
+    ) -> tuple[AnySession, int]:
+        """`update_session` in one transaction; the document, and how many calls it queued.
 
         `exclusive` locks an offer's platform exclusively, for a late accept: it takes capacity
         at new times.
@@ -452,7 +455,7 @@ class BrokerService:
                     record = self._apply(tx, record, event, now)
         if refusal is not None:
             raise refusal
-        return record.document
+        return record.document, tx.instructions
 
     def _accepting(
         self, tx: StoreTransaction, record: SessionRecord, now: datetime, *, exclusive: bool
@@ -811,9 +814,11 @@ class BrokerService:
                 case ReleaseCapacity():
                     tx.release(record.id)
                 case RejectSiblings():
-                    for sibling in tx.siblings(record):
-                        if sibling.phase is Phase.OFFERED:
-                            self._apply(tx, sibling, SiblingAccepted(), now, at=at)
+                    # The siblings' releases and saves go to the database together.
+                    with tx.batched():
+                        for sibling in tx.siblings(record):
+                            if sibling.phase is Phase.OFFERED:
+                                self._apply(tx, sibling, SiblingAccepted(), now, at=at)
                 case StartPreparation() | StartWork() | ObservePlatform() | StopWork() | Release():
                     # Into the outbox, committed with the new phase; the call itself is made
                     # after the commit (`carry_out`), so no transaction waits on a platform.

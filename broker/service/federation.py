@@ -221,6 +221,9 @@ class Federation:
     @contextmanager
     def forwarding(self, store: SqlBrokerStore, uuid: UUID, target: SessionPhase) -> Iterator[None]:
         """Forward a client's update of a remote session around the local update."""
+        if not self.remotes:  # no remote platform: nothing to forward, nothing to read
+            yield
+            return
         with store.read() as tx:
             record = tx.session(str(uuid))
         if record is None:

@@ -1,10 +1,14 @@
-"""A live `voexec serve` in a subprocess, for tests that speak HTTP as users do (CLI, tutorial).
+"""Live servers for tests that speak HTTP as users do (CLI, tutorial, federation, browsers).
 
-`live_voexec(folder, settings)` starts `python -m voexec serve` on a free loopback port with its
-own data directory under `folder` and a settings file holding `settings` (offline
-vocabularies unless said otherwise), waits until `/health` answers, yields the base URL and
-stops the server. The server sees none of the `VOEXEC_` variables of the shell running the
-tests, so only the test's settings count.
+`live_voexec(folder, settings)` starts `python -m voexec serve` on a free loopback port (or the
+`port` given, for servers that must name each other) with its own data directory under
+`folder` and a settings file holding `settings` (offline vocabularies unless said otherwise),
+waits until `/health` answers, yields the base URL and stops the server. The server sees none
+of the `VOEXEC_` variables of the shell running the tests, so only the test's settings count.
+
+`serving_in_thread(app)` runs an ASGI app in this process under uvicorn, in a thread, on a
+loopback port, for tests that also reach into the app's services; it yields the base URL once
+the server listens and stops it afterwards.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -22,6 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 import yaml
 
 STARTUP_SECONDS = 120.0
@@ -51,7 +57,11 @@ def wait_until_answering(url: str, server: subprocess.Popen[bytes], log: Path) -
 
 @contextmanager
 def live_voexec(
-    folder: Path, settings: Mapping[str, Any] | None = None, *, demo: bool = True
+    folder: Path,
+    settings: Mapping[str, Any] | None = None,
+    *,
+    demo: bool = True,
+    port: int | None = None,
 ) -> Iterator[str]:
     """Serve voexec (the demo catalogue and platforms by default); yield its base URL."""
     document: dict[str, Any] = {
@@ -61,7 +71,7 @@ def live_voexec(
     }
     config = folder / "voexec.yaml"
     config.write_text(yaml.safe_dump(document, sort_keys=False))
-    port = free_port()
+    port = port or free_port()
     log = folder / "server.log"
     environment = {k: v for k, v in os.environ.items() if not k.startswith("VOEXEC_")}
     command = [sys.executable, "-m", "voexec", "serve", *(["--demo"] if demo else [])]
@@ -95,3 +105,30 @@ def token_settings(token: str) -> dict[str, Any]:
         digest = hashlib.sha256(token.encode()).hexdigest()
         return {"auth": {"tokens": [{"name": "tests", "sha256": digest, "role": "packager"}]}}
     return {"broker": {"write_tokens": [token]}, "catalogue": {"publish_tokens": [token]}}
+
+
+@contextmanager
+def serving_in_thread(
+    app: Any, port: int = 0, *, startup_seconds: float = 60.0, log_level: str = "warning"
+) -> Iterator[str]:
+    """Serve the ASGI `app` on loopback `port` (0: any free one) in a thread; yield its URL.
+
+    Pass a port chosen by `free_port()` when the app must know its own URL before it starts.
+    """
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="test-uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + startup_seconds
+    while not server.started:
+        if not thread.is_alive():
+            pytest.fail("the app stopped while starting under uvicorn")
+        if time.monotonic() > deadline:
+            pytest.fail(f"the app did not start under uvicorn within {startup_seconds:g} s")
+        time.sleep(0.05)  # between polls of a condition with a deadline, not a fixed wait
+    bound: int = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{bound}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

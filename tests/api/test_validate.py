@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +18,8 @@ import httpx
 import pytest
 
 from core.auth import token_sha256
-from tests.api.test_validate_brokers import BROKEN, broken_broker, serving
-from tests.live_server import free_port, wait_until_answering
+from tests.api.test_validate_brokers import BROKEN, broken_broker
+from tests.live_server import live_voexec, serving_in_thread
 from voexec.validate import command
 from voexec.validate.checks import Options
 from voexec.validate.exchange import Credentials
@@ -36,46 +33,21 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def voexec_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    home = tmp_path_factory.mktemp("validate-voexec")
-    config = home / "voexec.yaml"
-    config.write_text(
-        f"data_dir: {home / 'var'}\n"
-        "vocabularies:\n  offline: true\n"
-        f"auth:\n  tokens: [{{name: validator, sha256: {token_sha256(TOKEN)}}}]\n"
-        # The suite asks for many offers in a few seconds, as one identity.
-        "  limits: {offers: {requests: 10000, per: PT1M}}\n"
-        "broker:\n  offer_ttl: PT6S\n"
-    )
-    port = free_port()
-    log = home / "server.log"
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("VOEXEC_")}
-    with log.open("wb") as output:
-        server = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "voexec", "serve", "--demo"),
-                *("--config", str(config), "--host", "127.0.0.1", "--port", str(port)),
-            ],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env=environment,
-            cwd=home,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_answering(url, server, log)
+    settings = {
+        "auth": {
+            "tokens": [{"name": "validator", "sha256": token_sha256(TOKEN)}],
+            # The suite asks for many offers in a few seconds, as one identity.
+            "limits": {"offers": {"requests": 10000, "per": "PT1M"}},
+        },
+        "broker": {"offer_ttl": "PT6S"},
+    }
+    with live_voexec(tmp_path_factory.mktemp("validate-voexec"), settings) as url:
         yield url + "/broker"
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
 def broken() -> Iterator[str]:
-    with serving(broken_broker()) as url:
+    with serving_in_thread(broken_broker(), log_level="error") as url:
         yield url
 
 

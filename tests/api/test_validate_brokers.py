@@ -1,4 +1,4 @@
-"""Brokers for the validator's tests: a deliberately broken one, and how to serve an app.
+"""A broker for the validator's tests: a deliberately broken one.
 
 `broken_broker()` is a small in-memory Execution Broker that follows the standard except in
 five ways, each one a defect seen in a real implementation:
@@ -9,23 +9,18 @@ five ways, each one a defect seen in a real implementation:
 4. it answers 500 to a request for more cores than it has;
 5. its offers never expire (`expires` is two seconds after creation, and means nothing).
 
-`serving(app)` runs an ASGI app with uvicorn on a free loopback port in a thread, so the
-validator speaks real HTTP to it.
+The tests serve it with `tests.live_server.serving_in_thread`, so the validator speaks real
+HTTP to it.
 """
 
 from __future__ import annotations
 
 import json
-import socket
 import threading
-import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-import uvicorn
 import yaml
 from litestar import Litestar, Request, Response, get, post
 from litestar.params import FromPath, RawBody
@@ -251,29 +246,3 @@ def broken_broker() -> Litestar:
         return _answer(request, found, 200)
 
     return Litestar([request_offers, direct, read_offerset, read_session, change])
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@contextmanager
-def serving(app: Litestar, *, startup_seconds: float = 30.0) -> Iterator[str]:
-    """Serve `app` over HTTP on a free loopback port; yield its URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + startup_seconds
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test broker did not start")
-        time.sleep(0.05)  # between polls of a condition with a deadline
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)

@@ -17,21 +17,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 import yaml
 
 from core.settings import settings_from_mapping
 from tests.conftest import ROOT, require_service, shared_path
 from tests.fakes.gitlab import FakeGitLab
+from tests.live_server import serving_in_thread
 from voexec.app import create_app
 from voexec.demo import with_demo
 from voexec.wiring import Services, build_services
@@ -165,12 +162,6 @@ def timings_table(timings: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @dataclass
 class Live:
     """The running app: its base URL and its services (for looking behind the pages)."""
@@ -213,29 +204,19 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             )
         )
         services = build_services(settings)
-        app = create_app(settings, services)
-        port = _free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-        )
-        thread = threading.Thread(target=server.run, name="e2e-uvicorn", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 60
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                pytest.fail("the app did not start under uvicorn")
-            time.sleep(0.05)
-        services.components["harvest"].run("survey-lab")
-        live = Live(url=f"http://127.0.0.1:{port}", services=services)
         try:
-            yield live
+            with serving_in_thread(create_app(settings, services)) as url:
+                services.components["harvest"].run("survey-lab")
+                live = Live(url=url, services=services)
+                try:
+                    yield live
+                finally:
+                    if live.timings:
+                        OUTPUT.mkdir(parents=True, exist_ok=True)
+                        timings = json.dumps(live.timings, indent=2)
+                        (OUTPUT / "page-timings.json").write_text(timings)
+                        (OUTPUT / "page-timings.md").write_text(timings_table(live.timings))
         finally:
-            if live.timings:
-                OUTPUT.mkdir(parents=True, exist_ok=True)
-                (OUTPUT / "page-timings.json").write_text(json.dumps(live.timings, indent=2))
-                (OUTPUT / "page-timings.md").write_text(timings_table(live.timings))
-            server.should_exit = True
-            thread.join(timeout=30)
             if previous_token is None:
                 os.environ.pop("E2E_GITLAB_TOKEN", None)
             else:

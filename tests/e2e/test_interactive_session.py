@@ -9,7 +9,6 @@ read in Chromium as a researcher would.
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,23 +17,17 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 import pytest
-import uvicorn
 
 from broker import model
 from broker.model import codec
 from core.settings import settings_from_mapping
 from tests.e2e.conftest import DESKTOP, screenshot
+from tests.live_server import serving_in_thread
 from voexec.app import create_app
 from voexec.wiring import build_services
 
 DEADLINE = 150.0
 NOTEBOOK = model.KINDS + "executable/jupyter-notebook.yaml"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
@@ -65,24 +58,8 @@ def workstation(tmp_path) -> Iterator[tuple[str, Any]]:
         }
     )
     services = build_services(settings)
-    app = create_app(settings, services)
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, name="e2e-interactive", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive(), "the app stopped while starting"
-        assert time.monotonic() < deadline, "the app did not start"
-        time.sleep(0.05)
-    broker = services.components["broker"]
-    try:
-        yield f"http://127.0.0.1:{port}", broker
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serving_in_thread(create_app(settings, services)) as url:
+        yield url, services.components["broker"]
 
 
 def _available_session(broker: Any, base: str) -> tuple[UUID, str]:

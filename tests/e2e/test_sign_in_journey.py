@@ -10,20 +10,18 @@ session, and signs out. The sign-in page passes the same accessibility checks as
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, expect
 
 from core.settings import settings_from_mapping
 from tests.auth_support import researchers
 from tests.conftest import shared_path
 from tests.e2e.conftest import DESKTOP, PHONE, PLATFORMS, screenshot
+from tests.live_server import serving_in_thread
 from voexec.app import create_app
 from voexec.demo import with_demo
 from voexec.page_auth import COOKIE
@@ -53,23 +51,8 @@ def guarded_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             }
         )
     )
-    app = create_app(settings, build_services(settings))
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, name="e2e-sign-in-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the app with write tokens did not start under uvicorn")
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serving_in_thread(create_app(settings, build_services(settings))) as url:
+        yield url
 
 
 @pytest.fixture

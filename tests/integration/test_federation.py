@@ -7,10 +7,7 @@ can name the other). B runs a simulated platform; A's only platform is `far`, wh
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -19,9 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
-from tests.live_server import free_port, wait_until_answering
+from tests.live_server import free_port, live_voexec
 
 pytestmark = pytest.mark.slow
 
@@ -34,32 +30,9 @@ WAIT = 60.0
 def broker(folder: Path, port: int, platforms: list[dict[str, Any]]) -> Iterator[str]:
     """`voexec serve` on `port` with these platforms; yields its base URL."""
     folder.mkdir()
-    config = folder / "voexec.yaml"
-    settings = {
-        "data_dir": str(folder / "var"),
-        "vocabularies": {"offline": True},
-        "broker": {"held_offersets_per_requester": 0, "platforms": platforms},
-    }
-    config.write_text(yaml.safe_dump(settings, sort_keys=False))
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("VOEXEC_")}
-    command = [sys.executable, "-m", "voexec", "serve", "--config", str(config)]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
-    log = folder / "server.log"
-    with log.open("wb") as output:
-        server = subprocess.Popen(
-            command, stdout=output, stderr=subprocess.STDOUT, env=environment, cwd=folder
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_answering(url, server, log)
+    settings = {"broker": {"held_offersets_per_requester": 0, "platforms": platforms}}
+    with live_voexec(folder, settings, demo=False, port=port) as url:
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=30)
 
 
 def simulated(name: str = "near") -> dict[str, Any]:

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import io
 import re
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,7 +26,6 @@ from urllib.parse import parse_qs
 import httpx
 import msgspec
 import pytest
-import uvicorn
 import yaml
 from astropy.io.votable.tree import Field, Resource, TableElement, VOTableFile
 from litestar.testing import TestClient
@@ -38,6 +35,7 @@ from harvest.cli import format_report
 from harvest.sources.regtap import RegTapClient, RegTapError
 from tests.catalogue_support import app_settings, executable
 from tests.integration.test_registry_dachs import dachs_regtap
+from tests.live_server import free_port, serving_in_thread
 from voexec.app import create_app
 from voexec.wiring import build_services
 
@@ -205,34 +203,17 @@ YAML = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def publisher(tmp_path) -> Iterator[str]:
     """A voexec whose entry pages the registry's software records point at; its base URL."""
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     settings = app_settings(tmp_path / "publisher")
     settings = msgspec.structs.replace(
         settings, server=msgspec.structs.replace(settings.server, public_url=base)
     )
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the publishing voexec did not start"
-        time.sleep(0.05)
-    yield base
-    server.should_exit = True
-    thread.join(timeout=30)
+    with serving_in_thread(create_app(settings), port) as url:
+        yield url
 
 
 def publish(base: str, name: str) -> str:

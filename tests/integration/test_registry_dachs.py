@@ -21,10 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,7 +29,6 @@ import httpx
 import msgspec
 import pytest
 import pyvo
-import uvicorn
 import yaml
 from defusedxml import ElementTree
 from litestar.testing import TestClient
@@ -41,6 +37,7 @@ from pyvo.registry import regtap
 from core.settings import RegistrySettings, Settings
 from tests.catalogue_support import app_settings, executable
 from tests.conftest import require_service
+from tests.live_server import free_port, serving_in_thread
 from voexec.app import create_app
 
 pytestmark = pytest.mark.dachs
@@ -189,29 +186,13 @@ def test_the_schema_check_catches_a_broken_record(schema, tmp_path):
 
 
 # ----------------------------------------------------------------------------- a real harvester
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def live_voexec(tmp_path) -> Iterator[str]:
     """voexec serving over HTTP on a loopback port; yields its base URL."""
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
-    app = create_app(registry_settings(tmp_path / "var", base))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "voexec did not start"
-        time.sleep(0.05)
-    yield base
-    server.should_exit = True
-    thread.join(timeout=30)
+    with serving_in_thread(create_app(registry_settings(tmp_path / "var", base)), port) as url:
+        yield url
 
 
 HARVESTER = """

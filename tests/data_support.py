@@ -17,7 +17,6 @@ import base64
 import hashlib
 import os
 import threading
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -26,7 +25,6 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import pytest
 
@@ -45,6 +43,7 @@ from core.settings import (
     PlatformDataSettings,
     PlatformSettings,
 )
+from tests.broker_support import accept_first, tick_until
 from tests.conftest import require_service
 
 S3_ENV = "VOEXEC_TEST_S3_URL"
@@ -233,22 +232,8 @@ class LocalBroker:
 
     def run(self, **parts: list[dict[str, Any]]) -> model.AnySession:
         """Accept the first offer and drive the session until it ends."""
-        offers = self.offers(**parts)
-        assert offers.result == "YES", said(offers)
-        uuid = offers.offers[0].meta.uuid  # type: ignore[union-attr]
-        assert uuid is not None
-        self.service.update_session(uuid, model.EnumValueUpdate(path="phase", value="ACCEPTED"))
-        return self.until_done(uuid)
-
-    def until_done(self, uuid: UUID) -> model.AnySession:
-        deadline = time.monotonic() + RUN_DEADLINE
-        while True:
-            self.service.tick()
-            found = self.service.get_session(uuid)
-            if found.phase in model.TERMINAL_PHASES:
-                return found
-            assert time.monotonic() < deadline, f"still {found.phase}"
-            time.sleep(0.2)  # between ticks of a condition with a deadline
+        uuid = accept_first(self.service, self.offers(**parts))
+        return tick_until(self.service, uuid, *model.TERMINAL_PHASES, seconds=RUN_DEADLINE)
 
     def output(self, session: model.AnySession) -> Path:
         assert session.meta is not None

@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -56,13 +55,12 @@ from core.settings import (
     SimulatedBehaviour,
     SlurmPlatformSettings,
 )
+from tests.broker_support import accept_first, messages, tick_until, wait_for
 from tests.conftest import require_service
 
 P = model.SessionPhase
 K = model.KINDS
 BASE = "http://broker.test/broker"
-DEADLINE = 150.0
-"""Seconds any one wait may take before the test fails (a loaded CI machine is slow)."""
 LIVE = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED"})
 
 REGISTRY = os.environ.get("VOEXEC_TEST_REGISTRY", "")
@@ -245,38 +243,14 @@ class Harness:
         self, program: str, duration: str = "PT3M", image: dict[str, Any] | None = None
     ) -> UUID:
         offers = self.broker.request_offers(self.request(program, duration, image=image), BASE)
-        assert offers.result == "YES", [m.message for m in offers.meta.messages]  # type: ignore[union-attr]
-        uuid = offers.offers[0].meta.uuid  # type: ignore[union-attr]
-        assert uuid is not None
-        accept = model.EnumValueUpdate(path="phase", value="ACCEPTED")
-        assert self.broker.update_session(uuid, accept).phase is P.ACCEPTED
-        return uuid
+        return accept_first(self.broker, offers)
 
     def run_until(self, session: UUID, *phases: P) -> model.AnySession:
         """Tick the work queue until the session is in one of `phases`."""
-        deadline = time.monotonic() + DEADLINE
-        while True:
-            self.broker.tick()
-            found = self.broker.get_session(session)
-            if found.phase in phases:
-                return found
-            assert found.phase not in model.TERMINAL_PHASES, " / ".join(messages(found)[-3:])
-            assert time.monotonic() < deadline, f"still {found.phase}: {messages(found)}"
-            time.sleep(0.2)
+        return tick_until(self.broker, session, *phases)
 
     def folder(self, session: UUID) -> Path:
         return Path(self.platform.root) / str(session)  # type: ignore[attr-defined]
-
-
-def messages(session: model.AnySession) -> list[str]:
-    return [m.message or "" for m in (session.meta.messages if session.meta else [])]
-
-
-def wait_for(check: Any, what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not check():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.2)
 
 
 def platform_settings(adapter: str, **simulated: Any) -> PlatformSettings:

@@ -20,8 +20,7 @@ import hashlib
 import http.client
 import shutil
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,6 +39,7 @@ from broker.store.sql import SqlBrokerStore
 from core.clock import SystemClock
 from core.db import make_engine
 from core.settings import BrokerSettings, Capacity, LocalPlatformSettings, PlatformSettings
+from tests.broker_support import accept_first, messages, tick_until, wait_for
 from tests.conftest import require_service
 
 pytestmark = pytest.mark.slow
@@ -47,8 +47,6 @@ pytestmark = pytest.mark.slow
 P = model.SessionPhase
 K = model.KINDS
 BASE = "http://broker.test/broker"
-DEADLINE = 150.0
-"""Seconds any one wait may take before the test fails (a loaded machine is slow)."""
 
 HELLO = """\
 package org.example;
@@ -86,40 +84,17 @@ class Broker:
         return codec.convert(document, model.ExecutionRequest).value
 
     def accepted(self, executable: dict[str, Any]) -> UUID:
-        offers = self.service.request_offers(self.request(executable), BASE)
-        assert offers.result == "YES", messages(offers)
-        uuid = offers.offers[0].meta.uuid  # type: ignore[union-attr]
-        assert uuid is not None
-        accept = model.EnumValueUpdate(path="phase", value="ACCEPTED")
-        assert self.service.update_session(uuid, accept).phase is P.ACCEPTED
-        return uuid
+        return accept_first(
+            self.service, self.service.request_offers(self.request(executable), BASE)
+        )
 
     def run_until(self, session: UUID, *phases: P) -> Any:
         """Tick the work queue until the session is in one of `phases`."""
-        deadline = time.monotonic() + DEADLINE
-        while True:
-            self.service.tick()
-            found = self.service.get_session(session)
-            if found.phase in phases:
-                return found
-            assert found.phase not in model.TERMINAL_PHASES, " / ".join(messages(found)[-3:])
-            assert time.monotonic() < deadline, f"still {found.phase}: {messages(found)}"
-            time.sleep(0.2)
+        return tick_until(self.service, session, *phases)
 
     def cancel(self, session: UUID) -> None:
         cancel = model.EnumValueUpdate(path="phase", value="CANCELLED")
         self.service.update_session(session, cancel)
-
-
-def messages(document: Any) -> list[str]:
-    return [m.message or "" for m in (document.meta.messages if document.meta else [])]
-
-
-def wait_for(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not check():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.2)
 
 
 @pytest.fixture

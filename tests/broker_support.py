@@ -1,0 +1,63 @@
+"""Driving a real `BrokerService` from offer to end, as the platform tests do.
+
+`accept_first(service, offers)` accepts the first offer of a YES; `tick_until(service, uuid,
+*phases)` ticks the work queue until the session reaches one of `phases` (failing at once when
+it ends elsewhere); `wait_for(check, what)` polls any condition. Every wait has a generous
+deadline, never a fixed sleep: a loaded machine is slow.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+from broker import model
+from broker.service import BrokerService
+
+DEADLINE = 150.0
+"""Seconds any one wait may take before the test fails."""
+
+POLL = 0.2
+"""Seconds between two looks at a condition with a deadline."""
+
+
+def messages(document: Any) -> list[str]:
+    """The messages of a session or an offer set, oldest first."""
+    return [m.message or "" for m in (document.meta.messages if document.meta else [])]
+
+
+def accept_first(service: BrokerService, offers: model.OfferSetResponse) -> UUID:
+    """Accept the first offer of `offers`, which must be a YES; the session's UUID."""
+    assert offers.result == "YES", messages(offers)
+    uuid = offers.offers[0].meta.uuid  # type: ignore[union-attr]
+    assert uuid is not None
+    accept = model.EnumValueUpdate(path="phase", value="ACCEPTED")
+    assert service.update_session(uuid, accept).phase is model.SessionPhase.ACCEPTED
+    return uuid
+
+
+def tick_until(
+    service: BrokerService,
+    session: UUID,
+    *phases: model.SessionPhase,
+    seconds: float = DEADLINE,
+) -> model.AnySession:
+    """Tick the work queue until the session is in one of `phases`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        service.tick()
+        found = service.get_session(session)
+        if found.phase in phases:
+            return found
+        assert found.phase not in model.TERMINAL_PHASES, " / ".join(messages(found)[-3:])
+        assert time.monotonic() < deadline, f"still {found.phase}: {messages(found)}"
+        time.sleep(POLL)
+
+
+def wait_for(check: Callable[[], object], what: str, seconds: float = DEADLINE) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(POLL)

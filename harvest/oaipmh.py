@@ -28,7 +28,8 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Protocol, runtime_checkable
 from urllib.parse import urlsplit
@@ -75,6 +76,8 @@ MAX_PAGES: Final = 100_000
 TIMEOUT: Final = httpx.Timeout(60.0, connect=10.0)
 READERS: Final = 4
 """Entry descriptions read at once (one request per executable record)."""
+PUBLISH_BATCH: Final = 500
+"""Records published together: one catalogue transaction and one index commit per batch."""
 
 
 @runtime_checkable
@@ -200,6 +203,16 @@ ClientFactory = Callable[[OaiPmhSource], OaiPmhClient]
 
 
 # ----------------------------------------------------------------------------- the harvest
+@dataclass
+class _PageWork:
+    """A listed page: its records' reports, and the descriptions being read for them."""
+
+    reports: list[ProjectReport] = field(default_factory=list)
+    reads: list[tuple[ProjectReport, HarvestedRecord, Future[dict[str, Any] | None]]] = field(
+        default_factory=list
+    )
+
+
 class OaiPmhHarvest:
     """Runs harvests of the configured OAI-PMH sources; see the module docstring."""
 
@@ -268,19 +281,33 @@ class OaiPmhHarvest:
         # Whether the source has entries at all: on a first harvest no record can have
         # published anything before, so nothing is looked up to withdraw.
         self._had_entries = bool(self.catalogue.entry_ids(source.name))
+        # Descriptions are read by a few threads, each request mostly waiting for the registry
+        # (httpx's client is safe to share). A batch is published only once the next page is
+        # listed and its reads are under way, so reading overlaps publishing.
+        pool = ThreadPoolExecutor(self.readers, thread_name_prefix="oai-read")
+        pending: list[_PageWork] = []
+        listed = 0
         try:
-            identify = client.identify()
-            arguments = {"metadataPrefix": "ivo_vor"}
-            if source.set_spec:
-                arguments["set"] = source.set_spec
-            if since is not None:
-                day = identify.get("granularity") == "YYYY-MM-DD"
-                arguments["from"] = since.strftime("%Y-%m-%d" if day else "%Y-%m-%dT%H:%M:%SZ")
-            for page in client.pages(arguments):
-                reports += self._page(run, client, source, page.records, first=len(reports) + 1)
-        except SourceError as error:
-            run.problems.append(ReportProblem(field="registry", reason=error.message))
+            try:
+                identify = client.identify()
+                arguments = {"metadataPrefix": "ivo_vor"}
+                if source.set_spec:
+                    arguments["set"] = source.set_spec
+                if since is not None:
+                    day = identify.get("granularity") == "YYYY-MM-DD"
+                    arguments["from"] = since.strftime("%Y-%m-%d" if day else "%Y-%m-%dT%H:%M:%SZ")
+                for page in client.pages(arguments):
+                    pending.append(self._start_page(pool, client, source, page.records, listed))
+                    listed += len(page.records)
+                    waiting = sum(len(work.reports) for work in pending[:-1])
+                    if waiting >= PUBLISH_BATCH:
+                        reports += self._settle(run, source, pending[:-1])
+                        pending = pending[-1:]
+            except SourceError as error:
+                run.problems.append(ReportProblem(field="registry", reason=error.message))
+            reports += self._settle(run, source, pending)  # what was listed before any failure
         finally:
+            pool.shutdown(wait=True, cancel_futures=True)
             client.close()
         return self._finish(run, reports)
 
@@ -291,20 +318,19 @@ class OaiPmhHarvest:
         return None
 
     # ------------------------------------------------------------------------ one page
-    def _page(
+    def _start_page(
         self,
-        run: RunSummary,
+        pool: ThreadPoolExecutor,
         client: OaiPmhClient,
         source: OaiPmhSource,
         records: list[HarvestedRecord],
-        *,
-        first: int,
-    ) -> list[ProjectReport]:
-        reports: list[ProjectReport] = []
-        to_read: list[tuple[ProjectReport, HarvestedRecord, str]] = []
-        for number, record in enumerate(records, start=first):
+        listed: int,
+    ) -> _PageWork:
+        """Report the page's records, withdraw the deleted ones, start reading descriptions."""
+        work = _PageWork()
+        for number, record in enumerate(records, start=listed + 1):
             report = ProjectReport(project_id=number, path=record.identifier, status="harvested")
-            reports.append(report)
+            work.reports.append(report)
             if record.deleted:
                 report.status = "deleted"
                 self._withdraw_all(report, source.name, record.identifier, keep=set())
@@ -315,19 +341,22 @@ class OaiPmhHarvest:
                 report.status = "skipped"
                 report.warnings.append(ReportProblem(field="record", reason=decision.reason))
                 continue
-            to_read.append((report, record, decision.description_url))
-        # One request per description: several at once, since each mostly waits for the
-        # registry (httpx's client is safe to share between threads).
-        with ThreadPoolExecutor(self.readers, thread_name_prefix="oai-read") as pool:
-            documents = list(
-                pool.map(lambda item: self._description(item[0], client, item[2]), to_read)
-            )
-        to_publish = [
-            (report, record, document)
-            for (report, record, _), document in zip(to_read, documents, strict=True)
-            if document is not None
-        ]
+            reading = pool.submit(self._description, report, client, decision.description_url)
+            work.reads.append((report, record, reading))
+        return work
+
+    def _settle(
+        self, run: RunSummary, source: OaiPmhSource, pages: list[_PageWork]
+    ) -> list[ProjectReport]:
+        """Publish the descriptions these pages read, as one batch; store their reports."""
+        to_publish = []
+        for work in pages:
+            for report, record, reading in work.reads:
+                document = reading.result()
+                if document is not None:
+                    to_publish.append((report, record, document))
         self._publish(run, source, to_publish)
+        reports = [report for work in pages for report in work.reports]
         self.store.save_reports(run.run_id, reports)
         return reports
 

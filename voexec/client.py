@@ -453,6 +453,16 @@ class _BrokerCalls:
         )
         return self._document(answer)
 
+    def ask(
+        self, document: Mapping[str, Any] | str | None, **keywords: Any
+    ) -> Flow[dict[str, Any]]:
+        """Offers for a request given whole, or built from `execution_request`'s keywords."""
+        return self.request(_request_document(document, keywords))
+
+    def offers_for(self, entry: Entry, **overrides: Any) -> Flow[dict[str, Any]]:
+        """Offers to run a catalogue entry, its declared needs overridden by `overrides`."""
+        return self.request(_hand_off(entry, **overrides))
+
     def offer_set(self, ref: str) -> Flow[dict[str, Any]]:
         answer = yield httpx.Request(
             "GET", self._url("offersets", ref), headers=self._headers(False)
@@ -853,18 +863,11 @@ class Broker(_SyncHttp):
             InvalidInput: both a document and keywords, or neither.
             BadRequest: the document is malformed (the messages name the JSON paths).
         """
-        keywords = {
-            "executable": executable,
-            "cores": cores,
-            "memory": memory,
-            "gpus": gpus,
-            "duration": duration,
-            "start": start,
-            "data": data,
-        }
-        return self._offer_set(
-            self._run(self._calls.request(_request_document(document, keywords)))
-        )
+        flow = self._calls.ask(
+            document, executable=executable, cores=cores, memory=memory, gpus=gpus,
+            duration=duration, start=start, data=data,
+        )  # fmt: skip
+        return self._offer_set(self._run(flow))
 
     def offers_for(
         self,
@@ -882,10 +885,10 @@ class Broker(_SyncHttp):
         Raises:
             InvalidInput: an override is wrong (the message names it), or the entry is withdrawn.
         """
-        request = _hand_off(
+        flow = self._calls.offers_for(
             entry, start=start, duration=duration, cores=cores, memory=memory, gpus=gpus, data=data
         )
-        return self._offer_set(self._run(self._calls.request(request)))
+        return self._offer_set(self._run(flow))
 
     def offer_set(self, url_or_uuid: str) -> OfferSet[Session]:
         """An offer set again, its offers in their current phases."""
@@ -927,16 +930,10 @@ class AsyncBroker(_AsyncHttp):
         data: Sequence[str | Mapping[str, Any]] = (),
     ) -> OfferSet[AsyncSession]:
         """See `Broker.request`."""
-        keywords = {
-            "executable": executable,
-            "cores": cores,
-            "memory": memory,
-            "gpus": gpus,
-            "duration": duration,
-            "start": start,
-            "data": data,
-        }
-        flow = self._calls.request(_request_document(document, keywords))
+        flow = self._calls.ask(
+            document, executable=executable, cores=cores, memory=memory, gpus=gpus,
+            duration=duration, start=start, data=data,
+        )  # fmt: skip
         return self._offer_set(await self._run(flow))
 
     async def offers_for(
@@ -951,10 +948,10 @@ class AsyncBroker(_AsyncHttp):
         data: Sequence[str] = (),
     ) -> OfferSet[AsyncSession]:
         """See `Broker.offers_for`."""
-        request = _hand_off(
+        flow = self._calls.offers_for(
             entry, start=start, duration=duration, cores=cores, memory=memory, gpus=gpus, data=data
         )
-        return self._offer_set(await self._run(self._calls.request(request)))
+        return self._offer_set(await self._run(flow))
 
     async def offer_set(self, url_or_uuid: str) -> OfferSet[AsyncSession]:
         """See `Broker.offer_set`."""

@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -76,6 +75,7 @@ from harvest.model import (
     UnknownSource,
 )
 from harvest.oaipmh import OaiPmhHarvest, RegistryCatalogue
+from harvest.runs import start_run
 from harvest.sources.port import Source
 from harvest.store_sql import HarvestStore
 
@@ -188,16 +188,7 @@ class HarvestPipeline:
     # ---------------------------------------------------------------------- runs
     def begin(self, source_name: str, trigger: Trigger) -> RunSummary:
         """Record a new run as running and return it (its id can be shown at once)."""
-        source = self.source(source_name)
-        run = RunSummary(
-            run_id=str(uuid.uuid4()),
-            source=source.name,
-            trigger=trigger,
-            status="running",
-            started_at=self.clock.now(),
-        )
-        self.store.start_run(run)
-        return run
+        return start_run(self.store, self.clock, self.source(source_name).name, trigger)
 
     def run(
         self,

@@ -30,7 +30,6 @@ import contextlib
 import logging
 import re
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,10 +49,10 @@ from harvest.model import (
     ReportProblem,
     RunSummary,
     Trigger,
-    UnknownSource,
 )
 from harvest.oaipmh import OaiPmhClient, OaiPmhHarvest, RegistryCatalogue
 from harvest.registry_records import SOFTWARE_SUBJECTS, HarvestedRecord, description_url
+from harvest.runs import source_named, start_run
 from harvest.sources.port import exponential, with_retries
 from harvest.store_sql import HarvestStore
 
@@ -284,13 +283,7 @@ class RegTapHarvest(OaiPmhHarvest):
         Raises:
             UnknownSource: no `regtap` source has that name.
         """
-        for source in self.settings.sources:
-            if source.name == name and isinstance(source, RegTapSource):
-                return source
-        known = [s.name for s in self.settings.sources if isinstance(s, RegTapSource)]
-        raise UnknownSource(
-            f"no RegTAP source {name!r} (known: {', '.join(known) or 'none configured'})"
-        )
+        return source_named(self.settings.sources, name, RegTapSource, "RegTAP")
 
     def run(
         self, source_name: str, *, trigger: Trigger = "manual", full: bool = False
@@ -303,14 +296,7 @@ class RegTapHarvest(OaiPmhHarvest):
             UnknownSource: no such source.
         """
         source = self.regtap_source(source_name)
-        run = RunSummary(
-            run_id=str(uuid.uuid4()),
-            source=source.name,
-            trigger=trigger,
-            status="running",
-            started_at=self.clock.now(),
-        )
-        self.store.start_run(run)
+        run = start_run(self.store, self.clock, source.name, trigger)
         reports: list[ProjectReport] = []
         registry = self.registries(source)
         try:

@@ -346,10 +346,10 @@ def entry_text(entry: Entry) -> str:
     return "\n".join(lines)
 
 
-def _publish(args: argparse.Namespace, target: Target, out: TextIO) -> int:
-    path: Path = args.file
+def _read_text(path: Path) -> str:
+    """The file's text; one that cannot be read is bad input naming the file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         from voexec.client import InvalidInput, Message
 
@@ -357,6 +357,11 @@ def _publish(args: argparse.Namespace, target: Target, out: TextIO) -> int:
         raise InvalidInput(
             f"cannot read {path}: {reason}", [Message(text=reason, field=str(path))]
         ) from None
+
+
+def _publish(args: argparse.Namespace, target: Target, out: TextIO) -> int:
+    path: Path = args.file
+    text = _read_text(path)
     if args.check:
         from voexec.cli_local import check_document
 
@@ -520,13 +525,7 @@ def _request(args: argparse.Namespace, target: Target, out: TextIO) -> int:
     from voexec.client import InvalidInput, Message
 
     path: Path = args.file
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        reason = getattr(error, "strerror", None) or str(error)
-        raise InvalidInput(
-            f"cannot read {path}: {reason}", [Message(text=reason, field=str(path))]
-        ) from None
+    text = _read_text(path)
     document: Any = text
     if path.suffix.lower() == ".json":
         import msgspec

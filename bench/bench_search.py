@@ -258,6 +258,10 @@ def measure(entries: int, queries: int = 200, workdir: Path | None = None) -> Se
             "text + 2 filters + facets, newest first": [
                 SearchQuery(text=q.text, filters=q.filters, sort="newest") for q in workload
             ],
+            "text + 2 filters + 2 facet counts (subject, kind)": [
+                SearchQuery(text=q.text, filters=q.filters, facets=("subject", "kind"))
+                for q in workload
+            ],
         }
         latencies = [faceted]
         for label, variant in variants.items():

@@ -144,6 +144,7 @@ def test_gpu_and_platform_facets(client):
         ({"sort": "stars"}, "sort"),
         ({"limit": "0"}, "limit"),
         ({"q": "x" * 5000}, "q"),
+        ({"facets": "kind,subjects"}, "facets"),
     ],
 )
 def test_bad_search_parameters_are_problems_naming_the_parameter(client, params, field):
@@ -154,3 +155,19 @@ def test_bad_search_parameters_are_problems_naming_the_parameter(client, params,
     assert any(field in problem["field"] for problem in problems), problems
     if field == "subject":
         assert "radio-astronomy" in problems[0]["suggestions"]
+
+
+@pytest.mark.parametrize(
+    ("facets", "shown"),
+    [
+        ("subject,kind", ["subject", "kind"]),
+        (["licence", "subject"], ["subject", "licence"]),
+        ("", []),
+    ],
+)
+def test_only_the_facets_asked_for_are_counted(client, facets, shown):
+    every = {facet["name"]: facet for facet in search(client, q="galaxy")["facets"]}
+    page = search(client, q="galaxy", facets=facets)
+    assert [facet["name"] for facet in page["facets"]] == shown
+    assert all(facet == every[facet["name"]] for facet in page["facets"])
+    assert page["total"] == search(client, q="galaxy")["total"]

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 import pytest
 
 from core.clock import ManualClock
-from core.settings import GitLabSource, OaiPmhSource, RegTapSource
+from core.settings import GitLabSource, HarvestSource, OaiPmhSource, RegTapSource
 from harvest.model import RunSummary, UnknownSource
 from harvest.runs import source_named, start_run
 
-SOURCES = [
+SOURCES: list[HarvestSource] = [
     GitLabSource(name="lab", url="https://gitlab.example"),
     RegTapSource(name="euro", url="https://reg.example/tap"),
     OaiPmhSource(name="lab-oai", url="https://oai.example/oai"),

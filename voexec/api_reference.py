@@ -127,6 +127,8 @@ def reference_page(document: Mapping[str, Any], json_url: str, yaml_url: str) ->
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        # The site's icon, so that browsers do not ask for /favicon.ico (a 404) instead.
+        "<link rel='icon' href='/static/img/favicon.svg' type='image/svg+xml'>"
         f"<title>{_text(info.get('title', 'API'))} API reference</title>"
         f"<style>{STYLE}</style></head><body>"
         f"<p><a href='/'>← {_text(info.get('title', 'home'))}</a></p>"

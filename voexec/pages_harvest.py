@@ -10,13 +10,15 @@ the dependency `harvest`); not the other page modules.
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import Any, Final
 
 from litestar import Request, Response, get
 from litestar.params import FromQuery
 
-from core.settings import GitLabSource, OaiPmhSource, RegTapSource
+from core.settings import CONFIG_ENV, GitLabSource, OaiPmhSource, RegTapSource
 from voexec.pages import Harvest, PagesDependency
 
 __all__ = ["harvest_page"]
@@ -29,6 +31,16 @@ SOURCE_TYPES: Final[dict[type, str]] = {
 """How the page names each kind of source."""
 RUN_TONES: Final = {"succeeded": "success", "partial": "warning", "failed": "danger"}
 """The badge colour of a run's outcome."""
+
+
+def _config_path() -> str:
+    """The settings file named by `$VOEXEC_CONFIG`, as an absolute path; empty when unset.
+
+    The page shows it where it says how to add a source. `voexec serve --config FILE` does not
+    reach the app, so then the page names the option instead of a path.
+    """
+    named = os.environ.get(CONFIG_ENV, "").strip()
+    return str(Path(named).absolute()) if named else ""
 
 
 @get("/harvest", sync_to_thread=True, name="page-harvest")
@@ -65,4 +77,5 @@ def harvest_page(
         with_problems=with_problems,
         others=[p for p in projects if p not in with_problems],
         run_tones=RUN_TONES,
+        config_path="" if sources else _config_path(),
     )

@@ -45,4 +45,7 @@ def test_the_reference_loads_nothing_from_another_host(client: TestClient) -> No
 
     assert "<script" not in page
     assert not re.findall(r"""(?:src|href)=['"]?(?:https?:)?//""", page)
-    assert "<link" not in page
+    # One link element: the site's icon, from this server (else browsers ask for /favicon.ico).
+    assert re.findall(r"<link[^>]*>", page) == [
+        "<link rel='icon' href='/static/img/favicon.svg' type='image/svg+xml'>"
+    ]

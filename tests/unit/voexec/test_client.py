@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -601,7 +602,11 @@ def test_the_async_clients_do_the_same_with_await() -> None:
             session = await offers[0].accept()
             return [phase async for phase in session.watch(poll=0.001, timeout=30)]
 
-    assert asyncio.run(scenario()) == ["ACCEPTED", "RUNNING", "COMPLETED"]
+    # In a thread of its own: when the browser tests run first, Playwright's session-wide
+    # browser keeps an event loop running on the main thread, and asyncio.run refuses to nest.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        phases = pool.submit(lambda: asyncio.run(scenario())).result()
+    assert phases == ["ACCEPTED", "RUNNING", "COMPLETED"]
 
 
 # ------------------------------------------------------------------------- lightness

@@ -366,7 +366,8 @@ def test_an_unknown_facet_to_count_is_invalid_and_named(catalogue_index: SearchI
 
 def test_the_generation_changes_with_every_write(search_index: SearchIndex) -> None:
     seen = [search_index.generation()]
-    assert search_index.generation() == seen[0]  # stable while nothing is written
+    if isinstance(search_index, TantivySearchIndex):  # OpenSearch's also moves every second
+        assert search_index.generation() == seen[0]
     search_index.upsert(CATALOGUE[:3])
     seen.append(search_index.generation())
     search_index.delete([CATALOGUE[0].id])

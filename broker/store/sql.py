@@ -676,6 +676,46 @@ class StoreTransaction:
             )
         return ids
 
+    def take_batch(self, item_ids: Sequence[int], worker: str, now: datetime) -> list[WorkItem]:
+        """Remove and return, of these claimed items, the first due of each session.
+
+        The others are unclaimed for the next batch: a session's next event is chosen only
+        once the platform calls its last one decided have been made (they may queue an
+        earlier event). Polls collapse as in `take`.
+        """
+        rows = self._run(
+            select(work_table)
+            .where(work_table.c.id.in_(list(item_ids)), work_table.c.claimed_by == worker)
+            .order_by(work_table.c.due_at, work_table.c.id)
+        )
+        first: dict[str, Any] = {}
+        for row in rows:
+            first.setdefault(row.session_id, row)
+        if not first:
+            return []
+        taken = [r.id for r in first.values()]
+        self._run(delete(work_table).where(work_table.c.id.in_(taken)))
+        later = sorted(set(item_ids) - set(taken))
+        if later:
+            self._run(
+                update(work_table)
+                .where(work_table.c.id.in_(later), work_table.c.claimed_by == worker)
+                .values(claimed_by=None, claimed_until=None)
+            )
+        polled = [r.session_id for r in first.values() if r.event == _POLL_EVENT]
+        if polled:
+            self._run(
+                delete(work_table).where(
+                    work_table.c.session_id.in_(polled),
+                    work_table.c.event == _POLL_EVENT,
+                    work_table.c.due_at <= to_micros(now),
+                )
+            )
+        return [
+            WorkItem(r.id, r.session_id, from_micros(r.due_at), _event_decoder.decode(r.event))
+            for r in first.values()
+        ]
+
     def take(self, item_id: int, worker: str, now: datetime | None = None) -> WorkItem | None:
         """Remove a claimed item and return it; None when it is not (or no longer) ours.
 

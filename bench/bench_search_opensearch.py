@@ -143,6 +143,17 @@ def measure(url: str, entries: int, queries: int = 200) -> Measured:
                 )[0],
             ),
             Latency(
+                "text + 2 filters + 2 facet counts (subject, kind)",
+                _timed(
+                    index,
+                    [
+                        SearchQuery(text=q.text, filters=q.filters, facets=("subject", "kind"))
+                        for q in workload
+                    ],
+                )[0],
+            ),
+            Latency("the faceted queries again (shard request cache)", _timed(index, workload)[0]),
+            Latency(
                 "pages 41-50 by cursor (name sort, all entries)", _deep_pages(index, "name", 50)
             ),
             Latency(

@@ -84,13 +84,15 @@ def platforms() -> list[PlatformSpec]:
     ]
 
 
-def bookings(specs: list[PlatformSpec], count: int = BOOKINGS, seed: int = 7) -> list[Booking]:
-    """`count` bookings spread evenly over the platforms and over the horizon."""
+def bookings(
+    specs: list[PlatformSpec], count: int = BOOKINGS, seed: int = 7, now: datetime = NOW
+) -> list[Booking]:
+    """`count` bookings spread evenly over the platforms and over the horizon from `now`."""
     rng = random.Random(seed)
     made = []
     for number in range(count):
         spec = specs[number % len(specs)]
-        start = NOW + timedelta(minutes=rng.uniform(-600, 7 * 24 * 60))
+        start = now + timedelta(minutes=rng.uniform(-600, 7 * 24 * 60))
         gpus = (GpuShare("A100", 1),) if spec.gpus and rng.random() < 0.1 else ()
         made.append(
             Booking(

@@ -1,0 +1,291 @@
+"""Kill -9 loop: the broker killed during bursts of accepts and platform calls loses nothing.
+
+`python -m bench.broker_crash_loop [--rounds N] [--workers N] [--clients N]` (a script, not a
+`bench_` module: it checks, it does not time). Each round starts `voexec serve --workers N`
+over one SQLite file with two small simulated platforms (8 cores each, so holds and accepts
+contend), lets client threads request offers, accept one and sometimes cancel it for a few
+seconds, and kills the server's whole process group with SIGKILL at a random moment of the
+burst: mid-transaction, mid-platform-call, mid-answer. After each kill, straight from the
+database:
+
+- the capacity audit (`bench.capacity`, `broker.scheduling.audit`) finds nothing promised
+  twice;
+- every session whose accept was answered 200 is stored and accepted (not OFFERED, REJECTED
+  or EXPIRED), and every cancel answered 200 stays CANCELLED.
+
+Sessions are short (20 s, starting within 30 s), so platform calls (prepare, start, release)
+happen during the bursts. After the last round the server runs once more, unkilled, until every
+accepted session has passed its offered end: each must reach COMPLETED (CANCELLED when it was
+cancelled), within a generous bound. Any violation ends the script with status 1 and says which.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import msgspec
+import yaml
+from sqlalchemy import text
+
+from bench import ROOT
+from bench.bench_broker_http import ACCEPT, JSON, _free_port, _offer_ids
+from bench.capacity import committed, overbooked
+from broker import model
+from broker.scheduling.resources import PlatformSpec
+from core.db import make_engine
+from core.settings import BrokerSettings, Capacity, PlatformSettings, SimulatedBehaviour
+
+CANCEL = json.dumps({"kind": "uri:enum-value-update", "path": "phase", "value": "CANCELLED"})
+DURATION = timedelta(seconds=20)
+ACCEPTED_PHASES = frozenset(
+    {"ACCEPTED", "WAITING", "PREPARING", "AVAILABLE", "RUNNING", "RELEASING", "COMPLETED"}
+)
+
+
+def broker_settings() -> BrokerSettings:
+    """Two small simulated platforms that prepare and release quickly."""
+    return BrokerSettings(
+        platforms=[
+            PlatformSettings(
+                name=name,
+                capacity=Capacity(cores=8, memory=32),
+                preparation=timedelta(seconds=2),
+                simulated=SimulatedBehaviour(
+                    prepare=timedelta(seconds=1), release=timedelta(seconds=1)
+                ),
+            )
+            for name in ("left", "right")
+        ],
+        held_offersets_per_requester=0,
+        max_offers=2,
+    )
+
+
+@dataclass
+class Ledger:
+    """What the clients were told: accepts and cancels answered 200."""
+
+    accepted: set[str] = field(default_factory=set)
+    cancelled: set[str] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _request() -> bytes:
+    now = datetime.now(UTC)
+    document = {
+        "executable": {
+            "kind": model.KINDS + "executable/docker-container.yaml",
+            "image": {"locations": ["ghcr.io/example/crash:1.0"]},
+        },
+        "compute": {
+            "kind": model.KINDS + "compute/simple-compute-resource.yaml",
+            "cores": {"min": 1, "max": 2},
+            "memory": {"min": 1, "max": 2},
+        },
+        "schedule": {
+            "requested": {
+                "start": f"{now:%Y-%m-%dT%H:%M:%SZ}/PT30S",
+                "duration": f"PT{int(DURATION.total_seconds())}S",
+            }
+        },
+    }
+    return json.dumps(document).encode()
+
+
+def _client(port: int, ledger: Ledger, stop: threading.Event, seed: int) -> None:
+    rng = random.Random(seed)
+    while not stop.is_set():
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            connection.request(
+                "POST",
+                "/broker/requests",
+                body=_request(),
+                headers={"Content-Type": JSON, "Accept": JSON},
+            )
+            answer = connection.getresponse()
+            document = json.loads(answer.read() or b"{}")
+            ids = _offer_ids(document) if answer.status == 303 else []
+            if not ids:
+                time.sleep(0.05)
+                continue
+            chosen = rng.choice(ids)
+            connection.request(
+                "POST",
+                f"/broker/sessions/{chosen}",
+                body=ACCEPT,
+                headers={"Content-Type": JSON, "Accept": JSON},
+            )
+            answer = connection.getresponse()
+            answer.read()
+            if answer.status == 200:
+                with ledger.lock:
+                    ledger.accepted.add(chosen)
+                if rng.random() < 0.2:
+                    connection.request(
+                        "POST",
+                        f"/broker/sessions/{chosen}",
+                        body=CANCEL,
+                        headers={"Content-Type": JSON, "Accept": JSON},
+                    )
+                    answer = connection.getresponse()
+                    answer.read()
+                    if answer.status == 200:
+                        with ledger.lock:
+                            ledger.cancelled.add(chosen)
+        except (OSError, http.client.HTTPException, ValueError):
+            time.sleep(0.05)  # the server was killed, or is not up yet
+
+
+def _start(settings: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "voexec", "serve", "--config", str(settings)]
+    command += ["--port", str(port), "--workers", str(workers)]
+    log = (settings.parent / "serve.log").open("ab")
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/health")
+            if connection.getresponse().status == 200:
+                return process
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("voexec serve did not start")
+
+
+def _phases(database: Path) -> dict[str, str]:
+    engine = make_engine(f"sqlite:///{database}")
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT id, phase FROM broker_session")).all()
+    finally:
+        engine.dispose()
+    return {row.id: row.phase for row in rows}
+
+
+def _audit(database: Path, specs: Sequence[PlatformSpec], ledger: Ledger) -> list[str]:
+    problems: list[str] = []
+    engine = make_engine(f"sqlite:///{database}")
+    try:
+        problems += overbooked(committed(engine, datetime.now(UTC)), specs)
+    finally:
+        engine.dispose()
+    phases = _phases(database)
+    for uuid in sorted(ledger.accepted):
+        phase = phases.get(uuid)
+        if uuid in ledger.cancelled:
+            if phase != "CANCELLED":
+                problems.append(f"session {uuid}: cancelled, but stored as {phase}")
+        elif phase not in ACCEPTED_PHASES:
+            problems.append(f"session {uuid}: accepted, but stored as {phase}")
+    return problems
+
+
+def run(rounds: int, workers: int, clients: int, burst: float) -> int:
+    """Run the loop; the number of problems found (0: all kept)."""
+    settings_model = broker_settings()
+    specs = [PlatformSpec.from_settings(p) for p in settings_model.platforms]
+    ledger = Ledger()
+    problems: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="voexec-crash-") as folder_name:
+        folder = Path(folder_name)
+        settings = folder / "voexec.yaml"
+        document = {
+            "data_dir": str(folder / "data"),
+            "log_level": "WARNING",
+            "vocabularies": {"offline": True},
+            "auth": {"limits": {"enabled": False}},
+            "broker": json.loads(json.dumps(_plain(settings_model))),
+        }
+        settings.write_text(yaml.safe_dump(document), encoding="utf-8")
+        database = folder / "data" / "voexec.db"
+        port = _free_port()
+        for number in range(1, rounds + 1):
+            process = _start(settings, port, workers)
+            stop = threading.Event()
+            threads = [
+                threading.Thread(target=_client, args=(port, ledger, stop, number * 100 + i))
+                for i in range(clients)
+            ]
+            for thread in threads:
+                thread.start()
+            time.sleep(random.uniform(burst / 2, burst))
+            os.killpg(process.pid, signal.SIGKILL)  # the whole group: supervisor and workers
+            process.wait(30)
+            stop.set()
+            for thread in threads:
+                thread.join(60)
+            found = _audit(database, specs, ledger)
+            print(
+                f"round {number}: killed; {len(ledger.accepted)} accepted so far, "
+                f"{len(ledger.cancelled)} cancelled; problems: {len(found)}",
+                flush=True,
+            )
+            problems += [f"round {number}: {problem}" for problem in found]
+        # Once more, unkilled, until every session has passed its offered end.
+        process = _start(settings, port, workers)
+        try:
+            deadline = time.time() + DURATION.total_seconds() + 120
+            while time.time() < deadline:
+                phases = _phases(database)
+                pending = [
+                    uuid
+                    for uuid in ledger.accepted
+                    if phases.get(uuid) not in ("COMPLETED", "CANCELLED")
+                ]
+                if not pending:
+                    break
+                time.sleep(1)
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(60)
+        phases = _phases(database)
+        for uuid in sorted(ledger.accepted):
+            want = "CANCELLED" if uuid in ledger.cancelled else "COMPLETED"
+            if phases.get(uuid) != want:
+                problems.append(f"session {uuid}: ended {phases.get(uuid)}, not {want}")
+        problems += _audit(database, specs, ledger)
+    print(
+        f"{rounds} kills, {len(ledger.accepted)} sessions accepted, "
+        f"{len(ledger.cancelled)} cancelled: {len(problems)} problems"
+    )
+    for problem in problems:
+        print(f"  {problem}")
+    return len(problems)
+
+
+def _plain(settings: BrokerSettings) -> object:
+    return msgspec.to_builtins(settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m bench.broker_crash_loop`: 0 when nothing was lost, 1 otherwise."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rounds", type=int, default=6, help="kills (default 6)")
+    parser.add_argument("--workers", type=int, default=2, help="server workers (default 2)")
+    parser.add_argument("--clients", type=int, default=8, help="client threads (default 8)")
+    parser.add_argument("--burst", type=float, default=4.0, help="most seconds before a kill")
+    arguments = parser.parse_args(argv)
+    found = run(arguments.rounds, arguments.workers, arguments.clients, arguments.burst)
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

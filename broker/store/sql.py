@@ -141,6 +141,8 @@ _POLL_EVENT: Final = msgspec.json.encode(PlatformCheckDue()).decode()
 _state_decoder: Final = msgspec.json.Decoder(SessionState)
 _resources_decoder: Final = msgspec.json.Decoder(Resources)
 _gpus_decoder: Final = msgspec.json.Decoder(tuple[GpuShare, ...])
+_NO_GPUS: Final = msgspec.json.encode(()).decode()
+_BOOKING_KINDS: Final = {kind.value: kind for kind in BookingKind}
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +214,9 @@ def _booking(row: Any, offerset: str | None = None) -> Booking:
     A hold belongs to its session's offer set (`offerset`): the holds of one set are
     alternatives and count together by their maximum (`broker.scheduling.resources.counted`).
     """
-    kind = BookingKind(row.kind)
+    # An offer request reads hundreds of these: a dict instead of the enum's lookup, and no
+    # decoding for the commonest GPU list, the empty one.
+    kind = _BOOKING_KINDS[row.kind]
     return Booking(
         platform=row.platform,
         interval=Interval(from_micros(row.slot_start), from_micros(row.slot_end)),
@@ -220,7 +224,7 @@ def _booking(row: Any, offerset: str | None = None) -> Booking:
             cores=row.cores,
             memory=row.memory,
             storage=row.storage,
-            gpus=_gpus_decoder.decode(row.gpus),
+            gpus=() if row.gpus == _NO_GPUS else _gpus_decoder.decode(row.gpus),
         ),
         kind=kind,
         group=offerset if kind is BookingKind.HOLD else None,
@@ -406,7 +410,7 @@ class StoreTransaction:
                 booking_table.c.slot_start < to_micros(within.end),
                 booking_table.c.slot_end > to_micros(within.start),
             )
-        return [_booking(row, row.offerset_id) for row in self._run(query)]
+        return [_booking(row, row.offerset_id) for row in self._run(query).all()]
 
     def add_booking(self, session_id: str, booking: Booking) -> None:
         """Store the hold or booking of one session."""

@@ -10,7 +10,6 @@ phone width: no two labels may share a pixel, and none may leave the chart.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,6 +20,7 @@ from litestar.testing import TestClient
 
 from core.settings import CONFIG_ENV, settings_from_mapping
 from tests.catalogue_support import app_settings
+from tests.conftest import ROOT
 from tests.e2e.conftest import DESKTOP, PHONE, screenshot
 from tests.live_server import live_voexec
 from voexec.app import create_app
@@ -161,7 +161,7 @@ def test_the_empty_harvest_page_shows_how_to_add_each_kind_of_source(crowded, ta
     assert "voexec serve --config" in text
     assert "docs/harvesting.md" in text
     assert "docs/registry.md" in text
-    assert Path("docs/harvesting.md").exists()  # the page names a page that exists
+    assert (ROOT / "docs" / "harvesting.md").exists()  # the page names a page that exists
     phone = tab(PHONE)
     phone.goto(f"{crowded}/harvest")
     width = phone.evaluate("document.documentElement.scrollWidth")

@@ -164,13 +164,22 @@ _ERRORS: Final = {
     "413": "The body is larger than the server accepts.",
     "415": "The body's Content-Type is neither JSON nor YAML.",
     "401": "No bearer token was sent, and this broker's writes need one.",
-    "403": "The bearer token is not one this broker accepts for writes.",
+    "403": "The bearer token is not one this broker accepts for writes, or its identity may "
+    "not do this (only whoever asked, or an operator, updates a session).",
+    "429": "Too many requests from this identity; `Retry-After` says when to come back.",
 }
 _CHALLENGE: Final[dict[str, OpenAPIHeader | Reference]] = {
     "WWW-Authenticate": OpenAPIHeader(
         schema=Schema(type=OpenAPIType.STRING),
         required=True,
         description="`Bearer`: the route takes a bearer token.",
+    )
+}
+_RETRY_AFTER: Final[dict[str, OpenAPIHeader | Reference]] = {
+    "Retry-After": OpenAPIHeader(
+        schema=Schema(type=OpenAPIType.INTEGER),
+        required=True,
+        description="Seconds to wait before the next request.",
     )
 }
 
@@ -192,7 +201,7 @@ def _responses(
             OpenAPIResponse(
                 description=_ERRORS[status],
                 content=_content("ErrorResponse"),
-                headers=_CHALLENGE if status == "401" else None,
+                headers={"401": _CHALLENGE, "429": _RETRY_AFTER}.get(status),
             ),
         )
     return answers
@@ -207,10 +216,13 @@ def _operations() -> dict[tuple[str, str], tuple[str | None, dict[str, OpenAPIRe
     }
     session = _content("AbstractExecutionSession")
     return {
-        ("/broker/requests", "post"): ("ExecutionRequest", _responses(offers, "400", "413", "415")),
+        ("/broker/requests", "post"): (
+            "ExecutionRequest",
+            _responses(offers, "400", "413", "415", "429"),
+        ),
         ("/broker/offersets", "post"): (
             "ExecutionRequest",
-            _responses(offers, "400", "413", "415"),
+            _responses(offers, "400", "413", "415", "429"),
         ),
         ("/broker/offersets/{uuid}", "get"): (
             None,
@@ -223,7 +235,8 @@ def _operations() -> dict[tuple[str, str], tuple[str | None, dict[str, OpenAPIRe
         ("/broker/sessions/{uuid}", "post"): (
             "AbstractUpdate",
             _responses(
-                {"200": ("The updated session.", session)}, "400", "404", "409", "413", "415"
+                {"200": ("The updated session.", session)},
+                *("400", "403", "404", "409", "413", "415"),
             ),
         ),
         ("/broker/direct", "post"): (
@@ -239,6 +252,7 @@ def _operations() -> dict[tuple[str, str], tuple[str | None, dict[str, OpenAPIRe
                 },
                 "413",
                 "415",
+                "429",
             ),
         ),
     }

@@ -24,9 +24,10 @@ import functools
 from typing import Annotated, Any, Final
 
 import msgspec
-from litestar import Request, Response, Router, delete, get, post
+from litestar import HttpMethod, Litestar, Request, Response, Router, delete, get, post
 from litestar.concurrency import sync_to_thread
 from litestar.di import NamedDependency
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_303_SEE_OTHER
 
@@ -42,6 +43,7 @@ from catalogue.model import (
 )
 from catalogue.ports import SortOrder
 from catalogue.service import CatalogueService
+from catalogue.web_openapi import document_openapi
 from core.auth import Identity, Permission, Security
 from core.errors import Forbidden, Invalid, Problem
 
@@ -91,6 +93,24 @@ def _base_url(request: Request[Any, Any, Any], public_url: str | None) -> str:
     return (public_url or str(request.base_url)).rstrip("/")
 
 
+class _DocumentingRouteHandler(HTTPRouteHandler):
+    """A route handler that also describes the catalogue in the app's OpenAPI document.
+
+    Publishing and the hand-off read raw bodies, so their bodies (and the writes' security and
+    error answers) are added once the app starts (`catalogue.web_openapi`).
+    """
+
+    def on_registration(self, app: Litestar) -> None:
+        super().on_registration(app)
+        anonymous_may_run = bool(self.opt.get("anonymous_may_run"))
+
+        def document(app: Litestar) -> None:
+            if app.openapi_config is not None:
+                document_openapi(app.openapi_schema, anonymous_may_run=anonymous_may_run)
+
+        app.on_startup.append(document)
+
+
 def catalogue_router(*, security: Security, public_url: str | None = None) -> Router:
     """The `/catalogue` routes.
 
@@ -110,7 +130,12 @@ def catalogue_router(*, security: Security, public_url: str | None = None) -> Ro
         security.limiter.take(kind, identity.key)
         return identity
 
-    @post("/executables", status_code=HTTP_201_CREATED)
+    @_DocumentingRouteHandler(
+        "/executables",
+        http_method=HttpMethod.POST,
+        status_code=HTTP_201_CREATED,
+        opt={"anonymous_may_run": security.auth.anonymous_may_run},
+    )
     async def publish(
         request: Request[Any, Any, Any], catalogue: Catalogue
     ) -> Response[PublishReport]:
@@ -212,7 +237,7 @@ def catalogue_router(*, security: Security, public_url: str | None = None) -> Ro
             )
         )
 
-    @post("/executables/{entry_id:str}/offers")
+    @post("/executables/{entry_id:str}/offers", status_code=HTTP_303_SEE_OTHER)
     async def offers(
         request: Request[Any, Any, Any], catalogue: Catalogue, entry_id: FromPath[str]
     ) -> Response[dict[str, Any]]:

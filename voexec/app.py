@@ -27,6 +27,7 @@ import voexec
 from core.settings import Settings
 from voexec.api_reference import STYLE as REFERENCE_STYLE
 from voexec.api_reference import ReferenceRenderPlugin
+from voexec.openapi import describe_problems
 from voexec.problems import EXCEPTION_HANDLERS
 from voexec.ui.render import STATIC, STATIC_PATH, Assets
 from voexec.wiring import Services, build_services
@@ -109,7 +110,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
         exception_handlers=dict(EXCEPTION_HANDLERS),  # type: ignore[arg-type]
         before_send=[security_headers(content_security_policy())],
         request_max_body_size=settings.server.max_body_bytes,
-        on_startup=[services.start],
+        on_startup=[services.start, describe_problems],
         on_shutdown=[services.stop],
         openapi_config=OpenAPIConfig(
             title="voexec",

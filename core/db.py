@@ -12,11 +12,9 @@ their schemas independently; `migrate()` runs one package's migrations.
 
 from __future__ import annotations
 
-import threading
 import uuid
-import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +22,6 @@ from sqlalchemy import MetaData, create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
-
-_write_locks: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
-"""Per SQLite engine, the lock this process's writers take before `BEGIN IMMEDIATE`."""
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -78,10 +73,6 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
             conn.exec_driver_sql(f"BEGIN {mode}")
 
-        # The writers of this process queue here rather than in SQLite's busy handler, which
-        # polls with sleeps of up to 100 ms: under load a waiting writer would sleep through
-        # most of the moments the lock is free, and the work queue would fall behind.
-        _write_locks[engine] = threading.RLock()
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
@@ -107,9 +98,7 @@ def write_transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
     On PostgreSQL it is an ordinary READ COMMITTED transaction: callers lock the rows they
     serialise on with `SELECT ... FOR UPDATE`.
     """
-    bind = sessions.kw.get("bind")
-    lock = _write_locks.get(bind) if bind is not None else None
-    with lock or nullcontext(), sessions() as session:
+    with sessions() as session:
         # Autobegins with BEGIN IMMEDIATE on SQLite (see the "begin" listener above).
         session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
         try:

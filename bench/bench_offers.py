@@ -317,6 +317,8 @@ def section(results: list[Measured], runs: int) -> str:
         "(`broker.scheduling.audit.holds_fit`). At commit",
         f"{SERVICE_BEFORE[0]}, which read every live booking of every platform for each request,",
         f"this took {SERVICE_BEFORE[1]} (p50, two runs on this machine, the same day).",
+        "The same request end to end over HTTP (`voexec serve`, the real clock): [Broker over",
+        "HTTP](#broker-over-http).",
         "",
     ]
     return "\n".join(lines)

@@ -41,3 +41,39 @@ def test_without_options_the_configured_address_is_used(
 
     assert main(["serve", "--config", str(config)]) == 0
     assert (served[0]["host"], served[0]["port"]) == ("127.0.0.1", 8456)
+
+
+def test_workers_start_from_one_migrated_database_with_the_settings_resolved_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from voexec.cli import SETTINGS_ENV, worker_app
+
+    config = tmp_path / "voexec.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'var'}\nvocabularies:\n  offline: true\n")
+    served: list[tuple[object, dict[str, Any]]] = []
+    monkeypatch.setattr("uvicorn.run", lambda app, **options: served.append((app, options)))
+    monkeypatch.setenv(SETTINGS_ENV, "")  # undone after the test, whatever main sets
+
+    assert main(["serve", "--config", str(config), "--port", "8124", "--workers", "3"]) == 0
+
+    [(target, options)] = served
+    assert target == "voexec.cli:worker_app"
+    assert (options["workers"], options["factory"], options["port"]) == (3, True, 8124)
+    # Migrated before any worker starts, so that they do not race on it.
+    with sqlite3.connect(tmp_path / "var" / "voexec.db") as database:
+        tables = {row[0] for row in database.execute("SELECT name FROM sqlite_master")}
+    assert {"broker_session", "broker_work", "broker_outbox"} <= tables
+    # Each worker builds its app from the settings the command resolved (the port included).
+    built: list[Settings] = []
+    monkeypatch.setattr(voexec.app, "create_app", built.append)
+    worker_app()
+    assert built[0].server.port == 8124
+    assert built[0].data_dir == str(tmp_path / "var")
+
+
+def test_workers_must_be_at_least_one(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["serve", "--workers", "0"])
+    assert "--workers" in capsys.readouterr().err

@@ -7,6 +7,8 @@ way a client must get exactly what `get_session` / `get_offerset` encoded would 
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 from uuid import UUID, uuid4
 
@@ -22,6 +24,8 @@ from tests.unit.broker.test_service_platforms import (
     program_request,
     world_of,  # noqa: F401  (the fixture)
 )
+
+BOUND = 15.0  # seconds: generous, the machine may be busy
 
 
 def test_an_offer_set_and_its_offer_read_as_get_would_encode_them(world_of):  # noqa: F811
@@ -74,3 +78,31 @@ def test_a_stored_document_decodes_straight_to_what_convert_gives(world_of):  # 
     straight = codec.decode_stored(stored, AnySession)
     assert straight == codec.convert(codec.parse_body(stored, Media.JSON), AnySession).value
     assert codec.encode(straight, Media.JSON) == stored
+
+
+def test_a_read_does_not_wait_for_a_write_transaction_in_progress(world_of):  # noqa: F811
+    world = world_of(ScriptedPlatform("one"))
+    offers = world.broker.request_offers(program_request(), BASE)
+    session_id = offers.offers[0].meta.uuid  # type: ignore[union-attr]
+    inside, release = threading.Event(), threading.Event()
+
+    def long_write() -> None:
+        with world.broker._store.write():  # holds SQLite's write lock (BEGIN IMMEDIATE)
+            inside.set()
+            release.wait(BOUND)
+
+    writer = threading.Thread(target=long_write, daemon=True)
+    writer.start()
+    assert inside.wait(BOUND)
+    try:
+        began = time.monotonic()
+        read = world.broker.read_session(session_id)
+        offerset = world.broker.read_offerset(offers.meta.uuid)  # type: ignore[union-attr]
+        took = time.monotonic() - began
+    finally:
+        release.set()
+        writer.join(BOUND)
+    assert b'"phase":"OFFERED"' in read.json
+    assert offerset.owner is None
+    # The busy timeout is 30 s: a read that waited for the writer would take that long.
+    assert took < BOUND / 3, f"the read waited {took:.1f} s for the writer"

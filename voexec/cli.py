@@ -27,8 +27,9 @@ if TYPE_CHECKING:
 EX_CONFIG = 78
 
 
-SETTINGS_ENV = "VOEXEC_SERVE_SETTINGS"
-"""Where `voexec serve --workers N` hands each worker process the settings it resolved."""
+SETTINGS_ENV = "_VOEXEC_WORKER_SETTINGS"
+"""Where `voexec serve --workers N` hands each worker process the settings it resolved (not a
+`VOEXEC_*` name: those are settings overrides, which `load_settings` would read)."""
 
 
 def _serve(args: argparse.Namespace) -> int:

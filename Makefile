@@ -31,7 +31,7 @@ if [ $$status -eq 5 ] && [ -n "$(strip $(PYTEST_ARGS))" ]; then echo "make: pyte
 endef
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock run serve test test-latest test-all lint typecheck format bench services services-stop golden openapi clean
+.PHONY: help install lock lock-upgrade run serve test test-latest test-all lint typecheck format bench services services-stop golden openapi clean
 
 help: ## show this help: each target and what it starts (nothing, unless it says so)
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -53,9 +53,13 @@ $(STAMP): $(UV_STAMP) pyproject.toml uv.lock
 
 install: $(STAMP) ## create .venv and install the locked dependencies (uv.lock), voexec and its development tools; starts nothing
 
-lock: $(UV_STAMP) ## re-resolve uv.lock to the newest releases pyproject.toml allows (after adding a dependency, too)
-	$(UV) lock --upgrade
+lock: $(UV_STAMP) ## bring uv.lock in line with pyproject.toml, moving no pin it need not move (after adding a dependency)
+	$(UV) lock
 	@echo "make: review \`git diff uv.lock\`, run \`make test\`, then commit uv.lock with pyproject.toml" >&2
+
+lock-upgrade: $(UV_STAMP) ## re-resolve uv.lock to the newest releases pyproject.toml allows (what `make test-latest` tried)
+	$(UV) lock --upgrade
+	@echo "make: review \`git diff uv.lock\`, run \`make test\`, then commit uv.lock" >&2
 
 run: $(STAMP) ## start `voexec serve --demo` in the foreground on server.host:port, 127.0.0.1:8000 by default (demo catalogue, 3 simulated platforms, SQLite + tantivy in ./var); PORT=8100 HOST=0.0.0.0 to move it; Ctrl-C stops it
 	$(BIN)/voexec serve --demo $(strip $(RUN_ARGS))
@@ -79,11 +83,11 @@ format: $(STAMP) ## fix what ruff can fix and format the code
 test: $(STAMP) lint ## lint, then the whole test suite; starts `voexec serve` subprocesses on free loopback ports (stopped after), uses services already running (VOEXEC_REQUIRE_SERVICES=1 to insist)
 	$(call pytest,$(BIN))
 
-# Not part of `make test`: it shows on purpose what the next `make lock` would bring, before it
+# Not part of `make test`: it shows on purpose what the next `make lock-upgrade` would bring, before it
 # surprises a fresh clone. uv.lock is neither read nor written.
 test-latest: $(UV_STAMP) ## the test suite against the newest releases pyproject.toml allows, in .venv-latest (starts what `make test` starts)
 	@test -x $(LATEST)/bin/python || $(PYTHON) -m venv $(LATEST)
-	@echo "make: what \`make lock\` would change in uv.lock:" >&2
+	@echo "make: what \`make lock-upgrade\` would change in uv.lock:" >&2
 	@$(UV) lock --upgrade --dry-run
 	$(BIN)/uv pip install --python $(LATEST)/bin/python --upgrade --editable '.[dev]'
 	$(call pytest,$(LATEST)/bin)

@@ -24,8 +24,9 @@ from core.limits import RateLimiter
 from core.settings import Settings, settings_from_mapping
 from vocabularies.sources import SNAPSHOT_DIR
 
-# Fixtures shared by tests in several folders: data sources for staging (`http_files`, ...).
-pytest_plugins = ["tests.data_support"]
+# Fixtures shared by tests in several folders: data sources for staging (`http_files`, ...),
+# the broker's capacity audit after a test (`broker_capacity_audit`).
+pytest_plugins = ["tests.data_support", "tests.broker_audit"]
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_ENV = "VOEXEC_TEST_SHARED"

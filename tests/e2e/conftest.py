@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from core.settings import settings_from_mapping
-from tests.conftest import ROOT, require_service, shared_path
+from tests.conftest import ROOT, require_service
 from tests.fakes.gitlab import FakeGitLab
 from tests.live_server import serving_in_thread
 from voexec.app import create_app
@@ -174,7 +174,6 @@ class Live:
 
 @pytest.fixture(scope="session")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    vocabularies = shared_path("vocabularies")
     previous_token = os.environ.get("E2E_GITLAB_TOKEN")
     os.environ["E2E_GITLAB_TOKEN"] = GITLAB_TOKEN
     with FakeGitLab(token=GITLAB_TOKEN) as gitlab:
@@ -183,11 +182,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             settings_from_mapping(
                 {
                     "data_dir": str(tmp_path_factory.mktemp("e2e") / "var"),
-                    "vocabularies": {
-                        "offline": True,
-                        "path": str(vocabularies),
-                        "names": ["uat", "messenger"],
-                    },
+                    # the snapshot shipped in the package: no ../shared needed
+                    "vocabularies": {"offline": True, "names": ["uat", "messenger"]},
                     "broker": {"platforms": PLATFORMS, "offer_ttl": "PT10M"},
                     "harvest": {
                         "sources": [

@@ -30,6 +30,7 @@ from bench.capacity import committed, overbooked
 from broker.platforms.port import Platform
 from broker.scheduling.resources import PlatformSpec
 from broker.service import BrokerService
+from broker.store.port import SessionStore
 from broker.store.sql import SqlBrokerStore
 from core.clock import Clock
 from core.settings import BrokerSettings
@@ -79,11 +80,13 @@ def broker_capacity_audit(
         service: BrokerService,
         settings: BrokerSettings,
         clock: Clock,
-        store: SqlBrokerStore,
+        store: SessionStore,
         platforms: Mapping[str, Platform],
         **options: Any,
     ) -> None:
         construct(service, settings, clock, store, platforms, **options)
+        if not isinstance(store, SqlBrokerStore):
+            return  # the audit reads database rows: a store without any has none to read
         specs = tuple(PlatformSpec.from_settings(platform) for platform in settings.platforms)
         brokers.append(AuditedBroker(specs=specs, clock=clock, engine=store.engine))
 

@@ -98,7 +98,7 @@ from broker.service.shape import (
     visible_session,
     with_component_phases,
 )
-from broker.store.sql import Instruction, SessionRecord, SqlBrokerStore, StoreTransaction
+from broker.store.port import Instruction, SessionRecord, SessionStore, SessionTransaction
 from core.clock import Clock
 from core.errors import Conflict, DomainError, NotFound
 from core.settings import BrokerSettings
@@ -186,7 +186,7 @@ class BrokerService:
         self,
         settings: BrokerSettings,
         clock: Clock,
-        store: SqlBrokerStore,
+        store: SessionStore,
         platforms: Mapping[str, Platform],
         *,
         worker_id: str | None = None,
@@ -259,7 +259,7 @@ class BrokerService:
         # How late an offer accepted late may start: the end of the requested start range.
         latest_start = max(w.end for w in demand.windows) if demand is not None else None
 
-        def keep(tx: StoreTransaction, found: OfferSet) -> OfferSetResponse:
+        def keep(tx: SessionTransaction, found: OfferSet) -> OfferSetResponse:
             found = gathered.merged(found)
             meta = ComponentMetadata(
                 uuid=offerset_id,
@@ -460,7 +460,7 @@ class BrokerService:
         return record.document, tx.instructions
 
     def _accepting(
-        self, tx: StoreTransaction, record: SessionRecord, now: datetime, *, exclusive: bool
+        self, tx: SessionTransaction, record: SessionRecord, now: datetime, *, exclusive: bool
     ) -> tuple[SessionRecord, OfferAccepted] | AcceptRefused:
         """Check an accept firmly, moving a late offer's slot when there is room for it.
 
@@ -479,7 +479,7 @@ class BrokerService:
         duration = state.end - state.start
         earliest = now + spec.preparation
         late = state.start < earliest
-        if late and not exclusive and self._store.engine.dialect.name == "postgresql":
+        if late and not exclusive and self._store.shares_platform_locks:
             raise _NeedsExclusiveLock
         start = state.start
         latest = state.latest_start or state.start  # never past the requested start range
@@ -537,7 +537,7 @@ class BrokerService:
         now = self._now()
         question = self._question(request, unknown_kinds, now)
 
-        def keep(tx: StoreTransaction, found: OfferSet) -> AnySession | list[MessageItem]:
+        def keep(tx: SessionTransaction, found: OfferSet) -> AnySession | list[MessageItem]:
             if not found.offers:
                 return answer_messages(question, found, now)  # why not, for the failure
             offer = found.offers[0]
@@ -674,7 +674,7 @@ class BrokerService:
 
     # ----------------------------------------------------------------- internals
     @staticmethod
-    def _check_held(tx: StoreTransaction, requester: str, limit: int, now: datetime) -> None:
+    def _check_held(tx: SessionTransaction, requester: str, limit: int, now: datetime) -> None:
         """Refuse a requester who already holds `limit` offer sets with open offers."""
         expiries = tx.held_offersets(requester, now)
         if len(expiries) >= limit:
@@ -699,7 +699,7 @@ class BrokerService:
 
     def _open(
         self,
-        tx: StoreTransaction,
+        tx: SessionTransaction,
         request: ExecutionRequest,
         offer: Offer,
         base_url: str,
@@ -765,7 +765,7 @@ class BrokerService:
 
     def _apply(
         self,
-        tx: StoreTransaction,
+        tx: SessionTransaction,
         record: SessionRecord,
         event: AnyEvent,
         now: datetime,
@@ -809,7 +809,7 @@ class BrokerService:
 
     def _carry_out(
         self,
-        tx: StoreTransaction,
+        tx: SessionTransaction,
         record: SessionRecord,
         effects: Sequence[AnyEffect],
         now: datetime,

@@ -49,7 +49,7 @@ from broker.platforms.remote_client import RemoteOffer
 from broker.scheduling.intervals import Interval
 from broker.scheduling.offers import Offer, OfferSet
 from broker.scheduling.resources import Demand, PlatformSpec, Reason, Resources, assess, reason
-from broker.store.sql import SessionRecord, SqlBrokerStore
+from broker.store.port import SessionRecord, SessionStore
 from core.errors import Conflict
 from core.time import format_duration
 
@@ -219,7 +219,7 @@ class Federation:
 
     # ------------------------------------------------------------------ updates
     @contextmanager
-    def forwarding(self, store: SqlBrokerStore, uuid: UUID, target: SessionPhase) -> Iterator[None]:
+    def forwarding(self, store: SessionStore, uuid: UUID, target: SessionPhase) -> Iterator[None]:
         """Forward a client's update of a remote session around the local update."""
         if not self.remotes:  # no remote platform: nothing to forward, nothing to read
             yield
@@ -253,7 +253,7 @@ class Federation:
         if target is Phase.ACCEPTED:
             self._release_siblings(store, record)
 
-    def _release_siblings(self, store: SqlBrokerStore, record: SessionRecord) -> None:
+    def _release_siblings(self, store: SessionStore, record: SessionRecord) -> None:
         """Reject, on their brokers, the remote offers of the set whose offer was accepted."""
         with store.read() as tx:
             siblings = tx.siblings(record)

@@ -49,7 +49,7 @@ from broker.scheduling.slots import booking_range
 from broker.service.data import data_ready
 from broker.service.demand import read_request
 from broker.service.platforms import accepting_platforms
-from broker.store.sql import SqlBrokerStore, StoreTransaction
+from broker.store.port import SessionStore, SessionTransaction
 from core.settings import BrokerSettings
 
 __all__ = ["NO_OFFERS", "Question", "answer_messages", "place_offers", "read_question"]
@@ -152,11 +152,11 @@ def answer_messages(question: Question, found: OfferSet, now: datetime) -> list[
 
 
 def place_offers(
-    store: SqlBrokerStore,
+    store: SessionStore,
     question: Question,
     now: datetime,
     policy: OfferPolicy,
-    keep: Callable[[StoreTransaction, OfferSet], T],
+    keep: Callable[[SessionTransaction, OfferSet], T],
     *,
     rotation: int = 0,
 ) -> T:

@@ -38,7 +38,7 @@ from broker.platforms.port import (
 )
 from broker.platforms.results_plan import results_targets
 from broker.scheduling.resources import PlatformSpec, Reason, kind_name, reason
-from broker.store.sql import SessionRecord
+from broker.store.port import SessionRecord
 
 __all__ = [
     "ACTIONS",

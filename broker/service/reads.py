@@ -20,7 +20,7 @@ import msgspec
 
 from broker.model import AnySession, codec
 from broker.service.shape import reads_as_stored, visible_document
-from broker.store.sql import SqlBrokerStore, StoredSession
+from broker.store.port import SessionStore, StoredSession
 from core.errors import NotFound
 
 __all__ = ["DocumentRead", "read_offerset", "read_session"]
@@ -46,7 +46,7 @@ def _visible_json(stored: StoredSession, now: datetime) -> bytes:
     return codec.encode(shown, codec.Media.JSON)
 
 
-def read_session(store: SqlBrokerStore, uuid: UUID, now: datetime) -> DocumentRead:
+def read_session(store: SessionStore, uuid: UUID, now: datetime) -> DocumentRead:
     """The session (or offer) as it reads at `now`.
 
     Raises:
@@ -58,7 +58,7 @@ def read_session(store: SqlBrokerStore, uuid: UUID, now: datetime) -> DocumentRe
     return DocumentRead(_visible_json(stored, now), stored.owner)
 
 
-def read_offerset(store: SqlBrokerStore, uuid: UUID, now: datetime) -> DocumentRead:
+def read_offerset(store: SessionStore, uuid: UUID, now: datetime) -> DocumentRead:
     """The offer set with its offers as they read at `now`.
 
     Raises:

@@ -14,8 +14,9 @@ Inserts are queued and sent one statement per table (`StoreTransaction.flush`, b
 other statement and before the commit): storing an offer set of four offers costs four
 statements, not thirteen, while its transaction holds its platforms' locks.
 
-Session documents are stored in their JSON wire form (`broker.model.codec`). Imports `core`,
-SQLAlchemy and the `broker` model and codec; no web framework.
+Session documents are stored in their JSON wire form (`broker.model.codec`). Implements the
+port `broker.store.port.SessionStore` (whose records it returns). Imports `core`, SQLAlchemy
+and the `broker` model and codec; no web framework.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from broker.lifecycle import AnyEvent, Phase, PlatformCheckDue, SessionState
 from broker.model import AnySession, OfferSetResponse, codec
 from broker.scheduling.intervals import Interval, from_micros, to_micros
 from broker.scheduling.resources import Booking, BookingKind, GpuShare, Resources
+from broker.store.port import Instruction, SessionRecord, StoredSession, WorkItem
 from core.db import Base, migrate, session_factory, write_transaction
 
 __all__ = [
@@ -143,62 +145,6 @@ _resources_decoder: Final = msgspec.json.Decoder(Resources)
 _gpus_decoder: Final = msgspec.json.Decoder(tuple[GpuShare, ...])
 _NO_GPUS: Final = msgspec.json.encode(()).decode()
 _BOOKING_KINDS: Final = {kind.value: kind for kind in BookingKind}
-
-
-@dataclass(frozen=True, slots=True)
-class SessionRecord:
-    """One stored session: its lifecycle state, its slot and its wire document."""
-
-    id: str
-    offerset_id: str | None
-    platform: str
-    resources: Resources
-    state: SessionState
-    document: AnySession
-
-    @property
-    def phase(self) -> Phase:
-        """The stored phase (an OFFERED session past `expires` is not swept yet)."""
-        return self.state.phase
-
-
-@dataclass(frozen=True, slots=True)
-class StoredSession:
-    """A session as stored, for reads that send it on: its phase, expiry, owner and document.
-
-    `document` is the JSON wire form exactly as stored (`codec.encode(..., Media.JSON)`).
-    """
-
-    id: str
-    phase: Phase
-    expires: datetime | None
-    document: bytes
-    owner: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Instruction:
-    """One platform call of the outbox: what to ask the platform for one session.
-
-    `effective_at` is the instant the transition that decided it took effect (the platform is
-    called with it); `noted_at` the clock at that transition (the time of its notes).
-    """
-
-    id: int
-    session_id: str
-    action: str
-    effective_at: datetime
-    noted_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class WorkItem:
-    """One due event of the work queue."""
-
-    id: int
-    session_id: str
-    due_at: datetime
-    event: AnyEvent
 
 
 def _document(text: str) -> AnySession:
@@ -889,6 +835,14 @@ class SqlBrokerStore:
     def reads_are_local(self) -> bool:
         """True when a read waits on no network (SQLite): cheaper to run than to hand off."""
         return self.engine.dialect.name == "sqlite"
+
+    @property
+    def shares_platform_locks(self) -> bool:
+        """True on PostgreSQL, where `lock_platforms(shared=True)` takes `FOR SHARE`.
+
+        Accepts on one platform then run side by side; on SQLite every write runs alone.
+        """
+        return self.engine.dialect.name == "postgresql"
 
     @contextmanager
     def _cursor(self) -> Iterator[Any]:

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 from bench.capacity import committed, overbooked
 from broker.platforms.port import Platform
@@ -54,12 +55,20 @@ class AuditedBroker:
 
     @property
     def gone(self) -> bool:
-        """True when the database was a SQLite file that no longer exists (the test removed
-        it, as a command cleaning up after itself does): nothing is promised there any more."""
+        """True when the database no longer exists: a SQLite file the test removed (as a command
+        cleaning up after itself does) or a throwaway PostgreSQL database its fixture dropped
+        before this audit's teardown. Nothing is promised there any more."""
         url = self.engine.url
-        path = url.database or ""
-        on_disk = url.get_backend_name() == "sqlite" and path not in {"", ":memory:"}
-        return on_disk and not Path(path).exists()
+        if url.get_backend_name() == "sqlite":
+            path = url.database or ""
+            return path not in {"", ":memory:"} and not Path(path).exists()
+        try:
+            with self.engine.connect():
+                return False
+        except OperationalError as error:
+            if "does not exist" in str(error):
+                return True
+            raise
 
     def problems(self) -> list[str]:
         """What this broker's database promises beyond some platform's capacity, in words."""

@@ -9,18 +9,80 @@ deadline, never a fixed sleep: a loaded machine is slow.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from sqlalchemy.engine import Engine
+
 from broker import model
+from broker.platforms import build_platform
+from broker.platforms.port import Platform
 from broker.service import BrokerService
+from broker.store.sql import SqlBrokerStore
+from core.clock import SystemClock
+from core.db import make_engine
+from core.settings import (
+    BrokerSettings,
+    Capacity,
+    LocalPlatformSettings,
+    PlatformDataSettings,
+    PlatformSettings,
+)
 
 DEADLINE = 150.0
 """Seconds any one wait may take before the test fails."""
 
 POLL = 0.2
 """Seconds between two looks at a condition with a deadline."""
+
+
+@dataclass
+class LocalBrokerParts:
+    """A broker service over one `local` platform ("workstation", 2 cores, 3 GiB) on SQLite."""
+
+    service: BrokerService
+    platform: Platform
+    engine: Engine
+
+    @property
+    def root(self) -> Path:
+        """The folder the platform keeps its sessions in."""
+        return Path(self.platform.root)  # type: ignore[attr-defined]
+
+
+def local_broker(
+    tmp_path: Path, executables: Sequence[str], data: PlatformDataSettings | None = None
+) -> LocalBrokerParts:
+    """A real broker service whose one local platform runs `executables` (no containers)."""
+    settings = PlatformSettings(
+        name="workstation",
+        adapter="local",
+        capacity=Capacity(cores=2, memory=3),
+        executables=list(executables),  # type: ignore[arg-type]
+        preparation=timedelta(seconds=1),
+        local=LocalPlatformSettings(
+            poll=timedelta(milliseconds=200),
+            grace=timedelta(seconds=2),
+            container_runtime="none",
+            container_engine="none",
+        ),
+        **({"data": data} if data is not None else {}),
+    )
+    engine = make_engine(f"sqlite:///{tmp_path / 'broker.db'}")
+    store = SqlBrokerStore(engine)
+    store.migrate()
+    platform = build_platform(settings, tmp_path / "var")
+    service = BrokerService(
+        BrokerSettings(platforms=[settings], max_offers=1),
+        SystemClock(),
+        store,
+        {settings.name: platform},
+    )
+    return LocalBrokerParts(service, platform, engine)
 
 
 def messages(document: Any) -> list[str]:

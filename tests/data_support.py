@@ -21,7 +21,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -30,20 +30,12 @@ import pytest
 
 from broker import model
 from broker.model import codec
-from broker.platforms import build_platform, session_s3
+from broker.platforms import session_s3
 from broker.platforms.data_reach import clear_probe_cache
-from broker.service import BrokerService
-from broker.store.sql import SqlBrokerStore
-from core.clock import SystemClock
-from core.db import make_engine
 from core.settings import (
-    BrokerSettings,
-    Capacity,
-    LocalPlatformSettings,
     PlatformDataSettings,
-    PlatformSettings,
 )
-from tests.broker_support import accept_first, tick_until
+from tests.broker_support import accept_first, local_broker, tick_until
 from tests.conftest import require_service
 
 S3_ENV = "VOEXEC_TEST_S3_URL"
@@ -193,29 +185,10 @@ class LocalBroker:
     """A broker service whose one local platform runs `program` (Python, no containers)."""
 
     def __init__(self, tmp_path: Path, data: PlatformDataSettings, program: str) -> None:
-        settings = PlatformSettings(
-            name="workstation",
-            adapter="local",
-            capacity=Capacity(cores=2, memory=3),
-            executables=["python-program"],
-            preparation=timedelta(seconds=1),
-            local=LocalPlatformSettings(
-                poll=timedelta(milliseconds=200),
-                container_runtime="none",
-                container_engine="none",
-            ),
-            data=data,
-        )
-        self.engine = make_engine(f"sqlite:///{tmp_path / 'broker.db'}")
-        store = SqlBrokerStore(self.engine)
-        store.migrate()
-        self.platform = build_platform(settings, tmp_path / "var")
-        self.service = BrokerService(
-            BrokerSettings(platforms=[settings], max_offers=1),
-            SystemClock(),
-            store,
-            {settings.name: self.platform},
-        )
+        parts = local_broker(tmp_path, ["python-program"], data)
+        self.engine = parts.engine
+        self.platform = parts.platform
+        self.service = parts.service
         self.program = tmp_path / "program.py"
         self.program.write_text(program)
 

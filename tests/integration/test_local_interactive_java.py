@@ -22,7 +22,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -32,14 +32,10 @@ import pytest
 
 from broker import model
 from broker.model import codec
-from broker.platforms import build_platform, java, jupyter
+from broker.platforms import java, jupyter
 from broker.platforms.processes import session_processes
 from broker.service import BrokerService
-from broker.store.sql import SqlBrokerStore
-from core.clock import SystemClock
-from core.db import make_engine
-from core.settings import BrokerSettings, Capacity, LocalPlatformSettings, PlatformSettings
-from tests.broker_support import accept_first, messages, tick_until, wait_for
+from tests.broker_support import accept_first, local_broker, messages, tick_until, wait_for
 from tests.conftest import require_service
 
 pytestmark = pytest.mark.slow
@@ -99,31 +95,9 @@ class Broker:
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
-    settings = PlatformSettings(
-        name="workstation",
-        adapter="local",
-        capacity=Capacity(cores=2, memory=3),
-        executables=["jupyter-notebook", "java-program"],
-        preparation=timedelta(seconds=1),
-        local=LocalPlatformSettings(
-            poll=timedelta(milliseconds=200),
-            grace=timedelta(seconds=2),
-            container_runtime="none",
-            container_engine="none",
-        ),
-    )
-    engine = make_engine(f"sqlite:///{tmp_path / 'broker.db'}")
-    store = SqlBrokerStore(engine)
-    store.migrate()
-    platform = build_platform(settings, tmp_path / "var")
-    service = BrokerService(
-        BrokerSettings(platforms=[settings], max_offers=1),
-        SystemClock(),
-        store,
-        {settings.name: platform},
-    )
-    yield Broker(service, Path(platform.root))  # type: ignore[attr-defined]
-    engine.dispose()
+    parts = local_broker(tmp_path, ["jupyter-notebook", "java-program"])
+    yield Broker(parts.service, parts.root)
+    parts.engine.dispose()
 
 
 def status(location: str, token: str | None) -> int:

@@ -18,7 +18,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -27,13 +27,8 @@ import pytest
 
 from broker import model
 from broker.model import codec
-from broker.platforms import build_platform
 from broker.service import BrokerService
-from broker.store.sql import SqlBrokerStore
-from core.clock import SystemClock
-from core.db import make_engine
-from core.settings import BrokerSettings, Capacity, LocalPlatformSettings, PlatformSettings
-from tests.broker_support import accept_first, messages, tick_until
+from tests.broker_support import accept_first, local_broker, messages, tick_until
 
 pytestmark = pytest.mark.slow
 
@@ -83,31 +78,9 @@ class Broker:
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
-    settings = PlatformSettings(
-        name="workstation",
-        adapter="local",
-        capacity=Capacity(cores=2, memory=3),
-        executables=["python-program"],
-        preparation=timedelta(seconds=1),
-        local=LocalPlatformSettings(
-            poll=timedelta(milliseconds=200),
-            grace=timedelta(seconds=2),
-            container_runtime="none",
-            container_engine="none",
-        ),
-    )
-    engine = make_engine(f"sqlite:///{tmp_path / 'broker.db'}")
-    store = SqlBrokerStore(engine)
-    store.migrate()
-    platform = build_platform(settings, tmp_path / "var")
-    service = BrokerService(
-        BrokerSettings(platforms=[settings], max_offers=1),
-        SystemClock(),
-        store,
-        {settings.name: platform},
-    )
-    yield Broker(service, Path(platform.root))  # type: ignore[attr-defined]
-    engine.dispose()
+    parts = local_broker(tmp_path, ["python-program"])
+    yield Broker(parts.service, parts.root)
+    parts.engine.dispose()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""One contract suite for the broker's SQL store, run on every database it supports.
+"""One contract suite for the broker's store, run over every adapter of the port.
 
 What `BrokerService` relies on: holds and bookings keep their resources and intervals and count
 only while they are live; an offer set and its sessions come back exactly as stored; the work
@@ -6,8 +6,12 @@ queue hands each due event to one worker, in the order the events fell due, and 
 second worker while the first one's lease runs; a failed transaction leaves nothing behind; and
 several stores (processes) on one database see each other's commits and can start together.
 
-SQLite (a file) runs everywhere; PostgreSQL runs when `VOEXEC_TEST_POSTGRES_URL` names a server
-(`make services`), each test in a fresh database, and is skipped otherwise (a failure in CI).
+Every case runs over SQLite (a file), PostgreSQL (when `VOEXEC_TEST_POSTGRES_URL` names a
+server, `make services`; each test in a fresh database; skipped otherwise, a failure in CI) and
+the in-memory fake (`broker.store.memory`, where "several stores on one database" are threads
+sharing the one store). What a case checks beyond the port's answers (the platforms stored, a
+session's slot) it reads through `Inspector`, one per adapter: straight from the rows. The cases
+that are SQL only say so in their name's section: migrations, and PostgreSQL's row locks.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID
@@ -37,8 +42,10 @@ from broker.lifecycle import (
 )
 from broker.model import codec
 from broker.model.codec import Media
-from broker.scheduling.intervals import Interval
+from broker.scheduling.intervals import Interval, from_micros
 from broker.scheduling.resources import Booking, BookingKind, GpuShare, Resources
+from broker.store.memory import DuplicateKey, MemorySessionStore
+from broker.store.port import SessionStore
 from broker.store.sql import VERSION_TABLE, SessionRecord, SqlBrokerStore, StoreTransaction
 from core.db import make_engine
 from tests.integration.conftest import fresh_postgres_database, postgres_server_url
@@ -51,16 +58,39 @@ MICROSECOND = timedelta(microseconds=1)
 LEASE = timedelta(minutes=1)
 RACERS = 8
 
-DATABASES = [
+AnyStore = SqlBrokerStore | MemorySessionStore
+"""The adapters under test (both also answer the reads tests use beyond the port: `take`,
+`pending`, `expired_offers`)."""
+
+BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
     pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    pytest.param("memory", id="memory"),
 ]
+SQL_DATABASES = BACKENDS[:2]
+
+
+def _implements_the_port(store: MemorySessionStore) -> SessionStore:
+    """What mypy checks for the fake as for the SQL store (never called)."""
+    return store
 
 
 # ------------------------------------------------------------------------- fixtures
-@pytest.fixture(params=DATABASES)
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a fresh database (a SQLite file, or a new PostgreSQL database), or "memory"."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'broker.db'}"
+    elif request.param == "memory":
+        yield "memory"
+    else:
+        with fresh_postgres_database(postgres_server_url(), prefix="voexec_broker") as url:
+            yield url
+
+
+@pytest.fixture(params=SQL_DATABASES)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh database: a SQLite file, or a new database on the test PostgreSQL server."""
+    """A fresh SQL database, for the cases that are about SQL itself (migrations)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'broker.db'}"
         return
@@ -69,12 +99,19 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
-def open_store(database_url: str) -> Iterator[Callable[[], SqlBrokerStore]]:
-    """Opens stores on the database, each over an engine of its own (as a process would)."""
-    engines: list[Engine] = []
+def open_store(backend: str) -> Iterator[Callable[[], AnyStore]]:
+    """Opens stores on one database, each over an engine of its own (as a process would).
 
-    def open_one() -> SqlBrokerStore:
-        engine = make_engine(database_url)
+    In memory there is one store for the test: every "process" shares it, as processes share
+    one database.
+    """
+    engines: list[Engine] = []
+    memory = MemorySessionStore()
+
+    def open_one() -> AnyStore:
+        if backend == "memory":
+            return memory
+        engine = make_engine(backend)
         engines.append(engine)
         return SqlBrokerStore(engine)
 
@@ -83,14 +120,52 @@ def open_store(database_url: str) -> Iterator[Callable[[], SqlBrokerStore]]:
         engine.dispose()
 
 
+def migrate(store: AnyStore) -> None:
+    """Bring a SQL store's tables to the newest revision (the fake has no schema)."""
+    if isinstance(store, SqlBrokerStore):
+        store.migrate()
+
+
 @pytest.fixture
-def store(open_store: Callable[[], SqlBrokerStore]) -> SqlBrokerStore:
+def store(open_store: Callable[[], AnyStore]) -> AnyStore:
     """A migrated store with the platforms `small` and `gpu`."""
     opened = open_store()
-    opened.migrate()
+    migrate(opened)
     with opened.write() as tx:
         tx.ensure_platforms(["small", "gpu"])
     return opened
+
+
+@dataclass(frozen=True)
+class Inspector:
+    """What a case checks beyond the port's answers, read from the adapter's own rows."""
+
+    store: AnyStore
+
+    def platforms(self) -> list[str]:
+        """The names of the platform rows, in order."""
+        if isinstance(self.store, MemorySessionStore):
+            return sorted(self.store.tables().platforms)
+        with self.store.engine.connect() as connection:
+            names = connection.execute(text("SELECT name FROM broker_platform ORDER BY name"))
+            return list(names.scalars())
+
+    def slot(self, session_id: str) -> tuple[datetime, datetime]:
+        """The slot stored with the session itself (not its hold), as aware UTC instants."""
+        if isinstance(self.store, MemorySessionStore):
+            row = self.store.tables().sessions[session_id]
+            return row.slot_start, row.slot_end
+        with self.store.engine.connect() as connection:
+            found = connection.execute(
+                text("SELECT slot_start, slot_end FROM broker_session WHERE id = :id"),
+                {"id": session_id},
+            ).one()
+        return from_micros(found.slot_start), from_micros(found.slot_end)
+
+    @property
+    def duplicate(self) -> type[Exception]:
+        """What a write storing a key twice raises."""
+        return DuplicateKey if isinstance(self.store, MemorySessionStore) else IntegrityError
 
 
 # ------------------------------------------------------------------------- test data
@@ -190,7 +265,7 @@ def booking_of(stored: SessionRecord, kind: BookingKind = BookingKind.HOLD) -> B
 
 
 def add(
-    store: SqlBrokerStore,
+    store: AnyStore,
     stored: SessionRecord,
     kind: BookingKind | None = BookingKind.HOLD,
     *,
@@ -221,7 +296,7 @@ def with_phase(stored: SessionRecord, phase: Phase) -> SessionRecord:
     )
 
 
-def live(store: SqlBrokerStore, at: datetime, platforms: list[str] | None = None) -> list[Booking]:
+def live(store: AnyStore, at: datetime, platforms: list[str] | None = None) -> list[Booking]:
     with store.read() as tx:
         return sorted(
             tx.live_bookings(at, ["small", "gpu"] if platforms is None else platforms),
@@ -230,13 +305,17 @@ def live(store: SqlBrokerStore, at: datetime, platforms: list[str] | None = None
 
 
 # ------------------------------------------------------------------------- migrations, platforms
-def test_migrations_are_idempotent_and_use_their_own_version_table(store):
+# The SQL store's own: its Alembic migrations (the fake has no schema to migrate).
+def test_migrations_are_idempotent_and_use_their_own_version_table(database_url: str):
+    store = SqlBrokerStore(make_engine(database_url))
+    store.migrate()
     store.migrate()
     tables = set(inspect(store.engine).get_table_names())
     expected = {"broker_platform", "broker_offerset", "broker_session", "broker_booking"}
     assert expected | {"broker_work", VERSION_TABLE} <= tables
     with store.engine.connect() as connection:
         assert connection.execute(text(f"SELECT count(*) FROM {VERSION_TABLE}")).scalar_one() == 1
+    store.engine.dispose()
 
 
 def test_ensure_platforms_adds_only_what_is_missing_and_the_rows_can_be_locked(store):
@@ -245,28 +324,24 @@ def test_ensure_platforms_adds_only_what_is_missing_and_the_rows_can_be_locked(s
         tx.ensure_platforms([])
     with store.write() as tx:
         tx.lock_platforms(["large", "small", "gpu", "small"])
-    with store.engine.connect() as connection:
-        names = connection.execute(text("SELECT name FROM broker_platform ORDER BY name"))
-        assert list(names.scalars()) == ["gpu", "large", "small"]
+    assert Inspector(store).platforms() == ["gpu", "large", "small"]
 
 
 def test_processes_starting_together_on_a_fresh_database_all_ensure_their_platforms(
-    open_store: Callable[[], SqlBrokerStore],
+    open_store: Callable[[], AnyStore],
 ):
     """Every voexec process ensures its platform rows at start; none may fail on another's."""
     stores = [open_store() for _ in range(RACERS)]
-    stores[0].migrate()
+    migrate(stores[0])
     names = [f"platform-{index}" for index in range(20)]
 
-    def ensure(store: SqlBrokerStore) -> None:
+    def ensure(store: AnyStore) -> None:
         with store.write() as tx:
             tx.ensure_platforms(names)
 
     results = race([lambda store=store: ensure(store) for store in stores])
     assert [result for result in results if isinstance(result, Exception)] == []
-    with stores[0].engine.connect() as connection:
-        stored = connection.execute(text("SELECT name FROM broker_platform ORDER BY name"))
-        assert list(stored.scalars()) == sorted(names)
+    assert Inspector(stores[0]).platforms() == sorted(names)
 
 
 @pytest.mark.postgres
@@ -415,15 +490,7 @@ def test_move_slot_moves_the_session_and_its_hold_together(store):
     [hold] = live(store, NOW)
     assert hold.interval == Interval(later, later + HOUR)
     assert hold.group == moved.offerset_id  # still one of its set's alternatives
-    with store.engine.connect() as connection:
-        row = connection.execute(
-            text("SELECT slot_start, slot_end FROM broker_session WHERE id = :id"),
-            {"id": moved.id},
-        ).one()
-    assert (row.slot_start, row.slot_end) == (
-        int(later.timestamp() * 1_000_000),
-        int((later + HOUR).timestamp() * 1_000_000),
-    )
+    assert Inspector(store).slot(moved.id) == (later, later + HOUR)
 
 
 def test_held_offersets_are_a_requesters_sets_with_an_open_offer(store):
@@ -642,7 +709,7 @@ def test_drop_work_forgets_every_pending_event_of_one_session_only(store):
 
 
 def test_workers_claiming_at_once_never_share_an_item(
-    store: SqlBrokerStore, open_store: Callable[[], SqlBrokerStore]
+    store: AnyStore, open_store: Callable[[], AnyStore]
 ):
     items = RACERS * 3
     with store.write() as tx:
@@ -689,7 +756,7 @@ def test_a_duplicate_found_only_at_commit_leaves_nothing_of_its_transaction(stor
             tx.add_booking(second.id, booking_of(second))
             tx.add_session(first, start=first.state.start, end=first.state.end)  # stored already
 
-    with pytest.raises(IntegrityError):
+    with pytest.raises(Inspector(store).duplicate):
         store_both()
     with store.read() as tx:
         assert tx.session(second.id) is None
@@ -718,10 +785,10 @@ def test_a_failed_write_leaves_nothing_behind(store):
 
 
 def test_two_stores_on_one_database_see_each_others_commits(
-    store: SqlBrokerStore, open_store: Callable[[], SqlBrokerStore]
+    store: AnyStore, open_store: Callable[[], AnyStore]
 ):
     other = open_store()
-    other.migrate()  # a second process starting: nothing to do
+    migrate(other)  # a second process starting: nothing to do
     offer = record(1)
     hold = add(store, offer)
     with other.read() as tx:
@@ -738,6 +805,7 @@ def test_two_stores_on_one_database_see_each_others_commits(
 
 
 # ------------------------------------------------------------------------- row locks
+# PostgreSQL's own: SQLite and the fake run each write alone, so there are no row locks.
 @pytest.fixture
 def postgres_stores() -> Iterator[list[SqlBrokerStore]]:
     """Three stores (processes) on a fresh PostgreSQL database with the platform `small`.

@@ -1,12 +1,12 @@
 """Kill -9 loop: the broker killed during bursts of accepts and platform calls loses nothing.
 
-`python -m bench.broker_crash_loop [--rounds N] [--workers N] [--clients N]` (a script, not a
-`bench_` module: it checks, it does not time). Each round starts `voexec serve --workers N`
-over one SQLite file with two small simulated platforms (8 cores each, so holds and accepts
-contend), lets client threads request offers, accept one and sometimes cancel it for a few
-seconds, and kills the server's whole process group with SIGKILL at a random moment of the
-burst: mid-transaction, mid-platform-call, mid-answer. After each kill, straight from the
-database:
+`python -m bench.broker_crash_loop [--rounds N] [--workers N] [--clients N] [--database D]`
+(a script, not a `bench_` module: it checks, it does not time). Each round starts
+`voexec serve --workers N` over one database with two small simulated platforms (8 cores
+each, so holds and accepts contend), lets client threads request offers, accept one and
+sometimes cancel it for a few seconds, and kills the server's whole process group with
+SIGKILL at a random moment of the burst: mid-transaction, mid-platform-call, mid-answer.
+After each kill, straight from the database:
 
 - the capacity audit (`bench.capacity`, `broker.scheduling.audit`) finds nothing promised
   twice;
@@ -17,6 +17,10 @@ Sessions are short (20 s, starting within 30 s), so platform calls (prepare, sta
 happen during the bursts. After the last round the server runs once more, unkilled, until every
 accepted session has passed its offered end: each must reach COMPLETED (CANCELLED when it was
 cancelled), within a generous bound. Any violation ends the script with status 1 and says which.
+
+`--database sqlite` (the default) uses one SQLite file in a temporary folder; `--database
+postgres` a throwaway database (created, then dropped) on the PostgreSQL server named by
+`--postgres-url` or `VOEXEC_TEST_POSTGRES_URL`, which every process of the server shares.
 """
 
 from __future__ import annotations
@@ -40,13 +44,14 @@ from pathlib import Path
 import msgspec
 import yaml
 from sqlalchemy import text
+from sqlalchemy.engine import Engine
 
 from bench import ROOT
 from bench.bench_broker_http import ACCEPT, JSON, _free_port, _offer_ids
 from bench.capacity import committed, overbooked
 from broker import model
 from broker.scheduling.resources import PlatformSpec
-from core.db import make_engine
+from core.db import make_engine, throwaway_database
 from core.settings import BrokerSettings, Capacity, PlatformSettings, SimulatedBehaviour
 
 CANCEL = json.dumps({"kind": "uri:enum-value-update", "path": "phase", "value": "CANCELLED"})
@@ -170,24 +175,15 @@ def _start(settings: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("voexec serve did not start")
 
 
-def _phases(database: Path) -> dict[str, str]:
-    engine = make_engine(f"sqlite:///{database}")
-    try:
-        with engine.connect() as connection:
-            rows = connection.execute(text("SELECT id, phase FROM broker_session")).all()
-    finally:
-        engine.dispose()
+def _phases(engine: Engine) -> dict[str, str]:
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT id, phase FROM broker_session")).all()
     return {row.id: row.phase for row in rows}
 
 
-def _audit(database: Path, specs: Sequence[PlatformSpec], ledger: Ledger) -> list[str]:
-    problems: list[str] = []
-    engine = make_engine(f"sqlite:///{database}")
-    try:
-        problems += overbooked(committed(engine, datetime.now(UTC)), specs)
-    finally:
-        engine.dispose()
-    phases = _phases(database)
+def _audit(engine: Engine, specs: Sequence[PlatformSpec], ledger: Ledger) -> list[str]:
+    problems = overbooked(committed(engine, datetime.now(UTC)), specs)
+    phases = _phases(engine)
     for uuid in sorted(ledger.accepted):
         phase = phases.get(uuid)
         if uuid in ledger.cancelled:
@@ -198,25 +194,42 @@ def _audit(database: Path, specs: Sequence[PlatformSpec], ledger: Ledger) -> lis
     return problems
 
 
-def run(rounds: int, workers: int, clients: int, burst: float) -> int:
-    """Run the loop; the number of problems found (0: all kept)."""
+def run(
+    rounds: int, workers: int, clients: int, burst: float, postgres_url: str | None = None
+) -> int:
+    """Run the loop; the number of problems found (0: all kept).
+
+    `postgres_url`: a PostgreSQL server to run on (in a throwaway database); None: SQLite.
+    """
+    with tempfile.TemporaryDirectory(prefix="voexec-crash-") as folder_name:
+        folder = Path(folder_name)
+        if postgres_url is None:
+            (folder / "data").mkdir()
+            url = f"sqlite:///{folder / 'data' / 'voexec.db'}"
+            return _run(folder, url, rounds=rounds, workers=workers, clients=clients, burst=burst)
+        with throwaway_database(postgres_url, "voexec_crash") as url:
+            return _run(folder, url, rounds=rounds, workers=workers, clients=clients, burst=burst)
+
+
+def _run(folder: Path, url: str, *, rounds: int, workers: int, clients: int, burst: float) -> int:
     settings_model = broker_settings()
     specs = [PlatformSpec.from_settings(p) for p in settings_model.platforms]
     ledger = Ledger()
     problems: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="voexec-crash-") as folder_name:
-        folder = Path(folder_name)
-        settings = folder / "voexec.yaml"
-        document = {
-            "data_dir": str(folder / "data"),
-            "log_level": "WARNING",
-            "vocabularies": {"offline": True},
-            "auth": {"limits": {"enabled": False}},
-            "broker": json.loads(json.dumps(_plain(settings_model))),
-        }
-        settings.write_text(yaml.safe_dump(document), encoding="utf-8")
-        database = folder / "data" / "voexec.db"
-        port = _free_port()
+    settings = folder / "voexec.yaml"
+    document = {
+        "data_dir": str(folder / "data"),
+        "log_level": "WARNING",
+        "vocabularies": {"offline": True},
+        "auth": {"limits": {"enabled": False}},
+        "database": {"url": url},
+        "broker": json.loads(json.dumps(_plain(settings_model))),
+    }
+    settings.write_text(yaml.safe_dump(document), encoding="utf-8")
+    port = _free_port()
+    engine = make_engine(url)
+    started = time.monotonic()
+    try:
         for number in range(1, rounds + 1):
             process = _start(settings, port, workers)
             stop = threading.Event()
@@ -232,10 +245,11 @@ def run(rounds: int, workers: int, clients: int, burst: float) -> int:
             stop.set()
             for thread in threads:
                 thread.join(60)
-            found = _audit(database, specs, ledger)
+            found = _audit(engine, specs, ledger)
             print(
                 f"round {number}: killed; {len(ledger.accepted)} accepted so far, "
-                f"{len(ledger.cancelled)} cancelled; problems: {len(found)}",
+                f"{len(ledger.cancelled)} cancelled; problems: {len(found)}; "
+                f"load {_load()}",
                 flush=True,
             )
             problems += [f"round {number}: {problem}" for problem in found]
@@ -244,7 +258,7 @@ def run(rounds: int, workers: int, clients: int, burst: float) -> int:
         try:
             deadline = time.time() + DURATION.total_seconds() + 120
             while time.time() < deadline:
-                phases = _phases(database)
+                phases = _phases(engine)
                 pending = [
                     uuid
                     for uuid in ledger.accepted
@@ -256,19 +270,31 @@ def run(rounds: int, workers: int, clients: int, burst: float) -> int:
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(60)
-        phases = _phases(database)
+        phases = _phases(engine)
         for uuid in sorted(ledger.accepted):
             want = "CANCELLED" if uuid in ledger.cancelled else "COMPLETED"
             if phases.get(uuid) != want:
                 problems.append(f"session {uuid}: ended {phases.get(uuid)}, not {want}")
-        problems += _audit(database, specs, ledger)
+        problems += _audit(engine, specs, ledger)
+        stored = len(phases)
+    finally:
+        engine.dispose()
     print(
-        f"{rounds} kills, {len(ledger.accepted)} sessions accepted, "
-        f"{len(ledger.cancelled)} cancelled: {len(problems)} problems"
+        f"{engine.dialect.name}: {rounds} kills, {stored} sessions stored, "
+        f"{len(ledger.accepted)} accepted, {len(ledger.cancelled)} cancelled: "
+        f"{len(problems)} problems; {time.monotonic() - started:.0f} s; load {_load()}"
     )
     for problem in problems:
         print(f"  {problem}")
     return len(problems)
+
+
+def _load() -> str:
+    """The load average (1, 5, 15 minutes), as `/proc/loadavg` says it."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text(encoding="ascii").split()[:3])
+    except OSError:
+        return "unknown"
 
 
 def _plain(settings: BrokerSettings) -> object:
@@ -282,8 +308,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="server workers (default 2)")
     parser.add_argument("--clients", type=int, default=8, help="client threads (default 8)")
     parser.add_argument("--burst", type=float, default=4.0, help="most seconds before a kill")
+    parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="sqlite (a file, the default) or postgres (a throwaway database)",
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("VOEXEC_TEST_POSTGRES_URL", ""),
+        help="the PostgreSQL server (default: VOEXEC_TEST_POSTGRES_URL)",
+    )
     arguments = parser.parse_args(argv)
-    found = run(arguments.rounds, arguments.workers, arguments.clients, arguments.burst)
+    postgres_url: str | None = None
+    if arguments.database == "postgres":
+        if not arguments.postgres_url:
+            parser.error("--database postgres needs --postgres-url or VOEXEC_TEST_POSTGRES_URL")
+        postgres_url = arguments.postgres_url
+    found = run(
+        arguments.rounds, arguments.workers, arguments.clients, arguments.burst, postgres_url
+    )
     return 1 if found else 0
 
 

@@ -293,6 +293,53 @@ class S3Credentials(_Settings, frozen=True):
     """Signing region; empty: `AWS_REGION`, `AWS_DEFAULT_REGION`, else `us-east-1`."""
 
 
+class HttpCredentials(_Settings, frozen=True):
+    """What a platform sends with the results it PUTs under one URL prefix (never a request's).
+
+    Either a bearer token (`bearer`, or the environment variable `bearer_env` names) or HTTP
+    Basic (`username` and `password`, each also from a variable: `username_env`,
+    `password_env`). Values from variables are read from voexec's environment when an offer is
+    made (a variable that is not set makes the destination a NO) and when the upload starts.
+    """
+
+    prefix: str
+    """URL prefix they are sent under (`https://store.example.org/upload/`); for a destination
+    under several, the longest prefix wins."""
+    bearer: str = ""
+    bearer_env: str = ""
+    username: str = ""
+    username_env: str = ""
+    password: str = ""
+    password_env: str = ""
+
+    def __repr__(self) -> str:
+        """The prefix and where the values come from; never a secret."""
+        given = [
+            f"{name}="
+            + ("$" + getattr(self, f"{name}_env") if getattr(self, f"{name}_env") else "***")
+            for name in ("bearer", "username", "password")
+            if getattr(self, name) or getattr(self, f"{name}_env")
+        ]
+        return f"HttpCredentials(prefix={self.prefix!r}, {', '.join(given)})"
+
+    def __post_init__(self) -> None:
+        """Refuse entries that give no method, both methods or one value twice."""
+        if not self.prefix.startswith(("http://", "https://")):
+            raise ValueError("prefix: give an http(s) URL prefix")
+        token = bool(self.bearer or self.bearer_env)
+        user = bool(self.username or self.username_env)
+        secret = bool(self.password or self.password_env)
+        if token and (user or secret):
+            raise ValueError("give a bearer token or a username and password, not both")
+        if not token and not (user and secret):
+            raise ValueError(
+                "give bearer (or bearer_env), or username and password (or their _env)"
+            )
+        for name in ("bearer", "username", "password"):
+            if getattr(self, name) and getattr(self, f"{name}_env"):
+                raise ValueError(f"give {name} or {name}_env, not both")
+
+
 class PlatformResultsSettings(_Settings, frozen=True):
     """Where a platform may write a session's results (results storage kinds); empty: nowhere.
 
@@ -306,6 +353,9 @@ class PlatformResultsSettings(_Settings, frozen=True):
     """URL prefixes (`https://store.example.org/upload/`) under which results may be PUT."""
     files: list[str] = []
     """Folders on the platform under which results may be copied (`/srv/results`)."""
+    http_credentials: list[HttpCredentials] = []
+    """Credentials sent with the PUTs under each URL prefix (bearer or Basic); a destination
+    under none of them is written without."""
 
 
 class PlatformDataSettings(_Settings, frozen=True):

@@ -1,10 +1,10 @@
 """Data sources for the staging tests: a small HTTP server and buckets on the S3 service.
 
 `serve_files` serves files from a dict (path -> bytes, or an int: a size announced by HEAD
-without any body, for offers about data too large to hold), records PUTs (results uploads) and
-can send `Content-MD5`. `make_bucket` makes a fresh bucket on the S3 server of
-`scripts/services/s3` (`VOEXEC_TEST_S3_URL`), skipping without it, failing under
-`VOEXEC_REQUIRE_SERVICES=1`.
+without any body, for offers about data too large to hold), records PUTs (results uploads),
+can insist on an `Authorization` header for them (401 without) and can send `Content-MD5`.
+`make_bucket` makes a fresh bucket on the S3 server of `scripts/services/s3`
+(`VOEXEC_TEST_S3_URL`), skipping without it, failing under `VOEXEC_REQUIRE_SERVICES=1`.
 
 The fixtures `http_files`, `s3_bucket` and `fresh_probes` (registered for every test by
 `tests/conftest.py`) wrap them; `LocalBroker` is a broker service with one local platform that
@@ -54,6 +54,10 @@ class HttpFiles:
     refuse_put: bool = False
     announce: dict[str, bytes] = field(default_factory=dict)
     """Path -> other bytes whose MD5 the server announces instead (a corrupted transfer)."""
+    put_authorization: str | None = None
+    """The `Authorization` header a PUT must carry (401 without it, 403 with another)."""
+    put_headers: dict[str, str] = field(default_factory=dict)
+    """Path -> the `Authorization` header each PUT came with ("" for none)."""
 
 
 def _handler(state: HttpFiles) -> type[BaseHTTPRequestHandler]:
@@ -87,6 +91,17 @@ def _handler(state: HttpFiles) -> type[BaseHTTPRequestHandler]:
         def do_PUT(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
+            given = self.headers.get("Authorization", "")
+            state.put_headers[self.path] = given
+            if state.put_authorization is not None and given != state.put_authorization:
+                if not given:
+                    self.send_response(401, "Unauthorized")
+                    self.send_header("WWW-Authenticate", 'Basic realm="results"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_error(403, "wrong credentials")
+                return
             if state.refuse_put:
                 self.send_error(403, "read only")
                 return

@@ -18,6 +18,9 @@ own monitor, outside the runner's process group, so a cancel or the offered end 
 to stop it by name (`<engine> stop`, then `rm --force`), and the adapter removes it itself
 when the runner is gone.
 
+When the request names results destinations, the release uploads the output folder to them
+once nothing of the work runs (`uploads`), and the session lists each object written.
+
 An interactive session (a notebook executable without a notebook, see `jupyter`) has a Jupyter
 server as its work: it is started as soon as the preparation has succeeded, and the session
 becomes AVAILABLE, with the server's URL as its connector, once the server answers
@@ -47,8 +50,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Final, Literal
 
-import msgspec
-
 from broker.lifecycle import (
     Failed,
     PlatformCheckDue,
@@ -60,10 +61,8 @@ from broker.model import (
     AnyExecutable,
     DockerContainer,
     JupyterNotebook,
-    MessageItem,
     PythonProgram,
     SimpleSessionConnector,
-    message_item,
 )
 from broker.platforms import java, jupyter, processes
 from broker.platforms.containers import (
@@ -72,7 +71,6 @@ from broker.platforms.containers import (
     container_name,
     published_connectors,
 )
-from broker.platforms.data_plan import human_bytes
 from broker.platforms.data_reach import s3_credentials
 from broker.platforms.port import PlatformError, PlatformReport, SessionPlan
 from broker.platforms.recipe import (
@@ -83,9 +81,8 @@ from broker.platforms.recipe import (
     prepare_script,
     refusals,
     run_script,
-    upload_script,
 )
-from broker.platforms.results_plan import checked_targets
+from broker.platforms.uploads import ResultsUploader
 from core.errors import ConfigError
 from core.settings import LocalPlatformSettings, PlatformSettings
 
@@ -113,14 +110,6 @@ PORT_TIMEOUT: Final = 5
 """Seconds `<engine> port` may take: it is asked while the service waits."""
 CONNECTORS: Final = "connectors.json"
 """In `state/`: the connectors already reported."""
-UPLOAD_WANTED: Final = "upload.wanted"
-"""In `state/`: the release asked for the results to be uploaded once the work has stopped."""
-UPLOAD_TIME: Final = timedelta(hours=6)
-"""The longest an upload of results may take (from its start)."""
-RESULTS_LISTED: Final = 200
-"""Objects listed one message each; beyond, the session says how many more the log lists."""
-RESULTS_MESSAGE: Final = "urn:voexec:results"
-"""The kind of the message naming one object written to a results destination."""
 
 
 def _python_version(python: str, setting: str) -> str:
@@ -209,21 +198,7 @@ def _engine(settings: LocalPlatformSettings, setting: str) -> tuple[ContainerEng
     return engine, ""
 
 
-_STEP_NAMES: Final = {"prepare": "preparation", "run": "program", "upload": "upload of the results"}
-
-
-def _results_written(log: Path) -> list[dict[str, object]]:
-    """The objects the upload step wrote, from its `result {json}` lines."""
-    written = []
-    for line in (_read(log) or "").splitlines():
-        if line.startswith("result "):
-            try:
-                record = json.loads(line.removeprefix("result "))
-            except ValueError:
-                continue  # not one of the step's own lines
-            if isinstance(record, dict):
-                written.append(record)
-    return written
+_STEP_NAMES: Final = {"prepare": "preparation", "run": "program"}
 
 
 def _read(path: Path) -> str | None:
@@ -254,6 +229,7 @@ class LocalPlatform:
             max_data_bytes=int(settings.data.max_size * 2**30),
         )
         self._data = settings.data
+        self._uploads = ResultsUploader(self.name, settings.data, local.poll, local.grace)
         self._connector_host = jupyter.connector_host(local.listen, local.connector_host)
 
     # ----------------------------------------------------------------- the port
@@ -317,10 +293,9 @@ class LocalPlatform:
         With results destinations, the upload starts once nothing of the work is left.
         """
         _, state = self._layout(plan)
-        if (state / "upload.pid").exists():
+        if self._uploads.started(state):
             return [self._poll_report(now)]  # asked again while uploading: let it finish
-        if plan.results and state.exists():
-            (state / UPLOAD_WANTED).write_text("yes\n")
+        self._uploads.want(plan, state)
         self._terminate(plan)
         return [self._poll_report(now)]
 
@@ -476,9 +451,9 @@ class LocalPlatform:
         ]
         environment = {name: os.environ[name] for name in _KEPT_ENVIRONMENT if name in os.environ}
         environment |= {"HOME": str(root), processes.MARK: plan.session_id}
-        if step in {"prepare", "upload"}:
-            # Only the steps that stage data or upload results get the platform's S3 keys;
-            # the preparation drops them once the data is staged (see `recipe`).
+        if step == "prepare":
+            # Only the step that stages data gets the platform's S3 keys (the upload of the
+            # results gets its own, see `uploads`); it drops them once the data is staged.
             environment |= self._s3_environment()
         if self._engine_runs(plan):
             environment |= dict(self._engine_of().environment)
@@ -538,11 +513,12 @@ class LocalPlatform:
     def _observe_release(
         self, plan: SessionPlan, state: Path, since: float, now: datetime
     ) -> list[PlatformReport]:
-        if (state / "upload.pid").exists():
-            return self._observe_upload(plan, state, now)
+        layout, _ = self._layout(plan)
+        if self._uploads.started(state):
+            return self._uploads.observe(plan, layout, now)
         left = processes.session_processes(plan.session_id)
-        if not left and plan.results and (state / UPLOAD_WANTED).exists():
-            return self._start_upload(plan, now)
+        if not left and self._uploads.wanted(plan, state):
+            return self._uploads.start(plan, layout, now)
         if not left:
             return [PlatformReport(now, ReleaseDone())]
         allowed = 2 * self._settings.grace
@@ -552,66 +528,6 @@ class LocalPlatform:
             self._remove_container(plan)
             processes.signal_processes(left, signal.SIGKILL)
         return [self._poll_report(now)]
-
-    def _start_upload(self, plan: SessionPlan, now: datetime) -> list[PlatformReport]:
-        """Write the upload step for the destinations as the settings allow them now, start it."""
-        layout, _ = self._layout(plan)
-        targets, refused = checked_targets(plan.results, self._data.results)
-        if refused:
-            why = "; ".join(refused)
-            reason = f"the results were not uploaded: {why}; the output is kept in {layout.output}"
-            return [PlatformReport(now, Failed(reason=reason))]
-        plan = dataclasses.replace(plan, results=targets)
-        Path(layout.script("upload")).write_text(upload_script(plan, self.tools, layout))
-        deadline = max(plan.end, now) + UPLOAD_TIME
-        self._launch(plan, layout, "upload", memory=None, deadline=deadline)
-        where = ", ".join(target.destination for target in targets)
-        return [self._poll_report(now, f"uploading the output folder to {where}")]
-
-    def _observe_upload(
-        self, plan: SessionPlan, state: Path, now: datetime
-    ) -> list[PlatformReport]:
-        layout, _ = self._layout(plan)
-        code = _read(state / "upload.exit")
-        if code is None:
-            if self._runner_alive(plan, state, "upload"):
-                return [self._poll_report(now)]
-            why = self._vanished(layout, "upload")
-        elif code == "0":
-            return [self._uploaded(plan, layout, now)]
-        else:
-            why = self._failure(layout, state, "upload", code)
-        reason = f"{why}; the output is kept in {layout.output}"
-        return [PlatformReport(now, Failed(reason=reason))]
-
-    def _uploaded(self, plan: SessionPlan, layout: Layout, now: datetime) -> PlatformReport:
-        """The release is done: each object written is a message, with its checksums."""
-        written = _results_written(Path(layout.log("upload", "out")))
-        messages: list[MessageItem] = []
-        for record in written[:RESULTS_LISTED]:
-            item = message_item(
-                RESULTS_MESSAGE,
-                "{platform}: {name} written to {location} ({bytes} bytes, sha256 {sha256})",
-                time=now,
-                platform=self.name,
-                name=record.get("name", ""),
-                location=record.get("location", ""),
-                bytes=record.get("bytes", ""),
-                sha256=record.get("sha256", ""),
-            )
-            if record.get("etag"):  # what the store says it holds (S3: its ETag)
-                values = {**item.values, "etag": str(record["etag"])}
-                item = msgspec.structs.replace(item, values=values)
-            messages.append(item)
-        total = sum(int(str(record.get("bytes", 0))) for record in written)
-        where = ", ".join(target.destination for target in plan.results)
-        note = f"results: {len(written)} file(s), {human_bytes(total)}, written to {where}"
-        if len(written) > RESULTS_LISTED:
-            note += (
-                f"; {len(written) - RESULTS_LISTED} more than listed here are in "
-                f"{layout.log('upload', 'out')}"
-            )
-        return PlatformReport(now, ReleaseDone(), note, messages=tuple(messages))
 
     def _vanished(self, layout: Layout, step: str) -> str:
         what = _STEP_NAMES.get(step, "program")

@@ -23,7 +23,7 @@ How each kind runs:
 - java-program: the jar fetched (and checked against its digest), run on `Tools.jvm` (`java`).
 
 When the request names results destinations (voexec's results storage kinds), `upload.sh`
-copies the output folder to each during the release (`upload_script`).
+copies the output folder to each during the release (`upload_script`, `session_results.py`).
 
 Every program runs in `output/` with `VOEXEC_SESSION`, `VOEXEC_DATA` (the staged data, one file
 per data resource, named after it), `VOEXEC_OUTPUT`, `VOEXEC_CORES` (also `OMP_NUM_THREADS`)
@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Final, Literal
@@ -67,6 +67,7 @@ __all__ = [
     "FETCHER",
     "S3_CLIENT",
     "S3_VARIABLES",
+    "UPLOADER",
     "Layout",
     "Tools",
     "job_script",
@@ -80,6 +81,8 @@ NO_JVM: Final = java.Jvm(None)
 """A platform without a JVM (Slurm's, for now)."""
 FETCHER: Final = "session_fetch.py"
 """The fetch helper's file name, in the session's directory."""
+UPLOADER: Final = "session_results.py"
+"""The results upload helper's file name, in the session's directory."""
 S3_CLIENT: Final = "session_s3.py"
 """The S3 client the fetch helper imports, beside it in the session's directory."""
 S3_VARIABLES: Final = (
@@ -471,12 +474,20 @@ def run_script(plan: SessionPlan, tools: Tools, layout: Layout) -> str:
     return "\n".join(lines) + "\n"
 
 
-def upload_script(plan: SessionPlan, tools: Tools, layout: Layout) -> str:
+def upload_script(
+    plan: SessionPlan,
+    tools: Tools,
+    layout: Layout,
+    authorization: Mapping[str, str] | None = None,
+) -> str:
     """The release's upload step: copy the output folder to each results destination.
 
-    Run with the platform's S3 keys (and nothing of the request runs in it); each object
-    written is a `result {json}` line of its output, and the first that fails stops it.
+    Run with the platform's S3 keys and http credentials (and nothing of the request runs in
+    it); `authorization` names, per http(s) destination, the variable holding its
+    `Authorization` header. Each object written is a `result {json}` line of its output, and
+    the first that fails stops it.
     """
+    variables = authorization or {}
     lines = [
         "#!/bin/sh",
         f"# The results of session {plan.session_id}: the output folder, uploaded.",
@@ -484,11 +495,11 @@ def upload_script(plan: SessionPlan, tools: Tools, layout: Layout) -> str:
         f"cd {_q(layout.root)}",
     ]
     for target in plan.results:
-        root = [_q(target.root)] if target.root else []
+        options = ["--root", _q(target.root)] if target.root else []
+        if target.destination in variables:
+            options += ["--authorization-env", _q(variables[target.destination])]
         lines.append(
-            " ".join(
-                [_q(tools.python), FETCHER, "results", "output", _q(target.destination), *root]
-            )
+            " ".join([_q(tools.python), UPLOADER, "output", _q(target.destination), *options])
         )
     return "\n".join(lines) + "\n"
 

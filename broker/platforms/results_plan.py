@@ -4,7 +4,12 @@ Pure: reads the request's results storage (voexec's `s3-results-storage`,
 `http-results-storage` and `file-results-storage` kinds) and a platform's `data.results`
 settings, and does no I/O: no probe, no write (the bucket or folder may appear before the
 session ends; the upload itself says when it cannot write). Shared by the offer-time check
-(`broker.service.data`) and the session plan the upload step is written from (`recipe`).
+(`broker.service.data`) and the session plan the upload step is written from (`uploads`).
+
+Credentials for http(s) destinations come from the platform's `data.results.http_credentials`
+(per URL prefix, bearer or Basic, values possibly from environment variables), never from the
+request: `http_authorization` turns them into the `Authorization` header of the PUTs. A
+destination whose credentials name a variable that is not set is refused at offer time.
 
 Every destination becomes one URL, the form the upload step (`session_fetch.py results`) takes:
 
@@ -17,9 +22,11 @@ Imports the broker's model and ports only.
 
 from __future__ import annotations
 
+import base64
+import os
 import posixpath
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -30,11 +37,12 @@ from broker.model import (
     S3ResultsStorage,
 )
 from broker.platforms.port import ResultsTarget
-from core.settings import PlatformResultsSettings
+from core.settings import HttpCredentials, PlatformResultsSettings
 
 __all__ = [
     "ResultsItem",
     "checked_targets",
+    "http_authorization",
     "results_items",
     "results_refusals",
     "results_targets",
@@ -145,12 +153,62 @@ def results_items(storage: Sequence[AnyStorage]) -> list[ResultsItem]:
     return items
 
 
+def _credentials_for(
+    destination: str, settings: PlatformResultsSettings
+) -> tuple[int, HttpCredentials] | None:
+    """The entry of `http_credentials` (with its index) for a destination: the longest prefix."""
+    found = [
+        (len(entry.prefix), index, entry)
+        for index, entry in enumerate(settings.http_credentials)
+        if destination.startswith(entry.prefix)
+    ]
+    if not found:
+        return None
+    _, index, entry = max(found, key=lambda item: item[0])
+    return index, entry
+
+
+def http_authorization(
+    destination: str,
+    settings: PlatformResultsSettings,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[str | None, str]:
+    """The `Authorization` header the platform PUTs under `destination` with, or why it has none.
+
+    Returns:
+        `(header, "")`; `(None, "")` when no credentials are configured for the destination
+        (written without); `(None, why)` when they are but a variable they name is not set.
+    """
+    env = os.environ if environ is None else environ
+    match = _credentials_for(destination, settings)
+    if match is None:
+        return None, ""
+    index, entry = match
+    setting = f"data.results.http_credentials[{index}]"
+    values: dict[str, str] = {}
+    for name in ("bearer", "username", "password"):
+        variable = getattr(entry, f"{name}_env")
+        value = getattr(entry, name) or (env.get(variable, "") if variable else "")
+        if variable and not value:
+            return None, (
+                f"the credentials for {entry.prefix} ({setting}.{name}_env) are in the "
+                f"environment variable {variable}, which is not set where the broker runs"
+            )
+        values[name] = value
+    if values["bearer"]:
+        return f"Bearer {values['bearer']}", ""
+    pair = f"{values['username']}:{values['password']}".encode()
+    return f"Basic {base64.b64encode(pair).decode()}", ""
+
+
 def _within(path: PurePosixPath, root: str) -> bool:
     folder = PurePosixPath(posixpath.normpath(root))
     return folder.is_absolute() and (path == folder or folder in path.parents)
 
 
-def _refusal(item: ResultsItem, settings: PlatformResultsSettings) -> str | None:
+def _refusal(
+    item: ResultsItem, settings: PlatformResultsSettings, environ: Mapping[str, str] | None
+) -> str | None:
     where = f"results {item.name!r} ({item.kind})"
     if item.destination is None:
         return f"{where} {item.why}"
@@ -172,6 +230,9 @@ def _refusal(item: ResultsItem, settings: PlatformResultsSettings) -> str | None
                     f"{where}: does not PUT results under {destination}; "
                     f"it does under {', '.join(settings.http) or 'none'} (data.results.http)"
                 )
+            _, missing = http_authorization(destination, settings, environ)
+            if missing:
+                return f"{where}: cannot PUT results under {destination}: {missing}"
         case "file":
             path = PurePosixPath(urllib.parse.unquote(urllib.parse.urlsplit(destination).path))
             if not any(_within(path, root) for root in settings.files):
@@ -183,9 +244,16 @@ def _refusal(item: ResultsItem, settings: PlatformResultsSettings) -> str | None
     return None
 
 
-def results_refusals(items: Sequence[ResultsItem], settings: PlatformResultsSettings) -> list[str]:
-    """Why a platform with `settings` cannot write each destination; empty when it can."""
-    return [why for item in items if (why := _refusal(item, settings)) is not None]
+def results_refusals(
+    items: Sequence[ResultsItem],
+    settings: PlatformResultsSettings,
+    environ: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Why a platform with `settings` cannot write each destination; empty when it can.
+
+    `environ` (voexec's environment by default) holds the variables credentials name.
+    """
+    return [why for item in items if (why := _refusal(item, settings, environ)) is not None]
 
 
 def results_targets(storage: Sequence[AnyStorage]) -> tuple[ResultsTarget, ...]:
@@ -198,14 +266,17 @@ def results_targets(storage: Sequence[AnyStorage]) -> tuple[ResultsTarget, ...]:
 
 
 def checked_targets(
-    targets: Sequence[ResultsTarget], settings: PlatformResultsSettings
+    targets: Sequence[ResultsTarget],
+    settings: PlatformResultsSettings,
+    environ: Mapping[str, str] | None = None,
 ) -> tuple[tuple[ResultsTarget, ...], list[str]]:
     """The targets as the platform's settings allow them now, and why any is not allowed.
 
     A folder target gets the allowed folder it is under (`ResultsTarget.root`), which the
     upload checks again on the platform, where symbolic links are seen.
     """
-    why = results_refusals([ResultsItem(t.name, t.kind, t.destination) for t in targets], settings)
+    items = [ResultsItem(t.name, t.kind, t.destination) for t in targets]
+    why = results_refusals(items, settings, environ)
     checked = []
     for target in targets:
         root = None

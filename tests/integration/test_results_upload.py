@@ -6,11 +6,15 @@ results destination: an S3 prefix (moto), an http(s) URL prefix (a small local P
 a folder on the platform. The session lists each object written with its size and SHA-256 (and
 the store's ETag) in `urn:voexec:results` messages. An upload that fails (a missing bucket)
 fails the session with the reason and keeps the output; a destination the platform may not
-write to is a NO at offer time.
+write to is a NO at offer time. A PUT target asking for credentials gets the platform's
+(`data.results.http_credentials`: a bearer token from its environment, Basic from its
+settings); without them the session fails naming the URL and the HTTP status, and credentials
+in a variable that is not set are a NO at offer time.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -19,7 +23,7 @@ import pytest
 
 from broker import model
 from broker.model import SessionPhase as P
-from core.settings import PlatformDataSettings, PlatformResultsSettings
+from core.settings import HttpCredentials, PlatformDataSettings, PlatformResultsSettings
 from tests.data_support import Bucket, LocalBroker, said
 
 K = model.KINDS
@@ -199,3 +203,94 @@ def test_a_destination_the_platform_may_not_write_is_a_no_at_offer_time(
     kinds = {m.kind for m in offers.meta.messages}
     assert "urn:voexec:results-unwritable" in kinds
     assert why in said(offers)
+
+
+# ------------------------------------------------------------------ http credentials
+STORE_TOKEN = "a-token-only-the-platform-knows"
+
+
+def guarded(http_files, authorization: str) -> None:
+    """The PUT target wants `authorization` (401 without it)."""
+    http_files.put_authorization = authorization
+
+
+def test_results_are_put_with_the_platforms_bearer_token_from_its_environment(
+    tmp_path, http_files, monkeypatch
+):
+    guarded(http_files, f"Bearer {STORE_TOKEN}")
+    monkeypatch.setenv("RESULTS_STORE_TOKEN", STORE_TOKEN)
+    prefix = f"{http_files.url}/upload/"
+    credentials = HttpCredentials(prefix=prefix, bearer_env="RESULTS_STORE_TOKEN")
+    broker = uploading(
+        tmp_path, PlatformResultsSettings(http=[prefix], http_credentials=[credentials])
+    )
+    session = broker.run(storage=[http_results(f"{prefix}run-1")])
+    assert session.phase is P.COMPLETED, said(session)
+    assert set(http_files.put) == {
+        "/upload/run-1/checksums.txt",
+        "/upload/run-1/plots/sky%20map.txt",
+    }
+    assert set(http_files.put_headers.values()) == {f"Bearer {STORE_TOKEN}"}
+    # The secret is handed to the upload step in its environment only: no file of the
+    # session's folder holds it.
+    folder = broker.output(session).parent
+    for path in folder.rglob("*"):
+        if path.is_file():
+            assert STORE_TOKEN.encode() not in path.read_bytes(), path
+
+
+def test_results_are_put_with_basic_credentials_from_the_settings(tmp_path, http_files):
+    guarded(http_files, "Basic " + base64.b64encode(b"voexec:open sesame").decode())
+    prefix = f"{http_files.url}/dav/"
+    credentials = HttpCredentials(prefix=prefix, username="voexec", password="open sesame")
+    broker = uploading(
+        tmp_path, PlatformResultsSettings(http=[prefix], http_credentials=[credentials])
+    )
+    session = broker.run(storage=[http_results(f"{prefix}run-2")])
+    assert session.phase is P.COMPLETED, said(session)
+    assert "/dav/run-2/checksums.txt" in http_files.put
+
+
+def test_a_put_target_wanting_credentials_the_platform_lacks_fails_naming_it_and_the_status(
+    tmp_path, http_files
+):
+    guarded(http_files, f"Bearer {STORE_TOKEN}")
+    prefix = f"{http_files.url}/upload/"
+    broker = uploading(tmp_path, PlatformResultsSettings(http=[prefix]))
+    session = broker.run(storage=[http_results(f"{prefix}run-3")])
+    assert session.phase is P.FAILED
+    text = said(session)
+    assert f"PUT {prefix}run-3/checksums.txt answered HTTP 401" in text
+    assert "the platform has none for it (data.results.http_credentials)" in text
+    assert http_files.put == {}
+    assert (broker.output(session) / "checksums.txt").is_file()
+    assert f"the output is kept in {broker.output(session)}" in text
+
+
+def test_credentials_the_target_refuses_fail_the_session_with_the_status(tmp_path, http_files):
+    guarded(http_files, f"Bearer {STORE_TOKEN}")
+    prefix = f"{http_files.url}/upload/"
+    credentials = HttpCredentials(prefix=prefix, bearer="an old token")
+    broker = uploading(
+        tmp_path, PlatformResultsSettings(http=[prefix], http_credentials=[credentials])
+    )
+    session = broker.run(storage=[http_results(f"{prefix}run-4")])
+    assert session.phase is P.FAILED
+    assert "answered HTTP 403" in said(session)
+    assert "the platform's credentials for it were refused" in said(session)
+
+
+def test_credentials_in_a_variable_that_is_not_set_are_a_no_at_offer_time(
+    tmp_path, http_files, monkeypatch
+):
+    monkeypatch.delenv("RESULTS_STORE_TOKEN", raising=False)
+    prefix = f"{http_files.url}/upload/"
+    credentials = HttpCredentials(prefix=prefix, bearer_env="RESULTS_STORE_TOKEN")
+    broker = uploading(
+        tmp_path, PlatformResultsSettings(http=[prefix], http_credentials=[credentials])
+    )
+    offers = broker.offers(storage=[http_results(f"{prefix}run-5")])
+    assert offers.result == "NO"
+    text = said(offers)
+    assert f"cannot PUT results under {prefix}run-5" in text
+    assert "RESULTS_STORE_TOKEN, which is not set" in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 
@@ -12,11 +13,13 @@ from broker.platforms.port import ResultsTarget, SessionPlan
 from broker.platforms.recipe import Layout, Tools, upload_script
 from broker.platforms.results_plan import (
     checked_targets,
+    http_authorization,
     results_items,
     results_refusals,
     results_targets,
 )
-from core.settings import PlatformResultsSettings
+from core.errors import ConfigError
+from core.settings import HttpCredentials, PlatformResultsSettings, settings_from_mapping
 
 ALLOWED = PlatformResultsSettings(
     s3=["https://S3.example.net/"],
@@ -105,4 +108,91 @@ def test_a_folder_target_carries_its_allowed_root_into_the_upload_script():
     )
     script = upload_script(plan, Tools(python="python3"), Layout(PurePosixPath("/w/s-1")))
     assert "cd /w/s-1\n" in script
-    assert "python3 session_fetch.py results output file:///srv/results/a /srv/results\n" in script
+    assert "python3 session_results.py output file:///srv/results/a --root /srv/results\n" in script
+
+
+def test_an_http_target_names_the_variable_of_its_authorization_not_the_secret():
+    destination = "https://store.example.org/upload/run-1"
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    plan = SessionPlan(
+        session_id="s-1",
+        executable=model.PythonProgram(location="/p.py"),
+        cores=1,
+        memory=1,
+        gpus=0,
+        start=when,
+        end=when,
+        results=(ResultsTarget("r", "http-results-storage", destination),),
+    )
+    script = upload_script(
+        plan, Tools(python="python3"), Layout(PurePosixPath("/w/s-1")), {destination: "AUTH_0"}
+    )
+    assert f"python3 session_results.py output {destination} --authorization-env AUTH_0\n" in (
+        script
+    )
+
+
+CREDENTIALS = PlatformResultsSettings(
+    http=["https://store.example.org/upload/", "https://dav.example.org/"],
+    http_credentials=[
+        HttpCredentials(prefix="https://store.example.org/", bearer="general"),
+        HttpCredentials(prefix="https://store.example.org/upload/", bearer_env="STORE_TOKEN"),
+        HttpCredentials(
+            prefix="https://dav.example.org/", username="voexec", password_env="DAV_PASSWORD"
+        ),
+    ],
+)
+
+
+def test_the_longest_matching_prefix_gives_the_credentials_from_the_environment():
+    header, why = http_authorization(
+        "https://store.example.org/upload/run-1", CREDENTIALS, {"STORE_TOKEN": "s3cret"}
+    )
+    assert (header, why) == ("Bearer s3cret", "")
+    header, _ = http_authorization("https://store.example.org/other/", CREDENTIALS, {})
+    assert header == "Bearer general"
+    header, _ = http_authorization("https://dav.example.org/x", CREDENTIALS, {"DAV_PASSWORD": "pw"})
+    assert header == "Basic " + base64.b64encode(b"voexec:pw").decode()
+    assert http_authorization("https://elsewhere.example/x", CREDENTIALS, {}) == (None, "")
+
+
+def test_credentials_from_a_variable_that_is_not_set_refuse_the_destination():
+    items = results_items([model.HttpResultsStorage(location="https://dav.example.org/run-1")])
+    why = results_refusals(items, CREDENTIALS, {})
+    assert len(why) == 1
+    assert "https://dav.example.org/run-1" in why[0]
+    assert "data.results.http_credentials[2].password_env" in why[0]
+    assert "DAV_PASSWORD, which is not set" in why[0]
+    assert results_refusals(items, CREDENTIALS, {"DAV_PASSWORD": "pw"}) == []
+
+
+@pytest.mark.parametrize(
+    ("entry", "why"),
+    [
+        ({"prefix": "https://a.example/", "bearer": "t", "username": "u"}, "not both"),
+        ({"prefix": "https://a.example/", "username": "u"}, "give bearer"),
+        ({"prefix": "https://a.example/", "bearer": "t", "bearer_env": "T"}, "bearer_env"),
+        ({"prefix": "ftp://a.example/", "bearer": "t"}, "http(s) URL prefix"),
+    ],
+)
+def test_broken_credentials_settings_are_refused_naming_the_entry(entry, why):
+    document = {
+        "broker": {
+            "platforms": [
+                {
+                    "name": "p",
+                    "capacity": {"cores": 1, "memory": 1},
+                    "data": {"results": {"http_credentials": [entry]}},
+                }
+            ]
+        }
+    }
+    with pytest.raises(ConfigError, match=r"data\.results\.http_credentials\[0\]") as error:
+        settings_from_mapping(document)
+    assert why in str(error.value)
+
+
+def test_credentials_never_show_their_secrets():
+    shown = repr(CREDENTIALS) + repr(HttpCredentials(prefix="https://a/", bearer="s3cret"))
+    assert "s3cret" not in shown
+    assert "$STORE_TOKEN" in shown

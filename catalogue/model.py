@@ -247,6 +247,8 @@ class VersionWrite(msgspec.Struct, frozen=True):
 
     entry_id: str
     version: EntryVersion
+    document: bytes | None = None
+    """The spec's canonical JSON (`canonical_json`) when the caller has it: not encoded again."""
 
 
 class VersionInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -423,9 +425,17 @@ def entry_id(source: str, repository: str | None, path: str | None, name: str) -
     return f"{name}-{hashlib.sha256(origin.encode()).hexdigest()[:10]}"
 
 
-def content_hash(spec: ExecutableSpec) -> str:
-    """A digest of a normalised document: equal content, equal hash (key order does not matter)."""
-    return hashlib.sha256(msgspec.json.encode(spec, order="deterministic")).hexdigest()
+def canonical_json(spec: ExecutableSpec) -> bytes:
+    """A normalised document as stored: JSON with keys in a fixed order."""
+    return msgspec.json.encode(spec, order="deterministic")
+
+
+def content_hash(spec: ExecutableSpec, document: bytes | None = None) -> str:
+    """A digest of a normalised document: equal content, equal hash (key order does not matter).
+
+    `document` is the spec's `canonical_json` when the caller has it already.
+    """
+    return hashlib.sha256(canonical_json(spec) if document is None else document).hexdigest()
 
 
 _VERSION_PART = re.compile(r"(\d+)|([^\d]+)")

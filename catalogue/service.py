@@ -46,6 +46,7 @@ from catalogue.model import (
     SearchPage,
     SearchRequest,
     VersionWrite,
+    canonical_json,
     content_hash,
     entry_id,
 )
@@ -287,16 +288,16 @@ class CatalogueService:
         if problems:
             return PublishReport(problems=_items(problems), warnings=warnings)
         return _Prepared(
-            writes=[VersionWrite(entry_id=key, version=version) for key, version in writes],
+            writes=writes,
             labels=labels,
             warnings=warnings,
         )
 
     def _writes(
         self, checked: CheckedDocument, provenance: Provenance
-    ) -> tuple[list[tuple[str, EntryVersion]], list[str], list[Problem]]:
+    ) -> tuple[list[VersionWrite], list[str], list[Problem]]:
         now = self.clock.now()
-        writes: list[tuple[str, EntryVersion]] = []
+        writes: list[VersionWrite] = []
         labels: list[str] = []
         problems: list[Problem] = []
         for item in checked.executables:
@@ -311,15 +312,16 @@ class CatalogueService:
                 )
                 continue
             key = entry_id(provenance.source, provenance.repository, provenance.path, spec.name)
+            document = canonical_json(spec)  # hashed and stored: encoded once
             version = EntryVersion(
                 version=label,
                 spec=spec,
-                content_hash=content_hash(spec),
+                content_hash=content_hash(spec, document),
                 provenance=provenance,
                 published_at=now,
                 updated_at=now,
             )
-            writes.append((key, version))
+            writes.append(VersionWrite(entry_id=key, version=version, document=document))
             labels.append(label)
         return writes, labels, problems
 

@@ -13,6 +13,7 @@ Portable SQL only (no dialect-specific statements): the same code and the Alembi
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -28,12 +29,14 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
+    insert,
     or_,
     select,
+    update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
 from catalogue.model import (
     LATEST,
@@ -217,20 +220,166 @@ def _fixed_stamp(row: RegistryRecordRow) -> FixedRecordStamp:
     )
 
 
-def _fill(row: VersionRow, version: EntryVersion, *, now: datetime) -> None:
-    """Write a version's content and provenance into its row (the label and `published_at` stay)."""
+_ENTRY: Final = EntryRow.__table__
+_VERSION: Final = VersionRow.__table__
+
+
+@dataclass
+class _Stored:
+    """What a batch knows of one entry while it plans its writes."""
+
+    withdrawn: bool
+    hashes: dict[str, str]
+    """Content hash by version label."""
+
+
+def _content_columns(
+    version: EntryVersion, document: bytes | None, now: datetime
+) -> dict[str, Any]:
+    """A version row's content and provenance columns (the label and `published_at` aside)."""
     origin = version.provenance
-    row.declared_version = version.spec.version
-    row.content_hash = version.content_hash
-    row.document = msgspec.json.encode(version.spec, order="deterministic").decode()
-    row.source = origin.source
-    row.repository = origin.repository
-    row.path = origin.path
-    row.ref = origin.ref
-    row.ref_kind = origin.ref_kind
-    row.commit = origin.commit
-    row.harvested_at = origin.harvested_at
-    row.updated_at = now
+    if document is None:
+        document = msgspec.json.encode(version.spec, order="deterministic")
+    return {
+        "declared_version": version.spec.version,
+        "content_hash": version.content_hash,
+        "document": document.decode(),
+        "source": origin.source,
+        "repository": origin.repository,
+        "path": origin.path,
+        "ref": origin.ref,
+        "ref_kind": origin.ref_kind,
+        "commit": origin.commit,
+        "harvested_at": origin.harvested_at,
+        "updated_at": now,
+    }
+
+
+def _load_stored(connection: Connection, ids: Sequence[str]) -> dict[str, _Stored]:
+    """The entries among `ids` and their versions' hashes; their rows locked (PostgreSQL)."""
+    stored: dict[str, _Stored] = {}
+    for start in range(0, len(ids), _BATCH):
+        chunk = ids[start : start + _BATCH]
+        # Locked in id order, so two batches never wait for each other in a cycle.
+        headers = connection.execute(
+            select(_ENTRY.c.id, _ENTRY.c.withdrawn)
+            .where(_ENTRY.c.id.in_(chunk))
+            .order_by(_ENTRY.c.id)
+            .with_for_update()
+        )
+        for key, withdrawn in headers:
+            stored[key] = _Stored(withdrawn=bool(withdrawn), hashes={})
+        versions = connection.execute(
+            select(_VERSION.c.entry_id, _VERSION.c.version, _VERSION.c.content_hash).where(
+                _VERSION.c.entry_id.in_(chunk)
+            )
+        )
+        for key, label, digest in versions:
+            if key in stored:
+                stored[key].hashes[label] = digest
+    return stored
+
+
+def _save_batch(
+    connection: Connection, documents: Sequence[Sequence[VersionWrite]], now: datetime
+) -> list[list[PublishStatus]]:
+    """Plan every write of a batch in memory, then run one statement per kind of change."""
+    ids = sorted({write.entry_id for writes in documents for write in writes})
+    plan = _Plan(_load_stored(connection, ids), now)
+    statuses = [[plan.write(write) for write in writes] for writes in documents]
+    plan.run(connection)
+    return statuses
+
+
+class _Plan:
+    """The rows a batch inserts and updates, judged write by write as one by one would.
+
+    A later write to an entry created or changed earlier in the batch sees that change.
+    """
+
+    def __init__(self, stored: dict[str, _Stored], now: datetime) -> None:
+        self.stored = stored
+        self.now = now
+        self.new_entries: dict[str, dict[str, Any]] = {}
+        self.changed_entries: dict[str, dict[str, Any]] = {}
+        self.new_versions: dict[tuple[str, str], dict[str, Any]] = {}
+        self.changed_versions: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def write(self, write: VersionWrite) -> PublishStatus:
+        """Plan one write; what it does to its entry."""
+        key, version, now = write.entry_id, write.version, self.now
+        label = version.version
+        entry = self.stored.get(key)
+        if entry is None:
+            self.stored[key] = _Stored(withdrawn=False, hashes={label: version.content_hash})
+            origin = version.provenance
+            self.new_entries[key] = {
+                "id": key,
+                "name": version.spec.name,
+                "source": origin.source,
+                "repository": origin.repository,
+                "path": origin.path,
+                "current_version": label,
+                "withdrawn": False,
+                "created_at": now,
+                "updated_at": now,
+                "withdrawn_at": None,
+            }
+            self._new_version(write)
+            return "new"
+        known = entry.hashes.get(label)
+        if known == version.content_hash and not entry.withdrawn:
+            return "unchanged"
+        if known is None:
+            self._new_version(write)
+        elif known != version.content_hash:
+            columns = _content_columns(version, write.document, now)
+            if (key, label) in self.new_versions:
+                self.new_versions[key, label].update(columns)
+            else:
+                self.changed_versions[key, label] = {"k_entry": key, "k_version": label, **columns}
+        entry.hashes[label] = version.content_hash
+        entry.withdrawn = False
+        header = {"current_version": current_version(entry.hashes), "updated_at": now}
+        if key in self.new_entries:
+            self.new_entries[key].update(header)
+        else:
+            self.changed_entries[key] = {
+                "k_id": key,
+                "withdrawn": False,
+                "withdrawn_at": None,
+                **header,
+            }
+        return "updated"
+
+    def _new_version(self, write: VersionWrite) -> None:
+        columns = _content_columns(write.version, write.document, self.now)
+        self.new_versions[write.entry_id, write.version.version] = {
+            "entry_id": write.entry_id,
+            "version": write.version.version,
+            "published_at": self.now,
+            **columns,
+        }
+
+    def run(self, connection: Connection) -> None:
+        """One multi-row statement for each kind of change there is."""
+        if self.new_entries:
+            connection.execute(insert(_ENTRY), list(self.new_entries.values()))
+        if self.new_versions:
+            connection.execute(insert(_VERSION), list(self.new_versions.values()))
+        if self.changed_versions:
+            connection.execute(
+                update(_VERSION).where(
+                    _VERSION.c.entry_id == bindparam("k_entry"),
+                    _VERSION.c.version == bindparam("k_version"),
+                ),
+                list(self.changed_versions.values()),
+            )
+        if self.changed_entries:
+            connection.execute(
+                update(_ENTRY).where(_ENTRY.c.id == bindparam("k_id")),
+                list(self.changed_entries.values()),
+            )
 
 
 def _version_order(label: str) -> tuple[bool, tuple[tuple[int, int | str], ...]]:
@@ -261,7 +410,7 @@ class SqlCatalogueStore:
         """
         try:
             with write_transaction(self._sessions) as session:
-                return [self._save_one(session, write, now) for write in writes]
+                return _save_batch(session.connection(), [writes], now)[0]
         except IntegrityError as error:
             raise Conflict("the entry was published concurrently; try again") from error
         except OperationalError as error:
@@ -272,9 +421,12 @@ class SqlCatalogueStore:
     ) -> list[list[PublishStatus]]:
         """`save` for several documents' writes in one transaction (a harvest batch).
 
-        Each document's writes still stand or fall together: should the shared transaction fail
-        on a concurrent writer, it is rolled back and each document is saved on its own
-        (`save`), so one conflict costs only its document.
+        The batch costs a few statements, whatever its size: one select of the entries and one
+        of their versions' hashes per `_BATCH` entry ids, then one multi-row insert or update
+        per table (Core `executemany`, no ORM objects). Each document's writes still stand or
+        fall together: should the shared transaction fail on a concurrent writer, it is rolled
+        back and each document is saved on its own (`save`), so one conflict costs only its
+        document.
 
         Raises:
             Conflict: (from the one-by-one retry) a document's entry was created concurrently.
@@ -284,60 +436,11 @@ class SqlCatalogueStore:
             return [self.save(writes, now=now) for writes in documents]
         try:
             with write_transaction(self._sessions) as session:
-                return [
-                    [self._save_one(session, write, now) for write in writes]
-                    for writes in documents
-                ]
+                return _save_batch(session.connection(), documents, now)
         except IntegrityError:
             return [self.save(writes, now=now) for writes in documents]
         except OperationalError as error:
             raise Unavailable(f"the catalogue database does not answer: {error.orig}") from error
-
-    def _save_one(self, session: Session, write: VersionWrite, now: datetime) -> PublishStatus:
-        version = write.version
-        spec, origin = version.spec, version.provenance
-        entry = session.scalars(
-            select(EntryRow).where(EntryRow.id == write.entry_id).with_for_update()
-        ).one_or_none()
-        if entry is None:
-            entry = EntryRow(
-                id=write.entry_id,
-                name=spec.name,
-                source=origin.source,
-                repository=origin.repository,
-                path=origin.path,
-                current_version=version.version,
-                withdrawn=False,
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(entry)
-            session.add(self._version_row(write.entry_id, version, published_at=now, now=now))
-            return "new"
-        row = session.get(VersionRow, (write.entry_id, version.version))
-        if row is not None and row.content_hash == version.content_hash and not entry.withdrawn:
-            return "unchanged"
-        if row is None:
-            session.add(self._version_row(write.entry_id, version, published_at=now, now=now))
-        elif row.content_hash != version.content_hash:
-            _fill(row, version, now=now)
-        session.flush()
-        labels = session.scalars(
-            select(VersionRow.version).where(VersionRow.entry_id == write.entry_id)
-        ).all()
-        entry.current_version = current_version(labels)
-        entry.withdrawn = False
-        entry.withdrawn_at = None
-        entry.updated_at = now
-        return "updated"
-
-    @staticmethod
-    def _version_row(
-        entry_id: str, version: EntryVersion, *, published_at: datetime, now: datetime
-    ) -> VersionRow:
-        row = VersionRow(entry_id=entry_id, version=version.version, published_at=published_at)
-        _fill(row, version, now=now)
-        return row
 
     def withdraw(self, entry_id: str, *, now: datetime) -> bool:
         """Mark an entry withdrawn (kept, and readable, but no longer searchable).
@@ -345,15 +448,42 @@ class SqlCatalogueStore:
         Returns:
             False when there is no such entry; True otherwise (also when already withdrawn).
         """
-        with write_transaction(self._sessions) as session:
-            entry = session.get(EntryRow, entry_id, with_for_update=True)
-            if entry is None:
-                return False
-            if not entry.withdrawn:
-                entry.withdrawn = True
-                entry.withdrawn_at = now
-                entry.updated_at = now
-            return True
+        return entry_id in self.withdraw_all([entry_id], now=now)
+
+    def withdraw_all(self, entry_ids: Sequence[str], *, now: datetime) -> list[str]:
+        """Withdraw several entries in one transaction; returns those that exist (in order).
+
+        Entries withdrawn already keep their withdrawal time.
+
+        Raises:
+            Unavailable: the database does not answer.
+        """
+        if not entry_ids:
+            return []
+        wanted = sorted(set(entry_ids))
+        found: set[str] = set()
+        try:
+            with write_transaction(self._sessions) as session:
+                connection = session.connection()
+                for start in range(0, len(wanted), _BATCH):
+                    chunk = wanted[start : start + _BATCH]
+                    rows = connection.execute(
+                        select(_ENTRY.c.id, _ENTRY.c.withdrawn)
+                        .where(_ENTRY.c.id.in_(chunk))
+                        .with_for_update()
+                    ).all()
+                    found.update(key for key, _ in rows)
+                    live = [{"k_id": key} for key, withdrawn in rows if not withdrawn]
+                    if live:
+                        connection.execute(
+                            update(_ENTRY)
+                            .where(_ENTRY.c.id == bindparam("k_id"))
+                            .values(withdrawn=True, withdrawn_at=now, updated_at=now),
+                            live,
+                        )
+        except OperationalError as error:
+            raise Unavailable(f"the catalogue database does not answer: {error.orig}") from error
+        return [key for key in dict.fromkeys(entry_ids) if key in found]
 
     # ------------------------------------------------------------------------ reads
     def entry(self, entry_id: str) -> Entry | None:
@@ -448,6 +578,28 @@ class SqlCatalogueStore:
             query = query.where(EntryRow.repository == repository)
         with read_transaction(self._sessions) as session:
             return list(session.scalars(query.order_by(EntryRow.id)))
+
+    def ids_by_repository(self, source: str, repositories: Sequence[str]) -> dict[str, list[str]]:
+        """`ids_from` for many repositories (record identifiers) at once: one query per 500.
+
+        Every repository asked for has a list, empty when nothing searchable came from it.
+        """
+        found: dict[str, list[str]] = {repository: [] for repository in repositories}
+        wanted = sorted(found)
+        with self.engine.connect() as connection:
+            for start in range(0, len(wanted), _BATCH):
+                rows = connection.execute(
+                    select(_ENTRY.c.repository, _ENTRY.c.id)
+                    .where(
+                        _ENTRY.c.source == source,
+                        _ENTRY.c.repository.in_(wanted[start : start + _BATCH]),
+                        _ENTRY.c.withdrawn.is_(False),
+                    )
+                    .order_by(_ENTRY.c.id)
+                )
+                for repository, key in rows:
+                    found[repository].append(key)
+        return found
 
     def count(self, *, include_withdrawn: bool = False) -> int:
         """How many entries there are (searchable ones only, unless asked)."""

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import event, inspect
 
 from catalogue.model import EntryVersion, ExecutableSpec, Provenance, VersionWrite, content_hash
 from catalogue.store_sql import VERSION_TABLE, SqlCatalogueStore
@@ -103,19 +103,21 @@ def test_withdrawn_entries_are_kept_but_not_current_and_restored_by_publishing(s
     assert store.entry("e1").withdrawn is False
 
 
-def test_a_failing_write_stores_nothing_of_its_batch(store, monkeypatch):
-    real = SqlCatalogueStore._save_one
-    calls = []
+def test_a_failing_write_stores_nothing_of_its_batch(store):
+    def fail_on_versions(_conn, _cursor, statement, *_args):
+        if statement.lstrip().upper().startswith("INSERT INTO CATALOGUE_VERSION"):
+            raise RuntimeError("disk full")  # after the entries' insert ran
 
-    def fail_second(self, session, write, now):
-        calls.append(write.entry_id)
-        if len(calls) == 2:
-            raise RuntimeError("disk full")
-        return real(self, session, write, now)
-
-    monkeypatch.setattr(SqlCatalogueStore, "_save_one", fail_second)
-    with pytest.raises(RuntimeError):
-        store.save([VersionWrite("e1", version()), VersionWrite("e2", version())], now=T0)
+    event.listen(store.engine, "before_cursor_execute", fail_on_versions)
+    try:
+        with pytest.raises(RuntimeError):
+            store.save([VersionWrite("e1", version()), VersionWrite("e2", version())], now=T0)
+        with pytest.raises(RuntimeError):
+            store.save_all(
+                [[VersionWrite("e3", version())], [VersionWrite("e4", version())]], now=T0
+            )
+    finally:
+        event.remove(store.engine, "before_cursor_execute", fail_on_versions)
     assert store.entry("e1") is None
     assert store.count(include_withdrawn=True) == 0
 
@@ -167,21 +169,103 @@ def test_a_batch_of_documents_is_saved_as_one_by_one_would_be(store):
 
 
 def test_a_batch_hit_by_a_concurrent_writer_is_saved_document_by_document(store, monkeypatch):
-    from sqlalchemy.exc import IntegrityError
+    from catalogue import store_sql
 
-    real = SqlCatalogueStore._save_one
+    save(store, "e2", version())
+    real = store_sql._load_stored
     calls = []
 
-    def conflict_once(self, session, write, now):
-        calls.append(write.entry_id)
-        if len(calls) == 2:  # another process created this entry meanwhile
-            raise IntegrityError("INSERT", {}, Exception("unique"))
-        return real(self, session, write, now)
+    def stale_once(connection, ids):
+        calls.append(list(ids))
+        found = real(connection, ids)
+        if len(calls) == 1:  # read before another process created e2
+            found.pop("e2", None)
+        return found
 
-    monkeypatch.setattr(SqlCatalogueStore, "_save_one", conflict_once)
+    monkeypatch.setattr(store_sql, "_load_stored", stale_once)
     statuses = store.save_all(
         [[VersionWrite("e1", version())], [VersionWrite("e2", version())]], now=T0
     )
-    assert statuses == [["new"], ["new"]]
-    assert calls == ["e1", "e2", "e1", "e2"]  # the shared transaction, then one each
+    assert statuses == [["new"], ["unchanged"]]
+    assert calls == [["e1", "e2"], ["e1"], ["e2"]]  # the shared transaction, then one each
     assert store.count() == 2
+
+
+def test_a_batch_judges_each_write_after_the_ones_before_it(store):
+    later = T0 + timedelta(hours=1)
+    save(store, "kept", version("1.0.0"))
+    save(store, "gone", version("1.0.0"))
+    store.withdraw("gone", now=T0)
+    changed = version("1.0.0", title="Another title")
+    statuses = store.save_all(
+        [
+            # one file, three refs of one entry: tags, then the default branch
+            [VersionWrite("e1", version("v1.0")), VersionWrite("e1", version("v1.1"))],
+            [VersionWrite("e1", version("latest")), VersionWrite("e1", version("v1.0"))],
+            [VersionWrite("kept", changed), VersionWrite("gone", version("1.0.0"))],
+            [VersionWrite("e1", version("v1.1", title="Changed in the same batch"))],
+        ],
+        now=later,
+    )
+    assert statuses == [
+        ["new", "updated"],
+        ["updated", "unchanged"],
+        ["updated", "updated"],
+        ["updated"],
+    ]
+    entry = store.entry("e1")
+    assert entry.current_version == "latest"
+    assert [v.version for v in entry.versions] == ["latest", "v1.1", "v1.0"]
+    assert store.version("e1", "v1.1").spec.title == "Changed in the same batch"
+    kept = store.version("kept", "1.0.0")
+    assert kept.spec.title == "Another title"
+    assert kept.content_hash == changed.content_hash
+    assert kept.published_at == T0
+    assert kept.updated_at == later
+    assert store.entry("kept").updated_at == later
+    restored = store.entry("gone")
+    assert restored.withdrawn is False
+    assert restored.updated_at == later
+    assert store.save_all(
+        [[VersionWrite("kept", changed)], [VersionWrite("e1", version("latest"))]], now=later
+    ) == [["unchanged"], ["unchanged"]]
+
+
+def test_a_stored_document_is_the_one_given_when_the_caller_encoded_it(store):
+    from catalogue.model import canonical_json
+
+    original = version()
+    document = canonical_json(original.spec)
+    assert store.save([VersionWrite("e1", original, document)], now=T0) == ["new"]
+    assert store.version("e1", "1.0.0").spec == original.spec
+
+
+def test_withdrawing_many_and_ids_by_repository(store, monkeypatch):
+    monkeypatch.setattr("catalogue.store_sql._BATCH", 2)
+    for number in range(5):
+        entry = msgspec.structs.replace(
+            version(source="oai"),
+            provenance=Provenance(source="oai", repository=f"ivo://r/{number % 2}"),
+        )
+        save(store, f"e{number}", entry)
+    assert store.ids_by_repository("oai", ["ivo://r/0", "ivo://r/1", "ivo://r/9"]) == {
+        "ivo://r/0": ["e0", "e2", "e4"],
+        "ivo://r/1": ["e1", "e3"],
+        "ivo://r/9": [],
+    }
+    assert store.ids_by_repository("other", ["ivo://r/0"]) == {"ivo://r/0": []}
+    later = T0 + timedelta(minutes=5)
+    assert store.withdraw_all(["e4", "missing", "e0", "e2", "e1"], now=later) == [
+        "e4",
+        "e0",
+        "e2",
+        "e1",
+    ]
+    assert store.withdraw_all(["e0"], now=later + timedelta(minutes=5)) == ["e0"]
+    assert store.entry("e0").withdrawn
+    assert store.entry("e0").updated_at == later
+    assert store.ids_by_repository("oai", ["ivo://r/0", "ivo://r/1"]) == {
+        "ivo://r/0": [],
+        "ivo://r/1": ["e3"],
+    }
+    assert store.count() == 1

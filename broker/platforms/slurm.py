@@ -18,6 +18,13 @@ work finished; FAILED, TIMEOUT, NODE_FAIL, OUT_OF_MEMORY and the like: failed, w
 CANCELLED by someone else: cancelled, with the reason; anything, once voexec released the
 session: released when the job has left the cluster's queue.
 
+Results: when the request names results destinations, the release (the work finished, or the
+offered end) asks for an upload; once the job has left the queue, the broker's host copies the
+job's output folder to them (`uploads`: `upload.sh` under `session_runner.py`, with the
+platform's S3 keys and http credentials, which never reach the job), reading it through the
+shared file system. The session then lists each object written; a failed upload fails it with
+the reason and keeps the output. A cancel uploads nothing.
+
 Imports `core`, the broker's lifecycle, model, ports and the platform recipe; runs processes.
 """
 
@@ -55,6 +62,7 @@ from broker.platforms.recipe import (
     refusals,
     run_script,
 )
+from broker.platforms.uploads import ResultsUploader
 from core.settings import PlatformSettings
 
 __all__ = ["CommandResult", "SlurmPlatform", "job_reports", "run_command"]
@@ -193,6 +201,7 @@ class SlurmPlatform:
             sources=tuple(slurm.sources),
             no_containers="no container runtime is configured for this cluster",
         )
+        self._uploads = ResultsUploader(self.name, settings.data, slurm.poll)
 
     # ----------------------------------------------------------------- the port
     def accepts(self, executable: AnyExecutable) -> Sequence[str]:
@@ -224,6 +233,8 @@ class SlurmPlatform:
     def observe(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:
         """How the job is doing, from Slurm and from the files it left."""
         layout, state = self._layout(plan)
+        if self._uploads.started(state):
+            return self._uploads.observe(plan, layout, now)
         job = self._job(state)
         status = self._job_state(job)
         files = JobFiles(
@@ -233,6 +244,8 @@ class SlurmPlatform:
         )
         if files.released and status in ACTIVE:
             self._cancel(job)  # again: the first cancel may have come before the job ran
+        elif files.released and self._uploads.wanted(plan, state):
+            return self._uploads.start(plan, layout, now)  # the job is gone: its output goes
         events = job_reports(job, status, files)
         reports = [PlatformReport(now, self._explained(event, layout)) for event in events]
         if not any(isinstance(e, Failed | ComponentCancelled | ReleaseDone) for e in events):
@@ -240,7 +253,14 @@ class SlurmPlatform:
         return reports
 
     def release(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:
-        """Cancel the job if it still runs (the offered end, or after a failure)."""
+        """Cancel the job if it still runs (the offered end, or after a failure).
+
+        With results destinations, the upload starts once the job has left the queue.
+        """
+        _, state = self._layout(plan)
+        if self._uploads.started(state):
+            return [PlatformReport(now + self._settings.poll, PlatformCheckDue())]
+        self._uploads.want(plan, state)
         self._cancel_session(plan)
         return [PlatformReport(now + self._settings.poll, PlatformCheckDue())]
 

@@ -33,7 +33,7 @@ from core.settings import PlatformSettings
 
 __all__ = ["data_ready", "probes_data", "results_writable"]
 
-UPLOADS_RESULTS = frozenset({"local", "simulated"})
+UPLOADS_RESULTS = frozenset({"local", "slurm", "simulated"})
 """Adapters that write results destinations (the simulated one pretends to); `remote` platforms
 are asked by their own broker, which the request is forwarded to."""
 

@@ -8,7 +8,8 @@ can insist on an `Authorization` header for them (401 without) and can send `Con
 
 The fixtures `http_files`, `s3_bucket` and `fresh_probes` (registered for every test by
 `tests/conftest.py`) wrap them; `LocalBroker` is a broker service with one local platform that
-runs a Python program without containers, as the staging and results tests drive it.
+runs a Python program without containers, as the staging and results tests drive it, and
+`ContainerBroker` one whose local platform runs docker-container images with podman.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,18 @@ import pytest
 
 from broker import model
 from broker.model import codec
-from broker.platforms import session_s3
+from broker.platforms import build_platform, session_s3
 from broker.platforms.data_reach import clear_probe_cache
+from broker.service import BrokerService
+from broker.store.sql import SqlBrokerStore
+from core.clock import SystemClock
+from core.db import make_engine
 from core.settings import (
+    BrokerSettings,
+    Capacity,
+    LocalPlatformSettings,
     PlatformDataSettings,
+    PlatformSettings,
 )
 from tests.broker_support import accept_first, local_broker, tick_until
 from tests.conftest import require_service
@@ -221,6 +230,67 @@ class LocalBroker:
     def run(self, **parts: list[dict[str, Any]]) -> model.AnySession:
         """Accept the first offer and drive the session until it ends."""
         uuid = accept_first(self.service, self.offers(**parts))
+        return tick_until(self.service, uuid, *model.TERMINAL_PHASES, seconds=RUN_DEADLINE)
+
+    def output(self, session: model.AnySession) -> Path:
+        assert session.meta is not None
+        return Path(self.platform.root) / str(session.meta.uuid) / "output"  # type: ignore[attr-defined]
+
+
+class ContainerBroker:
+    """A broker service whose one local platform runs docker-container images with podman.
+
+    Images come from `registry` only (the loopback registry of `scripts/services/containers`).
+    """
+
+    def __init__(self, tmp_path: Path, data: PlatformDataSettings, registry: str) -> None:
+        settings = PlatformSettings(
+            name="workstation",
+            adapter="local",
+            capacity=Capacity(cores=2, memory=3),
+            executables=["docker-container"],
+            preparation=timedelta(seconds=1),
+            data=data,
+            local=LocalPlatformSettings(
+                poll=timedelta(milliseconds=200),
+                grace=timedelta(seconds=2),
+                container_runtime="none",
+                container_engine="podman",
+                registries=[registry],
+                container_pids=64,
+            ),
+        )
+        store = SqlBrokerStore(make_engine(f"sqlite:///{tmp_path / 'broker.db'}"))
+        store.migrate()
+        self.platform = build_platform(settings, tmp_path / "var")
+        self.service = BrokerService(
+            BrokerSettings(platforms=[settings], max_offers=1),
+            SystemClock(),
+            store,
+            {settings.name: self.platform},
+        )
+
+    def offers(
+        self, image: str, script: str, **parts: list[dict[str, Any]]
+    ) -> model.OfferSetResponse:
+        """Offers for running `script` with the image's `/bin/sh` now."""
+        now = datetime.now(UTC).replace(microsecond=0)
+        document = {
+            "executable": {
+                "kind": model.KINDS + "executable/docker-container.yaml",
+                "image": {"locations": [image]},
+                "entrypoint": "/bin/sh",
+                "command": ["-c", script],
+            },
+            **parts,
+            "schedule": {"requested": {"start": f"{now.isoformat()}/PT10M", "duration": "PT3M"}},
+        }
+        request = codec.convert(document, model.ExecutionRequest).value
+        return self.service.request_offers(request, BROKER_BASE)
+
+    def run(self, image: str, script: str, **parts: list[dict[str, Any]]) -> model.AnySession:
+        """Accept the first offer and drive the session until it ends."""
+        uuid = accept_first(self.service, self.offers(image, script, **parts))
         return tick_until(self.service, uuid, *model.TERMINAL_PHASES, seconds=RUN_DEADLINE)
 
     def output(self, session: model.AnySession) -> Path:

@@ -11,7 +11,7 @@ Credentials for http(s) destinations come from the platform's `data.results.http
 request: `http_authorization` turns them into the `Authorization` header of the PUTs. A
 destination whose credentials name a variable that is not set is refused at offer time.
 
-Every destination becomes one URL, the form the upload step (`session_fetch.py results`) takes:
+Every destination becomes one URL, the form the upload step (`session_results.py`) takes:
 
 - `s3+http(s)://ENDPOINT-HOST/BUCKET/PREFIX`: objects `PREFIX<path in the output folder>`;
 - `http(s)://...`: each file PUT at `<url>/<path in the output folder>`;

@@ -1,10 +1,11 @@
 """S3 access with the standard library only: signed requests (AWS Signature Version 4).
 
 The one module of voexec that speaks S3. The broker imports it for offer-time probes (HEAD of
-an object, the sizes under a prefix), and platforms copy it, beside `session_fetch.py`, into
-each session's working directory, where the preparation downloads objects with it and the
-release uploads the results: on a cluster node that has no voexec and no third-party packages.
-That is why it signs requests itself (hashlib, hmac, urllib) instead of using boto3.
+an object, the sizes under a prefix), and platforms copy it, beside `session_fetch.py` and
+`session_results.py`, into each session's working directory, where the preparation downloads
+objects with it and the release uploads the results: on a cluster node that has no voexec and
+no third-party packages. That is why it signs requests itself (hashlib, hmac, urllib) instead
+of using boto3.
 
 Addressing is path-style (`ENDPOINT/BUCKET/KEY`), which every S3 implementation accepts.
 Credentials come from the caller (the platform's settings) or from the environment

@@ -100,18 +100,18 @@ def load(source: str | bytes | Mapping[str, Any], problems: list[Problem]) -> An
     return data
 
 
-def _too_deep(data: Any) -> bool:
-    """True when containers nest deeper than `MAX_DEPTH` (checked without recursion)."""
-    frontier: list[tuple[Any, int]] = [(data, 1)]
-    while frontier:
-        node, depth = frontier.pop()
-        if depth > MAX_DEPTH:
-            return True
-        if isinstance(node, dict):
-            frontier.extend((value, depth + 1) for value in node.values())
-        elif isinstance(node, list):
-            frontier.extend((value, depth + 1) for value in node)
-    return False
+def _too_deep(node: Any, depth: int = 1) -> bool:
+    """True when containers nest deeper than `MAX_DEPTH` (recursion stops at that depth)."""
+    if depth > MAX_DEPTH:
+        return True
+    if isinstance(node, dict):
+        values: Any = node.values()
+    elif isinstance(node, list):
+        values = node
+    else:
+        return False
+    # Only containers go on: scalars cannot nest (most values are scalars).
+    return any(_too_deep(value, depth + 1) for value in values if isinstance(value, dict | list))
 
 
 def _parse(source: str | bytes, problems: list[Problem]) -> Any:
@@ -194,6 +194,13 @@ def convert(data: Any, struct: type[S], where: str, problems: list[Problem]) -> 
     if not isinstance(data, dict):
         problems.append(Problem(where or DOCUMENT, f"expected a mapping, got {_kind(data)}"))
         return None
+    try:
+        # Most documents are right: msgspec converts them whole, refusing unknown keys as the
+        # field-by-field pass does (the document Structs forbid them). Only a refusal pays for
+        # the pass below, which names every wrong field instead of the first.
+        return msgspec.convert(data, struct)
+    except msgspec.ValidationError:
+        pass
     fields = _fields(struct)
     ok = True
     for key in data:

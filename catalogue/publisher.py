@@ -19,6 +19,7 @@ the broker); vocabularies come in as a registry.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ import msgspec
 from catalogue import documents
 from catalogue.executables import canonical_block, kind_of, kinds_vocabulary, pinning_problems
 from catalogue.model import ExecutableSpec, Links
-from catalogue.spdx import check_licence
+from catalogue.spdx import LicenceCheck, check_licence
 from catalogue.timing import format_duration, parse_duration
 from core.errors import Problem, Unavailable
 from vocabularies.model import UnknownVocabulary
@@ -347,7 +348,7 @@ class _Checker:
             return text
 
     def _licence(self, text: str, where: str) -> str:
-        check = check_licence(text)
+        check = _checked_licence(text)
         for warning in check.warnings:
             self.result.warnings.append(Problem(where, warning))
         if check.expression is None:
@@ -428,6 +429,16 @@ class _Checker:
             suggestions = problem.suggestions or (known if problem.field == "kind" else ())
             self.problem(documents.join(where, problem.field), problem.reason, suggestions)
         return block
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked_licence(text: str) -> LicenceCheck:
+    """`check_licence`, kept per text (a frozen answer).
+
+    A harvest meets the same few licences again and again: parsing an SPDX expression was a
+    sixth of checking a document.
+    """
+    return check_licence(text)
 
 
 def _unique(values: Any) -> list[str]:

@@ -285,6 +285,30 @@ def test_hostile_or_empty_documents_are_refused_safely(check, text, reason):
     assert reason in checked.problems[0].reason
 
 
+@pytest.mark.parametrize("depth", [14, 15])
+def test_a_parsed_mapping_nested_too_deep_is_refused(check, depth):
+    nested: dict = {"leaf": 1}
+    for _ in range(depth):
+        nested = {"below": [nested]}
+    checked = check(executable(executable={"kind": "docker-container", "x": nested}))
+    deep = [p for p in checked.problems if p.field == "(document)"]
+    # the innermost mapping is 3 + 2 * depth deep; at most 32 (`MAX_DEPTH`) are read
+    assert bool(deep) == (depth == 15)
+    assert not checked.ok
+
+
+def test_a_right_document_converts_as_msgspec_does_and_a_wrong_one_names_every_field(check):
+    right = executable()
+    assert check(right).ok
+    wrong = executable(
+        needs={"cores": "four", "gpus": {"count": 0, "vendr": "nvidia"}},
+        authors=[{"name": "A", "orcid": 5}],
+    )
+    assert {"needs.cores", "needs.gpus.count", "needs.gpus.vendr", "authors[0].orcid"} <= set(
+        fields(check(wrong))
+    )
+
+
 def test_orcid_check_digit_is_verified(check):
     checked = check(executable(authors=[{"name": "X", "orcid": "0000-0002-1825-0098"}]))
     assert "check digit" in fields(checked)["authors[0].orcid"]

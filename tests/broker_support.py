@@ -1,5 +1,8 @@
 """Driving a real `BrokerService` from offer to end, as the platform tests do.
 
+`broker_store(kind, folder)` opens a fresh store for a service: the in-memory fake
+(`broker.store.memory`, for tests of the service's own logic: no database to set up) or a
+migrated SQLite file. `local_broker` builds a service over one local platform on either.
 `accept_first(service, offers)` accepts the first offer of a YES; `tick_until(service, uuid,
 *phases)` ticks the work queue until the session reaches one of `phases` (failing at once when
 it ends elsewhere); `wait_for(check, what)` polls any condition. Every wait has a generous
@@ -13,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from sqlalchemy.engine import Engine
@@ -22,6 +25,7 @@ from broker import model
 from broker.platforms import build_platform
 from broker.platforms.port import Platform
 from broker.service import BrokerService
+from broker.store.memory import MemorySessionStore
 from broker.store.sql import SqlBrokerStore
 from core.clock import SystemClock
 from core.db import make_engine
@@ -40,22 +44,55 @@ POLL = 0.2
 """Seconds between two looks at a condition with a deadline."""
 
 
+StoreKind = Literal["memory", "sqlite"]
+"""Where a test's broker keeps its state: in memory (the fake) or in a SQLite file."""
+
+
+def broker_store(kind: StoreKind, folder: Path) -> SqlBrokerStore | MemorySessionStore:
+    """A fresh store: the in-memory fake, or a migrated SQLite file `folder/broker.db`."""
+    if kind == "memory":
+        return MemorySessionStore()
+    store = SqlBrokerStore(make_engine(f"sqlite:///{folder / 'broker.db'}"))
+    store.migrate()
+    return store
+
+
+def close_store(store: SqlBrokerStore | MemorySessionStore) -> None:
+    """Let go of a store's database connections (nothing to do in memory)."""
+    if isinstance(store, SqlBrokerStore):
+        store.engine.dispose()
+
+
 @dataclass
 class LocalBrokerParts:
-    """A broker service over one `local` platform ("workstation", 2 cores, 3 GiB) on SQLite."""
+    """A broker service over one `local` platform ("workstation", 2 cores, 3 GiB)."""
 
     service: BrokerService
     platform: Platform
-    engine: Engine
+    store: SqlBrokerStore | MemorySessionStore
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLite database of a broker built over it."""
+        assert isinstance(self.store, SqlBrokerStore), "this broker keeps its state in memory"
+        return self.store.engine
 
     @property
     def root(self) -> Path:
         """The folder the platform keeps its sessions in."""
         return Path(self.platform.root)  # type: ignore[attr-defined]
 
+    def close(self) -> None:
+        """Let go of the store's database connections."""
+        close_store(self.store)
+
 
 def local_broker(
-    tmp_path: Path, executables: Sequence[str], data: PlatformDataSettings | None = None
+    tmp_path: Path,
+    executables: Sequence[str],
+    data: PlatformDataSettings | None = None,
+    *,
+    store: StoreKind = "sqlite",
 ) -> LocalBrokerParts:
     """A real broker service whose one local platform runs `executables` (no containers)."""
     settings = PlatformSettings(
@@ -72,17 +109,15 @@ def local_broker(
         ),
         **({"data": data} if data is not None else {}),
     )
-    engine = make_engine(f"sqlite:///{tmp_path / 'broker.db'}")
-    store = SqlBrokerStore(engine)
-    store.migrate()
+    opened = broker_store(store, tmp_path)
     platform = build_platform(settings, tmp_path / "var")
     service = BrokerService(
         BrokerSettings(platforms=[settings], max_offers=1),
         SystemClock(),
-        store,
+        opened,
         {settings.name: platform},
     )
-    return LocalBrokerParts(service, platform, engine)
+    return LocalBrokerParts(service, platform, opened)
 
 
 def messages(document: Any) -> list[str]:

@@ -157,6 +157,8 @@ class MemoryTables:
     bookings: dict[str, BookingRow] = field(default_factory=dict)
     work: dict[int, WorkRow] = field(default_factory=dict)
     outbox: dict[int, OutboxRow] = field(default_factory=dict)
+    taken: dict[str, int] = field(default_factory=dict)
+    """Per platform, how many transactions took capacity there (see `capacity_taken`)."""
     next_id: int = 1
     """The next id of a queued event or a platform call (never reused, like a sequence)."""
 
@@ -169,6 +171,7 @@ class MemoryTables:
             dict(self.bookings),
             dict(self.work),
             dict(self.outbox),
+            dict(self.taken),
             self.next_id,
         )
 
@@ -217,6 +220,8 @@ class MemoryTransaction:
     def __init__(self, tables: MemoryTables, *, writable: bool) -> None:
         self._tables = tables
         self._writable = writable
+        self._took: set[str] = set()
+        """The platforms this transaction has counted capacity taken on already."""
         self.instructions = 0
         """How many platform calls this transaction queued (none: nothing to carry out)."""
 
@@ -270,11 +275,35 @@ class MemoryTransaction:
             found.append(_booking(row, session))
         return found
 
+    def capacity_taken(self, platforms: Sequence[str]) -> dict[str, int]:
+        """How many transactions have taken capacity on each platform.
+
+        A transaction takes capacity when it adds or moves a hold or booking; a platform with
+        no row, on which nothing was ever booked, is missing. Unchanged between two reads: no
+        capacity was taken there in between.
+        """
+        tables = self._tables
+        return {
+            name: tables.taken.get(name, 0)
+            for name in sorted(set(platforms))
+            if name in tables.platforms or name in tables.taken
+        }
+
+    def _take(self, platform: str) -> None:
+        """Count capacity taken on `platform`, once per transaction (it gets its row too)."""
+        tables = self._changing()
+        if platform in self._took:
+            return
+        self._took.add(platform)
+        tables.platforms.add(platform)
+        tables.taken[platform] = tables.taken.get(platform, 0) + 1
+
     def add_booking(self, session_id: str, booking: Booking) -> None:
-        """Store the hold or booking of one session."""
+        """Store the hold or booking of one session (its platform's `capacity_taken` grows)."""
         tables = self._changing()
         if session_id in tables.bookings:
             raise DuplicateKey(f"broker_booking: session {session_id} has a booking already")
+        self._take(booking.platform)
         tables.bookings[session_id] = BookingRow(
             session_id=session_id,
             platform=booking.platform,
@@ -292,11 +321,15 @@ class MemoryTransaction:
             tables.bookings[session_id] = replace(row, kind=BookingKind.BOOKING)
 
     def move_slot(self, session_id: str, start: datetime, end: datetime) -> None:
-        """Move a session's slot, and its hold or booking with it (a late accept)."""
+        """Move a session's slot, and its hold or booking with it (a late accept).
+
+        Takes capacity at new times: the platform's `capacity_taken` grows.
+        """
         tables = self._changing()
         start, end = _instant(start), _instant(end)
         booking = tables.bookings.get(session_id)
         if booking is not None:
+            self._take(booking.platform)
             tables.bookings[session_id] = replace(booking, slot_start=start, slot_end=end)
         session = tables.sessions.get(session_id)
         if session is not None:

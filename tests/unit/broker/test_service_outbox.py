@@ -18,7 +18,6 @@ from broker.lifecycle import ResourcesReady
 from broker.platforms.port import PlatformReport, SessionPlan
 from broker.service import BrokerService
 from broker.service.broker import CLAIM_LEASE
-from broker.store.sql import SqlBrokerStore
 from tests.unit.broker.test_service_platforms import (
     BASE,
     ScriptedPlatform,
@@ -103,12 +102,10 @@ def test_a_call_cut_short_by_a_dying_process_is_made_again_by_the_next_one(world
     # The transition that decided the call was committed before it: nothing is lost.
     assert world.session(session).phase is model.SessionPhase.PREPARING
 
-    # A new process (another worker) over the same database takes the call over once the
-    # dead one's claim has run out, and the session carries on.
+    # A new process (another worker) over the same store takes the call over once the dead
+    # one's claim has run out, and the session carries on.
     settings = world.broker._settings
-    restarted = BrokerService(
-        settings, world.clock, SqlBrokerStore(world.engine), {"real": platform}
-    )
+    restarted = BrokerService(settings, world.clock, world.store, {"real": platform})
     restarted.tick()
     assert [call for call, _ in platform.calls] == ["prepare"]  # still claimed: not yet
     world.clock.set(PREPARATION_DUE + CLAIM_LEASE)  # also the offered start: it runs

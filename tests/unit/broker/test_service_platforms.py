@@ -27,10 +27,9 @@ from broker.model import codec
 from broker.platforms.port import PlatformReport, SessionPlan
 from broker.service import BrokerService
 from broker.service.platforms import session_plan
-from broker.store.sql import SqlBrokerStore
 from core.clock import ManualClock
-from core.db import make_engine
 from core.settings import BrokerSettings, Capacity, PlatformSettings
+from tests.broker_support import StoreKind, broker_store, close_store
 
 NOW = datetime(2026, 9, 1, 8, 0, tzinfo=UTC)
 K = model.KINDS
@@ -115,7 +114,9 @@ def program_request(**schedule: str) -> model.ExecutionRequest:
 class World:
     """A broker with scripted platforms, its clock, and helpers to drive a session."""
 
-    def __init__(self, tmp_path: Path, *platforms: ScriptedPlatform) -> None:
+    def __init__(
+        self, tmp_path: Path, *platforms: ScriptedPlatform, store: StoreKind = "memory"
+    ) -> None:
         self.clock = ManualClock(NOW)
         settings = BrokerSettings(
             platforms=[
@@ -129,11 +130,11 @@ class World:
             ],
             max_offers=1,
         )
-        self.engine = make_engine(f"sqlite:///{tmp_path / 'broker.db'}")
-        store = SqlBrokerStore(self.engine)
-        store.migrate()
+        # The service's own logic: its state in memory unless the test is about the database
+        # (the store's contract suite holds the fake and the SQL store to the same answers).
+        self.store = broker_store(store, tmp_path)
         self.broker = BrokerService(
-            settings, self.clock, store, {platform.name: platform for platform in platforms}
+            settings, self.clock, self.store, {platform.name: platform for platform in platforms}
         )
 
     def accepted(self) -> str:
@@ -167,13 +168,13 @@ class World:
 def world_of(tmp_path: Path) -> Iterator[Callable[..., World]]:
     worlds: list[World] = []
 
-    def make(*platforms: ScriptedPlatform) -> World:
-        worlds.append(World(tmp_path, *platforms))
+    def make(*platforms: ScriptedPlatform, store: StoreKind = "memory") -> World:
+        worlds.append(World(tmp_path, *platforms, store=store))
         return worlds[-1]
 
     yield make
     for world in worlds:
-        world.engine.dispose()
+        close_store(world.store)
 
 
 def test_a_platform_observed_by_polls_drives_the_session_to_completed(world_of):

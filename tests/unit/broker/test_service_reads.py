@@ -80,14 +80,15 @@ def test_a_stored_document_decodes_straight_to_what_convert_gives(world_of):  # 
     assert codec.encode(straight, Media.JSON) == stored
 
 
-def test_a_read_does_not_wait_for_a_write_transaction_in_progress(world_of):  # noqa: F811
-    world = world_of(ScriptedPlatform("one"))
+@pytest.mark.parametrize("store", ["sqlite", "memory"])
+def test_a_read_does_not_wait_for_a_write_transaction_in_progress(world_of, store):  # noqa: F811
+    world = world_of(ScriptedPlatform("one"), store=store)
     offers = world.broker.request_offers(program_request(), BASE)
     session_id = offers.offers[0].meta.uuid  # type: ignore[union-attr]
     inside, release = threading.Event(), threading.Event()
 
     def long_write() -> None:
-        with world.broker._store.write():  # holds SQLite's write lock (BEGIN IMMEDIATE)
+        with world.broker._store.write():  # SQLite's write lock (BEGIN IMMEDIATE), or the fake's
             inside.set()
             release.wait(BOUND)
 

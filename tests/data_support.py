@@ -2,7 +2,8 @@
 
 `serve_files` serves files from a dict (path -> bytes, or an int: a size announced by HEAD
 without any body, for offers about data too large to hold), records PUTs (results uploads),
-can insist on an `Authorization` header for them (401 without) and can send `Content-MD5`.
+can insist on an `Authorization` header for them (401 without), can act as a WebDAV server
+that PUTs only into folders made with MKCOL (409 otherwise) and can send `Content-MD5`.
 `make_bucket` makes a fresh bucket on the S3 server of `scripts/services/s3`
 (`VOEXEC_TEST_S3_URL`), skipping without it, failing under `VOEXEC_REQUIRE_SERVICES=1`.
 
@@ -67,6 +68,11 @@ class HttpFiles:
     """The `Authorization` header a PUT must carry (401 without it, 403 with another)."""
     put_headers: dict[str, str] = field(default_factory=dict)
     """Path -> the `Authorization` header each PUT came with ("" for none)."""
+    collections: set[str] | None = None
+    """WebDAV-like: the folders (`/dav/`) that exist; a PUT into another is 409 Conflict and
+    MKCOL makes one (405 when it exists, 409 when its parent does not). None: any folder."""
+    mkcol: list[str] = field(default_factory=list)
+    """The paths MKCOL was sent to, in order."""
 
 
 def _handler(state: HttpFiles) -> type[BaseHTTPRequestHandler]:
@@ -97,19 +103,43 @@ def _handler(state: HttpFiles) -> type[BaseHTTPRequestHandler]:
             if body:
                 self.wfile.write(body)
 
+        def _status(self, code: int, message: str) -> None:
+            self.send_response(code, message)
+            if code == 401:
+                self.send_header("WWW-Authenticate", 'Basic realm="results"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def _authorized(self) -> bool:
+            given = self.headers.get("Authorization", "")
+            if state.put_authorization is None or given == state.put_authorization:
+                return True
+            self._status(*((401, "Unauthorized") if not given else (403, "Forbidden")))
+            return False
+
+        def _parent(self) -> str:
+            return self.path.rstrip("/").rsplit("/", 1)[0] + "/"
+
+        def do_MKCOL(self) -> None:
+            state.mkcol.append(self.path)
+            if not self._authorized():
+                return
+            if state.collections is None or self.path in state.collections:
+                self._status(405, "Method Not Allowed")
+            elif self._parent() not in state.collections:
+                self._status(409, "Conflict")
+            else:
+                state.collections.add(self.path)
+                self._status(201, "Created")
+
         def do_PUT(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
-            given = self.headers.get("Authorization", "")
-            state.put_headers[self.path] = given
-            if state.put_authorization is not None and given != state.put_authorization:
-                if not given:
-                    self.send_response(401, "Unauthorized")
-                    self.send_header("WWW-Authenticate", 'Basic realm="results"')
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                self.send_error(403, "wrong credentials")
+            state.put_headers[self.path] = self.headers.get("Authorization", "")
+            if not self._authorized():
+                return
+            if state.collections is not None and self._parent() not in state.collections:
+                self._status(409, "Conflict")
                 return
             if state.refuse_put:
                 self.send_error(403, "read only")

@@ -14,7 +14,9 @@ followed) is written to DESTINATION:
   store checks;
 - an `http(s)://` URL prefix: `PUT <prefix>/<path>` with `Content-MD5` and `Digest: sha-256=`,
   and the `Authorization` header held by the environment variable `--authorization-env` names
-  (the platform's credentials for that prefix, never the request's);
+  (the platform's credentials for that prefix, never the request's). A WebDAV server answering
+  409 Conflict (the folder does not exist) gets `MKCOL` for the destination and each folder of
+  the path below it, and the PUT once more;
 - a `file://` folder, which must stay under ROOT once links are resolved.
 
 It prints one `result {json}` line per object (name, location, bytes, sha256, the store's
@@ -95,8 +97,81 @@ def _refused(status: int, authorization: str | None) -> str:
     )
 
 
-def put_http(url: str, path: Path, size: int, authorization: str | None = None) -> str:
-    """PUT one file; returns the ETag the server gave, if any."""
+class _HttpError(UploadError):
+    """The server answered with an error status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _send(request: urllib.request.Request, authorization: str | None) -> str:
+    """Send one request; returns the ETag of the answer, if any."""
+    url = request.full_url
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as answer:  # noqa: S310 - http(s), checked by the caller
+            return str(answer.headers.get("ETag", "")).strip('"')
+    except urllib.error.HTTPError as error:
+        why = _refused(error.code, authorization)
+        method = request.get_method()
+        raise _HttpError(
+            f"{method} {url} answered HTTP {error.code} {error.reason}{why}", error.code
+        ) from error
+    except OSError as error:
+        raise UploadError(f"cannot {request.get_method()} {url}: {error}") from error
+
+
+def make_collections(
+    base: str, relative: str, authorization: str | None, made: set[str] | None = None
+) -> None:
+    """`MKCOL` the destination `base` and each folder of `relative` below it (WebDAV).
+
+    A folder that exists already answers 405 (Method Not Allowed), which is fine. Folders in
+    `made` are not asked for again; those made (or found) are added to it.
+    """
+    made = set() if made is None else made
+    url = base.rstrip("/") + "/"
+    folders = [url]
+    for folder in relative.split("/")[:-1]:
+        url += urllib.parse.quote(folder, safe="~") + "/"
+        folders.append(url)
+    for url in (folder for folder in folders if folder not in made):
+        headers = {"Authorization": authorization} if authorization else {}
+        request = urllib.request.Request(url, method="MKCOL", headers=headers)  # noqa: S310 - http(s), checked by the caller
+        try:
+            _send(request, authorization)
+        except _HttpError as error:
+            if error.status != 405:  # 405: the collection exists
+                raise
+        made.add(url)
+
+
+def put_http(
+    url: str,
+    path: Path,
+    size: int,
+    authorization: str | None = None,
+    *,
+    base: str | None = None,
+    relative: str = "",
+    made: set[str] | None = None,
+) -> str:
+    """PUT one file; returns the ETag the server gave, if any.
+
+    With `base` (the destination) and `relative` (the file's path under it), a 409 Conflict
+    (a WebDAV folder that does not exist) makes the folders (`made`: those already made), then
+    the PUT is sent once more.
+    """
+    try:
+        return _put(url, path, size, authorization)
+    except _HttpError as error:
+        if error.status != 409 or base is None:  # 409: no such collection
+            raise
+    make_collections(base, relative, authorization, made)
+    return _put(url, path, size, authorization)
+
+
+def _put(url: str, path: Path, size: int, authorization: str | None) -> str:
     sha256, md5 = _digests(path)
     headers = {
         "Content-Length": str(size),
@@ -106,16 +181,9 @@ def put_http(url: str, path: Path, size: int, authorization: str | None = None) 
     }
     if authorization:
         headers["Authorization"] = authorization
-    try:
-        with path.open("rb") as stream:
-            request = urllib.request.Request(url, data=stream, method="PUT", headers=headers)  # noqa: S310 - http(s), checked by the caller
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as answer:  # noqa: S310
-                return str(answer.headers.get("ETag", "")).strip('"')
-    except urllib.error.HTTPError as error:
-        why = _refused(error.code, authorization)
-        raise UploadError(f"PUT {url} answered HTTP {error.code} {error.reason}{why}") from error
-    except OSError as error:
-        raise UploadError(f"cannot PUT {url}: {error}") from error
+    with path.open("rb") as stream:
+        request = urllib.request.Request(url, data=stream, method="PUT", headers=headers)  # noqa: S310 - http(s), checked by the caller
+        return _send(request, authorization)
 
 
 def _copy_into(destination: Path, root: Path | None, relative: str, path: Path) -> Path:
@@ -147,6 +215,7 @@ def upload_results(
     s3 = _s3_module() if scheme.startswith("s3+") else None
     credentials = s3.Credentials.from_environment() if s3 is not None else None
     folder = None
+    collections: set[str] = set()  # WebDAV folders made (or found) so far
     if scheme == "file":
         folder = Path(urllib.request.url2pathname(urllib.parse.urlsplit(destination).path))
         try:
@@ -173,7 +242,15 @@ def upload_results(
             location = _copy_into(folder, root, relative, path).as_uri()
         else:
             location = destination.rstrip("/") + "/" + urllib.parse.quote(relative, safe="/~")
-            etag = put_http(location, path, size, authorization)
+            etag = put_http(
+                location,
+                path,
+                size,
+                authorization,
+                base=destination,
+                relative=relative,
+                made=collections,
+            )
         record: dict[str, object] = {
             "name": relative,
             "location": location,

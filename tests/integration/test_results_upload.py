@@ -294,3 +294,20 @@ def test_credentials_in_a_variable_that_is_not_set_are_a_no_at_offer_time(
     text = said(offers)
     assert f"cannot PUT results under {prefix}run-5" in text
     assert "RESULTS_STORE_TOKEN, which is not set" in text
+
+
+def test_a_webdav_destination_gets_its_folders_made_with_mkcol_and_the_credentials(
+    tmp_path, http_files
+):
+    authorization = "Basic " + base64.b64encode(b"voexec:open sesame").decode()
+    guarded(http_files, authorization)
+    http_files.collections = {"/", "/dav/"}  # the run's folder and plots/ do not exist yet
+    prefix = f"{http_files.url}/dav/"
+    credentials = HttpCredentials(prefix=prefix, username="voexec", password="open sesame")
+    settings = PlatformResultsSettings(http=[prefix], http_credentials=[credentials])
+    session = uploading(tmp_path, settings).run(storage=[http_results(f"{prefix}run-6")])
+    assert session.phase is P.COMPLETED, said(session)
+    assert http_files.mkcol == ["/dav/run-6/", "/dav/run-6/plots/"]
+    assert http_files.collections == {"/", "/dav/", "/dav/run-6/", "/dav/run-6/plots/"}
+    assert http_files.put["/dav/run-6/plots/sky%20map.txt"] == b"a map of the sky\n"
+    assert set(listed(session)) == {"checksums.txt", "plots/sky map.txt"}

@@ -194,9 +194,19 @@ class AcceptingCatalogue:
     def withdraw(self, entry_id: str) -> None:
         """Nothing to withdraw."""
 
+    def withdraw_all(self, entry_ids: Sequence[str]) -> list[str]:
+        """Nothing to withdraw."""
+        return []
+
     def entry_ids(self, source: str, repository: str | None = None) -> list[str]:
         """Nothing stored."""
         return []
+
+    def entry_ids_by_repository(
+        self, source: str, repositories: Sequence[str]
+    ) -> dict[str, list[str]]:
+        """Nothing stored."""
+        return {repository: [] for repository in repositories}
 
 
 def measure(folder: Path, url: str, catalogue: Any, engine: Any) -> dict[str, Any]:

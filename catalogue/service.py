@@ -106,6 +106,10 @@ class CatalogueStore(Protocol):
         """Withdraw an entry; False when it does not exist."""
         ...
 
+    def withdraw_all(self, entry_ids: Sequence[str], *, now: datetime) -> list[str]:
+        """Withdraw several entries in one transaction; the ids of those that exist."""
+        ...
+
     def entry(self, entry_id: str) -> Entry | None:
         """An entry's header and versions."""
         ...
@@ -124,6 +128,10 @@ class CatalogueStore(Protocol):
 
     def ids_from(self, source: str, repository: str | None = None) -> list[str]:
         """Ids of searchable entries from a source."""
+        ...
+
+    def ids_by_repository(self, source: str, repositories: Sequence[str]) -> dict[str, list[str]]:
+        """`ids_from` for many repositories at once (each one asked for has a list)."""
         ...
 
     def count(self, *, include_withdrawn: bool = False) -> int:
@@ -344,9 +352,34 @@ class CatalogueService:
         assert entry is not None  # withdrawn entries are kept
         return entry
 
+    def withdraw_all(self, entry_ids: Sequence[str]) -> list[str]:
+        """Withdraw several entries at once: one store transaction, one index deletion.
+
+        What a harvest uses for the entries of records that are gone. Unknown ids are skipped.
+
+        Returns:
+            The ids of the entries that exist (now withdrawn), in the order given.
+        """
+        started = self.clock.now()
+        found = self.store.withdraw_all(entry_ids, now=started)
+        if found:
+            self.follow_index()
+            try:
+                self.index.delete(found)
+            except Exception as error:  # noqa: BLE001 - stored already: the index catches up
+                log.warning("withdrew %d entries but not from the index: %s", len(found), error)
+                self._mark_behind(started)
+        return found
+
     def entry_ids(self, source: str, repository: str | None = None) -> list[str]:
         """Ids of the searchable entries published from a source (harvest uses it to withdraw)."""
         return self.store.ids_from(source, repository)
+
+    def entry_ids_by_repository(
+        self, source: str, repositories: Sequence[str]
+    ) -> dict[str, list[str]]:
+        """`entry_ids` of many repositories (registry records) of a source, in one query."""
+        return self.store.ids_by_repository(source, repositories)
 
     # ------------------------------------------------------------------------ reading
     def get(self, entry_id: str, version: str | None = None) -> EntryDetail:

@@ -23,11 +23,9 @@ withdrawn. The HTTP client (httpx) only contacts the source's host and `harvest.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -39,7 +37,7 @@ import msgspec
 
 from catalogue.model import Provenance, PublishReport
 from core.clock import Clock
-from core.errors import DomainError, NotFound
+from core.errors import DomainError
 from core.settings import HarvestSettings, HarvestSource, OaiPmhSource
 from harvest.model import (
     EntryOutcome,
@@ -51,7 +49,6 @@ from harvest.model import (
     SourceNotFound,
     SourceUnavailable,
     Trigger,
-    UnknownSource,
 )
 from harvest.registry_records import (
     HarvestedRecord,
@@ -62,6 +59,7 @@ from harvest.registry_records import (
     parse_identify,
     parse_list,
 )
+from harvest.runs import source_named, start_run
 from harvest.sources.port import exponential, with_retries
 from harvest.store_sql import HarvestStore
 
@@ -94,8 +92,18 @@ class RegistryCatalogue(Protocol):
         """Withdraw an entry; raises `NotFound` when there is none."""
         ...
 
+    def withdraw_all(self, entry_ids: Sequence[str]) -> list[str]:
+        """Withdraw several entries at once; the ids of those that exist."""
+        ...
+
     def entry_ids(self, source: str, repository: str | None = None) -> list[str]:
         """Ids of the searchable entries harvested from a source (and record)."""
+        ...
+
+    def entry_ids_by_repository(
+        self, source: str, repositories: Sequence[str]
+    ) -> dict[str, list[str]]:
+        """`entry_ids` of many records of a source at once."""
         ...
 
 
@@ -203,11 +211,22 @@ ClientFactory = Callable[[OaiPmhSource], OaiPmhClient]
 
 
 # ----------------------------------------------------------------------------- the harvest
+@dataclass(frozen=True)
+class RecordKeeps:
+    """A record whose earlier entries, but those it `keep`s, are withdrawn (`_withdraw_gone`)."""
+
+    report: ProjectReport
+    identifier: str
+    keep: frozenset[str]
+
+
 @dataclass
 class _PageWork:
     """A listed page: its records' reports, and the descriptions being read for them."""
 
     reports: list[ProjectReport] = field(default_factory=list)
+    gone: list[RecordKeeps] = field(default_factory=list)
+    """Deleted records: everything they published is withdrawn."""
     reads: list[tuple[ProjectReport, HarvestedRecord, Future[dict[str, Any] | None]]] = field(
         default_factory=list
     )
@@ -250,13 +269,7 @@ class OaiPmhHarvest:
         Raises:
             UnknownSource: no OAI-PMH source has that name.
         """
-        for source in self.settings.sources:
-            if source.name == name and isinstance(source, OaiPmhSource):
-                return source
-        known = [s.name for s in self.settings.sources if isinstance(s, OaiPmhSource)]
-        raise UnknownSource(
-            f"no OAI-PMH source {name!r} (known: {', '.join(known) or 'none configured'})"
-        )
+        return source_named(self.settings.sources, name, OaiPmhSource, "OAI-PMH")
 
     def run(
         self, source_name: str, *, trigger: Trigger = "manual", full: bool = False
@@ -268,14 +281,7 @@ class OaiPmhHarvest:
         """
         source = self.source(source_name)
         since = None if full else self._last_start(source.name)
-        run = RunSummary(
-            run_id=str(uuid.uuid4()),
-            source=source.name,
-            trigger=trigger,
-            status="running",
-            started_at=self.clock.now(),
-        )
-        self.store.start_run(run)
+        run = start_run(self.store, self.clock, source.name, trigger)
         reports: list[ProjectReport] = []
         client = self.clients(source)
         # Whether the source has entries at all: on a first harvest no record can have
@@ -326,14 +332,14 @@ class OaiPmhHarvest:
         records: list[HarvestedRecord],
         listed: int,
     ) -> _PageWork:
-        """Report the page's records, withdraw the deleted ones, start reading descriptions."""
+        """Report the page's records, note the deleted ones, start reading descriptions."""
         work = _PageWork()
         for number, record in enumerate(records, start=listed + 1):
             report = ProjectReport(project_id=number, path=record.identifier, status="harvested")
             work.reports.append(report)
             if record.deleted:
                 report.status = "deleted"
-                self._withdraw_all(report, source.name, record.identifier, keep=set())
+                work.gone.append(RecordKeeps(report, record.identifier, keep=frozenset()))
                 continue
             report.web_url = record.reference_url
             decision = classify(record)
@@ -348,14 +354,18 @@ class OaiPmhHarvest:
     def _settle(
         self, run: RunSummary, source: OaiPmhSource, pages: list[_PageWork]
     ) -> list[ProjectReport]:
-        """Publish the descriptions these pages read, as one batch; store their reports."""
+        """Publish what these pages read as one batch, withdraw what is gone, store the reports.
+
+        Gone: what a record no longer publishes; everything a deleted record published.
+        """
         to_publish = []
         for work in pages:
             for report, record, reading in work.reads:
                 document = reading.result()
                 if document is not None:
                     to_publish.append((report, record, document))
-        self._publish(run, source, to_publish)
+        published = self._publish(run, source, to_publish)
+        self._withdraw_gone(run, source.name, [g for work in pages for g in work.gone] + published)
         reports = [report for work in pages for report in work.reports]
         self.store.save_reports(run.run_id, reports)
         return reports
@@ -390,9 +400,10 @@ class OaiPmhHarvest:
         run: RunSummary,
         source: HarvestSource,
         items: list[tuple[ProjectReport, HarvestedRecord, Any]],
-    ) -> None:
+    ) -> list[RecordKeeps]:
+        """Publish the documents; each published record with the entries it keeps."""
         if not items:
-            return
+            return []
         now = self.clock.now()
         documents = [
             (
@@ -408,7 +419,8 @@ class OaiPmhHarvest:
             for report, _, _ in items:
                 self._fail(report, "catalogue", f"not stored: {reason}")
             log.warning("harvest %s: the catalogue refused a page: %s", run.run_id, reason)
-            return
+            return []
+        published: list[RecordKeeps] = []
         for (report, record, _), answer in zip(items, answers, strict=True):
             ref = record.identifier
             report.problems += [
@@ -428,24 +440,47 @@ class OaiPmhHarvest:
                         id=outcome.id, version=outcome.version, ref=ref, change=outcome.status
                     )
                 )
-            kept = {outcome.id for outcome in answer.entries}
-            self._withdraw_all(report, source.name, record.identifier, keep=kept)
+            kept = frozenset(outcome.id for outcome in answer.entries)
+            published.append(RecordKeeps(report, record.identifier, keep=kept))
+        return published
 
-    def _withdraw_all(
-        self, report: ProjectReport, source: str, identifier: str, *, keep: set[str]
-    ) -> None:
-        """Withdraw what this record published before and publishes no more."""
-        if not self._had_entries:
+    def _withdraw_gone(self, run: RunSummary, source: str, records: Sequence[RecordKeeps]) -> None:
+        """Withdraw what these records published before and publish no more.
+
+        One query for the entries of every record, one withdrawal of them all (a full re-run
+        of an unchanged registry withdraws nothing, in one query per batch). A record listed
+        twice is judged by its last listing.
+        """
+        if not self._had_entries or not records:
+            return  # a first harvest: no record can have published anything before
+        last = {gone.identifier: gone for gone in records}
+        before = self.catalogue.entry_ids_by_repository(source, list(last))
+        doomed = {
+            identifier: [key for key in before.get(identifier, []) if key not in gone.keep]
+            for identifier, gone in last.items()
+        }
+        everything = [key for keys in doomed.values() for key in keys]
+        if not everything:
             return
-        for entry_id in self.catalogue.entry_ids(source, identifier):
-            if entry_id in keep:
-                continue
-            with contextlib.suppress(NotFound):  # withdrawn by hand meanwhile
-                self.catalogue.withdraw(entry_id)
-            report.counts.withdrawn += 1
-            report.entries.append(
-                EntryOutcome(id=entry_id, version="", ref=identifier, change="withdrawn")
-            )
+        try:
+            withdrawn = set(self.catalogue.withdraw_all(everything))
+        except DomainError as error:
+            log.warning("harvest %s: could not withdraw entries: %s", run.run_id, error.message)
+            for identifier, keys in doomed.items():
+                if keys:
+                    self._fail(
+                        last[identifier].report, "catalogue", f"not withdrawn: {error.message}"
+                    )
+            return
+        for identifier, keys in doomed.items():
+            report = last[identifier].report
+            for key in keys:
+                if key not in withdrawn:
+                    continue  # withdrawn by hand meanwhile
+                report.counts.withdrawn += 1
+                report.entries.append(
+                    EntryOutcome(id=key, version="", ref=identifier, change="withdrawn")
+                )
 
     # ------------------------------------------------------------------------ the end
     def _finish(self, run: RunSummary, reports: list[ProjectReport]) -> HarvestReport:

@@ -50,7 +50,7 @@ from harvest.model import (
     RunSummary,
     Trigger,
 )
-from harvest.oaipmh import OaiPmhClient, OaiPmhHarvest, RegistryCatalogue
+from harvest.oaipmh import OaiPmhClient, OaiPmhHarvest, RecordKeeps, RegistryCatalogue
 from harvest.registry_records import SOFTWARE_SUBJECTS, HarvestedRecord, description_url
 from harvest.runs import source_named, start_run
 from harvest.sources.port import exponential, with_retries
@@ -339,6 +339,7 @@ class RegTapHarvest(OaiPmhHarvest):
             return []
         reports: list[ProjectReport] = []
         to_publish: list[tuple[ProjectReport, HarvestedRecord, Any]] = []
+        not_runnable: list[RecordKeeps] = []
         client = OaiPmhClient(
             source.url,
             allowed_hosts=self.settings.allowed_hosts,
@@ -358,7 +359,7 @@ class RegTapHarvest(OaiPmhHarvest):
                 if url is None:
                     report.status = "skipped"
                     report.warnings.append(ReportProblem(field="record", reason=_NOT_RUNNABLE))
-                    self._withdraw_all(report, source.name, record.ivoid, keep=set())
+                    not_runnable.append(RecordKeeps(report, record.ivoid, keep=frozenset()))
                     continue
                 document = self._description(report, client, url)
                 if document is not None:
@@ -368,7 +369,8 @@ class RegTapHarvest(OaiPmhHarvest):
                     to_publish.append((report, harvested, document))
         finally:
             client.close()
-        self._publish(run, source, to_publish)
+        published = self._publish(run, source, to_publish)
+        self._withdraw_gone(run, source.name, not_runnable + published)
         listed = {record.ivoid for record in records}
         reports += self._gone(source, listed)
         for report in reports:
@@ -381,8 +383,11 @@ class RegTapHarvest(OaiPmhHarvest):
         Records named by earlier reports get a report each; entries of no known record (their
         reports were pruned) are withdrawn under the registry's URL.
         """
-        kept = {i for ivoid in listed for i in self.catalogue.entry_ids(source.name, ivoid)}
-        remaining = set(self.catalogue.entry_ids(source.name)) - kept
+        remaining = set(self.catalogue.entry_ids(source.name))
+        if not remaining:
+            return []
+        by_record = self.catalogue.entry_ids_by_repository(source.name, sorted(listed))
+        remaining -= {key for keys in by_record.values() for key in keys}
         if not remaining:
             return []
         earlier = {

@@ -13,7 +13,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import httpx
@@ -257,8 +258,11 @@ def test_a_dachs_registry_is_harvested_and_its_records_skipped(tmp_path):
 
 
 # ----------------------------------------------------------------------------- many records
-def paged_registry(count: int, deleted: frozenset[int] = frozenset()) -> httpx.MockTransport:
-    """`count` executable records, 10 a page, each with its description; some deleted."""
+def paged_registry(
+    count: int, deleted: frozenset[int] = frozenset(), changed: Mapping[int, dict] | None = None
+) -> httpx.MockTransport:
+    """`count` executable records, 10 a page, each with its description; some deleted, some
+    `changed` (fields of their description replaced)."""
     host = "http://registry.test"
 
     def answer(request: httpx.Request) -> httpx.Response:
@@ -288,7 +292,8 @@ def paged_registry(count: int, deleted: frozenset[int] = frozenset()) -> httpx.M
                 )
             return httpx.Response(200, content=body.encode(), headers={"content-type": "text/xml"})
         name = request.url.path.rsplit("/", 1)[1]
-        return httpx.Response(200, json={"spec": executable(name=name, title=f"Tool {name}")})
+        spec = {"name": name, "title": f"Tool {name}", **(changed or {}).get(int(name[-2:]), {})}
+        return httpx.Response(200, json={"spec": executable(**spec)})
 
     return httpx.MockTransport(answer)
 
@@ -319,4 +324,77 @@ def test_records_read_several_at_once_are_reported_in_order_and_withdrawn_when_d
     assert later.counts.withdrawn == 2
     assert len(catalogue.entry_ids("paged")) == 23
     assert catalogue.entry_ids("paged", "ivo://registry.test/tool-03") == []
+    services.stop()
+
+
+class CountingCatalogue:
+    """The catalogue, counting the calls a harvest makes of it."""
+
+    def __init__(self, catalogue) -> None:
+        self.catalogue = catalogue
+        self.calls: Counter[str] = Counter()
+
+    def __getattr__(self, name: str):
+        method = getattr(self.catalogue, name)
+
+        def counted(*args, **kwargs):
+            self.calls[name] += 1
+            return method(*args, **kwargs)
+
+        return counted
+
+
+def test_a_full_rerun_writes_only_what_changed_and_asks_once_a_batch(tmp_path):
+    services = local_services(tmp_path, OaiPmhSource(name="paged", url="http://registry.test/oai"))
+    catalogue = services.components["catalogue"]
+    counting = CountingCatalogue(catalogue)
+    registry = {"transport": paged_registry(25)}
+
+    def client(source: OaiPmhSource) -> OaiPmhClient:
+        return OaiPmhClient(source.url, max_retries=0, transport=registry["transport"])
+
+    harvest = OaiPmhHarvest(
+        services.settings.harvest,
+        counting,
+        HarvestStore(services.components["engine"]),
+        SystemClock(),
+        clients=client,
+    )
+    assert harvest.run("paged").counts.new == 25
+    ids = catalogue.entry_ids("paged")
+    stamps = {key: catalogue.get(key).updated_at for key in ids}
+    generation = catalogue.index.generation()
+    counting.calls.clear()
+
+    again = harvest.run("paged", full=True)
+
+    assert (again.counts.unchanged, again.counts.new, again.counts.updated) == (25, 0, 0)
+    assert {key: catalogue.get(key).updated_at for key in ids} == stamps  # nothing written
+    assert catalogue.index.generation() == generation  # nor indexed
+    # one lookup of earlier entries for the whole batch, not one per record; nothing withdrawn
+    assert counting.calls["entry_ids_by_repository"] == 1
+    assert counting.calls["withdraw_all"] == 0
+    assert counting.calls["withdraw"] == 0
+
+    # one record changes, another now publishes under another name, a third is deleted
+    registry["transport"] = paged_registry(
+        25,
+        deleted=frozenset({9}),
+        changed={5: {"title": "Tool five, faster"}, 7: {"name": "tool-07-renamed"}},
+    )
+    later = harvest.run("paged", full=True)
+
+    records = by_path(later)
+    five = records["ivo://registry.test/tool-05"]
+    assert [e.change for e in five.entries] == ["updated"]
+    seven = records["ivo://registry.test/tool-07"]
+    assert sorted(e.change for e in seven.entries) == ["new", "withdrawn"]
+    assert records["ivo://registry.test/tool-09"].counts.withdrawn == 1
+    assert (later.counts.unchanged, later.counts.withdrawn) == (22, 2)
+    [five_id] = catalogue.entry_ids("paged", "ivo://registry.test/tool-05")
+    assert catalogue.get(five_id).spec.title == "Tool five, faster"
+    [renamed] = catalogue.entry_ids("paged", "ivo://registry.test/tool-07")
+    assert catalogue.get(renamed).name == "tool-07-renamed"
+    assert counting.calls["withdraw_all"] == 1  # both withdrawals at once
+    assert len(catalogue.entry_ids("paged")) == 24
     services.stop()

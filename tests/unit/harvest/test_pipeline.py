@@ -429,6 +429,12 @@ class ListingCatalogue(MemoryCatalogue):
     def entry_ids(self, source: str, repository: str | None = None) -> list[str]:
         return []
 
+    def entry_ids_by_repository(self, source: str, repositories: list[str]) -> dict:
+        return {repository: [] for repository in repositories}
+
+    def withdraw_all(self, entry_ids: list[str]) -> list[str]:
+        return []
+
 
 def test_every_source_type_is_run_through_the_source_port(kit: PipelineKit):
     from harvest.oaipmh import OaiPmhHarvest

@@ -16,12 +16,14 @@ that are SQL only say so in their name's section: migrations, and PostgreSQL's r
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import msgspec
@@ -34,6 +36,7 @@ from broker import model
 from broker.lifecycle import (
     OfferExpired,
     Phase,
+    PlatformCheckDue,
     PreparationDue,
     SessionState,
     StartReached,
@@ -802,6 +805,238 @@ def test_two_stores_on_one_database_see_each_others_commits(
         assert tx.session(offer.id).phase is Phase.ACCEPTED
         assert tx.live_bookings(NOW + HOUR, ["small"]) == [booking_of(offer, BookingKind.BOOKING)]
         assert len(tx.claim("worker-a", NOW, LEASE, limit=1)) == 1
+
+
+# ------------------------------------------------------------------------- the fake, beside SQLite
+class Differential:
+    """One random sequence of operations, made on SQLite and on the fake; answers compared.
+
+    Answers are made comparable without the ids each store gives its queued events and calls
+    (each store's own ids are kept to claim, take and finish with).
+    """
+
+    PHASES = (Phase.OFFERED, Phase.ACCEPTED, Phase.REJECTED, Phase.EXPIRED, Phase.WAITING)
+    EVENTS = (WorkQueued(), StartReached(), PreparationDue(), OfferExpired(), PlatformCheckDue())
+    WORKERS = ("worker-a", "worker-b")
+
+    def __init__(self, stores: list[AnyStore], seed: int) -> None:
+        self.stores = stores
+        self.rng = random.Random(seed)
+        self.records: dict[int, SessionRecord] = {}
+        self.sets: list[str] = []
+        self.claimed: dict[tuple[int, str], list[int]] = {}
+        self.calls: dict[tuple[int, str], list[int]] = {}
+
+    def instant(self) -> datetime:
+        return NOW + timedelta(minutes=5 * self.rng.randrange(-2, 30))
+
+    def number(self) -> int:
+        return self.rng.choice(sorted(self.records)) if self.records else 1
+
+    def both(self, what: str, step: Callable[[int, Any], object]) -> None:
+        answers = []
+        for index, store in enumerate(self.stores):
+            with store.write() as tx:
+                answers.append(step(index, tx))
+        assert answers[0] == answers[1], f"{what}: SQLite {answers[0]!r}, fake {answers[1]!r}"
+
+    def add_offerset(self) -> None:
+        identifier = str(UUID(int=5000 + len(self.sets)))
+        self.sets.append(identifier)
+        requester = self.rng.choice(["token:a", "token:b", None])
+        offers = []
+        for _ in range(self.rng.randint(1, 3)):
+            number = 100 + len(self.records)
+            offers.append(
+                record(
+                    number,
+                    offerset=identifier,
+                    platform=self.rng.choice(["small", "gpu"]),
+                    expires=self.instant(),
+                    start=NOW + HOUR * self.rng.randint(0, 4),
+                )
+            )
+            self.records[number] = offers[-1]
+        document = offerset_document(identifier)
+
+        def store_set(index: int, tx: Any) -> None:
+            tx.add_offerset(identifier, NOW, document, requester=requester)
+            for position, offer in enumerate(offers):
+                tx.add_session(
+                    offer, position=position, start=offer.state.start, end=offer.state.end
+                )
+                tx.add_booking(offer.id, booking_of(offer))
+
+        self.both("add_offerset", store_set)
+
+    def add_direct(self) -> None:
+        number = 100 + len(self.records)
+        direct = record(number, phase=Phase.ACCEPTED, expires=None, start=self.instant())
+        self.records[number] = direct
+        requester = self.rng.choice(["token:c", None])
+
+        def store_direct(index: int, tx: Any) -> None:
+            tx.add_session(
+                direct, start=direct.state.start, end=direct.state.end, requester=requester
+            )
+            tx.add_booking(direct.id, booking_of(direct, BookingKind.BOOKING))
+
+        self.both("add_direct", store_direct)
+
+    def change(self) -> None:
+        number = self.number()
+        target = self.records.get(number)
+        if target is None:
+            return
+        kind = self.rng.choice(["save", "convert", "release", "move", "reject_siblings"])
+        if kind == "save":
+            self.records[number] = changed = with_phase(target, self.rng.choice(self.PHASES))
+            self.both("save_session", lambda i, tx: tx.save_session(changed))
+        elif kind == "convert":
+            self.both("convert_hold", lambda i, tx: tx.convert_hold(target.id))
+        elif kind == "release":
+            self.both("release", lambda i, tx: tx.release(target.id))
+        elif kind == "move":
+            start = self.instant()
+            self.both("move_slot", lambda i, tx: tx.move_slot(target.id, start, start + HOUR))
+        else:
+
+            def reject_siblings(index: int, tx: Any) -> list[str]:
+                siblings = tx.siblings(target)
+                with tx.batched():
+                    for sibling in siblings:
+                        tx.release(sibling.id)
+                        tx.drop_work(sibling.id)
+                        tx.save_session(with_phase(sibling, Phase.REJECTED))
+                return [sibling.id for sibling in siblings]
+
+            self.both("reject_siblings", reject_siblings)
+            for sibling_number, sibling in list(self.records.items()):
+                same_set = sibling.offerset_id and sibling.offerset_id == target.offerset_id
+                if same_set and sibling.id != target.id:
+                    self.records[sibling_number] = with_phase(sibling, Phase.REJECTED)
+
+    def queue(self) -> None:
+        number, due, event = self.number(), self.instant(), self.rng.choice(self.EVENTS)
+        if self.rng.random() < 0.2:
+            self.both("drop_work", lambda i, tx: tx.drop_work(session_id(number)))
+        else:
+            self.both("enqueue", lambda i, tx: tx.enqueue(session_id(number), due, event))
+
+    def work(self) -> None:
+        worker, now = self.rng.choice(self.WORKERS), self.instant()
+        if self.rng.random() < 0.5:
+            limit = self.rng.randint(1, 6)
+
+            def claim(index: int, tx: Any) -> int:
+                self.claimed[index, worker] = tx.claim(worker, now, LEASE, limit)
+                return len(self.claimed[index, worker])
+
+            self.both("claim", claim)
+        else:
+
+            def take(index: int, tx: Any) -> list[tuple[str, datetime, object]]:
+                items = tx.take_batch(self.claimed.pop((index, worker), []), worker, now)
+                return [(item.session_id, item.due_at, item.event) for item in items]
+
+            self.both("take_batch", take)
+
+    def outbox(self) -> None:
+        worker, now = self.rng.choice(self.WORKERS), self.instant()
+        kind = self.rng.choice(["add", "add", "claim", "finish"])
+        if kind == "add":
+            number, action = self.number(), self.rng.choice(["prepare", "start", "release"])
+            self.both(
+                "add_instruction",
+                lambda i, tx: tx.add_instruction(session_id(number), action, now, NOW),
+            )
+        elif kind == "claim":
+            limit = self.rng.randint(1, 4)
+            only = None if self.rng.random() < 0.7 else [session_id(self.number())]
+
+            def claim(index: int, tx: Any) -> list[tuple[str, str, datetime, datetime]]:
+                calls = tx.claim_instructions(worker, now, LEASE, limit=limit, session_ids=only)
+                self.calls[index, worker] = [call.id for call in calls]
+                return [(c.session_id, c.action, c.effective_at, c.noted_at) for c in calls]
+
+            self.both("claim_instructions", claim)
+        else:
+            finisher = self.rng.choice(self.WORKERS)
+
+            def finish(index: int, tx: Any) -> list[bool]:
+                return [
+                    tx.finish_instruction(i, finisher) for i in self.calls.get((index, worker), [])
+                ]
+
+            self.both("finish_instruction", finish)
+
+    def fail(self) -> None:
+        """A write that fails halfway leaves nothing, on either."""
+        number = 100 + len(self.records)
+        lost = record(number, start=self.instant())
+        for store in self.stores:
+            with pytest.raises(ZeroDivisionError), store.write() as tx:  # noqa: PT012
+                tx.add_session(lost, start=lost.state.start, end=lost.state.end)
+                tx.add_booking(lost.id, booking_of(lost))
+                tx.enqueue(lost.id, NOW, WorkQueued())
+                _ = 1 / 0
+
+    def look(self) -> None:
+        """Every read of the port, at a random instant, on both."""
+        now = self.instant()
+        answers = []
+        for store in self.stores:
+            with store.read() as tx:
+                seen: dict[str, object] = {
+                    "live": sorted(
+                        tx.live_bookings(now, ["small", "gpu"]),
+                        key=lambda b: (b.platform, b.interval.start, b.interval.end, str(b)),
+                    ),
+                    "within": sorted(
+                        tx.live_bookings(now, ["small"], Interval(now, now + 2 * HOUR)),
+                        key=lambda b: (b.interval.start, b.interval.end, str(b)),
+                    ),
+                    "small": tx.bookings_of("small"),
+                    "gpu": tx.bookings_of("gpu"),
+                    "held": [tx.held_offersets(who, now) for who in ("token:a", "token:b")],
+                    "expired": sorted(tx.expired_offers(now)),
+                    "sessions": [tx.session(r.id) for r in self.records.values()],
+                    "owners": [tx.owner(session_id=r.id) for r in self.records.values()],
+                    "set_owners": [tx.owner(offerset_id=s) for s in self.sets],
+                    "sets": [tx.offerset(s) for s in self.sets],
+                    "siblings": [tx.siblings(r) for r in self.records.values()],
+                    "pending": [
+                        [(w.session_id, w.due_at, w.event) for w in tx.pending(session_id(n))]
+                        for n in self.records
+                    ],
+                }
+            seen["stored"] = [store.stored_session(r.id) for r in self.records.values()]
+            seen["stored_sets"] = [store.stored_offerset(s) for s in self.sets]
+            answers.append(seen)
+        for key in answers[0]:
+            assert answers[0][key] == answers[1][key], f"{key}: SQLite and the fake differ"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_fake_answers_as_sqlite_does_over_random_sequences_of_operations(
+    seed: int, tmp_path: Path
+):
+    """The fake's own check against the reference: the same steps, the same answers."""
+    sql = SqlBrokerStore(make_engine(f"sqlite:///{tmp_path / 'broker.db'}"))
+    sql.migrate()
+    stores: list[AnyStore] = [sql, MemorySessionStore()]
+    for store in stores:
+        with store.write() as tx:
+            tx.ensure_platforms(["small", "gpu"])
+    run = Differential(stores, seed)
+    steps = [run.add_offerset, run.add_direct, run.change, run.change, run.queue, run.queue]
+    steps += [run.work, run.work, run.outbox, run.outbox, run.fail, run.look]
+    try:
+        for _ in range(160):
+            run.rng.choice(steps)()
+        run.look()
+    finally:
+        sql.engine.dispose()
 
 
 # ------------------------------------------------------------------------- row locks

@@ -638,6 +638,10 @@ class HarvestSettings(_Settings, frozen=True):
     allowed_hosts: list[str] = []
     """Hosts harvest may contact besides the configured source URLs."""
     max_retries: NonNegativeInt = 5
+    readers: Annotated[int, msgspec.Meta(ge=1, le=32)] = 4
+    """Requests a harvest has in flight at once (GitLab projects, OAI-PMH descriptions): enough
+    to overlap round trips, few enough to stay polite (GitLab.com allows 2,000 API requests a
+    minute per user; a 429's Retry-After is waited out by every reader)."""
 
 
 class VocabularySettings(_Settings, frozen=True):

@@ -183,7 +183,7 @@ class GitLabClient:
         self._allowed_hosts = {urlsplit(self.url).netloc, *allowed_hosts}
         # The last 429's Retry-After, per thread: python-gitlab's exceptions drop the headers.
         self._seen = threading.local()
-        # Several threads may read through one client (harvest.pipeline.READERS): a 429 or a
+        # Several threads may read through one client (the `harvest.readers` setting): a 429 or a
         # failure seen by one pauses them all, so that together they honour Retry-After.
         self._pause_lock = threading.Lock()
         self._paused_until = 0.0

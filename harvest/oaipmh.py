@@ -72,8 +72,6 @@ MAX_ANSWER_BYTES: Final = 64 * 1024 * 1024
 MAX_PAGES: Final = 100_000
 """A registry that never ends its list stops the run here instead of looping for ever."""
 TIMEOUT: Final = httpx.Timeout(60.0, connect=10.0)
-READERS: Final = 4
-"""Entry descriptions read at once (one request per executable record)."""
 PUBLISH_BATCH: Final = 500
 """Records published together: one catalogue transaction and one index commit per batch."""
 
@@ -244,7 +242,7 @@ class OaiPmhHarvest:
         *,
         clients: ClientFactory | None = None,
         keep_runs: int = 100,
-        readers: int = READERS,
+        readers: int | None = None,
     ) -> None:
         self.settings = settings
         self.catalogue = catalogue
@@ -252,7 +250,7 @@ class OaiPmhHarvest:
         self.clock = clock
         self.clients = clients or self._client
         self.keep_runs = keep_runs
-        self.readers = max(1, readers)
+        self.readers = max(1, settings.readers if readers is None else readers)
         self._had_entries = True
         """Whether the source had entries when the current run started."""
 

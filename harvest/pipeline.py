@@ -21,13 +21,14 @@ as candidate remote platforms. All three retry through `harvest.sources.port.wit
 
 One project's failure (GitLab kept failing, the catalogue was unavailable) is reported and the
 run goes on; that project's stored state is left as it was, so the next run reads it again.
-Each project's report and new state are stored together (`harvest.store_sql.HarvestStore`).
+The reports and new states of a batch's projects are stored together, in one transaction
+(`harvest.store_sql.HarvestStore.save_projects`).
 
 Talks to GitLab through `harvest.model.ProjectSource` (`harvest.gitlab.GitLabClient`) and to the
 catalogue through `Publisher` (`catalogue.service.CatalogueService`): it calls exactly
 `publish_all([(document, provenance), ...])` (one batch per 25 projects, so the search index
 is updated once per batch, and stores the batch in one transaction) and `withdraw(entry_id)`.
-The projects of a batch are read from GitLab by a few threads at once (`READERS`).
+The projects of a batch are read from GitLab by a few threads at once (the `readers` setting).
 Imports neither python-gitlab nor Litestar.
 """
 
@@ -77,7 +78,7 @@ from harvest.model import (
 from harvest.oaipmh import OaiPmhHarvest, RegistryCatalogue
 from harvest.runs import start_run
 from harvest.sources.port import Source
-from harvest.store_sql import HarvestStore
+from harvest.store_sql import HarvestStore, ProjectSave
 
 if TYPE_CHECKING:
     from harvest.sources.regtap import RegTapHarvest
@@ -91,9 +92,6 @@ it updates the value at most once an hour (since GitLab 8.12); ten minutes cover
 BATCH_PROJECTS: Final = 25
 """Projects read before their files go to the catalogue together (one index update)."""
 
-READERS: Final = 4
-"""Projects of a batch read from GitLab at the same time: enough to overlap round trips, few
-enough to stay polite (GitLab.com allows 2,000 API requests a minute per user)."""
 
 Progress = Callable[[int, int], None]
 """Called with (projects done, projects in all) as a run goes."""
@@ -127,6 +125,7 @@ class HarvestPipeline:
         clock: Tells `harvested_at` and run times.
         keep_runs: Reports kept per source; older ones are deleted when a run ends.
         readers: Projects read from GitLab at the same time (threads); 1 reads one by one.
+            None: the settings' `readers`.
     """
 
     def __init__(
@@ -138,7 +137,7 @@ class HarvestPipeline:
         clock: Clock,
         *,
         keep_runs: int = 100,
-        readers: int = READERS,
+        readers: int | None = None,
     ) -> None:
         self.settings = settings
         self.publisher = publisher
@@ -146,7 +145,7 @@ class HarvestPipeline:
         self.clients = clients
         self.clock = clock
         self.keep_runs = keep_runs
-        self.readers = max(1, readers)
+        self.readers = max(1, settings.readers if readers is None else readers)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -390,9 +389,12 @@ class HarvestPipeline:
                 mine = answers[offset : offset + len(reader.pending)]
                 offset += len(reader.pending)
                 _guard(reader, partial(reader.settle, mine))
-            self.store.save_project(
-                run.run_id, reader.report, source=source.name, state=reader.state
-            )
+        # The batch's reports and new states in one transaction.
+        self.store.save_projects(
+            run.run_id,
+            [ProjectSave(reader.report, reader.state) for reader in readers],
+            source=source.name,
+        )
         return [reader.report for reader in readers]
 
     def _read(self, readers: Sequence[_ProjectRead], *, full: bool) -> None:

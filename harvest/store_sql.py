@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgspec
 from sqlalchemy import (
@@ -30,6 +30,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    bindparam,
     delete,
     insert,
     select,
@@ -119,6 +120,16 @@ class ProjectReportRow(Base):
     body: Mapped[str] = mapped_column(Text)
 
 
+class ProjectSave(NamedTuple):
+    """One project's report and what becomes of its stored state (`HarvestStore.save_projects`)."""
+
+    report: ProjectReport
+    state: ProjectState | None = None
+    """The project's new state; None keeps the stored one (unchanged or failed)."""
+    forget: bool = False
+    """Delete the stored state (the project is gone and its entries withdrawn)."""
+
+
 class _Summary(msgspec.Struct, kw_only=True):
     """The JSON of `harvest_runs.summary`."""
 
@@ -193,35 +204,65 @@ class HarvestStore:
             state: The project's new state; None keeps the stored one (unchanged or failed).
             forget: Delete the stored state (the project is gone and its entries withdrawn).
         """
+        self.save_projects(run_id, [ProjectSave(report, state, forget)], source=source)
+
+    def save_projects(self, run_id: str, saves: Sequence[ProjectSave], *, source: str) -> None:
+        """`save_project` for several projects of a run, in one transaction.
+
+        A few statements whatever their number (Core `executemany`, no ORM objects): a report
+        or state stored before for the same project is replaced.
+        """
+        if not saves:
+            return
+        reports = [
+            {
+                "run_id": run_id,
+                "project_id": save.report.project_id,
+                "path": save.report.path,
+                "status": save.report.status,
+                "has_problems": bool(save.report.problems),
+                "body": _encode(save.report).decode(),
+            }
+            for save in saves
+        ]
+        replaced = [
+            {"k_source": source, "k_id": save.report.project_id}
+            for save in saves
+            if save.forget or save.state is not None
+        ]
+        states = [
+            {
+                "source": save.state.source,
+                "project_id": save.state.project_id,
+                "path": save.state.path,
+                "last_activity_at": save.state.last_activity_at,
+                "harvested_at": save.state.harvested_at,
+                "body": _encode(save.state).decode(),
+            }
+            for save in saves
+            if save.state is not None and not save.forget
+        ]
+        reports_table, states_table = ProjectReportRow.__table__, ProjectStateRow.__table__
         with write_transaction(self._sessions) as session:
-            session.merge(
-                ProjectReportRow(
-                    run_id=run_id,
-                    project_id=report.project_id,
-                    path=report.path,
-                    status=report.status,
-                    has_problems=bool(report.problems),
-                    body=_encode(report).decode(),
-                )
+            connection = session.connection()
+            connection.execute(
+                delete(reports_table).where(
+                    reports_table.c.run_id == bindparam("k_run"),
+                    reports_table.c.project_id == bindparam("k_id"),
+                ),
+                [{"k_run": run_id, "k_id": row["project_id"]} for row in reports],
             )
-            if forget:
-                session.execute(
-                    delete(ProjectStateRow).where(
-                        ProjectStateRow.source == source,
-                        ProjectStateRow.project_id == report.project_id,
-                    )
+            connection.execute(insert(reports_table), reports)
+            if replaced:
+                connection.execute(
+                    delete(states_table).where(
+                        states_table.c.source == bindparam("k_source"),
+                        states_table.c.project_id == bindparam("k_id"),
+                    ),
+                    replaced,
                 )
-            elif state is not None:
-                session.merge(
-                    ProjectStateRow(
-                        source=state.source,
-                        project_id=state.project_id,
-                        path=state.path,
-                        last_activity_at=state.last_activity_at,
-                        harvested_at=state.harvested_at,
-                        body=_encode(state).decode(),
-                    )
-                )
+            if states:
+                connection.execute(insert(states_table), states)
 
     def save_reports(self, run_id: str, reports: Sequence[ProjectReport]) -> None:
         """Record many new reports of a run (no stored state) in one transaction.

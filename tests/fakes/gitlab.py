@@ -102,9 +102,10 @@ class FakeGitLab:
         self._thread: threading.Thread | None = None
 
     # ---------------------------------------------------------------------- life cycle
-    def start(self) -> FakeGitLab:
+    def start(self, port: int = 0) -> FakeGitLab:
+        """Serve on a loopback port (0: any free one; `url` tells)."""
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 from sqlalchemy import inspect
 
@@ -18,7 +19,7 @@ from harvest.model import (
     RunNotFound,
     RunSummary,
 )
-from harvest.store_sql import VERSION_TABLE, HarvestStore
+from harvest.store_sql import VERSION_TABLE, HarvestStore, ProjectSave
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -74,6 +75,34 @@ def test_project_state_round_trips_and_is_replaced_then_forgotten(store):
     assert store.states("other") == {}
     store.save_project("r1", report, source="lab", forget=True)
     assert store.state("lab", 1) is None
+
+
+def test_a_batch_of_projects_is_saved_as_one_by_one_would_be(store):
+    store.start_run(run("r1", T0))
+    store.save_project(
+        "r1",
+        ProjectReport(project_id=3, path="astro/p3", status="harvested"),
+        source="lab",
+        state=state(3),
+    )
+    saves = [
+        ProjectSave(ProjectReport(project_id=1, path="astro/p1", status="harvested"), state(1)),
+        ProjectSave(ProjectReport(project_id=2, path="astro/p2", status="failed")),
+        ProjectSave(ProjectReport(project_id=3, path="astro/p3", status="deleted"), forget=True),
+    ]
+    store.save_projects("r1", saves, source="lab")
+    # saved again (a webhook's run of the same project): replaced, not doubled
+    store.save_projects("r1", [ProjectSave(saves[0].report, state(1, commit="c2"))], source="lab")
+    store.save_projects("r1", [], source="lab")
+
+    assert store.states("lab") == {1: state(1, commit="c2")}
+    store.finish_run(msgspec.structs.replace(run("r1", T0), status="partial", finished_at=T0))
+    reports = store.report("r1").project_reports
+    assert sorted((r.project_id, r.status) for r in reports) == [
+        (1, "harvested"),
+        (2, "failed"),
+        (3, "deleted"),
+    ]
 
 
 def test_a_report_without_state_keeps_the_stored_state(store):

@@ -13,10 +13,13 @@ After each kill, straight from the database:
 - every session whose accept was answered 200 is stored and accepted (not OFFERED, REJECTED
   or EXPIRED), and every cancel answered 200 stays CANCELLED.
 
-Sessions are short (20 s, starting within 30 s), so platform calls (prepare, start, release)
-happen during the bursts. After the last round the server runs once more, unkilled, until every
-accepted session has passed its offered end: each must reach COMPLETED (CANCELLED when it was
-cancelled), within a generous bound. Any violation ends the script with status 1 and says which.
+Sessions are short (20 s, starting within 30 s) and offers expire after 30 s, so platform calls
+(prepare, start, release) and expiries happen during the bursts. After the last round the
+server runs once more, unkilled, until every session has passed its offered end and every offer
+its expiry: each accept answered 200 must reach COMPLETED (CANCELLED when it was cancelled),
+within a generous bound, and every other stored session must have ended (an accept whose
+answer a kill cut off runs as well; an offer is REJECTED or EXPIRED). Any violation ends the
+script with status 1 and says which.
 
 `--database sqlite` (the default) uses one SQLite file in a temporary folder; `--database
 postgres` a throwaway database (created, then dropped) on the PostgreSQL server named by
@@ -56,6 +59,9 @@ from core.settings import BrokerSettings, Capacity, PlatformSettings, SimulatedB
 
 CANCEL = json.dumps({"kind": "uri:enum-value-update", "path": "phase", "value": "CANCELLED"})
 DURATION = timedelta(seconds=20)
+OFFER_TTL = timedelta(seconds=30)
+"""Short, so that the offers left open at a kill expire during the last, unkilled run."""
+ENDED = frozenset({"COMPLETED", "CANCELLED", "FAILED", "REJECTED", "EXPIRED"})
 ACCEPTED_PHASES = frozenset(
     {"ACCEPTED", "WAITING", "PREPARING", "AVAILABLE", "RUNNING", "RELEASING", "COMPLETED"}
 )
@@ -77,15 +83,18 @@ def broker_settings() -> BrokerSettings:
         ],
         held_offersets_per_requester=0,
         max_offers=2,
+        offer_ttl=OFFER_TTL,
     )
 
 
 @dataclass
 class Ledger:
-    """What the clients were told: accepts and cancels answered 200."""
+    """What the clients were told: accepts and cancels answered 200, and cancels asked for."""
 
     accepted: set[str] = field(default_factory=set)
     cancelled: set[str] = field(default_factory=set)
+    cancelling: set[str] = field(default_factory=set)
+    """Cancels sent, answered or not: one a kill cut off may or may not have been committed."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -141,6 +150,8 @@ def _client(port: int, ledger: Ledger, stop: threading.Event, seed: int) -> None
                 with ledger.lock:
                     ledger.accepted.add(chosen)
                 if rng.random() < 0.2:
+                    with ledger.lock:
+                        ledger.cancelling.add(chosen)
                     connection.request(
                         "POST",
                         f"/broker/sessions/{chosen}",
@@ -189,8 +200,35 @@ def _audit(engine: Engine, specs: Sequence[PlatformSpec], ledger: Ledger) -> lis
         if uuid in ledger.cancelled:
             if phase != "CANCELLED":
                 problems.append(f"session {uuid}: cancelled, but stored as {phase}")
-        elif phase not in ACCEPTED_PHASES:
+        elif phase not in ACCEPTED_PHASES and not (
+            uuid in ledger.cancelling and phase == "CANCELLED"
+        ):
             problems.append(f"session {uuid}: accepted, but stored as {phase}")
+    return problems
+
+
+def _ends(phases: dict[str, str], ledger: Ledger) -> list[str]:
+    """What the last run left wrong: a session not ended, or not ended as its answers said.
+
+    An accept answered 200 ends COMPLETED (CANCELLED when a cancel was answered 200; either
+    when a kill cut off the cancel's answer). An accept whose answer a kill cut off ends
+    COMPLETED or CANCELLED too (it was committed), an offer never accepted ends REJECTED or
+    EXPIRED; nothing ends FAILED (the simulated platforms never fail).
+    """
+    problems = []
+    for uuid, phase in sorted(phases.items()):
+        if uuid in ledger.accepted:
+            if uuid in ledger.cancelled:
+                wanted = {"CANCELLED"}
+            elif uuid in ledger.cancelling:  # the cancel's answer was cut off
+                wanted = {"COMPLETED", "CANCELLED"}
+            else:
+                wanted = {"COMPLETED"}
+            if phase not in wanted:
+                problems.append(f"session {uuid}: ended {phase}, not {' or '.join(wanted)}")
+        elif phase not in ENDED - {"FAILED"}:
+            problems.append(f"session {uuid}: ended {phase}")
+    problems += [f"session {uuid}: accepted, not stored" for uuid in ledger.accepted - set(phases)]
     return problems
 
 
@@ -253,36 +291,31 @@ def _run(folder: Path, url: str, *, rounds: int, workers: int, clients: int, bur
                 flush=True,
             )
             problems += [f"round {number}: {problem}" for problem in found]
-        # Once more, unkilled, until every session has passed its offered end.
+        # Once more, unkilled, until every session has passed its offered end and every offer
+        # its expiry: each stored session must then have ended.
         process = _start(settings, port, workers)
         try:
-            deadline = time.time() + DURATION.total_seconds() + 120
+            deadline = time.time() + (DURATION + OFFER_TTL).total_seconds() + 120
             while time.time() < deadline:
                 phases = _phases(engine)
-                pending = [
-                    uuid
-                    for uuid in ledger.accepted
-                    if phases.get(uuid) not in ("COMPLETED", "CANCELLED")
-                ]
-                if not pending:
+                if all(phase in ENDED for phase in phases.values()):
                     break
                 time.sleep(1)
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(60)
         phases = _phases(engine)
-        for uuid in sorted(ledger.accepted):
-            want = "CANCELLED" if uuid in ledger.cancelled else "COMPLETED"
-            if phases.get(uuid) != want:
-                problems.append(f"session {uuid}: ended {phases.get(uuid)}, not {want}")
+        problems += _ends(phases, ledger)
         problems += _audit(engine, specs, ledger)
-        stored = len(phases)
     finally:
         engine.dispose()
+    ran = {uuid for uuid, phase in phases.items() if phase in ("COMPLETED", "CANCELLED")}
     print(
-        f"{engine.dialect.name}: {rounds} kills, {stored} sessions stored, "
-        f"{len(ledger.accepted)} accepted, {len(ledger.cancelled)} cancelled: "
-        f"{len(problems)} problems; {time.monotonic() - started:.0f} s; load {_load()}"
+        f"{engine.dialect.name}: {rounds} kills, {len(phases)} sessions stored, "
+        f"{len(ledger.accepted)} accepts answered ({len(ledger.cancelled)} then cancelled), "
+        f"{len(ran - ledger.accepted)} accepted with the answer lost to a kill, "
+        f"{len(ran)} ran to COMPLETED or CANCELLED: {len(problems)} problems; "
+        f"{time.monotonic() - started:.0f} s; load {_load()}"
     )
     for problem in problems:
         print(f"  {problem}")

@@ -3,7 +3,8 @@
 #
 #   bash scripts/services/ci-setup.sh          install what is missing, start PostgreSQL,
 #                                               OpenSearch, Slurm, DaCHS, the container
-#                                               registry and S3 (moto), write .services/env
+#                                               registry, S3 (moto) and Rucio, write
+#                                               .services/env
 #   bash scripts/services/ci-setup.sh stop     stop them and remove .services/env
 #
 # `.ci/run` calls it and then sources .services/env, which holds
@@ -21,6 +22,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 cmd_stop() {
   local status=0
+  bash "$SERVICES_SCRIPTS/rucio" stop || status=1 # before PostgreSQL, which holds its database
   bash "$SERVICES_SCRIPTS/s3" stop || status=1
   bash "$SERVICES_SCRIPTS/containers" stop || status=1
   bash "$SERVICES_SCRIPTS/opensearch" stop || status=1
@@ -40,6 +42,7 @@ missing_packages() {
     bash "$SERVICES_SCRIPTS/dachs" packages
     bash "$SERVICES_SCRIPTS/containers" packages
     bash "$SERVICES_SCRIPTS/s3" packages
+    bash "$SERVICES_SCRIPTS/rucio" packages
     if [ "${SERVICES_SKIP_CHROMIUM:-0}" != 1 ] && ! command -v chromium >/dev/null 2>&1; then
       # fonts-liberation: metric-compatible Arial/Times/Courier, so screenshots look as in a
       # desktop browser (it is only a recommendation of the chromium package).
@@ -88,6 +91,11 @@ cmd_start() {
   } >"$SERVICES_ENV_FILE"
   say "PostgreSQL: $postgres_url"
   say "OpenSearch: $opensearch_url"
+  # Rucio (its own venv, its schema in the PostgreSQL above) installs and starts meanwhile; its
+  # line is written below, once the other services have written theirs.
+  local rucio_out="$SERVICES_DIR/.rucio-url"
+  SERVICES_RUCIO_WRITE_ENV=0 bash "$SERVICES_SCRIPTS/rucio" start >"$rucio_out" &
+  local rucio_job=$!
   # Slurm (a one-node cluster on loopback) adds its SLURM_CONF line to the file.
   bash "$SERVICES_SCRIPTS/slurm" start >/dev/null || die "Slurm did not start"
   # DaCHS (a throwaway OAI-PMH registry in the PostgreSQL above) adds its own line to the file.
@@ -96,6 +104,10 @@ cmd_start() {
   bash "$SERVICES_SCRIPTS/containers" start >/dev/null || die "the container registry did not start"
   # moto's S3 server (its own venv under .services/s3) adds VOEXEC_TEST_S3_URL to the file.
   bash "$SERVICES_SCRIPTS/s3" start >/dev/null || die "the S3 server did not start"
+  # The Rucio server (.services/rucio) adds VOEXEC_TEST_RUCIO_URL to the file.
+  wait "$rucio_job" || die "the Rucio server did not start"
+  env_file_set VOEXEC_TEST_RUCIO_URL "$(cat "$rucio_out")"
+  rm -f "$rucio_out"
   say "wrote $SERVICES_ENV_FILE; total $(elapsed_since "$total")"
 }
 

@@ -174,16 +174,21 @@ def _start(settings: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
         command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.request("GET", "/health")
-            if connection.getresponse().status == 200:
-                return process
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError("voexec serve did not start")
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                connection.request("GET", "/health")
+                if connection.getresponse().status == 200:
+                    return process
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("voexec serve did not start")
+    except BaseException:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(30)
+        raise
 
 
 def _phases(engine: Engine) -> dict[str, str]:
@@ -277,10 +282,12 @@ def _run(folder: Path, url: str, *, rounds: int, workers: int, clients: int, bur
             ]
             for thread in threads:
                 thread.start()
-            time.sleep(random.uniform(burst / 2, burst))
-            os.killpg(process.pid, signal.SIGKILL)  # the whole group: supervisor and workers
-            process.wait(30)
-            stop.set()
+            try:
+                time.sleep(random.uniform(burst / 2, burst))
+            finally:
+                os.killpg(process.pid, signal.SIGKILL)  # the whole group: supervisor and workers
+                process.wait(30)
+                stop.set()
             for thread in threads:
                 thread.join(60)
             found = _audit(engine, specs, ledger)
@@ -353,6 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the PostgreSQL server (default: VOEXEC_TEST_POSTGRES_URL)",
     )
     arguments = parser.parse_args(argv)
+    # Stopped from outside: end as on Ctrl-C, killing the server and dropping the database.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     postgres_url: str | None = None
     if arguments.database == "postgres":
         if not arguments.postgres_url:

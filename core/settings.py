@@ -225,6 +225,10 @@ class LocalPlatformSettings(_Settings, frozen=True):
     limit_memory: bool = True
     """Cap each program's address space at the offered memory (RLIMIT_AS); containers get the
     offered memory as their memory limit instead."""
+    startup_timeout: timedelta = timedelta(minutes=2)
+    """How long an interactive session's server (a Jupyter server, a container publishing ports
+    asking for access) may take to answer once started; past it the session fails, naming this
+    setting and the server's last log lines, and the server is stopped."""
 
 
 class SlurmPlatformSettings(_Settings, frozen=True):

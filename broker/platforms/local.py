@@ -37,14 +37,17 @@ Imports `core`, the broker's model, lifecycle, ports and the platform helpers; r
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import json
 import os
 import platform as python_platform
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -110,6 +113,10 @@ PORT_TIMEOUT: Final = 5
 """Seconds `<engine> port` may take: it is asked while the service waits."""
 CONNECTORS: Final = "connectors.json"
 """In `state/`: the connectors already reported."""
+STARTED: Final = "run.started"
+"""In `state/`: when the work step was started (seconds since the epoch, the service's clock)."""
+PORT_PROBE_TIMEOUT: Final = 2.0
+"""Seconds a published port may take to answer the adapter's probe."""
 
 
 def _python_version(python: str, setting: str) -> str:
@@ -214,6 +221,31 @@ def _tail(path: Path, lines: int = 5, limit: int = 600) -> str:
     return tail[-limit:]
 
 
+def _port_answers(location: str) -> bool:
+    """True when a published port answers: any HTTP answer for `http:`, a connection else.
+
+    UDP cannot be asked without knowing the protocol: it counts as answering.
+    """
+    url = urllib.parse.urlsplit(location)
+    if url.scheme == "udp" or url.hostname is None or url.port is None:
+        return url.scheme == "udp"
+    if url.scheme == "http":
+        connection = http.client.HTTPConnection(url.hostname, url.port, timeout=PORT_PROBE_TIMEOUT)
+        try:
+            connection.request("GET", url.path or "/")
+            connection.getresponse().read(0)
+            return True
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            connection.close()
+    try:
+        with socket.create_connection((url.hostname, url.port), timeout=PORT_PROBE_TIMEOUT):
+            return True
+    except OSError:
+        return False
+
+
 class LocalPlatform:
     """A `Platform` running each session in processes of this machine."""
 
@@ -231,6 +263,7 @@ class LocalPlatform:
         self._data = settings.data
         self._uploads = ResultsUploader(self.name, settings.data, local.poll, local.grace)
         self._connector_host = jupyter.connector_host(local.listen, local.connector_host)
+        self._setting = f"broker.platforms[{settings.name}].local"
 
     # ----------------------------------------------------------------- the port
     def accepts(self, executable: AnyExecutable) -> Sequence[str]:
@@ -258,7 +291,7 @@ class LocalPlatform:
         """Start the work (once); the polls already under way will see how it goes."""
         layout, state = self._layout(plan)
         if not (state / "run.pid").exists():
-            self._launch(plan, layout, "run", memory=self._memory(plan))
+            self._launch_work(plan, layout, now)
         return []
 
     def observe(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:
@@ -272,14 +305,11 @@ class LocalPlatform:
                 continue
             code = _read(state / f"{step}.exit")
             if code is None:
-                if self._runner_alive(plan, state, step):
-                    ways_in = self._connectors(plan, state, now) if step == "run" else []
-                    return [*ways_in, self._poll_report(now)]
-                return [PlatformReport(now, Failed(reason=self._vanished(layout, step)))]
-            if step == "prepare" and code == "0" and jupyter.is_interactive(plan.executable):
+                return self._still_running(plan, layout, state, step, now)
+            if step == "prepare" and code == "0" and self._interactive(plan):
                 # The server is the work: it starts now, so that it answers when the session
                 # becomes AVAILABLE (its first answer is the report that makes it so).
-                self._launch(plan, layout, "run", memory=self._memory(plan))
+                self._launch_work(plan, layout, now)
                 return [self._poll_report(now)]
             if code == "0" or (step == "run" and (state / "run.deadline").exists()):
                 # A program stopped at the offered end while voexec was away ran its course.
@@ -322,6 +352,66 @@ class LocalPlatform:
     def _poll_report(self, now: datetime, note: str | None = None) -> PlatformReport:
         return PlatformReport(now + self._poll, PlatformCheckDue(), note)
 
+    def _still_running(
+        self, plan: SessionPlan, layout: Layout, state: Path, step: str, now: datetime
+    ) -> list[PlatformReport]:
+        """A step without an exit code: still running (its ways in, once), late, or gone."""
+        if not self._runner_alive(plan, state, step):
+            return [PlatformReport(now, Failed(reason=self._vanished(layout, step)))]
+        if step != "run":
+            return [self._poll_report(now)]
+        ways_in = self._connectors(plan, state, now)
+        late = self._late_server(plan, layout, state, now)
+        return [late] if late is not None else [*ways_in, self._poll_report(now)]
+
+    def _interactive(self, plan: SessionPlan) -> bool:
+        """True when the work is a server to connect to, started once the preparation is done.
+
+        A Jupyter server, or a container publishing ports asking for access.
+        """
+        executable = plan.executable
+        if jupyter.is_interactive(executable):
+            return True
+        return isinstance(executable, DockerContainer) and bool(access_ports(executable))
+
+    def _launch_work(self, plan: SessionPlan, layout: Layout, now: datetime) -> None:
+        """Start the work step, noting when (an interactive server's start-up is timed)."""
+        self._launch(plan, layout, "run", memory=self._memory(plan))
+        (Path(layout.state) / STARTED).write_text(f"{now.timestamp()}\n", encoding="utf-8")
+
+    def _late_server(
+        self, plan: SessionPlan, layout: Layout, state: Path, now: datetime
+    ) -> PlatformReport | None:
+        """A failure when an interactive server has not answered within `startup_timeout`.
+
+        The server is stopped at once; the reason names the setting and its last log lines.
+        """
+        if not self._interactive(plan) or (state / CONNECTORS).exists():
+            return None
+        started = _read(state / STARTED)
+        if started is None:
+            return None
+        waited = now.timestamp() - float(started)
+        timeout = self._settings.startup_timeout.total_seconds()
+        if waited <= timeout:
+            return None
+        self._terminate(plan)
+        what = (
+            "the Jupyter server"
+            if jupyter.is_interactive(plan.executable)
+            else "the container's ports asking for access"
+        )
+        logs = [layout.log("run", "err"), layout.log("run", "out")]
+        tail = next((t for t in (_tail(Path(log)) for log in logs) if t), "")
+        said = f"its last log lines: {tail}" if tail else "it logged nothing"
+        return PlatformReport(
+            now,
+            Failed(
+                reason=f"{what} did not answer within {timeout:g} s "
+                f"({self._setting}.startup_timeout); {said} (log: {logs[0]})"
+            ),
+        )
+
     def _memory(self, plan: SessionPlan) -> int | None:
         """The address-space cap of the session's work, bytes; None for none."""
         return int(plan.memory * 2**30) if self._limits_memory(plan) else None
@@ -346,6 +436,8 @@ class LocalPlatform:
             note = f"a Jupyter server answers on port {port}; the connector carries its token"
         elif isinstance(plan.executable, DockerContainer) and access_ports(plan.executable):
             found = self._published(plan, plan.executable)
+            if found and not all(_port_answers(c.location or "") for c in found):
+                return []  # published, but the server inside does not answer yet
             if found:
                 note = "published: " + ", ".join(c.location or "" for c in found)
         if not found:

@@ -362,6 +362,62 @@ class PlatformResultsSettings(_Settings, frozen=True):
     under none of them is written without."""
 
 
+class RucioServer(_Settings, frozen=True):
+    """A Rucio server a platform resolves Rucio data (scope:name) through, with its own account.
+
+    The account's credentials come from these settings (or environment variables they name),
+    never from a request: a token (`token`, `token_env`), else userpass (`username` with
+    `password` or `password_env`), exchanged at `{url}/auth/userpass` for a token kept until it
+    expires.
+    """
+
+    url: str
+    """The REST API's base URL (`https://rucio.example.org`); a request's Rucio `endpoint` must
+    be this URL (or give none: the platform's first server)."""
+    account: str
+    """The Rucio account the platform acts as."""
+    username: str = ""
+    password: str = ""
+    password_env: str = ""
+    token: str = ""
+    token_env: str = ""
+    vo: str = ""
+    """The VO of a multi-VO server; empty: the server's default."""
+    close_rses: list[str] = []
+    """RSEs this platform is close to: a replica on one is read in place (its `file` PFN, else
+    its first http(s) one) and moves nothing, so the offer's preparation adds no transfer."""
+
+    def __repr__(self) -> str:
+        """The server and account; never a secret."""
+        return f"RucioServer(url={self.url!r}, account={self.account!r})"
+
+    def __post_init__(self) -> None:
+        """Refuse a server without an http(s) URL, or without any way to get a token."""
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError("url: give the Rucio server's http(s) URL")
+        if not (
+            self.token or self.token_env or (self.username and (self.password or self.password_env))
+        ):
+            raise ValueError(
+                "give token (or token_env), or username and password (or password_env)"
+            )
+        for name in ("token", "password"):
+            if getattr(self, name) and getattr(self, f"{name}_env"):
+                raise ValueError(f"give {name} or {name}_env, not both")
+
+
+class IvoaResolverSettings(_Settings, frozen=True):
+    """How a platform turns an `ivo://` publisher dataset identifier into its DataLink service."""
+
+    datalink: dict[str, str] = {}
+    """Identifier prefix (`ivo://example.org/archive`) -> that publisher's DataLink `{links}`
+    endpoint (`https://example.org/archive/links`), asked with `?ID=<the identifier>`; the
+    longest prefix wins, before any registry."""
+    regtap: str = ""
+    """A RegTAP registry's TAP endpoint (`https://reg.g-vo.org/tap`): the identifier's resource
+    (the part before `?`) is looked up there for its DataLink capability. Empty: none."""
+
+
 class PlatformDataSettings(_Settings, frozen=True):
     """How a platform reaches data: bandwidth to each source, local replicas, limits.
 
@@ -388,6 +444,10 @@ class PlatformDataSettings(_Settings, frozen=True):
     """How long a source's answer (or failure) is kept."""
     s3: S3Credentials = S3Credentials()
     """Empty: the environment's `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, else unsigned."""
+    rucio: list[RucioServer] = []
+    """Rucio servers (with this platform's account) Rucio data is resolved through."""
+    ivoa: IvoaResolverSettings = IvoaResolverSettings()
+    """How IVOA identifiers without an access URL are resolved to DataLink services."""
     results: PlatformResultsSettings = PlatformResultsSettings()
     """Where session results may be uploaded to when a request names a destination."""
 

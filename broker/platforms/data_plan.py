@@ -12,7 +12,18 @@ Every data item becomes one *source*, written as a URL:
 - `file:///path`: a file on the platform (simple data given as a path or `file:` URL, or a
   configured local mirror holding a replica);
 - `s3+http(s)://ENDPOINT-HOST/BUCKET/KEY`: an S3 object, path-style at its endpoint; a key
-  ending in `/` (or none: the whole bucket) is a prefix, staged as a folder.
+  ending in `/` (or none: the whole bucket) is a prefix, staged as a folder;
+- `rucio:SCOPE/NAME[?server=URL]` (each part URL-quoted): a Rucio file, resolved to a replica
+  through the Rucio server the platform has an account on (`broker.platforms.rucio_client`);
+- `datalink+http(s)://...`: a DataLink `{links}` URL (an IVOA item whose DataLink row has the
+  DataLink media type, `content=datalink`), resolved to its `#this` access URL;
+- `ivo://...`: an IVOA publisher dataset identifier without an access URL, resolved through its
+  publisher's DataLink service (`broker.platforms.datalink`).
+
+The last three are *logical*: `broker.platforms.data_reach` resolves them at offer time (and
+again when the session is prepared) to a concrete http(s) or `file://` URL carrying the checks
+the source gives (`with_checks`: bytes, adler32, md5 in a `#voexec:` fragment, which the
+staging step verifies and never sends).
 
 A platform's `data.mirrors` maps URL prefixes to local folders that hold replicas: a source
 under a mirrored prefix is read from the mirror and moves nothing over the network. Everything
@@ -35,6 +46,7 @@ from typing import Final
 
 from broker.model import (
     AnyData,
+    IvoaDataLinkItem,
     IvoaDataResource,
     RucioDataResource,
     S3DataResource,
@@ -43,21 +55,33 @@ from broker.model import (
 )
 
 __all__ = [
+    "CHECKS_MARK",
     "DataItem",
     "Move",
+    "RucioDid",
     "S3Parts",
     "data_items",
     "from_mirror",
     "human_bytes",
+    "is_logical",
     "moves_of",
+    "rucio_did",
     "s3_parts",
     "source_host",
     "transfer_time",
+    "with_checks",
 ]
 
 MIB: Final = 1 << 20
 SIMPLE_SCHEMES: Final = ("http", "https", "file")
 S3_SCHEMES: Final = ("s3+http", "s3+https")
+RUCIO_PREFIX: Final = "rucio:"
+DATALINK_PREFIX: Final = "datalink+"
+IVO_PREFIX: Final = "ivo://"
+DATALINK_TYPE: Final = "content=datalink"
+"""What the DataLink media type says (`application/x-votable+xml;content=datalink`)."""
+CHECKS_MARK: Final = "#voexec:"
+"""Starts the fragment of a resolved source that carries its checks (`with_checks`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +112,21 @@ class S3Parts:
     def is_prefix(self) -> bool:
         """True when the source names every object under a prefix (a folder)."""
         return self.key == "" or self.key.endswith("/")
+
+
+@dataclass(frozen=True, slots=True)
+class RucioDid:
+    """A Rucio source taken apart."""
+
+    scope: str
+    name: str
+    server: str | None
+    """The Rucio server the request names; None: the platform's first."""
+
+    @property
+    def did(self) -> str:
+        """`scope:name`."""
+        return f"{self.scope}:{self.name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,15 +191,43 @@ def _s3(data: S3DataResource) -> tuple[str | None, str]:
     return f"s3+{base}/{urllib.parse.quote(data.bucket, safe='')}/{key}", ""
 
 
+def _datalink(link: IvoaDataLinkItem, url: str) -> tuple[str | None, str, int | None]:
+    if DATALINK_TYPE not in (link.content_type or "").replace(" ", "").lower():
+        return (*_simple(url), link.content_length)  # the row's access URL is the data itself
+    source, why = _simple(url)
+    if source is not None and not source.startswith("http"):
+        return None, f"the DataLink URL {url} is not http(s)", None
+    return (DATALINK_PREFIX + source if source else None), why, None
+
+
 def _ivoa(data: IvoaDataResource | SkaoDataResource) -> tuple[str | None, str, int | None]:
     ivoa = data.ivoa
     if ivoa is not None and ivoa.obscore is not None and ivoa.obscore.access_url:
         return (*_simple(ivoa.obscore.access_url), None)
     if ivoa is not None and ivoa.datalink is not None and ivoa.datalink.access_url:
-        return (*_simple(ivoa.datalink.access_url), ivoa.datalink.content_length)
+        return _datalink(ivoa.datalink, ivoa.datalink.access_url)
     if ivoa is not None and ivoa.ivoid:
-        return None, f"cannot resolve the IVOA identifier {ivoa.ivoid} to an access URL", None
+        if not ivoa.ivoid.startswith(IVO_PREFIX) or len(ivoa.ivoid) <= len(IVO_PREFIX):
+            return None, f"the identifier {ivoa.ivoid!r} is not an ivo:// URI", None
+        return ivoa.ivoid, "", None
     return None, "gives no ivoid and no access_url", None
+
+
+def _rucio(data: RucioDataResource) -> tuple[str | None, str]:
+    block = data.rucio
+    if block is None or not block.scope:
+        return None, "gives no Rucio scope"
+    if not block.object:
+        return None, "gives no Rucio object (the name in its scope)"
+    if block.endpoint and not block.endpoint.startswith(("http://", "https://")):
+        return None, f"the Rucio endpoint {block.endpoint!r} is not an http(s) URL"
+    source = (
+        f"{RUCIO_PREFIX}{urllib.parse.quote(block.scope, safe='')}"
+        f"/{urllib.parse.quote(block.object, safe='')}"
+    )
+    if block.endpoint:
+        source += "?server=" + urllib.parse.quote(block.endpoint.rstrip("/"), safe="")
+    return source, ""
 
 
 def _skao(data: SkaoDataResource) -> tuple[str | None, str, int | None]:
@@ -186,12 +253,7 @@ def _source(data: AnyData) -> tuple[str | None, str, int | None]:
         case S3DataResource():
             return (*_s3(data), None)
         case RucioDataResource():
-            return (
-                None,
-                "Rucio data (scope:name) is not staged by this broker yet; "
-                "give its replica's URL as simple data",
-                None,
-            )
+            return (*_rucio(data), None)
         case SkaoDataResource():
             return _skao(data)
         case IvoaDataResource():
@@ -225,6 +287,38 @@ def s3_parts(source: str) -> S3Parts:
         urllib.parse.unquote(bucket),
         urllib.parse.unquote(key),
     )
+
+
+def is_logical(source: str) -> bool:
+    """True for a source resolved before it is read (Rucio, DataLink, an `ivo://` identifier)."""
+    return source.startswith((RUCIO_PREFIX, DATALINK_PREFIX, IVO_PREFIX))
+
+
+def rucio_did(source: str) -> RucioDid:
+    """The scope, name and server of a `rucio:` source.
+
+    Raises:
+        ValueError: not a Rucio source.
+    """
+    if not source.startswith(RUCIO_PREFIX):
+        raise ValueError(f"not a Rucio source: {source}")
+    path, _, query = source[len(RUCIO_PREFIX) :].partition("?")
+    scope, slash, name = path.partition("/")
+    if not slash or not scope or not name:
+        raise ValueError(f"a Rucio source names no scope and name: {source}")
+    server = urllib.parse.parse_qs(query).get("server", [None])[0]
+    return RucioDid(urllib.parse.unquote(scope), urllib.parse.unquote(name), server)
+
+
+def with_checks(
+    url: str, size: int | None = None, adler32: str | None = None, md5: str | None = None
+) -> str:
+    """`url` with the checks its source gives, in a `#voexec:` fragment the staging verifies."""
+    checks = {"bytes": size, "adler32": adler32, "md5": md5}
+    given = {name: str(value).lower() for name, value in checks.items() if value is not None}
+    if not given:
+        return url
+    return url.split("#", 1)[0] + CHECKS_MARK + urllib.parse.urlencode(given)
 
 
 def source_host(source: str) -> str:

@@ -8,12 +8,23 @@ sizes and the platform's bandwidth to each host give the transfer's time, which 
 to the platform's preparation. A platform whose configured mirror holds a replica moves
 nothing.
 
+Rucio data (`scope:name`), a DataLink `{links}` URL and an `ivo://` identifier are resolved
+first (`resolve`): Rucio through the server the platform has an account on
+(`broker.platforms.rucio_client`): a replica on an RSE the platform is close to
+(`data.rucio[].close_rses`) is read in place and moves nothing, else the first replica with an
+http(s) URL is downloaded; DataLink through its `#this` link (`broker.platforms.datalink`),
+an identifier through its publisher's DataLink service (`data.ivoa`). An unknown identifier,
+no replica the platform can read, or a DataLink error is a refusal naming the item. The same
+resolution gives the preparation its concrete URLs (`resolve_sources`), with the checksums and
+size the source gives, which the staging verifies.
+
 Probes are bounded: each waits at most `data.probe_timeout`, the distinct sources of one
 request are asked at once (a few threads), and answers (failures too) are kept for
 `data.probe_cache`, so a burst of requests for the same data asks once. The service calls this
 outside any database transaction.
 
-Imports `core.settings`, the pure `data_plan` and `session_s3` (S3 requests); urllib for HTTP.
+Imports `core.settings`, the pure `data_plan`, `session_s3` (S3 requests), `rucio_client`,
+`datalink` and the platform port's types; urllib for HTTP.
 """
 
 from __future__ import annotations
@@ -25,24 +36,39 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Final
 
-from broker.platforms import session_s3
+from broker.platforms import datalink, rucio_client, session_s3
 from broker.platforms.data_plan import (
+    DATALINK_PREFIX,
+    IVO_PREFIX,
+    RUCIO_PREFIX,
     DataItem,
     Move,
     from_mirror,
+    is_logical,
     moves_of,
+    rucio_did,
     s3_parts,
     source_host,
     transfer_time,
+    with_checks,
 )
-from core.settings import PlatformDataSettings
+from broker.platforms.port import DataSource, PlatformError
+from core.settings import PlatformDataSettings, RucioServer
 
-__all__ = ["DataAnswer", "Probe", "assess_data", "clear_probe_cache", "s3_credentials"]
+__all__ = [
+    "DataAnswer",
+    "Probe",
+    "assess_data",
+    "clear_probe_cache",
+    "resolve",
+    "resolve_sources",
+    "s3_credentials",
+]
 
 GIB: Final = 1 << 30
 _THREADS: Final = 8
@@ -56,6 +82,10 @@ class Probe:
     """Bytes; None when the source does not say."""
     error: str | None = None
     """Why it cannot be read (missing, unreachable, refused)."""
+    resolved: str | None = None
+    """For a logical source: the concrete URL it is read from (with its checks)."""
+    near: bool = False
+    """Read in place (a replica on an RSE the platform is close to): nothing moves."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,10 +201,102 @@ def _s3(source: str, credentials: session_s3.Credentials, timeout: float) -> Pro
         return Probe(error=text)
 
 
+def _rucio_server(settings: PlatformDataSettings, wanted: str | None) -> RucioServer:
+    if not settings.rucio:
+        raise rucio_client.RucioError("this platform has no Rucio account (data.rucio is empty)")
+    if wanted is None:
+        return settings.rucio[0]
+    for server in settings.rucio:
+        if server.url.rstrip("/") == wanted.rstrip("/"):
+            return server
+    raise rucio_client.RucioError(f"this platform has no account on the Rucio server {wanted}")
+
+
+_READABLE: Final = ("https://", "http://")
+
+
+def _rucio(source: str, settings: PlatformDataSettings, timeout: float) -> Probe:
+    did = rucio_did(source)
+    try:
+        server = _rucio_server(settings, did.server)
+        files = rucio_client.file_replicas(server, did.scope, did.name, timeout)
+    except rucio_client.RucioError as error:
+        return Probe(error=str(error))
+    if not files:
+        return Probe(error=f"Rucio lists no available replica of {did.did}")
+    if len(files) > 1:
+        return Probe(error=f"{did.did} is a collection of {len(files)} files; name one file of it")
+    found = files[0]
+    # Replicas on a close RSE first (a `file` PFN before an http(s) one), then the others'
+    # http(s) PFNs; the first that answers is the one staged.
+    by_rse = {replica.rse: replica for replica in found.replicas}
+    candidates: list[tuple[str, bool]] = []
+    for rse in server.close_rses:
+        pfns = by_rse[rse].pfns if rse in by_rse else ()
+        candidates += [(pfn, True) for pfn in pfns if pfn.startswith("file://")]
+        candidates += [(pfn, True) for pfn in pfns if pfn.startswith(_READABLE)]
+    for replica in found.replicas:
+        if replica.rse not in server.close_rses:
+            candidates += [(pfn, False) for pfn in replica.pfns if pfn.startswith(_READABLE)]
+    failures = []
+    for pfn, near in candidates:
+        answer = _file(pfn) if pfn.startswith("file://") else _http(pfn, timeout)
+        if answer.error is None:
+            size = found.bytes if found.bytes is not None else answer.size
+            url = with_checks(pfn, found.bytes, found.adler32, found.md5)
+            return Probe(size=size, resolved=url, near=near)
+        failures.append(answer.error)
+    if failures:
+        return Probe(error=f"no replica of {did.did} answers: {'; '.join(failures)}")
+    where = ", ".join(
+        f"{replica.rse} ({', '.join(replica.pfns) or 'no URL'})" for replica in found.replicas
+    )
+    return Probe(error=f"no replica of {did.did} this platform can read: {where or 'none'}")
+
+
+def _datalink(source: str, settings: PlatformDataSettings, timeout: float) -> Probe:
+    ivoa = settings.ivoa
+    try:
+        if source.startswith(IVO_PREFIX):
+            url = datalink.resolve_identifier(source, ivoa.datalink, ivoa.regtap, timeout)
+        else:
+            url = source.removeprefix(DATALINK_PREFIX)
+        links = datalink.links_of(url, timeout)
+    except datalink.DataLinkError as error:
+        return Probe(error=str(error))
+    first = links[0]
+    access = first.access_url or ""
+    if not access.startswith(_READABLE):
+        return Probe(error=f"the DataLink #this access URL {access} is not http(s)")
+    size = first.content_length
+    if size is None:
+        size = _http(access, timeout).size
+    return Probe(size=size, resolved=with_checks(access, size=first.content_length))
+
+
+def resolve(source: str, settings: PlatformDataSettings) -> Probe:
+    """A logical source's concrete URL and size, through the cache (a plain one is itself)."""
+    timeout = settings.probe_timeout.total_seconds()
+    keep = settings.probe_cache.total_seconds()
+    if source.startswith(RUCIO_PREFIX):
+        accounts = ",".join(f"{server.url}|{server.account}" for server in settings.rucio)
+        close = ",".join(rse for server in settings.rucio for rse in server.close_rses)
+        return _cached(
+            (source, f"{accounts};{close}"), keep, lambda: _rucio(source, settings, timeout)
+        )
+    if source.startswith((DATALINK_PREFIX, IVO_PREFIX)):
+        ivoa = settings.ivoa
+        key = f"{sorted(ivoa.datalink.items())};{ivoa.regtap}"
+        return _cached((source, key), keep, lambda: _datalink(source, settings, timeout))
+    return Probe(resolved=source)
+
+
 def probe(source: str, settings: PlatformDataSettings) -> Probe:
     """Ask `source` for its size, through the cache."""
     timeout = settings.probe_timeout.total_seconds()
     keep = settings.probe_cache.total_seconds()
+    if is_logical(source):
+        return resolve(source, settings)
     scheme = urllib.parse.urlsplit(source).scheme
     if scheme == "file":
         return _file(source)  # cheap, and it must see the file as it is now
@@ -220,11 +342,16 @@ def assess_data(
                 )
     limit = int(settings.max_size * GIB) if settings.max_size else None
     sized: list[tuple[DataItem, str, int | None]] = []
+    near: set[str] = set()
     for item, where in wanted:
         found = answers.get(where, Probe(size=item.size))
         if found.error is not None:
             refusals.append(f"data {item.name!r}: {found.error}")
             continue
+        if found.resolved is not None:
+            where = from_mirror(found.resolved, settings.mirrors) or found.resolved  # noqa: PLW2901
+            if found.near:
+                near.add(item.name)
         size = found.size if found.size is not None else item.size
         if limit is not None and size is not None and size > limit:
             refusals.append(
@@ -235,14 +362,38 @@ def assess_data(
         sized.append((item, where, size))
     if refusals:
         return DataAnswer(refusals=tuple(refusals))
-    moves = moves_of(sized, settings.bandwidth, settings.default_bandwidth)
+    moves = [
+        replace(move, host="local", bandwidth=None) if move.name in near else move
+        for move in moves_of(sized, settings.bandwidth, settings.default_bandwidth)
+    ]
     return DataAnswer(moves=tuple(moves))
+
+
+def resolve_sources(
+    data: Sequence[DataSource], settings: PlatformDataSettings
+) -> tuple[DataSource, ...]:
+    """The session's data with each logical source (Rucio, DataLink, `ivo://`) made concrete.
+
+    Raises:
+        PlatformError: an item cannot be resolved now, naming it and why.
+    """
+    resolved = []
+    for item in data:
+        if item.location is None or not is_logical(item.location):
+            resolved.append(item)
+            continue
+        found = resolve(item.location, settings)
+        if found.error is not None or found.resolved is None:
+            raise PlatformError(f"data {item.name!r}: {found.error or 'cannot be resolved'}")
+        resolved.append(replace(item, location=found.resolved))
+    return tuple(resolved)
 
 
 def describe_sources(moves: Sequence[Move]) -> str:
     """`archive.example.org (2), local replica (1)`: where the moved bytes come from."""
     counts: dict[str, int] = {}
     for move in moves:
-        host = "local replica" if source_host(move.source) == "local" else move.host
+        local = move.bandwidth is None or source_host(move.source) == "local"
+        host = "local replica" if local else move.host
         counts[host] = counts.get(host, 0) + 1
     return ", ".join(f"{host} ({count})" for host, count in counts.items())

@@ -14,9 +14,12 @@ the standard library only and nothing of ours.
 `s3+http(s)://ENDPOINT-HOST/BUCKET/KEY` (a key ending in `/` is a prefix: every object under
 it lands in the folder DEST). Checksums are verified where the source gives one: the MD5 of a
 single-part S3 object (its ETag), an HTTP `Content-MD5` or `Digest: md5=/sha-256=` header; a
-mismatch, or more than MAX_BYTES, fails the step and removes the partial file. S3 requests go
-through `session_s3.py` (copied beside this script), signed with the `AWS_*` variables the
-platform hands this step; the step prints what it staged, with sizes and checksums.
+mismatch, or more than MAX_BYTES, fails the step and removes the partial file. A SOURCE the
+broker resolved (a Rucio replica, a DataLink access URL) carries what its catalogue says in a
+`#voexec:bytes=N&adler32=HEX&md5=HEX` fragment (never sent): the file staged must match it.
+S3 requests go through `session_s3.py` (copied beside this script), signed with the `AWS_*`
+variables the platform hands this step; the step prints what it staged, with sizes and
+checksums.
 
 `results` copies every file of OUTPUT_DIR (symbolic links are skipped) to DESTINATION: an S3
 prefix `s3+http(s)://ENDPOINT-HOST/BUCKET/PREFIX` (signed with the `AWS_*` variables), an
@@ -52,8 +55,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 ARCHIVES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip")
 TIMEOUT = 300
@@ -273,9 +278,78 @@ def _expected_digests(headers: object) -> dict[str, str]:
     return found
 
 
-def _download_checked(source: str, target: Path, max_bytes: int | None) -> tuple[int, str]:
-    """Download with the size bound and the checksums the server announces."""
-    hashes = {"md5": hashlib.md5(usedforsecurity=False), "sha256": hashlib.sha256()}
+CHECKS_MARK = "#voexec:"
+"""Starts the fragment in which a resolved source carries its catalogue's checks."""
+
+
+def _split_checks(source: str) -> tuple[str, dict[str, str]]:
+    """The source without its `#voexec:` fragment, and the checks the fragment gives."""
+    if CHECKS_MARK not in source:
+        return source, {}
+    bare, _, given = source.partition(CHECKS_MARK)
+    checks = {k: v.lower() for k, v in urllib.parse.parse_qsl(given) if k in CHECKED and v}
+    return bare, checks
+
+
+CHECKED = ("bytes", "adler32", "md5")
+
+
+def _same(name: str, got: str, wanted: str) -> bool:
+    try:
+        if name == "adler32":  # catalogues may drop its leading zeros
+            return int(got, 16) == int(wanted, 16)
+        if name == "bytes":
+            return int(got) == int(wanted)
+    except ValueError:
+        return False
+    return got == wanted
+
+
+def _verify(
+    source: str, target: Path, size: int, digests: dict[str, str], wanted: dict[str, str]
+) -> None:
+    """Compare what was staged with what the source's catalogue says; remove it on a mismatch."""
+    got = {"bytes": str(size), **digests}
+    for name in CHECKED:
+        if name in wanted and name in got and not _same(name, got[name], wanted[name]):
+            target.unlink(missing_ok=True)
+            raise FetchError(
+                f"{source}: the staged file's {name} is {got[name]}, "
+                f"its catalogue says {wanted[name]}"
+            )
+
+
+class _Adler32:
+    """adler32 with the interface of hashlib's digests."""
+
+    def __init__(self) -> None:
+        self.value = 1
+
+    def update(self, chunk: bytes) -> None:
+        self.value = zlib.adler32(chunk, self.value)
+
+    def hexdigest(self) -> str:
+        return f"{self.value:08x}"
+
+
+def _digests_of(path: Path) -> dict[str, str]:
+    md5, adler = hashlib.md5(usedforsecurity=False), _Adler32()
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            md5.update(chunk)
+            adler.update(chunk)
+    return {"md5": md5.hexdigest(), "adler32": adler.hexdigest()}
+
+
+def _download_checked(
+    source: str, target: Path, max_bytes: int | None, wanted: dict[str, str] | None = None
+) -> tuple[int, str]:
+    """Download with the size bound, the checksums the server announces and those `wanted`."""
+    hashes: dict[str, Any] = {
+        "md5": hashlib.md5(usedforsecurity=False),
+        "sha256": hashlib.sha256(),
+        "adler32": _Adler32(),
+    }
     size = 0
     try:
         with urllib.request.urlopen(source, timeout=TIMEOUT) as answer, target.open("wb") as out:  # noqa: S310 - http(s) only, checked by the caller
@@ -298,7 +372,9 @@ def _download_checked(source: str, target: Path, max_bytes: int | None) -> tuple
         if got != value:
             target.unlink(missing_ok=True)
             raise FetchError(f"{source}: the download's {name} is {got}, the server says {value}")
-    return size, hashes["md5"].hexdigest()
+    digests = {name: digest.hexdigest() for name, digest in hashes.items()}
+    _verify(source, target, size, digests, wanted or {})
+    return size, digests["md5"]
 
 
 def _md5_of(path: Path) -> str:
@@ -362,11 +438,12 @@ def _stage_s3(source: str, destination: Path, max_bytes: int | None) -> list[tup
 def stage_data(source: str, destination: Path, max_bytes: int | None) -> list[tuple[str, int, str]]:
     """Stage one data item; returns (name, bytes, md5) of each file written."""
     destination.parent.mkdir(parents=True, exist_ok=True)
+    source, wanted = _split_checks(source)
     scheme = urllib.parse.urlparse(source).scheme
     if scheme.startswith("s3+"):
         return _stage_s3(source, destination, max_bytes)
     if scheme in {"http", "https"}:
-        size, md5 = _download_checked(source, destination, max_bytes)
+        size, md5 = _download_checked(source, destination, max_bytes, wanted)
         return [(destination.name, size, md5)]
     local = _local_path(source)
     if local is None:
@@ -386,7 +463,9 @@ def stage_data(source: str, destination: Path, max_bytes: int | None) -> list[tu
     if max_bytes is not None and local.stat().st_size > max_bytes:
         raise FetchError(f"{source} is larger than the limit of {max_bytes} bytes")
     shutil.copyfile(local, destination)
-    return [(destination.name, destination.stat().st_size, _md5_of(destination))]
+    size, digests = destination.stat().st_size, _digests_of(destination)
+    _verify(source, destination, size, digests, wanted)
+    return [(destination.name, size, digests["md5"])]
 
 
 # ------------------------------------------------------------------------- results

@@ -84,6 +84,7 @@ from broker.scheduling.intervals import Interval, format_duration
 from broker.scheduling.offers import Offer, OfferPolicy, OfferSet
 from broker.scheduling.resources import Booking, BookingKind, PlatformSpec
 from broker.scheduling.slots import earliest_start
+from broker.service.data import probes_data
 from broker.service.federation import Federation, with_link
 from broker.service.offers import Question, answer_messages, place_offers, read_question
 from broker.service.platforms import action_of, call_platform, with_connectors
@@ -648,8 +649,17 @@ class BrokerService:
                 tx.finish_instruction(instruction.id, self._worker_id)
             return
         platform = self._platforms[record.platform]
+        staging = [
+            configured.data
+            for configured in self._settings.platforms
+            if configured.name == record.platform and probes_data(configured)
+        ]
         reports, trouble = call_platform(
-            platform, instruction.action, record, instruction.effective_at
+            platform,
+            instruction.action,
+            record,
+            instruction.effective_at,
+            data=staging[0] if staging else None,
         )
         at = instruction.noted_at
         notes = [_platform_note(platform.name, r.note, at) for r in reports if r.note]

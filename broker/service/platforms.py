@@ -7,7 +7,8 @@ the requested executable at all, so that a platform without a container engine a
 its reason before anything is booked.
 
 Imports `core`, the broker's model, lifecycle, ports and resources, and the store's record type;
-no I/O of its own (the adapters do theirs).
+no I/O of its own (the adapters do theirs), except that a preparation's logical data (Rucio,
+DataLink, `ivo://`) is resolved to the URLs staged through `broker.platforms.data_reach`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from broker.model import (
     message_item,
 )
 from broker.platforms.data_plan import data_items
+from broker.platforms.data_reach import resolve_sources
 from broker.platforms.port import (
     DataSource,
     Platform,
@@ -39,6 +41,7 @@ from broker.platforms.port import (
 from broker.platforms.results_plan import results_targets
 from broker.scheduling.resources import PlatformSpec, Reason, kind_name, reason
 from broker.store.port import SessionRecord
+from core.settings import PlatformDataSettings
 
 __all__ = [
     "ACTIONS",
@@ -109,9 +112,18 @@ def with_connectors(
 
 
 def call_platform(
-    platform: Platform, effect: PlatformEffect | str, record: SessionRecord, now: datetime
+    platform: Platform,
+    effect: PlatformEffect | str,
+    record: SessionRecord,
+    now: datetime,
+    *,
+    data: PlatformDataSettings | None = None,
 ) -> tuple[Sequence[PlatformReport], MessageItem | None]:
     """Carry out one platform call for a session (an effect, or its action's name).
+
+    With `data` (the settings of a platform that stages data for real), a preparation gets its
+    Rucio, DataLink and `ivo://` data resolved to the URLs (and checks) it stages; an item that
+    cannot be resolved fails the session naming it.
 
     Returns:
         The platform's reports, and None; or, when the adapter raised, one `Failed` report
@@ -121,6 +133,8 @@ def call_platform(
     action = effect if isinstance(effect, str) else action_of(effect)
     try:
         plan = session_plan(record)
+        if action == "prepare" and data is not None:
+            plan = dataclasses.replace(plan, data=resolve_sources(plan.data, data))
         call = {
             "prepare": platform.prepare,
             "start": platform.start,

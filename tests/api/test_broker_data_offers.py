@@ -167,7 +167,9 @@ def test_data_a_platform_cannot_reach_is_a_no_naming_the_item(tmp_path, http_fil
     )
 
 
-def test_rucio_and_an_unresolvable_ivoid_are_refused_with_their_reason(tmp_path):
+def test_rucio_without_an_account_and_an_unresolvable_ivoid_are_refused_with_their_reason(
+    tmp_path,
+):
     rucio = {
         "kind": K + "data/rucio-data-resource.yaml",
         "meta": {"name": "run-42"},
@@ -182,8 +184,11 @@ def test_rucio_and_an_unresolvable_ivoid_are_refused_with_their_reason(tmp_path)
         answer = ask(client, rucio, ivoa)
     assert answer.result == "NO"
     said = " ".join(messages(answer))
-    assert "data 'run-42' (rucio-data-resource) Rucio data" in said
-    assert "data 'obs' (ivoa-data-resource) cannot resolve the IVOA identifier" in said
+    assert "data 'run-42': this platform has no Rucio account (data.rucio is empty)" in said
+    assert (
+        "data 'obs': cannot resolve ivo://example.org/obs?123: no DataLink service is "
+        "configured for it (data.ivoa.datalink) and no registry (data.ivoa.regtap)"
+    ) in said
 
 
 @pytest.mark.s3

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -45,12 +46,17 @@ from broker.lifecycle import (
 )
 from broker.model import codec
 from broker.model.codec import Media
+from broker.platforms.simulated import SimulatedPlatform
 from broker.scheduling.intervals import Interval, from_micros
 from broker.scheduling.resources import Booking, BookingKind, GpuShare, Resources
+from broker.service import BrokerService, IllegalUpdate
 from broker.store.memory import DuplicateKey, MemorySessionStore
 from broker.store.port import SessionStore
 from broker.store.sql import VERSION_TABLE, SessionRecord, SqlBrokerStore, StoreTransaction
+from core.clock import ManualClock
 from core.db import make_engine
+from tests.broker_audit import AuditedBroker
+from tests.integration import test_broker_concurrency as concurrency
 from tests.integration.conftest import fresh_postgres_database, postgres_server_url
 from tests.threads import race
 
@@ -805,6 +811,44 @@ def test_two_stores_on_one_database_see_each_others_commits(
         assert tx.session(offer.id).phase is Phase.ACCEPTED
         assert tx.live_bookings(NOW + HOUR, ["small"]) == [booking_of(offer, BookingKind.BOOKING)]
         assert len(tx.claim("worker-a", NOW, LEASE, limit=1)) == 1
+
+
+# ---------------------------------------------------------------------- the service on each store
+def test_brokers_racing_on_one_store_offer_and_book_exactly_the_capacity(
+    open_store: Callable[[], AnyStore], broker_capacity_audit: list[AuditedBroker]
+):
+    """Holds and accepts are serialised on every store: the service's capacity checks hold.
+
+    Each caller is a broker of its own over the shared store (a process of its own, on a
+    database); the fake serialises them under its one lock.
+    """
+    settings = concurrency.broker_settings()
+    brokers = []
+    for index in range(concurrency.CALLERS):
+        store = open_store()
+        if index == 0:
+            migrate(store)
+        platforms = {p.name: SimulatedPlatform(p) for p in settings.platforms}
+        clock = ManualClock(concurrency.NOW)
+        brokers.append(BrokerService(settings, clock, store, platforms, worker_id=f"w-{index}"))
+    request = concurrency.request_for("2026-09-01T09:00:00Z/2026-09-01T09:30:00Z")
+    answers = race([partial(b.request_offers, request, concurrency.BASE_URL) for b in brokers])
+    offers = concurrency.offers_of(answers)
+    assert len(offers) == concurrency.FITS_AT_ONCE, answers
+    uuids = [offer.meta.uuid for offer in offers if offer.meta and offer.meta.uuid]
+    targets = [uuids[index % len(uuids)] for index in range(concurrency.CALLERS)]
+    outcomes = race(
+        [
+            partial(b.update_session, uuid, concurrency.ACCEPT)
+            for b, uuid in zip(brokers, targets, strict=True)
+        ]
+    )
+    succeeded = [o for o in outcomes if not isinstance(o, Exception)]
+    assert len(succeeded) == concurrency.FITS_AT_ONCE, outcomes
+    assert all(isinstance(o, IllegalUpdate) for o in outcomes if isinstance(o, Exception))
+    audited = broker_capacity_audit[0]
+    assert audited.problems() == []
+    assert len(audited.commitments()) == concurrency.FITS_AT_ONCE
 
 
 # ------------------------------------------------------------------------- the fake, beside SQLite

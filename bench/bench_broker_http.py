@@ -562,6 +562,43 @@ def run(*, seconds: float = 5.0, clients: int = 32, workers: int = 2, offer_runs
     return markdown
 
 
+def only(scenario: str, *, seconds: float, clients: int, workers: int, offer_runs: int) -> str:
+    """One scenario alone (offers with one worker, or the load with `workers`): its figures."""
+    with tempfile.TemporaryDirectory(prefix="voexec-bench-http-") as folder_name:
+        folder = Path(folder_name)
+        settings = _settings_file(folder)
+        _seed(folder, datetime.now(UTC))
+        if scenario == "offers":
+            with serving(settings, 1) as server:
+                timed = offers(server, offer_runs)
+            return (
+                f"offers: p50 {_ms(percentile(timed.latencies_ms, 0.5))}, "
+                f"p99 {_ms(percentile(timed.latencies_ms, 0.99))}, "
+                f"server CPU {_ms(timed.server_cpu_ms or 0.0)} per request, "
+                f"load {_load_text(timed.load)}"
+            )
+        with serving(settings, workers) as server:
+            uuid = accepted_session(server)
+            timed = accepts(server, uuid, clients=clients, seconds=seconds * 2, workers=workers)
+        extra = timed.extra
+        late = sum(1 for value in extra["lateness"] if value > LATE)
+        return "\n".join(
+            [
+                f"load {_load_text(timed.load)}; {len(timed.latencies_ms)} accepts, "
+                f"{timed.rate:.1f}/s, server CPU {_ms(timed.server_cpu_ms or 0.0)} per accept",
+                f"offer p50 {_ms(percentile(extra['offer_ms'], 0.5))} "
+                f"p99 {_ms(percentile(extra['offer_ms'], 0.99))}",
+                f"accept p50 {_ms(percentile(timed.latencies_ms, 0.5))} "
+                f"p99 {_ms(percentile(timed.latencies_ms, 0.99))}",
+                f"reader p50 {_ms(percentile(extra['read_ms'], 0.5))} "
+                f"p99 {_ms(percentile(extra['read_ms'], 0.99))} "
+                f"max {_ms(max(extra['read_ms']))}",
+                f"late {late} of {len(extra['lateness'])}, "
+                f"p99 {percentile(extra['lateness'], 0.99):.2f} s",
+            ]
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m bench.bench_broker_http`: run, print, and with `--write-docs` update the page."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -570,7 +607,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="server workers under load")
     parser.add_argument("--offers", type=int, default=100, help="timed offer requests")
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
+    parser.add_argument(
+        "--only",
+        choices=["offers", "load"],
+        help="run one scenario and print its figures (the page is not written)",
+    )
     arguments = parser.parse_args(argv)
+    if arguments.only:
+        print(
+            only(
+                arguments.only,
+                seconds=arguments.seconds,
+                clients=arguments.clients,
+                workers=arguments.workers,
+                offer_runs=arguments.offers,
+            )
+        )
+        return 0
     markdown = run(
         seconds=arguments.seconds,
         clients=arguments.clients,

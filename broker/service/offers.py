@@ -6,13 +6,17 @@ Owns how an offer request meets the database, in three steps:
    each platform says whether it runs the executable, and the *candidates* are kept: the
    platforms that could ever serve the demand (`broker.scheduling.resources.assess`) and can
    reach one of its start windows. Capability and limits need no lock.
-2. One read transaction, no lock (`place_offers`): the candidates' live bookings that can
-   matter, then the offers (`broker.scheduling.offers.make_offers`), computed by this process
-   while no other waits for it.
+2. One read transaction, no lock (`place_offers`): how much capacity has been taken on each
+   candidate (`capacity_taken`, a count that grows with every transaction adding or moving a
+   booking there), then the candidates' live bookings that can matter, then the offers
+   (`broker.scheduling.offers.make_offers`), computed by this process while no other waits
+   for it.
 3. One write transaction: the rows of the platforms the offers are on are locked (in name
-   order, as every lock of `broker_platform` is taken), those platforms' bookings over the
-   offers' times are read again, and the offers' holds are checked against them
-   (`broker.scheduling.audit.holds_fit`). When they
+   order, as every lock of `broker_platform` is taken) and their counts read again. Where no
+   count changed, nothing was booked there since the snapshot, which is then still exact (or
+   counts holds released since): it is not read again. Otherwise those platforms' bookings
+   over the offers' times are read again. The offers' holds are checked against them either
+   way (`broker.scheduling.audit.holds_fit`). When they
    fit, the caller stores them in that transaction. When another request took the capacity in
    the meantime, the offers are computed again with the fresh bookings of the locked platforms;
    if they are all on locked platforms they are stored. Otherwise (what is left best is on a
@@ -186,14 +190,23 @@ def place_offers(
         with store.write() as tx:
             return keep(tx, found)
     with store.read() as tx:
+        # The count first: a booking stored after it makes it change, never goes unseen.
+        taken = tx.capacity_taken(question.candidates)
         snapshot = tx.live_bookings(now, question.candidates, question.span)
     found = _search(question, demand, snapshot, now, policy, rotation=rotation)
     locked = sorted({offer.platform for offer in found.offers})
     with store.write() as tx:
         tx.lock_platforms(locked)
-        if not found.offers or _fit(
-            question, found.offers, tx.live_bookings(now, locked, _covering(found.offers))
-        ):
+        if not found.offers:
+            return keep(tx, found)
+        if _unchanged(taken, tx.capacity_taken(locked), locked):
+            # Nothing was booked on these platforms since the snapshot: it is exact here (or
+            # counts more than is left, when something was released), and need not be read
+            # again. The holds are still checked against it.
+            current = [booking for booking in snapshot if booking.platform in locked]
+        else:
+            current = tx.live_bookings(now, locked, _covering(found.offers))
+        if _fit(question, found.offers, current):
             return keep(tx, found)
         # Another request took some of this capacity since the snapshot: search again, with
         # what is booked now where this request holds the locks.
@@ -222,6 +235,11 @@ def _search(
     rotation: int,
 ) -> OfferSet:
     return make_offers(question.platforms, bookings, demand, now, policy, rotation=rotation)
+
+
+def _unchanged(before: Mapping[str, int], now: Mapping[str, int], platforms: Sequence[str]) -> bool:
+    """True when no capacity was taken on any of `platforms` between the two counts."""
+    return all(before.get(name) == now.get(name) for name in platforms)
 
 
 def _covering(offers: Sequence[Offer]) -> Interval:

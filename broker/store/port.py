@@ -116,8 +116,19 @@ class SessionTransaction(Protocol):
         """Holds of unexpired offers and bookings of accepted sessions that end after `now`."""
         ...
 
+    def capacity_taken(self, platforms: Sequence[str]) -> dict[str, int]:
+        """Per platform, a count that grows with each transaction taking capacity there.
+
+        A transaction takes capacity when it adds or moves a hold or booking of the
+        platform; a platform nothing was ever booked on may be missing. Unchanged between two
+        reads means no capacity was taken there in between: bookings read after the first
+        read are still all the platform holds, or more than it holds (releases, expiries and
+        accepts on time take nothing and leave it as it is).
+        """
+        ...
+
     def add_booking(self, session_id: str, booking: Booking) -> None:
-        """Store the hold or booking of one session."""
+        """Store the hold or booking of one session (its platform's `capacity_taken` grows)."""
         ...
 
     def convert_hold(self, session_id: str) -> None:
@@ -125,7 +136,10 @@ class SessionTransaction(Protocol):
         ...
 
     def move_slot(self, session_id: str, start: datetime, end: datetime) -> None:
-        """Move a session's slot, and its hold or booking with it (a late accept)."""
+        """Move a session's slot, and its hold or booking with it (a late accept).
+
+        Its platform's `capacity_taken` grows.
+        """
         ...
 
     def release(self, session_id: str) -> None:

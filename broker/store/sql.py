@@ -38,8 +38,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -75,8 +75,15 @@ MIGRATIONS: Final = Path(__file__).parent / "migrations"
 VERSION_TABLE: Final = "alembic_version_broker"
 
 platform_table = Table(
-    "broker_platform", Base.metadata, Column("name", String(200), primary_key=True)
+    "broker_platform",
+    Base.metadata,
+    Column("name", String(200), primary_key=True),
+    Column("taken", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("longest", BigInteger, nullable=False, default=0, server_default="0"),
 )
+"""One row per platform: the row its transactions lock. `taken` grows by one in each
+transaction that adds or moves a hold or booking of the platform; `longest` is the longest
+hold or booking ever stored for it (microseconds), which bounds `live_bookings`' index walk."""
 offerset_table = Table(
     "broker_offerset",
     Base.metadata,
@@ -177,6 +184,77 @@ def _booking(row: Any, offerset: str | None = None) -> Booking:
     )
 
 
+_LIVE_BRANCH: Final = (
+    "SELECT b.platform, b.slot_start, b.slot_end, b.cores, b.memory, b.storage, b.gpus,"
+    " b.kind, s.offerset_id"
+    " FROM broker_booking b JOIN broker_session s ON s.id = b.session_id"
+    " WHERE b.platform = {m} AND b.slot_end > {m}{bound}"
+    " AND (b.kind = 'booking' OR (s.phase = 'OFFERED' AND s.expires > {m}))"
+)
+_BOUND: Final = (
+    " AND b.slot_end < {m} + (SELECT longest FROM broker_platform WHERE name = {m})"
+    " AND b.slot_start < {m}"
+)
+_live_statements: dict[tuple[str, int, bool], str] = {}
+
+
+def _live_sql(mark: str, platforms: int, *, bounded: bool) -> str:
+    """`live_bookings`' statement for this many platforms: one branch each, built once."""
+    key = (mark, platforms, bounded)
+    sql = _live_statements.get(key)
+    if sql is None:
+        bound = _BOUND.format(m=mark) if bounded else ""
+        branch = _LIVE_BRANCH.format(m=mark, bound=bound)
+        sql = _live_statements[key] = " UNION ALL ".join([branch] * platforms)
+    return sql
+
+
+_decoded: dict[tuple[Any, ...], Booking] = {}
+"""Bookings read back, by their row (`_LIVE_BRANCH`'s columns): an offer request reads hundreds,
+mostly the same ones as the request before it. Bookings are frozen, so they are shared."""
+_DECODED_MOST: Final = 65_536
+
+
+def _bookings(rows: Iterable[tuple[Any, ...]]) -> list[Booking]:
+    """`live_bookings`' rows as bookings (each hold grouped by its offer set)."""
+    decoded = _decoded
+    if len(decoded) > _DECODED_MOST:
+        decoded.clear()
+    found = []
+    for row in rows:
+        booking = decoded.get(row)
+        if booking is None:
+            booking = decoded[row] = _decode_booking(*row)
+        found.append(booking)
+    return found
+
+
+def _decode_booking(  # noqa: PLR0917 - one argument per column of the row
+    platform: str,
+    start: int,
+    end: int,
+    cores: int,
+    memory: float,
+    storage: float,
+    gpus: str,
+    kind_text: str,
+    offerset: str | None,
+) -> Booking:
+    kind = _BOOKING_KINDS[kind_text]
+    return Booking(
+        platform=platform,
+        interval=Interval(from_micros(start), from_micros(end)),
+        resources=Resources(
+            cores=cores,
+            memory=memory,
+            storage=storage,
+            gpus=() if gpus == _NO_GPUS else _gpus_decoder.decode(gpus),
+        ),
+        kind=kind,
+        group=offerset if kind is BookingKind.HOLD else None,
+    )
+
+
 def _record(row: Any) -> SessionRecord:
     return SessionRecord(
         id=row.id,
@@ -221,6 +299,8 @@ class StoreTransaction:
         self._postgres = session.get_bind().dialect.name == "postgresql"
         self._inserts: dict[Table, list[dict[str, Any]]] = {}
         self._batch: _Batch | None = None
+        self._taken: dict[str, int] = {}
+        """Platforms capacity was taken on, not yet counted, with their longest new booking."""
         self.instructions = 0
         """How many platform calls this transaction queued (none: nothing to carry out)."""
 
@@ -246,6 +326,13 @@ class StoreTransaction:
         while self._inserts:
             table, rows = self._inserts.popitem()
             self._session.execute(insert(table), rows)
+        if self._taken:
+            taken = [
+                {"name": name, "taken": 1, "longest": longest}
+                for name, longest in sorted(self._taken.items())
+            ]
+            self._taken = {}
+            self._session.execute(self._count_taken(), taken)
         batch = self._batch
         if batch is None or batch.empty:
             return
@@ -260,6 +347,28 @@ class StoreTransaction:
             )
         if batch.saved:
             self._session.execute(_SAVE_SESSION, list(batch.saved.values()))
+
+    def _count_taken(self) -> Any:
+        """Per platform: `taken` grows by one, `longest` to the new booking's length if longer.
+
+        An upsert, so that a platform has its row once it has bookings (a bounded
+        `live_bookings` reads its `longest`), whether or not `ensure_platforms` made it.
+        In a transaction that holds the platform's lock exclusively (offers, late accepts),
+        the row is already this transaction's.
+        """
+        dialect_insert = postgresql.insert if self._postgres else sqlite.insert
+        statement = dialect_insert(platform_table)
+        excluded = statement.excluded
+        return statement.on_conflict_do_update(
+            index_elements=[platform_table.c.name],
+            set_={
+                "taken": platform_table.c.taken + 1,
+                "longest": case(
+                    (platform_table.c.longest < excluded.longest, excluded.longest),
+                    else_=platform_table.c.longest,
+                ),
+            },
+        )
 
     @contextmanager
     def batched(self) -> Iterator[None]:
@@ -329,38 +438,69 @@ class StoreTransaction:
             now: the instant that decides which holds are live and which slots have ended.
             platforms: the platforms whose bookings are wanted.
             within: when given, only the bookings that overlap it (what a search needs).
+
+        One prebuilt statement, one branch per platform, read through the driver as plain
+        tuples. With `within`, each branch walks the index on (platform, slot_end) only from
+        `within.start` to `within.end` plus the platform's longest booking (`longest`), past
+        which no booking can start inside `within`: the walk touches what it returns.
         """
+        names = list(dict.fromkeys(platforms))
+        if not names:
+            return []
+        self.flush()
         at = to_micros(now)
-        query = (
-            select(
-                booking_table,
-                session_table.c.phase,
-                session_table.c.expires,
-                session_table.c.offerset_id,
-            )
-            .join(session_table, session_table.c.id == booking_table.c.session_id)
-            .where(booking_table.c.platform.in_(list(platforms)))
-            .where(booking_table.c.slot_end > at)
-            .where(
-                or_(
-                    booking_table.c.kind == BookingKind.BOOKING.value,
-                    and_(
-                        session_table.c.phase == Phase.OFFERED.value,
-                        session_table.c.expires > at,
-                    ),
-                )
-            )
-        )
-        if within is not None:
-            query = query.where(
-                booking_table.c.slot_start < to_micros(within.end),
-                booking_table.c.slot_end > to_micros(within.start),
-            )
-        return [_booking(row, row.offerset_id) for row in self._run(query).all()]
+        parameters: list[Any] = []
+        if within is None:
+            for name in names:
+                parameters += (name, at, at)
+        else:
+            start, end = to_micros(within.start), to_micros(within.end)
+            low = max(at, start)
+            for name in names:
+                parameters += (name, low, end, name, end, at)
+        sql = _live_sql(self._mark, len(names), bounded=within is not None)
+        return _bookings(self._fetch(sql, parameters))
+
+    def capacity_taken(self, platforms: Sequence[str]) -> dict[str, int]:
+        """How many transactions have taken capacity on each platform.
+
+        Taking capacity is adding or moving a hold or booking; a platform no transaction
+        ever took capacity on may be missing. Unchanged between two reads: no capacity was
+        taken there in between, so bookings read after the first read are still all there is
+        (releases only free capacity).
+        """
+        names = sorted(set(platforms))
+        if not names:
+            return {}
+        self.flush()
+        marks = ", ".join([self._mark] * len(names))
+        sql = f"SELECT name, taken FROM broker_platform WHERE name IN ({marks})"  # noqa: S608
+        return {name: int(taken) for name, taken in self._fetch(sql, names)}
+
+    @property
+    def _mark(self) -> str:
+        return "%s" if self._postgres else "?"
+
+    def _fetch(self, sql: str, parameters: Sequence[Any]) -> list[Any]:
+        """Rows of one statement through the driver, in this transaction: plain tuples."""
+        cursor = self._session.connection().connection.cursor()
+        try:
+            cursor.execute(sql, tuple(parameters))
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
+    def _took(self, platform: str, length: int) -> None:
+        """Note capacity taken on `platform` by a booking of `length` microseconds."""
+        self._taken[platform] = max(self._taken.get(platform, 0), length)
 
     def add_booking(self, session_id: str, booking: Booking) -> None:
-        """Store the hold or booking of one session."""
+        """Store the hold or booking of one session (its platform's `taken` grows)."""
         resources = booking.resources
+        self._took(
+            booking.platform,
+            to_micros(booking.interval.end) - to_micros(booking.interval.start),
+        )
         self._insert(
             booking_table,
             {
@@ -385,11 +525,19 @@ class StoreTransaction:
         )
 
     def move_slot(self, session_id: str, start: datetime, end: datetime) -> None:
-        """Move a session's slot, and its hold or booking with it (a late accept)."""
+        """Move a session's slot, and its hold or booking with it (a late accept).
+
+        Takes capacity at new times: the platform's `taken` grows.
+        """
         slot = {"slot_start": to_micros(start), "slot_end": to_micros(end)}
-        self._run(
-            update(booking_table).where(booking_table.c.session_id == session_id).values(slot)
-        )
+        moved = self._run(
+            update(booking_table)
+            .where(booking_table.c.session_id == session_id)
+            .values(slot)
+            .returning(booking_table.c.platform)
+        ).scalars()
+        for platform in moved:
+            self._took(platform, slot["slot_end"] - slot["slot_start"])
         self._run(update(session_table).where(session_table.c.id == session_id).values(slot))
 
     def release(self, session_id: str) -> None:

@@ -9,18 +9,24 @@ a platform that could serve the request. The locking itself is proven under conc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 from broker import model
+from broker.lifecycle import Phase, SessionState
 from broker.model import codec
 from broker.platforms.simulated import SimulatedPlatform
 from broker.scheduling.intervals import Interval
-from broker.scheduling.offers import OfferPolicy
-from broker.scheduling.resources import PlatformSpec
+from broker.scheduling.offers import OfferPolicy, OfferSet
+from broker.scheduling.resources import Booking, PlatformSpec, Resources
 from broker.scheduling.slots import booking_range
-from broker.service.offers import Question, read_question
+from broker.service.offers import Question, place_offers, read_question
+from broker.store.port import SessionRecord, SessionStore
+from broker.store.sql import SqlBrokerStore
+from core.db import make_engine
 from core.settings import BrokerSettings, settings_from_mapping
 
 NOW = datetime(2026, 9, 1, 8, 0, tzinfo=UTC)
@@ -120,3 +126,101 @@ def test_a_broker_without_platforms_says_so():
     asked = question(settings_with(), request())
     assert asked.demand is None
     assert [m.kind for m in asked.messages] == ["urn:voexec:no-platform"]
+
+
+# ------------------------------------------------------------------ placing offers
+class _Interloping:
+    """A SQLite store where another request books a platform full right after each snapshot."""
+
+    def __init__(self, store: SqlBrokerStore, booking: Booking | None) -> None:
+        self._store = store
+        self._booking = booking
+        self.reads = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    @contextmanager
+    def read(self) -> Iterator[Any]:
+        with self._store.read() as tx:
+            yield _Counting(tx, self)
+        if self._booking is not None:
+            _book(self._store, self._booking)
+            self._booking = None
+
+    @contextmanager
+    def write(self) -> Iterator[Any]:
+        with self._store.write() as tx:
+            yield _Counting(tx, self)
+
+
+class _Counting:
+    def __init__(self, tx: Any, owner: _Interloping) -> None:
+        self._tx, self._owner = tx, owner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tx, name)
+
+    def live_bookings(self, *args: Any) -> list[Booking]:
+        self._owner.reads += 1
+        found: list[Booking] = self._tx.live_bookings(*args)
+        return found
+
+
+def _book(store: SqlBrokerStore, booking: Booking) -> None:
+    identifier = "00000000-0000-4000-8000-000000000001"
+    interval = booking.interval
+    state = SessionState(
+        session_id=identifier, phase=Phase.ACCEPTED, start=interval.start, end=interval.end
+    )
+    record = SessionRecord(
+        id=identifier,
+        offerset_id=None,
+        platform=booking.platform,
+        resources=booking.resources,
+        state=state,
+        document=model.ScheduledExecutionSession(phase=model.SessionPhase.ACCEPTED),
+    )
+    with store.write() as tx:
+        tx.add_session(record, start=interval.start, end=interval.end)
+        tx.add_booking(identifier, booking)
+
+
+def _placed(tmp_path: Path, interloper: Booking | None) -> tuple[OfferSet, int]:
+    settings = settings_with({"name": "a", "cores": 8})
+    asked = question(settings, request(cores=8))
+    assert asked.span is not None
+    store = SqlBrokerStore(make_engine(f"sqlite:///{tmp_path / 'broker.db'}"))
+    store.migrate()
+    with store.write() as tx:
+        tx.ensure_platforms(["a"])
+    interloping = _Interloping(store, interloper)
+    kept: list[OfferSet] = []
+
+    def keep(tx: Any, found: OfferSet) -> None:
+        kept.append(found)
+
+    place_offers(
+        cast("SessionStore", interloping), asked, NOW, OfferPolicy.from_settings(settings), keep
+    )
+    store.engine.dispose()
+    return kept[0], interloping.reads
+
+
+def test_offers_stored_without_a_second_read_when_nothing_was_booked_since_the_snapshot(
+    tmp_path: Path,
+) -> None:
+    found, reads = _placed(tmp_path, None)
+    assert found.offers
+    assert reads == 1
+
+
+def test_capacity_taken_after_the_snapshot_is_read_again_under_the_lock(tmp_path: Path) -> None:
+    # Booked full over the whole span between the snapshot and the lock: the offers the
+    # snapshot allowed no longer fit, and none are stored.
+    span = question(settings_with({"name": "a", "cores": 8}), request(cores=8)).span
+    assert span is not None
+    full = Booking(platform="a", interval=span, resources=Resources(cores=8, memory=32))
+    found, reads = _placed(tmp_path, full)
+    assert found.offers == ()
+    assert reads > 1

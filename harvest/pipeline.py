@@ -28,7 +28,8 @@ Talks to GitLab through `harvest.model.ProjectSource` (`harvest.gitlab.GitLabCli
 catalogue through `Publisher` (`catalogue.service.CatalogueService`): it calls exactly
 `publish_all([(document, provenance), ...])` (one batch per 25 projects, so the search index
 is updated once per batch, and stores the batch in one transaction) and `withdraw(entry_id)`.
-The projects of a batch are read from GitLab by a few threads at once (the `readers` setting).
+The projects of a batch are read from GitLab by a few threads at once (the `readers` setting),
+while the batch before is published and stored.
 Imports neither python-gitlab nor Litestar.
 """
 
@@ -38,7 +39,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -112,6 +113,8 @@ class Publisher(Protocol):
 
 
 ClientFactory = Callable[[GitLabSource], ProjectSource]
+_Reading = tuple[list["_ProjectRead"], list[Future[None]]]
+"""A batch being read: its projects' readers, and the reads under way."""
 
 
 class HarvestPipeline:
@@ -245,11 +248,25 @@ class HarvestPipeline:
             total = len(work) + len(gone)
             if progress and total:
                 progress(0, total)
-            for start in range(0, len(work), BATCH_PROJECTS):
-                chunk = work[start : start + BATCH_PROJECTS]
-                reports += self._batch(run, client, source, chunk, full=full)
-                if progress:
-                    progress(len(reports), total)
+            chunks = [
+                work[start : start + BATCH_PROJECTS]
+                for start in range(0, len(work), BATCH_PROJECTS)
+            ]
+            # While one batch is published and stored, the next one is read: GitLab's round
+            # trips overlap the catalogue's work instead of waiting for it.
+            with ThreadPoolExecutor(self.readers, "harvest-read") as pool:
+                reading = self._start(pool, client, source, chunks[0], full) if chunks else None
+                for index in range(len(chunks)):
+                    current = reading
+                    assert current is not None
+                    reading = (
+                        self._start(pool, client, source, chunks[index + 1], full)
+                        if index + 1 < len(chunks)
+                        else None
+                    )
+                    reports += self._settle_batch(run, source, current)
+                    if progress:
+                        progress(len(reports), total)
             for state in gone:
                 reports.append(self._forget(run, state))
                 if progress:
@@ -359,6 +376,20 @@ class HarvestPipeline:
         A project's faults (GitLab, the catalogue, a bug) fail that project only; a failure
         of the whole batch fails the projects that had files in it.
         """
+        readers, to_read = self._readers(client, source, projects, full=full, force=force)
+        self._read(to_read, full=full)
+        return self._settle_batch(run, source, (readers, []))
+
+    def _readers(
+        self,
+        client: ProjectSource,
+        source: GitLabSource,
+        projects: Sequence[tuple[ProjectInfo, ProjectState | None]],
+        *,
+        full: bool,
+        force: bool = False,
+    ) -> tuple[list[_ProjectRead], list[_ProjectRead]]:
+        """A reader per project, and those of them that must read GitLab (the rest skip)."""
         readers = [_ProjectRead(self, client, source, p, state) for p, state in projects]
         to_read = []
         for reader in readers:
@@ -366,7 +397,29 @@ class HarvestPipeline:
                 reader.skip()
             else:
                 to_read.append(reader)
-        self._read(to_read, full=full)
+        return readers, to_read
+
+    def _start(
+        self,
+        pool: ThreadPoolExecutor,
+        client: ProjectSource,
+        source: GitLabSource,
+        projects: Sequence[tuple[ProjectInfo, ProjectState | None]],
+        full: bool,
+    ) -> _Reading:
+        """Start reading a batch of projects in the pool's threads."""
+        readers, to_read = self._readers(client, source, projects, full=full)
+        return readers, [
+            pool.submit(_guard, reader, partial(reader.fetch, full=full)) for reader in to_read
+        ]
+
+    def _settle_batch(
+        self, run: RunSummary, source: GitLabSource, reading: _Reading
+    ) -> list[ProjectReport]:
+        """Once a batch is read: publish its files together, settle and store each project."""
+        readers, fetches = reading
+        for fetch in fetches:
+            fetch.result()
         batch = [pending for reader in readers for pending in reader.pending]
         answers: list[PublishReport] = []
         try:

@@ -15,6 +15,7 @@ import json
 import os
 import urllib.request
 import zlib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from broker.model import SessionPhase as P
 from broker.platforms import rucio_client
 from broker.platforms.data_reach import clear_probe_cache
 from core.settings import PlatformDataSettings, RucioServer
+from tests.api import test_broker_data_offers as offers_api
 from tests.conftest import require_service
 from tests.data_support import LocalBroker, said
 
@@ -184,6 +186,24 @@ def test_the_password_may_come_from_an_environment_variable_never_from_the_reque
     rucio_client.clear_tokens()
     clear_probe_cache()
     assert broker.offers(data=[rucio("sample", "voexec:sample.txt")]).result == "YES"
+
+
+def test_nearest_data_ranks_the_platform_close_to_the_rse_first(
+    tmp_path: Path, rucio_url: str
+) -> None:
+    account = ACCOUNT | {"url": rucio_url}
+    far = offers_api.platform("far", bandwidth={"127.0.0.1:*": 0.01}, rucio=[account])
+    near = offers_api.platform("near", rucio=[account | {"close_rses": ["VOEXEC_DISK"]}])
+    # "far" is listed first, so it would win every tie: only the replica can put "near" first.
+    with offers_api.client_for(tmp_path, far, near, strategies=["nearest-data"]) as client:
+        answer = offers_api.ask(client, rucio("sample", "voexec:sample.txt"))
+    assert answer.result == "YES", said(answer)
+    first = answer.offers[0]
+    assert offers_api.platform_of(first) == "near"
+    assert offers_api.preparation(first) == timedelta(seconds=10)  # its own: nothing moves
+    text = said(answer)
+    assert "near: moves 0 B (0 bytes) of data" in text
+    assert "far: moves 68.0 KiB (69632 bytes) of data from 127.0.0.1:55202 (1) in about 7 s" in text
 
 
 def test_the_offer_time_resolution_sizes_the_file_from_the_catalogue(rucio_url: str) -> None:

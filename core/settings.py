@@ -176,6 +176,28 @@ class SimulatedBehaviour(_Settings, frozen=True):
 ContainerRuntime = Literal["apptainer", "singularity", "podman"]
 
 
+class LocalGpuSettings(_Settings, frozen=True):
+    """How the `local` adapter hands the GPUs `capacity.gpus` declares to sessions.
+
+    Each session booked with N GPUs gets N of `ids` that no other live session holds, picked
+    when its work starts. A container gets them from the engine, through CDI (`cdi`) or as
+    device files (`devices`); a program running as a process gets `CUDA_VISIBLE_DEVICES`.
+    """
+
+    ids: list[str] = []
+    """The GPUs' ids as their devices are named (`0`, `1`, or `GPU-<uuid>`), one per device
+    `capacity.gpus` declares; empty means `0` to N-1."""
+    cdi: str = "nvidia.com/gpu"
+    """The CDI device kind containers get their GPUs as (`--device nvidia.com/gpu=<id>` for
+    each); a CDI spec for it naming every id must be in `cdi_spec_dirs` (`nvidia-ctk cdi
+    generate`), or container requests with GPUs are answered NO. Empty: `devices` instead."""
+    cdi_spec_dirs: list[str] = msgspec.field(default_factory=lambda: ["/etc/cdi", "/var/run/cdi"])
+    """Where the CDI specs are (the engine's own folders)."""
+    devices: dict[str, list[str]] = {}
+    """Without CDI (`cdi: ""`): per GPU id, the device files a container gets with it
+    (`--device`), e.g. `{"0": [/dev/nvidia0, /dev/nvidiactl, /dev/nvidia-uvm]}`."""
+
+
 class LocalPlatformSettings(_Settings, frozen=True):
     """How the `local` adapter runs sessions as child processes of this machine.
 
@@ -225,10 +247,13 @@ class LocalPlatformSettings(_Settings, frozen=True):
     limit_memory: bool = True
     """Cap each program's address space at the offered memory (RLIMIT_AS); containers get the
     offered memory as their memory limit instead."""
+    gpus: LocalGpuSettings = LocalGpuSettings()
+    """Which device each GPU of `capacity.gpus` is, and how containers get them."""
     startup_timeout: timedelta = timedelta(minutes=2)
     """How long an interactive session's server (a Jupyter server, a container publishing ports
     asking for access) may take to answer once started; past it the session fails, naming this
-    setting and the server's last log lines, and the server is stopped."""
+    setting and the server's last log lines, and the server is stopped. Also how long work
+    booked with GPUs waits at its start for GPUs that an ending session still holds."""
 
 
 class SlurmPlatformSettings(_Settings, frozen=True):

@@ -11,7 +11,8 @@ docker-container executable:
   by the fetch helper (`session_fetch.py image`), which fails naming both digests when the
   request's digest differs; the pinned reference is kept in `program/image.ref`.
 - Work (`run_lines`): `<engine> run` of the pinned reference with the offered cores, memory
-  (swap included) and the platform's pids limit as limits, no network unless the executable
+  (swap included) and the platform's pids limit as limits, the session's GPUs as devices
+  (`--device`, see `gpus`), no network unless the executable
   publishes ports (then on 127.0.0.1 only), the data read-only at `/voexec/data`, the output
   read-write at `/voexec/output` (also its working directory), its output and errors in the
   session's logs. The container is named `voexec-<session id>`, so that the session runner
@@ -288,12 +289,17 @@ def published_connectors(
 
 
 def run_lines(
-    plan: SessionPlan, engine: ContainerEngine, layout: Layout, exports: Sequence[tuple[str, str]]
+    plan: SessionPlan,
+    engine: ContainerEngine,
+    layout: Layout,
+    exports: Sequence[tuple[str, str]],
+    devices: Sequence[str] = (),
 ) -> list[str]:
     """Run the pinned image with the session's limits; remove the container afterwards.
 
     `exports` are the session's variables (VOEXEC_SESSION, VOEXEC_CORES, ...), given to the
-    container with the data and output folders as the container sees them.
+    container with the data and output folders as the container sees them. `devices` are the
+    engine's `--device` values for the session's GPUs (CDI names or device files).
 
     Raises:
         PlatformError: the executable is not a container with an image.
@@ -312,6 +318,7 @@ def run_lines(
         *(ports or ["--network=none"]),
         f"--cpus {plan.cores} --memory {mebibytes}m --memory-swap {mebibytes}m",
         f"--pids-limit {engine.pids} --security-opt no-new-privileges",
+        *(f"--device {_q(device)}" for device in devices),
         f"--volume {_q(f'{layout.data}:{CONTAINER_DATA}:ro')}",
         f"--volume {_q(f'{layout.output}:{CONTAINER_OUTPUT}:rw')}",
         f"--workdir {CONTAINER_OUTPUT}",

@@ -75,6 +75,7 @@ from broker.platforms.containers import (
     published_connectors,
 )
 from broker.platforms.data_reach import s3_credentials
+from broker.platforms.gpus import GPU_STATE, GpuLedger, gpu_passing
 from broker.platforms.port import PlatformError, PlatformReport, SessionPlan
 from broker.platforms.recipe import (
     FETCHER,
@@ -113,6 +114,8 @@ PORT_TIMEOUT: Final = 5
 """Seconds `<engine> port` may take: it is asked while the service waits."""
 CONNECTORS: Final = "connectors.json"
 """In `state/`: the connectors already reported."""
+WANTED: Final = "run.wanted"
+"""In `state/`: when the work was due but waited for GPUs still held (seconds since the epoch)."""
 STARTED: Final = "run.started"
 """In `state/`: when the work step was started (seconds since the epoch, the service's clock)."""
 PORT_PROBE_TIMEOUT: Final = 2.0
@@ -215,6 +218,12 @@ def _read(path: Path) -> str | None:
         return None
 
 
+def _mark(path: Path, now: datetime) -> None:
+    """Note `now` in `path` (seconds since the epoch), unless it already holds a time."""
+    if not path.exists():
+        path.write_text(f"{now.timestamp()}\n", encoding="utf-8")
+
+
 def _tail(path: Path, lines: int = 5, limit: int = 600) -> str:
     text = _read(path) or ""
     tail = " | ".join(line for line in text.splitlines()[-lines:] if line.strip())
@@ -264,11 +273,20 @@ class LocalPlatform:
         self._uploads = ResultsUploader(self.name, settings.data, local.poll, local.grace)
         self._connector_host = jupyter.connector_host(local.listen, local.connector_host)
         self._setting = f"broker.platforms[{settings.name}].local"
+        self._gpus = gpu_passing(settings, self._setting)
+        self._ledger = GpuLedger(self.root, self._gpus.ids) if self._gpus else None
 
     # ----------------------------------------------------------------- the port
-    def accepts(self, executable: AnyExecutable) -> Sequence[str]:
-        """Why this machine cannot run `executable` (no notebook runner, no container engine)."""
-        return refusals(executable, self.tools)
+    def accepts(self, executable: AnyExecutable, gpus: int = 0) -> Sequence[str]:
+        """Why this machine cannot run `executable`, or give it `gpus` GPUs; empty when it can.
+
+        No notebook runner, no container engine; GPUs for a container without CDI or device
+        files for them.
+        """
+        reasons = refusals(executable, self.tools)
+        if gpus and self._gpus is not None and self._engine_runs_executable(executable):
+            reasons += self._gpus.container_refusals()
+        return reasons
 
     def prepare(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:
         """Write the session's scripts and start its preparation; observed from now on."""
@@ -290,8 +308,8 @@ class LocalPlatform:
     def start(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:
         """Start the work (once); the polls already under way will see how it goes."""
         layout, state = self._layout(plan)
-        if not (state / "run.pid").exists():
-            self._launch_work(plan, layout, now)
+        if not (state / "run.pid").exists() and not self._launch_work(plan, layout, now):
+            _mark(state / WANTED, now)  # its GPUs are still held: the polls start it
         return []
 
     def observe(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:
@@ -306,11 +324,11 @@ class LocalPlatform:
             code = _read(state / f"{step}.exit")
             if code is None:
                 return self._still_running(plan, layout, state, step, now)
-            if step == "prepare" and code == "0" and self._interactive(plan):
-                # The server is the work: it starts now, so that it answers when the session
-                # becomes AVAILABLE (its first answer is the report that makes it so).
-                self._launch_work(plan, layout, now)
-                return [self._poll_report(now)]
+            if step == "prepare" and code == "0" and self._work_due(plan, state):
+                # A server is the work: it starts now, so that it answers when the session
+                # becomes AVAILABLE (its first answer is the report that makes it so). Other
+                # work gets here when it waited for its GPUs at the start.
+                return self._start_or_wait(plan, layout, state, now)
             if code == "0" or (step == "run" and (state / "run.deadline").exists()):
                 # A program stopped at the offered end while voexec was away ran its course.
                 return [PlatformReport(now, done), self._poll_report(now)]
@@ -374,10 +392,61 @@ class LocalPlatform:
             return True
         return isinstance(executable, DockerContainer) and bool(access_ports(executable))
 
-    def _launch_work(self, plan: SessionPlan, layout: Layout, now: datetime) -> None:
-        """Start the work step, noting when (an interactive server's start-up is timed)."""
-        self._launch(plan, layout, "run", memory=self._memory(plan))
-        (Path(layout.state) / STARTED).write_text(f"{now.timestamp()}\n", encoding="utf-8")
+    def _work_due(self, plan: SessionPlan, state: Path) -> bool:
+        """True when the work should run now that the preparation is done (and does not)."""
+        return self._interactive(plan) or (state / WANTED).exists()
+
+    def _launch_work(self, plan: SessionPlan, layout: Layout, now: datetime) -> bool:
+        """Start the work step, noting when (an interactive server's start-up is timed).
+
+        A session booked with GPUs first takes free ones (`gpus`), its work script then names
+        them; False, with nothing started, while too few are free.
+        """
+        state = Path(layout.state)
+        if plan.gpus and self._ledger is not None and self._gpus is not None:
+            with self._ledger.held() as holders:
+                ids = self._ledger.take(holders, plan.session_id, plan.gpus, self._holds_gpus)
+                if ids is None:
+                    return False
+                (state / GPU_STATE).write_text("\n".join(ids) + "\n", encoding="utf-8")
+                devices = self._gpus.engine_options(ids) if self._engine_runs(plan) else []
+                script = run_script(plan, self.tools, layout, ids, devices)
+                (Path(layout.root) / "run.sh").write_text(script)
+                self._launch(plan, layout, "run", memory=self._memory(plan))
+        else:
+            self._launch(plan, layout, "run", memory=self._memory(plan))
+        _mark(state / STARTED, now)
+        return True
+
+    def _holds_gpus(self, session: str) -> bool:
+        """True while the session's work runs (its GPUs are not free)."""
+        pid = _read(self.root / session / "state" / "run.pid")
+        return bool(pid and pid.isdigit() and processes.is_running(int(pid), session))
+
+    def _start_or_wait(
+        self, plan: SessionPlan, layout: Layout, state: Path, now: datetime
+    ) -> list[PlatformReport]:
+        """Start the work, or wait for its GPUs, at most `startup_timeout` (then it fails)."""
+        if self._launch_work(plan, layout, now):
+            return [self._poll_report(now)]
+        _mark(state / WANTED, now)
+        waited = now.timestamp() - float(_read(state / WANTED) or now.timestamp())
+        timeout = self._settings.startup_timeout.total_seconds()
+        if waited <= timeout:
+            return [self._poll_report(now)]
+        assert self._ledger is not None  # only GPUs make the work wait
+        with self._ledger.held() as holders:
+            holding = self._ledger.holders_of(holders, self._holds_gpus)
+        return [
+            PlatformReport(
+                now,
+                Failed(
+                    reason=f"{plan.gpus} GPU(s) of this platform were not free within "
+                    f"{timeout:g} s ({self._setting}.startup_timeout); held by session(s) "
+                    + (", ".join(holding) or "none that still runs")
+                ),
+            )
+        ]
 
     def _late_server(
         self, plan: SessionPlan, layout: Layout, state: Path, now: datetime
@@ -471,7 +540,10 @@ class LocalPlatform:
         return self._settings.limit_memory and runs_here
 
     def _engine_runs(self, plan: SessionPlan) -> bool:
-        return isinstance(plan.executable, DockerContainer) and self.tools.engine is not None
+        return self._engine_runs_executable(plan.executable)
+
+    def _engine_runs_executable(self, executable: AnyExecutable) -> bool:
+        return isinstance(executable, DockerContainer) and self.tools.engine is not None
 
     def _engine_of(self) -> ContainerEngine:
         if self.tools.engine is None:
@@ -609,6 +681,8 @@ class LocalPlatform:
         if self._uploads.started(state):
             return self._uploads.observe(plan, layout, now)
         left = processes.session_processes(plan.session_id)
+        if not left and self._ledger is not None and plan.gpus:
+            self._ledger.give_back(plan.session_id)
         if not left and self._uploads.wanted(plan, state):
             return self._uploads.start(plan, layout, now)
         if not left:

@@ -136,11 +136,13 @@ class Platform(Protocol):
 
     name: str
 
-    def accepts(self, executable: AnyExecutable) -> Sequence[str]:
+    def accepts(self, executable: AnyExecutable, gpus: int = 0) -> Sequence[str]:
         """Why this platform cannot run `executable`, for the client; empty when it can.
 
         Asked at offer time, so that a request the platform could never run is answered NO
-        with the reason instead of failing after acceptance.
+        with the reason instead of failing after acceptance. `gpus` is the least number of GPUs
+        the request needs (0: none): a platform that declares GPUs but cannot hand them to this
+        executable says so (the scheduler already answers for their number and models).
         """
         ...
 

@@ -434,8 +434,19 @@ def _container_command(plan: SessionPlan, tools: Tools, layout: Layout) -> list[
     return [" ".join(parts)]
 
 
-def run_script(plan: SessionPlan, tools: Tools, layout: Layout) -> str:
-    """The work step: run the executable in `output/` with the session's environment."""
+def run_script(
+    plan: SessionPlan,
+    tools: Tools,
+    layout: Layout,
+    gpus: Sequence[str] = (),
+    devices: Sequence[str] = (),
+) -> str:
+    """The work step: run the executable in `output/` with the session's environment.
+
+    `gpus` are the ids of the GPUs the session got (`VOEXEC_GPUS`; `CUDA_VISIBLE_DEVICES` for a
+    program running as a process); `devices` the engine's `--device` values giving them to a
+    container.
+    """
     exports = {
         "VOEXEC_SESSION": plan.session_id,
         "VOEXEC_DATA": str(layout.data),
@@ -444,6 +455,11 @@ def run_script(plan: SessionPlan, tools: Tools, layout: Layout) -> str:
         "OMP_NUM_THREADS": str(plan.cores),
         "VOEXEC_MEMORY_GIB": f"{plan.memory:g}",
     }
+    in_engine = isinstance(plan.executable, DockerContainer) and tools.engine is not None
+    if gpus:
+        exports["VOEXEC_GPUS"] = ",".join(gpus)
+        if not in_engine:  # a container sees its own devices only, numbered from 0
+            exports["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
     lines = [
         "#!/bin/sh",
         f"# The work of session {plan.session_id}.",
@@ -468,7 +484,7 @@ def run_script(plan: SessionPlan, tools: Tools, layout: Layout) -> str:
         case JavaProgram() as program:
             lines += java.run_lines(plan, program, tools.jvm, layout)
         case DockerContainer() if tools.engine is not None:
-            lines += run_lines(plan, tools.engine, layout, list(exports.items()))
+            lines += run_lines(plan, tools.engine, layout, list(exports.items()), devices)
         case DockerContainer() | SingularityContainer():
             lines += _container_command(plan, tools, layout)
     return "\n".join(lines) + "\n"

@@ -213,7 +213,7 @@ class RemotePlatform:
         return None
 
     # ------------------------------------------------------------------ the Platform port
-    def accepts(self, executable: AnyExecutable) -> Sequence[str]:
+    def accepts(self, executable: AnyExecutable, gpus: int = 0) -> Sequence[str]:
         """The remote broker decides, when asked for offers."""
         return []
 

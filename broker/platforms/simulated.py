@@ -34,7 +34,7 @@ class SimulatedPlatform:
         reason = f"{self.name}: the simulated session failed while {phase}"
         return [PlatformReport(at, Failed(reason=reason))]
 
-    def accepts(self, executable: AnyExecutable) -> Sequence[str]:
+    def accepts(self, executable: AnyExecutable, gpus: int = 0) -> Sequence[str]:
         """It pretends to run anything, with the Python it is configured to pretend to have."""
         have = self._behaviour.python_version
         match executable:

@@ -204,8 +204,11 @@ class SlurmPlatform:
         self._uploads = ResultsUploader(self.name, settings.data, slurm.poll)
 
     # ----------------------------------------------------------------- the port
-    def accepts(self, executable: AnyExecutable) -> Sequence[str]:
-        """Why the cluster cannot run `executable` (no notebook runner, no container engine)."""
+    def accepts(self, executable: AnyExecutable, gpus: int = 0) -> Sequence[str]:
+        """Why the cluster cannot run `executable` (no notebook runner, no container engine).
+
+        GPUs are Slurm's to hand out (`--gres=gpu:N`).
+        """
         return refusals(executable, self.tools)
 
     def prepare(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:

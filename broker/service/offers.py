@@ -115,7 +115,8 @@ def read_question(
             level=MessageLevel.ERROR,
         )
         return Question((*messages, missing), None)
-    able, refusals = accepting_platforms(adapters, specs, request.executable)
+    gpus = demand.gpus.count_min if demand.gpus is not None else 0
+    able, refusals = accepting_platforms(adapters, specs, request.executable, gpus)
     # The data's sources are asked here, outside any transaction (bounded, cached probes).
     able, unreachable, moves = data_ready(
         able, request.data, settings.platforms, now, storage=request.storage

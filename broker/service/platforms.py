@@ -166,8 +166,9 @@ def accepting_platforms(
     platforms: Mapping[str, Platform],
     specs: Sequence[PlatformSpec],
     executable: AnyExecutable,
+    gpus: int = 0,
 ) -> tuple[list[PlatformSpec], list[Reason]]:
-    """The platforms that can run `executable`, and why each of the others cannot.
+    """The platforms that can run `executable` (with `gpus` GPUs), and why the others cannot.
 
     Only platforms configured for the executable's kind are asked: for the others the
     scheduler already says that they do not run it.
@@ -180,7 +181,7 @@ def accepting_platforms(
         why: list[str] = []
         if adapter is not None and kind in spec.kinds:
             try:
-                why = list(adapter.accepts(executable))
+                why = list(adapter.accepts(executable, gpus))
             except Exception as error:  # a broken adapter refuses; the others still offer
                 log.warning("platform %s: accepts failed", spec.name, exc_info=True)
                 why = [f"cannot check the request: {type(error).__name__}: {error}"]

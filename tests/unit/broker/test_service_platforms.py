@@ -55,7 +55,7 @@ class ScriptedPlatform:
         script = self.answers.get(call, [])
         return script.pop(0)(plan, now) if script else []
 
-    def accepts(self, executable: model.AnyExecutable) -> Sequence[str]:
+    def accepts(self, executable: model.AnyExecutable, gpus: int = 0) -> Sequence[str]:
         return self.refuse
 
     def prepare(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:
@@ -270,7 +270,7 @@ def test_a_refusing_platform_leaves_the_others_offering(world_of):
 
 
 def test_an_adapter_whose_check_raises_refuses_with_the_error(world_of):
-    def refuse_with_an_error(executable: model.AnyExecutable) -> Sequence[str]:
+    def refuse_with_an_error(executable: model.AnyExecutable, gpus: int = 0) -> Sequence[str]:
         raise ValueError("bad settings")
 
     broken = ScriptedPlatform("broken")

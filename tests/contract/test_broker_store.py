@@ -502,6 +502,49 @@ def test_move_slot_moves_the_session_and_its_hold_together(store):
     assert Inspector(store).slot(moved.id) == (later, later + HOUR)
 
 
+def test_capacity_taken_grows_with_each_transaction_that_adds_or_moves_a_booking(store):
+    def taken(platforms: list[str] | None = None) -> dict[str, int]:
+        with store.read() as tx:
+            return tx.capacity_taken(
+                ["small", "gpu", "nowhere"] if platforms is None else platforms
+            )
+
+    before = taken()
+    assert "nowhere" not in before  # no row, nothing ever booked there
+    assert taken([]) == {}
+    first, second = record(1), record(2, start=NOW + 2 * HOUR)
+    add(store, first)
+    after_add = taken()
+    assert after_add["small"] > before.get("small", 0)
+    assert after_add.get("gpu") == before.get("gpu")  # nothing booked there
+    # Converting, saving and releasing take no capacity: the count stays.
+    with store.write() as tx:
+        tx.convert_hold(first.id)
+        tx.save_session(with_phase(first, Phase.ACCEPTED))
+    with store.write() as tx:
+        tx.release(first.id)
+    assert taken() == after_add
+    # Moving a slot takes capacity at new times; a transaction reads its own count.
+    add(store, second)
+    after_second = taken()
+    assert after_second["small"] > after_add["small"]
+    with store.write() as tx:
+        tx.move_slot(second.id, NOW + 3 * HOUR, NOW + 4 * HOUR)
+        moved = tx.capacity_taken(["small"])["small"]
+    assert moved > after_second["small"]
+    assert taken(["small"]) == {"small": moved}
+
+    # A failed transaction counts nothing.
+    def book_then_fail() -> None:
+        with store.write() as tx:
+            tx.add_booking(session_id(3), booking_of(record(3)))
+            raise RuntimeError
+
+    with pytest.raises(RuntimeError):
+        book_then_fail()
+    assert taken(["small"]) == {"small": moved}
+
+
 def test_held_offersets_are_a_requesters_sets_with_an_open_offer(store):
     def offerset(number: int, requester: str | None, expires: list[datetime]) -> None:
         identifier = str(UUID(int=1000 + number))

@@ -184,7 +184,8 @@ def _start(settings: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
                     return process
             except OSError:
                 time.sleep(0.2)
-        raise RuntimeError("voexec serve did not start")
+        tail = (settings.parent / "serve.log").read_text(errors="replace").splitlines()[-20:]
+        raise RuntimeError("voexec serve did not start:\n" + "\n".join(tail))
     except BaseException:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(30)

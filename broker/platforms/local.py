@@ -24,9 +24,15 @@ once nothing of the work runs (`uploads`), and the session lists each object wri
 An interactive session (a notebook executable without a notebook, see `jupyter`) has a Jupyter
 server as its work: it is started as soon as the preparation has succeeded, and the session
 becomes AVAILABLE, with the server's URL as its connector, once the server answers
-`/api/status` with its token. A container that publishes ports asking for access gets a
-connector per port once it runs (`<engine> port`). Connectors reported are remembered in
-`state/connectors.json`, so each is reported once.
+`/api/status` with its token. A container that publishes ports asking for access is started
+the same way, and the session becomes AVAILABLE with a connector per port (`<engine> port`)
+once every such port answers. Connectors reported are remembered in `state/connectors.json`,
+so each is reported once. A server that does not answer within `startup_timeout` fails the
+session with its last log lines, and is stopped.
+
+A session booked with GPUs takes free ids of the platform's GPUs when its work starts (`gpus`:
+a ledger under a lock), and waits for them while an ending session still holds them; a
+container gets them as CDI devices or device files, a process as `CUDA_VISIBLE_DEVICES`.
 
 It runs whatever an accepted request names, as the user running voexec: offer it only to
 trusted clients (`broker.write_tokens`) and limit `local.sources`.

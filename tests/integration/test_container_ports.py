@@ -57,7 +57,12 @@ exec httpd -f -p {INSIDE} -h /voexec/output/www
 class Broker:
     """A broker service whose one local platform runs containers with podman."""
 
-    def __init__(self, tmp_path: Path, preparation: timedelta) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        preparation: timedelta,
+        startup_timeout: timedelta = timedelta(minutes=2),
+    ) -> None:
         self.settings = PlatformSettings(
             name="workstation",
             adapter="local",
@@ -71,6 +76,7 @@ class Broker:
                 container_engine="podman",
                 registries=[REGISTRY],
                 container_pids=64,
+                startup_timeout=startup_timeout,
             ),
         )
         self.store = SqlBrokerStore(make_engine(f"sqlite:///{tmp_path / 'broker.db'}"))
@@ -83,14 +89,14 @@ class Broker:
             {self.settings.name: self.platform},
         )
 
-    def accepted(self, duration: str) -> UUID:
+    def accepted(self, duration: str, script: str = SERVE) -> UUID:
         now = datetime.now(UTC).replace(microsecond=0)
         document: dict[str, Any] = {
             "executable": {
                 "kind": K + "executable/docker-container.yaml",
                 "image": {"locations": [f"{IMAGE}:{IMAGE_TAG}"]},
                 "entrypoint": "/bin/sh",
-                "command": ["-c", SERVE],
+                "command": ["-c", script],
                 "network": {
                     "ports": [
                         {
@@ -218,3 +224,21 @@ def test_the_offered_end_stops_a_serving_container(broker):
     wait_for(lambda: stops_answering(location), "the port to stop answering")
     wait_for(lambda: not container_exists(session), "the container to be removed")
     wait_for(lambda: not session_processes(str(session)), "the session's processes to end")
+
+
+def test_a_container_whose_port_never_answers_fails_after_the_startup_timeout(tmp_path):
+    containers_available()
+    broker = Broker(tmp_path, timedelta(seconds=1), startup_timeout=timedelta(seconds=5))
+    try:
+        silent = "echo 'loading a very large model' >&2; exec sleep 600"
+        session = broker.accepted("PT10M", silent)
+        failed = tick_until(broker.service, session, P.FAILED)
+        assert not failed.connectors
+        said = " / ".join(messages(failed))
+        assert "the container's ports asking for access did not answer within 5 s" in said
+        assert "broker.platforms[workstation].local.startup_timeout" in said
+        assert "loading a very large model" in said
+        wait_for(lambda: not container_exists(session), "the container to be removed")
+        wait_for(lambda: not session_processes(str(session)), "the session's processes to end")
+    finally:
+        broker.close()

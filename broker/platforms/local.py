@@ -432,11 +432,14 @@ class LocalPlatform:
     def _start_or_wait(
         self, plan: SessionPlan, layout: Layout, state: Path, now: datetime
     ) -> list[PlatformReport]:
-        """Start the work, or wait for its GPUs, at most `startup_timeout` (then it fails)."""
+        """Start the work, or wait for its GPUs (at most `startup_timeout` past the start)."""
         if self._launch_work(plan, layout, now):
             return [self._poll_report(now)]
         _mark(state / WANTED, now)
-        waited = now.timestamp() - float(_read(state / WANTED) or now.timestamp())
+        # An interactive session is ready before its offered start; the session booked before
+        # it may hold its GPUs until then: only the wait past the start counts.
+        since = max(float(_read(state / WANTED) or now.timestamp()), plan.start.timestamp())
+        waited = now.timestamp() - since
         timeout = self._settings.startup_timeout.total_seconds()
         if waited <= timeout:
             return [self._poll_report(now)]

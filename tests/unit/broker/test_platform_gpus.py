@@ -9,6 +9,7 @@ sessions' runners, pid files and the ledger are real.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -413,6 +414,35 @@ def test_work_that_waits_too_long_for_its_gpus_fails_naming_the_holder(tmp_path,
         "(broker.platforms[gpubox].local.startup_timeout); held by session(s) s-holder"
     )
     assert not (platform.root / "s-waiting" / "state" / "run.pid").exists()
+    platform.stop(holder, datetime.now(UTC))
+
+
+def test_an_interactive_session_ready_early_waits_for_its_gpus_until_its_start(
+    tmp_path, fake_engine
+):
+    write_spec(tmp_path)
+    platform = LocalPlatform(settings(tmp_path, a100(1), engine=str(fake_engine)), tmp_path)
+    holder = plan("s-holder", 1)
+    prepared(platform, holder)
+    platform.start(holder, datetime.now(UTC))
+    run_arguments(tmp_path, "s-holder")
+    port = model.DockerNetworkPort(
+        access=True, internal=model.DockerInternalPort(port=8888), protocol="HTTP"
+    )
+    served = container(network=model.DockerNetworkSpec(ports=[port]))
+    now = datetime.now(UTC)
+    early = dataclasses.replace(
+        plan("s-early", 1, served), start=now + timedelta(minutes=5), end=now + timedelta(hours=1)
+    )
+    prepared(platform, early)
+    # Ready five minutes before its start, it waits for the GPU the session before it holds:
+    # past the start-up timeout, but before its own start, that is no failure.
+    for later in (timedelta(0), timedelta(minutes=4)):
+        reports = platform.observe(early, now + later)
+        assert [type(r.event) for r in reports] == [PlatformCheckDue]
+    [failed] = platform.observe(early, now + timedelta(minutes=5, seconds=31))
+    assert isinstance(failed.event, Failed)
+    assert "held by session(s) s-holder" in failed.event.reason
     platform.stop(holder, datetime.now(UTC))
 
 

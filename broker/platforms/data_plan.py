@@ -23,7 +23,9 @@ Every data item becomes one *source*, written as a URL:
 The last three are *logical*: `broker.platforms.data_reach` resolves them at offer time (and
 again when the session is prepared) to a concrete http(s) or `file://` URL carrying the checks
 the source gives (`with_checks`: bytes, adler32, md5 in a `#voexec:` fragment, which the
-staging step verifies and never sends).
+staging step verifies and never sends). A logical source standing for several files (a Rucio
+dataset, several DataLink `#this` links) resolves to `voexec-files:` followed by the files'
+names and URLs (`files_bundle`), staged as a folder.
 
 A platform's `data.mirrors` maps URL prefixes to local folders that hold replicas: a source
 under a mirrored prefix is read from the mirror and moves nothing over the network. Everything
@@ -61,6 +63,8 @@ __all__ = [
     "RucioDid",
     "S3Parts",
     "data_items",
+    "files_bundle",
+    "files_of",
     "from_mirror",
     "human_bytes",
     "is_logical",
@@ -80,6 +84,8 @@ DATALINK_PREFIX: Final = "datalink+"
 IVO_PREFIX: Final = "ivo://"
 DATALINK_TYPE: Final = "content=datalink"
 """What the DataLink media type says (`application/x-votable+xml;content=datalink`)."""
+FILES_PREFIX: Final = "voexec-files:"
+"""Starts a resolved source of several files staged into one folder (`files_bundle`)."""
 CHECKS_MARK: Final = "#voexec:"
 """Starts the fragment of a resolved source that carries its checks (`with_checks`)."""
 
@@ -321,8 +327,30 @@ def with_checks(
     return url.split("#", 1)[0] + CHECKS_MARK + urllib.parse.urlencode(given)
 
 
+def files_bundle(files: Sequence[tuple[str, str]]) -> str:
+    """One source for several files staged into a folder: (name in the folder, URL) each."""
+    return FILES_PREFIX + urllib.parse.urlencode([("f", f"{name}\n{url}") for name, url in files])
+
+
+def files_of(source: str) -> list[tuple[str, str]]:
+    """The (name, URL) of each file of a `files_bundle` source; [] for any other source."""
+    if not source.startswith(FILES_PREFIX):
+        return []
+    found = []
+    for _, value in urllib.parse.parse_qsl(source[len(FILES_PREFIX) :]):
+        name, newline, url = value.partition("\n")
+        if newline:
+            found.append((name, url))
+    return found
+
+
 def source_host(source: str) -> str:
-    """The host (with its port) the bytes of `source` come from; `local` for files."""
+    """The host (with its port) the bytes of `source` come from; `local` for files.
+
+    For several files, the first one's host.
+    """
+    if files := files_of(source):
+        return source_host(files[0][1])
     parsed = urllib.parse.urlsplit(source)
     return "local" if parsed.scheme == "file" else parsed.netloc
 

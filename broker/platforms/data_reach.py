@@ -48,6 +48,7 @@ from broker.platforms.data_plan import (
     RUCIO_PREFIX,
     DataItem,
     Move,
+    files_bundle,
     from_mirror,
     is_logical,
     moves_of,
@@ -215,18 +216,9 @@ def _rucio_server(settings: PlatformDataSettings, wanted: str | None) -> RucioSe
 _READABLE: Final = ("https://", "http://")
 
 
-def _rucio(source: str, settings: PlatformDataSettings, timeout: float) -> Probe:
-    did = rucio_did(source)
-    try:
-        server = _rucio_server(settings, did.server)
-        files = rucio_client.file_replicas(server, did.scope, did.name, timeout)
-    except rucio_client.RucioError as error:
-        return Probe(error=str(error))
-    if not files:
-        return Probe(error=f"Rucio lists no available replica of {did.did}")
-    if len(files) > 1:
-        return Probe(error=f"{did.did} is a collection of {len(files)} files; name one file of it")
-    found = files[0]
+def _replica(found: rucio_client.RucioFile, server: RucioServer, timeout: float) -> Probe:
+    """The replica of one file to stage: the first that answers, a close RSE's first."""
+    did = f"{found.scope}:{found.name}"
     # Replicas on a close RSE first (a `file` PFN before an http(s) one), then the others'
     # http(s) PFNs; the first that answers is the one staged.
     by_rse = {replica.rse: replica for replica in found.replicas}
@@ -247,11 +239,51 @@ def _rucio(source: str, settings: PlatformDataSettings, timeout: float) -> Probe
             return Probe(size=size, resolved=url, near=near)
         failures.append(answer.error)
     if failures:
-        return Probe(error=f"no replica of {did.did} answers: {'; '.join(failures)}")
+        return Probe(error=f"no replica of {did} answers: {'; '.join(failures)}")
     where = ", ".join(
         f"{replica.rse} ({', '.join(replica.pfns) or 'no URL'})" for replica in found.replicas
     )
-    return Probe(error=f"no replica of {did.did} this platform can read: {where or 'none'}")
+    return Probe(error=f"no replica of {did} this platform can read: {where or 'none'}")
+
+
+def _file_names(names: Sequence[str]) -> list[str]:
+    """Plain, distinct file names for the files of one folder (no `/`, no leading dot)."""
+    found: list[str] = []
+    for index, name in enumerate(names):
+        plain = name.replace("/", "_").lstrip(".") or f"file-{index}"
+        found.append(plain if plain not in found else f"{index}-{plain}")
+    return found
+
+
+def _together(parts: Sequence[tuple[str, Probe]]) -> Probe:
+    """One probe for several files staged as a folder: the first error, else their sum."""
+    for _, part in parts:
+        if part.error is not None:
+            return part
+    if len(parts) == 1:
+        return parts[0][1]
+    sizes = [part.size for _, part in parts]
+    names = _file_names([name for name, _ in parts])
+    return Probe(
+        size=None if None in sizes else sum(size or 0 for size in sizes),
+        resolved=files_bundle(
+            [(name, part.resolved or "") for name, (_, part) in zip(names, parts, strict=True)]
+        ),
+        near=all(part.near for _, part in parts),
+    )
+
+
+def _rucio(source: str, settings: PlatformDataSettings, timeout: float) -> Probe:
+    did = rucio_did(source)
+    try:
+        server = _rucio_server(settings, did.server)
+        files = rucio_client.file_replicas(server, did.scope, did.name, timeout)
+    except rucio_client.RucioError as error:
+        return Probe(error=str(error))
+    if not files:
+        return Probe(error=f"Rucio lists no available replica of {did.did}")
+    # A dataset or container: its files, each from its own replica, into one folder.
+    return _together([(found.name, _replica(found, server, timeout)) for found in files])
 
 
 def _datalink(source: str, settings: PlatformDataSettings, timeout: float) -> Probe:
@@ -264,14 +296,22 @@ def _datalink(source: str, settings: PlatformDataSettings, timeout: float) -> Pr
         links = datalink.links_of(url, timeout)
     except datalink.DataLinkError as error:
         return Probe(error=str(error))
-    first = links[0]
-    access = first.access_url or ""
-    if not access.startswith(_READABLE):
-        return Probe(error=f"the DataLink #this access URL {access} is not http(s)")
-    size = first.content_length
-    if size is None:
-        size = _http(access, timeout).size
-    return Probe(size=size, resolved=with_checks(access, size=first.content_length))
+    parts = []
+    for index, link in enumerate(links):
+        access = link.access_url or ""
+        if not access.startswith(_READABLE):
+            return Probe(error=f"the DataLink #this access URL {access} is not http(s)")
+        size = link.content_length
+        if size is None:
+            answer = _http(access, timeout)
+            if answer.error is not None:
+                return answer
+            size = answer.size
+        name = urllib.parse.unquote(urllib.parse.urlsplit(access).path.rsplit("/", 1)[-1])
+        resolved = with_checks(access, size=link.content_length)
+        parts.append((name or f"file-{index}", Probe(size=size, resolved=resolved)))
+    # A dataset in several files (several links to itself): all of them, into one folder.
+    return _together(parts)
 
 
 def resolve(source: str, settings: PlatformDataSettings) -> Probe:

@@ -17,6 +17,8 @@ single-part S3 object (its ETag), an HTTP `Content-MD5` or `Digest: md5=/sha-256
 mismatch, or more than MAX_BYTES, fails the step and removes the partial file. A SOURCE the
 broker resolved (a Rucio replica, a DataLink access URL) carries what its catalogue says in a
 `#voexec:bytes=N&adler32=HEX&md5=HEX` fragment (never sent): the file staged must match it.
+Several such files (a Rucio dataset, several DataLink `#this` links) come as one SOURCE
+`voexec-files:f=NAME%0AURL&f=...`, staged as files NAME of the folder DEST.
 S3 requests go through `session_s3.py` (copied beside this script), signed with the `AWS_*`
 variables the platform hands this step; the step prints what it staged, with sizes and
 checksums.
@@ -435,9 +437,34 @@ def _stage_s3(source: str, destination: Path, max_bytes: int | None) -> list[tup
     return staged
 
 
+FILES_PREFIX = "voexec-files:"
+"""Starts a SOURCE of several files staged into the folder DEST."""
+
+
+def _stage_files(
+    source: str, destination: Path, max_bytes: int | None
+) -> list[tuple[str, int, str]]:
+    staged: list[tuple[str, int, str]] = []
+    total = 0
+    for _, value in urllib.parse.parse_qsl(source[len(FILES_PREFIX) :]):
+        name, _, url = value.partition("\n")
+        safe = Path(name).name
+        if not url or safe in {"", ".", ".."} or safe != name:
+            raise FetchError(f"cannot stage {name!r} of {destination.name}: not a plain file name")
+        left = None if max_bytes is None else max_bytes - total
+        for written, size, md5 in stage_data(url, destination / safe, left):
+            total += size
+            staged.append((f"{destination.name}/{written}", size, md5))
+    if not staged:
+        raise FetchError(f"no file to stage into {destination.name}")
+    return staged
+
+
 def stage_data(source: str, destination: Path, max_bytes: int | None) -> list[tuple[str, int, str]]:
     """Stage one data item; returns (name, bytes, md5) of each file written."""
     destination.parent.mkdir(parents=True, exist_ok=True)
+    if source.startswith(FILES_PREFIX):
+        return _stage_files(source, destination, max_bytes)
     source, wanted = _split_checks(source)
     scheme = urllib.parse.urlparse(source).scheme
     if scheme.startswith("s3+"):

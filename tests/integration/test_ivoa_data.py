@@ -33,8 +33,9 @@ IVOID = "ivo://test.example/archive?obs-1"
 PROGRAM = """\
 import hashlib, os, pathlib
 data = pathlib.Path(os.environ["VOEXEC_DATA"])
-lines = [f"{p.name} {p.stat().st_size} {hashlib.md5(p.read_bytes()).hexdigest()}"
-         for p in sorted(data.iterdir())]
+lines = [f"{p.relative_to(data).as_posix()} {p.stat().st_size} "
+         f"{hashlib.md5(p.read_bytes()).hexdigest()}"
+         for p in sorted(data.rglob("*")) if p.is_file()]
 pathlib.Path("checksums.txt").write_text("\\n".join(lines) + "\\n")
 """
 FITS = b"SIMPLE  =                    T" + b" " * 2850
@@ -126,6 +127,32 @@ def test_an_ivo_identifier_is_resolved_through_the_configured_datalink_service(
     assert session.phase is P.COMPLETED, said(session)
     written = (broker.output(session) / "checksums.txt").read_text().split("\n")
     assert f"obs {len(FITS)} {hashlib.md5(FITS).hexdigest()}" in written
+
+
+def test_several_this_links_are_staged_as_a_folder_of_their_files(
+    tmp_path: Path, http_files: HttpFiles
+) -> None:
+    header = b"the header of obs-2\n" * 10
+    http_files.files["/files/obs-2.fits"] = FITS
+    http_files.files["/files/obs-2.hdr"] = header
+    rows = [
+        [IVOID, f"{http_files.url}/files/obs-2.fits", "", "", "", "#this", "image/fits", ""],
+        [IVOID, f"{http_files.url}/files/obs-2.hdr", "", "", "", "#this", "text/plain", ""],
+        [IVOID, f"{http_files.url}/files/obs-2.png", "", "", "", "#preview", "image/png", ""],
+    ]
+    http_files.files[links_key(IVOID)] = votable(LINK_FIELDS, rows)
+    item = by_datalink("obs", http_files.url + links_key(IVOID))
+    total = len(FITS) + len(header)
+    offers = LocalBroker(tmp_path / "asked", PlatformDataSettings(), PROGRAM).offers(data=[item])
+    assert offers.result == "YES", said(offers)
+    assert f"({total} bytes) of data" in said(offers)  # sized by HEAD: no content_length
+    broker = LocalBroker(tmp_path / "run", PlatformDataSettings(), PROGRAM)
+    session = broker.run(data=[item])
+    assert session.phase is P.COMPLETED, said(session)
+    written = (broker.output(session) / "checksums.txt").read_text().split("\n")
+    assert f"obs/obs-2.fits {len(FITS)} {hashlib.md5(FITS).hexdigest()}" in written
+    assert f"obs/obs-2.hdr {len(header)} {hashlib.md5(header).hexdigest()}" in written
+    assert not any("png" in line for line in written)
 
 
 def test_a_datalink_error_or_a_missing_service_is_a_no_naming_the_item(

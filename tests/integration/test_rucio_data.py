@@ -38,10 +38,11 @@ PROGRAM = """\
 import hashlib, os, pathlib, zlib
 data = pathlib.Path(os.environ["VOEXEC_DATA"])
 lines = []
-for path in sorted(data.iterdir()):
+for path in sorted(p for p in data.rglob("*") if p.is_file()):
     body = path.read_bytes()
     adler = zlib.adler32(body)
-    lines.append(f"{path.name} {len(body)} {hashlib.md5(body).hexdigest()} {adler:08x}")
+    name = path.relative_to(data).as_posix()
+    lines.append(f"{name} {len(body)} {hashlib.md5(body).hexdigest()} {adler:08x}")
 pathlib.Path("checksums.txt").write_text("\\n".join(lines) + "\\n")
 """
 
@@ -125,6 +126,26 @@ def test_a_platform_elsewhere_downloads_the_replica_over_http_priced_at_its_band
     assert session.phase is P.COMPLETED, said(session)
     line = f"sample {size} {sample['md5']} {int(sample['adler32'], 16):08x}"
     assert line in checksums(broker, session)
+
+
+def test_a_rucio_dataset_is_staged_as_a_folder_of_its_files_each_checked(
+    tmp_path: Path, rucio_url: str
+) -> None:
+    files = [registered(rucio_url, f"voexec:{name}") for name in ("sample.txt", "second.txt")]
+    total = sum(int(found["bytes"]) for found in files)
+    data = PlatformDataSettings(rucio=[server(rucio_url)])
+    offers = LocalBroker(tmp_path / "asked", data, PROGRAM).offers(
+        data=[rucio("set", "voexec:sample-set")]
+    )
+    assert offers.result == "YES", said(offers)
+    assert f"({total} bytes) of data from 127.0.0.1:55202 (1)" in said(offers)
+    broker = LocalBroker(tmp_path / "run", data, PROGRAM)
+    session = broker.run(data=[rucio("set", "voexec:sample-set")])
+    assert session.phase is P.COMPLETED, said(session)
+    written = checksums(broker, session)
+    for found in files:
+        adler = f"{int(found['adler32'], 16):08x}"
+        assert f"set/{found['name']} {found['bytes']} {found['md5']} {adler}" in written
 
 
 @pytest.mark.parametrize(

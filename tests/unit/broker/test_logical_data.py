@@ -18,7 +18,14 @@ import pytest
 from broker import model
 from broker.model import codec
 from broker.platforms import session_fetch
-from broker.platforms.data_plan import data_items, is_logical, rucio_did, with_checks
+from broker.platforms.data_plan import (
+    data_items,
+    files_bundle,
+    files_of,
+    is_logical,
+    rucio_did,
+    with_checks,
+)
 from core.settings import RucioServer
 
 K = model.KINDS
@@ -135,3 +142,29 @@ def test_staging_verifies_the_catalogues_bytes_adler32_and_md5(tmp_path: Path):
         with pytest.raises(session_fetch.FetchError, match=f"staged file's {name} is"):
             staged(tmp_path, **checks)
         assert not (tmp_path / "data" / "item").exists()
+
+
+def test_several_files_travel_as_one_source_staged_into_a_folder(tmp_path: Path):
+    replica = tmp_path / "replica.bin"
+    replica.write_bytes(BODY)
+    url = with_checks(replica.as_uri(), size=len(BODY))
+    source = files_bundle([("a.bin", url), ("b c.bin", replica.as_uri())])
+    assert files_of(source) == [("a.bin", url), ("b c.bin", replica.as_uri())]
+    assert files_of(url) == []
+    staged_files = session_fetch.stage_data(source, tmp_path / "data" / "set", None)
+    assert [(name, size) for name, size, _ in staged_files] == [
+        ("set/a.bin", len(BODY)),
+        ("set/b c.bin", len(BODY)),
+    ]
+    with pytest.raises(session_fetch.FetchError, match="larger than the limit"):
+        session_fetch.stage_data(source, tmp_path / "data" / "small", len(BODY) + 1)
+
+
+@pytest.mark.parametrize("name", ["../escape.bin", "sub/dir.bin", "..", ""])
+def test_a_file_name_that_would_leave_the_folder_is_refused(tmp_path: Path, name: str):
+    replica = tmp_path / "replica.bin"
+    replica.write_bytes(BODY)
+    source = files_bundle([(name, replica.as_uri())])
+    with pytest.raises(session_fetch.FetchError, match="not a plain file name"):
+        session_fetch.stage_data(source, tmp_path / "data" / "set", None)
+    assert not (tmp_path / "escape.bin").exists()

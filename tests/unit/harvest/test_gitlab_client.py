@@ -207,3 +207,31 @@ def test_a_429_seen_by_one_thread_holds_the_next_request_of_every_thread(gitlab)
     assert name == "second"
     assert 5.0 < seconds <= 7.0, "what is left of the 7 s GitLab asked for"
     assert gitlab.count(f"/projects/{project.id}/repository/tags") == 2
+
+
+def test_proxy_and_ca_settings_of_the_environment_are_kept(monkeypatch):
+    """They are read once when the client is made, not on every request."""
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/our-ca.pem")
+    proxied = GitLabClient("https://gitlab.example.org", "t")
+    assert proxied._session.proxies["https"] == "http://proxy.example:3128"
+    assert proxied._gl.ssl_verify == "/etc/ssl/our-ca.pem"
+    monkeypatch.setenv("NO_PROXY", "gitlab.example.org")
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    direct = GitLabClient("https://gitlab.example.org", "t")
+    assert "https" not in direct._session.proxies
+    assert direct._gl.ssl_verify is True
+
+
+def test_a_branch_with_a_slash_and_a_file_in_a_folder_are_read(gitlab):
+    project = gitlab.add_project("astro/tool", {"meta/ivoa-executable.yaml": "name: x\n"})
+    gitlab.commit(project, {"meta/ivoa-executable.yaml": "name: y\n"}, branch="release/2026")
+    reader = client(gitlab, [])
+    ref = reader.branch(project.id, "release/2026")
+    assert ref.name == "release/2026"
+    assert reader.read_file(project.id, "meta/ivoa-executable.yaml", ref.commit) == b"name: y\n"
+    assert reader.read_file(project.id, "meta/missing.yaml", ref.commit) is None
+    assert reader.read_file(project.id, "meta/ivoa-executable.yaml", ref.commit, 4) == b"name:"

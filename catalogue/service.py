@@ -86,7 +86,9 @@ INDEX_RETRY_SECONDS: Final = 5.0
 VIEWS_CACHE_SIZE: Final = 256
 """Facet trees kept (one per text, filters and facets asked for): a few KiB each."""
 PAGES_CACHE_SIZE: Final = 512
-"""Search answers kept (a page of summaries and its facet trees, shared with the views)."""
+"""Search answers kept (a page of summaries and its facet trees, as JSON)."""
+_PAGE_ENCODER: Final = msgspec.json.Encoder()
+_PAGE_DECODER: Final = msgspec.json.Decoder(SearchPage)
 
 
 class CatalogueStore(Protocol):
@@ -206,8 +208,9 @@ class CatalogueService:
         self._catching_up = threading.Lock()
         self._views: LruCache[list[Facet]] = LruCache(views_cache_size)
         """Facet trees by (index generation, text, filters, facets): shared by every page."""
-        self._pages: LruCache[SearchPage] = LruCache(pages_cache_size)
-        """Whole answers by the same key plus sort, cursor and limit."""
+        self._pages: LruCache[bytes] = LruCache(pages_cache_size)
+        """Whole answers, as their JSON, by the same key plus sort, cursor and limit: one bytes
+        object each, which the API sends as it is and the garbage collector never walks."""
 
     # ------------------------------------------------------------------------ publishing
     def check(
@@ -439,6 +442,19 @@ class CatalogueService:
         Raises:
             Invalid: an unknown facet or value (with suggestions), a bad cursor or limit.
         """
+        page, encoded = self._search(request)
+        return page if page is not None else _PAGE_DECODER.decode(encoded)
+
+    def search_json(self, request: SearchRequest) -> bytes:
+        """`search`'s answer as JSON (what `GET /catalogue/search` sends), kept for repeats.
+
+        Raises:
+            Invalid: as `search`.
+        """
+        return self._search(request)[1]
+
+    def _search(self, request: SearchRequest) -> tuple[SearchPage | None, bytes]:
+        """The page (None when it came from the cache) and its JSON."""
         if len(request.text) > MAX_TEXT_LENGTH:
             raise Invalid("query too long", [Problem("q", f"at most {MAX_TEXT_LENGTH} characters")])
         limit = request.limit if request.limit is not None else self.page_size
@@ -458,9 +474,9 @@ class CatalogueService:
         # While the index lags behind the store, the store's summaries may change under an
         # unchanged generation: those pages are not kept.
         keep_page = self._behind_since is None
-        page = self._pages.get(page_key) if keep_page else None
-        if page is not None:
-            return page
+        kept = self._pages.get(page_key) if keep_page else None
+        if kept is not None:
+            return None, kept
         result = self.index.search(
             SearchQuery(
                 text=text,
@@ -488,9 +504,10 @@ class CatalogueService:
             next_cursor=result.next_cursor,
             sort=request.sort,
         )
+        encoded = _PAGE_ENCODER.encode(page)
         if keep_page:
-            self._pages.put(page_key, page)
-        return page
+            self._pages.put(page_key, encoded)
+        return page, encoded
 
     def _summary(self, key: str, version: EntryVersion, score: float) -> EntrySummary:
         spec = version.spec

@@ -24,7 +24,7 @@ import functools
 from typing import Annotated, Any, Final
 
 import msgspec
-from litestar import HttpMethod, Litestar, Request, Response, Router, delete, get, post
+from litestar import HttpMethod, Litestar, MediaType, Request, Response, Router, delete, get, post
 from litestar.concurrency import sync_to_thread
 from litestar.di import NamedDependency
 from litestar.handlers import HTTPRouteHandler
@@ -215,7 +215,7 @@ def catalogue_router(*, security: Security, public_url: str | None = None) -> Ro
                 "empty: none). Counting is most of a search's cost: ask for those you show."
             ),
         ] = None,
-    ) -> SearchPage:
+    ) -> Response[SearchPage]:
         """Faceted search; facet counts ignore their own facet's selection (multi-select)."""
         selected = {
             "subject": subject,
@@ -231,11 +231,13 @@ def catalogue_router(*, security: Security, public_url: str | None = None) -> Ro
         if facets is not None:
             counted = tuple(name.strip() for given in facets for name in given.split(","))
             counted = tuple(name for name in counted if name)
-        return catalogue.search(
+        # The service keeps answers as JSON: a repeated search is sent as it was kept.
+        encoded = catalogue.search_json(
             SearchRequest(
                 text=q, filters=filters, sort=sort, cursor=cursor, limit=limit, facets=counted
             )
         )
+        return Response(encoded, media_type=MediaType.JSON)  # type: ignore[arg-type]
 
     @post("/executables/{entry_id:str}/offers", status_code=HTTP_303_SEE_OTHER)
     async def offers(

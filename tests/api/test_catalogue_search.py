@@ -171,3 +171,35 @@ def test_only_the_facets_asked_for_are_counted(client, facets, shown):
     assert [facet["name"] for facet in page["facets"]] == shown
     assert all(facet == every[facet["name"]] for facet in page["facets"])
     assert page["total"] == search(client, q="galaxy")["total"]
+
+
+def test_a_repeated_search_is_answered_with_the_same_json(client):
+    params = {"q": "source", "kind": "docker-container", "facets": "kind,subject"}
+    first = client.get(SEARCH, params=params)
+    again = client.get(SEARCH, params=params)  # kept: sent as it was encoded
+    assert first.status_code == again.status_code == 200
+    assert again.headers["content-type"].startswith("application/json")
+    assert again.content == first.content
+    assert [facet["name"] for facet in again.json()["facets"]] == ["subject", "kind"]
+
+
+def test_the_search_answer_is_documented_as_a_search_page(client):
+    schema = client.get("/schema/openapi.json").json()
+    answer = schema["paths"][SEARCH]["get"]["responses"]["200"]["content"]["application/json"]
+    assert answer["schema"]["$ref"].endswith("/SearchPage")
+
+
+def test_voexec_serve_keeps_start_up_objects_out_of_garbage_collections(tmp_path):
+    import gc
+
+    from voexec.cli import with_frozen_heap
+
+    gc.unfreeze()
+    app = with_frozen_heap(create_app(app_settings(tmp_path)))
+    try:
+        assert gc.get_freeze_count() == 0
+        with TestClient(app) as started:
+            assert gc.get_freeze_count() > 0  # what start-up built is no longer walked
+            assert started.get(SEARCH).status_code == 200
+    finally:
+        gc.unfreeze()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 from catalogue.model import HandOff, Provenance, SearchRequest
@@ -166,6 +167,17 @@ def test_repeated_searches_never_answer_from_before_a_write(catalogue):
     assert kind.buckets[0].count == 2
     catalogue.withdraw(after.hits[0].id)
     assert catalogue.search(request).total == 1
+
+
+def test_a_kept_answer_is_the_json_of_the_page_it_was_made_from(catalogue):
+    catalogue.publish(executable(name="imager", subjects=["radio-interferometry"]), API)
+    request = SearchRequest(text="imager", filters={"subject": ("interferometry",)})
+    made = catalogue.search(request)  # made, then kept as JSON
+    sent = catalogue.search_json(request)  # the kept JSON, as the API sends it
+    assert msgspec.json.decode(sent) == msgspec.to_builtins(made)
+    assert catalogue.search(request) == made  # decoded from the kept JSON
+    assert made.hits[0].name == "imager"
+    assert made.hits[0].updated_at == T0
 
 
 def test_runnable_on_follows_kind_and_needs(catalogue):

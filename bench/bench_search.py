@@ -13,7 +13,9 @@ bench.bench_search [--entries N] [--million] [--write-docs]` runs it with other 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
+import math
 import os
 import platform
 import random
@@ -220,28 +222,42 @@ class SearchBenchResult:
         return self.latencies[0]
 
 
-def measure(entries: int, queries: int = 200, workdir: Path | None = None) -> SearchBenchResult:
-    """Index `entries` generated entries on disk and time the searches."""
-    # Generated up front (or streamed beyond 200k, to bound memory) so that the rebuild time
-    # is indexing, not generating.
-    documents: Iterable[IndexDocument] = generate(entries)
-    if entries <= 200_000:
-        documents = list(documents)
+def measure(
+    entries: int, queries: int = 200, workdir: Path | None = None, keep: Path | None = None
+) -> SearchBenchResult:
+    """Index `entries` generated entries on disk and time the searches.
+
+    `keep`: build the index in `keep/search-<entries>` once and reuse it on later runs (their
+    rebuild and upsert rates are then not measured: NaN).
+    """
     names = [doc.name for doc in generate(min(entries, 5000))]
-    with tempfile.TemporaryDirectory(dir=workdir) as folder:
+    kept = keep / f"search-{entries}" if keep else None
+    with contextlib.ExitStack() as stack:
+        if kept is not None:
+            kept.mkdir(parents=True, exist_ok=True)
+            folder = str(kept)
+        else:
+            folder = stack.enter_context(tempfile.TemporaryDirectory(dir=workdir))
         # No count cache: every query below is timed cold (the cached case is timed apart).
         index = TantivySearchIndex(
             Path(folder) / "search", writer_heap_bytes=200_000_000, count_cache_size=0
         )
-        began = time.perf_counter()
-        index.rebuild(documents)
-        rebuild_seconds = time.perf_counter() - began
-        del documents
-        batch = list(generate(2000, seed=99))
-        began = time.perf_counter()
-        for start in range(0, len(batch), 200):
-            index.upsert(batch[start : start + 200])
-        upsert_per_second = len(batch) / (time.perf_counter() - began)
+        rebuild_seconds = upsert_per_second = math.nan
+        if kept is None or index.needs_rebuild or index.count() < entries // 2:
+            # Generated up front (or streamed beyond 200k, to bound memory) so that the rebuild
+            # time is indexing, not generating.
+            documents: Iterable[IndexDocument] = generate(entries)
+            if entries <= 200_000:
+                documents = list(documents)
+            began = time.perf_counter()
+            index.rebuild(documents)
+            rebuild_seconds = time.perf_counter() - began
+            del documents
+            batch = list(generate(2000, seed=99))
+            began = time.perf_counter()
+            for start in range(0, len(batch), 200):
+                index.upsert(batch[start : start + 200])
+            upsert_per_second = len(batch) / (time.perf_counter() - began)
         index_bytes = sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
 
         workload = faceted_queries(queries, names)
@@ -388,11 +404,13 @@ def _tantivy_version() -> str:
     return importlib.metadata.version("tantivy")
 
 
-def run(entries: int = 100_000, *, million: bool = False, queries: int = 200) -> str:
+def run(
+    entries: int = 100_000, *, million: bool = False, queries: int = 200, keep: Path | None = None
+) -> str:
     """Run the benchmark, print the section and return it (markdown)."""
-    results = [measure(entries, queries)]
+    results = [measure(entries, queries, keep=keep)]
     if million:
-        results.append(measure(1_000_000, queries))
+        results.append(measure(1_000_000, queries, keep=keep))
     markdown = section(results, machine())
     print(markdown)
     return markdown
@@ -403,9 +421,15 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--million", action="store_true", help="also 1,000,000 entries (slow)")
+    parser.add_argument("--keep", type=Path, help="build the index here once and reuse it")
     parser.add_argument("--write-docs", action="store_true", help=f"update {DOCS.name}")
     arguments = parser.parse_args()
-    markdown = run(arguments.entries, million=arguments.million, queries=arguments.queries)
+    markdown = run(
+        arguments.entries,
+        million=arguments.million,
+        queries=arguments.queries,
+        keep=arguments.keep,
+    )
     if arguments.write_docs:
         write_sections([machine_section(), markdown])
 

@@ -16,6 +16,7 @@ benchmark's indices are deleted afterwards.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import time
@@ -101,11 +102,16 @@ def _store_bytes(url: str, alias: str) -> int:
     return int(stats["_all"]["primaries"]["store"]["size_in_bytes"])
 
 
-def measure(url: str, entries: int, queries: int = 200) -> Measured:
-    """Index `entries` generated entries under a fresh alias and time the searches."""
-    alias = f"voexec-bench-{uuid.uuid4().hex[:8]}"
+def measure(url: str, entries: int, queries: int = 200, keep: str | None = None) -> Measured:
+    """Index `entries` generated entries under a fresh alias and time the searches.
+
+    `keep`: an alias prefix; the index is built under `<keep>-<entries>` once, kept, and reused
+    by later runs (whose rebuild and upsert rates are then not measured: NaN).
+    """
+    alias = f"{keep}-{entries}" if keep else f"voexec-bench-{uuid.uuid4().hex[:8]}"
     index = OpenSearchIndex(OpenSearchSearch(url=url), alias=alias, timeout=120)
     names: list[str] = []
+    reuse = keep is not None and index.count() >= entries // 2
 
     def remember(documents: Iterator[IndexDocument]) -> Iterator[IndexDocument]:
         for doc in documents:
@@ -114,14 +120,19 @@ def measure(url: str, entries: int, queries: int = 200) -> Measured:
             yield doc
 
     try:
-        began = time.perf_counter()
-        indexed = index.rebuild(remember(generate(entries)))
-        rebuild_seconds = time.perf_counter() - began
-        batch = list(generate(UPSERTS, seed=99))
-        began = time.perf_counter()
-        for start in range(0, UPSERTS, UPSERT_BATCH):
-            index.upsert(batch[start : start + UPSERT_BATCH])
-        upsert_per_second = UPSERTS / (time.perf_counter() - began)
+        if reuse:
+            names = [doc.name for doc in generate(min(entries, 5000))]
+            indexed = index.count()
+            rebuild_seconds = upsert_per_second = math.nan
+        else:
+            began = time.perf_counter()
+            indexed = index.rebuild(remember(generate(entries)))
+            rebuild_seconds = time.perf_counter() - began
+            batch = list(generate(UPSERTS, seed=99))
+            began = time.perf_counter()
+            for start in range(0, UPSERTS, UPSERT_BATCH):
+                index.upsert(batch[start : start + UPSERT_BATCH])
+            upsert_per_second = UPSERTS / (time.perf_counter() - began)
         index_bytes = _store_bytes(url, alias)
 
         workload = faceted_queries(queries, names)
@@ -164,7 +175,8 @@ def measure(url: str, entries: int, queries: int = 200) -> Measured:
         load = os.getloadavg()
     finally:
         index.close()
-        httpx.delete(f"{url}/{alias}-*", params={"expand_wildcards": "all"}, timeout=120)
+        if keep is None:
+            httpx.delete(f"{url}/{alias}-*", params={"expand_wildcards": "all"}, timeout=120)
     return Measured(
         entries=entries,
         distinct=indexed,
@@ -250,13 +262,14 @@ def run(
     million: bool = False,
     queries: int = 200,
     progress: Callable[[str], None] = print,
+    keep: str | None = None,
 ) -> str:
     """Run the benchmark, print the section and return it (Markdown)."""
     url = cluster_url()
-    results = [measure(url, entries, queries)]
+    results = [measure(url, entries, queries, keep)]
     if million:
         progress("indexing 1,000,000 entries: this takes a while...")
-        results.append(measure(url, 1_000_000, queries))
+        results.append(measure(url, 1_000_000, queries, keep))
     markdown = section(results, _cluster(url))
     print(markdown)
     return markdown
@@ -267,9 +280,15 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--million", action="store_true", help="also 1,000,000 entries (slow)")
+    parser.add_argument("--keep", help="alias prefix: build the index once, keep and reuse it")
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     arguments = parser.parse_args()
-    markdown = run(arguments.entries, million=arguments.million, queries=arguments.queries)
+    markdown = run(
+        arguments.entries,
+        million=arguments.million,
+        queries=arguments.queries,
+        keep=arguments.keep,
+    )
     if arguments.write_docs:
         write_sections([markdown])
 

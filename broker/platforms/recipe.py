@@ -27,8 +27,9 @@ copies the output folder to each during the release (`upload_script`, `session_r
 
 Every program runs in `output/` with `VOEXEC_SESSION`, `VOEXEC_DATA` (the staged data, one file
 per data resource, named after it), `VOEXEC_OUTPUT`, `VOEXEC_CORES` (also `OMP_NUM_THREADS`)
-and `VOEXEC_MEMORY_GIB` set; containers see the data at `/voexec/data` (read-only) and the
-output at `/voexec/output`.
+and `VOEXEC_MEMORY_GIB` set (with GPUs, `VOEXEC_GPUS`, and `CUDA_VISIBLE_DEVICES` outside a
+container, which gets its GPUs as devices instead); containers see the data at `/voexec/data`
+(read-only) and the output at `/voexec/output`.
 
 Pure: builds text, reads nothing; imports the broker's model and ports only.
 """

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import msgspec
 from sqlalchemy import (
@@ -25,6 +25,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     String,
+    Table,
     Text,
     and_,
     bindparam,
@@ -220,8 +221,8 @@ def _fixed_stamp(row: RegistryRecordRow) -> FixedRecordStamp:
     )
 
 
-_ENTRY: Final = EntryRow.__table__
-_VERSION: Final = VersionRow.__table__
+_ENTRY: Final = cast("Table", EntryRow.__table__)
+_VERSION: Final = cast("Table", VersionRow.__table__)
 
 
 @dataclass

@@ -321,6 +321,8 @@ class GitLabClient:
             response = self._gl.http_get(
                 url, query_data={"ref": commit}, streamed=True, raw=True, **_NO_LIBRARY_RETRY
             )
+            if not isinstance(response, requests.Response):  # raw=True answers the response
+                raise SourceUnavailable(f"reading {path}: GitLab's client gave no response")
             chunks: list[bytes] = []
             size = 0
             try:

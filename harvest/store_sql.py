@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, cast
 
 import msgspec
 from sqlalchemy import (
@@ -29,6 +29,7 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     String,
+    Table,
     Text,
     bindparam,
     delete,
@@ -242,7 +243,8 @@ class HarvestStore:
             for save in saves
             if save.state is not None and not save.forget
         ]
-        reports_table, states_table = ProjectReportRow.__table__, ProjectStateRow.__table__
+        reports_table = cast("Table", ProjectReportRow.__table__)
+        states_table = cast("Table", ProjectStateRow.__table__)
         with write_transaction(self._sessions) as session:
             connection = session.connection()
             connection.execute(

@@ -5,8 +5,9 @@ content_length and content_type, a `#preview` row) and serves the file. The offe
 item from the DataLink row (or an error row is a NO naming the item); the preparation stages
 the `#this` access URL and checks its length. An identifier is resolved to its publisher's
 DataLink service through the platform's configured resolver (`data.ivoa.datalink`) or a RegTAP
-registry (`data.ivoa.regtap`): here a TAP endpoint on the same local server answers the query
-the way DaCHS's RegTAP does (a VOTable with `access_url`).
+registry (`data.ivoa.regtap`): the real DaCHS of `scripts/services/dachs`, its rr tables filled
+from a VOResource record (served over OAI-PMH here) whose DataLink capability points at the
+local server; a small TAP endpoint also checks the query and a resource without the capability.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import hashlib
 import threading
 import urllib.parse
 from collections.abc import Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from broker.model import SessionPhase as P
 from broker.platforms import datalink
 from core.settings import IvoaResolverSettings, PlatformDataSettings
 from tests.data_support import HttpFiles, LocalBroker, said
+from tests.integration.test_registry_dachs import dachs_regtap
 
 K = model.KINDS
 DATALINK_TYPE = "application/x-votable+xml;content=datalink"
@@ -257,3 +260,55 @@ def test_an_ivo_identifier_is_resolved_through_a_regtap_registry(
     assert "data 'obs'" not in text
     assert f"data 'other': the registry {tap} lists no DataLink service for " in text
     assert "ivo://elsewhere.example/x" in text
+
+
+OAI_PAGE = """<?xml version="1.0" encoding="UTF-8"?>
+<OAI-PMH xmlns="http://www.openarchives.org/OAI/2.0/">
+<responseDate>2026-12-07T00:00:00Z</responseDate>
+<request verb="ListRecords" metadataPrefix="ivo_vor">{oai}</request>
+<ListRecords><record>
+<header><identifier>ivo://test.example/archive</identifier>
+<datestamp>2026-12-07T00:00:00Z</datestamp></header>
+<metadata>
+<ri:Resource xmlns="" xmlns:ri="http://www.ivoa.net/xml/RegistryInterface/v1.0"
+  xmlns:vs="http://www.ivoa.net/xml/VODataService/v1.1"
+  xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+  xsi:type="vs:CatalogService" created="2026-01-01T00:00:00Z"
+  updated="2026-01-01T00:00:00Z" status="active">
+<title>A test archive</title>
+<identifier>ivo://test.example/archive</identifier>
+<curation><publisher>voexec tests</publisher></curation>
+<content><subject>observations</subject><description>Observations.</description>
+<referenceURL>{links}</referenceURL></content>
+<capability standardID="ivo://ivoa.net/std/DataLink#links-1.1">
+<interface xsi:type="vs:ParamHTTP" role="std"><accessURL use="base">{links}</accessURL></interface>
+</capability>
+</ri:Resource>
+</metadata></record></ListRecords></OAI-PMH>
+"""
+
+
+@pytest.mark.dachs
+@pytest.mark.slow
+def test_an_ivo_identifier_is_resolved_through_dachs_regtap_to_its_datalink_service(
+    tmp_path: Path, http_files: HttpFiles
+) -> None:
+    oai = f"{http_files.url}/oai"
+    page = OAI_PAGE.format(oai=oai, links=f"{http_files.url}/links").encode()
+    http_files.files["/oai?verb=ListRecords&metadataPrefix=ivo_vor"] = page
+    http_files.files["/files/obs-1.fits"] = FITS
+    http_files.files[links_key(IVOID)] = links(
+        IVOID, f"{http_files.url}/files/obs-1.fits", len(FITS)
+    )
+    tap = dachs_regtap(oai)  # the real DaCHS, its rr tables filled from the record above
+    assert datalink.resolve_identifier(IVOID, {}, tap, timeout=30) == (
+        http_files.url + links_key(IVOID)
+    )
+    data = PlatformDataSettings(
+        ivoa=IvoaResolverSettings(regtap=tap), probe_timeout=timedelta(seconds=30)
+    )
+    broker = LocalBroker(tmp_path, data, PROGRAM)
+    session = broker.run(data=[ivoa("obs", ivoid=IVOID)])
+    assert session.phase is P.COMPLETED, said(session)
+    written = (broker.output(session) / "checksums.txt").read_text().split("\n")
+    assert f"obs {len(FITS)} {hashlib.md5(FITS).hexdigest()}" in written

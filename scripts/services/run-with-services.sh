@@ -49,6 +49,7 @@ start_service slurm SLURM_CONF
 start_service dachs DACHS_TEST_OAI_URL # uses the PostgreSQL above; stopped before it
 start_service containers VOEXEC_TEST_REGISTRY
 start_service s3 VOEXEC_TEST_S3_URL
+start_service rucio VOEXEC_TEST_RUCIO_URL # uses the PostgreSQL above; stopped before it
 # The image's name and digest, and podman's private configuration, are in the env file.
 eval "$(grep -E '^export (CONTAINERS_[A-Z_]+|VOEXEC_TEST_IMAGE(_DIGEST)?)=' "$SERVICES_ENV_FILE")"
 say "VOEXEC_TEST_POSTGRES_URL=$VOEXEC_TEST_POSTGRES_URL"
@@ -57,6 +58,7 @@ say "SLURM_CONF=$SLURM_CONF"
 say "DACHS_TEST_OAI_URL=$DACHS_TEST_OAI_URL"
 say "VOEXEC_TEST_REGISTRY=$VOEXEC_TEST_REGISTRY (image $VOEXEC_TEST_IMAGE@$VOEXEC_TEST_IMAGE_DIGEST)"
 say "VOEXEC_TEST_S3_URL=$VOEXEC_TEST_S3_URL"
+say "VOEXEC_TEST_RUCIO_URL=$VOEXEC_TEST_RUCIO_URL"
 
 status=0
 "$@" || status=$?

@@ -26,7 +26,9 @@ import pytest
 from broker import model
 from broker.model import SessionPhase as P
 from broker.platforms import datalink
+from broker.platforms.data_reach import clear_probe_cache
 from core.settings import IvoaResolverSettings, PlatformDataSettings
+from tests.broker_support import accept_first, tick_until
 from tests.data_support import HttpFiles, LocalBroker, said
 from tests.integration.test_registry_dachs import dachs_regtap
 
@@ -312,3 +314,23 @@ def test_an_ivo_identifier_is_resolved_through_dachs_regtap_to_its_datalink_serv
     assert session.phase is P.COMPLETED, said(session)
     written = (broker.output(session) / "checksums.txt").read_text().split("\n")
     assert f"obs {len(FITS)} {hashlib.md5(FITS).hexdigest()}" in written
+
+
+def test_data_that_no_longer_resolves_when_the_preparation_starts_fails_the_session(
+    tmp_path: Path, http_files: HttpFiles
+) -> None:
+    http_files.files["/files/obs-1.fits"] = FITS
+    http_files.files[links_key(IVOID)] = links(
+        IVOID, f"{http_files.url}/files/obs-1.fits", len(FITS)
+    )
+    broker = LocalBroker(tmp_path, PlatformDataSettings(), PROGRAM)
+    offers = broker.offers(data=[by_datalink("obs", http_files.url + links_key(IVOID))])
+    assert offers.result == "YES", said(offers)
+    del http_files.files[links_key(IVOID)]  # withdrawn between the offer and the preparation
+    clear_probe_cache()
+    session = tick_until(
+        broker.service, accept_first(broker.service, offers), *model.TERMINAL_PHASES
+    )
+    assert session.phase is P.FAILED
+    assert "prepare failed: data 'obs': the DataLink service" in said(session)
+    assert "answers HTTP 404" in said(session)

@@ -96,6 +96,43 @@ def test_a_document_with_problems_stores_nothing(catalogue):
     assert catalogue.search(SearchRequest()).total == 0
 
 
+def test_a_batch_reports_each_document_in_order_and_withdraws_at_once(catalogue, clock):
+    def from_record(number: int) -> Provenance:
+        return Provenance(source="oai", repository=f"ivo://registry.test/r{number}")
+
+    first = catalogue.publish_all(
+        [(executable(name=f"tool-{n}"), from_record(n)) for n in range(3)]
+    )
+    assert [[e.status for e in r.entries] for r in first] == [["new"], ["new"], ["new"]]
+    generation = catalogue.index.generation()
+    clock.advance(timedelta(hours=1))
+    again = catalogue.publish_all(
+        [
+            (executable(name="tool-0"), from_record(0)),
+            (executable(name="tool-1", licence="nope"), from_record(1)),
+            (executable(name="tool-2", title="Tool two, renamed"), from_record(2)),
+        ]
+    )
+    assert [e.status for e in again[0].entries] == ["unchanged"]
+    assert [p.field for p in again[1].problems] == ["licence"]
+    assert again[1].entries == []
+    assert [e.status for e in again[2].entries] == ["updated"]
+    assert catalogue.index.generation() != generation  # the update was indexed
+    ids = catalogue.entry_ids_by_repository(
+        "oai", ["ivo://registry.test/r0", "ivo://registry.test/r1", "ivo://registry.test/gone"]
+    )
+    assert {record: len(keys) for record, keys in ids.items()} == {
+        "ivo://registry.test/r0": 1,
+        "ivo://registry.test/r1": 1,  # the refused document left the stored version alone
+        "ivo://registry.test/gone": 0,
+    }
+    gone = [*ids["ivo://registry.test/r0"], *ids["ivo://registry.test/r1"], "no-such-entry"]
+    assert catalogue.withdraw_all(gone) == gone[:2]
+    assert names(catalogue) == ["tool-2"]
+    assert catalogue.get(gone[0]).withdrawn is True
+    assert catalogue.withdraw_all([]) == []
+
+
 def test_withdraw_hides_from_search_and_publishing_restores(catalogue):
     entry = catalogue.publish(executable(), API).entries[0]
     catalogue.withdraw(entry.id)

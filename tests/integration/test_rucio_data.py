@@ -34,6 +34,11 @@ K = model.KINDS
 RUCIO_ENV = "VOEXEC_TEST_RUCIO_URL"
 ACCOUNT = {"account": "root", "username": "voexec", "password": "voexec-test"}
 """The account `scripts/services/rucio` bootstraps."""
+ROOT_HEADERS = {
+    "X-Rucio-Account": "root",
+    "X-Rucio-Username": "voexec",
+    "X-Rucio-Password": "voexec-test",
+}
 PROGRAM = """\
 import hashlib, os, pathlib, zlib
 data = pathlib.Path(os.environ["VOEXEC_DATA"])
@@ -69,14 +74,7 @@ def server(url: str, **changes: Any) -> RucioServer:
 
 def registered(url: str, did: str) -> dict[str, Any]:
     """What the server says of a file, asked directly (the test's own view of the catalogue)."""
-    token_request = urllib.request.Request(
-        f"{url}/auth/userpass",
-        headers={
-            "X-Rucio-Account": "root",
-            "X-Rucio-Username": "voexec",
-            "X-Rucio-Password": "voexec-test",
-        },
-    )
+    token_request = urllib.request.Request(f"{url}/auth/userpass", headers=ROOT_HEADERS)
     with urllib.request.urlopen(token_request, timeout=10) as answer:
         token = answer.headers["X-Rucio-Auth-Token"]
     scope, _, name = did.partition(":")
@@ -255,3 +253,21 @@ def test_an_expired_or_revoked_token_is_renewed_once(rucio_url: str) -> None:
     files = rucio_client.file_replicas(account, "voexec", "sample.txt", timeout=10)
     assert files[0].name == "sample.txt"
     assert rucio_client._tokens[key][0] != "root-voexec-unknown-revoked"  # kept renewed
+
+
+def test_a_configured_token_is_sent_as_it_is_and_a_refused_one_is_not_renewed(
+    rucio_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request = urllib.request.Request(
+        f"{rucio_url}/auth/userpass",
+        headers=ROOT_HEADERS,
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        token = answer.headers["X-Rucio-Auth-Token"]
+    monkeypatch.setenv("RUCIO_TOKEN", token)
+    by_variable = RucioServer(url=rucio_url, account="root", token_env="RUCIO_TOKEN")
+    (found,) = rucio_client.file_replicas(by_variable, "voexec", "sample.txt", timeout=10)
+    assert found.name == "sample.txt"
+    revoked = RucioServer(url=rucio_url, account="root", token="root-voexec-unknown-revoked")
+    with pytest.raises(rucio_client.RucioError, match="HTTP 401"):
+        rucio_client.file_replicas(revoked, "voexec", "sample.txt", timeout=10)

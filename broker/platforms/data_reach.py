@@ -319,7 +319,9 @@ def resolve(source: str, settings: PlatformDataSettings) -> Probe:
     timeout = settings.probe_timeout.total_seconds()
     keep = settings.probe_cache.total_seconds()
     if source.startswith(RUCIO_PREFIX):
-        accounts = ",".join(f"{server.url}|{server.account}" for server in settings.rucio)
+        accounts = ",".join(
+            f"{server.url}|{server.account}|{server.username}" for server in settings.rucio
+        )
         close = ",".join(rse for server in settings.rucio for rse in server.close_rses)
         return _cached(
             (source, f"{accounts};{close}"), keep, lambda: _rucio(source, settings, timeout)
@@ -382,7 +384,7 @@ def assess_data(
                 )
     limit = int(settings.max_size * GIB) if settings.max_size else None
     sized: list[tuple[DataItem, str, int | None]] = []
-    near: set[str] = set()
+    near: list[bool] = []
     for item, where in wanted:
         found = answers.get(where, Probe(size=item.size))
         if found.error is not None:
@@ -390,8 +392,6 @@ def assess_data(
             continue
         if found.resolved is not None:
             where = from_mirror(found.resolved, settings.mirrors) or found.resolved  # noqa: PLW2901
-            if found.near:
-                near.add(item.name)
         size = found.size if found.size is not None else item.size
         if limit is not None and size is not None and size > limit:
             refusals.append(
@@ -400,11 +400,14 @@ def assess_data(
             )
             continue
         sized.append((item, where, size))
+        near.append(found.near)
     if refusals:
         return DataAnswer(refusals=tuple(refusals))
     moves = [
-        replace(move, host="local", bandwidth=None) if move.name in near else move
-        for move in moves_of(sized, settings.bandwidth, settings.default_bandwidth)
+        replace(move, host="local", bandwidth=None) if in_place else move
+        for move, in_place in zip(
+            moves_of(sized, settings.bandwidth, settings.default_bandwidth), near, strict=True
+        )
     ]
     return DataAnswer(moves=tuple(moves))
 

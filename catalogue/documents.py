@@ -100,18 +100,21 @@ def load(source: str | bytes | Mapping[str, Any], problems: list[Problem]) -> An
     return data
 
 
-def _too_deep(node: Any, depth: int = 1) -> bool:
-    """True when containers nest deeper than `MAX_DEPTH` (recursion stops at that depth)."""
-    if depth > MAX_DEPTH:
-        return True
-    if isinstance(node, dict):
-        values: Any = node.values()
-    elif isinstance(node, list):
-        values = node
-    else:
-        return False
-    # Only containers go on: scalars cannot nest (most values are scalars).
-    return any(_too_deep(value, depth + 1) for value in values if isinstance(value, dict | list))
+def _too_deep(data: Any) -> bool:
+    """True when containers nest deeper than `MAX_DEPTH` (walked level by level)."""
+    level = [data] if isinstance(data, dict | list) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > MAX_DEPTH:
+            return True
+        below = []
+        for node in level:
+            for value in node.values() if isinstance(node, dict) else node:
+                if isinstance(value, dict | list):
+                    below.append(value)
+        level = below
+    return False
 
 
 def _parse(source: str | bytes, problems: list[Problem]) -> Any:

@@ -8,8 +8,11 @@ A run over one `OaiPmhSource`:
    `full=True` lists everything;
 3. decides per record (`harvest.registry_records.classify`): deleted records withdraw what was
    harvested from that identifier; records that are not executables are *skipped*, with the
-   reason; executables have their Execution Broker description read and published through the
-   catalogue (`publish_all`, once per page), with the record's identifier as provenance;
+   reason; executables have their Execution Broker description read (`readers` at once) and
+   published through the catalogue (`publish_all`, once per `PUBLISH_BATCH` records, while the
+   next page's descriptions are read), with the record's identifier as provenance; what the
+   batch's records published before and no longer do is found in one call
+   (`entry_ids_by_repository`) and withdrawn in one (`withdraw_all`);
 4. records one report per record in the harvest store, as the GitLab pipeline does per project:
    what changed (new, updated, unchanged, withdrawn entries) and what was wrong, by field.
 

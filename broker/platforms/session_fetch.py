@@ -8,7 +8,6 @@ the standard library only and nothing of ours.
     python session_fetch.py file SOURCE DEST_FILE     # one file, byte for byte (data, notebook)
     python session_fetch.py image REGISTRY REPOSITORY TAG DIGEST|- DEST_FILE
     python session_fetch.py data SOURCE DEST [MAX_BYTES]  # one data item, checked
-    python session_fetch.py results OUTPUT_DIR DESTINATION [ROOT]  # the output, uploaded
 
 `data` stages one data item: SOURCE is an `http(s)://` or `file://` URL, or an S3 source
 `s3+http(s)://ENDPOINT-HOST/BUCKET/KEY` (a key ending in `/` is a prefix: every object under
@@ -23,12 +22,7 @@ S3 requests go through `session_s3.py` (copied beside this script), signed with 
 variables the platform hands this step; the step prints what it staged, with sizes and
 checksums.
 
-`results` copies every file of OUTPUT_DIR (symbolic links are skipped) to DESTINATION: an S3
-prefix `s3+http(s)://ENDPOINT-HOST/BUCKET/PREFIX` (signed with the `AWS_*` variables), an
-`http(s)://` URL prefix (each file PUT under it, with its MD5 and SHA-256 in `Content-MD5` and
-`Digest`) or a `file://` folder (which must stay under ROOT, links resolved). It prints one
-`result {json}` line per object (name, location, bytes, sha256, the store's etag) and stops at
-the first file it cannot write, saying which and why.
+Results are uploaded by `session_results.py`, beside this script.
 
 SOURCE is a local path, a `file://`, `http://` or `https://` URL, or a git repository
 (`git+https://...[@ref]`, or any URL ending in `.git`, cloned with `git`). A program archive
@@ -495,127 +489,6 @@ def stage_data(source: str, destination: Path, max_bytes: int | None) -> list[tu
     return [(destination.name, size, digests["md5"])]
 
 
-# ------------------------------------------------------------------------- results
-RESULT_MARK = "result "
-"""Each object written is a line `result {json}` of the step's output: name, location, bytes,
-sha256 (and the store's etag when it gives one)."""
-
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _output_files(output: Path) -> list[tuple[str, Path]]:
-    """The files of the output folder with their paths in it (links are not followed out)."""
-    if not output.is_dir():
-        raise FetchError(f"there is no output folder {output}")
-    found = []
-    top = output.resolve()
-    for path in sorted(output.rglob("*")):
-        if path.is_symlink() or not path.is_file() or not _inside(path.resolve(), top):
-            continue  # a link could point anywhere on the platform: never copied out
-        found.append((path.relative_to(output).as_posix(), path))
-    return found
-
-
-def _put_http(url: str, path: Path, size: int, sha256: str) -> str:
-    import base64
-
-    md5 = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as stream:
-        while chunk := stream.read(1 << 20):
-            md5.update(chunk)
-    headers = {
-        "Content-Length": str(size),
-        "Content-Type": "application/octet-stream",
-        "Content-MD5": base64.b64encode(md5.digest()).decode(),
-        "Digest": "sha-256=" + base64.b64encode(bytes.fromhex(sha256)).decode(),
-    }
-    try:
-        with path.open("rb") as stream:
-            request = urllib.request.Request(url, data=stream, method="PUT", headers=headers)  # noqa: S310 - http(s), checked by the caller
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as answer:  # noqa: S310
-                return str(answer.headers.get("ETag", "")).strip('"')
-    except urllib.error.HTTPError as error:
-        raise FetchError(f"PUT {url} answered HTTP {error.code} {error.reason}") from error
-    except OSError as error:
-        raise FetchError(f"cannot PUT {url}: {error}") from error
-
-
-def _inside(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
-
-
-def _copy_into(destination: Path, root: Path | None, relative: str, path: Path) -> Path:
-    target = destination / relative
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if root is not None and not _inside(target.parent.resolve(), root.resolve()):
-            raise FetchError(f"{target} is not under {root}: results are not written there")
-        shutil.copyfile(path, target)
-    except OSError as error:
-        raise FetchError(f"cannot write {target}: {error.strerror or error}") from error
-    return target
-
-
-def upload_results(
-    output: Path, destination: str, root: Path | None = None
-) -> list[dict[str, object]]:
-    """Copy every file of `output` to `destination`; returns what was written, file by file.
-
-    Raises:
-        FetchError: the first file that could not be written, naming it and the reason.
-    """
-    written: list[dict[str, object]] = []
-    files = _output_files(output)
-    scheme = urllib.parse.urlsplit(destination).scheme
-    s3 = _s3_module() if scheme.startswith("s3+") else None
-    credentials = s3.Credentials.from_environment() if s3 is not None else None
-    folder = None
-    if scheme == "file":
-        folder = Path(urllib.request.url2pathname(urllib.parse.urlsplit(destination).path))
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise FetchError(f"cannot make the folder {folder}: {error.strerror}") from error
-    elif s3 is None and scheme not in {"http", "https"}:
-        raise FetchError(f"cannot write results to {destination}: only S3, http(s) and file")
-    for relative, path in files:
-        size, sha256 = path.stat().st_size, _sha256_of(path)
-        etag = ""
-        if s3 is not None:
-            rest = destination.partition("://")[2]
-            host, _, bucket_and_prefix = rest.partition("/")
-            bucket, _, prefix = bucket_and_prefix.partition("/")
-            endpoint = f"{scheme.removeprefix('s3+')}://{host}"
-            bucket, key = urllib.parse.unquote(bucket), urllib.parse.unquote(prefix) + relative
-            try:
-                stored = s3.put_object(endpoint, bucket, key, path, credentials)
-            except s3.S3Error as error:
-                raise FetchError(f"{relative}: {error}") from error
-            location, etag = f"{s3.object_url(endpoint, bucket, key)}", stored.etag
-        elif folder is not None:
-            location = _copy_into(folder, root, relative, path).as_uri()
-        else:
-            location = destination.rstrip("/") + "/" + urllib.parse.quote(relative, safe="/~")
-            etag = _put_http(location, path, size, sha256)
-        record: dict[str, object] = {
-            "name": relative,
-            "location": location,
-            "bytes": size,
-            "sha256": sha256,
-        }
-        if etag:
-            record["etag"] = etag
-        written.append(record)
-        print(RESULT_MARK + json.dumps(record, sort_keys=True), flush=True)  # noqa: T201 - the step's log
-    return written
-
-
 def main(argv: list[str]) -> int:
     """Run as a script: `program|file SOURCE DEST`, or `image ...` (see the module)."""
     try:
@@ -623,11 +496,6 @@ def main(argv: list[str]) -> int:
             limit = int(argv[3]) if len(argv) == 4 and int(argv[3]) > 0 else None
             for name, size, md5 in stage_data(argv[1], Path(argv[2]), limit):
                 print(f"staged {name}: {size} bytes, md5 {md5}")  # noqa: T201 - the step's log
-            return 0
-        if argv[:1] == ["results"] and len(argv) in {3, 4}:
-            root = Path(argv[3]) if len(argv) == 4 else None
-            written = upload_results(Path(argv[1]), argv[2], root)
-            print(f"{len(written)} file(s) written to {argv[2]}")  # noqa: T201 - the step's log
             return 0
         if argv[:1] == ["image"] and len(argv) == 6:
             _, registry, repository, tag, wanted, destination = argv
@@ -639,7 +507,6 @@ def main(argv: list[str]) -> int:
                 "usage: session_fetch.py program|file SOURCE DEST\n"
                 "       session_fetch.py image REGISTRY REPOSITORY TAG DIGEST|- DEST\n"
                 "       session_fetch.py data SOURCE DEST [MAX_BYTES]\n"
-                "       session_fetch.py results OUTPUT_DIR DESTINATION [ROOT]\n"
             )
             return 2
         mode, source, destination = argv

@@ -62,6 +62,8 @@ mention it (PyPI's exact-name boost, pypi/warehouse#10718)."""
 FACET_BUCKETS: Final = 10_000
 """Values counted per facet: all of them for any realistic vocabulary, so counts roll up."""
 
+TOTAL: Final = "total"
+"""The aggregation that counts the hits (never a facet's name)."""
 FacetCounts = tuple[dict[str, dict[str, int]], int]
 """Facet -> value -> count, and the total."""
 
@@ -158,16 +160,24 @@ def count_facets(
     With text, one aggregation request: the text query runs once, and each count plan is a
     filter aggregation over its hits (a plan without filters counts at the top level; the plan
     with every filter also gives the total). Without text, one request per plan whose query is
-    the plan's filters, so posting lists drive the count instead of a check of every entry.
+    the plan's filters, so posting lists drive the count instead of a check of every entry; the
+    plan with every filter also counts the total (a count search when no such plan is asked).
     """
     plans = count_plans(filters, facets)
     if text is None:
-        answers = [
-            searcher.aggregate(conjunction(filter_queries(plan.filters)), _terms(plan))
-            for plan in plans
-        ]
-        counted: Any = searcher.search(conjunction(filter_queries(filters)), 1, count=True)
-        total = int(counted.count)  # the type stub lacks `count`
+        # The plan that applies every filter (if one is asked for) counts the total as well.
+        whole = next((n for n, plan in enumerate(plans) if plan.filters == filters), None)
+        answers = []
+        for number, plan in enumerate(plans):
+            asked = _terms(plan)
+            if number == whole:
+                asked[TOTAL] = {"filter": "*"}
+            answers.append(searcher.aggregate(conjunction(filter_queries(plan.filters)), asked))
+        if whole is not None:
+            total = int(answers[whole][TOTAL]["doc_count"])
+        else:
+            counted: Any = searcher.search(conjunction(filter_queries(filters)), 1, count=True)
+            total = int(counted.count)  # the type stub lacks `count`
     else:
         request: dict[str, Any] = {}
         for number, plan in enumerate(plans):
@@ -176,12 +186,12 @@ def count_facets(
                 request[f"plan{number}"] = aggregation
             else:
                 request.update(_terms(plan))
-        whole = [f"plan{n}" for n, plan in enumerate(plans) if filters and plan.filters == filters]
-        if not whole:
-            request["total"] = {"filter": filter_string(filters)}
+        full = [f"plan{n}" for n, plan in enumerate(plans) if filters and plan.filters == filters]
+        if not full:
+            request[TOTAL] = {"filter": filter_string(filters)}
         answer = searcher.aggregate(text, request)
         answers = [answer[f"plan{n}"] if plan.filters else answer for n, plan in enumerate(plans)]
-        total = int(answer[(whole or ["total"])[0]]["doc_count"])
+        total = int(answer[(full or [TOTAL])[0]]["doc_count"])
     counts: dict[str, dict[str, int]] = {}
     for plan, answered in zip(plans, answers, strict=True):
         for facet in plan.facets:

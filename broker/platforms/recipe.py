@@ -25,6 +25,11 @@ How each kind runs:
 When the request names results destinations (voexec's results storage kinds), `upload.sh`
 copies the output folder to each during the release (`upload_script`, `session_results.py`).
 
+Data that needs the platform's credentials (`needs_credentials`: S3 objects, when the platform
+has S3 keys) can be staged before the preparation by a step of its own, `stage.sh`
+(`stage_script`), which a batch platform runs on the broker's host; the preparation then only
+checks that it is there (`prepare_script`'s `staged`).
+
 Every program runs in `output/` with `VOEXEC_SESSION`, `VOEXEC_DATA` (the staged data, one file
 per data resource, named after it), `VOEXEC_OUTPUT`, `VOEXEC_CORES` (also `OMP_NUM_THREADS`)
 and `VOEXEC_MEMORY_GIB` set (with GPUs, `VOEXEC_GPUS`, and `CUDA_VISIBLE_DEVICES` outside a
@@ -38,7 +43,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Final, Literal
@@ -61,20 +66,24 @@ from broker.platforms.containers import (
     prepare_lines,
     run_lines,
 )
-from broker.platforms.data_plan import from_mirror
-from broker.platforms.port import PlatformError, SessionPlan
+from broker.platforms.data_plan import S3_SCHEMES, from_mirror
+from broker.platforms.port import DataSource, PlatformError, SessionPlan
 
 __all__ = [
     "FETCHER",
     "S3_CLIENT",
     "S3_VARIABLES",
+    "STAGED_ITEM",
     "UPLOADER",
     "Layout",
     "Tools",
+    "data_source",
     "job_script",
+    "needs_credentials",
     "prepare_script",
     "refusals",
     "run_script",
+    "stage_script",
     "upload_script",
 ]
 
@@ -94,6 +103,8 @@ S3_VARIABLES: Final = (
     "AWS_DEFAULT_REGION",
 )
 """The platform's S3 credentials, handed to the steps that stage data or upload results."""
+STAGED_ITEM: Final = "stage.item"
+"""In `state/`: the name of the data item `stage.sh` is staging (the last one, once done)."""
 _MODULE: Final = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
 _ENTRY_FUNCTION: Final = re.compile(rf"^{_MODULE}:[A-Za-z_]\w*$")
 _ENTRY_MODULE: Final = re.compile(rf"^{_MODULE}$")
@@ -345,8 +356,40 @@ def _prepare_executable(plan: SessionPlan, tools: Tools) -> list[str]:
     return lines
 
 
-def prepare_script(plan: SessionPlan, tools: Tools, layout: Layout) -> str:
+def data_source(item: DataSource, tools: Tools) -> str:
+    """Where the preparation reads a data item from: a local replica, else its location.
+
+    Raises:
+        PlatformError: the item has no URL to fetch it from.
+    """
+    if not item.location:
+        raise PlatformError(
+            f"data {item.name!r} ({item.kind.rsplit('/', 1)[-1]}) has no URL to fetch it from"
+        )
+    return from_mirror(item.location, dict(tools.mirrors)) or item.location
+
+
+def needs_credentials(source: str, *, s3_keys: bool) -> bool:
+    """Whether staging `source` needs the platform's credentials (an S3 object it signs for).
+
+    Without S3 keys the platform reads S3 unsigned, as anyone may; http(s) and file sources
+    are read without credentials.
+    """
+    return s3_keys and source.startswith(tuple(f"{scheme}://" for scheme in S3_SCHEMES))
+
+
+def _stage_line(item: DataSource, tools: Tools) -> str:
+    source, target = data_source(item, tools), f"data/{_data_file(item.name)}"
+    return f"{_q(tools.python)} {FETCHER} data {_q(source)} {_q(target)} {tools.max_data_bytes}"
+
+
+def prepare_script(
+    plan: SessionPlan, tools: Tools, layout: Layout, staged: Collection[str] = ()
+) -> str:
     """The preparation step: fetch the executable and the data, make the environment.
+
+    `staged` names the data items already staged into `data/` (by `stage_script`, on the
+    platform's host): the step only checks each is there.
 
     Raises:
         PlatformError: a data resource has no URL to fetch, or the executable no location.
@@ -361,17 +404,37 @@ def prepare_script(plan: SessionPlan, tools: Tools, layout: Layout) -> str:
     # The data first: only this part needs the platform's S3 credentials, which are dropped
     # before anything the request names (pip's builds, an image pull) runs.
     for item in plan.data:
-        if not item.location:
-            raise PlatformError(
-                f"data {item.name!r} ({item.kind.rsplit('/', 1)[-1]}) has no URL to fetch it from"
-            )
-        source = from_mirror(item.location, dict(tools.mirrors)) or item.location
-        target = f"data/{_data_file(item.name)}"
-        lines.append(
-            f"{_q(tools.python)} {FETCHER} data {_q(source)} {_q(target)} {tools.max_data_bytes}"
-        )
+        if item.name not in staged:
+            lines.append(_stage_line(item, tools))
+            continue
+        target = _q(f"data/{_data_file(item.name)}")
+        missing = _q(f"data {item.name!r} was not staged on the broker's host")
+        lines.append(f"[ -e {target} ] || {{ echo {missing} >&2; exit 1; }}")
     lines.append(f"unset {' '.join(S3_VARIABLES)}")
     lines += _prepare_executable(plan, tools)
+    return "\n".join(lines) + "\n"
+
+
+def stage_script(plan: SessionPlan, tools: Tools, layout: Layout, names: Collection[str]) -> str:
+    """The data items `names`, staged into `data/` before the preparation, one after the other.
+
+    Run on the platform's host with its credentials (nothing of the request runs in it); each
+    item's name goes to `state/stage.item` before it is staged, so a failure can name it.
+
+    Raises:
+        PlatformError: an item has no URL to fetch it from.
+    """
+    lines = [
+        "#!/bin/sh",
+        f"# The data of session {plan.session_id} that needs the platform's credentials.",
+        "set -eu",
+        f"cd {_q(layout.root)}",
+        "mkdir -p data state",
+    ]
+    for item in plan.data:
+        if item.name in names:
+            lines.append(f"printf '%s\\n' {_q(item.name)} > state/{STAGED_ITEM}")
+            lines.append(_stage_line(item, tools))
     return "\n".join(lines) + "\n"
 
 

@@ -18,6 +18,17 @@ work finished; FAILED, TIMEOUT, NODE_FAIL, OUT_OF_MEMORY and the like: failed, w
 CANCELLED by someone else: cancelled, with the reason; anything, once voexec released the
 session: released when the job has left the cluster's queue.
 
+Data: the job stages the session's data itself (its preparation step), except the items that
+need the platform's credentials (S3 objects, when the platform has S3 keys): the job's clean
+environment never gets them. Those the broker's host stages first (`uploads.DataStager`:
+`stage.sh` under `session_runner.py`, with the keys in its environment only), into the
+session's `data/` on the shared file system; the job is submitted once they are all there, and
+its preparation only checks they are. A staging that fails fails the session naming the item,
+and no job is submitted; a cancel (or the offered end) stops it. Staging before `sbatch`
+rather than holding a submitted job keeps the cluster out of it: nothing waits in the queue,
+nothing needs releasing or cancelling when the data cannot be had, and the time limit is
+computed when the job is submitted.
+
 Results: when the request names results destinations, the release (the work finished, or the
 offered end) asks for an upload; once the job has left the queue, the broker's host copies the
 job's output folder to them (`uploads`: `upload.sh` under `session_runner.py`, with the
@@ -62,7 +73,7 @@ from broker.platforms.recipe import (
     refusals,
     run_script,
 )
-from broker.platforms.uploads import ResultsUploader
+from broker.platforms.uploads import DataStager, ResultsUploader
 from core.settings import PlatformSettings
 
 __all__ = ["CommandResult", "SlurmPlatform", "job_reports", "run_command"]
@@ -200,8 +211,11 @@ class SlurmPlatform:
             container_runtime=slurm.container_runtime,
             sources=tuple(slurm.sources),
             no_containers="no container runtime is configured for this cluster",
+            mirrors=tuple(settings.data.mirrors.items()),
+            max_data_bytes=int(settings.data.max_size * 2**30),
         )
         self._uploads = ResultsUploader(self.name, settings.data, slurm.poll)
+        self._staging = DataStager(settings.data, slurm.poll)
 
     # ----------------------------------------------------------------- the port
     def accepts(self, executable: AnyExecutable, gpus: int = 0) -> Sequence[str]:
@@ -212,20 +226,29 @@ class SlurmPlatform:
         return refusals(executable, self.tools)
 
     def prepare(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:
-        """Write the session's scripts and submit its job (once); observed from now on."""
+        """Write the session's scripts and submit its job (once); observed from now on.
+
+        Data needing the platform's credentials is staged on this host first: the job is
+        submitted when `observe` finds it staged.
+        """
         layout, state = self._layout(plan)
         job = _read(state / "job")
+        if job is None and self._staging.started(state):
+            return [PlatformReport(now + self._settings.poll, PlatformCheckDue())]
         if job is None:
+            staged = self._staging.needed(plan, self.tools)
             root = Path(layout.root)
             for folder in (root, Path(layout.logs), state):
                 folder.mkdir(parents=True, exist_ok=True)
-            (root / "prepare.sh").write_text(prepare_script(plan, self.tools, layout))
+            names = {item.name for item in staged}
+            (root / "prepare.sh").write_text(prepare_script(plan, self.tools, layout, names))
             (root / "run.sh").write_text(run_script(plan, self.tools, layout))
             (root / "job.sh").write_text(job_script(layout))
             shutil.copyfile(FETCH_HELPER, root / FETCHER)
             shutil.copyfile(FETCH_HELPER.with_name(S3_CLIENT), root / S3_CLIENT)
-            job = self._submit(plan, layout, now)
-            (state / "job").write_text(f"{job}\n")
+            if staged:
+                return [self._staging.start(plan, layout, staged, self.tools, now)]
+            job = self._submit_once(plan, layout, state, now)
         note = f"Slurm job {job}; working directory {layout.root}"
         return [PlatformReport(now + self._settings.poll, PlatformCheckDue(), note)]
 
@@ -238,6 +261,8 @@ class SlurmPlatform:
         layout, state = self._layout(plan)
         if self._uploads.started(state):
             return self._uploads.observe(plan, layout, now)
+        if _read(state / "job") is None and self._staging.started(state):
+            return self._observe_staging(plan, layout, state, now)
         job = self._job(state)
         status = self._job_state(job)
         files = JobFiles(
@@ -263,12 +288,13 @@ class SlurmPlatform:
         _, state = self._layout(plan)
         if self._uploads.started(state):
             return [PlatformReport(now + self._settings.poll, PlatformCheckDue())]
-        self._uploads.want(plan, state)
+        if _read(state / "job") is not None:
+            self._uploads.want(plan, state)  # no job, no output to upload
         self._cancel_session(plan)
         return [PlatformReport(now + self._settings.poll, PlatformCheckDue())]
 
     def stop(self, plan: SessionPlan, now: datetime) -> Sequence[PlatformReport]:
-        """A cancel: cancel the job now, pending or running."""
+        """A cancel: cancel the job now, pending or running, or stop the data's staging."""
         self._cancel_session(plan)
         return []
 
@@ -314,6 +340,35 @@ class SlurmPlatform:
             raise PlatformError(f"sbatch refused the job: {said}")
         return job
 
+    def _submit_once(self, plan: SessionPlan, layout: Layout, state: Path, now: datetime) -> str:
+        job = self._submit(plan, layout, now)
+        (state / "job").write_text(f"{job}\n")
+        return job
+
+    def _observe_staging(
+        self, plan: SessionPlan, layout: Layout, state: Path, now: datetime
+    ) -> list[PlatformReport]:
+        """Before the job: the host stages the data; once it has, the job is submitted."""
+        staging = self._staging.observe(plan, layout)
+        poll = PlatformReport(now + self._settings.poll, PlatformCheckDue())
+        released = (state / "released").exists()
+        if staging.state == "running":
+            if released:
+                self._staging.stop(plan, state)  # again: the runner escalates to SIGKILL
+            return [poll]
+        if released and staging.state == "staged":
+            return [PlatformReport(now, ReleaseDone())]  # released before the job was due
+        if released:
+            reason = f"released before the data was staged: {staging.reason}"
+            return [PlatformReport(now, Failed(reason=reason))]
+        if staging.state == "failed":
+            return [PlatformReport(now, Failed(reason=staging.reason))]
+        job = self._submit_once(plan, layout, state, now)
+        if (state / "released").exists():  # a cancel came while sbatch answered
+            self._cancel(job)
+        note = f"data staged; Slurm job {job}; working directory {layout.root}"
+        return [PlatformReport(now + self._settings.poll, PlatformCheckDue(), note)]
+
     def _job(self, state: Path) -> str:
         job = _read(state / "job")
         if job is None:
@@ -339,12 +394,15 @@ class SlurmPlatform:
     def _cancel_session(self, plan: SessionPlan) -> None:
         _, state = self._layout(plan)
         job = _read(state / "job")
-        if job is None:
-            return  # nothing was submitted
+        if job is None and not self._staging.started(state):
+            return  # nothing was started
         released = state / "released"
         if not released.exists():
             released.write_text(f"{time.time()}\n")
-        self._cancel(job)
+        if job is None:
+            self._staging.stop(plan, state)  # the job will not be submitted
+        else:
+            self._cancel(job)
 
     def _explained(self, event: AnyEvent, layout: Layout) -> AnyEvent:
         """A failure with the tail of the log of the step that failed, and where the logs are."""

@@ -1,4 +1,6 @@
-"""The release's upload of a session's results, run on the platform's host (local and slurm).
+"""Steps run on the platform's host for a session: the results' upload, the data's staging.
+
+The results (local and slurm):
 
 When a request names results destinations (`results_plan`), the release asks for the upload
 (`ResultsUploader.want`, the marker `state/upload.wanted`); once nothing of the work runs (the
@@ -17,6 +19,15 @@ with the step's reason (the HTTP status, the bucket...) and keeps the output whe
 On Slurm this runs on the broker's host, reading the job's output folder through the shared
 file system the adapter already needs (see docs/platforms.md).
 
+The data (slurm): a batch job gets a clean environment and never the platform's credentials,
+so the data items that need them (`recipe.needs_credentials`: S3 objects, when the platform has
+S3 keys) are staged by the broker's host before the job is submitted (`DataStager`): `stage.sh`
+(`recipe.stage_script`) under `session_runner.py`, with the platform's S3 keys in its
+environment only, writing into the session's `data/` on the shared file system. The adapter
+follows it through its state files (`stage.pid`, `stage.exit`, `stage.item`: the item being
+staged), so a restarted broker finds it where it is; a failure names the item; a cancel stops
+it (SIGTERM to its process group, SIGKILL after the grace).
+
 Imports `core`, the broker's lifecycle, model and ports, and the platform helpers; starts
 processes.
 """
@@ -26,12 +37,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 import msgspec
 
@@ -40,8 +53,25 @@ from broker.model import MessageItem, message_item
 from broker.platforms import processes
 from broker.platforms.data_plan import human_bytes
 from broker.platforms.data_reach import s3_credentials
-from broker.platforms.port import PlatformError, PlatformReport, ResultsTarget, SessionPlan
-from broker.platforms.recipe import S3_CLIENT, UPLOADER, Layout, Tools, upload_script
+from broker.platforms.port import (
+    DataSource,
+    PlatformError,
+    PlatformReport,
+    ResultsTarget,
+    SessionPlan,
+)
+from broker.platforms.recipe import (
+    FETCHER,
+    S3_CLIENT,
+    STAGED_ITEM,
+    UPLOADER,
+    Layout,
+    Tools,
+    data_source,
+    needs_credentials,
+    stage_script,
+    upload_script,
+)
 from broker.platforms.results_plan import checked_targets, http_authorization
 from core.settings import PlatformDataSettings
 
@@ -50,7 +80,9 @@ __all__ = [
     "RESULTS_MESSAGE",
     "UPLOAD_TIME",
     "UPLOAD_WANTED",
+    "DataStager",
     "ResultsUploader",
+    "Staging",
     "results_written",
 ]
 
@@ -68,6 +100,7 @@ LAUNCH_TIMEOUT: Final = 30
 """Seconds the runner's launcher may take to say the step has started."""
 _KEPT_ENVIRONMENT: Final = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")
 _STEP: Final = "upload"
+_STAGE: Final = "stage"
 _AUTHORIZATION: Final = "VOEXEC_RESULTS_AUTHORIZATION_{}"
 """The variable holding the `Authorization` header of the n-th http(s) destination."""
 
@@ -91,6 +124,80 @@ def _read(path: Path) -> str | None:
         return path.read_text(encoding="utf-8", errors="replace").strip()
     except FileNotFoundError:
         return None
+
+
+def s3_environment(data: PlatformDataSettings) -> dict[str, str]:
+    """The `AWS_*` variables of the platform's S3 keys; empty when it has none."""
+    keys = s3_credentials(data)
+    if not keys.signs:
+        return {}
+    found = {
+        "AWS_ACCESS_KEY_ID": keys.access_key,
+        "AWS_SECRET_ACCESS_KEY": keys.secret_key,
+        "AWS_REGION": keys.region,
+    }
+    return found | ({"AWS_SESSION_TOKEN": keys.session_token} if keys.session_token else {})
+
+
+def launch_step(
+    plan: SessionPlan,
+    layout: Layout,
+    step: str,
+    *,
+    deadline: datetime,
+    grace: timedelta,
+    secrets: dict[str, str],
+    what: str,
+) -> None:
+    """Start `<step>.sh` of the session's folder under the runner, detached, on this host.
+
+    Its environment is this host's `PATH` and locale, the session's mark and `secrets` (the
+    platform's credentials: they are in no file). Returns once the runner recorded its pid.
+
+    Raises:
+        PlatformError: the runner could not be started (`what` says which step it was).
+    """
+    root = Path(layout.root)
+    for folder in (root / "state", Path(layout.logs)):
+        folder.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable,
+        "-I",
+        str(RUNNER),
+        "--state",
+        str(root / "state"),
+        "--step",
+        step,
+        "--cwd",
+        str(root),
+        "--out",
+        str(layout.log(step, "out")),
+        "--err",
+        str(layout.log(step, "err")),
+        "--deadline",
+        str(deadline.timestamp()),
+        "--grace",
+        str(grace.total_seconds()),
+        "--",
+        "/bin/sh",
+        f"{step}.sh",
+    ]
+    environment = {name: os.environ[name] for name in _KEPT_ENVIRONMENT if name in os.environ}
+    environment |= {"HOME": str(root), processes.MARK: plan.session_id} | secrets
+    try:
+        launched = subprocess.run(  # noqa: S603 - our runner, with the session's own step
+            command,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=LAUNCH_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise PlatformError(f"cannot start {what}: {error}") from error
+    if launched.returncode != 0:
+        said = launched.stderr.strip() or f"exit code {launched.returncode}"
+        raise PlatformError(f"cannot start {what}: {said}")
 
 
 def _tail(path: Path, lines: int = 5, limit: int = 600) -> str:
@@ -195,17 +302,6 @@ class ResultsUploader:
                 headers[target.destination] = header
         return headers, missing
 
-    def _s3_environment(self) -> dict[str, str]:
-        keys = s3_credentials(self.data)
-        if not keys.signs:
-            return {}
-        found = {
-            "AWS_ACCESS_KEY_ID": keys.access_key,
-            "AWS_SECRET_ACCESS_KEY": keys.secret_key,
-            "AWS_REGION": keys.region,
-        }
-        return found | ({"AWS_SESSION_TOKEN": keys.session_token} if keys.session_token else {})
-
     def _poll_report(self, now: datetime, note: str | None = None) -> PlatformReport:
         return PlatformReport(now + self.poll, PlatformCheckDue(), note)
 
@@ -213,48 +309,16 @@ class ResultsUploader:
         self, plan: SessionPlan, layout: Layout, deadline: datetime, secrets: dict[str, str]
     ) -> None:
         """Start `upload.sh` under the runner; returns once its pid is recorded."""
-        root = Path(layout.root)
-        for folder in (root / "state", Path(layout.logs)):
-            folder.mkdir(parents=True, exist_ok=True)
-        command = [
-            sys.executable,
-            "-I",
-            str(RUNNER),
-            "--state",
-            str(root / "state"),
-            "--step",
+        variables = s3_environment(self.data) | secrets
+        launch_step(
+            plan,
+            layout,
             _STEP,
-            "--cwd",
-            str(root),
-            "--out",
-            str(layout.log(_STEP, "out")),
-            "--err",
-            str(layout.log(_STEP, "err")),
-            "--deadline",
-            str(deadline.timestamp()),
-            "--grace",
-            str(self.grace.total_seconds()),
-            "--",
-            "/bin/sh",
-            f"{_STEP}.sh",
-        ]
-        environment = {name: os.environ[name] for name in _KEPT_ENVIRONMENT if name in os.environ}
-        environment |= {"HOME": str(root), processes.MARK: plan.session_id}
-        environment |= self._s3_environment() | secrets
-        try:
-            launched = subprocess.run(  # noqa: S603 - our runner, with the session's upload
-                command,
-                env=environment,
-                capture_output=True,
-                text=True,
-                timeout=LAUNCH_TIMEOUT,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as error:
-            raise PlatformError(f"cannot start the upload of the results: {error}") from error
-        if launched.returncode != 0:
-            said = launched.stderr.strip() or f"exit code {launched.returncode}"
-            raise PlatformError(f"cannot start the upload of the results: {said}")
+            deadline=deadline,
+            grace=self.grace,
+            secrets=variables,
+            what="the upload of the results",
+        )
 
     def _uploaded(self, plan: SessionPlan, layout: Layout, now: datetime) -> PlatformReport:
         """The release is done: each object written is a message, with its checksums."""
@@ -284,3 +348,108 @@ class ResultsUploader:
                 f"{layout.log(_STEP, 'out')}"
             )
         return PlatformReport(now, ReleaseDone(), note, messages=tuple(messages))
+
+
+# ----------------------------------------------------------------------------- the data
+@dataclass(frozen=True, slots=True)
+class Staging:
+    """How the host's staging of a session's data goes."""
+
+    state: Literal["running", "staged", "failed"]
+    reason: str = ""
+    """Why it failed, naming the item."""
+
+
+@dataclass(frozen=True, slots=True)
+class DataStager:
+    """Stages, on the platform's host, the data items that need the platform's credentials."""
+
+    data: PlatformDataSettings
+    """The platform's data settings: its S3 keys."""
+    poll: timedelta
+    """How soon the step is looked at again."""
+    grace: timedelta = timedelta(seconds=10)
+    """How long the step has between SIGTERM and SIGKILL when it is stopped."""
+    python: str = sys.executable
+    """The interpreter the step runs `session_fetch.py` with (this host's)."""
+
+    def needed(self, plan: SessionPlan, tools: Tools) -> tuple[DataSource, ...]:
+        """The session's data items the host stages: those needing the platform's credentials.
+
+        Raises:
+            PlatformError: an item has no URL to fetch it from.
+        """
+        keys = s3_credentials(self.data).signs
+        return tuple(
+            item for item in plan.data if needs_credentials(data_source(item, tools), s3_keys=keys)
+        )
+
+    @staticmethod
+    def started(state: Path) -> bool:
+        """Whether the staging step was started (it may have ended since)."""
+        return (state / f"{_STAGE}.pid").exists()
+
+    def start(
+        self,
+        plan: SessionPlan,
+        layout: Layout,
+        items: Sequence[DataSource],
+        tools: Tools,
+        now: datetime,
+    ) -> PlatformReport:
+        """Write `stage.sh` for `items` and start it; the report asks for the next look."""
+        root = Path(layout.root)
+        here = Tools(python=self.python, mirrors=tools.mirrors, max_data_bytes=tools.max_data_bytes)
+        names = {item.name for item in items}
+        Path(layout.script(_STAGE)).write_text(stage_script(plan, here, layout, names))
+        for helper in (FETCHER, S3_CLIENT):
+            shutil.copyfile(HERE / helper, root / helper)
+        deadline = max(plan.end, now)  # nothing of the session runs after its end
+        variables = s3_environment(self.data)
+        launch_step(
+            plan,
+            layout,
+            _STAGE,
+            deadline=deadline,
+            grace=self.grace,
+            secrets=variables,
+            what="the staging of the data",
+        )
+        listed = ", ".join(repr(item.name) for item in items)
+        note = f"staging data {listed} on the broker's host with the platform's credentials"
+        return PlatformReport(now + self.poll, PlatformCheckDue(), note)
+
+    def observe(self, plan: SessionPlan, layout: Layout) -> Staging:
+        """Whether the step still runs, has staged everything, or failed (and why)."""
+        state = Path(layout.state)
+        code = _read(state / f"{_STAGE}.exit")
+        item = _read(state / STAGED_ITEM) or "?"
+        err = layout.log(_STAGE, "err")
+        if code == "0":
+            return Staging("staged")
+        if code is None:
+            if self._running(plan, state) is not None:
+                return Staging("running")
+            why = "ended without an exit code (killed from outside?)"
+        elif (state / f"{_STAGE}.deadline").exists():
+            why = "did not finish by the session's end"
+        else:
+            why = _read(state / f"{_STAGE}.error") or _tail(Path(err)) or f"exit code {code}"
+        return Staging(
+            "failed", f"data {item!r} could not be staged on the broker's host: {why} (log: {err})"
+        )
+
+    def stop(self, plan: SessionPlan, state: Path) -> bool:
+        """Stop the step if it runs (its runner stops its group); True when it was running."""
+        pid = self._running(plan, state)
+        if pid is None:
+            return False
+        processes.signal_processes([], signal.SIGTERM, group=pid)
+        return True
+
+    @staticmethod
+    def _running(plan: SessionPlan, state: Path) -> int | None:
+        pid = _read(state / f"{_STAGE}.pid")
+        if pid and pid.isdigit() and processes.is_running(int(pid), plan.session_id):
+            return int(pid)
+        return None

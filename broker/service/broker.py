@@ -29,12 +29,15 @@ Imports `core`, the `broker` model, the pure modules, the ports and the store; n
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import logging
+import threading
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final
 from uuid import UUID, uuid4
 
 import msgspec
@@ -118,6 +121,14 @@ log = logging.getLogger(__name__)
 CLAIM_LEASE: Final = timedelta(minutes=1)
 """How long a claimed work item stays ours before another process may take it over."""
 TICK_BATCH: Final = 50
+WRITERS_EMBEDDED: Final = 2
+"""Client writes (offers, updates) of one process storing at once on an embedded database.
+
+SQLite runs one write transaction at a time, and an offer request is mostly Python: more
+threads storing at once only wait on the database's lock (whose waiters sleep and retry, so
+the work queue's tick, competing with them all, could wait seconds for it) and take the GIL
+from the event loop answering reads. The tick does not take this limit; network waits
+(federation, data probes, platform calls) happen outside it."""
 """Most events the work queue delivers in one transaction (one per session)."""
 
 
@@ -213,6 +224,11 @@ class BrokerService:
         self._direct_policy = msgspec.structs.replace(self._policy, max_offers=1)
         self._worker_id = worker_id or f"broker-{uuid4()}"
         self._rotations = itertools.count()
+        self._writing: AbstractContextManager[Any] = (
+            threading.BoundedSemaphore(WRITERS_EMBEDDED)
+            if store.reads_are_local
+            else contextlib.nullcontext()
+        )
         with store.write() as tx:
             tx.ensure_platforms(self._spec)
 
@@ -295,7 +311,8 @@ class BrokerService:
             return msgspec.structs.replace(document, offers=[s.document for s in sessions])
 
         rotation = next(self._rotations)  # equal platforms take turns (see `make_offers`)
-        return place_offers(self._store, question, now, self._policy, keep, rotation=rotation)
+        with self._writing:
+            return place_offers(self._store, question, now, self._policy, keep, rotation=rotation)
 
     def get_offerset(self, uuid: UUID) -> OfferSetResponse:
         """The offer set as it is now (its offers show their current phases).
@@ -403,10 +420,11 @@ class BrokerService:
 
     def _update_here(self, uuid: UUID, target: SessionPhase) -> AnySession:
         """`update_session` on this broker, once it was forwarded where it must be."""
-        try:
-            document, calls = self._update(uuid, target, exclusive=False)
-        except _NeedsExclusiveLock:
-            document, calls = self._update(uuid, target, exclusive=True)
+        with self._writing:
+            try:
+                document, calls = self._update(uuid, target, exclusive=False)
+            except _NeedsExclusiveLock:
+                document, calls = self._update(uuid, target, exclusive=True)
         # After the commit: a cancel stops the work before it is answered, and no
         # transaction (nor any platform lock) waits for the platform meanwhile. An update
         # that called for no platform call (an accept, a reject) looks for none.
@@ -547,7 +565,8 @@ class BrokerService:
                 tx, request, offer, base_url, now, offerset=None, spec=spec, requester=requester
             ).document
 
-        booked = place_offers(self._store, question, now, self._direct_policy, keep)
+        with self._writing:
+            booked = place_offers(self._store, question, now, self._direct_policy, keep)
         if not isinstance(booked, list):
             if booked.meta is not None and booked.meta.uuid is not None:
                 self.carry_out(session_ids=[str(booked.meta.uuid)])

@@ -358,8 +358,10 @@ class SlurmPlatform:
             return [poll]
         if released and staging.state == "staged":
             return [PlatformReport(now, ReleaseDone())]  # released before the job was due
-        if released:
-            reason = f"released before the data was staged: {staging.reason}"
+        if released:  # the offered end came first
+            reason = (
+                f"the session ended before data {staging.item!r} was staged on the broker's host"
+            )
             return [PlatformReport(now, Failed(reason=reason))]
         if staging.state == "failed":
             return [PlatformReport(now, Failed(reason=staging.reason))]

@@ -358,6 +358,8 @@ class Staging:
     state: Literal["running", "staged", "failed"]
     reason: str = ""
     """Why it failed, naming the item."""
+    item: str = ""
+    """The item it was staging last."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,9 +437,8 @@ class DataStager:
             why = "did not finish by the session's end"
         else:
             why = _read(state / f"{_STAGE}.error") or _tail(Path(err)) or f"exit code {code}"
-        return Staging(
-            "failed", f"data {item!r} could not be staged on the broker's host: {why} (log: {err})"
-        )
+        reason = f"data {item!r} could not be staged on the broker's host: {why} (log: {err})"
+        return Staging("failed", reason, item)
 
     def stop(self, plan: SessionPlan, state: Path) -> bool:
         """Stop the step if it runs (its runner stops its group); True when it was running."""

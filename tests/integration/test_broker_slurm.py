@@ -387,6 +387,7 @@ def test_a_missing_s3_object_is_a_no_and_one_gone_after_the_offer_fails_before_a
 
     s3_bucket.put("survey/cube.fits", CUBE, tmp_path)
     offers = cluster.offers(data=s3_data(s3_bucket.endpoint, s3_bucket.name, "survey/cube.fits"))
+    assert f"cluster: moves 1.9 KiB ({len(CUBE)} bytes) of data from" in said(offers)  # priced
     delete_object(s3_bucket, "survey/cube.fits")  # gone between the offer and the staging
     uuid = accept_first(cluster.service, offers)
     session = tick_until(cluster.service, uuid, *model.TERMINAL_PHASES, seconds=120)

@@ -8,6 +8,8 @@ files it leaves, as a restarted broker finds them.
 from __future__ import annotations
 
 import shlex
+import signal
+import subprocess
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -17,7 +19,7 @@ import pytest
 
 from broker import model
 from broker.lifecycle import Failed, PlatformCheckDue, ReleaseDone
-from broker.platforms import uploads
+from broker.platforms import processes, uploads
 from broker.platforms.port import DataSource, SessionPlan
 from broker.platforms.recipe import (
     Layout,
@@ -225,3 +227,29 @@ def test_a_release_before_the_job_was_submitted_ends_without_a_job(tmp_path, mon
     assert platform.stop(plan(CUBE), NOW) == []
     assert [r.event for r in platform.observe(plan(CUBE), NOW)] == [ReleaseDone()]
     assert recorder.commands == []  # no sbatch, no scancel
+
+
+def test_the_offered_end_during_the_staging_stops_it_and_fails_the_session(tmp_path, monkeypatch):
+    started: list[subprocess.Popen[bytes]] = []
+
+    def slow(plan: SessionPlan, layout: Layout, step: str, **_: object) -> None:
+        state = Path(layout.state)
+        state.mkdir(parents=True, exist_ok=True)
+        environment = {processes.MARK: plan.session_id}
+        started.append(subprocess.Popen(["sleep", "60"], env=environment, start_new_session=True))
+        (state / f"{step}.pid").write_text(f"{started[0].pid}\n")
+        (state / "stage.item").write_text("cube\n")
+
+    monkeypatch.setattr(uploads, "launch_step", slow)
+    recorder = Recorder()
+    platform = cluster(tmp_path, recorder)
+    session = plan(CUBE)
+    platform.prepare(session, NOW)
+    assert [r.event for r in platform.observe(session, NOW)] == [PlatformCheckDue()]  # staging
+    platform.release(session, NOW)  # the offered end
+    assert started[0].wait(timeout=30) == -signal.SIGTERM
+    (report,) = platform.observe(session, NOW)
+    assert report.event == Failed(
+        reason="the session ended before data 'cube' was staged on the broker's host"
+    )
+    assert recorder.commands == []

@@ -39,7 +39,6 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
-    case,
     delete,
     func,
     insert,
@@ -196,6 +195,17 @@ _BOUND: Final = (
     " AND b.slot_start < {m}"
 )
 _live_statements: dict[tuple[str, int, bool], str] = {}
+_COUNT_TAKEN: Final = (
+    "INSERT INTO broker_platform (name, taken, longest) VALUES (?, 1, ?)"
+    " ON CONFLICT (name) DO UPDATE SET taken = broker_platform.taken + 1,"
+    " longest = max(broker_platform.longest, excluded.longest)"
+)
+"""Per platform: `taken` grows by one, `longest` to the new booking's length if longer.
+
+An upsert, so that a platform has its row once it has bookings (a bounded `live_bookings`
+reads its `longest`), whether or not `ensure_platforms` made it. In a transaction holding
+the platform's lock exclusively (offers, late accepts), the row is already this one's."""
+_COUNT_TAKEN_PG: Final = _COUNT_TAKEN.replace("?", "%s").replace("max(", "GREATEST(")
 
 
 def _live_sql(mark: str, platforms: int, *, bounded: bool) -> str:
@@ -301,6 +311,9 @@ class StoreTransaction:
         self._batch: _Batch | None = None
         self._taken: dict[str, int] = {}
         """Platforms capacity was taken on, not yet counted, with their longest new booking."""
+        self._locked: set[str] = set()
+        self._locked_taken: dict[str, int] = {}
+        """`taken` of the platforms `lock_platforms` locked (PostgreSQL), as it read them."""
         self.instructions = 0
         """How many platform calls this transaction queued (none: nothing to carry out)."""
 
@@ -327,12 +340,14 @@ class StoreTransaction:
             table, rows = self._inserts.popitem()
             self._session.execute(insert(table), rows)
         if self._taken:
-            taken = [
-                {"name": name, "taken": 1, "longest": longest}
-                for name, longest in sorted(self._taken.items())
-            ]
+            taken = [(name, longest) for name, longest in sorted(self._taken.items())]
             self._taken = {}
-            self._session.execute(self._count_taken(), taken)
+            self._locked, self._locked_taken = set(), {}
+            cursor = self._session.connection().connection.cursor()
+            try:
+                cursor.executemany(_COUNT_TAKEN_PG if self._postgres else _COUNT_TAKEN, taken)
+            finally:
+                cursor.close()
         batch = self._batch
         if batch is None or batch.empty:
             return
@@ -347,28 +362,6 @@ class StoreTransaction:
             )
         if batch.saved:
             self._session.execute(_SAVE_SESSION, list(batch.saved.values()))
-
-    def _count_taken(self) -> Any:
-        """Per platform: `taken` grows by one, `longest` to the new booking's length if longer.
-
-        An upsert, so that a platform has its row once it has bookings (a bounded
-        `live_bookings` reads its `longest`), whether or not `ensure_platforms` made it.
-        In a transaction that holds the platform's lock exclusively (offers, late accepts),
-        the row is already this transaction's.
-        """
-        dialect_insert = postgresql.insert if self._postgres else sqlite.insert
-        statement = dialect_insert(platform_table)
-        excluded = statement.excluded
-        return statement.on_conflict_do_update(
-            index_elements=[platform_table.c.name],
-            set_={
-                "taken": platform_table.c.taken + 1,
-                "longest": case(
-                    (platform_table.c.longest < excluded.longest, excluded.longest),
-                    else_=platform_table.c.longest,
-                ),
-            },
-        )
 
     @contextmanager
     def batched(self) -> Iterator[None]:
@@ -402,12 +395,15 @@ class StoreTransaction:
         ordered = sorted(set(names))
         if ordered and self._postgres:
             query = (
-                select(platform_table.c.name)
+                select(platform_table.c.name, platform_table.c.taken)
                 .where(platform_table.c.name.in_(ordered))
                 .order_by(platform_table.c.name)
                 .with_for_update(read=shared)
             )
-            self._run(query).all()
+            # No other transaction can count capacity taken on a row locked here (that is an
+            # update): `capacity_taken` answers from these until this one counts its own.
+            self._locked_taken = {name: int(taken) for name, taken in self._run(query).all()}
+            self._locked = set(ordered)
 
     def ensure_platforms(self, names: Iterable[str]) -> None:
         """Make sure every configured platform has its row (the row to lock).
@@ -472,6 +468,8 @@ class StoreTransaction:
         names = sorted(set(platforms))
         if not names:
             return {}
+        if not self._taken and self._locked.issuperset(names):
+            return {name: self._locked_taken[name] for name in names if name in self._locked_taken}
         self.flush()
         marks = ", ".join([self._mark] * len(names))
         sql = f"SELECT name, taken FROM broker_platform WHERE name IN ({marks})"  # noqa: S608

@@ -77,22 +77,35 @@ would bypass the guards and the owner check. uvicorn with httptools and uvloop s
 at 0.46 ms of CPU where granian took 0.72 ms and uvicorn's pure-Python parser 1.31 ms (before
 the guard became a coroutine; same session, same day).
 
-Offers over HTTP cost about 35-45 ms of server CPU each here: reading the bookings that overlap
-the start range (about 450 rows, twice: once to compute, once under the platform's lock) is
-half of it, the search (`make_offers`) a fifth. The p99 target of 20 ms is not met.
+Offers over HTTP: before the bounded read (commit d8426f6), 25-34 ms of server CPU per offer
+request (25.3 ms at load average 2.7, 34.2 ms at 19): reading the bookings that overlap the
+start range (about 450-730 rows, twice: once to compute, once under the platform's lock, the
+index walked from the range's start to each platform's last booking) was half of it, the
+search (`make_offers`) a fifth. Now the read walks the index only to the range's end plus the
+platform's longest booking, rows come as plain tuples through one prebuilt statement and are
+decoded once, and under the lock an unchanged `capacity_taken` count spares the second read:
+14.4 ms of server CPU at load average 10.5 (the table's figure is this run's). What is left
+is the search and the holds' check (about 45%), the read (30%) and storing the offer set
+with its four sessions. The p99 target of 20 ms is a wall-clock one: with the CPU per request
+under it, whether it is met depends on the machine's other work (see the load beside it).
 
-Under load, the work queue delivers due events in batches, one per session, in one
+Under load, client writes of one process (offer requests, updates) store at most two at a
+time on SQLite (`broker.service.broker.WRITERS_EMBEDDED`; the work queue's tick and network
+waits are outside the limit), and the broker's routes lower the GIL switch interval to 1 ms.
+Before (Litestar's pool, up to 40 writes of a process at once, all retrying SQLite's lock,
+taking the GIL from the event loop), the same run, two runs at load average 20-30: 66 of 317
+and 7 of 428 sessions turned WAITING more than 2 s after their accept, the reader's p99
+106 ms and 79 ms. With the limit, at load average 16-24: none of 399 late (p99 1.3 s), the
+reader's p50 2.1 ms and p99 25 ms, 39.9 accepts/s. Limiting the whole request to one or two
+threads instead (a thread pool in the web layer) also ended the lateness but made reads
+slower (p50 9-16 ms): the writer threads were never idle, and a federated or data-probing
+request would have held the pool while it waited on the network.
+Earlier, the work queue came to deliver due events in batches, one per session, in one
 transaction; before that (two write transactions per event, at most one event at a time) the
 same run had sessions turn WAITING 1.8 s (p50) and 8.1 s (p99) after their accept, 80 of 160
-more than 2 s late (load average 7). Queuing the process's SQLite writers on a lock before
-`BEGIN IMMEDIATE` was tried and made it later (59 of 196 late against 10 of 220 without, load
-average 21-23). Accepts per second here are bound by the CPUs: two shared by the server, 33
-client processes and other work; an accept itself is about ten statements
-(`tests/unit/broker/test_service_round_trips.py`). Accepts on PostgreSQL:
-[Broker accepts on PostgreSQL](#broker-accepts-on-postgresql); its `pool` run with 32 clients,
-repeated for 8 s once an accept took ten statements (load average 3.3 before), made 43.3
-accepts/s with both CPUs 99% busy and 23 ms of client CPU per offer request and accept: bound
-by the CPUs (each accept comes with an offer request), not by locks; 500/s is not reached here.
+more than 2 s late (load average 7). Accepts per second here are bound by the CPUs: two
+shared by the server, 33 client processes and other work. Accepts on PostgreSQL:
+[Broker accepts on PostgreSQL](#broker-accepts-on-postgresql).
 """
 
 

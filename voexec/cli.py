@@ -75,6 +75,13 @@ def _serve(args: argparse.Namespace) -> int:
 
     build_services(settings).stop()
     os.environ[SETTINGS_ENV] = msgspec.json.encode(settings).decode()
+    # The rate-limit buckets of every worker: one table, made before they start (they are
+    # spawned, so they find it by its path).
+    from pathlib import Path
+
+    from voexec.shared_limits import ENV, create_table
+
+    os.environ[ENV] = str(create_table(Path(settings.data_dir) / "rate-limits.table"))
     uvicorn.run(
         "voexec.cli:worker_app",
         factory=True,
@@ -90,15 +97,21 @@ def _serve(args: argparse.Namespace) -> int:
 def worker_app() -> Litestar:
     """The app of one worker process of `voexec serve --workers N` (uvicorn's factory)."""
     import os
+    from pathlib import Path
 
     import msgspec
 
     from core.settings import Settings
     from voexec.app import create_app
+    from voexec.security import RATE_LIMIT_BUCKETS
+    from voexec.shared_limits import ENV, SharedBuckets
+    from voexec.wiring import build_services
 
-    return with_frozen_heap(
-        create_app(msgspec.json.decode(os.environ[SETTINGS_ENV], type=Settings))
-    )
+    settings = msgspec.json.decode(os.environ[SETTINGS_ENV], type=Settings)
+    services = build_services(settings)
+    if ENV in os.environ:
+        services.provide(RATE_LIMIT_BUCKETS, SharedBuckets(Path(os.environ[ENV])))
+    return with_frozen_heap(create_app(settings, services))
 
 
 def freeze_heap() -> None:

@@ -2,6 +2,8 @@
 
 Built once per `Services` (so the JWKS cache and the rate-limit buckets are shared by the
 broker's routes, the catalogue's and the pages) and kept in `services.components["security"]`.
+The buckets live in this process, unless the services hold a shared table under
+`RATE_LIMIT_BUCKETS` (a worker of `voexec serve --workers N`: see `voexec.shared_limits`).
 """
 
 from __future__ import annotations
@@ -10,17 +12,23 @@ import time
 from typing import TYPE_CHECKING
 
 from core.auth import Authenticator, JwtVerifier, Security
-from core.limits import RateLimiter
+from core.limits import BucketStore, RateLimiter
 from core.settings import Settings
 
 if TYPE_CHECKING:
     from voexec.wiring import Services
 
-__all__ = ["build_security", "security_of"]
+__all__ = ["RATE_LIMIT_BUCKETS", "build_security", "security_of"]
+
+RATE_LIMIT_BUCKETS = "rate_limit_buckets"
+"""The name of the services' component holding a shared `BucketStore`, if any."""
 
 
-def build_security(settings: Settings) -> Security:
-    """The security of `settings`; the OpenID Connect keys are fetched on first use only."""
+def build_security(settings: Settings, buckets: BucketStore | None = None) -> Security:
+    """The security of `settings`; the OpenID Connect keys are fetched on first use only.
+
+    `buckets` holds the rate-limit buckets (default: this process's own).
+    """
     jwt: JwtVerifier | None = None
     if settings.auth.oidc is not None:
         from core.oidc import OidcVerifier
@@ -30,7 +38,7 @@ def build_security(settings: Settings) -> Security:
         auth=Authenticator.from_settings(
             settings.auth, jwt, anonymous_runs=settings.broker.allow_anonymous_runs
         ),
-        limiter=RateLimiter(settings.auth.limits, time.monotonic),
+        limiter=RateLimiter(settings.auth.limits, time.monotonic, buckets),
         owner_only_reads=settings.auth.owner_only_reads,
     )
 
@@ -39,6 +47,6 @@ def security_of(services: Services) -> Security:
     """The app's security, built on first use (handlers get it as the dependency `security`)."""
     found = services.components.get("security")
     if not isinstance(found, Security):
-        found = build_security(services.settings)
+        found = build_security(services.settings, services.components.get(RATE_LIMIT_BUCKETS))
         services.provide("security", found)
     return found

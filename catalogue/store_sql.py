@@ -471,6 +471,7 @@ class SqlCatalogueStore:
                     rows = connection.execute(
                         select(_ENTRY.c.id, _ENTRY.c.withdrawn)
                         .where(_ENTRY.c.id.in_(chunk))
+                        .order_by(_ENTRY.c.id)  # in id order, as every write locks: no deadlock
                         .with_for_update()
                     ).all()
                     found.update(key for key, _ in rows)

@@ -122,6 +122,30 @@ def test_a_failing_write_stores_nothing_of_its_batch(store):
     assert store.count(include_withdrawn=True) == 0
 
 
+def test_every_row_lock_is_taken_in_id_order_so_two_batches_cannot_deadlock(store):
+    # Two transactions that lock the same rows in different orders can deadlock on PostgreSQL;
+    # the writes (save) and the withdrawals (withdraw_all) both lock entries by ascending id.
+    # Which order an unordered `FOR UPDATE` locks in depends on the plan, so a deadlock cannot
+    # be provoked on demand: the statements themselves are checked.
+    locks: list[str] = []
+
+    def keep_locks(_conn, _cursor, statement, *_args):
+        if "FOR UPDATE" in statement.upper():
+            locks.append(" ".join(statement.upper().split()))
+
+    save(store, "e2", version())
+    event.listen(store.engine, "before_cursor_execute", keep_locks)
+    try:
+        save(store, "e1", version(summary="Finds more sources."))
+        assert store.withdraw_all(["e2", "e1"], now=T0 + timedelta(minutes=1)) == ["e2", "e1"]
+    finally:
+        event.remove(store.engine, "before_cursor_execute", keep_locks)
+    if store.engine.dialect.name == "postgresql":
+        assert len(locks) >= 2  # SQLite locks the whole database instead
+    for statement in locks:
+        assert "ORDER BY CATALOGUE_ENTRY.ID" in statement, statement
+
+
 def test_iteration_walks_every_entry_once_across_batches(store, monkeypatch):
     monkeypatch.setattr("catalogue.store_sql._BATCH", 2)
     for number in range(5):

@@ -62,6 +62,7 @@ def live_voexec(
     *,
     demo: bool = True,
     port: int | None = None,
+    workers: int = 1,
 ) -> Iterator[str]:
     """Serve voexec (the demo catalogue and platforms by default); yield its base URL."""
     document: dict[str, Any] = {
@@ -76,6 +77,7 @@ def live_voexec(
     environment = {k: v for k, v in os.environ.items() if not k.startswith("VOEXEC_")}
     command = [sys.executable, "-m", "voexec", "serve", *(["--demo"] if demo else [])]
     command += ["--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--workers", str(workers)] if workers > 1 else []
     with log.open("wb") as output:
         server = subprocess.Popen(
             command, stdout=output, stderr=subprocess.STDOUT, env=environment, cwd=folder

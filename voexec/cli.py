@@ -103,14 +103,14 @@ def worker_app() -> Litestar:
 
     from core.settings import Settings
     from voexec.app import create_app
-    from voexec.security import RATE_LIMIT_BUCKETS
+    from voexec.security import share_rate_limits
     from voexec.shared_limits import ENV, SharedBuckets
     from voexec.wiring import build_services
 
     settings = msgspec.json.decode(os.environ[SETTINGS_ENV], type=Settings)
     services = build_services(settings)
     if ENV in os.environ:
-        services.provide(RATE_LIMIT_BUCKETS, SharedBuckets(Path(os.environ[ENV])))
+        share_rate_limits(services, SharedBuckets(Path(os.environ[ENV])))
     return with_frozen_heap(create_app(settings, services))
 
 

@@ -2,8 +2,8 @@
 
 Built once per `Services` (so the JWKS cache and the rate-limit buckets are shared by the
 broker's routes, the catalogue's and the pages) and kept in `services.components["security"]`.
-The buckets live in this process, unless the services hold a shared table under
-`RATE_LIMIT_BUCKETS` (a worker of `voexec serve --workers N`: see `voexec.shared_limits`).
+The buckets live in this process; a worker of `voexec serve --workers N` moves them to the
+table its siblings share with `share_rate_limits` (see `voexec.shared_limits`).
 """
 
 from __future__ import annotations
@@ -18,10 +18,7 @@ from core.settings import Settings
 if TYPE_CHECKING:
     from voexec.wiring import Services
 
-__all__ = ["RATE_LIMIT_BUCKETS", "build_security", "security_of"]
-
-RATE_LIMIT_BUCKETS = "rate_limit_buckets"
-"""The name of the services' component holding a shared `BucketStore`, if any."""
+__all__ = ["build_security", "security_of", "share_rate_limits"]
 
 
 def build_security(settings: Settings, buckets: BucketStore | None = None) -> Security:
@@ -47,6 +44,11 @@ def security_of(services: Services) -> Security:
     """The app's security, built on first use (handlers get it as the dependency `security`)."""
     found = services.components.get("security")
     if not isinstance(found, Security):
-        found = build_security(services.settings, services.components.get(RATE_LIMIT_BUCKETS))
+        found = build_security(services.settings)
         services.provide("security", found)
     return found
+
+
+def share_rate_limits(services: Services, buckets: BucketStore) -> None:
+    """Keep the rate-limit buckets of `services` in `buckets` (before the app serves)."""
+    security_of(services).limiter.store = buckets

@@ -366,7 +366,13 @@ class OaiPmhHarvest:
                 if document is not None:
                     to_publish.append((report, record, document))
         published = self._publish(run, source, to_publish)
-        self._withdraw_gone(run, source.name, [g for work in pages for g in work.gone] + published)
+        # In listing order across the pages (a report's number is its place in the listing),
+        # so that a record listed twice is judged by its last listing, deleted or published.
+        listed = sorted(
+            [gone for work in pages for gone in work.gone] + published,
+            key=lambda record: record.report.project_id,
+        )
+        self._withdraw_gone(run, source.name, listed)
         reports = [report for work in pages for report in work.reports]
         self.store.save_reports(run.run_id, reports)
         return reports
@@ -449,8 +455,8 @@ class OaiPmhHarvest:
         """Withdraw what these records published before and publish no more.
 
         One query for the entries of every record, one withdrawal of them all (a full re-run
-        of an unchanged registry withdraws nothing, in one query per batch). A record listed
-        twice is judged by its last listing.
+        of an unchanged registry withdraws nothing, in one query per batch). `records` come in
+        listing order: a record listed twice is judged by its last listing.
         """
         if not self._had_entries or not records:
             return  # a first harvest: no record can have published anything before

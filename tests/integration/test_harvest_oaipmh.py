@@ -259,10 +259,14 @@ def test_a_dachs_registry_is_harvested_and_its_records_skipped(tmp_path):
 
 # ----------------------------------------------------------------------------- many records
 def paged_registry(
-    count: int, deleted: frozenset[int] = frozenset(), changed: Mapping[int, dict] | None = None
+    count: int,
+    deleted: frozenset[int] = frozenset(),
+    changed: Mapping[int, dict] | None = None,
+    again: Mapping[int, int] | None = None,
 ) -> httpx.MockTransport:
     """`count` executable records, 10 a page, each with its description; some deleted, some
-    `changed` (fields of their description replaced)."""
+    `changed` (fields of their description replaced), some listing `again` an earlier one
+    (record number -> the number of the record it lists again)."""
     host = "http://registry.test"
 
     def answer(request: httpx.Request) -> httpx.Response:
@@ -274,9 +278,10 @@ def paged_registry(
             else:
                 start = int(params.get("resumptionToken", "0"))
                 records = ""
-                for number in range(start, min(start + 10, count)):
+                for listing in range(start, min(start + 10, count)):
+                    number = (again or {}).get(listing, listing)
                     identifier = f"ivo://registry.test/tool-{number:02d}"
-                    if number in deleted:
+                    if listing in deleted:
                         records += (
                             f'<record><header status="deleted"><identifier>{identifier}'
                             "</identifier><datestamp>2026-03-02T12:00:00Z</datestamp></header>"
@@ -324,6 +329,26 @@ def test_records_read_several_at_once_are_reported_in_order_and_withdrawn_when_d
     assert later.counts.withdrawn == 2
     assert len(catalogue.entry_ids("paged")) == 23
     assert catalogue.entry_ids("paged", "ivo://registry.test/tool-03") == []
+    services.stop()
+
+
+def test_a_record_listed_twice_in_one_batch_is_judged_by_its_last_listing(tmp_path):
+    services = local_services(tmp_path, OaiPmhSource(name="paged", url="http://registry.test/oai"))
+    catalogue = services.components["catalogue"]
+    registry = {"transport": paged_registry(25)}
+
+    def client(source: OaiPmhSource) -> OaiPmhClient:
+        return OaiPmhClient(source.url, max_retries=0, transport=registry["transport"])
+
+    harvest = harvester(services, clients=client)
+    assert harvest.run("paged").counts.new == 25
+    # tool-03: published on page 1, deleted on page 3; tool-04: deleted on page 1, published
+    # again on page 3. Both listings fall in one batch; the later one wins, whatever its kind.
+    registry["transport"] = paged_registry(25, deleted=frozenset({4, 23}), again={23: 3, 24: 4})
+    later = harvest.run("paged", full=True)
+    assert later.counts.withdrawn == 1, later
+    assert catalogue.entry_ids("paged", "ivo://registry.test/tool-03") == []
+    assert len(catalogue.entry_ids("paged", "ivo://registry.test/tool-04")) == 1
     services.stop()
 
 

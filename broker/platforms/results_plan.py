@@ -106,6 +106,23 @@ def _s3(storage: S3ResultsStorage) -> tuple[str | None, str]:
     return f"s3+{endpoint}/{bucket}/{urllib.parse.quote(storage.prefix, safe='/~')}", ""
 
 
+def _authority_problem(location: str, parts: urllib.parse.SplitResult) -> str:
+    """Why the host part of an http(s) results URL cannot be used; empty when it can."""
+    if parts.username is not None or parts.password is not None:
+        return (
+            "location carries a user name or password in its URL; credentials for a "
+            "destination come from the platform (data.results.http_credentials), never "
+            "from the request"
+        )
+    if not parts.hostname:
+        return f"{location!r} names no host"
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return f"location {location!r} has a port that is not a number from 0 to 65535"
+    return ""
+
+
 def _http(storage: HttpResultsStorage) -> tuple[str | None, str]:
     location = (storage.location or "").strip()
     if not location:
@@ -114,8 +131,9 @@ def _http(storage: HttpResultsStorage) -> tuple[str | None, str]:
     if parts.scheme.lower() not in {"http", "https"}:
         scheme = parts.scheme or "no scheme"
         return None, f"cannot PUT results to {location!r} ({scheme}); http and https only"
-    if not parts.netloc:
-        return None, f"{location!r} names no host"
+    authority = _authority_problem(location, parts)
+    if authority:
+        return None, authority
     plain = not any(c.isspace() for c in location) and not parts.query and not parts.fragment
     if _climbs(urllib.parse.unquote(parts.path)) or not plain:
         return None, f"{location!r} is not a plain URL prefix (no '..', spaces, query or fragment)"
@@ -153,18 +171,59 @@ def results_items(storage: Sequence[AnyStorage]) -> list[ResultsItem]:
     return items
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _url_prefix(url: str) -> tuple[str, str, int, tuple[str, ...]] | None:
+    """`(scheme, host, port, path segments)` of an http(s) URL; None when it is not one.
+
+    Lower-cased scheme and host (without a trailing dot), the scheme's default port filled in,
+    the path's non-empty segments unquoted; None for another scheme, no host, a port that is
+    not a number or a user name or password (no URL with them is ever matched).
+    """
+    parts = urllib.parse.urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or parts.username is not None or parts.password is not None:
+        return None
+    host = (parts.hostname or "").rstrip(".")
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if not host:
+        return None
+    segments = tuple(urllib.parse.unquote(s) for s in parts.path.split("/") if s)
+    return scheme, host, _DEFAULT_PORTS[scheme] if port is None else port, segments
+
+
+def _under(destination: str, prefix: str) -> int | None:
+    """How many path segments `prefix` has when `destination` is under it; None when not.
+
+    Same scheme, host and port, and the prefix's path a whole-segment start of the
+    destination's (`/upload` covers `/upload/run-1`, not `/uploads`).
+    """
+    inside, root = _url_prefix(destination), _url_prefix(prefix)
+    if inside is None or root is None or inside[:3] != root[:3]:
+        return None
+    depth = len(root[3])
+    return depth if inside[3][:depth] == root[3] else None
+
+
 def _credentials_for(
     destination: str, settings: PlatformResultsSettings
 ) -> tuple[int, HttpCredentials] | None:
-    """The entry of `http_credentials` (with its index) for a destination: the longest prefix."""
+    """The entry of `http_credentials` (with its index) for a destination: the longest prefix.
+
+    Longest in whole path segments, on the same scheme, host and port (see `_under`).
+    """
     found = [
-        (len(entry.prefix), index, entry)
+        (depth, index, entry)
         for index, entry in enumerate(settings.http_credentials)
-        if destination.startswith(entry.prefix)
+        if (depth := _under(destination, entry.prefix)) is not None
     ]
     if not found:
         return None
-    _, index, entry = max(found, key=lambda item: item[0])
+    _, index, entry = max(found, key=lambda item: (item[0], -item[1]))
     return index, entry
 
 
@@ -225,7 +284,7 @@ def _refusal(
                     "(data.results.s3)"
                 )
         case "http":
-            if not any(destination.startswith(prefix) for prefix in settings.http if prefix):
+            if not any(_under(destination, prefix) is not None for prefix in settings.http):
                 return (
                     f"{where}: does not PUT results under {destination}; "
                     f"it does under {', '.join(settings.http) or 'none'} (data.results.http)"

@@ -196,3 +196,93 @@ def test_credentials_never_show_their_secrets():
     shown = repr(CREDENTIALS) + repr(HttpCredentials(prefix="https://a/", bearer="s3cret"))
     assert "s3cret" not in shown
     assert "$STORE_TOKEN" in shown
+
+
+BARE_HOST = PlatformResultsSettings(
+    http=["https://store.example.org"],
+    http_credentials=[HttpCredentials(prefix="https://store.example.org", bearer="SECRET")],
+)
+
+
+@pytest.mark.parametrize(
+    "destination",
+    [
+        "https://store.example.org.evil.net/x/",
+        "https://store.example.orgevil.net/x/",
+        "http://store.example.org/x/",
+        "https://store.example.org:8443/x/",
+    ],
+)
+def test_a_host_that_only_begins_like_the_allowed_one_is_refused_and_gets_no_credentials(
+    destination,
+):
+    items = results_items([model.HttpResultsStorage(location=destination)])
+    (refusal,) = results_refusals(items, BARE_HOST)
+    assert "does not PUT results under" in refusal
+    assert http_authorization(destination, BARE_HOST) == (None, "")
+
+
+@pytest.mark.parametrize(
+    "destination",
+    [
+        "https://store.example.org@evil.net/x/",
+        "https://store.example.org:1@evil.net/x/",
+        "https://user:hunter2@store.example.org/x/",
+    ],
+)
+def test_a_user_name_or_password_in_a_destination_is_refused_naming_the_field(destination):
+    items = results_items([model.HttpResultsStorage(location=destination)])
+    assert items[0].destination is None
+    (refusal,) = results_refusals(items, BARE_HOST)
+    assert "location" in refusal
+    assert "user name or password" in refusal
+    assert "hunter2" not in refusal
+    assert "SECRET" not in refusal
+
+
+@pytest.mark.parametrize(
+    "destination",
+    [
+        "https://store.example.org/x/",
+        "https://STORE.Example.org/x/",
+        "https://store.example.org:443/x/",
+        "https://store.example.org",
+    ],
+)
+def test_the_same_host_in_another_spelling_is_allowed_with_its_credentials(destination):
+    items = results_items([model.HttpResultsStorage(location=destination)])
+    assert results_refusals(items, BARE_HOST) == []
+    assert http_authorization(destination, BARE_HOST) == ("Bearer SECRET", "")
+
+
+def test_a_path_prefix_matches_whole_segments_only():
+    settings = PlatformResultsSettings(
+        http=["https://store.example.org/upload"],
+        http_credentials=[
+            HttpCredentials(prefix="https://store.example.org/upload", bearer="SECRET")
+        ],
+    )
+    for destination in (
+        "https://store.example.org/upload/run-1",
+        "https://store.example.org/upload",
+    ):
+        assert (
+            results_refusals(
+                results_items([model.HttpResultsStorage(location=destination)]), settings
+            )
+            == []
+        )
+        assert http_authorization(destination, settings) == ("Bearer SECRET", "")
+    outside = "https://store.example.org/uploads-of-others/run-1"
+    (refusal,) = results_refusals(
+        results_items([model.HttpResultsStorage(location=outside)]), settings
+    )
+    assert "does not PUT results under" in refusal
+    assert http_authorization(outside, settings) == (None, "")
+
+
+def test_a_destination_with_a_port_that_is_not_a_number_is_refused_naming_the_field():
+    items = results_items([model.HttpResultsStorage(location="https://store.example.org:x/a/")])
+    (refusal,) = results_refusals(items, BARE_HOST)
+    assert "location" in refusal
+    assert "port" in refusal

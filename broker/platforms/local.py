@@ -47,6 +47,7 @@ import http.client
 import json
 import os
 import platform as python_platform
+import re
 import shutil
 import signal
 import socket
@@ -230,10 +231,53 @@ def _mark(path: Path, now: datetime) -> None:
         path.write_text(f"{now.timestamp()}\n", encoding="utf-8")
 
 
+TAIL_BYTES: Final = 64 * 1024
+"""How much of the end of a log the last lines of a failure reason are taken from."""
+
+_SECRETS: Final = (
+    # URL query and form values: Jupyter's `?token=...`, `access_token=`, `password=`, ...
+    (
+        re.compile(
+            r"(?i)\b((?:access_|auth_|api_|refresh_|id_)?token|api_?key|password|passwd|secret"
+            r"|signature|x-amz-signature|x-amz-credential|x-amz-security-token)=[^\s&;'\"]+"
+        ),
+        r"\1=***",
+    ),
+    # HTTP headers carrying credentials, to the end of the line
+    (re.compile(r"(?i)\b((?:proxy-)?authorization|cookie|x-auth-token)\s*:\s*\S.*"), r"\1: ***"),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 ***"),
+    # a user name and password in a URL
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/@]+@"), r"\1***@"),
+)
+
+
+def _mask(line: str) -> str:
+    """`line` with the secrets a program may log (tokens, credentials) replaced by `***`."""
+    for pattern, replacement in _SECRETS:
+        line = pattern.sub(replacement, line)
+    return line
+
+
 def _tail(path: Path, lines: int = 5, limit: int = 600) -> str:
-    text = _read(path) or ""
-    tail = " | ".join(line for line in text.splitlines()[-lines:] if line.strip())
-    return tail[-limit:]
+    """The last `lines` non-blank lines of a log, masked, joined, at most `limit` characters.
+
+    Reads only the last `TAIL_BYTES` of the file: a program writing gigabytes to its log does
+    not make the broker read them.
+    """
+    try:
+        with path.open("rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            start = max(0, size - TAIL_BYTES)
+            handle.seek(start)
+            data = handle.read(TAIL_BYTES)
+    except FileNotFoundError:
+        return ""
+    _, newline, rest = data.partition(b"\n")
+    if start and newline and rest.strip():
+        data = rest  # the first line is cut: leave it out, unless it is the only one
+    text = data.decode("utf-8", errors="replace")
+    kept = [_mask(line) for line in text.splitlines() if line.strip()][-lines:]
+    return " | ".join(line.strip() for line in kept)[-limit:]
 
 
 def _port_answers(location: str) -> bool:

@@ -18,8 +18,10 @@ import hashlib
 import os
 from collections.abc import Mapping
 from datetime import timedelta
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 import yaml
@@ -387,6 +389,17 @@ class PlatformResultsSettings(_Settings, frozen=True):
     under none of them is written without."""
 
 
+def _loopback(url: str) -> bool:
+    """Whether `url`'s host is this machine (`localhost`, 127.0.0.0/8, `::1`)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class RucioServer(_Settings, frozen=True):
     """A Rucio server a platform resolves Rucio data (scope:name) through, with its own account.
 
@@ -411,6 +424,9 @@ class RucioServer(_Settings, frozen=True):
     close_rses: list[str] = []
     """RSEs this platform is close to: a replica on one is read in place (its `file` PFN, else
     its first http(s) one) and moves nothing, so the offer's preparation adds no transfer."""
+    allow_http: bool = False
+    """Allow an `http://` URL to a host other than this machine (loopback), over which the
+    password and the token travel unencrypted; an `http://` URL is refused otherwise."""
 
     def __repr__(self) -> str:
         """The server and account; never a secret."""
@@ -420,6 +436,11 @@ class RucioServer(_Settings, frozen=True):
         """Refuse a server without an http(s) URL, or without any way to get a token."""
         if not self.url.startswith(("http://", "https://")):
             raise ValueError("url: give the Rucio server's http(s) URL")
+        if self.url.startswith("http://") and not (self.allow_http or _loopback(self.url)):
+            raise ValueError(
+                "url: an http:// Rucio URL sends the credentials unencrypted; give its https:// "
+                "URL (or set allow_http: true)"
+            )
         if not (
             self.token or self.token_env or (self.username and (self.password or self.password_env))
         ):

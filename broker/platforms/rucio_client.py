@@ -92,11 +92,36 @@ def _vo_headers(server: RucioServer) -> dict[str, str]:
     return {"X-Rucio-VO": server.vo} if server.vo else {}
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an error: urllib would send the credentials' headers to its target."""
+
+    def redirect_request(  # noqa: PLR0917 - urllib's signature
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        host = urllib.parse.urlsplit(req.full_url).netloc
+        fp.close()
+        raise RucioError(
+            f"the Rucio server {host} answered HTTP {code} with a redirect to {newurl}; "
+            "redirects are not followed (the credentials would go with them): "
+            "give the server's final URL in data.rucio[].url",
+            code,
+        )
+
+
+_opener = urllib.request.build_opener(_RefuseRedirects)
+
+
 def _open(request: urllib.request.Request, timeout: float) -> Any:
     host = urllib.parse.urlsplit(request.full_url).netloc
     try:
-        return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - the configured server
-    except urllib.error.HTTPError:
+        return _opener.open(request, timeout=timeout)
+    except (urllib.error.HTTPError, RucioError):
         raise
     except (OSError, ValueError) as error:
         raise RucioError(

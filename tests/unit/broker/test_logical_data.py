@@ -118,6 +118,27 @@ def test_rucio_servers_need_a_way_to_get_a_token():
     assert "secret" not in repr(server)
 
 
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("http://rucio.example.org", False),
+        ("http://10.0.0.5:8080", False),
+        ("http://127.0.0.1:55200", True),
+        ("http://localhost/rucio", True),
+        ("http://[::1]:8080", True),
+        ("https://rucio.example.org", True),
+    ],
+)
+def test_an_http_rucio_url_is_refused_but_on_loopback_or_when_allowed(url, allowed):
+    account = {"url": url, "account": "a", "username": "u", "password": "secret"}
+    if allowed:
+        assert msgspec.convert(account, RucioServer).url == url
+    else:
+        with pytest.raises(msgspec.ValidationError, match=r"url: an http:// Rucio URL"):
+            msgspec.convert(account, RucioServer)
+    assert msgspec.convert(account | {"allow_http": True}, RucioServer).allow_http
+
+
 BODY = b"0123456789" * 1000
 
 

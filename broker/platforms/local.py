@@ -47,7 +47,6 @@ import http.client
 import json
 import os
 import platform as python_platform
-import re
 import shutil
 import signal
 import socket
@@ -81,7 +80,6 @@ from broker.platforms.containers import (
     container_name,
     published_connectors,
 )
-from broker.platforms.data_reach import s3_credentials
 from broker.platforms.gpus import GPU_STATE, GpuLedger, gpu_passing
 from broker.platforms.port import PlatformError, PlatformReport, SessionPlan
 from broker.platforms.recipe import (
@@ -93,22 +91,18 @@ from broker.platforms.recipe import (
     refusals,
     run_script,
 )
-from broker.platforms.uploads import ResultsUploader
+from broker.platforms.uploads import ResultsUploader, launch_step, log_tail, s3_environment
 from core.errors import ConfigError
 from core.settings import LocalPlatformSettings, PlatformSettings
 
 __all__ = ["LocalPlatform", "local_tools"]
 
 HERE: Final = Path(__file__).resolve().parent
-RUNNER: Final = HERE / "session_runner.py"
 FETCH_HELPER: Final = HERE / "session_fetch.py"
 S3_HELPER: Final = HERE / "session_s3.py"
-LAUNCH_TIMEOUT: Final = 30
-"""Seconds the runner's launcher may take to say the step has started."""
 DEADLINE_MARGIN: Final = timedelta(seconds=30)
 """The runner stops the work this long after the offered end by itself: voexec's own release
 comes first while it runs, the runner's deadline is for when it does not."""
-_KEPT_ENVIRONMENT: Final = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")
 _RUNTIMES: Final[tuple[Literal["apptainer", "singularity"], ...]] = ("apptainer", "singularity")
 _ENGINE_ENVIRONMENT: Final = ("DOCKER_HOST", "DOCKER_CONFIG", "REGISTRY_AUTH_FILE")
 """The engine's own configuration variables (with every `CONTAINERS_*` one): voexec's values
@@ -229,55 +223,6 @@ def _mark(path: Path, now: datetime) -> None:
     """Note `now` in `path` (seconds since the epoch), unless it already holds a time."""
     if not path.exists():
         path.write_text(f"{now.timestamp()}\n", encoding="utf-8")
-
-
-TAIL_BYTES: Final = 64 * 1024
-"""How much of the end of a log the last lines of a failure reason are taken from."""
-
-_SECRETS: Final = (
-    # URL query and form values: Jupyter's `?token=...`, `access_token=`, `password=`, ...
-    (
-        re.compile(
-            r"(?i)\b((?:access_|auth_|api_|refresh_|id_)?token|api_?key|password|passwd|secret"
-            r"|signature|x-amz-signature|x-amz-credential|x-amz-security-token)=[^\s&;'\"]+"
-        ),
-        r"\1=***",
-    ),
-    # HTTP headers carrying credentials, to the end of the line
-    (re.compile(r"(?i)\b((?:proxy-)?authorization|cookie|x-auth-token)\s*:\s*\S.*"), r"\1: ***"),
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 ***"),
-    # a user name and password in a URL
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/@]+@"), r"\1***@"),
-)
-
-
-def _mask(line: str) -> str:
-    """`line` with the secrets a program may log (tokens, credentials) replaced by `***`."""
-    for pattern, replacement in _SECRETS:
-        line = pattern.sub(replacement, line)
-    return line
-
-
-def _tail(path: Path, lines: int = 5, limit: int = 600) -> str:
-    """The last `lines` non-blank lines of a log, masked, joined, at most `limit` characters.
-
-    Reads only the last `TAIL_BYTES` of the file: a program writing gigabytes to its log does
-    not make the broker read them.
-    """
-    try:
-        with path.open("rb") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            start = max(0, size - TAIL_BYTES)
-            handle.seek(start)
-            data = handle.read(TAIL_BYTES)
-    except FileNotFoundError:
-        return ""
-    _, newline, rest = data.partition(b"\n")
-    if start and newline and rest.strip():
-        data = rest  # the first line is cut: leave it out, unless it is the only one
-    text = data.decode("utf-8", errors="replace")
-    kept = [_mask(line) for line in text.splitlines() if line.strip()][-lines:]
-    return " | ".join(line.strip() for line in kept)[-limit:]
 
 
 def _port_answers(location: str) -> bool:
@@ -403,17 +348,6 @@ class LocalPlatform:
         return []
 
     # ----------------------------------------------------------------- internals
-    def _s3_environment(self) -> dict[str, str]:
-        keys = s3_credentials(self._data)
-        if not keys.signs:
-            return {}
-        found = {
-            "AWS_ACCESS_KEY_ID": keys.access_key,
-            "AWS_SECRET_ACCESS_KEY": keys.secret_key,
-            "AWS_REGION": keys.region,
-        }
-        return found | ({"AWS_SESSION_TOKEN": keys.session_token} if keys.session_token else {})
-
     def _layout(self, plan: SessionPlan) -> tuple[Layout, Path]:
         return Layout.of_session(self.root, plan)
 
@@ -524,7 +458,7 @@ class LocalPlatform:
             else "the container's ports asking for access"
         )
         logs = [layout.log("run", "err"), layout.log("run", "out")]
-        tail = next((t for t in (_tail(Path(log)) for log in logs) if t), "")
+        tail = next((t for t in (log_tail(Path(log)) for log in logs) if t), "")
         said = f"its last log lines: {tail}" if tail else "it logged nothing"
         return PlatformReport(
             now,
@@ -641,53 +575,26 @@ class LocalPlatform:
 
         The runner stops it at `deadline`, by default a little after the offered end.
         """
-        root = Path(layout.root)
-        command = [
-            sys.executable,
-            "-I",
-            str(RUNNER),
-            "--state",
-            str(root / "state"),
-            "--step",
-            step,
-            "--cwd",
-            str(root),
-            "--out",
-            str(layout.log(step, "out")),
-            "--err",
-            str(layout.log(step, "err")),
-            "--deadline",
-            str((deadline or plan.end + DEADLINE_MARGIN).timestamp()),
-            "--grace",
-            str(self._settings.grace.total_seconds()),
-            *(["--memory", str(memory)] if memory else []),
-            *self._container_options(plan, step),
-            "--",
-            "/bin/sh",
-            f"{step}.sh",
-        ]
-        environment = {name: os.environ[name] for name in _KEPT_ENVIRONMENT if name in os.environ}
-        environment |= {"HOME": str(root), processes.MARK: plan.session_id}
+        secrets: dict[str, str] = {}
         if step == "prepare":
             # Only the step that stages data gets the platform's S3 keys (the upload of the
             # results gets its own, see `uploads`); it drops them once the data is staged.
-            environment |= self._s3_environment()
+            secrets |= s3_environment(self._data)
         if self._engine_runs(plan):
-            environment |= dict(self._engine_of().environment)
-        try:
-            launched = subprocess.run(  # noqa: S603 - our runner, with the session's script
-                command,
-                env=environment,
-                capture_output=True,
-                text=True,
-                timeout=LAUNCH_TIMEOUT,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as error:
-            raise PlatformError(f"cannot start the {step} step: {error}") from error
-        if launched.returncode != 0:
-            said = launched.stderr.strip() or f"exit code {launched.returncode}"
-            raise PlatformError(f"cannot start the {step} step: {said}")
+            secrets |= dict(self._engine_of().environment)
+        launch_step(
+            plan,
+            layout,
+            step,
+            deadline=deadline or plan.end + DEADLINE_MARGIN,
+            grace=self._settings.grace,
+            secrets=secrets,
+            what=f"the {step} step",
+            options=[
+                *(["--memory", str(memory)] if memory else []),
+                *self._container_options(plan, step),
+            ],
+        )
 
     def _runner(self, state: Path, step: str) -> int | None:
         pid = _read(state / f"{step}.pid")
@@ -766,5 +673,5 @@ class LocalPlatform:
         error_log = layout.log(step, "err")
         if (state / f"{step}.deadline").exists():
             said = "did not finish before the offered end"
-        tail = _read(state / f"{step}.error") or _tail(Path(error_log))
+        tail = _read(state / f"{step}.error") or log_tail(Path(error_log))
         return f"the {what} {said}" + (f": {tail}" if tail else "") + f" (log: {error_log})"

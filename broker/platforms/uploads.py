@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -83,7 +84,11 @@ __all__ = [
     "DataStager",
     "ResultsUploader",
     "Staging",
+    "launch_step",
+    "log_tail",
+    "mask_secrets",
     "results_written",
+    "s3_environment",
 ]
 
 HERE: Final = Path(__file__).resolve().parent
@@ -148,11 +153,13 @@ def launch_step(
     grace: timedelta,
     secrets: dict[str, str],
     what: str,
+    options: Sequence[str] = (),
 ) -> None:
     """Start `<step>.sh` of the session's folder under the runner, detached, on this host.
 
     Its environment is this host's `PATH` and locale, the session's mark and `secrets` (the
-    platform's credentials: they are in no file). Returns once the runner recorded its pid.
+    platform's credentials: they are in no file); `options` go to the runner (`--memory`, a
+    container to stop by name). Returns once the runner recorded its pid.
 
     Raises:
         PlatformError: the runner could not be started (`what` says which step it was).
@@ -178,6 +185,7 @@ def launch_step(
         str(deadline.timestamp()),
         "--grace",
         str(grace.total_seconds()),
+        *options,
         "--",
         "/bin/sh",
         f"{step}.sh",
@@ -200,10 +208,53 @@ def launch_step(
         raise PlatformError(f"cannot start {what}: {said}")
 
 
-def _tail(path: Path, lines: int = 5, limit: int = 600) -> str:
-    text = _read(path) or ""
-    tail = " | ".join(line for line in text.splitlines()[-lines:] if line.strip())
-    return tail[-limit:]
+TAIL_BYTES: Final = 64 * 1024
+"""How much of the end of a log the last lines of a failure reason are taken from."""
+
+_SECRETS: Final = (
+    # URL query and form values: Jupyter's `?token=...`, `access_token=`, `password=`, ...
+    (
+        re.compile(
+            r"(?i)\b((?:access_|auth_|api_|refresh_|id_)?token|api_?key|password|passwd|secret"
+            r"|signature|x-amz-signature|x-amz-credential|x-amz-security-token)=[^\s&;'\"]+"
+        ),
+        r"\1=***",
+    ),
+    # HTTP headers carrying credentials, to the end of the line
+    (re.compile(r"(?i)\b((?:proxy-)?authorization|cookie|x-auth-token)\s*:\s*\S.*"), r"\1: ***"),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 ***"),
+    # a user name and password in a URL
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/@]+@"), r"\1***@"),
+)
+
+
+def mask_secrets(line: str) -> str:
+    """`line` with the secrets a program may log (tokens, credentials) replaced by `***`."""
+    for pattern, replacement in _SECRETS:
+        line = pattern.sub(replacement, line)
+    return line
+
+
+def log_tail(path: Path, lines: int = 5, limit: int = 600) -> str:
+    """The last `lines` non-blank lines of a log, masked, joined, at most `limit` characters.
+
+    Reads only the last `TAIL_BYTES` of the file: a program writing gigabytes to its log does
+    not make the broker read them.
+    """
+    try:
+        with path.open("rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            start = max(0, size - TAIL_BYTES)
+            handle.seek(start)
+            data = handle.read(TAIL_BYTES)
+    except FileNotFoundError:
+        return ""
+    _, newline, rest = data.partition(b"\n")
+    if start and newline and rest.strip():
+        data = rest  # the first line is cut: leave it out, unless it is the only one
+    text = data.decode("utf-8", errors="replace")
+    kept = [mask_secrets(line) for line in text.splitlines() if line.strip()][-lines:]
+    return " | ".join(line.strip() for line in kept)[-limit:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,7 +331,7 @@ class ResultsUploader:
             said = f"exited with code {code}"
             if (state / f"{_STEP}.deadline").exists():
                 said = f"did not finish within {UPLOAD_TIME}"
-            tail = _read(state / f"{_STEP}.error") or _tail(Path(err))
+            tail = _read(state / f"{_STEP}.error") or log_tail(Path(err))
             why = f"the upload of the results {said}" + (f": {tail}" if tail else "")
             why += f" (log: {err})"
         return [PlatformReport(now, Failed(reason=f"{why}; the output is kept in {layout.output}"))]
@@ -436,7 +487,7 @@ class DataStager:
         elif (state / f"{_STAGE}.deadline").exists():
             why = "did not finish by the session's end"
         else:
-            why = _read(state / f"{_STAGE}.error") or _tail(Path(err)) or f"exit code {code}"
+            why = _read(state / f"{_STAGE}.error") or log_tail(Path(err)) or f"exit code {code}"
         reason = f"data {item!r} could not be staged on the broker's host: {why} (log: {err})"
         return Staging("failed", reason, item)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tracemalloc
 from pathlib import Path
 
-from broker.platforms.local import _tail
+from broker.platforms.uploads import log_tail
 
 
 def test_only_the_end_of_a_huge_log_is_read(tmp_path: Path):
@@ -16,7 +16,7 @@ def test_only_the_end_of_a_huge_log_is_read(tmp_path: Path):
         handle.write(b"\nstarting\nlistening on port 8888\n")
     tracemalloc.start()
     try:
-        tail = _tail(log)
+        tail = log_tail(log)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -27,7 +27,7 @@ def test_only_the_end_of_a_huge_log_is_read(tmp_path: Path):
 def test_a_long_last_line_is_kept_to_its_end(tmp_path: Path):
     log = tmp_path / "run.err"
     log.write_bytes(b"x" * 200_000 + b"END\n")
-    assert _tail(log).endswith("xxxEND")
+    assert log_tail(log).endswith("xxxEND")
 
 
 def test_tokens_and_authorization_headers_are_masked(tmp_path: Path):
@@ -39,7 +39,7 @@ def test_tokens_and_authorization_headers_are_masked(tmp_path: Path):
         "fetching https://user:hunter2@store.example.org/x?access_token=abc\n",
         encoding="utf-8",
     )
-    tail = _tail(log)
+    tail = log_tail(log)
     for secret in ("4f9c2d1e8a", "eyJhbGciOi", "hunter2", "access_token=abc"):
         assert secret not in tail
     assert "lab?token=***&next=/tree" in tail
@@ -48,4 +48,4 @@ def test_tokens_and_authorization_headers_are_masked(tmp_path: Path):
 
 
 def test_a_missing_log_has_no_tail(tmp_path: Path):
-    assert _tail(tmp_path / "absent.log") == ""
+    assert log_tail(tmp_path / "absent.log") == ""

@@ -4,9 +4,10 @@ The platform's GPUs are those its `capacity.gpus` declares; `local.gpus.ids` nam
 devices are named (`0`, `1`, or `GPU-<uuid>`; by default `0` to N-1). The broker books a count
 of GPUs, not which ones, so the adapter picks the devices when the work starts: the first ids
 that no live session holds (`GpuLedger`, a small JSON file beside the sessions' folders,
-changed under an exclusive lock, so that two sessions, even of two voexec processes sharing the
-folder, never get the same device). A session keeps its ids in `state/gpus` and holds them
-while its work's runner lives; its release gives them back.
+changed under an exclusive lock and flushed to disk, so that two sessions, even of two voexec
+processes sharing the folder, never get the same device; a ledger that is missing or cannot be
+read is rebuilt from the sessions' `state/gpus`). A session keeps its ids in `state/gpus` and
+holds them while its work's runner lives; its release gives them back.
 
 A container gets its GPUs from the engine: `--device <kind>=<id>` for each id when the platform
 uses CDI (`local.gpus.cdi`, by default `nvidia.com/gpu`; a CDI spec for that kind naming every
@@ -200,20 +201,54 @@ class GpuLedger:
             fcntl.flock(descriptor, fcntl.LOCK_EX)
             holders = self._read()
             yield holders
-            temporary = self._path.with_suffix(".tmp")
-            temporary.write_text(json.dumps(holders, sort_keys=True) + "\n", encoding="utf-8")
-            temporary.replace(self._path)
+            self._write(holders)
         finally:
             os.close(descriptor)  # closing the descriptor releases the lock
 
+    def _write(self, holders: dict[str, str]) -> None:
+        """Replace the ledger with `holders`, on disk before the lock is let go (fsync)."""
+        temporary = self._path.with_suffix(".tmp")
+        with temporary.open("w", encoding="utf-8") as handle:
+            handle.write(json.dumps(holders, sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        temporary.replace(self._path)
+        folder = os.open(self._path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(folder)  # the rename itself
+        finally:
+            os.close(folder)
+
     def _read(self) -> dict[str, str]:
+        """The ledger; rebuilt from the sessions' folders when it is missing or unreadable.
+
+        A GPU is never taken for free because the file was lost or damaged (a crash, a full
+        disk): what each session's `state/gpus` says it got stands in for it.
+        """
         try:
             found = json.loads(self._path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, ValueError):
-            return {}
+        except (OSError, ValueError):
+            return self._rebuilt()
         if not isinstance(found, dict):
-            return {}
+            return self._rebuilt()
         return {str(gpu): str(session) for gpu, session in found.items() if gpu in self._ids}
+
+    def _rebuilt(self) -> dict[str, str]:
+        """Which session holds each GPU, from every session's `state/gpus`.
+
+        A GPU goes to another session only once its holder's work has ended (`take`), so where
+        two sessions name the same id, the one that got it last (the newer file) holds it.
+        Sessions whose work has ended are kept: `take` and `holders_of` pass over them.
+        """
+        claims: list[tuple[float, str, str]] = []
+        for state in self._path.parent.glob(f"*/state/{GPU_STATE}"):
+            try:
+                when = state.stat().st_mtime
+                ids = state.read_text(encoding="utf-8").split()
+            except (OSError, UnicodeDecodeError):
+                continue
+            claims += [(when, state.parent.parent.name, gpu) for gpu in ids if gpu in self._ids]
+        return {gpu: session for _, session, gpu in sorted(claims)}
 
     def take(
         self, holders: dict[str, str], session: str, count: int, live: Callable[[str], bool]

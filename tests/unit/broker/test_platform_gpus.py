@@ -339,6 +339,50 @@ def test_the_ledger_hands_out_free_ids_and_takes_back_those_of_ended_work(tmp_pa
         assert holders == {"0": "c", "1": "c"}
 
 
+def _holds(root: Path, session: str, ids: str, when: float) -> None:
+    """`session`'s folder says it got the GPUs `ids` at `when` (its `state/gpus`)."""
+    state = root / session / "state"
+    state.mkdir(parents=True)
+    (state / "gpus").write_text(ids, encoding="utf-8")
+    os.utime(state / "gpus", (when, when))
+
+
+@pytest.mark.parametrize("ledger_text", ['{"0": "a", "1"', "", "[1, 2]", None])
+def test_an_unreadable_ledger_is_rebuilt_from_the_sessions_never_freeing_held_gpus(
+    tmp_path, ledger_text
+):
+    _holds(tmp_path, "old", "0\n1\n", 1_000)  # ended; its GPU 0 went to `a` since
+    _holds(tmp_path, "a", "0\n", 2_000)
+    _holds(tmp_path, "b", "1\n", 3_000)
+    (tmp_path / "other" / "state").mkdir(parents=True)  # a session without GPUs
+    if ledger_text is not None:
+        (tmp_path / "gpus.json").write_text(ledger_text, encoding="utf-8")
+    ledger = GpuLedger(tmp_path, ["0", "1", "2"])
+    running = {"a", "b"}
+    with ledger.held() as holders:
+        assert holders == {"0": "a", "1": "b"}
+        assert ledger.take(holders, "c", 2, running.__contains__) is None
+        assert ledger.take(holders, "c", 1, running.__contains__) == ("2",)
+    assert json.loads((tmp_path / "gpus.json").read_text()) == {"0": "a", "1": "b", "2": "c"}
+
+
+def test_the_ledger_is_flushed_to_disk_with_its_folder(tmp_path, monkeypatch):
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(descriptor: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    ledger = GpuLedger(tmp_path, ["0"])
+    with ledger.held() as holders:
+        ledger.take(holders, "a", 1, lambda _: True)
+    assert str(tmp_path / "gpus.tmp") in synced  # the new content, before it replaces the old
+    assert str(tmp_path) in synced  # the rename
+    assert json.loads((tmp_path / "gpus.json").read_text()) == {"0": "a"}
+
+
 def test_concurrent_containers_get_distinct_gpus_and_the_exact_device_arguments(
     tmp_path, fake_engine
 ):

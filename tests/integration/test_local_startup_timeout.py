@@ -3,8 +3,9 @@
 Through the real `BrokerService` (SQLite store, the system clock, the work queue ticked in a
 loop): the platform's `jupyter_server` is a fake command that says something on its error
 output and then sleeps without ever listening. Past a short start-up timeout the session is
-FAILED with a reason naming the timeout, the setting and the server's last log lines, and the
-server's processes are gone. No timed assertions: every wait polls with a generous deadline.
+FAILED with a reason naming the timeout, the setting and the server's last log lines (its token
+masked), and the server's processes are gone. No timed assertions: every wait polls with a
+generous deadline.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ FAKE_SERVER = f"""\
 #!/bin/sh
 echo 'fake server: starting' >&2
 echo '{SAID}' >&2
+echo 'fake server: at http://127.0.0.1:8888/lab?token=0123456789abcdef' >&2
 exec sleep 600
 """
 
@@ -92,4 +94,6 @@ def test_a_server_that_never_answers_fails_the_session_naming_the_timeout(servic
     assert "broker.platforms[workstation].local.startup_timeout" in said
     assert SAID in said  # the server's last log lines
     assert "logs/run.err" in said
+    assert "lab?token=***" in said  # the log's secrets are masked
+    assert "0123456789abcdef" not in said
     wait_for(lambda: not session_processes(str(session)), "the server's processes to end")

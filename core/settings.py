@@ -424,6 +424,12 @@ class RucioServer(_Settings, frozen=True):
     close_rses: list[str] = []
     """RSEs this platform is close to: a replica on one is read in place (its `file` PFN, else
     its first http(s) one) and moves nothing, so the offer's preparation adds no transfer."""
+    max_files: PositiveInt = 1000
+    """Most files one Rucio data item (a dataset or container) may hold; more is a refusal
+    naming the item and this limit."""
+    probe_budget: timedelta = timedelta(seconds=20)
+    """Longest time the replicas of one data item's files are probed for, all together (a
+    few at once, each for at most `data.probe_timeout`); past it the item is refused."""
     allow_http: bool = False
     """Allow an `http://` URL to a host other than this machine (loopback), over which the
     password and the token travel unencrypted; an `http://` URL is refused otherwise."""
@@ -450,6 +456,8 @@ class RucioServer(_Settings, frozen=True):
         for name in ("token", "password"):
             if getattr(self, name) and getattr(self, f"{name}_env"):
                 raise ValueError(f"give {name} or {name}_env, not both")
+        if self.probe_budget <= timedelta(0):
+            raise ValueError("probe_budget: give a positive time")
 
 
 class IvoaResolverSettings(_Settings, frozen=True):

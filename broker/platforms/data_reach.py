@@ -19,8 +19,10 @@ resolution gives the preparation its concrete URLs (`resolve_sources`), with the
 size the source gives, which the staging verifies.
 
 Probes are bounded: each waits at most `data.probe_timeout`, the distinct sources of one
-request are asked at once (a few threads), and answers (failures too) are kept for
-`data.probe_cache`, so a burst of requests for the same data asks once. The service calls this
+request are asked at once (a few threads), as are the replicas of a Rucio dataset's files,
+all within the server's `probe_budget` and for at most its `max_files` files; answers
+(failures too) are kept for `data.probe_cache`, so a burst of requests for the same data asks
+once. The preparation resolves a session's items at once too. The service calls this
 outside any database transaction.
 
 Imports `core.settings`, the pure `data_plan`, `session_s3` (S3 requests), `rucio_client`,
@@ -35,11 +37,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 from broker.platforms import datalink, rucio_client, session_s3
 from broker.platforms.data_plan import (
@@ -73,6 +75,8 @@ __all__ = [
 
 GIB: Final = 1 << 30
 _THREADS: Final = 8
+_GRACE: Final = 1.0
+"""Seconds past a deadline that a probe under way is waited for (its own timeout ends it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +136,33 @@ def _cached(key: tuple[str, str], keep: float, ask: Callable[[], Probe]) -> Prob
                 del _cache[stale]
         _cache[key] = (time.monotonic(), answer)
     return answer
+
+
+_UNANSWERED: Final = Probe(error="no answer in time")
+_T = TypeVar("_T")
+
+
+def _ask_all(
+    asked: Sequence[_T],
+    ask: Callable[[_T], Probe],
+    deadline: float | None = None,
+    late: Probe = _UNANSWERED,
+) -> list[Probe]:
+    """`ask` of each of `asked`, a few at once, in their order.
+
+    Past `deadline` (`time.monotonic`) the unanswered ones are `late`; their threads end on
+    their own, each probe bounded by its timeout.
+    """
+    if len(asked) <= 1:
+        return [ask(one) for one in asked]
+    pool = ThreadPoolExecutor(min(_THREADS, len(asked)), thread_name_prefix="data-probe")
+    try:
+        futures = [pool.submit(ask, one) for one in asked]
+        left = None if deadline is None else max(0.0, deadline - time.monotonic()) + _GRACE
+        wait(futures, timeout=left)
+        return [future.result() if future.done() else late for future in futures]
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 # ------------------------------------------------------------------------- the probes
@@ -216,8 +247,17 @@ def _rucio_server(settings: PlatformDataSettings, wanted: str | None) -> RucioSe
 _READABLE: Final = ("https://", "http://")
 
 
-def _replica(found: rucio_client.RucioFile, server: RucioServer, timeout: float) -> Probe:
-    """The replica of one file to stage: the first that answers, a close RSE's first."""
+_LATE: Final = Probe(error="the probe budget ran out")
+"""What `_replica` says when the item's time to probe ran out before a replica answered."""
+
+
+def _replica(
+    found: rucio_client.RucioFile, server: RucioServer, timeout: float, deadline: float
+) -> Probe:
+    """The replica of one file to stage: the first that answers, a close RSE's first.
+
+    Each probe waits at most `timeout`, and none goes past `deadline` (`time.monotonic`).
+    """
     did = f"{found.scope}:{found.name}"
     # Replicas on a close RSE first (a `file` PFN before an http(s) one), then the others'
     # http(s) PFNs; the first that answers is the one staged.
@@ -232,7 +272,12 @@ def _replica(found: rucio_client.RucioFile, server: RucioServer, timeout: float)
             candidates += [(pfn, False) for pfn in replica.pfns if pfn.startswith(_READABLE)]
     failures = []
     for pfn, near in candidates:
-        answer = _file(pfn) if pfn.startswith("file://") else _http(pfn, timeout)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return _LATE
+        answer = _file(pfn) if pfn.startswith("file://") else _http(pfn, min(timeout, left))
+        if answer.error is not None and time.monotonic() >= deadline:
+            return _LATE  # it may have failed only for want of time
         if answer.error is None:
             size = found.bytes if found.bytes is not None else answer.size
             url = with_checks(pfn, found.bytes, found.adler32, found.md5)
@@ -249,9 +294,13 @@ def _replica(found: rucio_client.RucioFile, server: RucioServer, timeout: float)
 def _file_names(names: Sequence[str]) -> list[str]:
     """Plain, distinct file names for the files of one folder (no `/`, no leading dot)."""
     found: list[str] = []
+    taken: set[str] = set()
     for index, name in enumerate(names):
         plain = name.replace("/", "_").lstrip(".") or f"file-{index}"
-        found.append(plain if plain not in found else f"{index}-{plain}")
+        if plain in taken:
+            plain = f"{index}-{plain}"
+        taken.add(plain)
+        found.append(plain)
     return found
 
 
@@ -282,8 +331,19 @@ def _rucio(source: str, settings: PlatformDataSettings, timeout: float) -> Probe
         return Probe(error=str(error))
     if not files:
         return Probe(error=f"Rucio lists no available replica of {did.did}")
-    # A dataset or container: its files, each from its own replica, into one folder.
-    return _together([(found.name, _replica(found, server, timeout)) for found in files])
+    # A dataset or container: its files, each from its own replica, into one folder. Their
+    # replicas are probed a few at once, all within the server's budget for one item.
+    budget = server.probe_budget.total_seconds()
+    deadline = time.monotonic() + budget
+    probes = _ask_all(
+        files, lambda found: _replica(found, server, timeout, deadline), deadline, _LATE
+    )
+    if any(answer is _LATE for answer in probes):
+        return Probe(
+            error=f"probing the replicas of {did.did}'s {len(files)} files took longer than "
+            f"this platform allows ({budget:g} s, data.rucio[].probe_budget)"
+        )
+    return _together([(found.name, answer) for found, answer in zip(files, probes, strict=True)])
 
 
 def _datalink(source: str, settings: PlatformDataSettings, timeout: float) -> Probe:
@@ -375,13 +435,8 @@ def assess_data(
     answers: dict[str, Probe] = {}
     if probes:
         distinct = sorted({where for _, where in wanted})
-        if len(distinct) == 1:
-            answers = {distinct[0]: probe(distinct[0], settings)}
-        elif distinct:
-            with ThreadPoolExecutor(min(_THREADS, len(distinct))) as pool:
-                answers = dict(
-                    zip(distinct, pool.map(lambda s: probe(s, settings), distinct), strict=True)
-                )
+        said = _ask_all(distinct, lambda source: probe(source, settings))
+        answers = dict(zip(distinct, said, strict=True))
     limit = int(settings.max_size * GIB) if settings.max_size else None
     sized: list[tuple[DataItem, str, int | None]] = []
     near: list[bool] = []
@@ -420,12 +475,18 @@ def resolve_sources(
     Raises:
         PlatformError: an item cannot be resolved now, naming it and why.
     """
+    logical = sorted(
+        {item.location for item in data if item.location is not None and is_logical(item.location)}
+    )
+    answers = dict(
+        zip(logical, _ask_all(logical, lambda source: resolve(source, settings)), strict=True)
+    )
     resolved = []
     for item in data:
         if item.location is None or not is_logical(item.location):
             resolved.append(item)
             continue
-        found = resolve(item.location, settings)
+        found = answers[item.location]
         if found.error is not None or found.resolved is None:
             raise PlatformError(f"data {item.name!r}: {found.error or 'cannot be resolved'}")
         resolved.append(replace(item, location=found.resolved))

@@ -35,6 +35,10 @@ SCHEMES: Final = ("file", "https", "http", "davs", "root", "srm", "gsiftp", "s3"
 """Every scheme asked for, so that a replica this platform cannot read is still named."""
 _KEEP_MARGIN: Final = 60.0
 """Seconds before its expiry a token is no longer used."""
+MAX_ANSWER: Final = 32 << 20
+"""Most bytes of an answer read (a replica list of `RucioServer.max_files` files fits)."""
+_MAX_ERROR: Final = 64 << 10
+"""Most bytes of an error's explanation read; a longer one is not quoted."""
 
 
 class RucioError(Exception):
@@ -130,12 +134,40 @@ def _open(request: urllib.request.Request, timeout: float) -> Any:
 
 
 def _refusal(error: urllib.error.HTTPError, what: str) -> RucioError:
+    detail = error.reason
     try:
-        said = json.loads(error.read() or b"{}")
-        detail = said.get("ExceptionMessage") or said.get("ExceptionClass") or error.reason
-    except (ValueError, AttributeError):
-        detail = error.reason
+        body = error.read(_MAX_ERROR + 1) or b"{}"
+        said = json.loads(body) if len(body) <= _MAX_ERROR else None
+        if isinstance(said, dict):
+            detail = str(said.get("ExceptionMessage") or said.get("ExceptionClass") or detail)
+    except (OSError, ValueError):
+        pass
+    finally:
+        error.close()
     return RucioError(f"{what}: HTTP {error.code} {detail}", error.code)
+
+
+def _read(answer: Any, host: str, path: str, lines: int | None) -> bytes:
+    """At most `MAX_ANSWER` bytes of an answer; with `lines`, no more than that many lines."""
+    if lines is None:
+        body = bytes(answer.read(MAX_ANSWER + 1))
+        size = len(body)
+    else:
+        parts: list[bytes] = []
+        size = 0
+        while len(parts) < lines and size <= MAX_ANSWER:
+            line = bytes(answer.readline(MAX_ANSWER + 1 - size))
+            if not line:
+                break
+            size += len(line)
+            if line.strip():
+                parts.append(line)
+        body = b"".join(parts)
+    if size > MAX_ANSWER:
+        raise RucioError(
+            f"the Rucio server {host} answers {path} with more than {MAX_ANSWER} bytes"
+        )
+    return body
 
 
 def _token(server: RucioServer, timeout: float) -> str:
@@ -178,9 +210,14 @@ def _forget_token(server: RucioServer) -> None:
 
 
 def _call(
-    server: RucioServer, path: str, timeout: float, body: dict[str, Any] | None = None
+    server: RucioServer,
+    path: str,
+    timeout: float,
+    body: dict[str, Any] | None = None,
+    lines: int | None = None,
 ) -> bytes:
-    """One authenticated call; a refused kept token is renewed once."""
+    """One authenticated call's answer (`_read`); a refused kept token is renewed once."""
+    what = path.split("?", maxsplit=1)[0]
     for attempt in range(2):
         headers = {
             "X-Rucio-Auth-Token": _token(server, timeout),
@@ -194,48 +231,99 @@ def _call(
         request = urllib.request.Request(f"{_base(server)}{path}", data=data, headers=headers)  # noqa: S310
         try:
             with _open(request, timeout) as answer:
-                return bytes(answer.read())
+                return _read(answer, urllib.parse.urlsplit(server.url).netloc, what, lines)
         except urllib.error.HTTPError as error:
             if error.code == 401 and attempt == 0 and not (server.token or server.token_env):
+                error.close()
                 _forget_token(server)
                 continue
-            raise _refusal(error, f"Rucio {path.split('?', maxsplit=1)[0]}") from error
+            raise _refusal(error, f"Rucio {what}") from error
+        except OSError as error:  # the answer broke off while it was read
+            host = urllib.parse.urlsplit(server.url).netloc
+            raise RucioError(f"cannot read the Rucio server {host}'s answer: {error}") from error
     raise RucioError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
 def _file(found: dict[str, Any]) -> RucioFile:
+    """One listed file.
+
+    Raises:
+        ValueError: the listing is not what Rucio gives (the message says which part).
+    """
+    pfns = found.get("pfns") or {}
+    if not isinstance(pfns, dict) or not all(isinstance(w, dict) for w in pfns.values()):
+        raise ValueError("its pfns are not an object of URL -> {rse, priority}")
     by_rse: dict[str, list[tuple[int, str]]] = {}
-    for url, where in (found.get("pfns") or {}).items():
-        by_rse.setdefault(str(where.get("rse", "")), []).append(
-            (int(where.get("priority", 0)), url)
-        )
+    for url, where in pfns.items():
+        try:
+            priority = int(where.get("priority", 0))
+        except (TypeError, ValueError):
+            raise ValueError(f"the priority of {url} is not a number") from None
+        by_rse.setdefault(str(where.get("rse", "")), []).append((priority, str(url)))
     states = found.get("states") or {}
+    if not isinstance(states, dict):
+        raise ValueError("its states are not an object of RSE -> state")
     replicas = tuple(
         RucioReplica(rse, tuple(url for _, url in sorted(pfns)))
         for rse, pfns in by_rse.items()
         if states.get(rse, "AVAILABLE") == "AVAILABLE"
     )
     size = found.get("bytes")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+        raise ValueError(f"its bytes {size!r} are not a size")
     return RucioFile(
         scope=str(found.get("scope", "")),
         name=str(found.get("name", "")),
-        bytes=int(size) if size is not None else None,
-        adler32=found.get("adler32") or None,
-        md5=found.get("md5") or None,
+        bytes=size,
+        adler32=str(found.get("adler32") or "") or None,
+        md5=str(found.get("md5") or "") or None,
         replicas=replicas,
     )
+
+
+def _files(text: bytes, server: RucioServer, did: str) -> list[RucioFile]:
+    """The files of a replica list (one JSON object a line).
+
+    Raises:
+        RucioError: a line is not a file's listing, naming the server, the item and the line.
+    """
+    files = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            try:
+                found = json.loads(line)
+            except ValueError:
+                raise ValueError(f"line {number} is not JSON") from None
+            if not isinstance(found, dict):
+                raise ValueError(f"line {number} is not a JSON object")
+            files.append(_file(found))
+        except ValueError as error:
+            problem = str(error) if str(error).startswith("line") else f"line {number}: {error}"
+            raise RucioError(
+                f"the Rucio server {_base(server)} answered a malformed replica list for "
+                f"{did}: {problem}"
+            ) from error
+    return files
 
 
 def file_replicas(server: RucioServer, scope: str, name: str, timeout: float) -> list[RucioFile]:
     """The files `scope:name` stands for (one for a file), each with its available replicas.
 
     Raises:
-        RucioError: the server is unreachable, refuses the account, or knows no such
-            identifier (status 404).
+        RucioError: the server is unreachable, refuses the account, knows no such identifier
+            (status 404), answers what is not a replica list, or lists more than the
+            server's `max_files` files.
     """
     body = {"dids": [{"scope": scope, "name": name}], "schemes": list(SCHEMES)}
-    text = _call(server, "/replicas/list", timeout, body)
-    files = [_file(json.loads(line)) for line in text.decode().splitlines() if line.strip()]
+    text = _call(server, "/replicas/list", timeout, body, lines=server.max_files + 1)
+    files = _files(text, server, f"{scope}:{name}")
+    if len(files) > server.max_files:
+        raise RucioError(
+            f"{scope}:{name} holds more than {server.max_files} files, more than this platform "
+            "stages from one Rucio data item (data.rucio[].max_files)"
+        )
     if files:
         return files
     quoted = f"{urllib.parse.quote(scope, safe='')}/{urllib.parse.quote(name, safe='')}"

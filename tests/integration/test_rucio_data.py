@@ -146,6 +146,21 @@ def test_a_rucio_dataset_is_staged_as_a_folder_of_its_files_each_checked(
         assert f"set/{found['name']} {found['bytes']} {found['md5']} {adler}" in written
 
 
+def test_a_rucio_dataset_of_more_files_than_the_platform_stages_from_one_item_is_a_no(
+    tmp_path: Path, rucio_url: str
+) -> None:
+    data = PlatformDataSettings(rucio=[server(rucio_url, max_files=1)])
+    offers = LocalBroker(tmp_path, data, PROGRAM).offers(data=[rucio("set", "voexec:sample-set")])
+    assert offers.result == "NO"
+    assert (
+        "data 'set': voexec:sample-set holds more than 1 files, more than this platform stages "
+        "from one Rucio data item (data.rucio[].max_files)"
+    ) in said(offers)
+    # A single file is within any limit.
+    single = LocalBroker(tmp_path / "single", data, PROGRAM)
+    assert single.offers(data=[rucio("sample", "voexec:sample.txt")]).result == "YES"
+
+
 @pytest.mark.parametrize(
     ("did", "reason"),
     [

@@ -26,6 +26,7 @@ from broker.platforms.data_plan import (
     rucio_did,
     with_checks,
 )
+from broker.platforms.data_reach import _file_names
 from core.settings import RucioServer
 
 K = model.KINDS
@@ -137,6 +138,13 @@ def test_an_http_rucio_url_is_refused_but_on_loopback_or_when_allowed(url, allow
         with pytest.raises(msgspec.ValidationError, match=r"url: an http:// Rucio URL"):
             msgspec.convert(account, RucioServer)
     assert msgspec.convert(account | {"allow_http": True}, RucioServer).allow_http
+
+
+def test_the_files_of_a_folder_get_distinct_plain_names():
+    assert _file_names(["a", "a", "x/a", ".b", ""]) == ["a", "1-a", "x_a", "b", "file-4"]
+    many = _file_names(["same.fits"] * 3000)
+    assert len(set(many)) == 3000
+    assert many[:2] == ["same.fits", "1-same.fits"]
 
 
 BODY = b"0123456789" * 1000

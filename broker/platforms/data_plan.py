@@ -55,6 +55,7 @@ from broker.model import (
     SimpleDataResource,
     SkaoDataResource,
 )
+from broker.platforms.url_prefix import depth_under, url_parts
 
 __all__ = [
     "CHECKS_MARK",
@@ -358,18 +359,27 @@ def source_host(source: str) -> str:
 def from_mirror(source: str, mirrors: Mapping[str, str]) -> str | None:
     """The `file://` URL of a local replica of `source`, when a mirror holds it.
 
-    The longest matching prefix wins; the rest of the source (URL-decoded) is the path below
-    the mirror's folder. A rest that would climb out of the folder (`..`) is no replica.
+    A mirror's prefix covers a source on the same scheme, host and port whose path starts with
+    the prefix's path in whole segments (`.../data` covers `.../data/x`, not `.../database/x`;
+    see `url_prefix`). The longest prefix wins; the rest of the source's path (URL-decoded) is
+    the path below the mirror's folder. A rest that would climb out of the folder (`..`) is no
+    replica.
     """
-    matches = [prefix for prefix in mirrors if prefix and source.startswith(prefix)]
+    matches = [
+        (depth, prefix)
+        for prefix in mirrors
+        if prefix and (depth := depth_under(source, prefix)) is not None
+    ]
     if not matches:
         return None
-    prefix = max(matches, key=len)
-    rest = urllib.parse.unquote(urllib.parse.urlsplit(source[len(prefix) :]).path).lstrip("/")
-    if ".." in PurePosixPath(rest).parts:
+    depth, prefix = max(matches)
+    parts = url_parts(source)
+    assert parts is not None
+    rest = PurePosixPath("/".join(parts.segments[depth:]))
+    if ".." in rest.parts:
         return None
     folder = PurePosixPath(mirrors[prefix])
-    target = folder / rest if rest else folder
+    target = folder / rest if rest.parts else folder
     return target.as_uri() if target.is_absolute() else None
 
 

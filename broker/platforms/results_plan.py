@@ -29,6 +29,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import Final
 
 from broker.model import (
     AnyStorage,
@@ -37,6 +38,7 @@ from broker.model import (
     S3ResultsStorage,
 )
 from broker.platforms.port import ResultsTarget
+from broker.platforms.url_prefix import depth_under
 from core.settings import HttpCredentials, PlatformResultsSettings
 
 __all__ = [
@@ -171,42 +173,16 @@ def results_items(storage: Sequence[AnyStorage]) -> list[ResultsItem]:
     return items
 
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def _url_prefix(url: str) -> tuple[str, str, int, tuple[str, ...]] | None:
-    """`(scheme, host, port, path segments)` of an http(s) URL; None when it is not one.
-
-    Lower-cased scheme and host (without a trailing dot), the scheme's default port filled in,
-    the path's non-empty segments unquoted; None for another scheme, no host, a port that is
-    not a number or a user name or password (no URL with them is ever matched).
-    """
-    parts = urllib.parse.urlsplit(url.strip())
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or parts.username is not None or parts.password is not None:
-        return None
-    host = (parts.hostname or "").rstrip(".")
-    try:
-        port = parts.port
-    except ValueError:
-        return None
-    if not host:
-        return None
-    segments = tuple(urllib.parse.unquote(s) for s in parts.path.split("/") if s)
-    return scheme, host, _DEFAULT_PORTS[scheme] if port is None else port, segments
+_HTTP: Final = ("http", "https")
 
 
 def _under(destination: str, prefix: str) -> int | None:
-    """How many path segments `prefix` has when `destination` is under it; None when not.
+    """How many path segments `prefix` has when the http(s) `destination` is under it.
 
     Same scheme, host and port, and the prefix's path a whole-segment start of the
-    destination's (`/upload` covers `/upload/run-1`, not `/uploads`).
+    destination's (`/upload` covers `/upload/run-1`, not `/uploads`); None when not.
     """
-    inside, root = _url_prefix(destination), _url_prefix(prefix)
-    if inside is None or root is None or inside[:3] != root[:3]:
-        return None
-    depth = len(root[3])
-    return depth if inside[3][:depth] == root[3] else None
+    return depth_under(destination, prefix, _HTTP)
 
 
 def _credentials_for(

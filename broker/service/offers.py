@@ -14,7 +14,9 @@ Owns how an offer request meets the database, in three steps:
 3. One write transaction: the rows of the platforms the offers are on are locked (in name
    order, as every lock of `broker_platform` is taken) and their counts read again. Where no
    count changed, nothing was booked there since the snapshot, which is then still exact (or
-   counts holds released since): it is not read again. Otherwise those platforms' bookings
+   counts holds released since): it is not read again, unless the snapshot left out a hold
+   expired but still OFFERED there (an accept that read its clock before the expiry turns it
+   into a booking without changing the count). Otherwise those platforms' bookings
    over the offers' times are read again. The offers' holds are checked against them either
    way (`broker.scheduling.audit.holds_fit`). When they
    fit, the caller stores them in that transaction. When another request took the capacity in
@@ -193,18 +195,22 @@ def place_offers(
     with store.read() as tx:
         # The count first: a booking stored after it makes it change, never goes unseen.
         taken = tx.capacity_taken(question.candidates)
-        snapshot = tx.live_bookings(now, question.candidates, question.span)
-    found = _search(question, demand, snapshot, now, policy, rotation=rotation)
+        snapshot = tx.bookings_snapshot(now, question.candidates, question.span)
+    found = _search(question, demand, snapshot.bookings, now, policy, rotation=rotation)
     locked = sorted({offer.platform for offer in found.offers})
     with store.write() as tx:
         tx.lock_platforms(locked)
         if not found.offers:
             return keep(tx, found)
-        if _unchanged(taken, tx.capacity_taken(locked), locked):
+        if _unchanged(taken, tx.capacity_taken(locked), locked) and not (
+            snapshot.pending_holds & set(locked)
+        ):
             # Nothing was booked on these platforms since the snapshot: it is exact here (or
             # counts more than is left, when something was released), and need not be read
-            # again. The holds are still checked against it.
-            current = [booking for booking in snapshot if booking.platform in locked]
+            # again. The holds are still checked against it. Not where it left out a hold
+            # expired but still OFFERED: an accept that read its clock before the expiry may
+            # have made it a booking since, without changing the count.
+            current = [booking for booking in snapshot.bookings if booking.platform in locked]
         else:
             current = tx.live_bookings(now, locked, _covering(found.offers))
         if _fit(question, found.offers, current):
@@ -212,7 +218,7 @@ def place_offers(
         # Another request took some of this capacity since the snapshot: search again, with
         # what is booked now where this request holds the locks.
         fresh = tx.live_bookings(now, locked, question.span)
-        others = [booking for booking in snapshot if booking.platform not in locked]
+        others = [booking for booking in snapshot.bookings if booking.platform not in locked]
         found = _search(question, demand, [*fresh, *others], now, policy, rotation=rotation)
         if {offer.platform for offer in found.offers} <= set(locked):
             _verify(question, found, fresh)

@@ -37,6 +37,7 @@ from broker.model import AnySession, OfferSetResponse, codec
 from broker.scheduling.intervals import Interval, from_micros, to_micros
 from broker.scheduling.resources import Booking, BookingKind, Resources
 from broker.store.port import (
+    BookingSnapshot,
     Instruction,
     SessionRecord,
     SessionStore,
@@ -257,23 +258,30 @@ class MemoryTransaction:
         self, now: datetime, platforms: Sequence[str], within: Interval | None = None
     ) -> list[Booking]:
         """Holds of unexpired offers and bookings of accepted sessions that end after `now`."""
+        return self.bookings_snapshot(now, platforms, within).bookings
+
+    def bookings_snapshot(
+        self, now: datetime, platforms: Sequence[str], within: Interval | None = None
+    ) -> BookingSnapshot:
+        """`live_bookings`, and the platforms with holds expired at `now` but still OFFERED."""
         wanted = set(platforms)
         found = []
+        pending: set[str] = set()
         for row, session in self._joined():
             if row.platform not in wanted or row.slot_end <= now:
-                continue
-            if row.kind is not BookingKind.BOOKING and not (
-                session.phase is Phase.OFFERED
-                and session.expires is not None
-                and session.expires > now
-            ):
                 continue
             if within is not None and not (
                 row.slot_start < within.end and row.slot_end > within.start
             ):
                 continue
+            if row.kind is not BookingKind.BOOKING:
+                if session.phase is not Phase.OFFERED:
+                    continue
+                if session.expires is None or session.expires <= now:
+                    pending.add(row.platform)
+                    continue
             found.append(_booking(row, session))
-        return found
+        return BookingSnapshot(found, frozenset(pending))
 
     def capacity_taken(self, platforms: Sequence[str]) -> dict[str, int]:
         """How many transactions have taken capacity on each platform.

@@ -23,6 +23,7 @@ from broker.scheduling.intervals import Interval
 from broker.scheduling.resources import Booking, Resources
 
 __all__ = [
+    "BookingSnapshot",
     "Instruction",
     "SessionRecord",
     "SessionStore",
@@ -30,6 +31,20 @@ __all__ = [
     "StoredSession",
     "WorkItem",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class BookingSnapshot:
+    """The live bookings of some platforms, read without a lock, and what may yet change them.
+
+    `bookings` are those of `live_bookings`. `pending_holds` names the platforms that also
+    have holds of offers still OFFERED but expired at the snapshot's instant: not counted
+    here, yet an accept that read its clock before they expired may still turn them into
+    bookings without taking capacity anew (so without changing `capacity_taken`).
+    """
+
+    bookings: list[Booking]
+    pending_holds: frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +131,12 @@ class SessionTransaction(Protocol):
         """Holds of unexpired offers and bookings of accepted sessions that end after `now`."""
         ...
 
+    def bookings_snapshot(
+        self, now: datetime, platforms: Sequence[str], within: Interval | None = None
+    ) -> BookingSnapshot:
+        """`live_bookings`, and the platforms with holds expired at `now` but still OFFERED."""
+        ...
+
     def capacity_taken(self, platforms: Sequence[str]) -> dict[str, int]:
         """Per platform, a count that grows with each transaction taking capacity there.
 
@@ -123,7 +144,9 @@ class SessionTransaction(Protocol):
         platform; a platform nothing was ever booked on may be missing. Unchanged between two
         reads means no capacity was taken there in between: bookings read after the first
         read are still all the platform holds, or more than it holds (releases, expiries and
-        accepts on time take nothing and leave it as it is).
+        accepts on time take nothing and leave it as it is), provided that no hold expired
+        but still OFFERED was left out of them (`bookings_snapshot`): an accept on time turns
+        such a hold into a booking without changing the count.
         """
         ...
 

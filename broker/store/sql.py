@@ -54,7 +54,13 @@ from broker.lifecycle import AnyEvent, Phase, PlatformCheckDue, SessionState
 from broker.model import AnySession, OfferSetResponse, codec
 from broker.scheduling.intervals import Interval, from_micros, to_micros
 from broker.scheduling.resources import Booking, BookingKind, GpuShare, Resources
-from broker.store.port import Instruction, SessionRecord, StoredSession, WorkItem
+from broker.store.port import (
+    BookingSnapshot,
+    Instruction,
+    SessionRecord,
+    StoredSession,
+    WorkItem,
+)
 from core.db import Base, migrate, session_factory, write_transaction
 
 __all__ = [
@@ -190,11 +196,19 @@ _LIVE_BRANCH: Final = (
     " WHERE b.platform = {m} AND b.slot_end > {m}{bound}"
     " AND (b.kind = 'booking' OR (s.phase = 'OFFERED' AND s.expires > {m}))"
 )
+_SNAPSHOT_BRANCH: Final = (
+    "SELECT b.platform, b.slot_start, b.slot_end, b.cores, b.memory, b.storage, b.gpus,"
+    " b.kind, s.offerset_id, s.expires"
+    " FROM broker_booking b JOIN broker_session s ON s.id = b.session_id"
+    " WHERE b.platform = {m} AND b.slot_end > {m}{bound}"
+    " AND (b.kind = 'booking' OR s.phase = 'OFFERED')"
+)
+"""`_LIVE_BRANCH` with every hold of an OFFERED session and its expiry, for `bookings_snapshot`."""
 _BOUND: Final = (
     " AND b.slot_end < {m} + (SELECT longest FROM broker_platform WHERE name = {m})"
     " AND b.slot_start < {m}"
 )
-_live_statements: dict[tuple[str, int, bool], str] = {}
+_live_statements: dict[tuple[str, int, bool, bool], str] = {}
 _COUNT_TAKEN: Final = (
     "INSERT INTO broker_platform (name, taken, longest) VALUES (?, 1, ?)"
     " ON CONFLICT (name) DO UPDATE SET taken = broker_platform.taken + 1,"
@@ -208,13 +222,13 @@ the platform's lock exclusively (offers, late accepts), the row is already this 
 _COUNT_TAKEN_PG: Final = _COUNT_TAKEN.replace("?", "%s").replace("max(", "GREATEST(")
 
 
-def _live_sql(mark: str, platforms: int, *, bounded: bool) -> str:
-    """`live_bookings`' statement for this many platforms: one branch each, built once."""
-    key = (mark, platforms, bounded)
+def _live_sql(mark: str, platforms: int, *, bounded: bool, snapshot: bool = False) -> str:
+    """The statement of `live_bookings` (or `bookings_snapshot`): a branch per platform, once."""
+    key = (mark, platforms, bounded, snapshot)
     sql = _live_statements.get(key)
     if sql is None:
         bound = _BOUND.format(m=mark) if bounded else ""
-        branch = _LIVE_BRANCH.format(m=mark, bound=bound)
+        branch = (_SNAPSHOT_BRANCH if snapshot else _LIVE_BRANCH).format(m=mark, bound=bound)
         sql = _live_statements[key] = " UNION ALL ".join([branch] * platforms)
     return sql
 
@@ -456,6 +470,37 @@ class StoreTransaction:
                 parameters += (name, low, end, name, end, at)
         sql = _live_sql(self._mark, len(names), bounded=within is not None)
         return _bookings(self._fetch(sql, parameters))
+
+    def bookings_snapshot(
+        self, now: datetime, platforms: Sequence[str], within: Interval | None = None
+    ) -> BookingSnapshot:
+        """`live_bookings`, and the platforms with holds expired at `now` but still OFFERED.
+
+        The same walk as `live_bookings` in one statement; the holds' expiry is judged here.
+        """
+        names = list(dict.fromkeys(platforms))
+        if not names:
+            return BookingSnapshot([], frozenset())
+        self.flush()
+        at = to_micros(now)
+        parameters: list[Any] = []
+        if within is None:
+            for name in names:
+                parameters += (name, at)
+        else:
+            start, end = to_micros(within.start), to_micros(within.end)
+            low = max(at, start)
+            for name in names:
+                parameters += (name, low, end, name, end)
+        sql = _live_sql(self._mark, len(names), bounded=within is not None, snapshot=True)
+        live: list[tuple[Any, ...]] = []
+        pending: set[str] = set()
+        for *row, expires in self._fetch(sql, parameters):
+            if row[7] == BookingKind.BOOKING.value or (expires is not None and expires > at):
+                live.append(tuple(row))
+            else:
+                pending.add(row[0])
+        return BookingSnapshot(_bookings(live), frozenset(pending))
 
     def capacity_taken(self, platforms: Sequence[str]) -> dict[str, int]:
         """How many transactions have taken capacity on each platform.

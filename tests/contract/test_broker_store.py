@@ -462,6 +462,30 @@ def test_a_hold_counts_only_while_its_offer_is_offered_and_unexpired(store):
     assert live(store, NOW + timedelta(minutes=5)) == []
 
 
+def test_a_snapshot_is_live_bookings_and_names_platforms_with_expired_offered_holds(store):
+    # The holds a snapshot leaves out as expired, while their offers are still OFFERED, are
+    # the ones an accept on time may yet turn into bookings without changing the count.
+    expiry = NOW + timedelta(minutes=5)
+    hold = add(store, record(1, expires=expiry))
+    rejected = record(2, start=NOW + 3 * HOUR, platform="gpu")
+    add(store, rejected)
+    booking = add(store, record(3, phase=Phase.ACCEPTED, start=NOW + 2 * HOUR), BookingKind.BOOKING)
+    with store.write() as tx:
+        tx.save_session(with_phase(rejected, Phase.REJECTED))
+    window = Interval(NOW, NOW + 4 * HOUR)
+    for at in (expiry - MICROSECOND, expiry):
+        for within in (None, window):
+            with store.read() as tx:
+                snapshot = tx.bookings_snapshot(at, ["small", "gpu"], within)
+                assert snapshot.bookings == tx.live_bookings(at, ["small", "gpu"], within)
+            expired = at >= expiry
+            assert snapshot.pending_holds == (frozenset({"small"}) if expired else frozenset())
+            assert (hold in snapshot.bookings) is not expired
+            assert booking in snapshot.bookings
+    with store.read() as tx:
+        assert tx.bookings_snapshot(NOW, [], window).bookings == []
+
+
 def test_convert_hold_turns_a_hold_into_a_booking_that_outlives_the_offer(store):
     offered = record(1)
     other = record(2, start=NOW + 2 * HOUR)

@@ -9,11 +9,16 @@ a platform that could serve the request. The locking itself is proven under conc
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
+
+import msgspec
+import pytest
 
 from broker import model
 from broker.lifecycle import Phase, SessionState
@@ -21,13 +26,12 @@ from broker.model import codec
 from broker.platforms.simulated import SimulatedPlatform
 from broker.scheduling.intervals import Interval
 from broker.scheduling.offers import OfferPolicy, OfferSet
-from broker.scheduling.resources import Booking, PlatformSpec, Resources
+from broker.scheduling.resources import Booking, BookingKind, PlatformSpec, Resources
 from broker.scheduling.slots import booking_range
 from broker.service.offers import Question, place_offers, read_question
-from broker.store.port import SessionRecord, SessionStore
-from broker.store.sql import SqlBrokerStore
-from core.db import make_engine
+from broker.store.port import BookingSnapshot, SessionRecord, SessionStore
 from core.settings import BrokerSettings, settings_from_mapping
+from tests.broker_support import StoreKind, broker_store, close_store
 
 NOW = datetime(2026, 9, 1, 8, 0, tzinfo=UTC)
 
@@ -130,11 +134,11 @@ def test_a_broker_without_platforms_says_so():
 
 # ------------------------------------------------------------------ placing offers
 class _Interloping:
-    """A SQLite store where another request books a platform full right after each snapshot."""
+    """A store where another transaction (`meanwhile`) commits right after the first snapshot."""
 
-    def __init__(self, store: SqlBrokerStore, booking: Booking | None) -> None:
+    def __init__(self, store: SessionStore, meanwhile: Callable[[], None] | None) -> None:
         self._store = store
-        self._booking = booking
+        self._meanwhile = meanwhile
         self.reads = 0
 
     def __getattr__(self, name: str) -> Any:
@@ -144,9 +148,9 @@ class _Interloping:
     def read(self) -> Iterator[Any]:
         with self._store.read() as tx:
             yield _Counting(tx, self)
-        if self._booking is not None:
-            _book(self._store, self._booking)
-            self._booking = None
+        if self._meanwhile is not None:
+            self._meanwhile()
+            self._meanwhile = None
 
     @contextmanager
     def write(self) -> Iterator[Any]:
@@ -166,35 +170,58 @@ class _Counting:
         found: list[Booking] = self._tx.live_bookings(*args)
         return found
 
+    def bookings_snapshot(self, *args: Any) -> BookingSnapshot:
+        self._owner.reads += 1
+        found: BookingSnapshot = self._tx.bookings_snapshot(*args)
+        return found
 
-def _book(store: SqlBrokerStore, booking: Booking) -> None:
-    identifier = "00000000-0000-4000-8000-000000000001"
+
+def _session_record(booking: Booking, phase: Phase, expires: datetime | None) -> SessionRecord:
     interval = booking.interval
     state = SessionState(
-        session_id=identifier, phase=Phase.ACCEPTED, start=interval.start, end=interval.end
+        session_id=_OTHER, phase=phase, start=interval.start, end=interval.end, expires=expires
     )
-    record = SessionRecord(
-        id=identifier,
+    return SessionRecord(
+        id=_OTHER,
         offerset_id=None,
         platform=booking.platform,
         resources=booking.resources,
         state=state,
-        document=model.ScheduledExecutionSession(phase=model.SessionPhase.ACCEPTED),
+        document=model.ScheduledExecutionSession(phase=model.SessionPhase(phase.value)),
     )
+
+
+_OTHER = "00000000-0000-4000-8000-000000000001"
+
+
+def _book(store: SessionStore, booking: Booking) -> None:
+    record = _session_record(booking, Phase.ACCEPTED, None)
     with store.write() as tx:
-        tx.add_session(record, start=interval.start, end=interval.end)
-        tx.add_booking(identifier, booking)
+        tx.add_session(record, start=booking.interval.start, end=booking.interval.end)
+        tx.add_booking(_OTHER, booking)
 
 
-def _placed(tmp_path: Path, interloper: Booking | None) -> tuple[OfferSet, int]:
+def _placed(
+    tmp_path: Path,
+    interloper: Booking | None = None,
+    *,
+    store_kind: StoreKind = "sqlite",
+    before: Callable[[SessionStore], None] | None = None,
+    meanwhile: Callable[[SessionStore], None] | None = None,
+) -> tuple[OfferSet, int]:
+    """Offers for 8 cores on platform `a` (8 cores), with `before` stored before the request
+    and `meanwhile` (or the interloper's booking) committed between its snapshot and its lock.
+    """
     settings = settings_with({"name": "a", "cores": 8})
     asked = question(settings, request(cores=8))
     assert asked.span is not None
-    store = SqlBrokerStore(make_engine(f"sqlite:///{tmp_path / 'broker.db'}"))
-    store.migrate()
+    store = broker_store(store_kind, tmp_path)
     with store.write() as tx:
         tx.ensure_platforms(["a"])
-    interloping = _Interloping(store, interloper)
+    if before is not None:
+        before(store)
+    action = meanwhile or (partial(_book, booking=interloper) if interloper else None)
+    interloping = _Interloping(store, partial(action, store) if action else None)
     kept: list[OfferSet] = []
 
     def keep(tx: Any, found: OfferSet) -> None:
@@ -203,7 +230,7 @@ def _placed(tmp_path: Path, interloper: Booking | None) -> tuple[OfferSet, int]:
     place_offers(
         cast("SessionStore", interloping), asked, NOW, OfferPolicy.from_settings(settings), keep
     )
-    store.engine.dispose()
+    close_store(store)
     return kept[0], interloping.reads
 
 
@@ -224,3 +251,55 @@ def test_capacity_taken_after_the_snapshot_is_read_again_under_the_lock(tmp_path
     found, reads = _placed(tmp_path, full)
     assert found.offers == ()
     assert reads > 1
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite", "memory"])
+def test_a_hold_accepted_on_time_after_the_snapshot_is_counted_under_the_lock(
+    tmp_path: Path, store_kind: StoreKind
+) -> None:
+    # A hold fills the platform and expires at the request's instant, so the snapshot leaves
+    # it out; its owner's accept, whose clock was read just before the expiry, turns it into
+    # a booking between the snapshot and the lock. That takes no capacity anew (the count
+    # stays), yet the capacity is booked: no offer may be stored on it.
+    span = question(settings_with({"name": "a", "cores": 8}), request(cores=8)).span
+    assert span is not None
+    full = Booking(
+        platform="a", interval=span, resources=Resources(cores=8, memory=32), kind=BookingKind.HOLD
+    )
+    offered = _session_record(full, Phase.OFFERED, NOW)
+
+    def hold(store: SessionStore) -> None:
+        with store.write() as tx:
+            tx.add_session(offered, start=span.start, end=span.end)
+            tx.add_booking(_OTHER, full)
+
+    def accept(store: SessionStore) -> None:
+        with store.write() as tx:
+            tx.convert_hold(_OTHER)
+            accepted = msgspec.structs.replace(offered.state, phase=Phase.ACCEPTED, expires=None)
+            tx.save_session(dataclasses.replace(offered, state=accepted))
+
+    found, reads = _placed(tmp_path, store_kind=store_kind, before=hold, meanwhile=accept)
+    assert found.offers == ()
+    assert reads > 1
+
+
+def test_a_snapshot_names_the_platforms_with_holds_expired_but_still_offered(
+    tmp_path: Path,
+) -> None:
+    span = question(settings_with({"name": "a", "cores": 8}), request(cores=8)).span
+    assert span is not None
+    store = broker_store("memory", tmp_path)
+    held = Booking(
+        platform="a", interval=span, resources=Resources(cores=2, memory=1), kind=BookingKind.HOLD
+    )
+    with store.write() as tx:
+        tx.add_session(_session_record(held, Phase.OFFERED, NOW), start=span.start, end=span.end)
+        tx.add_booking(_OTHER, held)
+    with store.read() as tx:
+        before = tx.bookings_snapshot(NOW - timedelta(seconds=1), ["a"], span)
+        after = tx.bookings_snapshot(NOW, ["a"], span)
+    assert [b.resources.cores for b in before.bookings] == [2]
+    assert before.pending_holds == frozenset()
+    assert after.bookings == []
+    assert after.pending_holds == frozenset({"a"})

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -100,10 +99,6 @@ SESSION_CHANGE: Final = "accept, reject or cancel this session"
 IDENTITY_STATE: Final = "voexec_identity"
 """The request-state key under which the write guard leaves the identity it found."""
 _log = logging.getLogger(__name__)
-SWITCH_INTERVAL: Final = 0.001
-"""Seconds a thread runs before another waiting for the GIL may take it (Python's default is
-0.005). The event loop answers reads while writes compute in worker threads: each time a read
-gives up the GIL (a socket, a SQLite call) it may wait this long to get it back."""
 
 
 @dataclass(frozen=True)
@@ -578,8 +573,6 @@ def broker_router(server: ServerSettings, *, security: Security) -> Router:
         server: the public URL and the body limit.
         security: who may write (`auth`); with nobody configured writes are open (local use).
     """
-    if sys.getswitchinterval() > SWITCH_INTERVAL:
-        sys.setswitchinterval(SWITCH_INTERVAL)  # reads on the event loop wait less for the GIL
     http = BrokerHttp(
         public_url=server.public_url,
         max_body_bytes=server.max_body_bytes,

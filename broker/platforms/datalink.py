@@ -28,6 +28,8 @@ import numpy
 from astropy.io.votable import parse as parse_votable  # type: ignore[import-untyped]
 from astropy.io.votable.exceptions import VOWarning  # type: ignore[import-untyped]
 
+from broker.platforms.url_prefix import depth_under
+
 __all__ = [
     "DataLinkError",
     "Link",
@@ -203,9 +205,13 @@ def resolve_identifier(ivoid: str, services: Mapping[str, str], regtap: str, tim
         DataLinkError: no configured service and no registry, or the registry lists no
             DataLink service for its resource.
     """
-    matches = [prefix for prefix in services if prefix and ivoid.startswith(prefix)]
+    matches = [
+        (depth, prefix)
+        for prefix in services
+        if prefix and (depth := depth_under(ivoid, prefix, ("ivo",))) is not None
+    ]
     if matches:
-        return _with_id(services[max(matches, key=len)], ivoid)
+        return _with_id(services[max(matches)[1]], ivoid)
     resource = ivoid.split("?", 1)[0].split("#", 1)[0]
     if not regtap:
         raise DataLinkError(

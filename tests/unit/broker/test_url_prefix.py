@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from broker.platforms import datalink
 from broker.platforms.data_plan import from_mirror
 from broker.platforms.url_prefix import depth_under
 
@@ -57,3 +58,19 @@ MIRRORS = {
 )
 def test_a_mirror_holds_only_what_lies_under_its_prefix(source, replica):
     assert from_mirror(source, MIRRORS) == replica
+
+
+def test_a_datalink_service_answers_for_identifiers_under_its_prefix_only():
+    services = {
+        "ivo://org.example/data": "https://dl.example.org/links",
+        "ivo://org.example/data/deep": "https://deep.example.org/links",
+    }
+    resolved = datalink.resolve_identifier(
+        "ivo://org.example/data/deep?obs-1", services, "", timeout=1
+    )
+    assert resolved.startswith("https://deep.example.org/links?ID=")
+    assert datalink.resolve_identifier(
+        "ivo://org.example/data?obs-2", services, "", timeout=1
+    ).startswith("https://dl.example.org/links?ID=")
+    with pytest.raises(datalink.DataLinkError, match="no DataLink service is configured"):
+        datalink.resolve_identifier("ivo://org.example/database?obs-3", services, "", timeout=1)

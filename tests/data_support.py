@@ -326,3 +326,71 @@ class ContainerBroker:
     def output(self, session: model.AnySession) -> Path:
         assert session.meta is not None
         return Path(self.platform.root) / str(session.meta.uuid) / "output"  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------ data items and results
+CHECKSUM_PROGRAM = """\
+import hashlib, os, pathlib
+data = pathlib.Path(os.environ["VOEXEC_DATA"])
+lines = []
+for name in sorted(p.name for p in data.iterdir()):
+    body = (data / name).read_bytes()
+    lines.append(f"{name} {len(body)} {hashlib.sha256(body).hexdigest()}")
+pathlib.Path("checksums.txt").write_text("\\n".join(lines) + "\\n")
+pathlib.Path("plots").mkdir()
+pathlib.Path("plots/sky map.txt").write_text("a map of the sky\\n")
+"""
+"""A Python program writing a line `name bytes sha256` per staged data file to its output's
+`checksums.txt`, and a file in a subfolder of its output (`plots/sky map.txt`)."""
+
+
+def s3_item(endpoint: str, bucket: str, key: str, name: str = "cube") -> dict[str, Any]:
+    """A request's S3 data item."""
+    return {
+        "kind": model.KINDS + "data/S3-data-resource.yaml",
+        "meta": {"name": name},
+        "endpoint": endpoint,
+        "bucket": bucket,
+        "object": key,
+    }
+
+
+def simple_item(location: str, name: str = "table") -> dict[str, Any]:
+    """A request's simple (http, https, file) data item."""
+    return {
+        "kind": model.KINDS + "data/simple-data-resource.yaml",
+        "meta": {"name": name},
+        "location": location,
+    }
+
+
+def s3_results(bucket: Bucket, prefix: str, name: str = "results") -> dict[str, Any]:
+    """A results destination: a prefix of an S3 bucket."""
+    return {
+        "kind": model.S3_RESULTS_KIND,
+        "meta": {"name": name},
+        "endpoint": bucket.endpoint,
+        "bucket": bucket.name,
+        "prefix": prefix,
+    }
+
+
+def http_results(location: str) -> dict[str, Any]:
+    """A results destination: an http(s) URL prefix files are PUT under."""
+    return {"kind": model.HTTP_RESULTS_KIND, "meta": {"name": "results"}, "location": location}
+
+
+def file_results(path: Path | str) -> dict[str, Any]:
+    """A results destination: a folder on the platform."""
+    return {"kind": model.FILE_RESULTS_KIND, "meta": {"name": "results"}, "path": str(path)}
+
+
+def listed_results(session: model.AnySession) -> dict[str, dict[str, str]]:
+    """The objects the session says were written (`urn:voexec:results`), by name."""
+    messages = session.meta.messages if session.meta else []
+    return {m.values["name"]: m.values for m in messages if m.kind == "urn:voexec:results"}
+
+
+def sha256_hex(body: bytes) -> str:
+    """The SHA-256 of `body`, as the results listing writes it."""
+    return hashlib.sha256(body).hexdigest()

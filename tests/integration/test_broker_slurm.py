@@ -53,7 +53,17 @@ from core.settings import (
 )
 from tests.broker_support import accept_first, tick_until, wait_for
 from tests.contract.test_platforms import slurm_available
-from tests.data_support import S3_KEYS, Bucket, said
+from tests.data_support import (
+    CHECKSUM_PROGRAM,
+    S3_KEYS,
+    Bucket,
+    listed_results,
+    s3_item,
+    s3_results,
+    said,
+    sha256_hex,
+    simple_item,
+)
 
 pytestmark = pytest.mark.slurm
 
@@ -116,17 +126,6 @@ def test_a_job_asks_for_the_offered_cores_memory_start_and_end_and_a_cancel_ends
 
 
 # ------------------------------------------------------------------ results
-PROGRAM = """\
-import hashlib, os, pathlib
-data = pathlib.Path(os.environ["VOEXEC_DATA"])
-lines = []
-for name in sorted(p.name for p in data.iterdir()):
-    body = (data / name).read_bytes()
-    lines.append(f"{name} {len(body)} {hashlib.sha256(body).hexdigest()}")
-pathlib.Path("checksums.txt").write_text("\\n".join(lines) + "\\n")
-pathlib.Path("plots").mkdir()
-pathlib.Path("plots/sky map.txt").write_text("a map of the sky\\n")
-"""
 TABLE = b"ra,dec\n10.5,-3.2\n"
 
 
@@ -142,7 +141,7 @@ class ClusterBroker:
         tmp_path: Path,
         results: PlatformResultsSettings = PlatformResultsSettings(),  # noqa: B008 - frozen
         s3: S3Credentials = S3Credentials(),  # noqa: B008 - frozen
-        program: str = PROGRAM,
+        program: str = CHECKSUM_PROGRAM,
     ) -> None:
         slurm_available()
         self.settings = PlatformSettings(
@@ -204,22 +203,7 @@ class ClusterBroker:
 
 def table_data(http_files: Any) -> list[dict[str, Any]]:
     http_files.files["/table.csv"] = TABLE
-    return [
-        {
-            "kind": model.KINDS + "data/simple-data-resource.yaml",
-            "meta": {"name": "table"},
-            "location": f"{http_files.url}/table.csv",
-        }
-    ]
-
-
-def listed(session: model.AnySession) -> dict[str, dict[str, str]]:
-    messages = session.meta.messages if session.meta else []
-    return {m.values["name"]: m.values for m in messages if m.kind == "urn:voexec:results"}
-
-
-def sha256(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()
+    return [simple_item(f"{http_files.url}/table.csv")]
 
 
 @pytest.mark.s3
@@ -228,25 +212,19 @@ def test_a_jobs_output_is_uploaded_under_the_s3_prefix_with_its_checksums(
     tmp_path, http_files, s3_bucket, fresh_probes
 ):
     cluster = ClusterBroker(tmp_path, PlatformResultsSettings(s3=[s3_bucket.endpoint]))
-    storage = {
-        "kind": model.S3_RESULTS_KIND,
-        "meta": {"name": "results"},
-        "endpoint": s3_bucket.endpoint,
-        "bucket": s3_bucket.name,
-        "prefix": "cluster/run-1/",
-    }
+    storage = s3_results(s3_bucket, "cluster/run-1/")
     session = cluster.run(storage=[storage], data=table_data(http_files))
     assert session.phase is model.SessionPhase.COMPLETED, said(session)
     stored = s3_bucket.keys("cluster/run-1/")
     assert set(stored) == {"cluster/run-1/checksums.txt", "cluster/run-1/plots/sky map.txt"}
     checksums = s3_bucket.get("cluster/run-1/checksums.txt").decode()
-    assert f"table {len(TABLE)} {sha256(TABLE)}" in checksums.splitlines()
-    written = listed(session)
+    assert f"table {len(TABLE)} {sha256_hex(TABLE)}" in checksums.splitlines()
+    written = listed_results(session)
     assert set(written) == {"checksums.txt", "plots/sky map.txt"}
     for name, values in written.items():
         body = s3_bucket.get(f"cluster/run-1/{name}")
         assert values["bytes"] == str(len(body))
-        assert values["sha256"] == sha256(body)
+        assert values["sha256"] == sha256_hex(body)
         assert values["etag"] == stored[f"cluster/run-1/{name}"].etag
     assert "2 file(s)" in said(session)
 
@@ -263,10 +241,10 @@ def test_a_jobs_output_is_copied_to_a_folder_and_a_failed_upload_keeps_it(
     )
     assert session.phase is model.SessionPhase.COMPLETED, said(session)
     copied = root / "run-1" / "checksums.txt"
-    assert f"table {len(TABLE)} {sha256(TABLE)}" in copied.read_text().splitlines()
-    values = listed(session)["checksums.txt"]
+    assert f"table {len(TABLE)} {sha256_hex(TABLE)}" in copied.read_text().splitlines()
+    values = listed_results(session)["checksums.txt"]
     assert values["location"] == copied.as_uri()
-    assert values["sha256"] == sha256(copied.read_bytes())
+    assert values["sha256"] == sha256_hex(copied.read_bytes())
 
     # A file where the folder should be: the copy fails, the session says why, the output stays.
     (root / "blocked").write_text("not a folder\n")
@@ -293,7 +271,7 @@ SECRET = "cluster-secret-9b41d7e2"
 """The platform's secret key: it must reach no job and no file."""
 PLATFORM_KEYS = S3Credentials(access_key="cluster-key", secret_key=SECRET, region="us-east-1")
 ENVIRONMENT_PROGRAM = (
-    PROGRAM
+    CHECKSUM_PROGRAM
     + """\
 pathlib.Path("environ.txt").write_text(
     "".join(f"{name}={value}\\n" for name, value in sorted(os.environ.items()))
@@ -304,15 +282,7 @@ CUBE = b"SIMPLE  =                    T / a private cube\n" * 40
 
 
 def s3_data(endpoint: str, bucket: str, key: str) -> list[dict[str, Any]]:
-    return [
-        {
-            "kind": model.KINDS + "data/S3-data-resource.yaml",
-            "meta": {"name": "cube"},
-            "endpoint": endpoint,
-            "bucket": bucket,
-            "object": key,
-        }
-    ]
+    return [s3_item(endpoint, bucket, key)]
 
 
 def unsigned_get(url: str) -> int:
@@ -358,7 +328,7 @@ def test_a_job_reads_a_private_s3_object_the_brokers_host_staged_and_never_sees_
     session = cluster.run(data=s3_data(s3_bucket.endpoint, s3_bucket.name, "survey/cube.fits"))
     assert session.phase is model.SessionPhase.COMPLETED, said(session)
     checksums = (cluster.output(session) / "checksums.txt").read_text().splitlines()
-    assert f"cube {len(CUBE)} {sha256(CUBE)}" in checksums
+    assert f"cube {len(CUBE)} {sha256_hex(CUBE)}" in checksums
     text = said(session)
     assert "staging data 'cube' on the broker's host" in text
     assert "data staged; Slurm job" in text
@@ -512,5 +482,5 @@ def test_a_restarted_broker_finds_the_staging_where_it_is_and_the_session_comple
     session = tick_until(restarted.service, uuid, *model.TERMINAL_PHASES, seconds=240)
     assert session.phase is model.SessionPhase.COMPLETED, said(session)
     checksums = (restarted.output(session) / "checksums.txt").read_text().splitlines()
-    assert f"cube {len(CUBE)} {sha256(CUBE)}" in checksums
+    assert f"cube {len(CUBE)} {sha256_hex(CUBE)}" in checksums
     assert files_holding(restarted.folder(uuid), SECRET) == []

@@ -18,13 +18,19 @@ from typing import Any
 
 import pytest
 
-from broker import model
 from broker.model import SessionPhase as P
 from core.settings import PlatformDataSettings, PlatformResultsSettings
 from tests.contract.test_platforms import IMAGE, IMAGE_TAG, REGISTRY, containers_available
-from tests.data_support import Bucket, ContainerBroker, said
+from tests.data_support import (
+    Bucket,
+    ContainerBroker,
+    listed_results,
+    s3_item,
+    s3_results,
+    said,
+    simple_item,
+)
 
-K = model.KINDS
 SCRIPT = """\
 set -eu
 cd /voexec/data
@@ -41,25 +47,7 @@ pytestmark = [pytest.mark.containers, pytest.mark.s3, pytest.mark.slow]
 
 
 def data_items(bucket: Bucket, table_url: str) -> list[dict[str, Any]]:
-    return [
-        {
-            "kind": K + "data/S3-data-resource.yaml",
-            "meta": {"name": "cube"},
-            "endpoint": bucket.endpoint,
-            "bucket": bucket.name,
-            "object": "obs/cube.fits",
-        },
-        {
-            "kind": K + "data/simple-data-resource.yaml",
-            "meta": {"name": "table"},
-            "location": table_url,
-        },
-    ]
-
-
-def listed(session: model.AnySession) -> dict[str, dict[str, str]]:
-    messages = session.meta.messages if session.meta else []
-    return {m.values["name"]: m.values for m in messages if m.kind == "urn:voexec:results"}
+    return [s3_item(bucket.endpoint, bucket.name, "obs/cube.fits"), simple_item(table_url)]
 
 
 def test_a_container_reading_s3_and_http_data_writes_results_under_the_s3_prefix(
@@ -71,13 +59,7 @@ def test_a_container_reading_s3_and_http_data_writes_results_under_the_s3_prefix
     http_files.files["/table.csv"] = table
     results = PlatformResultsSettings(s3=[s3_bucket.endpoint])
     broker = ContainerBroker(tmp_path, PlatformDataSettings(results=results), REGISTRY)
-    storage = {
-        "kind": model.S3_RESULTS_KIND,
-        "meta": {"name": "results"},
-        "endpoint": s3_bucket.endpoint,
-        "bucket": s3_bucket.name,
-        "prefix": "containers/run-1/",
-    }
+    storage = s3_results(s3_bucket, "containers/run-1/")
     session = broker.run(
         f"{IMAGE}:{IMAGE_TAG}",
         SCRIPT,
@@ -92,7 +74,7 @@ def test_a_container_reading_s3_and_http_data_writes_results_under_the_s3_prefix
     for name, body in (("cube", cube), ("table", table)):
         sha256, md5 = hashlib.sha256(body).hexdigest(), hashlib.md5(body).hexdigest()
         assert f"{name} {len(body)} {sha256} {md5}" in lines
-    written = listed(session)
+    written = listed_results(session)
     assert set(written) == {"checksums.txt", "plots/sky map.txt"}
     for name, values in written.items():
         body = s3_bucket.get(f"containers/run-1/{name}")

@@ -15,63 +15,32 @@ in a variable that is not set are a NO at offer time.
 from __future__ import annotations
 
 import base64
-import hashlib
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from broker import model
 from broker.model import SessionPhase as P
 from core.settings import HttpCredentials, PlatformDataSettings, PlatformResultsSettings
-from tests.data_support import Bucket, LocalBroker, said
-
-K = model.KINDS
-PROGRAM = """\
-import hashlib, os, pathlib
-data = pathlib.Path(os.environ["VOEXEC_DATA"])
-lines = []
-for name in sorted(p.name for p in data.iterdir()):
-    body = (data / name).read_bytes()
-    lines.append(f"{name} {len(body)} {hashlib.sha256(body).hexdigest()}")
-pathlib.Path("checksums.txt").write_text("\\n".join(lines) + "\\n")
-pathlib.Path("plots").mkdir()
-pathlib.Path("plots/sky map.txt").write_text("a map of the sky\\n")
-"""
+from tests.data_support import (
+    CHECKSUM_PROGRAM,
+    Bucket,
+    LocalBroker,
+    file_results,
+    http_results,
+    listed_results,
+    s3_item,
+    s3_results,
+    said,
+    sha256_hex,
+    simple_item,
+)
 
 pytestmark = pytest.mark.usefixtures("fresh_probes")
 
 
 def uploading(tmp_path: Path, results: PlatformResultsSettings) -> LocalBroker:
-    return LocalBroker(tmp_path, PlatformDataSettings(results=results), PROGRAM)
-
-
-def listed(session: model.AnySession) -> dict[str, dict[str, str]]:
-    """The objects the session says were written, by name."""
-    messages = session.meta.messages if session.meta else []
-    return {m.values["name"]: m.values for m in messages if m.kind == "urn:voexec:results"}
-
-
-def sha256(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()
-
-
-def s3_results(bucket: Bucket, prefix: str, name: str = "results") -> dict[str, Any]:
-    return {
-        "kind": model.S3_RESULTS_KIND,
-        "meta": {"name": name},
-        "endpoint": bucket.endpoint,
-        "bucket": bucket.name,
-        "prefix": prefix,
-    }
-
-
-def http_results(location: str) -> dict[str, Any]:
-    return {"kind": model.HTTP_RESULTS_KIND, "meta": {"name": "results"}, "location": location}
-
-
-def file_results(path: Path | str) -> dict[str, Any]:
-    return {"kind": model.FILE_RESULTS_KIND, "meta": {"name": "results"}, "path": str(path)}
+    return LocalBroker(tmp_path, PlatformDataSettings(results=results), CHECKSUM_PROGRAM)
 
 
 @pytest.mark.s3
@@ -85,18 +54,8 @@ def test_a_program_reading_s3_and_http_data_writes_results_under_the_s3_prefix(
     http_files.files["/table.csv"] = table
     broker = uploading(tmp_path, PlatformResultsSettings(s3=[bucket.endpoint]))
     data = [
-        {
-            "kind": K + "data/S3-data-resource.yaml",
-            "meta": {"name": "cube"},
-            "endpoint": bucket.endpoint,
-            "bucket": bucket.name,
-            "object": "obs/cube.fits",
-        },
-        {
-            "kind": K + "data/simple-data-resource.yaml",
-            "meta": {"name": "table"},
-            "location": f"{http_files.url}/table.csv",
-        },
+        s3_item(bucket.endpoint, bucket.name, "obs/cube.fits"),
+        simple_item(f"{http_files.url}/table.csv"),
     ]
     session = broker.run(storage=[s3_results(bucket, "runs/first/")], data=data)
     assert session.phase is P.COMPLETED, said(session)
@@ -104,14 +63,14 @@ def test_a_program_reading_s3_and_http_data_writes_results_under_the_s3_prefix(
     stored = bucket.keys("runs/first/")
     assert set(stored) == {"runs/first/checksums.txt", "runs/first/plots/sky map.txt"}
     checksums = bucket.get("runs/first/checksums.txt").decode().splitlines()
-    assert f"cube {len(cube)} {sha256(cube)}" in checksums
-    assert f"table {len(table)} {sha256(table)}" in checksums
-    written = listed(session)
+    assert f"cube {len(cube)} {sha256_hex(cube)}" in checksums
+    assert f"table {len(table)} {sha256_hex(table)}" in checksums
+    written = listed_results(session)
     assert set(written) == {"checksums.txt", "plots/sky map.txt"}
     for name, values in written.items():
         body = bucket.get(f"runs/first/{name}")
         assert values["bytes"] == str(len(body))
-        assert values["sha256"] == sha256(body)
+        assert values["sha256"] == sha256_hex(body)
         assert values["etag"] == stored[f"runs/first/{name}"].etag
     assert "2 file(s)" in said(session)
 
@@ -126,8 +85,8 @@ def test_results_are_put_under_an_http_url_with_their_checksums(tmp_path, http_f
     }
     sky = http_files.put["/upload/run-1/plots/sky%20map.txt"]
     assert sky == b"a map of the sky\n"
-    values = listed(session)["plots/sky map.txt"]
-    assert values["sha256"] == sha256(sky)
+    values = listed_results(session)["plots/sky map.txt"]
+    assert values["sha256"] == sha256_hex(sky)
     assert values["bytes"] == str(len(sky))
     assert values["location"] == f"{http_files.url}/upload/run-1/plots/sky%20map.txt"
 
@@ -139,9 +98,9 @@ def test_results_are_copied_to_a_folder_under_an_allowed_root(tmp_path):
     assert session.phase is P.COMPLETED, said(session)
     copied = root / "run-1" / "plots" / "sky map.txt"
     assert copied.read_bytes() == b"a map of the sky\n"
-    values = listed(session)["plots/sky map.txt"]
+    values = listed_results(session)["plots/sky map.txt"]
     assert values["location"] == copied.as_uri()
-    assert values["sha256"] == sha256(copied.read_bytes())
+    assert values["sha256"] == sha256_hex(copied.read_bytes())
 
 
 @pytest.mark.s3
@@ -310,4 +269,4 @@ def test_a_webdav_destination_gets_its_folders_made_with_mkcol_and_the_credentia
     assert http_files.mkcol == ["/dav/run-6/", "/dav/run-6/plots/"]
     assert http_files.collections == {"/", "/dav/", "/dav/run-6/", "/dav/run-6/plots/"}
     assert http_files.put["/dav/run-6/plots/sky%20map.txt"] == b"a map of the sky\n"
-    assert set(listed(session)) == {"checksums.txt", "plots/sky map.txt"}
+    assert set(listed_results(session)) == {"checksums.txt", "plots/sky map.txt"}

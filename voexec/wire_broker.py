@@ -42,5 +42,6 @@ def build(services: Services) -> None:
     services.route_handlers.append(broker_router(settings.server, security=security_of(services)))
     if not isinstance(services.clock, ManualClock):
         runner = WorkQueueRunner(broker, settings.broker.tick)
+        broker.on_work_due(runner.wake)
         services.on_startup.append(runner.start)
         services.on_shutdown.append(runner.stop)

@@ -34,7 +34,7 @@ import dataclasses
 import itertools
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -208,6 +208,7 @@ class BrokerService:
         self._clock = clock
         self._store = store
         self._platforms = platforms
+        self._work_due: Callable[[], None] = _nothing
         self._specs = [PlatformSpec.from_settings(platform) for platform in settings.platforms]
         self._spec = {spec.name: spec for spec in self._specs}
         # Remote platforms are other brokers: asked beside the local scheduler, not by it.
@@ -418,6 +419,13 @@ class BrokerService:
         with self._federation.forwarding(self._store, uuid, target):
             return self._update_here(uuid, target)
 
+    def on_work_due(self, wake: Callable[[], None]) -> None:
+        """Call `wake` after an accept, whose first step is due at once: the runner ticks now.
+
+        Without it, that step waits for the work queue's next tick (`broker.tick`).
+        """
+        self._work_due = wake
+
     def _update_here(self, uuid: UUID, target: SessionPhase) -> AnySession:
         """`update_session` on this broker, once it was forwarded where it must be."""
         with self._writing:
@@ -425,6 +433,8 @@ class BrokerService:
                 document, calls = self._update(uuid, target, exclusive=False)
             except _NeedsExclusiveLock:
                 document, calls = self._update(uuid, target, exclusive=True)
+        if target is SessionPhase.ACCEPTED and document.phase is SessionPhase.ACCEPTED:
+            self._work_due()
         # After the commit: a cancel stops the work before it is answered, and no
         # transaction (nor any platform lock) waits for the platform meanwhile. An update
         # that called for no platform call (an accept, a reject) looks for none.
@@ -936,3 +946,7 @@ def _booking(record: SessionRecord, kind: BookingKind) -> Booking:
         kind=kind,
         group=record.offerset_id if kind is BookingKind.HOLD else None,
     )
+
+
+def _nothing() -> None:
+    """No work-queue runner to wake (tests drive the ticks)."""

@@ -1,5 +1,8 @@
 """The work-queue runner: a daemon thread that calls `BrokerService.tick` every `broker.tick`.
 
+It also ticks at once when woken (`wake`): the service has just queued work that is due now,
+such as an accepted session's first step, which would otherwise wait for the next tick.
+
 Owns the thread only; what a tick does is the service's business, and all state is in the
 database, so stopping the thread (or the process) at any moment loses nothing.
 """
@@ -27,6 +30,7 @@ class WorkQueueRunner:
         self._service = service
         self._interval = interval.total_seconds()
         self._stopping = threading.Event()
+        self._woken = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -35,15 +39,24 @@ class WorkQueueRunner:
             self._thread = threading.Thread(target=self._run, name="broker-work-queue", daemon=True)
             self._thread.start()
 
+    def wake(self) -> None:
+        """Tick as soon as the tick in progress (if any) is done; wakes during it make one more."""
+        self._woken.set()
+
     def stop(self) -> None:
         """Ask the thread to stop and wait for the tick in progress to finish."""
         self._stopping.set()
+        self._woken.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
 
     def _run(self) -> None:
-        while not self._stopping.wait(self._interval):
+        while True:
+            self._woken.wait(self._interval)
+            self._woken.clear()
+            if self._stopping.is_set():
+                return
             try:
                 self._service.tick()
             except Exception:  # a failing tick must not end the queue; the next one retries

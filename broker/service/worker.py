@@ -12,11 +12,16 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import timedelta
-from typing import Protocol
+from typing import Final, Protocol
 
 __all__ = ["WorkQueueRunner"]
 
 log = logging.getLogger(__name__)
+
+WOKEN_GAP: Final = 0.1
+"""Seconds between the end of a tick and the next one a wake asks for (or the interval, when
+shorter): under a burst of accepts, wakes are gathered into at most ten ticks a second, since
+each tick costs transactions. The wait for the next tick counts it."""
 
 
 class _Ticks(Protocol):
@@ -53,7 +58,7 @@ class WorkQueueRunner:
 
     def _run(self) -> None:
         while True:
-            self._woken.wait(self._interval)
+            self._woken.wait(max(self._interval - WOKEN_GAP, 0.0))
             self._woken.clear()
             if self._stopping.is_set():
                 return
@@ -61,3 +66,5 @@ class WorkQueueRunner:
                 self._service.tick()
             except Exception:  # a failing tick must not end the queue; the next one retries
                 log.exception("broker work queue: tick failed")
+            if self._stopping.wait(min(WOKEN_GAP, self._interval)):
+                return

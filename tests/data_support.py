@@ -394,3 +394,22 @@ def listed_results(session: model.AnySession) -> dict[str, dict[str, str]]:
 def sha256_hex(body: bytes) -> str:
     """The SHA-256 of `body`, as the results listing writes it."""
     return hashlib.sha256(body).hexdigest()
+
+
+def uploaded_checksums(bucket: Bucket, prefix: str, session: model.AnySession) -> list[str]:
+    """Check the output landed under `prefix` as the session lists it; the checksums' lines.
+
+    The output is `CHECKSUM_PROGRAM`'s (or a program writing the same files): `checksums.txt`
+    and `plots/sky map.txt`, each listed with its bytes, SHA-256 and the store's ETag, which
+    must match the objects read back.
+    """
+    stored = bucket.keys(prefix)
+    assert set(stored) == {f"{prefix}checksums.txt", f"{prefix}plots/sky map.txt"}
+    written = listed_results(session)
+    assert set(written) == {"checksums.txt", "plots/sky map.txt"}
+    for name, values in written.items():
+        body = bucket.get(f"{prefix}{name}")
+        assert values["bytes"] == str(len(body))
+        assert values["sha256"] == sha256_hex(body)
+        assert values["etag"] == stored[f"{prefix}{name}"].etag
+    return bucket.get(f"{prefix}checksums.txt").decode().splitlines()

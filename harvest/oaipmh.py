@@ -33,15 +33,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Protocol, runtime_checkable
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
-import httpx
 import msgspec
 
 from catalogue.model import Provenance, PublishReport
 from core.clock import Clock
 from core.errors import DomainError
 from core.settings import HarvestSettings, HarvestSource, OaiPmhSource
+from harvest.http_get import Answer, KeepAlive, NoAnswer, TooLarge, Transport
 from harvest.model import (
     EntryOutcome,
     HarvestReport,
@@ -74,7 +74,6 @@ that run was listing may carry a datestamp from just before it (and clocks drift
 MAX_ANSWER_BYTES: Final = 64 * 1024 * 1024
 MAX_PAGES: Final = 100_000
 """A registry that never ends its list stops the run here instead of looping for ever."""
-TIMEOUT: Final = httpx.Timeout(60.0, connect=10.0)
 PUBLISH_BATCH: Final = 500
 """Records published together: one catalogue transaction and one index commit per batch."""
 
@@ -113,8 +112,37 @@ class _Busy(Exception):
     """No answer, a 429 or a 5xx: asking again may help."""
 
 
+@dataclass(frozen=True)
+class Validators:
+    """What a server said identifies a version of an answer (`ETag`, `Last-Modified`)."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        """The request headers of a conditional GET."""
+        headers = {}
+        if self.etag:
+            headers["If-None-Match"] = self.etag
+        if self.last_modified:
+            headers["If-Modified-Since"] = self.last_modified
+        return headers
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A conditional GET's outcome: the body, or None when the server said it is unchanged."""
+
+    body: bytes | None
+    validators: Validators
+
+
 class OaiPmhClient:
-    """OAI-PMH over HTTP: GET with retries, bounded answers, allowed hosts only."""
+    """OAI-PMH over HTTP: GET with retries, bounded answers, allowed hosts only, no redirects.
+
+    Requests go through a `harvest.http_get.Transport` (kept-alive connections, at most
+    `connections` per host at once).
+    """
 
     def __init__(
         self,
@@ -122,45 +150,91 @@ class OaiPmhClient:
         *,
         allowed_hosts: Iterable[str] = (),
         max_retries: int = 5,
-        transport: httpx.BaseTransport | None = None,
+        transport: Transport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        connections: int = 4,
     ) -> None:
         self.base_url = base_url
         self.hosts = {urlsplit(base_url).hostname or "", *allowed_hosts}
         self.max_retries = max_retries
         self.sleep = sleep
-        self.http = httpx.Client(timeout=TIMEOUT, transport=transport, follow_redirects=False)
+        self._keep_alive = (
+            KeepAlive(limit=MAX_ANSWER_BYTES, per_host=connections) if transport is None else None
+        )
+        self.transport: Transport = transport or self._keep_alive  # type: ignore[assignment]
 
     def close(self) -> None:
         """Release connections."""
-        self.http.close()
+        if self._keep_alive is not None:
+            self._keep_alive.close()
 
     def get(self, url: str, params: Mapping[str, str] | None = None, **headers: str) -> bytes:
         """One GET, retried on 429, 5xx and network failures with growing pauses.
 
         Raises:
             SourceNotFound: 404 (or 410).
-            SourceUnavailable: another failure after every retry, a host not allowed, an answer
-                over `MAX_ANSWER_BYTES`.
+            SourceUnavailable: another failure after every retry, a host not allowed, a
+                redirect (never followed), an answer over `MAX_ANSWER_BYTES`.
         """
+        if params:
+            url = f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
+        answer = self._answer(url, {_header(name): value for name, value in headers.items()})
+        return answer.body
+
+    def fetch(self, url: str, validators: Validators | None = None, **headers: str) -> Fetched:
+        """A GET that, given the validators of an earlier answer, may hear it is unchanged.
+
+        Raises:
+            SourceNotFound, SourceUnavailable: as `get`.
+        """
+        sent = {_header(name): value for name, value in headers.items()}
+        if validators is not None:
+            sent.update(validators.headers())
+        answer = self._answer(url, sent, not_modified=validators is not None)
+        found = Validators(answer.headers.get("etag"), answer.headers.get("last-modified"))
+        if answer.status != 304 or validators is None:
+            return Fetched(answer.body, found)
+        # A 304 may leave out a validator that has not changed.
+        return Fetched(
+            None,
+            Validators(
+                found.etag or validators.etag, found.last_modified or validators.last_modified
+            ),
+        )
+
+    def _answer(self, url: str, headers: Mapping[str, str], not_modified: bool = False) -> Answer:
         host = urlsplit(url).hostname or ""
         if host not in self.hosts:
             raise SourceUnavailable(f"{host!r} is not the registry's host nor an allowed host")
 
-        def attempt() -> bytes:
+        def attempt() -> Answer:
             try:
-                with self.http.stream("GET", url, params=params, headers=headers) as response:
-                    if response.status_code in {404, 410}:
-                        raise SourceNotFound(f"{url} answered {response.status_code}", 404)
-                    if response.status_code == 429 or response.status_code >= 500:
-                        raise _Busy(f"{url} answered {response.status_code}")
-                    if response.status_code >= 400:
-                        raise SourceUnavailable(
-                            f"{url} answered {response.status_code}", response.status_code
-                        )
-                    return self._body(response, url)
-            except httpx.HTTPError as error:
+                answer = self.transport(url, headers)
+            except NoAnswer as error:
                 raise _Busy(f"{url} did not answer: {error}") from error
+            except TooLarge as error:
+                raise SourceUnavailable(f"{error} (at most {MAX_ANSWER_BYTES} bytes)") from error
+            status = answer.status
+            if status in {404, 410}:
+                raise SourceNotFound(f"{url} answered {status}", 404)
+            if status == 429 or status >= 500:
+                raise _Busy(f"{url} answered {status}")
+            if status == 304:
+                if not_modified:
+                    return answer
+                raise SourceUnavailable(f"{url} answered 304 to a GET that was not conditional")
+            if 300 <= status < 400:
+                where = answer.headers.get("location", "nowhere")
+                raise SourceUnavailable(
+                    f"{url} answered {status}, a redirect to {where}: the harvest follows no "
+                    "redirects (name the final URL)",
+                    status,
+                )
+            if status >= 400 or status < 200:
+                raise SourceUnavailable(f"{url} answered {status}", status)
+            if len(answer.body) > MAX_ANSWER_BYTES:
+                raise SourceUnavailable(f"{url} answered more than {MAX_ANSWER_BYTES} bytes")
+            return answer
 
         return with_retries(
             attempt,
@@ -170,16 +244,6 @@ class OaiPmhClient:
             give_up=lambda error, attempts: SourceUnavailable(f"{error} ({attempts} attempts)"),
             sleep=self.sleep,
         )
-
-    @staticmethod
-    def _body(response: httpx.Response, url: str) -> bytes:
-        chunks, size = [], 0
-        for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > MAX_ANSWER_BYTES:
-                raise SourceUnavailable(f"{url} answered more than {MAX_ANSWER_BYTES} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     def identify(self) -> dict[str, str]:
         """The registry's Identify fields (`granularity`, `baseURL`...)."""
@@ -206,6 +270,11 @@ class OaiPmhClient:
                 return
             params = {"verb": "ListRecords", "resumptionToken": page.token}
         raise SourceUnavailable(f"the list did not end after {MAX_PAGES} pages")
+
+
+def _header(name: str) -> str:
+    """A header's name from a keyword argument's (`if_none_match` -> `If-None-Match`)."""
+    return "-".join(part.capitalize() for part in name.split("_"))
 
 
 ClientFactory = Callable[[OaiPmhSource], OaiPmhClient]
@@ -262,6 +331,7 @@ class OaiPmhHarvest:
             source.url,
             allowed_hosts=self.settings.allowed_hosts,
             max_retries=self.settings.max_retries,
+            connections=self.readers,
         )
 
     def source(self, name: str) -> OaiPmhSource:

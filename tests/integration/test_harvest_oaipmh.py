@@ -2,7 +2,8 @@
 
 - from another voexec, a real OAI-PMH server on a loopback port: its executables become entries
   here, everything else is skipped with a reason, and a withdrawal there withdraws here;
-- from crafted answers (httpx's MockTransport): what the report says about bad records;
+- from crafted answers (a `harvest.http_get.Transport` function): what the report says about bad
+  records;
 - from the throwaway DaCHS of `scripts/services/dachs` (marker `dachs`): a registry with no
   executables, harvested page by page, every record skipped with its reason.
 """
@@ -16,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import msgspec
@@ -25,6 +27,7 @@ import yaml
 
 from core.clock import SystemClock
 from core.settings import OaiPmhSource, RegistrySettings, Settings
+from harvest.http_get import Answer, Transport
 from harvest.oaipmh import OaiPmhClient, OaiPmhHarvest
 from harvest.store_sql import HarvestStore
 from tests.catalogue_support import app_settings, executable
@@ -164,11 +167,26 @@ def _record(identifier: str, reference: str, subject: str = "astronomy-software"
     )
 
 
-def crafted_registry(request: httpx.Request) -> httpx.Response:
+def xml(body: str) -> Answer:
+    return Answer(200, {"content-type": "text/xml"}, body.encode())
+
+
+def as_json(document: object, **headers: str) -> Answer:
+    return Answer(
+        200, {"content-type": "application/json", **headers}, msgspec.json.encode(document)
+    )
+
+
+def query(url: str) -> dict[str, str]:
+    return {name: values[0] for name, values in parse_qs(urlsplit(url).query).items()}
+
+
+def crafted_registry(url: str, headers: Mapping[str, str]) -> Answer:
     """A registry whose records go wrong in every way a report should explain."""
     host = "http://registry.test"
-    if request.url.path == "/oai":
-        verb = request.url.params.get("verb")
+    path = urlsplit(url).path
+    if path == "/oai":
+        verb = query(url).get("verb")
         if verb == "Identify":
             identify = "<Identify><granularity>YYYY-MM-DD</granularity></Identify>"
             body = f'<OAI-PMH xmlns="{OAI}">{identify}</OAI-PMH>'
@@ -183,11 +201,11 @@ def crafted_registry(request: httpx.Request) -> httpx.Response:
                 )
             )
             body = f'<OAI-PMH xmlns="{OAI}"><ListRecords>{records}</ListRecords></OAI-PMH>'
-        return httpx.Response(200, content=body.encode(), headers={"content-type": "text/xml"})
-    if request.url.path == "/catalogue/executables/invalid-1":
+        return xml(body)
+    if path == "/catalogue/executables/invalid-1":
         spec = executable(name="Not A Slug", licence="")
-        return httpx.Response(200, json={"spec": spec})
-    return httpx.Response(404)
+        return as_json({"spec": spec})
+    return Answer(404)
 
 
 def test_the_report_says_what_was_wrong_with_each_record(tmp_path):
@@ -196,8 +214,7 @@ def test_the_report_says_what_was_wrong_with_each_record(tmp_path):
     )
 
     def client(source: OaiPmhSource) -> OaiPmhClient:
-        transport = httpx.MockTransport(crafted_registry)
-        return OaiPmhClient(source.url, max_retries=0, transport=transport)
+        return OaiPmhClient(source.url, max_retries=0, transport=crafted_registry)
 
     report = harvester(services, clients=client).run("crafted")
     records = by_path(report)
@@ -227,8 +244,12 @@ def test_a_registry_that_does_not_answer_fails_the_run(tmp_path):
     services = local_services(tmp_path, OaiPmhSource(name="down", url="http://down.test/oai"))
 
     def client(source: OaiPmhSource) -> OaiPmhClient:
-        transport = httpx.MockTransport(lambda request: httpx.Response(503))
-        return OaiPmhClient(source.url, max_retries=1, transport=transport, sleep=lambda s: None)
+        return OaiPmhClient(
+            source.url,
+            max_retries=1,
+            transport=lambda url, headers: Answer(503),
+            sleep=lambda s: None,
+        )
 
     report = harvester(services, clients=client).run("down")
     assert report.status == "failed"
@@ -263,15 +284,16 @@ def paged_registry(
     deleted: frozenset[int] = frozenset(),
     changed: Mapping[int, dict] | None = None,
     again: Mapping[int, int] | None = None,
-) -> httpx.MockTransport:
+) -> Transport:
     """`count` executable records, 10 a page, each with its description; some deleted, some
     `changed` (fields of their description replaced), some listing `again` an earlier one
     (record number -> the number of the record it lists again)."""
     host = "http://registry.test"
 
-    def answer(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/oai":
-            params = request.url.params
+    def answer(url: str, headers: Mapping[str, str]) -> Answer:
+        path = urlsplit(url).path
+        if path == "/oai":
+            params = query(url)
             if params.get("verb") == "Identify":
                 identify = "<Identify><granularity>YYYY-MM-DDThh:mm:ssZ</granularity></Identify>"
                 body = f'<OAI-PMH xmlns="{OAI}">{identify}</OAI-PMH>'
@@ -295,12 +317,12 @@ def paged_registry(
                     f'<OAI-PMH xmlns="{OAI}"><ListRecords>{records}'
                     f"<resumptionToken>{token}</resumptionToken></ListRecords></OAI-PMH>"
                 )
-            return httpx.Response(200, content=body.encode(), headers={"content-type": "text/xml"})
-        name = request.url.path.rsplit("/", 1)[1]
+            return xml(body)
+        name = path.rsplit("/", 1)[1]
         spec = {"name": name, "title": f"Tool {name}", **(changed or {}).get(int(name[-2:]), {})}
-        return httpx.Response(200, json={"spec": executable(**spec)})
+        return as_json({"spec": executable(**spec)})
 
-    return httpx.MockTransport(answer)
+    return answer
 
 
 def test_records_read_several_at_once_are_reported_in_order_and_withdrawn_when_deleted(tmp_path):

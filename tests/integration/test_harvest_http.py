@@ -1,0 +1,253 @@
+"""The harvest's HTTP reads (`harvest.http_get.KeepAlive` under `harvest.oaipmh.OaiPmhClient`)
+against a real HTTP server on a loopback port: kept-alive connections, bounded answers, no
+redirect followed, only allowed hosts, retries, conditional GETs."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from harvest.http_get import Answer, KeepAlive, NoAnswer, TooLarge
+from harvest.model import SourceNotFound, SourceUnavailable
+from harvest.oaipmh import OaiPmhClient, Validators
+
+BODY = b'{"spec": {"name": "x"}}'
+ETAG = '"' + hashlib.sha256(BODY).hexdigest()[:16] + '"'
+
+
+class Registry(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.connections = 0
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self.failures = 0
+        """How many of the next requests of /flaky answer 503."""
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: Registry
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.connections += 1
+
+    def send(self, status: int, body: bytes = b"", **headers: str) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        self.server.requests.append((self.path, dict(self.headers.items())))
+        route = getattr(
+            self, "answer_" + self.path.split("?")[0].strip("/").replace("-", "_"), None
+        )
+        if route is None:
+            self.send(404)
+        else:
+            route()
+
+    def answer_desc(self) -> None:
+        if self.headers.get("If-None-Match") == ETAG:
+            self.send(304, ETag=ETAG)
+        else:
+            self.send(200, BODY, ETag=ETAG, Last_Modified="Tue, 03 Mar 2026 10:00:00 GMT")
+
+    def answer_moved(self) -> None:
+        self.send(302, Location="http://elsewhere.test/desc")
+
+    def answer_big(self) -> None:
+        self.send(200, b"x" * 2000)
+
+    def answer_big_chunked(self) -> None:
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for _ in range(4):
+            self.wfile.write(b"1f4\r\n" + b"x" * 500 + b"\r\n")
+        self.wfile.write(b"0\r\n\r\n")
+
+    def answer_until_close(self) -> None:
+        self.send_response(200)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(b"all of it")
+        self.close_connection = True
+
+    def answer_flaky(self) -> None:
+        if self.server.failures > 0:
+            self.server.failures -= 1
+            self.send(503)
+        else:
+            self.send(200, b"at last")
+
+    def answer_hang_up(self) -> None:
+        self.close_connection = True  # no answer at all
+
+    def log_message(self, *_: object) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def registry() -> Iterator[Registry]:
+    server = Registry()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+def client(registry: Registry, **kwargs) -> OaiPmhClient:
+    return OaiPmhClient(f"{registry.base}/oai", max_retries=0, sleep=lambda _: None, **kwargs)
+
+
+def test_connections_are_kept_alive_and_bounded_per_host(registry):
+    transport = KeepAlive(limit=1000, per_host=2)
+    answers: list[Answer] = []
+    threads = [
+        threading.Thread(
+            target=lambda: answers.extend(transport(f"{registry.base}/desc", {}) for _ in range(10))
+        )
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    transport.close()
+    assert [a.body for a in answers] == [BODY] * 40
+    assert answers[0].headers["etag"] == ETAG  # header names lower-case
+    assert 1 <= registry.connections <= 2  # 40 requests, never more than 2 connections
+    assert all(headers["User-Agent"] == "voexec-harvest" for _, headers in registry.requests)
+
+
+def test_a_connection_the_server_closed_is_replaced_at_once(registry):
+    transport = KeepAlive(limit=1000, per_host=1)
+    assert transport(f"{registry.base}/until-close", {}).body == b"all of it"
+    assert transport(f"{registry.base}/desc", {}).body == BODY
+    # the kept-alive connection is cut under it: the next GET goes out again on a new one
+    [pooled] = next(iter(transport._pools.values())).idle
+    assert pooled.sock is not None
+    pooled.sock.shutdown(socket.SHUT_RDWR)
+    assert transport(f"{registry.base}/desc", {}).body == BODY
+    transport.close()
+
+
+def test_answers_longer_than_the_limit_are_refused_however_they_come(registry):
+    transport = KeepAlive(limit=1000)
+    with pytest.raises(TooLarge, match="2000 bytes, more than 1000"):
+        transport(f"{registry.base}/big", {})  # said by its Content-Length
+    with pytest.raises(TooLarge, match="more than 1000 bytes"):
+        transport(f"{registry.base}/big-chunked", {})  # known only by reading
+    assert transport(f"{registry.base}/until-close", {}).body == b"all of it"
+    assert transport(f"{registry.base}/desc", {}).body == BODY  # the pool still works
+    transport.close()
+
+
+def test_no_answer_is_no_answer(registry):
+    transport = KeepAlive(limit=1000)
+    with pytest.raises(NoAnswer, match="did not answer"):
+        transport(f"{registry.base}/hang-up", {})
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    with pytest.raises(NoAnswer):
+        transport(f"http://127.0.0.1:{closed}/desc", {})
+    with pytest.raises(NoAnswer, match="not an http"):
+        transport("ftp://127.0.0.1/desc", {})
+    transport.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "error", "words"),
+    [
+        ("/moved", SourceUnavailable, "302, a redirect to http://elsewhere.test/desc"),
+        ("/big", SourceUnavailable, "more than"),
+        ("/nothing", SourceNotFound, "404"),
+        ("/hang-up", SourceUnavailable, "did not answer"),
+    ],
+)
+def test_the_client_names_what_went_wrong(registry, monkeypatch, path, error, words):
+    monkeypatch.setattr("harvest.oaipmh.MAX_ANSWER_BYTES", 1000)
+    reader = client(registry)
+    with pytest.raises(error, match=words):
+        reader.get(f"{registry.base}{path}")
+    reader.close()
+
+
+def test_redirects_are_not_followed(registry):
+    reader = client(registry, allowed_hosts=["elsewhere.test"])
+    with pytest.raises(SourceUnavailable, match="follows no redirects"):
+        reader.get(f"{registry.base}/moved")
+    assert [path for path, _ in registry.requests] == ["/moved"]  # nothing else asked
+    reader.close()
+
+
+def test_only_the_registry_and_allowed_hosts_are_asked(registry):
+    reader = client(registry)
+    with pytest.raises(SourceUnavailable, match="not the registry's host nor an allowed host"):
+        reader.get("http://localhost:1/desc")
+    assert registry.requests == []
+
+
+def test_busy_answers_are_retried_then_given_up(registry):
+    pauses: list[float] = []
+    reader = OaiPmhClient(f"{registry.base}/oai", max_retries=2, sleep=pauses.append)
+    registry.failures = 2
+    assert reader.get(f"{registry.base}/flaky") == b"at last"
+    assert len(pauses) == 2
+    registry.failures = 5
+    with pytest.raises(SourceUnavailable, match=r"503 \(3 attempts\)"):
+        reader.get(f"{registry.base}/flaky")
+    reader.close()
+
+
+def test_parameters_and_headers_are_sent(registry):
+    reader = client(registry)
+    reader.get(f"{registry.base}/desc", {"verb": "ListRecords", "set": "a b"}, accept="text/xml")
+    path, headers = registry.requests[-1]
+    assert path == "/desc?verb=ListRecords&set=a+b"
+    assert headers["Accept"] == "text/xml"
+    reader.close()
+
+
+def test_a_conditional_get_hears_what_did_not_change(registry):
+    reader = client(registry)
+    first = reader.fetch(f"{registry.base}/desc")
+    assert first.body == BODY
+    assert first.validators == Validators(ETAG, "Tue, 03 Mar 2026 10:00:00 GMT")
+    again = reader.fetch(f"{registry.base}/desc", first.validators)
+    assert again.body is None  # 304
+    assert again.validators == first.validators  # kept though the 304 left one out
+    _, headers = registry.requests[-1]
+    assert headers["If-None-Match"] == ETAG
+    assert headers["If-Modified-Since"] == "Tue, 03 Mar 2026 10:00:00 GMT"
+    stale = reader.fetch(f"{registry.base}/desc", Validators('"other"'))
+    assert stale.body == BODY
+    reader.close()
+
+
+def test_a_304_without_a_conditional_get_is_refused():
+    def answer(url: str, headers) -> Answer:
+        return Answer(304)
+
+    reader = OaiPmhClient("http://registry.test/oai", max_retries=0, transport=answer)
+    with pytest.raises(SourceUnavailable, match="304"):
+        reader.fetch("http://registry.test/desc")

@@ -392,6 +392,7 @@ class TantivySearchIndex:
         generation = self.generation()  # before the searcher: a key never outlives its data
         searcher = self._live.index.searcher()
         text = text_query(searcher, query.text)
+        matching = text.matching if text is not None else None
         counts_key = (
             generation,
             query.text,
@@ -403,17 +404,21 @@ class TantivySearchIndex:
         # this one finds the page (the two cost about the same).
         counting = None
         if counted is None and facets:
-            counting = self._count_in_background(searcher, text, filters, facets)
-        base = conjunction([q for q in (text,) if q is not None] + filter_queries(filters))
+            counting = self._count_in_background(searcher, matching, filters, facets)
+        # The cheap conditions first: the filters and `matching` narrow the hits before the
+        # scored query, which reads seven fields per term, ranks them.
+        narrowing = filter_queries(filters) + ([matching] if matching else [])
         if text is not None and query.sort == "relevance":
-            window = ranked_page(searcher, base, cursor, query.limit)
+            ranked = conjunction([*narrowing, text.scored])
+            window = ranked_page(searcher, ranked, cursor, query.limit)
         else:
-            window = keyed_page(searcher, base, KEYED_SORTS[query.sort], cursor, query.limit)
+            sort = KEYED_SORTS[query.sort]
+            window = keyed_page(searcher, conjunction(narrowing), sort, cursor, query.limit)
         if counted is None:
             if counting is not None:
                 counted = counting.result()
             else:
-                counted = count_facets(searcher, text, filters, facets)
+                counted = count_facets(searcher, matching, filters, facets)
             self._counts.put(counts_key, counted)
         counts, total = counted
         hits = [SearchHit(doc_id, score) for score, doc_id in window.hits]

@@ -10,7 +10,9 @@ name (ranked first, whatever else matches), as a misspelt name, and as a phrase.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from itertools import combinations
+from math import comb
+from typing import Any, Final, NamedTuple
 
 import tantivy
 from tantivy import Occur, Query
@@ -28,6 +30,7 @@ from catalogue.ports import FACETS
 from catalogue.search_tantivy.schema import (
     ANALYZERS,
     EXACT_NAME_FIELD,
+    MATCH_FIELDS,
     SCHEMA,
     SPELL_FIELD,
     STEMMED,
@@ -59,6 +62,8 @@ EXACT_NAME_SCORE: Final = 100_000.0
 """Added when the whole query is an entry's name: above any text score of MAX_QUERY_TERMS
 terms, so the entry called `sextractor` ranks first for "SExtractor" however often others
 mention it (PyPI's exact-name boost, pypi/warehouse#10718)."""
+MAX_INTERSECTIONS: Final = 8
+"""`at_least` asks a union of at most this many intersections (up to 7 terms, all but one)."""
 FACET_BUCKETS: Final = 10_000
 """Values counted per facet: all of them for any realistic vocabulary, so counts roll up."""
 
@@ -68,8 +73,19 @@ FacetCounts = tuple[dict[str, dict[str, int]], int]
 """Facet -> value -> count, and the total."""
 
 
-def text_query(searcher: tantivy.Searcher, text: str) -> Query | None:
-    """The free text as a scored query; None when it holds no terms (match everything).
+class TextQuery(NamedTuple):
+    """The free text as tantivy queries: one ranks the hits, the other finds the same ones."""
+
+    scored: Query
+    """What the hits score: every term in each text field (boosted), typos, prefix, phrase, name."""
+    matching: Query
+    """The same hits, unscored and cheaper: a term's seven text fields are one or two posting
+    lists (`schema.MATCH_FIELDS`). Facet counts run on it, and a page intersects it with the
+    filters before `scored` ranks what remains."""
+
+
+def text_query(searcher: tantivy.Searcher, text: str) -> TextQuery | None:
+    """The free text as queries; None when it holds no terms (match everything).
 
     A term the index does not know is looked up within `typo_distance` edits; a known one only
     as typed, which keeps common words cheap and their results free of near-misses.
@@ -78,7 +94,8 @@ def text_query(searcher: tantivy.Searcher, text: str) -> Query | None:
     stems = ANALYZERS[STEMMED].analyze(text)[:MAX_QUERY_TERMS]
     if not words:
         return None
-    terms = []
+    scored_terms = []
+    matching_terms = []
     for position, (word, stem) in enumerate(zip(words, stems, strict=True)):
         in_fields = [
             Query.boost_query(
@@ -86,6 +103,10 @@ def text_query(searcher: tantivy.Searcher, text: str) -> Query | None:
                 FIELD_BOOSTS[field],
             )
             for field, analyser in TEXT_FIELDS
+        ]
+        in_any_field = [
+            Query.term_query(SCHEMA, MATCH_FIELDS[analyser], stem if analyser == STEMMED else word)
+            for analyser in (WORDS, STEMMED)
         ]
         ways = [Query.disjunction_max_query(in_fields, tie_breaker=FIELD_TIE_BREAKER)]
         known = searcher.doc_freq(SPELL_FIELD, word) > 0
@@ -95,25 +116,76 @@ def text_query(searcher: tantivy.Searcher, text: str) -> Query | None:
         if position == len(words) - 1 and len(word) >= PREFIX_MIN_LENGTH:
             prefix = Query.fuzzy_term_query(SCHEMA, SPELL_FIELD, word, distance=0, prefix=True)
             ways.append(Query.boost_query(prefix, PREFIX_BOOST))
-        terms.append((Occur.Should, Query.boolean_query([(Occur.Should, w) for w in ways])))
-    matched = Query.boolean_query(terms, minimum_number_should_match=required_terms(len(terms)))
+        scored_terms.append(_any(ways))
+        matching_terms.append(_any(in_any_field + ways[1:]))
+    required = required_terms(len(words))
     name = normalise_name(text)
     exact = Query.term_query(SCHEMA, EXACT_NAME_FIELD, name)
-    clauses = [matched, Query.const_score_query(exact, EXACT_NAME_SCORE)]
+    near = []
     if typo_distance(name):
-        near = Query.fuzzy_term_query(SCHEMA, EXACT_NAME_FIELD, name, typo_distance(name))
-        clauses.append(Query.boost_query(near, NEAR_NAME_BOOST))
+        fuzzy_name = Query.fuzzy_term_query(SCHEMA, EXACT_NAME_FIELD, name, typo_distance(name))
+        near.append(Query.boost_query(fuzzy_name, NEAR_NAME_BOOST))
+    scored = [
+        _all(scored_terms)
+        if required == len(scored_terms)
+        else Query.boolean_query(
+            [(Occur.Should, term) for term in scored_terms],
+            minimum_number_should_match=required,
+        ),
+        Query.const_score_query(exact, EXACT_NAME_SCORE),
+        *near,
+    ]
     if len(words) > 1:
         for field, tokens in (("name", words), ("title", stems)):
             phrase = Query.phrase_query(SCHEMA, field, list(tokens), slop=1)
-            clauses.append(Query.boost_query(phrase, PHRASE_BOOST))
-    return Query.boolean_query([(Occur.Should, clause) for clause in clauses])
+            scored.append(Query.boost_query(phrase, PHRASE_BOOST))
+    # A phrase's terms are all in its field, so its hits already match every term: `matching`
+    # needs the terms and the name only.
+    matching = [
+        at_least(matching_terms, required),
+        exact,
+        *near,
+    ]
+    return TextQuery(_any(scored), Query.const_score_query(_any(matching), 0.0))
+
+
+def at_least(queries: list[Query], required: int) -> Query:
+    """Hits of at least `required` of `queries` (scores do not matter).
+
+    tantivy's `minimum_number_should_match` walks every clause's hits through a heap, about
+    twice the cost of the equivalent union of intersections, which skip through posting lists:
+    so "2 of a, b, c" is asked as (a and b) or (a and c) or (b and c) while that takes few
+    intersections.
+    """
+    if required >= len(queries):
+        return _all(queries)
+    if comb(len(queries), required) > MAX_INTERSECTIONS:
+        pairs = [(Occur.Should, query) for query in queries]
+        return Query.boolean_query(pairs, minimum_number_should_match=required)
+    return _any([_all(list(chosen)) for chosen in combinations(queries, required)])
+
+
+def _all(queries: list[Query]) -> Query:
+    """Hits of every one of `queries`, scoring the sum of their scores."""
+    return Query.boolean_query([(Occur.Must, query) for query in queries])
+
+
+def _any(queries: list[Query]) -> Query:
+    """Hits of any of `queries`, scoring the sum of those they match."""
+    return Query.boolean_query([(Occur.Should, query) for query in queries])
 
 
 def filter_queries(filters: Mapping[str, tuple[str, ...]]) -> list[Query]:
-    """OR within a facet (a term set), AND across facets; filters never change scores."""
+    """OR within a facet, AND across facets; filters never change scores.
+
+    A facet's values are a union of term queries, not a term set: a term set reads all its
+    postings into a bit set first, where terms let an intersection skip to the next candidate
+    (half the cost of a page at the median).
+    """
     return [
-        Query.const_score_query(Query.term_set_query(SCHEMA, facet, list(values)), 0.0)
+        Query.const_score_query(
+            _any([Query.term_query(SCHEMA, facet, value) for value in values]), 0.0
+        )
         for facet, values in filters.items()
     ]
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from catalogue.facets import (
@@ -352,12 +352,49 @@ def query_words(text: str) -> list[str]:
     return words[:MAX_QUERY_TERMS]
 
 
-def text_query(text: str) -> dict[str, Any] | None:
+def known_words_request(words: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The `_mtermvectors` request that tells which of `words` the index knows.
+
+    One artificial document per word, analysed as the `SPELL` field is; the answer holds each
+    word's term with its document frequency in the index. Returns the request's query
+    parameters and body.
+    """
+    params = {
+        "fields": SPELL,
+        "term_statistics": "true",
+        "field_statistics": "false",
+        "positions": "false",
+        "offsets": "false",
+        "payloads": "false",
+    }
+    return params, {"docs": [{"doc": {SPELL: word}} for word in words]}
+
+
+def known_words(words: Sequence[str], response: Mapping[str, Any]) -> frozenset[str]:
+    """Those of `words` that the index holds in `SPELL`, from the answer to `known_words_request`.
+
+    A word is known when it analyses to one term and some entry has it (the document frequency
+    counts entries deleted but not yet merged away, as tantivy's does). A word the answer does
+    not account for (no term, several, a missing document) counts as unknown: it is then
+    looked up misspelt as well, which finds more, never less.
+    """
+    known: set[str] = set()
+    for word, doc in zip(words, response.get("docs", ()), strict=False):
+        terms = doc.get("term_vectors", {}).get(SPELL, {}).get("terms", {})
+        if len(terms) == 1 and int(next(iter(terms.values())).get("doc_freq", 0)) > 0:
+            known.add(word)
+    return frozenset(known)
+
+
+def text_query(text: str, known: Collection[str] = ()) -> dict[str, Any] | None:
     """The scoring query of a free text, or None when it has no words.
 
     Each word must match in some field as typed, stemmed or through a synonym (`MATCH_FIELDS`),
-    or misspelt within `typo_distance` (fuzziness AUTO) in the short fields' words (`SPELL`);
-    the last one may also be a prefix there. All of one or two words
+    or, when the index does not know it (`known`, see `known_words`), misspelt within
+    `typo_distance` (fuzziness AUTO) in the short fields' words (`SPELL`); the last one may
+    also be a prefix there. A known word is matched only as typed, as the tantivy adapter does:
+    its results stay free of near-misses and it skips the costliest clause (a Levenshtein
+    automaton run over the whole `SPELL` term dictionary). All of one or two words
     must match and all but a quarter of more (`facets.required_terms`). On top of that: the
     whole text equal to an entry's name scores `EXACT_NAME_SCORE`; the whole text a misspelt
     name, or the words in order in the name or title, add a little.
@@ -375,9 +412,12 @@ def text_query(text: str) -> dict[str, Any] | None:
                     "type": "best_fields",
                     "tie_breaker": FIELD_TIE_BREAKER,
                 }
-            },
-            {"match": {SPELL: {"query": word, "fuzziness": "AUTO", "boost": TYPO_BOOST}}},
+            }
         ]
+        if word not in known:
+            ways.append(
+                {"match": {SPELL: {"query": word, "fuzziness": "AUTO", "boost": TYPO_BOOST}}}
+            )
         if position == len(words) - 1 and len(word) >= PREFIX_MIN_LENGTH:
             ways.append({"match_bool_prefix": {SPELL: {"query": word, "boost": PREFIX_BOOST}}})
         per_word.append({"bool": {"should": ways}})
@@ -432,8 +472,11 @@ def facet_aggregations(
     }
 
 
-def to_dsl(query: SearchQuery) -> dict[str, Any]:
+def to_dsl(query: SearchQuery, known: Collection[str] = ()) -> dict[str, Any]:
     """The search request body for a query: pure, no I/O.
+
+    `known`: the words of the text the index holds (`known_words`); they are not looked up
+    misspelt. By default none is, so every word is also looked up misspelt.
 
     Selections go in `post_filter`, so they narrow the hits but not the facet aggregations,
     which apply them themselves (see `facet_aggregations`). One hit more than `limit` is asked
@@ -450,7 +493,7 @@ def to_dsl(query: SearchQuery) -> dict[str, Any]:
         "size": query.limit + 1,
         "track_total_hits": True,
         "_source": False,
-        "query": text_query(query.text) or {"match_all": {}},
+        "query": text_query(query.text, known) or {"match_all": {}},
         "aggs": facet_aggregations(filters, requested_facets(query.facets)),
         "sort": SORTS[query.sort],
     }

@@ -108,6 +108,28 @@ def test_rebuild_moves_the_alias_while_searches_keep_answering(
     assert index_names(opensearch_url, f"{alias}*") == [serving]  # the old index is deleted
 
 
+def test_a_rebuilt_index_serves_from_one_segment(
+    index: OpenSearchIndex, opensearch_url: str, alias: str
+) -> None:
+    def segments(name: str) -> int:
+        answer = httpx.get(f"{opensearch_url}/_cat/segments/{name}", params={"format": "json"})
+        answer.raise_for_status()
+        return len(answer.json())
+
+    def in_two_segments() -> Iterator[IndexDocument]:
+        for number in range(1_200):
+            if number == 700:  # the first bulk request is in: write it out as a segment
+                (loading,) = index_names(opensearch_url, f"{alias}-*")
+                httpx.post(f"{opensearch_url}/{loading}/_flush").raise_for_status()
+                assert segments(loading) == 1
+            yield msgspec.structs.replace(CATALOGUE[number % len(CATALOGUE)], id=f"e-{number}")
+
+    assert index.rebuild(in_two_segments()) == 1_200
+    (serving,) = index.indices()
+    assert segments(serving) == 1
+    assert index.search(SearchQuery(text="galaxy")).total > 0
+
+
 def test_failed_rebuild_deletes_the_half_built_index(
     index: OpenSearchIndex, opensearch_url: str, alias: str
 ) -> None:
@@ -238,6 +260,35 @@ def test_accents_and_case_are_folded(index: OpenSearchIndex) -> None:
     index.upsert([french, *CATALOGUE[:5]])
     for text in ("reduction", "RÉDUCTION", "donnees", "etalonnage", "reduc"):
         assert [hit.id for hit in index.search(SearchQuery(text=text)).hits][:1] == ["reduc"], text
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("healpix", {"healpix"}),  # known: as typed only, not the entry one letter away
+        ("healpax", {"healpax"}),
+        ("healpex", {"healpix", "healpax"}),  # unknown: both within one edit
+        ("ealpix", {"healpix", "healpax"}),  # a misspelt first letter is found too (2 edits)
+    ],
+)
+def test_a_known_word_is_matched_as_typed_and_an_unknown_one_misspelt_as_in_tantivy(
+    index: OpenSearchIndex, text: str, found: set[str]
+) -> None:
+    def entry(name: str) -> IndexDocument:
+        return msgspec.structs.replace(
+            CATALOGUE[0], id=name, name=f"tool-{name}", keywords=(name,), title="A tool"
+        )
+
+    entries = [entry("healpix"), entry("healpax"), *CATALOGUE[1:6]]
+    index.upsert(entries)
+    tantivy = TantivySearchIndex(None)
+    tantivy.upsert(entries)
+    try:
+        query = SearchQuery(text=text)
+        assert {hit.id for hit in index.search(query).hits} == found
+        assert {hit.id for hit in tantivy.search(query).hits} == found
+    finally:
+        tantivy.close()
 
 
 # ------------------------------------------------------------------------- failures

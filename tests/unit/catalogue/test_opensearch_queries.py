@@ -40,6 +40,8 @@ from catalogue.opensearch_queries import (
     empty_result,
     index_action,
     index_body,
+    known_words,
+    known_words_request,
     query_words,
     read_result,
     synonym_rules,
@@ -128,6 +130,52 @@ def test_every_word_is_matched_as_typed_over_the_boosted_fields_or_misspelt() ->
     assert {m["fuzziness"] for m in misspelt} == {"AUTO"}
     required = [c for c in clauses if "minimum_should_match" in c.get("bool", {})]
     assert any(c["bool"]["minimum_should_match"] == required_terms(3) for c in required)
+
+
+def test_a_word_the_index_knows_is_matched_only_as_typed_or_as_a_prefix() -> None:
+    body = to_dsl(SearchQuery(text="galaxy morphology classifier"), known={"galaxy", "classifier"})
+    clauses = walk_clauses(body)
+    as_typed = [c["multi_match"]["query"] for c in clauses if "multi_match" in c]
+    assert as_typed == ["galaxy", "morphology", "classifier"]
+    misspelt = [c["match"][SPELL]["query"] for c in clauses if SPELL in c.get("match", {})]
+    assert misspelt == ["morphology"]
+    prefixes = [c["match_bool_prefix"][SPELL]["query"] for c in clauses if "match_bool_prefix" in c]
+    assert prefixes == ["classifier"]  # the word being typed may still go on
+    required = [c for c in clauses if "minimum_should_match" in c.get("bool", {})]
+    assert any(c["bool"]["minimum_should_match"] == required_terms(3) for c in required)
+
+
+def test_the_whole_text_is_looked_up_as_a_misspelt_name_even_when_every_word_is_known() -> None:
+    near = [
+        c["fuzzy"][NAME_EXACT]
+        for c in walk_clauses(to_dsl(SearchQuery(text="sextractr"), known={"sextractr"}))
+        if "fuzzy" in c
+    ]
+    assert [n["value"] for n in near] == ["sextractr"]
+
+
+def test_known_words_are_asked_one_artificial_document_each_in_the_spell_field() -> None:
+    params, body = known_words_request(["Galaxy", "galxy"])
+    assert body == {"docs": [{"doc": {SPELL: "Galaxy"}}, {"doc": {SPELL: "galxy"}}]}
+    assert params["fields"] == SPELL
+    assert params["term_statistics"] == "true"
+
+
+def test_a_word_is_known_when_its_one_term_has_entries() -> None:
+    def doc(terms: dict[str, Any]) -> dict[str, Any]:
+        return {"found": True, "term_vectors": {SPELL: {"terms": terms}}}
+
+    answer = {
+        "docs": [
+            doc({"galaxy": {"doc_freq": 12, "ttf": 12, "term_freq": 1}}),
+            doc({"galxy": {"term_freq": 1}}),  # no entry has it: no statistics
+            doc({"a": {"doc_freq": 3, "term_freq": 1}, "b": {"doc_freq": 3, "term_freq": 1}}),
+            doc({}),
+        ]
+    }
+    words = ["Galaxy", "galxy", "a-b", "--", "missing"]
+    assert known_words(words, answer) == {"Galaxy"}
+    assert known_words(words, {}) == frozenset()
 
 
 def test_misspellings_are_looked_up_in_the_unstemmed_words_of_the_short_fields() -> None:

@@ -79,9 +79,8 @@ class TextQuery(NamedTuple):
     scored: Query
     """What the hits score: every term in each text field (boosted), typos, prefix, phrase, name."""
     matching: Query
-    """The same hits, unscored and cheaper: a term's seven text fields are one or two posting
-    lists (`schema.MATCH_FIELDS`). Facet counts run on it, and a page intersects it with the
-    filters before `scored` ranks what remains."""
+    """The same hits, unscored and cheaper: a term's seven text fields are two posting lists
+    (`schema.MATCH_FIELDS`). Facet counts and the pages in a keyed order run on it."""
 
 
 def text_query(searcher: tantivy.Searcher, text: str) -> TextQuery | None:

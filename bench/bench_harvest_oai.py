@@ -24,6 +24,7 @@ bench.bench_harvest_oai [--records N] [--write-docs]` runs it alone. Needs ../sh
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import socket
 import subprocess
@@ -114,6 +115,11 @@ def render(base: str, specs: Sequence[Mapping[str, Any]]) -> dict[str, bytes]:
 def serve_static(answers_file: Path, port: int) -> None:
     """Answer OAI-PMH and entry descriptions from `render`'s answers until killed."""
     answers: dict[str, bytes] = msgspec.msgpack.decode(answers_file.read_bytes())
+    etags = {
+        key: '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        for key, body in answers.items()
+        if key.startswith("desc:")
+    }
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as a real registry
@@ -137,9 +143,18 @@ def serve_static(answers_file: Path, port: int) -> None:
                 else:
                     key = "page:0"
             body = answers.get(key)
+            etag = etags.get(key)
+            if etag is not None and self.headers.get("If-None-Match") == etag:
+                self.send_response(304)  # as a registry that validates its descriptions
+                self.send_header("ETag", etag)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             self.send_response(200 if body is not None else 404)
             content = "application/json" if key.startswith("desc:") else "text/xml"
             self.send_header("Content-Type", content)
+            if etag is not None:
+                self.send_header("ETag", etag)
             self.send_header("Content-Length", str(len(body or b"")))
             self.end_headers()
             self.wfile.write(body or b"")

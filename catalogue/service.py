@@ -136,6 +136,15 @@ class CatalogueStore(Protocol):
         """`ids_from` for many repositories at once (each one asked for has a list)."""
         ...
 
+    def published_by_repository(
+        self, source: str, repositories: Sequence[str]
+    ) -> Mapping[str, Sequence[tuple[str, str, str | None, bool]]]:
+        """Every entry of these repositories, withdrawn too, as (id, version, commit, withdrawn).
+
+        Every repository asked for has a list.
+        """
+        ...
+
     def count(self, *, include_withdrawn: bool = False) -> int:
         """How many entries."""
         ...
@@ -383,6 +392,18 @@ class CatalogueService:
     ) -> dict[str, list[str]]:
         """`entry_ids` of many repositories (registry records) of a source, in one query."""
         return self.store.ids_by_repository(source, repositories)
+
+    def published_by_repository(
+        self, source: str, repositories: Sequence[str]
+    ) -> Mapping[str, Sequence[tuple[str, str, str | None, bool]]]:
+        """What many repositories (registry records) of a source published, in one query.
+
+        Each entry, withdrawn ones too, as (id, current version label, that version's
+        provenance commit, withdrawn): a registry harvest keeps the digest of the description
+        it published as the commit, and publishes an unchanged description again only when
+        the catalogue no longer holds what it gave.
+        """
+        return self.store.published_by_repository(source, repositories)
 
     # ------------------------------------------------------------------------ reading
     def get(self, entry_id: str, version: str | None = None) -> EntryDetail:

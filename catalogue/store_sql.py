@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final, NamedTuple, cast
 
 import msgspec
 from sqlalchemy import (
@@ -223,6 +223,15 @@ def _fixed_stamp(row: RegistryRecordRow) -> FixedRecordStamp:
 
 _ENTRY: Final = cast("Table", EntryRow.__table__)
 _VERSION: Final = cast("Table", VersionRow.__table__)
+
+
+class PublishedFrom(NamedTuple):
+    """An entry published from a repository: its current version's label and commit."""
+
+    id: str
+    version: str
+    commit: str | None
+    withdrawn: bool
 
 
 @dataclass
@@ -601,6 +610,41 @@ class SqlCatalogueStore:
                 )
                 for repository, key in rows:
                     found[repository].append(key)
+        return found
+
+    def published_by_repository(
+        self, source: str, repositories: Sequence[str]
+    ) -> dict[str, list[PublishedFrom]]:
+        """Every entry of these repositories of a source, withdrawn ones too: one query per 500.
+
+        Each with its current version's label and commit. Every repository (record
+        identifier) asked for has a list, empty when nothing came from it.
+        """
+        found: dict[str, list[PublishedFrom]] = {repository: [] for repository in repositories}
+        wanted = sorted(found)
+        with self.engine.connect() as connection:
+            for start in range(0, len(wanted), _BATCH):
+                rows = connection.execute(
+                    select(
+                        _ENTRY.c.repository,
+                        _ENTRY.c.id,
+                        _ENTRY.c.current_version,
+                        _VERSION.c.commit,
+                        _ENTRY.c.withdrawn,
+                    )
+                    .join(
+                        _VERSION,
+                        (_VERSION.c.entry_id == _ENTRY.c.id)
+                        & (_VERSION.c.version == _ENTRY.c.current_version),
+                    )
+                    .where(
+                        _ENTRY.c.source == source,
+                        _ENTRY.c.repository.in_(wanted[start : start + _BATCH]),
+                    )
+                    .order_by(_ENTRY.c.id)
+                )
+                for repository, key, label, commit, withdrawn in rows:
+                    found[repository].append(PublishedFrom(key, label, commit, bool(withdrawn)))
         return found
 
     def count(self, *, include_withdrawn: bool = False) -> int:

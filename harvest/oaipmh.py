@@ -26,7 +26,10 @@ withdrawn. The HTTP client (httpx) only contacts the source's host and `harvest.
 
 from __future__ import annotations
 
+import gc
+import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -104,6 +107,17 @@ class RegistryCatalogue(Protocol):
         self, source: str, repositories: Sequence[str]
     ) -> dict[str, list[str]]:
         """`entry_ids` of many records of a source at once."""
+        ...
+
+
+@runtime_checkable
+class DescribedCatalogue(RegistryCatalogue, Protocol):
+    """A catalogue that also tells which description each entry was published from."""
+
+    def published_by_repository(
+        self, source: str, repositories: Sequence[str]
+    ) -> Mapping[str, Sequence[tuple[str, str, str | None, bool]]]:
+        """Every entry of these records, withdrawn too: (id, version, commit, withdrawn)."""
         ...
 
 
@@ -272,6 +286,55 @@ class OaiPmhClient:
         raise SourceUnavailable(f"the list did not end after {MAX_PAGES} pages")
 
 
+class DescriptionCache:
+    """The validators and digest of the descriptions read lately, by URL.
+
+    What a conditional GET sends, and what a 304 stands for; bounded, shared by threads.
+    Only an HTTP cache: whether a description is published again is decided against what the
+    catalogue holds (the digest kept as each version's commit), never against this.
+    """
+
+    def __init__(self, size: int = 100_000) -> None:
+        self.size = size
+        self._items: dict[str, tuple[Validators, str]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, url: str) -> tuple[Validators, str] | None:
+        """The validators of the last answer read from `url`, and its body's digest."""
+        with self._lock:
+            return self._items.get(url)
+
+    def put(self, url: str, validators: Validators, digest: str) -> None:
+        """Remember an answer (the oldest remembered is forgotten past `size`)."""
+        with self._lock:
+            self._items.pop(url, None)
+            if len(self._items) >= self.size:
+                del self._items[next(iter(self._items))]
+            self._items[url] = (validators, digest)
+
+    def forget(self, url: str) -> None:
+        """Forget what was read from `url`."""
+        with self._lock:
+            self._items.pop(url, None)
+
+
+DESCRIPTIONS: Final = DescriptionCache()
+"""The process's descriptions read: the pipeline builds a harvest object per run, and a run
+after another sends conditional GETs for what the one before read."""
+
+
+def _unchanged(entries: Sequence[tuple[str, str, str | None, bool]], digest: str) -> bool:
+    """Whether a record's entries are what a description of that digest published.
+
+    Its searchable entries were all published from it, and none it published was withdrawn
+    since (publishing it again would restore that one).
+    """
+    searchable = [commit for _, _, commit, withdrawn in entries if not withdrawn]
+    if not searchable or any(commit != digest for commit in searchable):
+        return False
+    return not any(withdrawn and commit == digest for _, _, commit, withdrawn in entries)
+
+
 def _header(name: str) -> str:
     """A header's name from a keyword argument's (`if_none_match` -> `If-None-Match`)."""
     return "-".join(part.capitalize() for part in name.split("_"))
@@ -290,6 +353,18 @@ class RecordKeeps:
     keep: frozenset[str]
 
 
+@dataclass(frozen=True)
+class _Read:
+    """A description read for a record: its document, its bytes' digest, where it was read.
+
+    The document is None when the registry said it had not changed (a 304).
+    """
+
+    document: dict[str, Any] | None
+    digest: str
+    url: str
+
+
 @dataclass
 class _PageWork:
     """A listed page: its records' reports, and the descriptions being read for them."""
@@ -297,7 +372,7 @@ class _PageWork:
     reports: list[ProjectReport] = field(default_factory=list)
     gone: list[RecordKeeps] = field(default_factory=list)
     """Deleted records: everything they published is withdrawn."""
-    reads: list[tuple[ProjectReport, HarvestedRecord, Future[dict[str, Any] | None]]] = field(
+    reads: list[tuple[ProjectReport, HarvestedRecord, Future[_Read | None]]] = field(
         default_factory=list
     )
 
@@ -315,6 +390,7 @@ class OaiPmhHarvest:
         clients: ClientFactory | None = None,
         keep_runs: int = 100,
         readers: int | None = None,
+        descriptions: DescriptionCache = DESCRIPTIONS,
     ) -> None:
         self.settings = settings
         self.catalogue = catalogue
@@ -323,8 +399,11 @@ class OaiPmhHarvest:
         self.clients = clients or self._client
         self.keep_runs = keep_runs
         self.readers = max(1, settings.readers if readers is None else readers)
+        self.descriptions = descriptions
         self._had_entries = True
         """Whether the source had entries when the current run started."""
+        self._conditional = False
+        """Whether this run's reads are conditional GETs (`_read`)."""
 
     def _client(self, source: OaiPmhSource) -> OaiPmhClient:
         return OaiPmhClient(
@@ -358,12 +437,19 @@ class OaiPmhHarvest:
         # Whether the source has entries at all: on a first harvest no record can have
         # published anything before, so nothing is looked up to withdraw.
         self._had_entries = bool(self.catalogue.entry_ids(source.name))
+        # A 304 is worth something only when the catalogue can say what it holds of a record.
+        self._conditional = self._had_entries and isinstance(self.catalogue, DescribedCatalogue)
         # Descriptions are read by a few threads, each request mostly waiting for the registry
-        # (httpx's client is safe to share). A batch is published only once the next page is
-        # listed and its reads are under way, so reading overlaps publishing.
+        # (the client's connections are shared). A batch is published only once the next page
+        # is listed and its reads are under way, so reading overlaps publishing.
         pool = ThreadPoolExecutor(self.readers, thread_name_prefix="oai-read")
         pending: list[_PageWork] = []
         listed = 0
+        # What the process held before the run (vocabularies, the catalogue's caches: millions
+        # of objects) is left out of the garbage collector's full passes while it runs: the
+        # reports a run keeps trigger several, each walking all of it (about 0.1 ms a record).
+        # Given back at the end; meanwhile nothing of it is freed that would have been.
+        gc.freeze()
         try:
             try:
                 identify = client.identify()
@@ -378,14 +464,16 @@ class OaiPmhHarvest:
                     listed += len(page.records)
                     waiting = sum(len(work.reports) for work in pending[:-1])
                     if waiting >= PUBLISH_BATCH:
-                        reports += self._settle(run, source, pending[:-1])
+                        reports += self._settle(run, source, client, pending[:-1])
                         pending = pending[-1:]
             except SourceError as error:
                 run.problems.append(ReportProblem(field="registry", reason=error.message))
-            reports += self._settle(run, source, pending)  # what was listed before any failure
+            # what was listed before any failure
+            reports += self._settle(run, source, client, pending)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             client.close()
+            gc.unfreeze()
         return self._finish(run, reports)
 
     def _last_start(self, source: str) -> datetime | None:
@@ -418,34 +506,122 @@ class OaiPmhHarvest:
                 report.status = "skipped"
                 report.warnings.append(ReportProblem(field="record", reason=decision.reason))
                 continue
-            reading = pool.submit(self._description, report, client, decision.description_url)
+            reading = pool.submit(self._read, report, client, decision.description_url)
             work.reads.append((report, record, reading))
         return work
 
     def _settle(
-        self, run: RunSummary, source: OaiPmhSource, pages: list[_PageWork]
+        self,
+        run: RunSummary,
+        source: OaiPmhSource,
+        client: OaiPmhClient,
+        pages: list[_PageWork],
     ) -> list[ProjectReport]:
         """Publish what these pages read as one batch, withdraw what is gone, store the reports.
 
-        Gone: what a record no longer publishes; everything a deleted record published.
+        Gone: what a record no longer publishes; everything a deleted record published. A
+        description whose bytes are those the catalogue's entries of the record were published
+        from (their commit) is not checked nor published again: its entries are unchanged.
         """
-        to_publish = []
-        for work in pages:
-            for report, record, reading in work.reads:
-                document = reading.result()
-                if document is not None:
-                    to_publish.append((report, record, document))
-        published = self._publish(run, source, to_publish)
+        reads = [
+            (report, record, read)
+            for work in pages
+            for report, record, reading in work.reads
+            if (read := reading.result()) is not None
+        ]
+        gone = [gone for work in pages for gone in work.gone]
+        identifiers = [record.identifier for _, record, _ in reads]
+        before = self._published_before(source.name, identifiers + [g.identifier for g in gone])
+        kept: list[RecordKeeps] = []
+        to_publish: list[tuple[ProjectReport, HarvestedRecord, Any]] = []
+        commits: list[str | None] = []
+        for report, record, read in reads:
+            entries = before.get(record.identifier, ()) if before is not None else ()
+            if _unchanged(entries, read.digest):
+                kept.append(self._keep_unchanged(report, record, entries))
+                continue
+            if read.document is None:  # a 304, but the catalogue no longer holds what it gave
+                again = self._read(report, client, read.url, conditional=False, count=False)
+                if again is None or again.document is None:
+                    continue
+                to_publish.append((report, record, again.document))
+                commits.append(again.digest)
+                continue
+            to_publish.append((report, record, read.document))
+            commits.append(read.digest)
+        published = self._publish(run, source, to_publish, commits=commits)
         # In listing order across the pages (a report's number is its place in the listing),
         # so that a record listed twice is judged by its last listing, deleted or published.
-        listed = sorted(
-            [gone for work in pages for gone in work.gone] + published,
-            key=lambda record: record.report.project_id,
-        )
-        self._withdraw_gone(run, source.name, listed)
+        listed = sorted(gone + kept + published, key=lambda record: record.report.project_id)
+        searchable = None
+        if before is not None:
+            searchable = {
+                identifier: [key for key, _, _, withdrawn in entries if not withdrawn]
+                for identifier, entries in before.items()
+            }
+        self._withdraw_gone(run, source.name, listed, before=searchable)
         reports = [report for work in pages for report in work.reports]
         self.store.save_reports(run.run_id, reports)
         return reports
+
+    def _published_before(
+        self, source: str, identifiers: list[str]
+    ) -> Mapping[str, Sequence[tuple[str, str, str | None, bool]]] | None:
+        """What the records published before this batch, when the catalogue can say."""
+        if not self._had_entries or not identifiers:
+            return {}
+        if not isinstance(self.catalogue, DescribedCatalogue):
+            return None
+        return self.catalogue.published_by_repository(source, list(dict.fromkeys(identifiers)))
+
+    @staticmethod
+    def _keep_unchanged(
+        report: ProjectReport,
+        record: HarvestedRecord,
+        entries: Sequence[tuple[str, str, str | None, bool]],
+    ) -> RecordKeeps:
+        """Report a record's entries unchanged, without checking its description again."""
+        ref = record.identifier
+        for key, version, _, _ in entries:
+            report.counts.count("unchanged")
+            report.entries.append(
+                EntryOutcome(id=key, version=version, ref=ref, change="unchanged")
+            )
+        return RecordKeeps(report, ref, keep=frozenset(key for key, _, _, _ in entries))
+
+    def _read(
+        self,
+        report: ProjectReport,
+        client: OaiPmhClient,
+        url: str,
+        *,
+        conditional: bool = True,
+        count: bool = True,
+    ) -> _Read | None:
+        """Read a record's description: a conditional GET when it was read before.
+
+        None after reporting why it could not be read.
+        """
+        if count:
+            report.counts.found += 1
+        known = self.descriptions.get(url) if conditional and self._conditional else None
+        try:
+            fetched = client.fetch(url, known[0] if known else None, accept="application/json")
+        except SourceError as error:
+            self.descriptions.forget(url)
+            self._fail(report, "referenceURL", error.message)
+            return None
+        if fetched.body is None and known is not None:
+            return _Read(None, known[1], url)
+        body = fetched.body or b""
+        digest = hashlib.sha256(body).hexdigest()
+        document = self._document(report, url, body)
+        if document is None:
+            self.descriptions.forget(url)
+            return None
+        if fetched.validators.etag or fetched.validators.last_modified:
+            self.descriptions.put(url, fetched.validators, digest)
+        return _Read(document, digest, url)
 
     def _description(
         self, report: ProjectReport, client: OaiPmhClient, url: str
@@ -454,10 +630,15 @@ class OaiPmhHarvest:
         report.counts.found += 1
         try:
             body = client.get(url, accept="application/json")
-            detail = msgspec.json.decode(body)
         except SourceError as error:
             self._fail(report, "referenceURL", error.message)
             return None
+        return self._document(report, url, body)
+
+    def _document(self, report: ProjectReport, url: str, body: bytes) -> dict[str, Any] | None:
+        """The `spec` of a description's bytes; None after reporting why there is none."""
+        try:
+            detail = msgspec.json.decode(body)
         except msgspec.DecodeError as error:
             self._fail(report, "referenceURL", f"{url} is not JSON: {error}")
             return None
@@ -477,17 +658,29 @@ class OaiPmhHarvest:
         run: RunSummary,
         source: HarvestSource,
         items: list[tuple[ProjectReport, HarvestedRecord, Any]],
+        *,
+        commits: Sequence[str | None] = (),
     ) -> list[RecordKeeps]:
-        """Publish the documents; each published record with the entries it keeps."""
+        """Publish the documents; each published record with the entries it keeps.
+
+        `commits`, one per item when given: the digest of the description each was read from,
+        kept as its versions' provenance commit.
+        """
         if not items:
             return []
         now = self.clock.now()
+        digests = list(commits) or [None] * len(items)
         documents = [
             (
                 document,
-                Provenance(source=source.name, repository=record.identifier, harvested_at=now),
+                Provenance(
+                    source=source.name,
+                    repository=record.identifier,
+                    harvested_at=now,
+                    commit=digest,
+                ),
             )
-            for _, record, document in items
+            for (_, record, document), digest in zip(items, digests, strict=True)
         ]
         try:
             answers = self.catalogue.publish_all(documents)
@@ -521,17 +714,26 @@ class OaiPmhHarvest:
             published.append(RecordKeeps(report, record.identifier, keep=kept))
         return published
 
-    def _withdraw_gone(self, run: RunSummary, source: str, records: Sequence[RecordKeeps]) -> None:
+    def _withdraw_gone(
+        self,
+        run: RunSummary,
+        source: str,
+        records: Sequence[RecordKeeps],
+        *,
+        before: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
         """Withdraw what these records published before and publish no more.
 
-        One query for the entries of every record, one withdrawal of them all (a full re-run
-        of an unchanged registry withdraws nothing, in one query per batch). `records` come in
-        listing order: a record listed twice is judged by its last listing.
+        One query for the entries of every record (none when `before`, the searchable entries
+        of each record before the batch, is given), one withdrawal of them all (a full re-run
+        of an unchanged registry withdraws nothing). `records` come in listing order: a record
+        listed twice is judged by its last listing.
         """
         if not self._had_entries or not records:
             return  # a first harvest: no record can have published anything before
         last = {gone.identifier: gone for gone in records}
-        before = self.catalogue.entry_ids_by_repository(source, list(last))
+        if before is None:
+            before = self.catalogue.entry_ids_by_repository(source, list(last))
         doomed = {
             identifier: [key for key in before.get(identifier, []) if key not in gone.keep]
             for identifier, gone in last.items()

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import threading
@@ -28,7 +29,7 @@ import yaml
 from core.clock import SystemClock
 from core.settings import OaiPmhSource, RegistrySettings, Settings
 from harvest.http_get import Answer, Transport
-from harvest.oaipmh import OaiPmhClient, OaiPmhHarvest
+from harvest.oaipmh import DescriptionCache, OaiPmhClient, OaiPmhHarvest
 from harvest.store_sql import HarvestStore
 from tests.catalogue_support import app_settings, executable
 from tests.conftest import require_service
@@ -418,10 +419,14 @@ def test_a_full_rerun_writes_only_what_changed_and_asks_once_a_batch(tmp_path):
     assert (again.counts.unchanged, again.counts.new, again.counts.updated) == (25, 0, 0)
     assert {key: catalogue.get(key).updated_at for key in ids} == stamps  # nothing written
     assert catalogue.index.generation() == generation  # nor indexed
-    # one lookup of earlier entries for the whole batch, not one per record; nothing withdrawn
-    assert counting.calls["entry_ids_by_repository"] == 1
+    # one lookup of earlier entries for the whole batch, not one per record; the descriptions'
+    # bytes are those the entries were published from: nothing checked again, nor withdrawn
+    assert counting.calls["published_by_repository"] == 1
+    assert counting.calls["entry_ids_by_repository"] == 0
+    assert counting.calls["publish_all"] == 0
     assert counting.calls["withdraw_all"] == 0
     assert counting.calls["withdraw"] == 0
+    assert {e.change for r in again.project_reports for e in r.entries} == {"unchanged"}
 
     # one record changes, another now publishes under another name, a third is deleted
     registry["transport"] = paged_registry(
@@ -444,4 +449,138 @@ def test_a_full_rerun_writes_only_what_changed_and_asks_once_a_batch(tmp_path):
     assert catalogue.get(renamed).name == "tool-07-renamed"
     assert counting.calls["withdraw_all"] == 1  # both withdrawals at once
     assert len(catalogue.entry_ids("paged")) == 24
+    services.stop()
+
+
+# ----------------------------------------------------------------------------- conditional GETs
+def validating(transport: Transport, asked: list[tuple[str, Mapping[str, str]]]) -> Transport:
+    """`transport`, its descriptions with an ETag (their bytes' digest), answering 304 to an
+    If-None-Match that names it; every request noted in `asked`."""
+
+    def answer(url: str, headers: Mapping[str, str]) -> Answer:
+        asked.append((url, headers))
+        found = transport(url, headers)
+        if "/catalogue/executables/" not in url:
+            return found
+        tag = '"' + hashlib.sha256(found.body).hexdigest() + '"'
+        if headers.get("If-None-Match") == tag:
+            return Answer(304, {"etag": tag})
+        return Answer(200, {**found.headers, "etag": tag}, found.body)
+
+    return answer
+
+
+def descriptions_asked(asked: list[tuple[str, Mapping[str, str]]]) -> list[Mapping[str, str]]:
+    return [headers for url, headers in asked if "/catalogue/executables/" in url]
+
+
+def test_a_rerun_asks_for_descriptions_conditionally_and_reuses_what_did_not_change(tmp_path):
+    services = local_services(tmp_path, OaiPmhSource(name="paged", url="http://registry.test/oai"))
+    catalogue = services.components["catalogue"]
+    counting = CountingCatalogue(catalogue)
+    asked: list[tuple[str, Mapping[str, str]]] = []
+    registry = {"transport": validating(paged_registry(25), asked)}
+
+    def client(source: OaiPmhSource) -> OaiPmhClient:
+        return OaiPmhClient(source.url, max_retries=0, transport=registry["transport"])
+
+    def harvest() -> OaiPmhHarvest:  # one per run, as the pipeline does
+        return OaiPmhHarvest(
+            services.settings.harvest,
+            counting,
+            HarvestStore(services.components["engine"]),
+            SystemClock(),
+            clients=client,
+            descriptions=cache,
+        )
+
+    cache = DescriptionCache()
+    assert harvest().run("paged").counts.new == 25
+    assert all("If-None-Match" not in headers for headers in descriptions_asked(asked))
+    ids = catalogue.entry_ids("paged")
+    stamps = {key: catalogue.get(key).updated_at for key in ids}
+    asked.clear()
+    counting.calls.clear()
+
+    again = harvest().run("paged", full=True)
+
+    assert again.status == "succeeded", again.problems
+    assert (again.counts.unchanged, again.counts.new, again.counts.updated) == (25, 0, 0)
+    sent = descriptions_asked(asked)
+    assert len(sent) == 25
+    assert all(headers["If-None-Match"].startswith('"') for headers in sent)  # all 304s
+    assert counting.calls["publish_all"] == 0
+    assert {key: catalogue.get(key).updated_at for key in ids} == stamps
+
+    # one description changes: only it is read in full, checked and published again
+    asked.clear()
+    registry["transport"] = validating(
+        paged_registry(25, changed={6: {"title": "Tool six, renamed"}}), asked
+    )
+    later = harvest().run("paged", full=True)
+    assert (later.counts.unchanged, later.counts.updated) == (24, 1)
+    [six] = catalogue.entry_ids("paged", "ivo://registry.test/tool-06")
+    assert catalogue.get(six).spec.title == "Tool six, renamed"
+    services.stop()
+
+
+def test_a_304_for_what_the_catalogue_no_longer_holds_is_read_again_in_full(tmp_path):
+    services = local_services(tmp_path, OaiPmhSource(name="paged", url="http://registry.test/oai"))
+    catalogue = services.components["catalogue"]
+    asked: list[tuple[str, Mapping[str, str]]] = []
+    transport = validating(paged_registry(25), asked)
+
+    def client(source: OaiPmhSource) -> OaiPmhClient:
+        return OaiPmhClient(source.url, max_retries=0, transport=transport)
+
+    harvest = harvester(services, clients=client, descriptions=DescriptionCache())
+    assert harvest.run("paged").counts.new == 25
+    [two] = catalogue.entry_ids("paged", "ivo://registry.test/tool-02")
+    catalogue.withdraw(two)  # by hand, meanwhile
+    asked.clear()
+
+    again = harvest.run("paged", full=True)
+
+    # the registry said tool-02 had not changed, but the catalogue had withdrawn what it gave:
+    # its description is read again without condition and published, which restores the entry
+    two_asked = [h for u, h in asked if u.endswith("/executables/tool-02")]
+    assert ["If-None-Match" in headers for headers in two_asked] == [True, False]
+    assert (again.counts.unchanged, again.counts.updated) == (24, 1)
+    assert not catalogue.get(two).withdrawn
+    services.stop()
+
+
+def test_descriptions_that_cannot_be_read_fail_their_record_by_name(tmp_path, monkeypatch):
+    monkeypatch.setattr("harvest.oaipmh.MAX_ANSWER_BYTES", 4096)
+    services = local_services(tmp_path, OaiPmhSource(name="paged", url="http://registry.test/oai"))
+    listing = paged_registry(5)
+
+    def transport(url: str, headers: Mapping[str, str]) -> Answer:
+        if url.endswith("/tool-01"):
+            return Answer(301, {"location": "http://registry.test/elsewhere/tool-01"})
+        if url.endswith("/tool-02"):
+            return Answer(200, {"content-type": "application/json"}, b"[" * 5000)
+        if url.endswith("/tool-03"):
+            return Answer(200, {"content-type": "application/json"}, b"<html>no</html>")
+        if url.endswith("/tool-04"):
+            return as_json({"name": "no spec here"})
+        return listing(url, headers)
+
+    def client(source: OaiPmhSource) -> OaiPmhClient:
+        return OaiPmhClient(source.url, max_retries=0, transport=transport)
+
+    report = harvester(services, clients=client).run("paged")
+    records = by_path(report)
+    reasons = {
+        path.rsplit("/", 1)[1]: record.problems[0].reason
+        for path, record in records.items()
+        if record.status == "failed"
+    }
+    assert records["ivo://registry.test/tool-00"].counts.new == 1
+    assert "301, a redirect to http://registry.test/elsewhere/tool-01" in reasons["tool-01"]
+    assert "more than 4096 bytes" in reasons["tool-02"]
+    assert "is not JSON" in reasons["tool-03"]
+    assert "holds no executable `spec`" in reasons["tool-04"]
+    assert all(r.problems[0].field == "referenceURL" for r in records.values() if r.problems)
+    assert report.status == "partial"
     services.stop()

@@ -133,6 +133,42 @@ def test_a_batch_reports_each_document_in_order_and_withdraws_at_once(catalogue,
     assert catalogue.withdraw_all([]) == []
 
 
+def test_what_each_record_published_is_told_with_its_commit_withdrawn_or_not(catalogue, clock):
+    def from_record(number: int, commit: str) -> Provenance:
+        return Provenance(source="oai", repository=f"ivo://registry.test/r{number}", commit=commit)
+
+    catalogue.publish_all(
+        [
+            (executable(name="tool-0"), from_record(0, "a" * 64)),
+            (
+                {"executables": [executable(name="tool-1"), executable(name="tool-1b")]},
+                from_record(1, "b" * 64),
+            ),
+        ]
+    )
+    clock.advance(timedelta(hours=1))
+    [renamed] = catalogue.publish(
+        executable(name="tool-0", title="Tool zero, renamed"), from_record(0, "c" * 64)
+    ).entries
+    [one, one_b] = catalogue.entry_ids("oai", "ivo://registry.test/r1")
+    catalogue.withdraw(one_b)
+    published = catalogue.published_by_repository(
+        "oai", ["ivo://registry.test/r0", "ivo://registry.test/r1", "ivo://registry.test/gone"]
+    )
+    assert published == {
+        # the current version's commit: the one that changed it
+        "ivo://registry.test/r0": [(renamed.id, renamed.version, "c" * 64, False)],
+        "ivo://registry.test/r1": [
+            (one, published["ivo://registry.test/r1"][0][1], "b" * 64, False),
+            (one_b, published["ivo://registry.test/r1"][1][1], "b" * 64, True),  # withdrawn
+        ],
+        "ivo://registry.test/gone": [],
+    }
+    assert catalogue.published_by_repository("other", ["ivo://registry.test/r0"]) == {
+        "ivo://registry.test/r0": []
+    }
+
+
 def test_withdraw_hides_from_search_and_publishing_restores(catalogue):
     entry = catalogue.publish(executable(), API).entries[0]
     catalogue.withdraw(entry.id)

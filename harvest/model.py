@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Final, Literal, Protocol
+from typing import Final, Literal, Protocol, runtime_checkable
 
 import msgspec
 
@@ -269,6 +269,21 @@ class ProjectSource(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+        ...
+
+
+@runtime_checkable
+class BatchFileSource(Protocol):
+    """A source that reads many files a request (`harvest.gitlab.GitLabClient`, by GraphQL)."""
+
+    def batch_reads(self) -> bool:
+        """True while `read_files` reads many files a request (else a run reads one by one)."""
+        ...
+
+    def read_files(
+        self, wanted: Sequence[tuple[ProjectInfo, str]], path: str, max_bytes: int
+    ) -> list[bytes | None]:
+        """The file at `path` in each (project, commit): at most `max_bytes + 1` bytes, or None."""
         ...
 
 

@@ -29,7 +29,9 @@ catalogue through `Publisher` (`catalogue.service.CatalogueService`): it calls e
 `publish_all([(document, provenance), ...])` (one batch per 25 projects, so the search index
 is updated once per batch, and stores the batch in one transaction) and `withdraw(entry_id)`.
 The projects of a batch are read from GitLab by a few threads at once (the `readers` setting),
-while the batch before is published and stored.
+while the batch before is published and stored. When the client reads many files a request
+(`harvest.model.BatchFileSource`: GitLab's GraphQL API), each project's thread asks only for its
+refs, and the files of the whole batch's moved refs are read together once those are known.
 Imports neither python-gitlab nor Litestar.
 """
 
@@ -60,6 +62,7 @@ from core.settings import (
 from harvest import mapping
 from harvest.model import (
     MAX_FILE_BYTES,
+    BatchFileSource,
     EntryOutcome,
     HarvestReport,
     ProjectInfo,
@@ -407,11 +410,22 @@ class HarvestPipeline:
         projects: Sequence[tuple[ProjectInfo, ProjectState | None]],
         full: bool,
     ) -> _Reading:
-        """Start reading a batch of projects in the pool's threads."""
+        """Start reading a batch of projects in the pool's threads.
+
+        With a client that reads many files a request, the threads ask for the refs only,
+        and one more task then reads the files of the whole batch (it runs after the others:
+        the pool takes its tasks in order).
+        """
         readers, to_read = self._readers(client, source, projects, full=full)
-        return readers, [
-            pool.submit(_guard, reader, partial(reader.fetch, full=full)) for reader in to_read
+        together = isinstance(client, BatchFileSource) and client.batch_reads()
+        fetches = [
+            pool.submit(_guard, reader, partial(reader.fetch, full=full, defer=together))
+            for reader in to_read
         ]
+        if together and to_read:
+            assert isinstance(client, BatchFileSource)
+            fetches.append(pool.submit(_read_files, client, source, to_read, list(fetches)))
+        return readers, fetches
 
     def _settle_batch(
         self, run: RunSummary, source: GitLabSource, reading: _Reading
@@ -522,6 +536,37 @@ class _GitLabHarvest:
         return self.pipeline._run_gitlab(source_name, self.progress, trigger, full)
 
 
+def _read_files(
+    client: BatchFileSource,
+    source: GitLabSource,
+    readers: Sequence[_ProjectRead],
+    fetches: Sequence[Future[None]],
+) -> None:
+    """Once the batch's refs are known, read the files of the moved ones together."""
+    for fetch in fetches:
+        fetch.result()
+    waiting = [reader for reader in readers if reader.ok and reader.deferred]
+    wanted = [(reader.project, d.ref.commit) for reader in waiting for d in reader.deferred]
+    if not wanted:
+        return
+    try:
+        contents = client.read_files(wanted, source.file_path, MAX_FILE_BYTES)
+    except DomainError as error:
+        for reader in waiting:
+            reader.fail(error.message)
+        return
+    except Exception as error:  # the batch's projects fail; the run goes on
+        log.exception("reading the files of %d projects failed", len(waiting))
+        for reader in waiting:
+            reader.fail(f"unexpected error ({type(error).__name__}); it was logged")
+        return
+    offset = 0
+    for reader in waiting:
+        mine = contents[offset : offset + len(reader.deferred)]
+        offset += len(reader.deferred)
+        _guard(reader, partial(reader.take, mine))
+
+
 def _guard(reader: _ProjectRead, step: Callable[[], None]) -> None:
     """Run one step of a project's read; its failure fails that project only."""
     try:
@@ -540,6 +585,15 @@ def _report(
     return ProjectReport(
         project_id=project_id, path=path, web_url=web_url, status=status, problems=problems
     )
+
+
+@dataclass
+class _Deferred:
+    """A moved ref whose file is read with the batch's others (`_read_files`)."""
+
+    slot: int
+    ref: RefInfo
+    old: RefState | None
 
 
 @dataclass
@@ -577,6 +631,7 @@ class _ProjectRead:
         self.report = _report(project.id, project.path, project.web_url, "harvested")
         self.refs: list[RefState | None] = []
         self.pending: list[_Pending] = []
+        self.deferred: list[_Deferred] = []
         self.state: ProjectState | None = None
         self.ok = True
         self.skipped = False
@@ -610,11 +665,15 @@ class _ProjectRead:
     def fail(self, reason: str) -> None:
         """Give up on the project for this run."""
         project = self.project
-        self.ok, self.state, self.pending = False, None, []
+        self.ok, self.state, self.pending, self.deferred = False, None, [], []
         self.report = _report(project.id, project.path, project.web_url, "failed", reason)
 
-    def fetch(self, *, full: bool) -> None:
-        """Ask GitLab for the refs, and for the files of the refs that moved."""
+    def fetch(self, *, full: bool, defer: bool = False) -> None:
+        """Ask GitLab for the refs, and for the files of the refs that moved.
+
+        With `defer`, the files are not asked for here: the moved refs wait in `deferred`
+        for `take`.
+        """
         project, source = self.project, self.source
         default: RefInfo | None = None
         if "default" in source.refs and project.default_branch:
@@ -631,15 +690,32 @@ class _ProjectRead:
         )
         old = {r.key: r for r in self.previous.refs} if self.previous and reusable else {}
         for ref in mapping.refs_to_read(source.refs, default, tags):
-            self.refs.append(self._fetch_ref(ref, old.get(mapping.ref_key(ref))))
+            previous = old.get(mapping.ref_key(ref))
+            if previous is not None and previous.commit == ref.commit:
+                self._carry(previous)
+                self.refs.append(msgspec.structs.replace(previous, name=ref.name))
+            elif defer:
+                self.deferred.append(_Deferred(len(self.refs), ref, previous))
+                self.refs.append(None)
+            else:
+                content = self.client.read_file(
+                    project.id, source.file_path, ref.commit, MAX_FILE_BYTES
+                )
+                self.refs.append(None)
+                self.refs[-1] = self._with_content(len(self.refs) - 1, ref, previous, content)
 
-    def _fetch_ref(self, ref: RefInfo, old: RefState | None) -> RefState | None:
-        if old is not None and old.commit == ref.commit:
-            self._carry(old)
-            return msgspec.structs.replace(old, name=ref.name)
-        content = self.client.read_file(
-            self.project.id, self.source.file_path, ref.commit, MAX_FILE_BYTES
-        )
+    def take(self, contents: Sequence[bytes | None]) -> None:
+        """The files of the `deferred` refs, in their order (None: no file at that commit)."""
+        for deferred, content in zip(self.deferred, contents, strict=True):
+            self.refs[deferred.slot] = self._with_content(
+                deferred.slot, deferred.ref, deferred.old, content
+            )
+        self.deferred = []
+
+    def _with_content(
+        self, slot: int, ref: RefInfo, old: RefState | None, content: bytes | None
+    ) -> RefState | None:
+        """A moved ref's new state from its file; None while the file waits to be published."""
         if content is None:
             return RefState(name=ref.name, kind=ref.kind, commit=ref.commit)
         digest = mapping.file_digest(content)
@@ -657,7 +733,7 @@ class _ProjectRead:
         publication = mapping.to_publication(record)
         if isinstance(publication, ReportProblem):
             return self._apply(ref, old, digest, mapping.rejected(publication))
-        self.pending.append(_Pending(len(self.refs), ref, old, digest, publication))
+        self.pending.append(_Pending(slot, ref, old, digest, publication))
         return None
 
     def settle(self, answers: Sequence[PublishReport]) -> None:

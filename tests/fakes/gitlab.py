@@ -8,6 +8,12 @@ It serves what a harvester asks of GitLab, the way GitLab answers it:
 - `GET /api/v4/projects/{id}/repository/tags`,
 - `GET /api/v4/projects/{id}/repository/branches/{url-encoded branch}`,
 - `GET /api/v4/projects/{id}/repository/files/{url-encoded path}/raw?ref=...`;
+- `POST /api/graphql`: the part of GitLab's GraphQL API a harvest asks, with GitLab's type and
+  field names (`project(fullPath:)`, `Project.repository`, `Repository.rootRef`,
+  `Repository.blobs(paths:, ref:, first:)` answering a `RepositoryBlobConnection` of
+  `RepositoryBlob { path name rawSize size rawTextBlob }`, `BigInt` sent as a string), executed
+  by graphql-core: an unknown field is a GraphQL error, as on GitLab (`graphql = False`: answers
+  404, as an instance whose GraphQL API is switched off);
 
 with `Link` (rel="next"/"prev"/"first"/"last"), `X-Total`, `X-Total-Pages`, `X-Page`,
 `X-Next-Page`, `X-Prev-Page` and `X-Per-Page` paging headers; GitLab's JSON 404 and 401
@@ -16,13 +22,15 @@ the raw request path, so `group%2Fproj` is one segment, as GitLab's router sees 
 
 Tests describe the instance in Python (`add_project`, `commit`, `tag`, `delete_project`), change
 it between harvest runs, script failures (`fail`: a status, optionally with `Retry-After`, for N
-requests or forever) and read `requests`, the number of requests served per raw path.
+requests or forever) and read `requests`, the number of requests served per raw path, and
+`file_reads`, the files of a project sent (by REST or as GraphQL `rawTextBlob`s).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import threading
 from collections import Counter
 from collections.abc import Mapping
@@ -32,7 +40,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
+from graphql import (
+    DocumentNode,
+    GraphQLError,
+    GraphQLSchema,
+    build_schema,
+    execute_sync,
+    parse,
+    validate,
+)
+
 API = "/api/v4"
+GRAPHQL = "/api/graphql"
 EPOCH = datetime(2026, 3, 1, tzinfo=UTC)
 
 
@@ -94,6 +113,10 @@ class FakeGitLab:
         self.log: list[str] = []
         """Every request line served, raw path and query, in order."""
         self.failures: list[Failure] = []
+        self.graphql = True
+        """False: `/api/graphql` answers 404 (an instance with its GraphQL API off)."""
+        self.blob_reads: Counter[int] = Counter()
+        """`rawTextBlob`s sent through GraphQL, per project id."""
         self._groups: dict[str, int] = {}
         self._next_project_id = 101
         self._now = EPOCH
@@ -105,7 +128,7 @@ class FakeGitLab:
     def start(self, port: int = 0) -> FakeGitLab:
         """Serve on a loopback port (0: any free one; `url` tells)."""
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self._server = _Server(("127.0.0.1", port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
@@ -249,13 +272,16 @@ class FakeGitLab:
             return sum(n for path, n in self.requests.items() if path.startswith(API + prefix))
 
     def file_reads(self, project: FakeProject) -> int:
-        """Raw-file requests for one project."""
-        return self.count(f"/projects/{project.id}/repository/files/")
+        """Files of one project sent: raw-file requests and GraphQL `rawTextBlob`s."""
+        with self._lock:
+            graphql = self.blob_reads[project.id]
+        return self.count(f"/projects/{project.id}/repository/files/") + graphql
 
     def reset_counts(self) -> None:
         with self._lock:
             self.requests.clear()
             self.log.clear()
+            self.blob_reads.clear()
 
     # ---------------------------------------------------------------------- views
     def project_json(self, project: FakeProject) -> dict[str, Any]:
@@ -315,6 +341,26 @@ class FakeGitLab:
         ]
 
 
+_PARSED: dict[str, DocumentNode] = {}
+_PARSED_LOCK = threading.Lock()
+
+
+def _parsed(query: str) -> DocumentNode:
+    """A query parsed and validated against the schema (kept: a harvest repeats its shapes)."""
+    with _PARSED_LOCK:
+        document = _PARSED.get(query)
+    if document is None:
+        document = parse(query)
+        errors = validate(_SCHEMA, document)
+        if errors:
+            raise errors[0]
+        with _PARSED_LOCK:
+            if len(_PARSED) > 256:
+                _PARSED.clear()
+            _PARSED[query] = document
+    return document
+
+
 def _flag(value: str | None) -> bool:
     """A boolean query parameter as GitLab's API (Grape) reads it: `true`, `True`, `1`."""
     return (value or "").lower() in {"true", "1", "yes", "t"}
@@ -322,6 +368,13 @@ def _flag(value: str | None) -> bool:
 
 def _encode(files: Mapping[str, str | bytes]) -> dict[str, bytes]:
     return {k: v.encode() if isinstance(v, str) else v for k, v in files.items()}
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet about clients that hang up early (a read stopped at its size limit)."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Reply(Exception):
@@ -336,6 +389,124 @@ class _Reply(Exception):
 
 def _not_found(what: str) -> _Reply:
     return _Reply(404, {"message": f"404 {what} Not Found"})
+
+
+# GitLab's own names (doc/api/graphql/reference): the subset a harvest asks for.
+_SCHEMA: GraphQLSchema = build_schema(
+    """
+    scalar BigInt
+
+    type Query {
+      project(fullPath: ID!): Project
+    }
+
+    type Project {
+      id: ID!
+      fullPath: ID!
+      lastActivityAt: String
+      repository: Repository
+    }
+
+    type Repository {
+      rootRef: String
+      empty: Boolean!
+      blobs(
+        paths: [String!]!
+        ref: String
+        after: String
+        before: String
+        first: Int
+        last: Int
+      ): RepositoryBlobConnection
+    }
+
+    type RepositoryBlobConnection {
+      count: Int!
+      nodes: [RepositoryBlob]
+      pageInfo: PageInfo!
+    }
+
+    type PageInfo {
+      hasNextPage: Boolean!
+      hasPreviousPage: Boolean!
+      startCursor: String
+      endCursor: String
+    }
+
+    type RepositoryBlob {
+      id: ID!
+      oid: String!
+      path: String!
+      name: String
+      size: BigInt
+      rawSize: BigInt
+      rawTextBlob: String
+    }
+    """
+)
+
+
+class _GraphQLRoot:
+    """Resolves `Query` against a fake (called with the fake's lock held)."""
+
+    def __init__(self, fake: FakeGitLab) -> None:
+        self.fake = fake
+
+    def project(self, _info: Any, fullPath: str) -> dict[str, Any] | None:  # noqa: N803
+        project = self.fake.find_project(fullPath)
+        if project is None:
+            return None  # GitLab: null, no error (it may exist, hidden from this token)
+        return {
+            "id": f"gid://gitlab/Project/{project.id}",
+            "fullPath": project.path,
+            "lastActivityAt": _iso(project.last_activity_at),
+            "repository": _GraphQLRepository(self.fake, project),
+        }
+
+
+class _GraphQLRepository:
+    def __init__(self, fake: FakeGitLab, project: FakeProject) -> None:
+        self.fake = fake
+        self.project = project
+        self.rootRef = project.default_branch
+        self.empty = not project.branches
+
+    def blobs(
+        self, _info: Any, paths: list[str], ref: str | None = None, **_page: Any
+    ) -> dict[str, Any]:
+        project, fake = self.project, self.fake
+        ref = ref or project.default_branch or ""
+        commit = project.branches.get(ref) or project.tags.get(ref) or ref
+        files = fake.commits.get(commit, {})
+        nodes = []
+        for path in paths:
+            content = files.get(path)
+            if content is not None:
+                nodes.append(_GraphQLBlob(fake, project, path, content))
+        page = {"hasNextPage": False, "hasPreviousPage": False}
+        return {"count": len(nodes), "nodes": nodes, "pageInfo": page}
+
+
+class _GraphQLBlob:
+    def __init__(self, fake: FakeGitLab, project: FakeProject, path: str, content: bytes) -> None:
+        self.fake = fake
+        self.project = project
+        self.content = content
+        self.oid = hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+        self.id = f"gid://gitlab/Gitlab::Git::Blob/{self.oid}"
+        self.path = path
+        self.name = path.rpartition("/")[2]
+        self.size = self.rawSize = str(len(content))
+
+    def rawTextBlob(self, _info: Any) -> str | None:
+        if b"\0" in self.content:
+            return None  # binary
+        try:
+            text = self.content.decode()
+        except UnicodeDecodeError:
+            return None
+        self.fake.blob_reads[self.project.id] += 1
+        return text
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -362,6 +533,43 @@ class _Handler(BaseHTTPRequestHandler):
         except _Reply as reply:
             status, body, headers = reply.status, reply.body, reply.headers
         self._send(status, body, headers)
+
+    def do_POST(self) -> None:
+        raw_path = self.path.partition("?")[0]
+        fake = self.fake
+        with fake._lock:
+            fake.requests[raw_path] += 1
+            fake.log.append(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        try:
+            self._check(self.path)
+            if raw_path != GRAPHQL or not fake.graphql:
+                raise _Reply(404, {"message": "404 Not Found"})
+            status, answer, headers = 200, self._graphql(body), {}
+        except _Reply as reply:
+            status, answer, headers = reply.status, reply.body, reply.headers
+        self._send(status, answer, headers)
+
+    def _graphql(self, body: bytes) -> dict[str, Any]:
+        """Run a query as GitLab does: 200 with `data` and/or `errors`."""
+        try:
+            request = json.loads(body)
+            query, variables = request["query"], request.get("variables") or {}
+        except (ValueError, KeyError, TypeError):
+            raise _Reply(400, {"errors": [{"message": "Unexpected end of document"}]}) from None
+        try:
+            document = _parsed(query)
+        except GraphQLError as error:
+            return {"errors": [error.formatted]}
+        with self.fake._lock:
+            result = execute_sync(
+                _SCHEMA, document, root_value=_GraphQLRoot(self.fake), variable_values=variables
+            )
+        answer: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            answer["errors"] = [error.formatted for error in result.errors]
+        return answer
 
     def _check(self, target: str) -> None:
         fake = self.fake

@@ -1,4 +1,4 @@
-"""The GitLab adapter against the fake GitLab, through python-gitlab for real."""
+"""The GitLab adapter against the fake GitLab: python-gitlab, urllib3 and GraphQL for real."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from harvest import gitlab_graphql
 from harvest.gitlab import GitLabClient, retry_after_seconds
 from harvest.model import SourceDenied, SourceNotFound, SourceUnavailable
 from tests.fakes.gitlab import FakeGitLab
@@ -235,3 +236,130 @@ def test_a_branch_with_a_slash_and_a_file_in_a_folder_are_read(gitlab):
     assert reader.read_file(project.id, "meta/ivoa-executable.yaml", ref.commit) == b"name: y\n"
     assert reader.read_file(project.id, "meta/missing.yaml", ref.commit) is None
     assert reader.read_file(project.id, "meta/ivoa-executable.yaml", ref.commit, 4) == b"name:"
+
+
+# ------------------------------------------------------------------ files through GraphQL
+FILE = "ivoa-executable.yaml"
+
+
+def test_files_of_many_projects_and_commits_are_read_in_two_graphql_requests(gitlab):
+    first = gitlab.add_project("astro/first", {FILE: "name: first\n"}, tags=("v1",))
+    gitlab.commit(first, {FILE: "name: first-2\n"})
+    second = gitlab.add_project("astro/sub/second", {FILE: "name: second\n"})
+    bare = gitlab.add_project("astro/bare", {"README": "no executable here"})
+    reader = client(gitlab, [])
+    infos = {p.id: reader.project(p.id) for p in (first, second, bare)}
+    wanted = [
+        (infos[first.id], first.branches["main"]),
+        (infos[first.id], first.tags["v1"]),
+        (infos[second.id], second.branches["main"]),
+        (infos[bare.id], bare.branches["main"]),
+    ]
+    gitlab.reset_counts()
+
+    files = reader.read_files(wanted, FILE)
+
+    assert files == [b"name: first-2\n", b"name: first\n", b"name: second\n", None]
+    assert gitlab.requests["/api/graphql"] == 2, "the sizes, then the texts"
+    assert gitlab.count("/projects/") == 0, "no REST request"
+    assert reader.batch_reads()
+
+
+def test_graphql_refused_by_the_instance_falls_back_to_rest_for_good(gitlab):
+    project = gitlab.add_project("astro/tool", {FILE: "name: tool\n"})
+    gitlab.graphql = False  # 404, as an instance with the GraphQL API switched off
+    reader = client(gitlab, [])
+    info = reader.project(project.id)
+    commit = project.branches["main"]
+
+    assert reader.read_files([(info, commit)], FILE) == [b"name: tool\n"]
+    assert not reader.batch_reads()
+    assert reader.read_files([(info, commit)], FILE) == [b"name: tool\n"]
+
+    assert gitlab.requests["/api/graphql"] == 1, "asked once, then REST only"
+    assert gitlab.file_reads(project) == 2
+
+
+def test_graphql_errors_in_the_answer_fall_back_to_rest(gitlab, monkeypatch):
+    """An instance whose schema lacks a field answers 200 with `errors`, as GitLab does."""
+    project = gitlab.add_project("astro/tool", {FILE: "name: tool\n"})
+    reader = client(gitlab, [])
+    info = reader.project(project.id)
+    asked = gitlab_graphql._query
+
+    def older_schema(*args, **kwargs):
+        query, variables = asked(*args, **kwargs)
+        return query.replace("rawSize", "rawSizeOfAFutureRelease"), variables
+
+    monkeypatch.setattr(gitlab_graphql, "_query", older_schema)
+
+    assert reader.read_files([(info, project.branches["main"])], FILE) == [b"name: tool\n"]
+    assert not reader.batch_reads()
+    assert gitlab.count(f"/projects/{project.id}/repository/files/") == 1
+
+
+def test_a_429_on_the_graphql_endpoint_waits_as_long_as_retry_after_says(gitlab):
+    project = gitlab.add_project("astro/tool", {FILE: "name: tool\n"})
+    sleeps: list[float] = []
+    reader = client(gitlab, sleeps)
+    info = reader.project(project.id)
+    gitlab.fail("/api/graphql", status=429, times=2, retry_after=9)
+
+    assert reader.read_files([(info, project.branches["main"])], FILE) == [b"name: tool\n"]
+
+    assert sleeps == [9.0, 9.0]
+    assert gitlab.requests["/api/graphql"] == 4, "two refused, then the sizes and the texts"
+    assert reader.batch_reads(), "a rate limit is no refusal"
+
+
+def test_a_graphql_endpoint_that_keeps_failing_is_unavailable_naming_the_request(gitlab):
+    project = gitlab.add_project("astro/tool", {FILE: "name: tool\n"})
+    sleeps: list[float] = []
+    reader = client(gitlab, sleeps, backoff=0.5)
+    info = reader.project(project.id)
+    gitlab.fail("/api/graphql", status=503, times=None)
+
+    with pytest.raises(SourceUnavailable, match=f"sizes of {FILE} in 1 commits.*503 after 4"):
+        reader.read_files([(info, project.branches["main"])], FILE)
+
+    assert sleeps == [0.5, 1.0, 2.0]
+    assert gitlab.file_reads(project) == 0
+
+
+def test_a_file_above_the_limit_is_not_sent_by_graphql_but_read_by_rest_to_the_limit(gitlab):
+    big = gitlab.add_project("astro/big", {FILE: b"x" * 300_000})
+    small = gitlab.add_project("astro/small", {FILE: "name: small\n"})
+    reader = client(gitlab, [])
+    wanted = [
+        (reader.project(big.id), big.branches["main"]),
+        (reader.project(small.id), small.branches["main"]),
+    ]
+
+    files = reader.read_files(wanted, FILE, max_bytes=1000)
+
+    assert files == [b"x" * 1001, b"name: small\n"]
+    assert gitlab.blob_reads[big.id] == 0, "its text never travelled through GraphQL"
+    assert gitlab.count(f"/projects/{big.id}/repository/files/") == 1
+
+
+def test_a_binary_file_has_no_graphql_text_and_is_read_by_rest(gitlab):
+    project = gitlab.add_project("astro/tool", {FILE: b"\x00\x01binary"})
+    reader = client(gitlab, [])
+
+    files = reader.read_files([(reader.project(project.id), project.branches["main"])], FILE)
+
+    assert files == [b"\x00\x01binary"]
+    assert gitlab.count(f"/projects/{project.id}/repository/files/") == 1
+
+
+def test_more_commits_than_one_query_holds_are_asked_in_several(gitlab):
+    projects = [gitlab.add_project(f"astro/p{i}", {FILE: f"name: p{i}\n"}) for i in range(30)]
+    reader = client(gitlab, [])
+    wanted = [(reader.project(p.id), p.branches["main"]) for p in projects]
+    gitlab.reset_counts()
+
+    files = reader.read_files(wanted, FILE)
+
+    assert files == [f"name: p{i}\n".encode() for i in range(30)]
+    per_query = gitlab_graphql.REFS_PER_QUERY
+    assert gitlab.requests["/api/graphql"] == 2 * -(-30 // per_query)

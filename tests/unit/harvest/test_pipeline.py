@@ -226,18 +226,27 @@ def test_a_project_that_keeps_failing_is_reported_and_the_run_goes_on(kit: Pipel
     assert kit.store.state("lab", broken.id) is None, "nothing stored: the next run tries again"
 
 
-def test_rate_limits_and_server_errors_are_retried_and_the_run_succeeds(kit: PipelineKit):
+@pytest.mark.parametrize("graphql", [True, False], ids=["graphql", "rest"])
+def test_rate_limits_and_server_errors_are_retried_and_the_run_succeeds(
+    kit: PipelineKit, graphql: bool
+):
     tool = kit.gitlab.add_project("astro/tool", {FILE: executable("tool")}, tags=("v1",))
+    kit.gitlab.graphql = graphql  # off: 404, as an instance without it; files read by REST
     kit.gitlab.fail("/repository/tags", status=429, times=1, retry_after=2)
-    kit.gitlab.fail("/repository/files/", status=500, times=1)
+    kit.gitlab.fail("/api/graphql" if graphql else "/repository/files/", status=500, times=1)
 
     report = kit.pipeline().run("lab")
 
     assert report.status == "succeeded"
     assert kit.catalogue.live() == {"tool": {"latest", "v1"}}
-    assert kit.sleeps[0] == 2.0
-    assert len(kit.sleeps) == 2
-    assert kit.gitlab.file_reads(tool) == 3
+    assert kit.sleeps[0] == 2.0, "the 429's Retry-After"
+    assert kit.sleeps[-1] == 0.5, "the 500's first backoff"
+    # The files are read in the pool after the refs (GraphQL first; REST once it is refused):
+    # in another thread than the 429's, they wait out what is left of its pause first.
+    assert len(kit.sleeps) in (2, 3)
+    assert all(0 < pause <= 2.0 for pause in kit.sleeps[1:-1])
+    # The failed GraphQL request sent no file; the failed REST read is one of three.
+    assert kit.gitlab.file_reads(tool) == (2 if graphql else 3)
 
 
 def test_a_failed_listing_withdraws_nothing(kit: PipelineKit):
@@ -464,3 +473,31 @@ def test_every_source_type_is_run_through_the_source_port(kit: PipelineKit):
     assert report.counts.new == 1
     with pytest.raises(UnknownSource):
         pipeline.harvester("nope")
+
+
+@pytest.mark.parametrize("graphql", [True, False], ids=["graphql", "rest"])
+def test_files_come_through_graphql_by_batch_or_by_rest_when_the_instance_refuses_it(
+    kit: PipelineKit, graphql: bool
+):
+    kit.gitlab.graphql = graphql  # off: 404, as an instance with its GraphQL API switched off
+    tools = [
+        kit.gitlab.add_project(f"astro/tool{i:02d}", {FILE: executable(f"tool{i}")}, tags=("v1",))
+        for i in range(30)
+    ]
+    kit.gitlab.add_project("astro/no-metadata", {"README.md": "hello"})
+    big = kit.gitlab.add_project("astro/big", {FILE: "name: big\n" + "#" * 1_100_000})
+
+    report = kit.pipeline().run("lab")
+
+    assert len(kit.catalogue.live()) == 30
+    assert all(versions == {"latest", "v1"} for versions in kit.catalogue.live().values())
+    assert report.projects.no_file == 1
+    by_path = {p.path: p for p in report.project_reports}
+    assert [p.reason for p in by_path["astro/big"].problems] == ["is larger than 1048576 bytes"]
+    assert all(kit.gitlab.file_reads(tool) == 2 for tool in tools)
+    # By GraphQL, sizes then texts, 25 commits a request: 50 + 12 commits in two batches of
+    # projects make 2 * (2 + 1) requests; the big file is read by REST, up to the limit.
+    rest_reads = kit.gitlab.count("/projects/") - 2 * 32  # each project's branch and tags
+    assert rest_reads == (1 if graphql else 2 * 30 + 2)  # REST: and a 404 for no-metadata
+    assert kit.gitlab.requests["/api/graphql"] == (6 if graphql else 1)
+    assert kit.gitlab.blob_reads[big.id] == 0

@@ -372,9 +372,10 @@ class _PageWork:
     reports: list[ProjectReport] = field(default_factory=list)
     gone: list[RecordKeeps] = field(default_factory=list)
     """Deleted records: everything they published is withdrawn."""
-    reads: list[tuple[ProjectReport, HarvestedRecord, Future[_Read | None]]] = field(
-        default_factory=list
+    reads: list[tuple[list[tuple[ProjectReport, HarvestedRecord]], Future[list[_Read | None]]]] = (
+        field(default_factory=list)
     )
+    """Records whose descriptions are read, a few at a time (one task each), and the reads."""
 
 
 class OaiPmhHarvest:
@@ -493,6 +494,7 @@ class OaiPmhHarvest:
     ) -> _PageWork:
         """Report the page's records, note the deleted ones, start reading descriptions."""
         work = _PageWork()
+        wanted: list[tuple[ProjectReport, HarvestedRecord, str]] = []
         for number, record in enumerate(records, start=listed + 1):
             report = ProjectReport(project_id=number, path=record.identifier, status="harvested")
             work.reports.append(report)
@@ -506,9 +508,19 @@ class OaiPmhHarvest:
                 report.status = "skipped"
                 report.warnings.append(ReportProblem(field="record", reason=decision.reason))
                 continue
-            reading = pool.submit(self._read, report, client, decision.description_url)
-            work.reads.append((report, record, reading))
+            wanted.append((report, record, decision.description_url))
+        # One task per reader and page rather than per record: a task costs more than a read.
+        size = max(1, -(-len(wanted) // self.readers))
+        for start in range(0, len(wanted), size):
+            chunk = wanted[start : start + size]
+            reading = pool.submit(self._read_all, client, [(r, u) for r, _, u in chunk])
+            work.reads.append(([(r, record) for r, record, _ in chunk], reading))
         return work
+
+    def _read_all(
+        self, client: OaiPmhClient, wanted: list[tuple[ProjectReport, str]]
+    ) -> list[_Read | None]:
+        return [self._read(report, client, url) for report, url in wanted]
 
     def _settle(
         self,
@@ -526,8 +538,9 @@ class OaiPmhHarvest:
         reads = [
             (report, record, read)
             for work in pages
-            for report, record, reading in work.reads
-            if (read := reading.result()) is not None
+            for records, reading in work.reads
+            for (report, record), read in zip(records, reading.result(), strict=True)
+            if read is not None
         ]
         gone = [gone for work in pages for gone in work.gone]
         identifiers = [record.identifier for _, record, _ in reads]

@@ -31,7 +31,7 @@ import shutil
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,10 +50,12 @@ from catalogue.facets import (
 from catalogue.ports import ChangesSince, IndexDocument, SearchHit, SearchQuery, SearchResult
 from catalogue.search_tantivy.pages import keyed_page, ranked_page
 from catalogue.search_tantivy.queries import (
+    Counted,
     FacetCounts,
     conjunction,
     count_facets,
     filter_queries,
+    recalled_counts,
     text_query,
 )
 from catalogue.search_tantivy.schema import (
@@ -67,8 +69,8 @@ from core.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
-COUNT_CACHE_SIZE: Final = 256
-"""Facet count results kept for repeated queries and later pages."""
+COUNT_CACHE_SIZE: Final = 512
+"""Filter sets whose facet counts are kept (a search with two facets selected uses three)."""
 COUNT_WORKERS: Final = 4
 """Threads counting facets while searches find their pages."""
 POINTER: Final = "CURRENT"
@@ -84,19 +86,20 @@ NEW_GENERATION_ATTEMPTS: Final = 3
 
 
 class CountCache:
-    """The latest facet counts and totals by (index generation, text, filters).
+    """Facet counts by (index generation, text, filter set), the least recently used forgotten.
 
-    Paging through results, and the browse page everyone opens, ask for the same counts again;
-    counting every facet over 100k entries costs ~10 ms, a lookup nothing. Keys carry the
-    generation, which every write bumps, so counts are never stale.
+    Paging through results, the browse page everyone opens, and a search narrowed one facet at
+    a time ask for counts counted before; counting every facet over 1M entries costs tens of
+    milliseconds, a lookup nothing. Keys carry the generation, which every write bumps, so
+    counts are never stale.
     """
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._entries: OrderedDict[Hashable, FacetCounts] = OrderedDict()
+        self._entries: OrderedDict[Hashable, Counted] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable) -> FacetCounts | None:
+    def get(self, key: Hashable) -> Counted | None:
         """The counts stored under `key`, if still kept."""
         with self._lock:
             found = self._entries.get(key)
@@ -104,12 +107,35 @@ class CountCache:
                 self._entries.move_to_end(key)
             return found
 
-    def put(self, key: Hashable, counts: FacetCounts) -> None:
-        """Keep `counts` under `key`, forgetting the least recently used beyond the size."""
+    def add(self, key: Hashable, counted: Counted) -> None:
+        """Keep `counted` under `key`, beside what is kept there already."""
         with self._lock:
-            self._entries[key] = counts
+            kept = self._entries.pop(key, None)
+            if kept is not None:
+                hits = counted.hits if counted.hits is not None else kept.hits
+                counted = Counted({**kept.buckets, **counted.buckets}, hits)
+            self._entries[key] = counted
             while len(self._entries) > self._size:
                 self._entries.popitem(last=False)
+
+
+class TextCounts:
+    """A `CountMemory`: the cache's counts for one generation and text."""
+
+    def __init__(self, cache: CountCache, prefix: tuple[Hashable, ...]) -> None:
+        self._cache = cache
+        self._prefix = prefix
+
+    def recall(self, filters: Mapping[str, tuple[str, ...]]) -> Counted | None:
+        """What was counted under `filters` for this text and generation, if kept."""
+        return self._cache.get(self._key(filters))
+
+    def keep(self, filters: Mapping[str, tuple[str, ...]], counted: Counted) -> None:
+        """Keep what was counted under `filters` for this text and generation."""
+        self._cache.add(self._key(filters), counted)
+
+    def _key(self, filters: Mapping[str, tuple[str, ...]]) -> Hashable:
+        return (*self._prefix, tuple(sorted((f, tuple(sorted(v))) for f, v in filters.items())))
 
 
 class Generation:
@@ -393,18 +419,13 @@ class TantivySearchIndex:
         searcher = self._live.index.searcher()
         text = text_query(searcher, query.text)
         matching = text.matching if text is not None else None
-        counts_key = (
-            generation,
-            query.text,
-            tuple((f, tuple(sorted(v))) for f, v in filters.items()),
-            facets,
-        )
-        counted = self._counts.get(counts_key)
-        # tantivy releases the GIL while it searches: count the facets on a worker thread while
-        # this one finds the page (the two cost about the same).
+        memory = TextCounts(self._counts, (generation, query.text))
+        # Everything kept: no counting. Otherwise tantivy releases the GIL while it counts: the
+        # facets are counted on a worker thread while this one finds the page.
+        counted = recalled_counts(filters, facets, memory)
         counting = None
-        if counted is None and facets:
-            counting = self._count_in_background(searcher, matching, filters, facets)
+        if counted is None:
+            counting = self._count_in_background(searcher, matching, filters, facets, memory)
         if text is not None and query.sort == "relevance":
             # Not narrowed by `matching` as well: at 1M entries that made the page dearer.
             ranked = conjunction([*filter_queries(filters), text.scored])
@@ -417,8 +438,7 @@ class TantivySearchIndex:
             if counting is not None:
                 counted = counting.result()
             else:
-                counted = count_facets(searcher, matching, filters, facets)
-            self._counts.put(counts_key, counted)
+                counted = count_facets(searcher, matching, filters, facets, memory)
         counts, total = counted
         hits = [SearchHit(doc_id, score) for score, doc_id in window.hits]
         next_cursor = None
@@ -432,9 +452,10 @@ class TantivySearchIndex:
         text: Query | None,
         filters: dict[str, tuple[str, ...]],
         facets: tuple[str, ...],
+        memory: TextCounts,
     ) -> Future[FacetCounts] | None:
         try:
-            return self._workers.submit(count_facets, searcher, text, filters, facets)
+            return self._workers.submit(count_facets, searcher, text, filters, facets, memory)
         except RuntimeError:  # closed: the caller counts in its own thread
             return None
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from itertools import combinations
 from math import comb
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, Protocol
 
 import tantivy
 from tantivy import Occur, Query
@@ -220,52 +220,146 @@ def _terms(plan: CountPlan) -> dict[str, Any]:
     return {facet: {"terms": {"field": facet, "size": FACET_BUCKETS}} for facet in plan.facets}
 
 
+class Counted(NamedTuple):
+    """What counting one filter set found."""
+
+    buckets: dict[str, dict[str, int]]
+    """Facet -> value -> entries, as tantivy counted them (no selected values added)."""
+    hits: int | None
+    """How many entries the text and the filter set leave (None when it was not counted)."""
+
+
+class CountMemory(Protocol):
+    """Counts kept from earlier searches with the same text, by filter set."""
+
+    def recall(self, filters: Mapping[str, tuple[str, ...]]) -> Counted | None:
+        """What was counted under `filters`, if kept."""
+
+    def keep(self, filters: Mapping[str, tuple[str, ...]], counted: Counted) -> None:
+        """Keep what was counted under `filters` (added to what is kept already)."""
+
+
 def count_facets(
     searcher: tantivy.Searcher,
     text: Query | None,
     filters: dict[str, tuple[str, ...]],
     facets: tuple[str, ...] = FACETS,
+    memory: CountMemory | None = None,
 ) -> FacetCounts:
     """Counts of `facets` (multi-select: a facet ignores its own selection) and the total.
 
-    With text, one aggregation request: the text query runs once, and each count plan is a
-    filter aggregation over its hits (a plan without filters counts at the top level; the plan
-    with every filter also gives the total). Without text, one request per plan whose query is
-    the plan's filters, so posting lists drive the count instead of a check of every entry; the
-    plan with every filter also counts the total (a count search when no such plan is asked).
+    Each count plan (`facets.count_plans`) is a filter set; a plan whose counts `memory` kept
+    is not counted again. Narrowing a search one facet at a time thus reuses the previous
+    search's counts: with `kind` then `licence` selected, `licence` is counted under the `kind`
+    selection, which the search with only `kind` selected counted already.
     """
+    plans = _plans(filters, facets)
+    found = [_recalled(memory, plan, plan.filters == filters) for plan in plans]
+    missing = [n for n, counted in enumerate(found) if counted is None]
+    if missing:
+        fresh = _count(searcher, text, [plans[n] for n in missing], filters)
+        for number, counted in zip(missing, fresh, strict=True):
+            found[number] = counted
+            if memory is not None:
+                memory.keep(plans[number].filters, counted)
+    return _assembled(plans, found, filters, facets)
+
+
+def recalled_counts(
+    filters: dict[str, tuple[str, ...]], facets: tuple[str, ...], memory: CountMemory
+) -> FacetCounts | None:
+    """`count_facets`'s answer when `memory` kept every count it needs, else None."""
+    plans = _plans(filters, facets)
+    found = [_recalled(memory, plan, plan.filters == filters) for plan in plans]
+    return None if None in found else _assembled(plans, found, filters, facets)
+
+
+def _plans(filters: dict[str, tuple[str, ...]], facets: tuple[str, ...]) -> list[CountPlan]:
+    """The count plans of `facets`, and one applying every filter (it gives the total)."""
     plans = count_plans(filters, facets)
-    if text is None:
-        # The plan that applies every filter (if one is asked for) counts the total as well.
-        whole = next((n for n, plan in enumerate(plans) if plan.filters == filters), None)
-        answers = []
-        for number, plan in enumerate(plans):
-            asked = _terms(plan)
-            if number == whole:
-                asked[TOTAL] = {"filter": "*"}
-            answers.append(searcher.aggregate(conjunction(filter_queries(plan.filters)), asked))
-        if whole is not None:
-            total = int(answers[whole][TOTAL]["doc_count"])
-        else:
-            counted: Any = searcher.search(conjunction(filter_queries(filters)), 1, count=True)
-            total = int(counted.count)  # the type stub lacks `count`
-    else:
-        request: dict[str, Any] = {}
-        for number, plan in enumerate(plans):
-            if plan.filters:
-                aggregation = {"filter": filter_string(plan.filters), "aggs": _terms(plan)}
-                request[f"plan{number}"] = aggregation
-            else:
-                request.update(_terms(plan))
-        full = [f"plan{n}" for n, plan in enumerate(plans) if filters and plan.filters == filters]
-        if not full:
-            request[TOTAL] = {"filter": filter_string(filters)}
-        answer = searcher.aggregate(text, request)
-        answers = [answer[f"plan{n}"] if plan.filters else answer for n, plan in enumerate(plans)]
-        total = int(answer[(full or [TOTAL])[0]]["doc_count"])
+    if not any(plan.filters == filters for plan in plans):
+        plans.append(CountPlan((), dict(filters)))
+    return plans
+
+
+def _assembled(
+    plans: list[CountPlan],
+    found: list[Counted | None],
+    filters: dict[str, tuple[str, ...]],
+    facets: tuple[str, ...],
+) -> FacetCounts:
     counts: dict[str, dict[str, int]] = {}
-    for plan, answered in zip(plans, answers, strict=True):
+    total = 0
+    for plan, counted in zip(plans, found, strict=True):
+        assert counted is not None
         for facet in plan.facets:
-            buckets = {b["key"]: int(b["doc_count"]) for b in answered[facet]["buckets"]}
-            counts[facet] = facet_counts(buckets, filters.get(facet, ()))
+            counts[facet] = facet_counts(counted.buckets[facet], filters.get(facet, ()))
+        if plan.filters == filters and counted.hits is not None:
+            total = counted.hits
     return {facet: counts[facet] for facet in facets}, total
+
+
+def _recalled(memory: CountMemory | None, plan: CountPlan, needs_hits: bool) -> Counted | None:
+    """What `memory` kept for the plan, when it covers the plan's facets (and hits if needed)."""
+    kept = memory.recall(plan.filters) if memory is not None else None
+    if kept is None or (needs_hits and kept.hits is None):
+        return None
+    return kept if all(facet in kept.buckets for facet in plan.facets) else None
+
+
+def _count(
+    searcher: tantivy.Searcher,
+    text: Query | None,
+    plans: list[CountPlan],
+    filters: Mapping[str, tuple[str, ...]],
+) -> list[Counted]:
+    """Count each plan's facets, and the hits of the plan that applies every filter.
+
+    With text, one aggregation request: the text query runs once, and each plan with filters is
+    a filter aggregation over its hits (which also counts them); the plan without filters
+    counts at the top level. Without text, one request per plan whose query is the plan's
+    filters, so posting lists drive the count instead of a check of every entry.
+    """
+    if text is None:
+        answers = []
+        for plan in plans:
+            query = conjunction(filter_queries(plan.filters))
+            if not plan.facets:  # the total alone
+                counted: Any = searcher.search(query, 1, count=True)
+                answers.append(Counted({}, int(counted.count)))  # the stub lacks `count`
+                continue
+            asked = _terms(plan)
+            if plan.filters == filters:
+                asked[TOTAL] = {"filter": "*"}
+            answer = searcher.aggregate(query, asked)
+            hits = int(answer[TOTAL]["doc_count"]) if TOTAL in asked else None
+            answers.append(Counted(_buckets(answer, plan), hits))
+        return answers
+    request: dict[str, Any] = {}
+    for number, plan in enumerate(plans):
+        if plan.filters:
+            request[f"plan{number}"] = {
+                "filter": filter_string(plan.filters),
+                "aggs": _terms(plan),
+            }
+        else:
+            request.update(_terms(plan))
+            if not filters:  # the plan applies every filter: its hits are the total
+                request[TOTAL] = {"filter": "*"}
+    answer = searcher.aggregate(text, request)
+    answers = []
+    for number, plan in enumerate(plans):
+        if plan.filters:
+            answered = answer[f"plan{number}"]
+            answers.append(Counted(_buckets(answered, plan), int(answered["doc_count"])))
+        else:
+            hits = int(answer[TOTAL]["doc_count"]) if TOTAL in request else None
+            answers.append(Counted(_buckets(answer, plan), hits))
+    return answers
+
+
+def _buckets(answer: Mapping[str, Any], plan: CountPlan) -> dict[str, dict[str, int]]:
+    return {
+        facet: {bucket["key"]: int(bucket["doc_count"]) for bucket in answer[facet]["buckets"]}
+        for facet in plan.facets
+    }

@@ -773,3 +773,52 @@ def test_tantivy_write_into_a_vanished_folder_is_unavailable_then_recovers(
     index.upsert(CATALOGUE[4:5])
     assert index.count() == 5
     index.close()
+
+
+def test_tantivy_narrowing_one_facet_at_a_time_reuses_the_counts_it_had(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Counts kept by filter set answer the next, narrower search, and answer it right."""
+    from catalogue.search_tantivy import queries
+
+    counted_plans: list[dict[str, tuple[str, ...]]] = []
+    count = queries._count
+
+    def recording(searcher, text, plans, filters):  # type: ignore[no-untyped-def]
+        counted_plans.extend(plan.filters for plan in plans)
+        return count(searcher, text, plans, filters)
+
+    monkeypatch.setattr(queries, "_count", recording)
+    kept = TantivySearchIndex(None)
+    fresh = TantivySearchIndex(None, count_cache_size=0)
+    for index in (kept, fresh):
+        index.upsert(CATALOGUE)
+    steps = [
+        {},
+        {"kind": ("docker-container",)},
+        {"kind": ("docker-container",), "licence": ("MIT", "GPL-3.0-only")},
+        {"licence": ("MIT", "GPL-3.0-only")},
+    ]
+    for text in ("", "spectral"):
+        for filters in steps:  # drill down, then widen: the same answers as without memory
+            query = SearchQuery(text=text, filters=filters)
+            assert kept.search(query) == fresh.search(query)
+        counted_plans.clear()
+        kept.search(SearchQuery(text=text, filters={"kind": ("docker-container",)}))
+        assert counted_plans == []  # asked before: every count is kept
+    counted_plans.clear()
+    kept.search(SearchQuery(text="imaging", filters={"kind": ("docker-container",)}))
+    first = list(counted_plans)
+    counted_plans.clear()
+    narrowed = {"kind": ("docker-container",), "licence": ("MIT",)}
+    kept.search(SearchQuery(text="imaging", filters=narrowed))
+    assert {"kind": ("docker-container",)} in first
+    assert {"kind": ("docker-container",)} not in counted_plans  # `licence` counted from memory
+    assert {"licence": ("MIT",)} in counted_plans
+    assert narrowed in counted_plans
+    kept.upsert([CATALOGUE[0]])  # a write: nothing kept applies any more
+    counted_plans.clear()
+    kept.search(SearchQuery(text="imaging", filters=narrowed))
+    assert {"kind": ("docker-container",)} in counted_plans
+    kept.close()
+    fresh.close()

@@ -383,11 +383,15 @@ def section(results: list[SearchBenchResult], machine_text: str) -> str:
         "|---:|---:|---:|---:|---:|",
     ]
     for result in results:
-        lines.append(
-            f"| {result.entries:,} | {result.rebuild_seconds:.1f} s "
-            f"| {result.entries / result.rebuild_seconds:,.0f} entries/s "
-            f"| {result.upsert_per_second:,.0f} entries/s | {result.index_bytes / 2**20:.0f} MiB |"
-        )
+        if math.isnan(result.rebuild_seconds):
+            rates = "| kept from an earlier run (`--keep`) | | "
+        else:
+            rates = (
+                f"| {result.rebuild_seconds:.1f} s "
+                f"| {result.entries / result.rebuild_seconds:,.0f} entries/s "
+                f"| {result.upsert_per_second:,.0f} entries/s "
+            )
+        lines.append(f"| {result.entries:,} {rates}| {result.index_bytes / 2**20:.0f} MiB |")
     lines += [
         "",
         "| entries | query | samples | p50 | p99 | CPU p50 | CPU p99 |",

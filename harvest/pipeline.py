@@ -26,10 +26,12 @@ The reports and new states of a batch's projects are stored together, in one tra
 
 Talks to GitLab through `harvest.model.ProjectSource` (`harvest.gitlab.GitLabClient`) and to the
 catalogue through `Publisher` (`catalogue.service.CatalogueService`): it calls exactly
-`publish_all([(document, provenance), ...])` (one batch per 25 projects, so the search index
-is updated once per batch, and stores the batch in one transaction) and `withdraw(entry_id)`.
-The projects of a batch are read from GitLab by a few threads at once (the `readers` setting),
-while the batch before is published and stored. When the client reads many files a request
+`publish_all([(document, provenance), ...])` (one batch per 50 projects to read, so the search
+index is updated once per batch, and stores the batch in one transaction) and
+`withdraw(entry_id)`. Unchanged projects are settled apart, 500 a transaction, so they add no
+catalogue batch: a run with few changes makes few catalogue updates. The projects of a batch
+are read from GitLab by a few threads at once (the `readers` setting), while the batch before
+is published and stored (`READ_AHEAD` batches are read ahead). When the client reads many files a request
 (`harvest.model.BatchFileSource`: GitLab's GraphQL API), each project's thread asks only for its
 refs, and the files of the whole batch's moved refs are read together once those are known.
 Imports neither python-gitlab nor Litestar.
@@ -40,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -93,8 +96,12 @@ ACTIVITY_SETTLES: Final = timedelta(hours=1, minutes=10)
 """How long after a project's `last_activity_at` GitLab is sure to move it on the next push:
 it updates the value at most once an hour (since GitLab 8.12); ten minutes cover clock skew."""
 
-BATCH_PROJECTS: Final = 25
+BATCH_PROJECTS: Final = 50
 """Projects read before their files go to the catalogue together (one index update)."""
+QUIET_BATCH: Final = 500
+"""Unchanged projects whose reports are stored in one transaction."""
+READ_AHEAD: Final = 2
+"""Batches read while the one before them is published (their GitLab round trips overlap)."""
 
 
 Progress = Callable[[int, int], None]
@@ -251,23 +258,28 @@ class HarvestPipeline:
             total = len(work) + len(gone)
             if progress and total:
                 progress(0, total)
+            # Quiet projects are settled first, without a request, many a transaction; the
+            # batches hold only projects to read, so a run costs O(changed) catalogue updates.
+            readers, to_read = self._readers(client, source, work, full=full)
+            quiet = [reader for reader in readers if reader.skipped]
+            for start in range(0, len(quiet), QUIET_BATCH):
+                reports += self._settle_batch(run, source, (quiet[start : start + QUIET_BATCH], []))
+                if progress:
+                    progress(len(reports), total)
             chunks = [
-                work[start : start + BATCH_PROJECTS]
-                for start in range(0, len(work), BATCH_PROJECTS)
+                to_read[start : start + BATCH_PROJECTS]
+                for start in range(0, len(to_read), BATCH_PROJECTS)
             ]
-            # While one batch is published and stored, the next one is read: GitLab's round
+            # While one batch is published and stored, the next ones are read: GitLab's round
             # trips overlap the catalogue's work instead of waiting for it.
             with ThreadPoolExecutor(self.readers, "harvest-read") as pool:
-                reading = self._start(pool, client, source, chunks[0], full) if chunks else None
+                ahead: deque[_Reading] = deque()
+                started = 0
                 for index in range(len(chunks)):
-                    current = reading
-                    assert current is not None
-                    reading = (
-                        self._start(pool, client, source, chunks[index + 1], full)
-                        if index + 1 < len(chunks)
-                        else None
-                    )
-                    reports += self._settle_batch(run, source, current)
+                    while started < len(chunks) and started <= index + READ_AHEAD:
+                        ahead.append(self._start(pool, client, source, chunks[started], full))
+                        started += 1
+                    reports += self._settle_batch(run, source, ahead.popleft())
                     if progress:
                         progress(len(reports), total)
             for state in gone:
@@ -407,7 +419,7 @@ class HarvestPipeline:
         pool: ThreadPoolExecutor,
         client: ProjectSource,
         source: GitLabSource,
-        projects: Sequence[tuple[ProjectInfo, ProjectState | None]],
+        to_read: Sequence[_ProjectRead],
         full: bool,
     ) -> _Reading:
         """Start reading a batch of projects in the pool's threads.
@@ -416,7 +428,6 @@ class HarvestPipeline:
         and one more task then reads the files of the whole batch (it runs after the others:
         the pool takes its tasks in order).
         """
-        readers, to_read = self._readers(client, source, projects, full=full)
         together = isinstance(client, BatchFileSource) and client.batch_reads()
         fetches = [
             pool.submit(_guard, reader, partial(reader.fetch, full=full, defer=together))
@@ -425,7 +436,7 @@ class HarvestPipeline:
         if together and to_read:
             assert isinstance(client, BatchFileSource)
             fetches.append(pool.submit(_read_files, client, source, to_read, list(fetches)))
-        return readers, fetches
+        return list(to_read), fetches
 
     def _settle_batch(
         self, run: RunSummary, source: GitLabSource, reading: _Reading

@@ -321,15 +321,28 @@ def test_only_tags_when_the_source_asks_for_tags_only(kit: PipelineKit):
 
 
 def test_progress_is_told_after_each_batch_and_files_are_published_in_batches(kit: PipelineKit):
-    for i in range(30):
+    projects = [
         kit.gitlab.add_project(f"astro/p{i:02d}", {FILE: executable(f"p{i}")}, tags=("v1",))
+        for i in range(60)
+    ]
     seen: list[tuple[int, int]] = []
+    pipeline = kit.pipeline()
 
-    kit.pipeline().run("lab", lambda done, total: seen.append((done, total)))
+    pipeline.run("lab", lambda done, total: seen.append((done, total)))
 
-    assert seen == [(0, 30), (25, 30), (30, 30)]
-    assert kit.catalogue.batches == [50, 10], "one catalogue call per 25 projects"
-    assert len(kit.catalogue.live()) == 30
+    assert seen == [(0, 60), (50, 60), (60, 60)]
+    assert kit.catalogue.batches == [100, 20], "one catalogue call per 50 projects"
+    assert len(kit.catalogue.live()) == 60
+
+    for project in projects[::20]:
+        kit.gitlab.commit(project, {FILE: executable(project.name, "2.0")})
+    seen.clear()
+
+    report = pipeline.run("lab", lambda done, total: seen.append((done, total)))
+
+    assert report.projects.harvested == 3
+    assert seen == [(0, 60), (57, 60), (60, 60)], "the quiet ones first, without a request"
+    assert kit.catalogue.batches[2:] == [3], "the three changed projects make one batch"
 
 
 def test_a_catalogue_failure_fails_the_projects_of_its_batch_only(kit: PipelineKit):
@@ -495,8 +508,8 @@ def test_files_come_through_graphql_by_batch_or_by_rest_when_the_instance_refuse
     by_path = {p.path: p for p in report.project_reports}
     assert [p.reason for p in by_path["astro/big"].problems] == ["is larger than 1048576 bytes"]
     assert all(kit.gitlab.file_reads(tool) == 2 for tool in tools)
-    # By GraphQL, sizes then texts, 25 commits a request: 50 + 12 commits in two batches of
-    # projects make 2 * (2 + 1) requests; the big file is read by REST, up to the limit.
+    # By GraphQL, sizes then texts, 25 commits a request: 62 commits in one batch of projects
+    # make 2 * 3 requests; the big file is read by REST, up to the limit.
     rest_reads = kit.gitlab.count("/projects/") - 2 * 32  # each project's branch and tags
     assert rest_reads == (1 if graphql else 2 * 30 + 2)  # REST: and a 404 for no-metadata
     assert kit.gitlab.requests["/api/graphql"] == (6 if graphql else 1)

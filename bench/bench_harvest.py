@@ -1,8 +1,10 @@
 """Harvest benchmark: GitLab projects into the catalogue, entries per second.
 
-A fake GitLab (`tests/fakes/gitlab.py`, REST v4 over a loopback socket, read through
-python-gitlab for real) serves N projects in four groups, each with a default branch and two
-tags, so 3 entry versions per project. Measured:
+A fake GitLab (`tests/fakes/gitlab.py`, REST v4 and GraphQL over a loopback socket, read by
+`harvest.gitlab.GitLabClient` for real: listings through python-gitlab, branches and tags over
+urllib3, files through GraphQL) serves N projects in four groups, each with a default branch
+and two tags, so 3 entry versions per project. `VOEXEC_BENCH_GRAPHQL=0` reads the files by REST
+instead (as from an instance that refuses GraphQL). Measured:
 
 - a first, full harvest into the real catalogue (SQL store, tantivy index, the vocabulary and
   broker checks of every file): entry versions per second;
@@ -205,6 +207,8 @@ Catalogue = tuple[Publisher, Any, Callable[[], None]]
 
 READERS = int(os.environ.get("VOEXEC_BENCH_READERS", "4"))
 """Projects read at once (`HarvestPipeline(readers=...)`, the `harvest.readers` setting)."""
+GRAPHQL = os.environ.get("VOEXEC_BENCH_GRAPHQL", "1") != "0"
+"""Files read through GitLab's GraphQL API (else by REST, one request a file)."""
 
 
 def measure(catalogue: Callable[[Path], Catalogue], projects: int) -> dict[str, float]:
@@ -220,7 +224,7 @@ def measure(catalogue: Callable[[Path], Catalogue], projects: int) -> dict[str, 
             HarvestSettings(sources=[source]),
             publisher,
             HarvestStore(engine),
-            lambda s: GitLabClient.for_source(s, {"T": TOKEN}, max_retries=3),
+            lambda s: GitLabClient(s.url, TOKEN, max_retries=3, graphql=GRAPHQL),
             ManualClock(datetime(2026, 3, 5, tzinfo=UTC)),
             readers=READERS,
         )
@@ -288,8 +292,9 @@ def section(table: list[str], projects: int) -> str:
         f"its own serves {projects} projects",
         "in four groups (one a subgroup), each with a default branch and two tags: 3 entry "
         "versions a project.",
-        f"Read through python-gitlab over a loopback socket by {READERS} thread(s); state and "
-        "reports in SQLite. CPU: the harvest's process.",
+        f"Read over a loopback socket by {READERS} thread(s), files "
+        f"{'through GraphQL' if GRAPHQL else 'by REST'}; state and reports in SQLite. "
+        "CPU: the harvest's process.",
         "",
         "| run | time | throughput | CPU | load average |",
         "|---|---|---|---|---|",

@@ -10,9 +10,13 @@ A run over one `OaiPmhSource`:
    harvested from that identifier; records that are not executables are *skipped*, with the
    reason; executables have their Execution Broker description read (`readers` at once) and
    published through the catalogue (`publish_all`, once per `PUBLISH_BATCH` records, while the
-   next page's descriptions are read), with the record's identifier as provenance; what the
-   batch's records published before and no longer do is found in one call
-   (`entry_ids_by_repository`) and withdrawn in one (`withdraw_all`);
+   next page's descriptions are read), with the record's identifier as provenance and the
+   SHA-256 of the description's bytes as its commit. What the batch's records published before
+   is found in one call (`published_by_repository`): a description whose digest is the commit
+   of every entry its record has is not checked nor published again (its entries are
+   unchanged), and what a record no longer publishes is withdrawn in one call (`withdraw_all`).
+   A description read before in the process is asked for conditionally (`DescriptionCache`:
+   `If-None-Match`, `If-Modified-Since`); a 304 stands for the bytes read then;
 4. records one report per record in the harvest store, as the GitLab pipeline does per project:
    what changed (new, updated, unchanged, withdrawn entries) and what was wrong, by field.
 
@@ -21,7 +25,8 @@ reported and the run goes on. The registry failing half-way stops the run as `pa
 
 Entries are identified by (source name, record identifier, executable name), so harvesting the
 same registry again finds the same entries; a name that the record no longer publishes is
-withdrawn. The HTTP client (httpx) only contacts the source's host and `harvest.allowed_hosts`.
+withdrawn. The HTTP client (`harvest.http_get`: kept-alive connections, bounded answers) only
+contacts the source's host and `harvest.allowed_hosts`, and follows no redirect.
 """
 
 from __future__ import annotations

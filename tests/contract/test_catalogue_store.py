@@ -293,3 +293,26 @@ def test_withdrawing_many_and_ids_by_repository(store, monkeypatch):
         "ivo://r/1": ["e3"],
     }
     assert store.count() == 1
+
+
+def test_what_each_repository_published_with_the_current_versions_commit(store, monkeypatch):
+    monkeypatch.setattr("catalogue.store_sql._BATCH", 2)
+
+    def from_record(record: int, commit: str, label: str = "1.0.0") -> EntryVersion:
+        entry = version(label, source="oai")
+        origin = Provenance(source="oai", repository=f"ivo://r/{record}", commit=commit)
+        return msgspec.structs.replace(entry, provenance=origin)
+
+    save(store, "e0", from_record(0, "a"))
+    save(store, "e1", from_record(1, "b"))
+    save(store, "e2", from_record(1, "b"))
+    save(store, "e3", from_record(2, "c"))
+    save(store, "e0", from_record(0, "d", "2.0.0"))  # the newer version is current
+    save(store, "e0", from_record(0, "e", "0.9.0"))  # an older one is not
+    store.withdraw("e2", now=T0)
+    assert store.published_by_repository("oai", ["ivo://r/0", "ivo://r/1", "ivo://r/9"]) == {
+        "ivo://r/0": [("e0", "2.0.0", "d", False)],
+        "ivo://r/1": [("e1", "1.0.0", "b", False), ("e2", "1.0.0", "b", True)],
+        "ivo://r/9": [],
+    }
+    assert store.published_by_repository("other", ["ivo://r/0"]) == {"ivo://r/0": []}

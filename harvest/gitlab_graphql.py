@@ -9,7 +9,9 @@ two steps of a few requests each, so that no file above the size limit is ever s
 2. the text (`rawTextBlob`) of the files found within the limit, the same way.
 
 A file GitLab holds as binary (`rawTextBlob` is null) or larger than the limit is left to the
-REST API (`RestRead`), which reads at most one byte past the limit. The names are GitLab's own
+REST API (`RestRead`), which reads at most one byte past the limit; so are the files of a
+project GraphQL does not find by its path (renamed or moved since the listing: REST asks by
+its id). The names are GitLab's own
 (types `Project`, `Repository`, `RepositoryBlobConnection`, `RepositoryBlob`; `rawSize` a
 `BigInt`, which GitLab sends as a string), so a real instance answers the same query.
 
@@ -55,21 +57,26 @@ def read_files(
     """
     found: list[bytes | None] = [None] * len(wanted)
     sizes: dict[int, int] = {}
+    by_rest: list[int] = []
     for chunk in _chunks(range(len(wanted))):
         answer = post(
             f"reading the sizes of {path} in {len(chunk)} commits",
             *_query([(i, wanted[i][1], wanted[i][2]) for i in chunk], path, "path rawSize"),
         )
-        for index, node in _nodes(answer, chunk, path):
+        nodes, lost = _nodes(answer, chunk, path)
+        by_rest.extend(lost)
+        for index, node in nodes.items():
             sizes[index] = _size(node)
     small = [i for i, size in sizes.items() if size <= max_bytes]
-    by_rest = [i for i, size in sizes.items() if size > max_bytes]
+    by_rest += [i for i, size in sizes.items() if size > max_bytes]
     for chunk in _chunks(small):
         answer = post(
             f"reading {path} in {len(chunk)} commits",
             *_query([(i, wanted[i][1], wanted[i][2]) for i in chunk], path, "path rawTextBlob"),
         )
-        for index, node in _nodes(answer, chunk, path):
+        nodes, lost = _nodes(answer, chunk, path)
+        by_rest.extend(lost)
+        for index, node in nodes.items():
             text = node.get("rawTextBlob")
             if isinstance(text, str):
                 found[index] = text.encode()[: max_bytes + 1]
@@ -118,8 +125,12 @@ def _query(
 
 def _nodes(
     answer: Mapping[str, Any], indices: Sequence[int], path: str
-) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    """(index, blob node) for each asked commit that holds the file."""
+) -> tuple[dict[int, Mapping[str, Any]], list[int]]:
+    """The blob node of each asked commit that holds the file, and the commits left to REST.
+
+    Left to REST: those whose project GitLab did not find at its path (null: renamed or moved
+    since the listing).
+    """
     errors = answer.get("errors")
     data = answer.get("data")
     if errors or not isinstance(data, dict):
@@ -129,15 +140,21 @@ def _nodes(
     blobs: dict[str, Any] = {}
     for project in data.values():
         repository = project.get("repository") if isinstance(project, dict) else None
-        if isinstance(repository, dict):  # None: no such project, or no repository
+        if isinstance(repository, dict):  # None: no such project (at that path)
             blobs.update(repository)
+    found: dict[int, Mapping[str, Any]] = {}
+    lost: list[int] = []
     for index in indices:
-        connection = blobs.get(f"b{index}")
+        if f"b{index}" not in blobs:
+            lost.append(index)
+            continue
+        connection = blobs[f"b{index}"]
         nodes = connection.get("nodes") if isinstance(connection, dict) else None
         for node in nodes or ():
             if isinstance(node, dict) and node.get("path") == path:
-                yield index, node
+                found[index] = node
                 break
+    return found, lost
 
 
 def _size(node: Mapping[str, Any]) -> int:

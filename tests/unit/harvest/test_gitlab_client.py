@@ -363,3 +363,25 @@ def test_more_commits_than_one_query_holds_are_asked_in_several(gitlab):
     assert files == [f"name: p{i}\n".encode() for i in range(30)]
     per_query = gitlab_graphql.REFS_PER_QUERY
     assert gitlab.requests["/api/graphql"] == 2 * -(-30 // per_query)
+
+
+def test_a_project_renamed_since_the_listing_has_its_files_read_by_rest_by_its_id(gitlab):
+    project = gitlab.add_project("astro/old-name", {FILE: "name: tool\n"})
+    reader = client(gitlab, [])
+    listed = reader.project(project.id)
+    project.path = "astro/new-name"  # GraphQL finds no project at the listed path
+
+    assert reader.read_files([(listed, project.branches["main"])], FILE) == [b"name: tool\n"]
+    assert gitlab.count(f"/projects/{project.id}/repository/files/") == 1
+    assert reader.batch_reads()
+
+
+def test_tags_are_read_page_by_page_following_the_link_header(gitlab):
+    project = gitlab.add_project("astro/tool", {FILE: "name: tool\n"})
+    for i in range(5):
+        gitlab.tag(project, f"v{i}")
+
+    tags = client(gitlab, [], per_page=2).tags(project.id)
+
+    assert sorted(t.name for t in tags) == [f"v{i}" for i in range(5)]
+    assert gitlab.count(f"/projects/{project.id}/repository/tags") == 3

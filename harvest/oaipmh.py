@@ -49,7 +49,7 @@ from catalogue.model import Provenance, PublishReport
 from core.clock import Clock
 from core.errors import DomainError
 from core.settings import HarvestSettings, HarvestSource, OaiPmhSource
-from harvest.http_get import Answer, KeepAlive, NoAnswer, TooLarge, Transport
+from harvest.http_get import Answer, KeepAlive, NoAnswer, TooLarge, Transport, Unsendable
 from harvest.model import (
     EntryOutcome,
     HarvestReport,
@@ -233,6 +233,8 @@ class OaiPmhClient:
                 raise _Busy(f"{url} did not answer: {error}") from error
             except TooLarge as error:
                 raise SourceUnavailable(f"{error} (at most {MAX_ANSWER_BYTES} bytes)") from error
+            except Unsendable as error:
+                raise SourceUnavailable(str(error)) from error
             status = answer.status
             if status in {404, 410}:
                 raise SourceNotFound(f"{url} answered {status}", 404)

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from harvest.http_get import Answer, KeepAlive, NoAnswer, TooLarge
+from harvest.http_get import Answer, KeepAlive, NoAnswer, TooLarge, Unsendable
 from harvest.model import SourceNotFound, SourceUnavailable
 from harvest.oaipmh import OaiPmhClient, Validators
 
@@ -81,6 +81,27 @@ class Handler(BaseHTTPRequestHandler):
         for _ in range(4):
             self.wfile.write(b"1f4\r\n" + b"x" * 500 + b"\r\n")
         self.wfile.write(b"0\r\n\r\n")
+
+    def answer_chunked(self) -> None:
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.write(b"5;name=value\r\nhello\r\n7\r\n, world\r\n0\r\nTrailer: x\r\n\r\n")
+
+    def answer_early_hints(self) -> None:
+        self.wfile.write(b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n")
+        self.send(200, b"after the hints")
+
+    def answer_garbage(self) -> None:
+        self.wfile.write(b"SSH-2.0-OpenSSH_9.0\r\n\r\n")
+        self.close_connection = True
+
+    def answer_cut(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "100")
+        self.end_headers()
+        self.wfile.write(b"only some")
+        self.close_connection = True
 
     def answer_until_close(self) -> None:
         self.send_response(200)
@@ -161,16 +182,45 @@ def test_answers_longer_than_the_limit_are_refused_however_they_come(registry):
     transport.close()
 
 
+def test_answers_framed_every_way_are_read_whole(registry):
+    transport = KeepAlive(limit=1000, per_host=1)
+    assert transport(f"{registry.base}/chunked", {}).body == b"hello, world"
+    assert transport(f"{registry.base}/early-hints", {}).body == b"after the hints"
+    assert transport(f"{registry.base}/desc", {}).body == BODY
+    assert transport(f"{registry.base}/until-close", {}).body == b"all of it"
+    assert transport(f"{registry.base}/desc", {}).body == BODY
+    assert registry.connections == 2  # kept alive, but after the one the server closed
+    transport.close()
+
+
+def test_nothing_can_be_slipped_into_a_request(registry):
+    transport = KeepAlive(limit=1000)
+    for url, headers in [
+        (f"{registry.base}/desc HTTP/1.1\r\nX-Evil: 1", {}),
+        (f"{registry.base}/de\nsc", {}),
+        (f"{registry.base}/desc", {"Accept": "text/xml\r\nX-Evil: 1"}),
+        (f"{registry.base}/desc", {"Bad Name": "x"}),
+    ]:
+        with pytest.raises(Unsendable, match="spaces or control characters"):
+            transport(url, headers)
+    assert registry.requests == []
+    transport.close()
+
+
 def test_no_answer_is_no_answer(registry):
     transport = KeepAlive(limit=1000)
     with pytest.raises(NoAnswer, match="did not answer"):
         transport(f"{registry.base}/hang-up", {})
+    with pytest.raises(NoAnswer, match="not an HTTP answer"):
+        transport(f"{registry.base}/garbage", {})
+    with pytest.raises(NoAnswer, match="ended after 9 of its 100 bytes"):
+        transport(f"{registry.base}/cut", {})
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
     with pytest.raises(NoAnswer):
         transport(f"http://127.0.0.1:{closed}/desc", {})
-    with pytest.raises(NoAnswer, match="not an http"):
+    with pytest.raises(Unsendable, match="not an http"):
         transport("ftp://127.0.0.1/desc", {})
     transport.close()
 
@@ -189,6 +239,16 @@ def test_the_client_names_what_went_wrong(registry, monkeypatch, path, error, wo
     reader = client(registry)
     with pytest.raises(error, match=words):
         reader.get(f"{registry.base}{path}")
+    reader.close()
+
+
+def test_a_url_that_cannot_be_sent_fails_at_once(registry):
+    pauses: list[float] = []
+    reader = OaiPmhClient(f"{registry.base}/oai", max_retries=3, sleep=pauses.append)
+    with pytest.raises(SourceUnavailable, match="spaces or control characters"):
+        reader.get(f"{registry.base}/a b/desc")
+    assert pauses == []  # not retried
+    assert registry.requests == []
     reader.close()
 
 

@@ -113,14 +113,16 @@ class KeepAlive:
         per_host: int = 4,
         timeout: float = READ_TIMEOUT,
         connect_timeout: float = CONNECT_TIMEOUT,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """`tls`: how https servers are verified (the system's CAs and host names unless given)."""
         self.limit = limit
         self.per_host = max(1, per_host)
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self._pools: dict[tuple[str, str, int], _Pool] = {}
         self._lock = threading.Lock()
-        self._tls: ssl.SSLContext | None = None
+        self._tls = tls
 
     def __call__(self, url: str, headers: Mapping[str, str]) -> Answer:
         """GET `url`; see the module docstring.

@@ -5,12 +5,20 @@ redirect followed, only allowed hosts, retries, conditional GETs."""
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from harvest.http_get import Answer, KeepAlive, NoAnswer, TooLarge, Unsendable
 from harvest.model import SourceNotFound, SourceUnavailable
@@ -311,3 +319,58 @@ def test_a_304_without_a_conditional_get_is_refused():
     reader = OaiPmhClient("http://registry.test/oai", max_retries=0, transport=answer)
     with pytest.raises(SourceUnavailable, match="304"):
         reader.fetch("http://registry.test/desc")
+
+
+# ----------------------------------------------------------------------------- https
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, in PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "registry.test")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+def test_https_servers_are_verified_and_kept_alive(tmp_path):
+    cert_file, key_file = self_signed(tmp_path)
+    server = Registry()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"https://127.0.0.1:{server.server_address[1]}/desc"
+    try:
+        trusting = KeepAlive(limit=1000, tls=ssl.create_default_context(cafile=str(cert_file)))
+        assert [trusting(url, {}).body for _ in range(3)] == [BODY] * 3
+        assert server.connections == 1
+        trusting.close()
+        with pytest.raises(NoAnswer, match="CERTIFICATE_VERIFY_FAILED"):
+            KeepAlive(limit=1000)(url, {})  # the system's CAs do not know it
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

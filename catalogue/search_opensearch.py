@@ -82,6 +82,8 @@ MERGE_TIMEOUT: Final = 3600.0
 """Seconds the force merge at the end of a rebuild may take (minutes for a million entries)."""
 SWAP_ATTEMPTS: Final = 3
 """Alias moves retried when another process moved the alias at the same moment."""
+KNOWN_WORDS_KEPT: Final = 10_000
+"""Words whose presence in the index (`_known_words`) one process remembers per generation."""
 GENERATION_SECONDS: Final = 1.0
 """The serving index's refresh interval (`SERVING_SETTINGS`): how long `generation` holds."""
 INITIAL_SUFFIX: Final = "initial"
@@ -169,6 +171,8 @@ class OpenSearchIndex:
         self._alias_ready = False
         self._writes = 0
         """Bumped after every write and rebuild of this process (see `generation`)."""
+        self._known: tuple[object, dict[str, bool]] = (None, {})
+        """The generation and, within it, whether the index holds each word looked up."""
 
     # ------------------------------------------------------------------ writes
     def upsert(self, documents: Iterable[IndexDocument]) -> None:
@@ -312,11 +316,22 @@ class OpenSearchIndex:
 
         Lets the search skip the misspelling lookup of a word the index knows, as the tantivy
         adapter does: that lookup (a Levenshtein automaton over every word of `SPELL`) was the
-        costliest part of a text query, and a term lookup costs well under a millisecond.
+        costliest part of a text query, and a term lookup costs well under a millisecond. The
+        answers are kept for the rest of the generation (`generation`: this process's writes
+        and the refresh interval), so words searched for again within it cost no request.
         """
-        params, body = known_words_request(words)
-        answer = self._client.mtermvectors(index=self.alias, body=body, params=params)
-        return known_words(words, answer)
+        generation = self.generation()  # before the request: an answer never outlives its data
+        kept_generation, kept = self._known
+        if kept_generation != generation or len(kept) >= KNOWN_WORDS_KEPT:
+            kept = {}
+            self._known = (generation, kept)
+        missing = [word for word in dict.fromkeys(words) if word not in kept]
+        if missing:
+            params, body = known_words_request(missing)
+            answer = self._client.mtermvectors(index=self.alias, body=body, params=params)
+            found = known_words(missing, answer)
+            kept.update((word, word in found) for word in missing)
+        return frozenset(word for word in words if kept.get(word))
 
     def count(self) -> int:
         """How many documents the alias serves (0 before the first write)."""

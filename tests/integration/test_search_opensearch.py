@@ -16,6 +16,7 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import msgspec
@@ -289,6 +290,34 @@ def test_a_known_word_is_matched_as_typed_and_an_unknown_one_misspelt_as_in_tant
         assert {hit.id for hit in tantivy.search(query).hits} == found
     finally:
         tantivy.close()
+
+
+def test_words_are_looked_up_once_a_generation_and_again_after_a_write(
+    index: OpenSearchIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def entry(name: str) -> IndexDocument:
+        return msgspec.structs.replace(
+            CATALOGUE[0], id=name, name=f"tool-{name}", keywords=(name,), title="A tool"
+        )
+
+    asked: list[Any] = []
+    lookup = index._client.mtermvectors
+
+    def counted(**kwargs: Any) -> Any:
+        asked.append(kwargs["body"])
+        return lookup(**kwargs)
+
+    monkeypatch.setattr(index._client, "mtermvectors", counted)
+    # The refresh interval's part of the generation held still: only writes move it.
+    monkeypatch.setattr(index, "generation", lambda: (index._writes, 0))
+    index.upsert([entry("healpix"), *CATALOGUE[1:6]])
+    query = SearchQuery(text="healpex")
+    for _ in range(3):
+        assert {hit.id for hit in index.search(query).hits} == {"healpix"}  # misspelt
+    assert len(asked) == 1
+    index.upsert([entry("healpex")])
+    assert {hit.id for hit in index.search(query).hits} == {"healpex"}  # known now: as typed
+    assert len(asked) == 2
 
 
 # ------------------------------------------------------------------------- failures

@@ -4,7 +4,8 @@ A small static OAI-PMH server runs in its own process (so it does not share the 
 on a loopback port: `Identify`, `ListRecords` pages of `PAGE_SIZE` records with resumption
 tokens (and `noRecordsMatch` for a `from` after every record's datestamp), and, beside each
 record's voexec entry page (its `referenceURL`), the entry's Execution Broker description as
-JSON, which the harvest reads for every executable record. The N records are the demo
+JSON with an `ETag` (a 304 to a matching `If-None-Match`), which the harvest reads for every
+executable record. The N records are the demo
 catalogue's executables recombined (`bench_search_http.variants`), each a `vr:Resource` with a
 software subject, as voexec's own `/registry/oai` publishes them. Measured, through
 `harvest.oaipmh.OaiPmhHarvest`:
@@ -12,9 +13,11 @@ software subject, as voexec's own `/registry/oai` publishes them. Measured, thro
 - a first harvest into the real catalogue (SQL store, tantivy index, the vocabulary and broker
   checks of every description): records per second;
 - the same source again when nothing changed (an incremental run: `from` the last start);
-- a full re-run (`full=True`): every record listed and read again, the catalogue finds each
-  unchanged;
+- a full re-run (`full=True`): every record listed and its description asked for again (a
+  conditional GET: 304), none checked nor published, since the catalogue holds what each gave;
 - the first harvest into a catalogue that accepts everything at once: harvesting's own cost.
+
+Beside each run's CPU time a record (the harvest's process), the registry's (its process).
 
 `run()` is what `python -m bench harvest_oai` calls (10,000 records); `python -m
 bench.bench_harvest_oai [--records N] [--write-docs]` runs it alone. Needs ../shared/vocabularies

@@ -38,13 +38,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 from opensearchpy import OpenSearch, helpers
 from opensearchpy.exceptions import (
-    ConnectionError as ClusterUnreachable,
-)
-from opensearchpy.exceptions import (
+    AuthorizationException,
     NotFoundError,
     OpenSearchException,
     RequestError,
     TransportError,
+)
+from opensearchpy.exceptions import (
+    ConnectionError as ClusterUnreachable,
 )
 from opensearchpy.helpers import BulkIndexError
 
@@ -328,7 +329,13 @@ class OpenSearchIndex:
         missing = [word for word in dict.fromkeys(words) if word not in kept]
         if missing:
             params, body = known_words_request(missing)
-            answer = self._client.mtermvectors(index=self.alias, body=body, params=params)
+            try:
+                answer = self._client.mtermvectors(index=self.alias, body=body, params=params)
+            except (AuthorizationException, RequestError) as error:
+                # A user without the term-vector read action, or a cluster refusing the request:
+                # every word is then looked up misspelt as well, which finds more, never less.
+                log.warning("search index %s: no term lookup (%s)", self.alias, error)
+                return frozenset()
             found = known_words(missing, answer)
             kept.update((word, word in found) for word in missing)
         return frozenset(word for word in words if kept.get(word))

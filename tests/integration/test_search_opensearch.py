@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
+from opensearchpy.exceptions import AuthorizationException
 
 from catalogue.facets import name_sort_value
 from catalogue.opensearch_queries import synonym_rules
@@ -318,6 +319,25 @@ def test_words_are_looked_up_once_a_generation_and_again_after_a_write(
     index.upsert([entry("healpex")])
     assert {hit.id for hit in index.search(query).hits} == {"healpex"}  # known now: as typed
     assert len(asked) == 2
+
+
+def test_a_refused_term_lookup_looks_every_word_up_misspelt(
+    index: OpenSearchIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def entry(name: str) -> IndexDocument:
+        return msgspec.structs.replace(
+            CATALOGUE[0], id=name, name=f"tool-{name}", keywords=(name,), title="A tool"
+        )
+
+    def refused(**_: Any) -> Any:
+        reason = "no permissions for [indices:data/read/mtv]"
+        raise AuthorizationException(403, "security_exception", {"error": {"reason": reason}})
+
+    index.upsert([entry("healpix"), entry("healpax"), *CATALOGUE[1:6]])
+    monkeypatch.setattr(index._client, "mtermvectors", refused)
+    found = index.search(SearchQuery(text="healpix"))
+    assert {hit.id for hit in found.hits} == {"healpix", "healpax"}  # as before the lookup
+    assert found.hits[0].id == "healpix"
 
 
 # ------------------------------------------------------------------------- failures

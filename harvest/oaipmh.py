@@ -36,6 +36,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -555,9 +556,11 @@ class OaiPmhHarvest:
         kept: list[RecordKeeps] = []
         to_publish: list[tuple[ProjectReport, HarvestedRecord, Any]] = []
         commits: list[str | None] = []
+        # A record read twice in the batch is published each time: its last listing must win.
+        once = {key for key, count in Counter(identifiers).items() if count == 1}
         for report, record, read in reads:
             entries = before.get(record.identifier, ()) if before is not None else ()
-            if _unchanged(entries, read.digest):
+            if record.identifier in once and _unchanged(entries, read.digest):
                 kept.append(self._keep_unchanged(report, record, entries))
                 continue
             if read.document is None:  # a 304, but the catalogue no longer holds what it gave
@@ -574,11 +577,14 @@ class OaiPmhHarvest:
         # so that a record listed twice is judged by its last listing, deleted or published.
         listed = sorted(gone + kept + published, key=lambda record: record.report.project_id)
         searchable = None
-        if before is not None:
+        if before is not None:  # and what the batch published: a later listing may drop it
             searchable = {
                 identifier: [key for key, _, _, withdrawn in entries if not withdrawn]
                 for identifier, entries in before.items()
             }
+            for done in published:
+                keys = searchable.setdefault(done.identifier, [])
+                keys += sorted(done.keep.difference(keys))
         self._withdraw_gone(run, source.name, listed, before=searchable)
         reports = [report for work in pages for report in work.reports]
         self.store.save_reports(run.run_id, reports)

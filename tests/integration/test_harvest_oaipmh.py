@@ -375,6 +375,28 @@ def test_a_record_listed_twice_in_one_batch_is_judged_by_its_last_listing(tmp_pa
     services.stop()
 
 
+def test_what_a_record_published_earlier_in_its_batch_goes_when_it_is_deleted_later(tmp_path):
+    services = local_services(tmp_path, OaiPmhSource(name="paged", url="http://registry.test/oai"))
+    catalogue = services.components["catalogue"]
+    registry = {"transport": paged_registry(25)}
+
+    def client(source: OaiPmhSource) -> OaiPmhClient:
+        return OaiPmhClient(source.url, max_retries=0, transport=registry["transport"])
+
+    harvest = harvester(services, clients=client)
+    assert harvest.run("paged").counts.new == 25
+    # tool-03 now publishes another name (a new entry, the old one withdrawn), and is deleted
+    # later in the same batch: the new entry goes too
+    registry["transport"] = paged_registry(
+        25, deleted=frozenset({23}), again={23: 3}, changed={3: {"name": "tool-03-new"}}
+    )
+    later = harvest.run("paged", full=True)
+    records = [r for r in later.project_reports if r.path == "ivo://registry.test/tool-03"]
+    assert sorted(e.change for r in records for e in r.entries) == ["new", "withdrawn", "withdrawn"]
+    assert catalogue.entry_ids("paged", "ivo://registry.test/tool-03") == []
+    services.stop()
+
+
 class CountingCatalogue:
     """The catalogue, counting the calls a harvest makes of it."""
 

@@ -174,6 +174,7 @@ class OpenSearchIndex:
         """Bumped after every write and rebuild of this process (see `generation`)."""
         self._known: tuple[object, dict[str, bool]] = (None, {})
         """The generation and, within it, whether the index holds each word looked up."""
+        self._lookup_refused = False
 
     # ------------------------------------------------------------------ writes
     def upsert(self, documents: Iterable[IndexDocument]) -> None:
@@ -333,9 +334,12 @@ class OpenSearchIndex:
                 answer = self._client.mtermvectors(index=self.alias, body=body, params=params)
             except (AuthorizationException, RequestError) as error:
                 # A user without the term-vector read action, or a cluster refusing the request:
-                # every word is then looked up misspelt as well, which finds more, never less.
-                log.warning("search index %s: no term lookup (%s)", self.alias, error)
-                return frozenset()
+                # every word is then looked up misspelt as well, which finds more, never less
+                # (and is asked again in the next generation; said once in the log).
+                if not self._lookup_refused:
+                    log.warning("search index %s: no term lookup (%s)", self.alias, error)
+                    self._lookup_refused = True
+                answer = {}
             found = known_words(missing, answer)
             kept.update((word, word in found) for word in missing)
         return frozenset(word for word in words if kept.get(word))

@@ -39,7 +39,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO, Final
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 USER_AGENT: Final = "voexec-harvest"
 CONNECT_TIMEOUT: Final = 10.0
@@ -47,6 +47,8 @@ READ_TIMEOUT: Final = 60.0
 MAX_LINE: Final = 65_536
 MAX_HEADERS: Final = 100
 _UNSAFE: Final = re.compile(r"[\x00-\x20\x7f]")
+_ASCII: Final = "".join(chr(code) for code in range(0x21, 0x7F))
+"""What stays as it is in a request target (the rest is percent-encoded UTF-8)."""
 """What may not appear in a request target or a header value (a space, a line break...)."""
 
 
@@ -140,8 +142,13 @@ class KeepAlive:
             port = parts.port or (443 if scheme == "https" else 80)
         except ValueError as error:
             raise Unsendable(f"{url}: {error}") from error
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        name = f"[{host}]" if ":" in host else host
+        # Beyond ASCII: the path as UTF-8, percent-encoded; the host name in its IDNA form.
+        target = quote((parts.path or "/") + (f"?{parts.query}" if parts.query else ""), _ASCII)
+        try:
+            name = host if host.isascii() else host.encode("idna").decode("ascii")
+        except UnicodeError as error:
+            raise Unsendable(f"{url}: the host name cannot be sent ({error})") from error
+        name = f"[{name}]" if ":" in name else name
         default = 443 if scheme == "https" else 80
         fields = {"Host": name if port == default else f"{name}:{port}"}
         fields |= {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **headers}
@@ -150,11 +157,14 @@ class KeepAlive:
             for key, value in fields.items()
         ):
             raise Unsendable(f"{url!r}: a request with spaces or control characters is not sent")
-        request = (
-            f"GET {target} HTTP/1.1\r\n"
-            + "".join(f"{key}: {value}\r\n" for key, value in fields.items())
-            + "\r\n"
-        ).encode("latin-1", "strict")
+        try:
+            request = (
+                f"GET {target} HTTP/1.1\r\n"
+                + "".join(f"{key}: {value}\r\n" for key, value in fields.items())
+                + "\r\n"
+            ).encode("latin-1")
+        except UnicodeEncodeError as error:
+            raise Unsendable(f"{url}: a header cannot be sent ({error})") from error
         key = (scheme, host, port)
         pool = self._pool(key)
         pool.free.acquire()

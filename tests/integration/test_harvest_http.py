@@ -201,6 +201,15 @@ def test_answers_framed_every_way_are_read_whole(registry):
     transport.close()
 
 
+def test_what_is_beyond_ascii_is_sent_encoded_or_refused(registry):
+    transport = KeepAlive(limit=1000)
+    assert transport(f"{registry.base}/d\u00e9sc?q=\u00e9", {}).status == 404
+    assert registry.requests[-1][0] == "/d%C3%A9sc?q=%C3%A9"
+    with pytest.raises(Unsendable, match="a header cannot be sent"):
+        transport(f"{registry.base}/desc", {"Accept": "\u2603"})
+    transport.close()
+
+
 def test_nothing_can_be_slipped_into_a_request(registry):
     transport = KeepAlive(limit=1000)
     for url, headers in [

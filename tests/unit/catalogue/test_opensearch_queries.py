@@ -235,6 +235,29 @@ def test_each_facet_is_counted_under_every_selection_but_its_own() -> None:
         assert counted_under[facet] == expected, facet
 
 
+def test_without_text_only_the_entries_some_count_needs_are_visited() -> None:
+    body = to_dsl(SearchQuery(filters=FILTERS))
+    narrowed = body["query"]["constant_score"]
+    assert narrowed["boost"] == 1.0  # as match_all scores, so cursors and order are alike
+    union = [selections_of(clause) for clause in narrowed["filter"]["bool"]["should"]]
+    counted = [selections_of(aggregation["filter"]) for aggregation in body["aggs"].values()]
+    assert union == counted
+    assert narrowed["filter"]["bool"]["minimum_should_match"] == 1
+    only_total = to_dsl(SearchQuery(filters=FILTERS, facets=()))["query"]["constant_score"]
+    assert [selections_of(c) for c in only_total["filter"]["bool"]["should"]] == [
+        selections_of(body["post_filter"])
+    ]
+
+
+@pytest.mark.parametrize(
+    "filters", [{}, {"kind": ("docker-container",)}, {"kind": ("docker-container",), "gpu": ()}]
+)
+def test_without_text_a_count_over_everything_visits_everything(
+    filters: dict[str, tuple[str, ...]],
+) -> None:
+    assert to_dsl(SearchQuery(filters=filters))["query"] == {"match_all": {}}
+
+
 def test_no_selection_means_no_post_filter_and_unfiltered_counts() -> None:
     body = to_dsl(SearchQuery(filters={"kind": ()}))
     assert "post_filter" not in body

@@ -6,6 +6,7 @@ import threading
 from datetime import UTC, datetime
 
 import pytest
+import urllib3
 
 from harvest import gitlab_graphql
 from harvest.gitlab import GitLabClient, retry_after_seconds
@@ -219,12 +220,18 @@ def test_proxy_and_ca_settings_of_the_environment_are_kept(monkeypatch):
     proxied = GitLabClient("https://gitlab.example.org", "t")
     assert proxied._session.proxies["https"] == "http://proxy.example:3128"
     assert proxied._gl.ssl_verify == "/etc/ssl/our-ca.pem"
+    assert proxied._keepalive is None, "through the proxy: no direct connection"
+    assert isinstance(proxied._pool, urllib3.ProxyManager)
+    assert proxied._pool.proxy is not None
+    assert proxied._pool.proxy.host == "proxy.example"
     monkeypatch.setenv("NO_PROXY", "gitlab.example.org")
     monkeypatch.delenv("REQUESTS_CA_BUNDLE")
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
     direct = GitLabClient("https://gitlab.example.org", "t")
     assert "https" not in direct._session.proxies
     assert direct._gl.ssl_verify is True
+    assert direct._keepalive is not None
+    assert not isinstance(direct._pool, urllib3.ProxyManager)
 
 
 def test_a_branch_with_a_slash_and_a_file_in_a_folder_are_read(gitlab):

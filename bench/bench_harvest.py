@@ -1,10 +1,11 @@
 """Harvest benchmark: GitLab projects into the catalogue, entries per second.
 
 A fake GitLab (`tests/fakes/gitlab.py`, REST v4 and GraphQL over a loopback socket, read by
-`harvest.gitlab.GitLabClient` for real: listings through python-gitlab, branches and tags over
-urllib3, files through GraphQL) serves N projects in four groups, each with a default branch
-and two tags, so 3 entry versions per project. `VOEXEC_BENCH_GRAPHQL=0` reads the files by REST
-instead (as from an instance that refuses GraphQL). Measured:
+`harvest.gitlab.GitLabClient` for real: listings through python-gitlab, branches and tags
+through `harvest.http_get.KeepAlive`, files through GraphQL over urllib3) serves N projects in
+four groups, each with a default branch and two tags, so 3 entry versions per project.
+`VOEXEC_BENCH_GRAPHQL=0` reads the files by REST instead (as from an instance that refuses
+GraphQL). Measured:
 
 - a first, full harvest into the real catalogue (SQL store, tantivy index, the vocabulary and
   broker checks of every file): entry versions per second;

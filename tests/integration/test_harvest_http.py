@@ -111,6 +111,28 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"only some")
         self.close_connection = True
 
+    def answer_negative_chunk(self) -> None:
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.write(b"-5\r\n" + b"x" * 5000)
+        self.close_connection = True
+
+    def answer_two_lengths(self) -> None:
+        self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4000\r\n\r\nabc")
+        self.close_connection = True
+
+    def answer_many_headers(self) -> None:
+        self.send_response(200)
+        for number in range(101):
+            self.send_header(f"X-{number}", "x")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def answer_huge_header(self) -> None:
+        self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Big: " + b"x" * 200_000 + b"\r\n\r\n")
+        self.close_connection = True
+
     def answer_until_close(self) -> None:
         self.send_response(200)
         self.send_header("Connection", "close")
@@ -232,6 +254,9 @@ def test_no_answer_is_no_answer(registry):
         transport(f"{registry.base}/garbage", {})
     with pytest.raises(NoAnswer, match="ended after 9 of its 100 bytes"):
         transport(f"{registry.base}/cut", {})
+    for malformed in ("negative-chunk", "two-lengths", "many-headers", "huge-header"):
+        with pytest.raises(NoAnswer, match="not an HTTP answer"):
+            transport(f"{registry.base}/{malformed}", {})
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]

@@ -30,7 +30,6 @@ from catalogue.ports import FACETS
 from catalogue.search_tantivy.schema import (
     ANALYZERS,
     EXACT_NAME_FIELD,
-    MATCH_FIELDS,
     SCHEMA,
     SPELL_FIELD,
     STEMMED,
@@ -79,8 +78,9 @@ class TextQuery(NamedTuple):
     scored: Query
     """What the hits score: every term in each text field (boosted), typos, prefix, phrase, name."""
     matching: Query
-    """The same hits, unscored and cheaper: a term's seven text fields are two posting lists
-    (`schema.MATCH_FIELDS`). Facet counts and the pages in a keyed order run on it."""
+    """The same hits, unscored and cheaper: a term is in any text field (a plain union, no
+    boosts or best-field pick), and "most terms" a union of intersections (`at_least`). Facet
+    counts and the pages in a keyed order run on it."""
 
 
 def text_query(searcher: tantivy.Searcher, text: str) -> TextQuery | None:
@@ -104,8 +104,8 @@ def text_query(searcher: tantivy.Searcher, text: str) -> TextQuery | None:
             for field, analyser in TEXT_FIELDS
         ]
         in_any_field = [
-            Query.term_query(SCHEMA, MATCH_FIELDS[analyser], stem if analyser == STEMMED else word)
-            for analyser in (WORDS, STEMMED)
+            Query.term_query(SCHEMA, field, stem if analyser == STEMMED else word)
+            for field, analyser in TEXT_FIELDS
         ]
         ways = [Query.disjunction_max_query(in_fields, tie_breaker=FIELD_TIE_BREAKER)]
         known = searcher.doc_freq(SPELL_FIELD, word) > 0

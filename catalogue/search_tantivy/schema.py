@@ -17,7 +17,7 @@ import tantivy
 from catalogue.facets import name_sort_value, normalise_name, updated_micros
 from catalogue.ports import FACETS, IndexDocument
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 1
 """Bump when the schema changes: an index of another version is not reused (rebuild it)."""
 
 WORDS: Final = "voexec_words"
@@ -40,10 +40,6 @@ SPELL_FIELD: Final = "spell"
 SPELL_SOURCES: Final = ("name", "title", "keywords", "topics", "summary", "authors")
 EXACT_NAME_FIELD: Final = "name_exact"
 """The whole name, normalised (`facets.normalise_name`), as one term."""
-MATCH_FIELDS: Final = {WORDS: "match_words", STEMMED: "match_stems"}
-"""Per analyser, every text field it analyses in one field without frequencies or positions:
-whether a term is in any text field is then one or two posting lists instead of seven, which
-is all that matching and facet counting need (scores still come from the seven fields)."""
 
 NOT_SCORED: Final = 0.0
 """`SearchHit.score` under the name and newest sorts."""
@@ -141,8 +137,6 @@ def _schema() -> tantivy.Schema:
         builder.add_text_field(field, tokenizer_name=analyser)
     builder.add_text_field(EXACT_NAME_FIELD, tokenizer_name="raw", index_option="basic")
     builder.add_text_field(SPELL_FIELD, tokenizer_name=WORDS, index_option="basic")
-    for analyser, field in MATCH_FIELDS.items():
-        builder.add_text_field(field, tokenizer_name=analyser, index_option="basic")
     for facet in FACETS:
         builder.add_text_field(facet, fast=True, tokenizer_name="raw", index_option="basic")
     for sort in KEYED_SORTS.values():
@@ -175,10 +169,6 @@ def to_tantivy(doc: IndexDocument) -> tantivy.Document:
         "description": (doc.description,),
     }
     texts[SPELL_FIELD] = [text for field in SPELL_SOURCES for text in texts[field]]
-    for analyser, match_field in MATCH_FIELDS.items():
-        texts[match_field] = [
-            text for field, used in TEXT_FIELDS if used == analyser for text in texts[field]
-        ]
     for facet in FACETS:
         texts[facet] = dict.fromkeys(doc.facet_values(facet))  # a value counts once per entry
     for field, values in texts.items():

@@ -499,7 +499,8 @@ def to_dsl(query: SearchQuery, known: Collection[str] = ()) -> dict[str, Any]:
     misspelt. By default none is, so every word is also looked up misspelt.
 
     Selections go in `post_filter`, so they narrow the hits but not the facet aggregations,
-    which apply them themselves (see `facet_aggregations`). One hit more than `limit` is asked
+    which apply them themselves (see `facet_aggregations`); without text, the query visits only
+    the entries some count needs (`counted_entries`). One hit more than `limit` is asked
     for, to know whether a next page exists. A cursor becomes `search_after`: the sort key of
     the last hit shown, `(value, id)`.
 

@@ -30,10 +30,10 @@ from catalogue.facets import (
     encode_cursor,
     facet_counts,
     name_sort_value,
+    near_name_distance,
     normalise_name,
     requested_facets,
     required_terms,
-    typo_distance,
     updated_micros,
 )
 from catalogue.ports import FACETS, IndexDocument, SearchHit, SearchQuery, SearchResult, SortOrder
@@ -86,10 +86,7 @@ EXACT_NAME_SCORE: Final = 100_000.0
 """Added when the whole query is an entry's name: above any text score, so the entry called
 `sextractor` ranks first for "SExtractor" however often others mention it."""
 NEAR_NAME_BOOST: Final = 3.0
-"""When the whole query is a name misspelt within `typo_distance`."""
-NEAR_NAME_MAX_LENGTH: Final = 64
-"""Longest query tried as a misspelt name (names are at most 64 characters; a fuzzy automaton
-over a long text costs much and finds nothing)."""
+"""When the whole query is a name misspelt within `near_name_distance`."""
 
 MATCH_FIELDS: Final = (
     f"{NAME}^{NAME_BOOST:g}",
@@ -427,8 +424,8 @@ def text_query(text: str, known: Collection[str] = ()) -> dict[str, Any] | None:
         matched,
         {"constant_score": {"filter": {"term": {NAME_EXACT: name}}, "boost": EXACT_NAME_SCORE}},
     ]
-    distance = typo_distance(name)
-    if distance and len(name) <= NEAR_NAME_MAX_LENGTH:
+    distance = near_name_distance(name)
+    if distance:
         clauses.append(
             {
                 "fuzzy": {

@@ -22,6 +22,7 @@ from catalogue.facets import (
     CountPlan,
     count_plans,
     facet_counts,
+    near_name_distance,
     normalise_name,
     required_terms,
     typo_distance,
@@ -55,7 +56,7 @@ PREFIX_MIN_LENGTH: Final = 3
 PHRASE_BOOST: Final = 2.0
 """The query's terms in order (one word apart at most) in the name or title."""
 NEAR_NAME_BOOST: Final = 3.0
-"""The whole query is a name misspelt within `typo_distance`: enough to lift that entry above
+"""The whole query is a name misspelt within `near_name_distance`: enough to lift that entry above
 others matching the same misspelling, not above entries matching the words exactly."""
 EXACT_NAME_SCORE: Final = 100_000.0
 """Added when the whole query is an entry's name: above any text score of MAX_QUERY_TERMS
@@ -121,8 +122,8 @@ def text_query(searcher: tantivy.Searcher, text: str) -> TextQuery | None:
     name = normalise_name(text)
     exact = Query.term_query(SCHEMA, EXACT_NAME_FIELD, name)
     near = []
-    if typo_distance(name):
-        fuzzy_name = Query.fuzzy_term_query(SCHEMA, EXACT_NAME_FIELD, name, typo_distance(name))
+    if distance := near_name_distance(name):
+        fuzzy_name = Query.fuzzy_term_query(SCHEMA, EXACT_NAME_FIELD, name, distance)
         near.append(Query.boost_query(fuzzy_name, NEAR_NAME_BOOST))
     scored = [
         _all(scored_terms)

@@ -21,6 +21,7 @@ from catalogue.facets import (
     encode_cursor,
     facet_counts,
     name_sort_value,
+    near_name_distance,
     normalise_name,
     order_key,
     query_fingerprint,
@@ -117,6 +118,22 @@ def test_facet_counts_order_and_keep_selected_values() -> None:
 )
 def test_typo_distance_grows_with_the_term(term: str, distance: int) -> None:
     assert typo_distance(term) == distance
+
+
+@pytest.mark.parametrize(
+    ("text", "distance"),
+    [
+        ("sextractr", 2),
+        ("Source Extractr", 2),
+        ("ds-9", 1),
+        ("spectrum wcs fitting", 0),  # three words: looked up word by word only
+        ("montage_mosaic.engine", 0),
+        ("x" * 65, 0),  # longer than any name
+        ("ab", 0),
+    ],
+)
+def test_only_short_texts_are_tried_as_misspelt_names(text: str, distance: int) -> None:
+    assert near_name_distance(normalise_name(text)) == distance
 
 
 @given(st.integers(1, 64))

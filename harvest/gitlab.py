@@ -284,8 +284,10 @@ class GitLabClient:
                     cafile=ca_bundle or requests.utils.DEFAULT_CA_BUNDLE_PATH
                 )
             self._keepalive = KeepAlive(limit=_JSON_LIMIT, per_host=16, timeout=timeout, tls=tls)
-            # Its idle sockets are closed with the client, even one nobody `close`s.
             weakref.finalize(self, self._keepalive.close)
+        # Idle sockets are closed with the client, even one nobody `close`s.
+        weakref.finalize(self, self._pool.clear)
+        weakref.finalize(self, self._session.close)
         self._gl = gitlab.Gitlab(
             self.url,
             private_token=token,

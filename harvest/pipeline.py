@@ -31,9 +31,10 @@ index is updated once per batch, and stores the batch in one transaction) and
 `withdraw(entry_id)`. Unchanged projects are settled apart, 500 a transaction, so they add no
 catalogue batch: a run with few changes makes few catalogue updates. The projects of a batch
 are read from GitLab by a few threads at once (the `readers` setting), while the batch before
-is published and stored (`READ_AHEAD` batches are read ahead). When the client reads many files a request
-(`harvest.model.BatchFileSource`: GitLab's GraphQL API), each project's thread asks only for its
-refs, and the files of the whole batch's moved refs are read together once those are known.
+is published and stored (`READ_AHEAD` batches are read ahead). When the client reads many
+files a request (`harvest.model.BatchFileSource`: GitLab's GraphQL API), each project's thread
+asks only for its refs, and the files of the whole batch's moved refs are read together once
+those are known.
 Imports neither python-gitlab nor Litestar.
 """
 

@@ -82,3 +82,26 @@ def test_answers_are_kept_for_the_cache_lifetime_then_asked_again():
     clock.now = 31.0
     assert gateway.runnable_on("python-program", Needs()) == ["gpu"]
     assert len(asked) == 2
+
+
+def test_a_block_the_codec_just_rewrote_is_not_decoded_again(monkeypatch) -> None:
+    from broker import model
+    from broker.model.kinds import KINDS
+
+    gateway = InProcessBroker(None, [])
+    kind = KINDS + "executable/docker-container.yaml"
+    newest = gateway.normalise_executable({"kind": kind, "image": "example/tool:1.0"})
+    assert newest["kind"] == kind
+    decoded = []
+    convert = model.codec.convert
+    monkeypatch.setattr(
+        model.codec, "convert", lambda *a, **k: decoded.append(a) or convert(*a, **k)
+    )
+    assert gateway.validate_executable(newest) == []
+    assert decoded == []  # the publisher's check of what it got back costs no decoding
+    changed = {**newest, "image": 42}
+    problems = gateway.validate_executable(changed)  # another block is decoded and judged
+    assert len(decoded) == 1
+    assert problems
+    assert gateway.validate_executable(dict(newest)) == []  # an equal copy is decoded too
+    assert len(decoded) == 2

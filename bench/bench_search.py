@@ -405,18 +405,19 @@ def section(results: list[SearchBenchResult], machine_text: str) -> str:
                 f"| {statistics.median(latency.cpu_ms):.2f} ms "
                 f"| {percentile(latency.cpu_ms, 0.99):.2f} ms |"
             )
-    first = results[0].faceted
+    largest = results[-1]  # the target is set at the largest size measured
+    first = largest.faceted
     cpu_p99 = percentile(first.cpu_ms, 0.99)
     verdict = "meets" if first.p99 < TARGET_P99_MS else "misses"
     lines += [
         "",
-        f"Target: faceted query p99 under {TARGET_P99_MS:.0f} ms at {results[0].entries:,} "
+        f"Target: faceted query p99 under {TARGET_P99_MS:.0f} ms at {largest.entries:,} "
         f"entries. Measured p99: {first.p99:.1f} ms wall clock ({verdict} it), "
         f"{cpu_p99:.1f} ms CPU. Wall time includes waiting for a CPU while other work runs "
         "(see the load average above); CPU time (of both threads a search uses) is what the "
         "query itself costs. The faceted "
-        f"queries matched {results[0].mean_hits:,.0f} entries on average "
-        f"(median {results[0].median_hits:,.0f}).",
+        f"queries matched {largest.mean_hits:,.0f} entries on average "
+        f"(median {largest.median_hits:,.0f}).",
         "",
     ]
     return "\n".join(lines)

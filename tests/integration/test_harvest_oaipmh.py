@@ -280,6 +280,19 @@ def test_a_dachs_registry_is_harvested_and_its_records_skipped(tmp_path):
 
 
 # ----------------------------------------------------------------------------- many records
+PAGED = OaiPmhSource(name="paged", url="http://registry.test/oai")
+
+
+class Registry:
+    """A registry's transport that a test swaps between runs, and the clients reading it."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+
+    def client(self, source: OaiPmhSource) -> OaiPmhClient:
+        return OaiPmhClient(source.url, max_retries=0, transport=self.transport)
+
+
 def paged_registry(
     count: int,
     deleted: frozenset[int] = frozenset(),
@@ -327,14 +340,11 @@ def paged_registry(
 
 
 def test_records_read_several_at_once_are_reported_in_order_and_withdrawn_when_deleted(tmp_path):
-    services = local_services(tmp_path, OaiPmhSource(name="paged", url="http://registry.test/oai"))
+    services = local_services(tmp_path, PAGED)
     catalogue = services.components["catalogue"]
-    registry = {"transport": paged_registry(25)}
+    registry = Registry(paged_registry(25))
 
-    def client(source: OaiPmhSource) -> OaiPmhClient:
-        return OaiPmhClient(source.url, max_retries=0, transport=registry["transport"])
-
-    harvest = harvester(services, clients=client, readers=4)
+    harvest = harvester(services, clients=registry.client, readers=4)
     first = harvest.run("paged")
     assert first.status == "succeeded", first.problems
     assert first.counts.new == 25
@@ -347,7 +357,7 @@ def test_records_read_several_at_once_are_reported_in_order_and_withdrawn_when_d
     again = harvest.run("paged", full=True)
     assert (again.counts.unchanged, again.counts.withdrawn) == (25, 0)
 
-    registry["transport"] = paged_registry(25, deleted=frozenset({3, 17}))
+    registry.transport = paged_registry(25, deleted=frozenset({3, 17}))
     later = harvest.run("paged", full=True)
     assert later.counts.withdrawn == 2
     assert len(catalogue.entry_ids("paged")) == 23
@@ -356,18 +366,15 @@ def test_records_read_several_at_once_are_reported_in_order_and_withdrawn_when_d
 
 
 def test_a_record_listed_twice_in_one_batch_is_judged_by_its_last_listing(tmp_path):
-    services = local_services(tmp_path, OaiPmhSource(name="paged", url="http://registry.test/oai"))
+    services = local_services(tmp_path, PAGED)
     catalogue = services.components["catalogue"]
-    registry = {"transport": paged_registry(25)}
+    registry = Registry(paged_registry(25))
 
-    def client(source: OaiPmhSource) -> OaiPmhClient:
-        return OaiPmhClient(source.url, max_retries=0, transport=registry["transport"])
-
-    harvest = harvester(services, clients=client)
+    harvest = harvester(services, clients=registry.client)
     assert harvest.run("paged").counts.new == 25
     # tool-03: published on page 1, deleted on page 3; tool-04: deleted on page 1, published
     # again on page 3. Both listings fall in one batch; the later one wins, whatever its kind.
-    registry["transport"] = paged_registry(25, deleted=frozenset({4, 23}), again={23: 3, 24: 4})
+    registry.transport = paged_registry(25, deleted=frozenset({4, 23}), again={23: 3, 24: 4})
     later = harvest.run("paged", full=True)
     assert later.counts.withdrawn == 1, later
     assert catalogue.entry_ids("paged", "ivo://registry.test/tool-03") == []
@@ -376,18 +383,15 @@ def test_a_record_listed_twice_in_one_batch_is_judged_by_its_last_listing(tmp_pa
 
 
 def test_what_a_record_published_earlier_in_its_batch_goes_when_it_is_deleted_later(tmp_path):
-    services = local_services(tmp_path, OaiPmhSource(name="paged", url="http://registry.test/oai"))
+    services = local_services(tmp_path, PAGED)
     catalogue = services.components["catalogue"]
-    registry = {"transport": paged_registry(25)}
+    registry = Registry(paged_registry(25))
 
-    def client(source: OaiPmhSource) -> OaiPmhClient:
-        return OaiPmhClient(source.url, max_retries=0, transport=registry["transport"])
-
-    harvest = harvester(services, clients=client)
+    harvest = harvester(services, clients=registry.client)
     assert harvest.run("paged").counts.new == 25
     # tool-03 now publishes another name (a new entry, the old one withdrawn), and is deleted
     # later in the same batch: the new entry goes too
-    registry["transport"] = paged_registry(
+    registry.transport = paged_registry(
         25, deleted=frozenset({23}), again={23: 3}, changed={3: {"name": "tool-03-new"}}
     )
     later = harvest.run("paged", full=True)
@@ -415,20 +419,17 @@ class CountingCatalogue:
 
 
 def test_a_full_rerun_writes_only_what_changed_and_asks_once_a_batch(tmp_path):
-    services = local_services(tmp_path, OaiPmhSource(name="paged", url="http://registry.test/oai"))
+    services = local_services(tmp_path, PAGED)
     catalogue = services.components["catalogue"]
     counting = CountingCatalogue(catalogue)
-    registry = {"transport": paged_registry(25)}
-
-    def client(source: OaiPmhSource) -> OaiPmhClient:
-        return OaiPmhClient(source.url, max_retries=0, transport=registry["transport"])
+    registry = Registry(paged_registry(25))
 
     harvest = OaiPmhHarvest(
         services.settings.harvest,
         counting,
         HarvestStore(services.components["engine"]),
         SystemClock(),
-        clients=client,
+        clients=registry.client,
     )
     assert harvest.run("paged").counts.new == 25
     ids = catalogue.entry_ids("paged")
@@ -451,7 +452,7 @@ def test_a_full_rerun_writes_only_what_changed_and_asks_once_a_batch(tmp_path):
     assert {e.change for r in again.project_reports for e in r.entries} == {"unchanged"}
 
     # one record changes, another now publishes under another name, a third is deleted
-    registry["transport"] = paged_registry(
+    registry.transport = paged_registry(
         25,
         deleted=frozenset({9}),
         changed={5: {"title": "Tool five, faster"}, 7: {"name": "tool-07-renamed"}},
@@ -497,14 +498,11 @@ def descriptions_asked(asked: list[tuple[str, Mapping[str, str]]]) -> list[Mappi
 
 
 def test_a_rerun_asks_for_descriptions_conditionally_and_reuses_what_did_not_change(tmp_path):
-    services = local_services(tmp_path, OaiPmhSource(name="paged", url="http://registry.test/oai"))
+    services = local_services(tmp_path, PAGED)
     catalogue = services.components["catalogue"]
     counting = CountingCatalogue(catalogue)
     asked: list[tuple[str, Mapping[str, str]]] = []
-    registry = {"transport": validating(paged_registry(25), asked)}
-
-    def client(source: OaiPmhSource) -> OaiPmhClient:
-        return OaiPmhClient(source.url, max_retries=0, transport=registry["transport"])
+    registry = Registry(validating(paged_registry(25), asked))
 
     def harvest() -> OaiPmhHarvest:  # one per run, as the pipeline does
         return OaiPmhHarvest(
@@ -512,7 +510,7 @@ def test_a_rerun_asks_for_descriptions_conditionally_and_reuses_what_did_not_cha
             counting,
             HarvestStore(services.components["engine"]),
             SystemClock(),
-            clients=client,
+            clients=registry.client,
             descriptions=cache,
         )
 
@@ -536,7 +534,7 @@ def test_a_rerun_asks_for_descriptions_conditionally_and_reuses_what_did_not_cha
 
     # one description changes: only it is read in full, checked and published again
     asked.clear()
-    registry["transport"] = validating(
+    registry.transport = validating(
         paged_registry(25, changed={6: {"title": "Tool six, renamed"}}), asked
     )
     later = harvest().run("paged", full=True)
@@ -547,7 +545,7 @@ def test_a_rerun_asks_for_descriptions_conditionally_and_reuses_what_did_not_cha
 
 
 def test_a_304_for_what_the_catalogue_no_longer_holds_is_read_again_in_full(tmp_path):
-    services = local_services(tmp_path, OaiPmhSource(name="paged", url="http://registry.test/oai"))
+    services = local_services(tmp_path, PAGED)
     catalogue = services.components["catalogue"]
     asked: list[tuple[str, Mapping[str, str]]] = []
     transport = validating(paged_registry(25), asked)
@@ -574,7 +572,7 @@ def test_a_304_for_what_the_catalogue_no_longer_holds_is_read_again_in_full(tmp_
 
 def test_descriptions_that_cannot_be_read_fail_their_record_by_name(tmp_path, monkeypatch):
     monkeypatch.setattr("harvest.oaipmh.MAX_ANSWER_BYTES", 4096)
-    services = local_services(tmp_path, OaiPmhSource(name="paged", url="http://registry.test/oai"))
+    services = local_services(tmp_path, PAGED)
     listing = paged_registry(5)
 
     def transport(url: str, headers: Mapping[str, str]) -> Answer:

@@ -8,7 +8,6 @@ than the platform's `data.max_size`, fails the preparation with the reason.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -17,24 +16,15 @@ import pytest
 from broker import model
 from broker.model import SessionPhase as P
 from core.settings import PlatformDataSettings
-from tests.data_support import Bucket, LocalBroker, said
+from tests.data_support import CHECKSUM_PROGRAM, Bucket, LocalBroker, said, sha256_hex
 
 K = model.KINDS
-PROGRAM = """\
-import hashlib, os, pathlib
-data = pathlib.Path(os.environ["VOEXEC_DATA"])
-lines = []
-for name in sorted(p.name for p in data.iterdir()):
-    body = (data / name).read_bytes()
-    lines.append(f"{name} {len(body)} {hashlib.md5(body).hexdigest()}")
-pathlib.Path("checksums.txt").write_text("\\n".join(lines) + "\\n")
-"""
 
 pytestmark = pytest.mark.usefixtures("fresh_probes")
 
 
 def staging(tmp_path: Path, data: PlatformDataSettings) -> LocalBroker:
-    return LocalBroker(tmp_path, data, PROGRAM)
+    return LocalBroker(tmp_path, data, CHECKSUM_PROGRAM)
 
 
 def simple(name: str, location: str) -> dict[str, Any]:
@@ -68,8 +58,8 @@ def test_a_program_reads_an_s3_object_and_an_http_file_staged_with_checksums(
     session = broker.run(data=[cube_item, simple("table", f"{http_files.url}/table.csv")])
     assert session.phase is P.COMPLETED, said(session)
     written = (broker.output(session) / "checksums.txt").read_text().split("\n")
-    assert f"cube {len(cube)} {hashlib.md5(cube).hexdigest()}" in written
-    assert f"table {len(table)} {hashlib.md5(table).hexdigest()}" in written
+    assert f"cube {len(cube)} {sha256_hex(cube)}" in written
+    assert f"table {len(table)} {sha256_hex(table)}" in written
 
 
 def test_a_download_that_does_not_match_its_announced_md5_fails_the_preparation(

@@ -9,20 +9,13 @@ import pytest
 from core.errors import TooManyRequests
 from core.limits import RateLimiter
 from core.settings import RateLimit, RateLimits
+from tests.clocks import MonotonicClock
 
 pytestmark = pytest.mark.usefixtures("rate_limits")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def limiter(requests: int = 3, per: timedelta = timedelta(minutes=1), **more: bool) -> tuple:
-    clock = Clock()
+    clock = MonotonicClock()
     limits = RateLimits(offers=RateLimit(requests=requests, per=per), **more)
     return RateLimiter(limits, clock), clock
 

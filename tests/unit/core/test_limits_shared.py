@@ -18,17 +18,10 @@ import pytest
 from core.errors import TooManyRequests
 from core.limits import MemoryBuckets, RateLimiter
 from core.settings import RateLimit, RateLimits
+from tests.clocks import MonotonicClock
 from voexec.shared_limits import SharedBuckets, create_table, table_bytes
 
 pytestmark = pytest.mark.usefixtures("rate_limits")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def limits(requests: int = 3, per: timedelta = timedelta(minutes=1)) -> RateLimits:
@@ -45,7 +38,7 @@ def passes(limiter: RateLimiter, key: str, kind: str = "offers") -> bool:
 
 def test_two_processes_mapping_one_table_share_each_clients_bucket(tmp_path: Path) -> None:
     table = create_table(tmp_path / "rate-limits.table")
-    clock = Clock()
+    clock = MonotonicClock()
     first = RateLimiter(limits(3), clock, SharedBuckets(table))
     second = RateLimiter(limits(3), clock, SharedBuckets(table))
     assert [passes(first, "token:alice"), passes(second, "token:alice")] == [True, True]
@@ -63,7 +56,8 @@ def test_two_processes_mapping_one_table_share_each_clients_bucket(tmp_path: Pat
 def test_a_table_of_two_slots_makes_every_client_share_one_bucket_never_a_looser_one(
     tmp_path: Path,
 ):
-    shared = RateLimiter(limits(3), Clock(), SharedBuckets(create_table(tmp_path / "t", 2)))
+    table = SharedBuckets(create_table(tmp_path / "t", 2))
+    shared = RateLimiter(limits(3), MonotonicClock(), table)
     allowed = [passes(shared, f"token:{name}") for name in ("alice", "bob", "carol", "dan")]
     assert allowed == [True, True, True, False]
 
@@ -75,7 +69,7 @@ def test_whatever_the_collisions_each_client_passes_no_more_than_its_own_bucket_
     # Random traffic of many clients over a small table: every request the shared table lets
     # through, replayed into a private bucket per client, must pass there too.
     rules = limits(4, timedelta(seconds=10))
-    clock = Clock()
+    clock = MonotonicClock()
     shared = RateLimiter(rules, clock, SharedBuckets(create_table(tmp_path / "t", slots)))
     private = RateLimiter(rules, clock, MemoryBuckets())
     chance = random.Random(slots)
@@ -94,7 +88,7 @@ def test_whatever_the_collisions_each_client_passes_no_more_than_its_own_bucket_
 def test_a_client_left_alone_for_per_gets_its_whole_burst_back_on_a_crowded_table(
     tmp_path: Path,
 ):
-    clock = Clock()
+    clock = MonotonicClock()
     shared = RateLimiter(limits(2), clock, SharedBuckets(create_table(tmp_path / "t", 4)))
     for name in range(50):
         passes(shared, f"token:{name}")
@@ -105,7 +99,7 @@ def test_a_client_left_alone_for_per_gets_its_whole_burst_back_on_a_crowded_tabl
 
 def test_the_table_keeps_its_size_whatever_the_number_of_clients(tmp_path: Path) -> None:
     path = create_table(tmp_path / "t", 1024)
-    shared = RateLimiter(limits(1), Clock(), SharedBuckets(path))
+    shared = RateLimiter(limits(1), MonotonicClock(), SharedBuckets(path))
     for name in range(20_000):
         passes(shared, f"address:10.0.{name // 256}.{name % 256}")
     assert path.stat().st_size == table_bytes(1024)
@@ -122,7 +116,7 @@ def test_a_new_table_replaces_the_old_file_without_touching_a_process_mapping_it
     tmp_path: Path,
 ):
     path = tmp_path / "rate-limits.table"
-    clock = Clock()
+    clock = MonotonicClock()
     running = RateLimiter(limits(1), clock, SharedBuckets(create_table(path)))
     assert passes(running, "k")
     restarted = RateLimiter(limits(1), clock, SharedBuckets(create_table(path)))

@@ -12,6 +12,7 @@ import msgspec
 
 from catalogue.ports import Needs
 from core.settings import PlatformSettings
+from tests.clocks import MonotonicClock
 from voexec.wire_catalogue import InProcessBroker
 
 PLATFORMS = [
@@ -43,14 +44,6 @@ PLATFORMS = [
 ]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_the_broker_says_which_platforms_fit_local_and_remote():
     gateway = InProcessBroker(None, PLATFORMS)
     assert gateway.runnable_on("python-program", Needs()) == ["small", "gpu"]
@@ -63,7 +56,7 @@ def test_the_broker_says_which_platforms_fit_local_and_remote():
 
 
 def test_answers_are_kept_for_the_cache_lifetime_then_asked_again():
-    clock = Clock()
+    clock = MonotonicClock(0.0)
     gateway = InProcessBroker(None, PLATFORMS, cache_for=timedelta(seconds=30), monotonic=clock)
     asked: list[str] = []
     ask = gateway._ask_runnable

@@ -126,12 +126,7 @@ def text_query(searcher: tantivy.Searcher, text: str) -> TextQuery | None:
         fuzzy_name = Query.fuzzy_term_query(SCHEMA, EXACT_NAME_FIELD, name, distance)
         near.append(Query.boost_query(fuzzy_name, NEAR_NAME_BOOST))
     scored = [
-        _all(scored_terms)
-        if required == len(scored_terms)
-        else Query.boolean_query(
-            [(Occur.Should, term) for term in scored_terms],
-            minimum_number_should_match=required,
-        ),
+        at_least(scored_terms, required, scored=True),
         Query.const_score_query(exact, EXACT_NAME_SCORE),
         *near,
     ]
@@ -149,19 +144,19 @@ def text_query(searcher: tantivy.Searcher, text: str) -> TextQuery | None:
     return TextQuery(_any(scored), Query.const_score_query(_any(matching), 0.0))
 
 
-def at_least(queries: list[Query], required: int) -> Query:
-    """Hits of at least `required` of `queries` (scores do not matter).
+def at_least(queries: list[Query], required: int, *, scored: bool = False) -> Query:
+    """Hits of at least `required` of `queries`; `scored`: each scores the sum of those it matches.
 
     tantivy's `minimum_number_should_match` walks every clause's hits through a heap, about
     twice the cost of the equivalent union of intersections, which skip through posting lists:
-    so "2 of a, b, c" is asked as (a and b) or (a and c) or (b and c) while that takes few
-    intersections.
+    so, when scores do not matter, "2 of a, b, c" is asked as (a and b) or (a and c) or (b and
+    c) while that takes few intersections (a hit in several would score several times).
     """
     if required >= len(queries):
         return _all(queries)
-    if comb(len(queries), required) > MAX_INTERSECTIONS:
-        pairs = [(Occur.Should, query) for query in queries]
-        return Query.boolean_query(pairs, minimum_number_should_match=required)
+    if scored or comb(len(queries), required) > MAX_INTERSECTIONS:
+        clauses = [(Occur.Should, query) for query in queries]
+        return Query.boolean_query(clauses, minimum_number_should_match=required)
     return _any([_all(list(chosen)) for chosen in combinations(queries, required)])
 
 

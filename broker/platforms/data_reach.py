@@ -36,12 +36,14 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Final, TypeVar
+
+import msgspec
 
 from broker.platforms import datalink, rucio_client, session_s3
 from broker.platforms.data_plan import (
@@ -113,7 +115,7 @@ class DataAnswer:
 
 
 # ------------------------------------------------------------------------- the cache
-_cache: dict[tuple[str, str], tuple[float, Probe]] = {}
+_cache: dict[Hashable, tuple[float, Probe]] = {}
 _cache_lock = threading.Lock()
 
 
@@ -123,7 +125,7 @@ def clear_probe_cache() -> None:
         _cache.clear()
 
 
-def _cached(key: tuple[str, str], keep: float, ask: Callable[[], Probe]) -> Probe:
+def _cached(key: Hashable, keep: float, ask: Callable[[], Probe]) -> Probe:
     now = time.monotonic()
     with _cache_lock:
         kept = _cache.get(key)
@@ -379,13 +381,10 @@ def resolve(source: str, settings: PlatformDataSettings) -> Probe:
     timeout = settings.probe_timeout.total_seconds()
     keep = settings.probe_cache.total_seconds()
     if source.startswith(RUCIO_PREFIX):
-        accounts = ",".join(
-            f"{server.url}|{server.account}|{server.username}" for server in settings.rucio
-        )
-        close = ",".join(rse for server in settings.rucio for rse in server.close_rses)
-        return _cached(
-            (source, f"{accounts};{close}"), keep, lambda: _rucio(source, settings, timeout)
-        )
+        # Every setting of the platform's servers can change the answer (its account, the RSEs
+        # it is close to, `max_files`, `probe_budget`...): one platform never gets another's.
+        servers = msgspec.json.encode(settings.rucio)
+        return _cached((source, servers, timeout), keep, lambda: _rucio(source, settings, timeout))
     if source.startswith((DATALINK_PREFIX, IVO_PREFIX)):
         ivoa = settings.ivoa
         key = f"{sorted(ivoa.datalink.items())};{ivoa.regtap}"

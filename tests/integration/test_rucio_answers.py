@@ -212,6 +212,21 @@ def test_more_files_than_the_platform_stages_from_one_item_is_a_no_naming_the_ca
     )
 
 
+def test_a_platform_never_gets_the_answer_another_platform_s_limits_gave(
+    fake: FakeRucio, elsewhere: FakeRucio
+) -> None:
+    elsewhere.answers["/"] = (200, {}, b"abc")
+    fake.answers["/replicas/list"] = _listing(
+        *[_replica_file(f"f{n}", f"{elsewhere.url}/f{n}") for n in range(5)]
+    )
+    lenient = PlatformDataSettings(rucio=[_account(fake, max_files=100)])
+    strict = PlatformDataSettings(rucio=[_account(fake, max_files=4)])
+    wanted = items(rucio_item("many", "s", "set"))
+    assert assess_data(wanted, lenient).refusals == ()  # and kept for the cache's time
+    (refusal,) = assess_data(wanted, strict).refusals  # not the lenient platform's YES
+    assert "more than 4 files" in refusal
+
+
 def test_probing_the_replicas_of_a_dataset_stops_at_the_budget_naming_the_item(
     fake: FakeRucio, elsewhere: FakeRucio
 ) -> None:

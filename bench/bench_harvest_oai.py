@@ -297,6 +297,7 @@ def row(label: str, numbers: Mapping[str, Any], run: str, records: int, load: An
 def run(records: int = 10_000, label: str = "") -> str:
     """Run the benchmark, print the section and return it (markdown)."""
     from bench.bench_search_http import demo_specs, variants
+    from voexec.cli import freeze_heap
     from voexec.wiring import build_services
 
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -307,6 +308,7 @@ def run(records: int = 10_000, label: str = "") -> str:
             catalogue = services.components["catalogue"]
             specs = [msgspec.to_builtins(spec) for spec in variants(demo_specs(catalogue), records)]
             server, url = start_registry(folder, specs)
+            freeze_heap()  # as the `voexec harvest` process does once its services are built
             try:
                 lines: list[str] = []
                 load = os.getloadavg()

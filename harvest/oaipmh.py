@@ -31,7 +31,6 @@ contacts the source's host and `harvest.allowed_hosts`, and follows no redirect.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import logging
 import threading
@@ -454,11 +453,6 @@ class OaiPmhHarvest:
         pool = ThreadPoolExecutor(self.readers, thread_name_prefix="oai-read")
         pending: list[_PageWork] = []
         listed = 0
-        # What the process held before the run (vocabularies, the catalogue's caches: millions
-        # of objects) is left out of the garbage collector's full passes while it runs: the
-        # reports a run keeps trigger several, each walking all of it (about 0.1 ms a record).
-        # Given back at the end; meanwhile nothing of it is freed that would have been.
-        gc.freeze()
         try:
             try:
                 identify = client.identify()
@@ -482,7 +476,6 @@ class OaiPmhHarvest:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             client.close()
-            gc.unfreeze()
         return self._finish(run, reports)
 
     def _last_start(self, source: str) -> datetime | None:

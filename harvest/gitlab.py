@@ -548,11 +548,17 @@ class GitLabClient:
         return answer
 
     def _redirect(self, url: str, location: str) -> str:
+        """Where a redirect from `url` leads, if the token may go there (else `SourceDenied`).
+
+        Only to an allowed host, and never from https to http: the token would travel in clear.
+        """
         target = urljoin(url, location)
         if urlsplit(target).netloc not in self._allowed_hosts:
             raise SourceDenied(
                 f"GitLab redirected {url} to {target}, a host harvest may not contact"
             )
+        if urlsplit(url).scheme == "https" and urlsplit(target).scheme != "https":
+            raise SourceDenied(f"GitLab redirected {url} to {target}, off https")
         return target
 
     @staticmethod
@@ -587,11 +593,7 @@ class GitLabClient:
         if response.status_code == TOO_MANY_REQUESTS:
             self._seen.retry_after = response.headers.get("Retry-After")
         if response.is_redirect:
-            target = urljoin(response.url, response.headers.get("Location", ""))
-            if urlsplit(target).netloc not in self._allowed_hosts:
-                raise SourceDenied(
-                    f"GitLab redirected {response.url} to {target}, a host harvest may not contact"
-                )
+            self._redirect(response.url, response.headers.get("Location", ""))
 
     def _iterate(self, what: str, start: Callable[[], Iterable[Any]]) -> Iterator[dict[str, Any]]:
         """Stream a listing, retrying the first page and each following page on their own.

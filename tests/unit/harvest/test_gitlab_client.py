@@ -392,3 +392,17 @@ def test_tags_are_read_page_by_page_following_the_link_header(gitlab):
 
     assert sorted(t.name for t in tags) == [f"v{i}" for i in range(5)]
     assert gitlab.count(f"/projects/{project.id}/repository/tags") == 3
+
+
+def test_a_redirect_may_lead_only_to_an_allowed_host_and_never_off_https():
+    reader = GitLabClient("https://gitlab.example.org", TOKEN, sleep=lambda _: None)
+    here = "https://gitlab.example.org/api/v4/projects/1"
+    assert (
+        reader._redirect(here, "/api/v4/projects/2")
+        == "https://gitlab.example.org/api/v4/projects/2"
+    )
+    with pytest.raises(SourceDenied, match="a host harvest may not contact"):
+        reader._redirect(here, "https://elsewhere.example.org/api/v4/projects/1")
+    with pytest.raises(SourceDenied, match="off https"):  # the token would travel in clear
+        reader._redirect(here, "http://gitlab.example.org/api/v4/projects/1")
+    reader.close()

@@ -73,7 +73,7 @@ from broker.platforms.recipe import (
     refusals,
     run_script,
 )
-from broker.platforms.uploads import DataStager, ResultsUploader
+from broker.platforms.uploads import DataStager, ResultsUploader, log_tail
 from core.settings import PlatformSettings
 
 __all__ = ["CommandResult", "SlurmPlatform", "job_reports", "run_command"]
@@ -156,11 +156,6 @@ class JobFiles:
     prepare_exit: str | None = None
     run_exit: str | None = None
     released: bool = False
-
-
-def _tail(text: str | None) -> str:
-    lines = [line for line in (text or "").splitlines() if line.strip()]
-    return " | ".join(lines[-5:])[-600:]
 
 
 def job_reports(job: str, state: str | None, files: JobFiles) -> list[AnyEvent]:  # noqa: PLR0911 - one return per row of the table
@@ -411,7 +406,7 @@ class SlurmPlatform:
         if not isinstance(event, Failed):
             return event
         step = "prepare" if "preparation" in event.reason else "run"
-        tail = _tail(_read(Path(layout.log(step, "err"))))
+        tail = log_tail(Path(layout.log(step, "err")))  # bounded read, secrets masked
         detail = f": {tail}" if tail else ""
         return Failed(reason=f"{event.reason}{detail} (logs: {layout.logs})")
 

@@ -328,20 +328,22 @@ class OpenSearchIndex:
             kept = {}
             self._known = (generation, kept)
         missing = [word for word in dict.fromkeys(words) if word not in kept]
-        if missing:
+        if missing and not self._lookup_refused:
             params, body = known_words_request(missing)
             try:
                 answer = self._client.mtermvectors(index=self.alias, body=body, params=params)
-            except (AuthorizationException, RequestError) as error:
-                # A user without the term-vector read action, or a cluster refusing the request:
-                # every word is then looked up misspelt as well, which finds more, never less
-                # (and is asked again in the next generation; said once in the log).
-                if not self._lookup_refused:
-                    log.warning("search index %s: no term lookup (%s)", self.alias, error)
-                    self._lookup_refused = True
-                answer = {}
-            found = known_words(missing, answer)
-            kept.update((word, word in found) for word in missing)
+            except AuthorizationException as error:
+                # A user without the term-vector read action: from then on every word is looked
+                # up misspelt as well, which finds more, never less (said once in the log).
+                log.warning("search index %s: no term lookup (%s)", self.alias, error)
+                self._lookup_refused = True
+            except TransportError as error:
+                # The lookup only saves work: a busy or failing cluster answers the search
+                # without it (the words asked again next time).
+                log.info("search index %s: term lookup skipped (%s)", self.alias, error)
+            else:
+                found = known_words(missing, answer)
+                kept.update((word, word in found) for word in missing)
         return frozenset(word for word in words if kept.get(word))
 
     def count(self) -> int:

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-from opensearchpy.exceptions import AuthorizationException
+from opensearchpy.exceptions import AuthorizationException, TransportError
 
 from catalogue.facets import name_sort_value
 from catalogue.opensearch_queries import synonym_rules
@@ -329,15 +329,26 @@ def test_a_refused_term_lookup_looks_every_word_up_misspelt(
             CATALOGUE[0], id=name, name=f"tool-{name}", keywords=(name,), title="A tool"
         )
 
+    asked: list[str] = []
+
+    def busy(**_: Any) -> Any:
+        asked.append("busy")
+        raise TransportError(503, "unavailable", {"error": {"reason": "busy"}})
+
     def refused(**_: Any) -> Any:
+        asked.append("refused")
         reason = "no permissions for [indices:data/read/mtv]"
         raise AuthorizationException(403, "security_exception", {"error": {"reason": reason}})
 
     index.upsert([entry("healpix"), entry("healpax"), *CATALOGUE[1:6]])
-    monkeypatch.setattr(index._client, "mtermvectors", refused)
-    found = index.search(SearchQuery(text="healpix"))
-    assert {hit.id for hit in found.hits} == {"healpix", "healpax"}  # as before the lookup
-    assert found.hits[0].id == "healpix"
+    for failing in (busy, refused):  # a failing lookup never fails the search
+        monkeypatch.setattr(index._client, "mtermvectors", failing)
+        found = index.search(SearchQuery(text="healpix"))
+        assert {hit.id for hit in found.hits} == {"healpix", "healpax"}  # as before the lookup
+        assert found.hits[0].id == "healpix"
+    index.upsert([entry("healpox")])  # a new generation: the refusal is not asked again
+    index.search(SearchQuery(text="healpix"))
+    assert asked == ["busy", "refused"]
 
 
 # ------------------------------------------------------------------------- failures

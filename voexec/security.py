@@ -21,10 +21,10 @@ if TYPE_CHECKING:
 __all__ = ["build_security", "security_of", "share_rate_limits"]
 
 
-def build_security(settings: Settings, buckets: BucketStore | None = None) -> Security:
+def build_security(settings: Settings) -> Security:
     """The security of `settings`; the OpenID Connect keys are fetched on first use only.
 
-    `buckets` holds the rate-limit buckets (default: this process's own).
+    Its rate-limit buckets are this process's own until `share_rate_limits` moves them.
     """
     jwt: JwtVerifier | None = None
     if settings.auth.oidc is not None:
@@ -35,7 +35,7 @@ def build_security(settings: Settings, buckets: BucketStore | None = None) -> Se
         auth=Authenticator.from_settings(
             settings.auth, jwt, anonymous_runs=settings.broker.allow_anonymous_runs
         ),
-        limiter=RateLimiter(settings.auth.limits, time.monotonic, buckets),
+        limiter=RateLimiter(settings.auth.limits, time.monotonic),
         owner_only_reads=settings.auth.owner_only_reads,
     )
 

@@ -9,14 +9,20 @@ than the platform's `data.max_size`, fails the preparation with the reason.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from broker import model
 from broker.model import SessionPhase as P
 from core.settings import PlatformDataSettings
-from tests.data_support import CHECKSUM_PROGRAM, Bucket, LocalBroker, said, sha256_hex
+from tests.data_support import (
+    CHECKSUM_PROGRAM,
+    LocalBroker,
+    s3_item,
+    said,
+    sha256_hex,
+    simple_item,
+)
 
 K = model.KINDS
 
@@ -25,24 +31,6 @@ pytestmark = pytest.mark.usefixtures("fresh_probes")
 
 def staging(tmp_path: Path, data: PlatformDataSettings) -> LocalBroker:
     return LocalBroker(tmp_path, data, CHECKSUM_PROGRAM)
-
-
-def simple(name: str, location: str) -> dict[str, Any]:
-    return {
-        "kind": K + "data/simple-data-resource.yaml",
-        "meta": {"name": name},
-        "location": location,
-    }
-
-
-def s3(name: str, bucket: Bucket, key: str) -> dict[str, Any]:
-    return {
-        "kind": K + "data/S3-data-resource.yaml",
-        "meta": {"name": name},
-        "endpoint": bucket.endpoint,
-        "bucket": bucket.name,
-        "object": key,
-    }
 
 
 @pytest.mark.s3
@@ -54,8 +42,8 @@ def test_a_program_reads_an_s3_object_and_an_http_file_staged_with_checksums(
     s3_bucket.put("obs/cube.fits", cube, tmp_path)
     http_files.files["/table.csv"] = table
     broker = staging(tmp_path, PlatformDataSettings())
-    cube_item = s3("cube", s3_bucket, "obs/cube.fits")
-    session = broker.run(data=[cube_item, simple("table", f"{http_files.url}/table.csv")])
+    cube_item = s3_item(s3_bucket.endpoint, s3_bucket.name, "obs/cube.fits", "cube")
+    session = broker.run(data=[cube_item, simple_item(f"{http_files.url}/table.csv", "table")])
     assert session.phase is P.COMPLETED, said(session)
     written = (broker.output(session) / "checksums.txt").read_text().split("\n")
     assert f"cube {len(cube)} {sha256_hex(cube)}" in written
@@ -68,7 +56,7 @@ def test_a_download_that_does_not_match_its_announced_md5_fails_the_preparation(
     http_files.files["/table.csv"] = b"the bytes sent"
     http_files.announce["/table.csv"] = b"the bytes meant"
     broker = staging(tmp_path, PlatformDataSettings())
-    session = broker.run(data=[simple("table", f"{http_files.url}/table.csv")])
+    session = broker.run(data=[simple_item(f"{http_files.url}/table.csv", "table")])
     assert session.phase is P.FAILED
     assert "the download's md5 is" in said(session)
     assert not (broker.output(session).parent / "data" / "table").exists()
@@ -77,6 +65,6 @@ def test_a_download_that_does_not_match_its_announced_md5_fails_the_preparation(
 def test_data_larger_than_the_platform_stages_is_a_no_at_offer_time(tmp_path, http_files):
     http_files.files["/big.bin"] = b"x" * 4096
     broker = staging(tmp_path, PlatformDataSettings(max_size=1 / (1 << 20)))  # 1 KiB
-    offers = broker.offers(data=[simple("big", f"{http_files.url}/big.bin")])
+    offers = broker.offers(data=[simple_item(f"{http_files.url}/big.bin", "big")])
     assert offers.result == "NO"
     assert "data 'big' is 4096 bytes, more than this platform stages" in said(offers)

@@ -36,6 +36,10 @@ from core.settings import OpenSearchSearch
 HEADING = "## Catalogue search (OpenSearch)"
 URL_ENV = "VOEXEC_TEST_OPENSEARCH_URL"
 TARGET_P99_MS = 20.0
+"""Faceted query p99 asked at up to `TARGET_ENTRIES` entries."""
+TARGET_ENTRIES = 100_000
+TARGET_P99_MS_AT_1M = 50.0
+"""Faceted query p99 asked at 1,000,000 entries."""
 UPSERTS = 2000
 UPSERT_BATCH = 200
 
@@ -196,7 +200,8 @@ def measure(url: str, entries: int, queries: int = 200, keep: str | None = None)
         workload = faceted_queries(queries, names)
         # A kept index may still hold an earlier run's answers in the shard request cache:
         # clear it, so that the first rows time the queries and not the cache.
-        httpx.post(f"{url}/{alias}/_cache/clear", params={"request": "true"}, timeout=30)
+        cleared = httpx.post(f"{url}/{alias}/_cache/clear", params={"request": "true"}, timeout=30)
+        cleared.raise_for_status()
         recorder = TookRecorder(index)
         _timed(index, workload[:20])  # warm the caches, as a running cluster would be
         load_before = os.getloadavg()
@@ -313,15 +318,16 @@ def section(results: list[Measured], cluster: str) -> str:
                 f"| {latency.p50:.2f} ms | {latency.p99:.2f} ms "
                 f"| {latency.took_p50:.0f} ms | {latency.took_p99:.0f} ms |"
             )
-    first = results[0]
-    verdict = "meets" if first.faceted.p99 < TARGET_P99_MS else "misses"
-    lines += [
-        "",
-        f"Target: faceted query p99 under {TARGET_P99_MS:.0f} ms at {first.entries:,} entries; "
-        f"measured {first.faceted.p99:.1f} ms ({verdict} it). The faceted queries matched "
-        f"{first.mean_hits:,.0f} entries on average.",
-        "",
-    ]
+    lines.append("")
+    for result in results:  # the issue sets one target per size
+        target = TARGET_P99_MS if result.entries <= TARGET_ENTRIES else TARGET_P99_MS_AT_1M
+        verdict = "meets" if result.faceted.p99 < target else "misses"
+        lines.append(
+            f"Target: faceted query p99 under {target:.0f} ms at {result.entries:,} entries; "
+            f"measured {result.faceted.p99:.1f} ms ({verdict} it). The faceted queries matched "
+            f"{result.mean_hits:,.0f} entries on average."
+        )
+    lines.append("")
     return "\n".join(lines)
 
 
